@@ -1,0 +1,43 @@
+#include "entity_actor.h"
+
+#include "codec.h"
+
+namespace tessera {
+
+caf::behavior entity_actor(caf::stateful_actor<entity_state>* self, std::string key, const kind_plan* plan,
+                           std::deque<record> records, caf::actor shard, std::chrono::milliseconds idle) {
+  self->state.key = std::move(key);
+  self->state.plan = plan;
+  self->state.records = std::move(records);
+  bool crash_next = false;
+  return {
+      [=](apply_atom, const record_batch& batch, int64_t watermark) mutable -> entity_delta {
+        if (crash_next) {
+          crash_next = false;
+          throw std::runtime_error("TEST_crash requested");
+        }
+        auto& st = self->state;
+        for (const auto& r : *batch) insert_record(st.records, r);
+        entity_delta d;
+        d.key = st.key;
+        // Drop what no window or as-of read can reach any more.
+        const int64_t cutoff = watermark - st.plan->retention_us;
+        while (!st.records.empty() && st.records.front().time <= cutoff) {
+          const auto& r = st.records.front();
+          d.pruned.push_back({r.time, r.seq, r.idx});
+          st.records.pop_front();
+        }
+        for (const view_def* v : st.plan->views)
+          d.vectors.emplace_back(v->qualified(), encode_vector(compute_vector(*v, st.records, watermark, st.key)));
+        return d;
+      },
+      [=](read_atom, uint32_t view, int64_t t) -> feature_vector {
+        return compute_vector(*self->state.plan->views.at(view), self->state.records, t, self->state.key);
+      },
+      [=](crash_atom) mutable { crash_next = true; },
+      [=](stop_atom) { self->quit(); },
+      caf::after(idle) >> [=] { self->send(shard, passivate_atom::value, self->state.key); },
+  };
+}
+
+}  // namespace tessera

@@ -1,0 +1,115 @@
+// The message contract of the feature actors, in one place.
+//
+//   supervisor  <- read_atom, read_request         (from the gateway; replies via callback)
+//               <- status_atom, status_request
+//               <- restart_atom, std::string shard  (self, after a crash back-off)
+//   shard       <- delivery                         (from the bus: one JetStream message or a pull's end)
+//               <- flush_atom / tick_atom           (self)
+//               <- read_atom, uint32 view, vector<string> keys, int64 as_of -> vector<feature_vector>
+//               <- status_atom -> shard_status
+//               <- passivate_atom, std::string key  (from an idle entity)
+//   entity      <- apply_atom, shared_ptr<const vector<record>>, int64 watermark -> entity_delta
+//               <- read_atom, uint32 view, int64 t -> feature_vector
+//               <- stop_atom                        (passivation: state is already persisted)
+//
+// CAF messages never leave the process (nodes talk over NATS), so these types are allowed
+// unserialised with CAF_ALLOW_UNSAFE_MESSAGE_TYPE.
+#pragma once
+#include <caf/all.hpp>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "aggregate.h"
+#include "bus.h"
+#include "definitions.h"
+#include "metrics.h"
+#include "store.h"
+
+namespace tessera {
+
+class shard_map;
+
+using apply_atom = caf::atom_constant<caf::atom("apply")>;
+using read_atom = caf::atom_constant<caf::atom("read")>;
+using status_atom = caf::atom_constant<caf::atom("status")>;
+using flush_atom = caf::atom_constant<caf::atom("flush")>;
+using tick_atom = caf::atom_constant<caf::atom("tick")>;
+using passivate_atom = caf::atom_constant<caf::atom("passivate")>;
+using stop_atom = caf::atom_constant<caf::atom("stop")>;
+using restart_atom = caf::atom_constant<caf::atom("restart")>;
+using init_atom = caf::atom_constant<caf::atom("init")>;
+using crash_atom = caf::atom_constant<caf::atom("TEST_crash")>;
+
+struct features_options {
+  uint32_t shard_count = 64;
+  std::chrono::milliseconds entity_idle{std::chrono::minutes(5)};
+  int pull_batch = 256;               // JetStream messages per pull request
+  int entity_max_restarts = 3;        // within restart_window, then its events go to the DLQ
+  int shard_max_restarts = 5;         // within restart_window, then the shard is reported failed
+  std::chrono::seconds restart_window{60};
+};
+
+// Everything the feature actors share. Owned by the node; outlives the actor system.
+struct features_context {
+  std::shared_ptr<const definitions> defs;
+  store* db = nullptr;
+  bus* nats = nullptr;
+  node_metrics* metrics = nullptr;
+  log_limiter* limiter = nullptr;
+  const shard_map* shards = nullptr;
+  std::string node_id;
+  features_options opts;
+};
+using context_ptr = std::shared_ptr<const features_context>;
+
+struct record_id {
+  int64_t time;
+  uint64_t seq;
+  uint32_t idx;
+};
+
+// An entity's answer to apply: what it pruned and its vectors at the new watermark.
+struct entity_delta {
+  std::string key;
+  std::vector<record_id> pruned;
+  std::vector<std::pair<std::string, std::string>> vectors;  // (view@version, encoded vector)
+};
+
+struct shard_status {
+  shard_id id;
+  shard_meta meta;
+  uint64_t lag = 0;
+  uint32_t active = 0;
+  uint32_t passivated = 0;
+  uint32_t restarts = 0;
+  std::string failed;
+};
+
+struct read_request {
+  std::string view;
+  std::vector<std::string> keys;
+  int64_t as_of = 0;
+  std::function<void(result<std::vector<feature_vector>>)> done;
+};
+
+struct status_request {
+  std::function<void(std::vector<shard_status>)> done;
+};
+
+using record_batch = std::shared_ptr<const std::vector<record>>;
+
+}  // namespace tessera
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tessera::delivery)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tessera::entity_delta)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tessera::shard_status)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tessera::read_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tessera::status_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tessera::record_batch)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tessera::feature_vector)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<tessera::feature_vector>)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::deque<tessera::record>)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tessera::context_ptr)

@@ -1,0 +1,443 @@
+#include "shard_actor.h"
+
+#include <capnp/serialize.h>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "codec.h"
+#include "entity_actor.h"
+#include "hash.h"
+#include "time_util.h"
+
+namespace tessera {
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+constexpr auto kRequestTimeout = std::chrono::seconds(30);
+constexpr int64_t kPullExpiresMs = 5000;
+
+// One entity's share of an applied batch.
+struct group {
+  std::string key;
+  std::shared_ptr<std::vector<record>> recs = std::make_shared<std::vector<record>>();
+  bool is_new = false;
+  entity_delta delta;
+  bool done = false;
+  bool dead_lettered = false;
+};
+
+// The batch being applied: decoded, routed to entities, waiting for their deltas.
+struct apply_job {
+  std::vector<group> groups;
+  std::unordered_map<std::string, size_t> index;
+  size_t outstanding = 0;
+  uint64_t max_seq = 0;
+  int64_t watermark = 0;
+  uint64_t events = 0;
+  std::string ack_subject;
+  std::vector<std::string> dead_letters;  // JSON records for tsr.dlq.<stream>
+};
+
+std::string dlq_json(const shard_id& id, uint64_t seq, int64_t index, const std::string& reason,
+                     const nlohmann::json& event) {
+  nlohmann::json j{{"stream", id.stream}, {"kind", id.kind},   {"shard", id.shard}, {"seq", seq},
+                   {"index", index},      {"reason", reason}, {"time", format_timestamp(now_micros())}};
+  if (!event.is_null()) j["event"] = event;
+  return j.dump();
+}
+
+nlohmann::json record_json(const kind_plan& p, const std::string& key, const record& r) {
+  nlohmann::json f = nlohmann::json::object();
+  for (size_t i = 0; i < r.fields.size() && i < p.stored_field_names.size(); ++i) f[p.stored_field_names[i]] = to_text(r.fields[i]);
+  return {{"key", key}, {"event_time", format_timestamp(r.time)}, {"fields", f}};
+}
+
+}  // namespace
+
+caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ctx, shard_id id) {
+  auto& st = self->state;
+  st.ctx = ctx;
+  st.id = id;
+  st.plan = ctx->defs->find_plan(id.stream, id.kind);
+  st.stream = ctx->defs->find_stream(id.stream);
+  auto job = std::make_shared<std::unique_ptr<apply_job>>();
+
+  auto warn_limited = [self](const std::string& what, const std::string& detail) {
+    uint64_t suppressed = 0;
+    if (self->state.ctx->limiter->allow(self->state.id.stream + ":" + what, suppressed))
+      spdlog::warn("shard {}: {}: {}{}", self->state.id.name(), what, detail,
+                   suppressed ? fmt::format(" ({} similar suppressed)", suppressed) : "");
+  };
+
+  // Entities die with their shard (linked); the shard hears of entity exits here.
+  self->set_exit_handler([self](caf::exit_msg& m) {
+    auto& s = self->state;
+    auto it = s.by_addr.find(m.source);
+    if (it != s.by_addr.end()) {
+      auto a = s.active.find(it->second);
+      if (a != s.active.end() && a->second.address() == m.source) s.active.erase(a);
+      s.by_addr.erase(it);
+      return;
+    }
+    if (m.reason != caf::exit_reason::normal) self->quit(m.reason);
+  });
+
+  auto activate = [self, warn_limited](const std::string& key) -> caf::actor {
+    auto& s = self->state;
+    auto it = s.active.find(key);
+    if (it != s.active.end()) return it->second;
+    std::deque<record> recs;
+    if (s.known.count(key)) {
+      auto loaded = s.ctx->db->load_records(s.id, key);
+      if (loaded) recs = std::move(loaded.value());
+      else warn_limited("corrupt entity state", loaded.error_message());
+    }
+    auto a = self->spawn<caf::linked>(entity_actor, key, s.plan, std::move(recs), caf::actor_cast<caf::actor>(self),
+                                      s.ctx->opts.entity_idle);
+    s.active.emplace(key, a);
+    s.by_addr.emplace(a.address(), key);
+    return a;
+  };
+
+  auto maybe_pull = [self]() {
+    auto& s = self->state;
+    if (!s.ready) return;
+    const int batch = s.ctx->opts.pull_batch;
+    int credit = 0;
+    auto now = clock_type::now();
+    for (auto it = s.pulls.begin(); it != s.pulls.end();) {
+      // A pull the server never answered (e.g. lost in a reconnect) is forgotten after expiry.
+      if (now - it->second.issued > std::chrono::milliseconds(kPullExpiresMs + 3000)) it = s.pulls.erase(it);
+      else credit += (it++)->second.remaining;
+    }
+    if (s.pulls.size() >= 2 || credit >= batch / 2 || s.pending.size() >= static_cast<size_t>(4 * batch)) return;
+    uint64_t no = s.ctx->nats->pull(s.id.stream, s.id.kind, s.id.shard, *s.inbox, batch, kPullExpiresMs);
+    if (no) s.pulls[no] = {batch, now};
+  };
+
+  auto schedule_flush = [self]() {
+    if (!self->state.flush_scheduled) {
+      self->state.flush_scheduled = true;
+      self->send(self, flush_atom::value);
+    }
+  };
+
+  // Writes everything the batch changed, with the new sequence, in one WriteBatch.
+  auto commit = [self, job, maybe_pull, schedule_flush]() {
+    auto& s = self->state;
+    apply_job& j = **job;
+    store::batch b(s.id);
+    uint64_t applied = 0;
+    for (auto& g : j.groups) {
+      if (g.dead_lettered) continue;
+      for (auto& r : *g.recs) b.put_record(g.key, r);
+      for (auto& p : g.delta.pruned) b.delete_record(g.key, p.time, p.seq, p.idx);
+      for (auto& [view, bytes] : g.delta.vectors) b.put_vector(view, g.key, bytes);
+      if (g.is_new && !s.known.count(g.key)) b.put_known(g.key);
+      applied += g.recs->size();
+    }
+    shard_meta m = s.meta;
+    m.applied_seq = std::max(m.applied_seq, j.max_seq);
+    m.watermark = std::max(m.watermark, j.watermark);
+    m.dead_letters += j.dead_letters.size();
+    m.events_applied += applied;
+    b.put_meta(m);
+    // Dead letters go out before the commit: after a crash they may repeat, never vanish.
+    for (auto& d : j.dead_letters) s.ctx->nats->publish_dead_letter(s.id.stream, d);
+    auto w = s.ctx->db->write(b);
+    if (!w) {
+      spdlog::error("shard {}: {}; restarting the shard", s.id.name(), w.error_message());
+      self->quit(caf::make_error(caf::sec::runtime_error, w.error_message()));
+      return;
+    }
+    s.meta = m;
+    for (auto& g : j.groups)
+      if (!g.dead_lettered) s.known.insert(g.key);
+    s.ctx->metrics->events_applied += applied;
+    s.ctx->metrics->dead_letters += j.dead_letters.size();
+    s.ctx->nats->ack(j.ack_subject);
+    for (auto& g : j.groups) {
+      auto it = s.inflight.find(g.key);
+      if (it != s.inflight.end() && --it->second <= 0) s.inflight.erase(it);
+    }
+    job->reset();
+    s.applying = false;
+    if (!s.pending.empty()) schedule_flush();
+    maybe_pull();
+  };
+
+  auto finish_group = [job, commit](group& g) {
+    g.done = true;
+    if (--(*job)->outstanding == 0) commit();
+  };
+
+  // Sends one entity its records; on a crash restarts it from persisted state (one-for-one)
+  // until the restart intensity is exceeded, then dead-letters its events.
+  std::shared_ptr<std::function<void(size_t)>> send_group = std::make_shared<std::function<void(size_t)>>();
+  *send_group = [self, job, activate, finish_group, send_group, warn_limited](size_t gi) {
+    auto& s = self->state;
+    group& g = (*job)->groups[gi];
+    caf::actor a = activate(g.key);
+    self->request(a, kRequestTimeout, apply_atom::value, record_batch(g.recs), (*job)->watermark)
+        .then(
+            [self, job, gi, finish_group](entity_delta& d) {
+              group& g = (*job)->groups[gi];
+              g.delta = std::move(d);
+              finish_group(g);
+            },
+            [self, job, gi, finish_group, send_group, warn_limited](caf::error& err) {
+              auto& s = self->state;
+              group& g = (*job)->groups[gi];
+              s.ctx->metrics->entity_restarts++;
+              auto it = s.active.find(g.key);
+              if (it != s.active.end()) {
+                s.by_addr.erase(it->second.address());
+                self->send_exit(it->second, caf::exit_reason::kill);
+                s.active.erase(it);
+              }
+              auto& f = s.failures[g.key];
+              auto now = clock_type::now();
+              f.push_back(now);
+              while (!f.empty() && now - f.front() > s.ctx->opts.restart_window) f.pop_front();
+              std::string why = self->system().render(err);
+              if (static_cast<int>(f.size()) > s.ctx->opts.entity_max_restarts) {
+                warn_limited("entity crash-looping", "entity " + g.key + " failed " + std::to_string(f.size()) +
+                                                         " times; its events go to the dead-letter stream: " + why);
+                for (auto& r : *g.recs)
+                  (*job)->dead_letters.push_back(dlq_json(s.id, r.seq, r.idx, "entity actor failed repeatedly: " + why,
+                                                          record_json(*s.plan, g.key, r)));
+                g.dead_lettered = true;
+                finish_group(g);
+              } else {
+                warn_limited("entity restarted", "entity " + g.key + " restarted from persisted state after: " + why);
+                (*send_group)(gi);
+              }
+            });
+  };
+
+  // Decodes the pending deliveries, routes events to entities, dead-letters what is invalid.
+  auto start_apply = [self, job, send_group, commit, warn_limited]() {
+    auto& s = self->state;
+    if (s.applying || s.pending.empty() || !s.ready) return;
+    std::vector<delivery> batch;
+    batch.swap(s.pending);
+    std::sort(batch.begin(), batch.end(), [](auto& a, auto& b) { return a.seq < b.seq; });
+    *job = std::make_unique<apply_job>();
+    apply_job& j = **job;
+    j.watermark = s.meta.watermark;
+    const int64_t retention = s.plan->retention_us;
+    for (auto& d : batch) {
+      if (d.seq <= s.meta.applied_seq || d.seq <= j.max_seq) continue;  // already applied: exactly once
+      j.max_seq = d.seq;
+      j.ack_subject = d.ack_subject;
+      auto dead = [&](int64_t idx, const std::string& reason, nlohmann::json ev = nullptr) {
+        j.dead_letters.push_back(dlq_json(s.id, d.seq, idx, reason, ev));
+        warn_limited("dead letter", reason);
+      };
+      if (d.data.size() % sizeof(capnp::word) != 0 || d.data.empty()) {
+        dead(-1, "malformed EventBatch: " + std::to_string(d.data.size()) + " bytes is not a Cap'n Proto message");
+        continue;
+      }
+      auto words = kj::heapArray<capnp::word>(d.data.size() / sizeof(capnp::word));
+      std::memcpy(words.begin(), d.data.data(), d.data.size());
+      try {
+        capnp::FlatArrayMessageReader reader(words);
+        auto events = reader.getRoot<wire::EventBatch>().getEvents();
+        for (uint32_t i = 0; i < events.size(); ++i) {
+          auto e = events[i];
+          normalized_event ne;
+          event_error err;
+          if (!normalize_event(e, *s.stream, ne, err)) {
+            dead(i, (err.field.empty() ? "" : "field " + err.field + ": ") + err.reason);
+            continue;
+          }
+          std::string key = entity_key(ne, *s.plan, err);
+          if (key.empty()) {
+            dead(i, "field " + err.field + ": " + err.reason);
+            continue;
+          }
+          if (e.hasKey() && e.getKey().size() && std::string(e.getKey().cStr()) != key) {
+            dead(i, "key '" + std::string(e.getKey().cStr()) + "' does not match its key fields ('" + key + "')");
+            continue;
+          }
+          if (shard_of(key, s.ctx->opts.shard_count) != s.id.shard) {
+            dead(i, "entity '" + key + "' belongs to shard " + std::to_string(shard_of(key, s.ctx->opts.shard_count)) +
+                        ", not " + std::to_string(s.id.shard) + " (see schemas/SUBJECTS.md)");
+            continue;
+          }
+          if (j.watermark > 0 && ne.time <= j.watermark - retention) {
+            dead(i, "event time " + format_timestamp(ne.time) + " is before the retained window (watermark " +
+                        format_timestamp(j.watermark) + ")");
+            continue;
+          }
+          record r;
+          r.time = ne.time;
+          r.seq = d.seq;
+          r.idx = i;
+          r.fields.reserve(s.plan->stored_field_index.size());
+          for (int fi : s.plan->stored_field_index) r.fields.push_back(ne.fields[fi]);
+          j.watermark = std::max(j.watermark, ne.time);
+          auto [it, inserted] = j.index.emplace(key, j.groups.size());
+          if (inserted) {
+            j.groups.emplace_back();
+            j.groups.back().key = key;
+            j.groups.back().is_new = !s.known.count(key);
+          }
+          j.groups[it->second].recs->push_back(std::move(r));
+          ++j.events;
+        }
+      } catch (const kj::Exception& ex) {
+        dead(-1, std::string("malformed EventBatch: ") + ex.getDescription().cStr());
+      }
+    }
+    if (j.max_seq == 0) {  // nothing new
+      job->reset();
+      return;
+    }
+    s.applying = true;
+    j.outstanding = j.groups.size();
+    if (j.groups.empty()) {
+      commit();
+      return;
+    }
+    for (size_t gi = 0; gi < j.groups.size(); ++gi) {
+      s.inflight[j.groups[gi].key]++;
+      (*send_group)(gi);
+    }
+  };
+
+  auto init = [self, maybe_pull]() -> bool {
+    auto& s = self->state;
+    s.meta = s.ctx->db->load_meta(s.id);
+    for (auto& k : s.ctx->db->known_entities(s.id)) s.known.insert(k);
+    auto r = s.ctx->nats->reset_consumer(s.id.stream, s.id.kind, s.id.shard, s.meta.applied_seq + 1);
+    if (!r) {
+      spdlog::warn("shard {}: {}; retrying", s.id.name(), r.error_message());
+      return false;
+    }
+    caf::actor me = caf::actor_cast<caf::actor>(self);
+    if (!s.inbox) {
+      auto in = s.ctx->nats->open_inbox([me](delivery&& d) { caf::anon_send(me, std::move(d)); });
+      if (!in) {
+        spdlog::warn("shard {}: {}; retrying", s.id.name(), in.error_message());
+        return false;
+      }
+      s.inbox = std::move(in.value());
+    }
+    s.ready = true;
+    maybe_pull();
+    return true;
+  };
+  if (!init()) self->delayed_send(self, std::chrono::seconds(1), init_atom::value);
+  self->delayed_send(self, std::chrono::seconds(1), tick_atom::value);
+  self->attach_functor([self] { self->state.inbox.reset(); });
+
+  return {
+      [=](init_atom) {
+        if (!self->state.ready && !init()) self->delayed_send(self, std::chrono::seconds(1), init_atom::value);
+      },
+      [=](delivery& d) {
+        auto& s = self->state;
+        if (d.end) {
+          auto p = s.pulls.find(d.pull_no);
+          if (p == s.pulls.end()) return;
+          s.pulls.erase(p);
+          if (d.status == "409") self->delayed_send(self, std::chrono::milliseconds(50), tick_atom::value);
+          else maybe_pull();
+          return;
+        }
+        // Data carries no pull number: it counts against the oldest outstanding pull.
+        if (!s.pulls.empty()) {
+          auto oldest = std::min_element(s.pulls.begin(), s.pulls.end(), [](auto& a, auto& b) { return a.first < b.first; });
+          if (--oldest->second.remaining <= 0) s.pulls.erase(oldest);
+        }
+        s.last_pending = d.pending;
+        s.pending.push_back(std::move(d));
+        schedule_flush();
+        maybe_pull();
+      },
+      [=](flush_atom) {
+        self->state.flush_scheduled = false;
+        start_apply();
+      },
+      [=](tick_atom) {
+        maybe_pull();
+        self->delayed_send(self, std::chrono::seconds(1), tick_atom::value);
+      },
+      [=](passivate_atom, const std::string& key) {
+        auto& s = self->state;
+        if (s.inflight.count(key)) return;  // busy: it will time out again later
+        auto it = s.active.find(key);
+        if (it == s.active.end()) return;
+        s.by_addr.erase(it->second.address());
+        self->send(it->second, stop_atom::value);
+        s.active.erase(it);
+      },
+      [=](read_atom, uint32_t view, std::vector<std::string>& keys, int64_t as_of) {
+        auto& s = self->state;
+        auto rp = self->make_response_promise();
+        const view_def* v = s.plan->views.at(view);
+        int64_t t = as_of ? as_of : s.meta.watermark;
+        if (as_of && s.meta.watermark && as_of <= s.meta.watermark - v->as_of_horizon_us) {
+          rp.deliver(caf::make_error(caf::sec::invalid_argument,
+                                     "as-of " + format_timestamp(as_of) + " is before the retained window of view " +
+                                         v->qualified() + " (earliest " +
+                                         format_timestamp(s.meta.watermark - v->as_of_horizon_us + 1) + ")"));
+          return;
+        }
+        struct gather {
+          std::vector<feature_vector> out;
+          size_t left = 0;
+          bool failed = false;
+        };
+        auto g = std::make_shared<gather>();
+        g->out.resize(keys.size());
+        for (size_t i = 0; i < keys.size(); ++i) {
+          if (!s.known.count(keys[i]) && !s.active.count(keys[i])) {
+            g->out[i] = compute_vector(*v, {}, t, keys[i]);
+            continue;
+          }
+          ++g->left;
+          const std::string key = keys[i];
+          s.inflight[key]++;
+          self->request(activate(key), kRequestTimeout, read_atom::value, view, t)
+              .then(
+                  [self, g, i, rp, key](feature_vector& fv) mutable {
+                    auto& in = self->state.inflight;
+                    if (--in[key] <= 0) in.erase(key);
+                    g->out[i] = std::move(fv);
+                    if (--g->left == 0 && !g->failed) rp.deliver(std::move(g->out));
+                  },
+                  [self, g, rp, key](caf::error& err) mutable {
+                    auto& in = self->state.inflight;
+                    if (--in[key] <= 0) in.erase(key);
+                    if (!g->failed) {
+                      g->failed = true;
+                      rp.deliver(std::move(err));
+                    }
+                  });
+        }
+        if (g->left == 0) rp.deliver(std::move(g->out));
+      },
+      [=](status_atom) -> shard_status {
+        auto& s = self->state;
+        shard_status out;
+        out.id = s.id;
+        out.meta = s.meta;
+        out.lag = s.last_pending + s.pending.size();
+        out.active = static_cast<uint32_t>(s.active.size());
+        size_t passive = 0;
+        for (auto& k : s.known)
+          if (!s.active.count(k)) ++passive;
+        out.passivated = static_cast<uint32_t>(passive);
+        return out;
+      },
+      [=](crash_atom, const std::string& key) {
+        // Test hook: the entity's next apply throws, exercising one-for-one restart.
+        self->send(activate(key), crash_atom::value);
+      },
+      [=](stop_atom) { self->quit(); },
+  };
+}
+
+}  // namespace tessera

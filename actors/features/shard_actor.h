@@ -1,0 +1,46 @@
+// Shard actor: owns one shard of one (stream, entity kind). It pulls event batches from its
+// durable JetStream consumer, applies them in stream order through its per-entity actors, and
+// persists entity records, online vectors and the applied sequence in one RocksDB WriteBatch.
+// Lifecycle: spawned and monitored by the feature supervisor; on (re)start it reloads its
+// meta and re-creates its consumer at applied sequence + 1, so nothing is lost or applied
+// twice. It supervises its entity actors one-for-one (see README in this folder).
+#pragma once
+#include <deque>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "messages.h"
+
+namespace tessera {
+
+struct shard_state {
+  context_ptr ctx;
+  shard_id id;
+  const kind_plan* plan = nullptr;
+  const stream_def* stream = nullptr;
+  shard_meta meta;
+  bool ready = false;
+
+  std::unordered_map<std::string, caf::actor> active;
+  std::unordered_map<caf::actor_addr, std::string> by_addr;
+  std::unordered_set<std::string> known;
+  std::unordered_map<std::string, int> inflight;  // outstanding requests per entity
+  std::unordered_map<std::string, std::deque<std::chrono::steady_clock::time_point>> failures;
+
+  struct pull_info {
+    int remaining;
+    std::chrono::steady_clock::time_point issued;
+  };
+  std::unordered_map<uint64_t, pull_info> pulls;
+  std::unique_ptr<bus::inbox> inbox;
+  std::vector<delivery> pending;
+  bool flush_scheduled = false;
+  bool applying = false;
+  uint64_t last_pending = 0;
+
+  static inline const char* name = "tsr.shard";
+};
+
+caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ctx, shard_id id);
+
+}  // namespace tessera

@@ -1,0 +1,347 @@
+#include "commands.h"
+
+#include <capnp/ez-rpc.h>
+#include <nlohmann/json.hpp>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <deque>
+#include <iostream>
+#include <map>
+#include <thread>
+
+#include "hash.h"
+#include "input_reader.h"
+#include "schemas/tessera.capnp.h"
+#include "time_util.h"
+
+namespace tessera::cli {
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+std::string describe(const kj::Exception& e) {
+  std::string d = e.getDescription().cStr();
+  const std::string prefix = "remote exception: ";
+  if (d.rfind(prefix, 0) == 0) d = d.substr(prefix.size());
+  return d;
+}
+
+void fail_connect(const std::string& rpc, const kj::Exception& e) {
+  std::fprintf(stderr, "error: cannot reach a Tessera node at %s: %s\n  Is `tessera node` running there? (--rpc HOST:PORT)\n",
+               rpc.c_str(), describe(e).c_str());
+}
+
+nlohmann::json value_json(wire::Value::Reader v) {
+  switch (v.which()) {
+    case wire::Value::NULL_: return nullptr;
+    case wire::Value::INT: return v.getInt();
+    case wire::Value::FLOAT: return v.getFloat();
+    case wire::Value::TEXT: return std::string(v.getText().cStr());
+    case wire::Value::BOOL: return v.getBool();
+    case wire::Value::TIMESTAMP: return format_timestamp(v.getTimestamp());
+    case wire::Value::TEXT_LIST: {
+      auto a = nlohmann::json::array();
+      for (auto t : v.getTextList()) a.push_back(std::string(t.cStr()));
+      return a;
+    }
+  }
+  return nullptr;
+}
+
+const char* status_name(wire::Status s) {
+  switch (s) {
+    case wire::Status::FRESH: return "fresh";
+    case wire::Status::STALE: return "stale";
+    default: return "missing";
+  }
+}
+
+std::string human(uint64_t n) {
+  std::string s = std::to_string(n);
+  for (int i = static_cast<int>(s.size()) - 3; i > 0; i -= 3) s.insert(static_cast<size_t>(i), ",");
+  return s;
+}
+
+}  // namespace
+
+int run_ingest(const ingest_args& a) {
+  auto reader = input_reader::open(a.file, a.format);
+  if (!reader) {
+    std::fprintf(stderr, "error: %s\n", reader.error_message().c_str());
+    return 2;
+  }
+  if (a.batch == 0 || a.batch > 100000) {
+    std::fprintf(stderr, "error: --batch must be between 1 and 100000\n");
+    return 2;
+  }
+  try {
+    capnp::EzRpcClient client(a.rpc);
+    auto& ws = client.getWaitScope();
+    auto gw = client.getMain<wire::Gateway>();
+
+    struct chunk {
+      std::vector<input_row> rows;
+      std::string id;
+      int attempts = 0;
+    };
+    struct inflight {
+      chunk c;
+      kj::Promise<capnp::Response<wire::Gateway::IngestResults>> p;
+    };
+    uint64_t sent = 0, accepted = 0, duplicates = 0, rejected = 0, bad_rows = 0, chunk_no = 0;
+    std::deque<inflight> window;
+    auto start = clock_type::now();
+    auto last_draw = start;
+    const bool tty = ::isatty(2) && !a.quiet;
+    std::vector<std::string> problems;
+    auto note = [&](uint64_t line, const std::string& what) {
+      if (problems.size() < 20) problems.push_back("line " + std::to_string(line) + ": " + what);
+    };
+    auto draw = [&](bool final) {
+      auto now = clock_type::now();
+      if (!final && now - last_draw < std::chrono::milliseconds(tty ? 200 : 5000)) return;
+      last_draw = now;
+      double secs = std::chrono::duration<double>(now - start).count();
+      double rate = secs > 0 ? static_cast<double>(accepted + duplicates) / secs : 0;
+      double frac = final ? 1.0 : (*reader)->progress();
+      int bars = static_cast<int>(frac * 30);
+      if (a.quiet && !final) return;
+      std::fprintf(stderr, "%s[%.*s%*s] %3.0f%%  %s events  %s ev/s  %s rejected%s", tty ? "\r" : "", bars,
+                   "##############################", 30 - bars, "", frac * 100, human(accepted + duplicates).c_str(),
+                   human(static_cast<uint64_t>(rate)).c_str(), human(rejected + bad_rows).c_str(), (final || !tty) ? "\n" : "");
+      std::fflush(stderr);
+    };
+    auto send = [&](chunk c) {
+      auto req = gw.ingestRequest();
+      req.setStream(a.stream);
+      req.setBatchId(c.id);
+      auto evs = req.initEvents(static_cast<unsigned>(c.rows.size()));
+      for (size_t i = 0; i < c.rows.size(); ++i) {
+        auto& row = c.rows[i];
+        auto fl = evs[static_cast<unsigned>(i)].initFields(static_cast<unsigned>(row.fields.size()));
+        for (size_t k = 0; k < row.fields.size(); ++k) {
+          auto& f = row.fields[k];
+          auto fb = fl[static_cast<unsigned>(k)];
+          fb.setName(f.name);
+          auto v = fb.initValue();
+          switch (f.k) {
+            case input_field::text: v.setText(f.text_value); break;
+            case input_field::number_int: v.setInt(f.i); break;
+            case input_field::number_float: v.setFloat(f.f); break;
+            case input_field::boolean: v.setBool(f.b); break;
+            case input_field::null: v.setNull(); break;
+          }
+        }
+      }
+      window.push_back({std::move(c), req.send()});
+    };
+    auto settle_front = [&]() -> bool {
+      inflight f = std::move(window.front());
+      window.pop_front();
+      try {
+        auto r = f.p.wait(ws);
+        accepted += r.getAccepted() - r.getDuplicates();
+        duplicates += r.getDuplicates();
+        for (auto rj : r.getRejected()) {
+          ++rejected;
+          uint64_t line = rj.getIndex() < f.c.rows.size() ? f.c.rows[rj.getIndex()].line : 0;
+          std::string field = rj.getField().cStr();
+          note(line, (field.empty() ? "" : "field " + field + ": ") + rj.getReason().cStr());
+        }
+      } catch (const kj::Exception& e) {
+        bool retryable = e.getType() == kj::Exception::Type::OVERLOADED || e.getType() == kj::Exception::Type::DISCONNECTED;
+        if (!retryable || ++f.c.attempts > 5 || e.getDescription().startsWith("remote exception") == false) {
+          std::fprintf(stderr, "\nerror: ingest of lines %llu-%llu failed: %s\n",
+                       static_cast<unsigned long long>(f.c.rows.front().line),
+                       static_cast<unsigned long long>(f.c.rows.back().line), describe(e).c_str());
+          std::fprintf(stderr, "  re-running the same command resumes safely: batches already stored are not counted twice\n");
+          return false;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(200 << f.c.attempts));
+        send(std::move(f.c));  // same batch id: idempotent
+      }
+      return true;
+    };
+
+    chunk cur;
+    uint64_t content_hash = 1469598103934665603ULL;
+    input_row row;
+    bool more = true;
+    while (more) {
+      more = (*reader)->next(row);
+      if (more) {
+        if (!row.error.empty()) {
+          ++bad_rows;
+          note(row.line, row.error);
+          continue;
+        }
+        for (auto& f : row.fields) content_hash = (content_hash ^ stable_hash(f.text_value)) * 1099511628211ULL;
+        cur.rows.push_back(std::move(row));
+        row = input_row();
+      }
+      if (cur.rows.size() >= a.batch || (!more && !cur.rows.empty())) {
+        // The id depends on the stream, the chunk's position and content: a re-run of the same
+        // file produces the same ids, which JetStream de-duplicates.
+        char idbuf[64];
+        std::snprintf(idbuf, sizeof idbuf, "%016llx-%llu", static_cast<unsigned long long>(content_hash ^ stable_hash(a.stream)),
+                      static_cast<unsigned long long>(chunk_no++));
+        cur.id = idbuf;
+        sent += cur.rows.size();
+        send(std::move(cur));
+        cur = chunk();
+        content_hash = 1469598103934665603ULL;
+        while (window.size() >= static_cast<size_t>(std::max(1, a.window)))
+          if (!settle_front()) return 2;
+        draw(false);
+      }
+    }
+    while (!window.empty())
+      if (!settle_front()) return 2;
+    draw(true);
+    double secs = std::chrono::duration<double>(clock_type::now() - start).count();
+    std::fprintf(stderr, "ingested %s events into %s in %.1f s (%s already stored, skipped), %s rejected\n",
+                 human(accepted).c_str(), a.stream.c_str(), secs, human(duplicates).c_str(), human(rejected + bad_rows).c_str());
+    for (auto& p : problems) std::fprintf(stderr, "  %s\n", p.c_str());
+    if (rejected + bad_rows > problems.size()) std::fprintf(stderr, "  … and %s more\n", human(rejected + bad_rows - problems.size()).c_str());
+    return (rejected + bad_rows) ? 1 : 0;
+  } catch (const kj::Exception& e) {
+    fail_connect(a.rpc, e);
+    return 2;
+  }
+}
+
+int run_features(const features_args& a) {
+  int64_t as_of = 0;
+  if (!a.as_of.empty()) {
+    auto t = parse_timestamp(a.as_of);
+    if (!t) {
+      std::fprintf(stderr, "error: --as-of: %s\n", t.error_message().c_str());
+      return 2;
+    }
+    as_of = *t;
+  }
+  try {
+    capnp::EzRpcClient client(a.rpc);
+    auto& ws = client.getWaitScope();
+    auto req = client.getMain<wire::Gateway>().getFeaturesRequest();
+    req.setView(a.view);
+    req.setAsOf(as_of);
+    auto el = req.initEntities(static_cast<unsigned>(a.entities.size()));
+    for (size_t i = 0; i < a.entities.size(); ++i) el.set(static_cast<unsigned>(i), a.entities[i]);
+    capnp::Response<wire::Gateway::GetFeaturesResults> resp = [&] {
+      try {
+        return req.send().wait(ws);
+      } catch (const kj::Exception& e) {
+        if (e.getType() == kj::Exception::Type::DISCONNECTED && !e.getDescription().startsWith("remote exception")) throw;
+        std::fprintf(stderr, "error: %s\n", describe(e).c_str());
+        std::exit(2);
+      }
+    }();
+    if (a.json) {
+      auto arr = nlohmann::json::array();
+      for (auto v : resp.getVectors()) {
+        nlohmann::json values = nlohmann::json::object(), times = nlohmann::json::object();
+        for (auto f : v.getValues()) {
+          values[f.getName().cStr()] = value_json(f.getValue());
+          times[f.getName().cStr()] = f.getEventTime() ? nlohmann::json(format_timestamp(f.getEventTime())) : nlohmann::json(nullptr);
+        }
+        arr.push_back({{"entity", v.getEntity().cStr()},
+                       {"view", std::string(v.getView().cStr()) + "@" + std::to_string(v.getVersion())},
+                       {"values", values},
+                       {"feature_event_times", times},
+                       {"event_time", v.getEventTime() ? nlohmann::json(format_timestamp(v.getEventTime())) : nlohmann::json(nullptr)},
+                       {"as_of", format_timestamp(v.getAsOf())},
+                       {"status", status_name(v.getStatus())}});
+      }
+      std::cout << arr.dump(2) << "\n";
+      return 0;
+    }
+    for (auto v : resp.getVectors()) {
+      std::printf("%s  (%s@%u, %s, as of %s, last event %s)\n", v.getEntity().cStr(), v.getView().cStr(), v.getVersion(),
+                  status_name(v.getStatus()), format_timestamp(v.getAsOf()).c_str(),
+                  v.getEventTime() ? format_timestamp(v.getEventTime()).c_str() : "none");
+      for (auto f : v.getValues()) {
+        auto j = value_json(f.getValue());
+        std::printf("  %-24s %s\n", f.getName().cStr(), j.is_null() ? "null" : j.dump().c_str());
+      }
+    }
+    return 0;
+  } catch (const kj::Exception& e) {
+    fail_connect(a.rpc, e);
+    return 2;
+  }
+}
+
+int run_status(const status_args& a) {
+  try {
+    capnp::EzRpcClient client(a.rpc);
+    auto& ws = client.getWaitScope();
+    auto resp = client.getMain<wire::Gateway>().statusRequest().send().wait(ws);
+    auto st = resp.getStatus();
+    if (a.json) {
+      nlohmann::json j{{"node_id", st.getNodeId().cStr()},
+                       {"nats_url", st.getNatsUrl().cStr()},
+                       {"shard_count", st.getShardCount()},
+                       {"events_applied", st.getEventsApplied()},
+                       {"dead_letters", st.getDeadLetters()},
+                       {"rejected_at_gateway", st.getRejectedAtGateway()},
+                       {"entity_restarts", st.getEntityRestarts()},
+                       {"uptime_seconds", st.getUptimeSeconds()}};
+      j["streams"] = nlohmann::json::array();
+      for (auto s : st.getStreams()) j["streams"].push_back(s.cStr());
+      j["views"] = nlohmann::json::array();
+      for (auto s : st.getViews()) j["views"].push_back(s.cStr());
+      j["shards"] = nlohmann::json::array();
+      for (auto s : st.getShards())
+        j["shards"].push_back({{"stream", s.getStream().cStr()}, {"kind", s.getKind().cStr()}, {"shard", s.getShard()},
+                               {"applied_seq", s.getAppliedSeq()}, {"watermark", s.getWatermark() ? format_timestamp(s.getWatermark()) : ""},
+                               {"lag", s.getLag()}, {"entities_active", s.getEntitiesActive()},
+                               {"entities_passivated", s.getEntitiesPassivated()}, {"dead_letters", s.getDeadLetters()},
+                               {"restarts", s.getRestarts()}, {"failed", s.getFailed().cStr()}});
+      std::cout << j.dump(2) << "\n";
+      return 0;
+    }
+    std::printf("node %s  up %.0f s  NATS %s  %u shards\n", st.getNodeId().cStr(), st.getUptimeSeconds(), st.getNatsUrl().cStr(),
+                st.getShardCount());
+    std::printf("events applied %s  dead letters %s  rejected at gateway %s  entity restarts %s\n",
+                human(st.getEventsApplied()).c_str(), human(st.getDeadLetters()).c_str(), human(st.getRejectedAtGateway()).c_str(),
+                human(st.getEntityRestarts()).c_str());
+    struct agg {
+      uint64_t lag = 0, active = 0, passive = 0, dead = 0, shards = 0, failed = 0;
+      int64_t wm = 0;
+    };
+    std::map<std::string, agg> by;
+    for (auto s : st.getShards()) {
+      auto& g = by[std::string(s.getStream().cStr()) + "/" + s.getKind().cStr()];
+      g.lag += s.getLag();
+      g.active += s.getEntitiesActive();
+      g.passive += s.getEntitiesPassivated();
+      g.dead += s.getDeadLetters();
+      g.shards++;
+      g.failed += s.getFailed().size() > 0;
+      g.wm = std::max(g.wm, s.getWatermark());
+    }
+    std::printf("%-24s %7s %10s %10s %12s %8s %8s  %s\n", "stream/kind", "shards", "lag", "active", "passivated", "dead", "failed",
+                "watermark");
+    for (auto& [k, g] : by)
+      std::printf("%-24s %7llu %10s %10s %12s %8s %8llu  %s\n", k.c_str(), static_cast<unsigned long long>(g.shards), human(g.lag).c_str(),
+                  human(g.active).c_str(), human(g.passive).c_str(), human(g.dead).c_str(), static_cast<unsigned long long>(g.failed),
+                  g.wm ? format_timestamp(g.wm).c_str() : "-");
+    for (auto s : st.getShards()) {
+      if (!a.all_shards && s.getFailed().size() == 0 && s.getRestarts() == 0) continue;
+      std::printf("  shard %s/%s/%u: seq %llu lag %llu active %u passivated %u dead %llu restarts %u %s\n", s.getStream().cStr(),
+                  s.getKind().cStr(), s.getShard(), static_cast<unsigned long long>(s.getAppliedSeq()),
+                  static_cast<unsigned long long>(s.getLag()), s.getEntitiesActive(), s.getEntitiesPassivated(),
+                  static_cast<unsigned long long>(s.getDeadLetters()), s.getRestarts(),
+                  s.getFailed().size() ? (std::string("FAILED: ") + s.getFailed().cStr()).c_str() : "");
+    }
+    return 0;
+  } catch (const kj::Exception& e) {
+    fail_connect(a.rpc, e);
+    return 2;
+  }
+}
+
+}  // namespace tessera::cli

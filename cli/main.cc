@@ -1,0 +1,99 @@
+// `tessera`: launch a node, or talk to one over its Cap'n Proto RPC gateway.
+#include <CLI/CLI.hpp>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+
+#include "commands.h"
+#include "tessera/node.h"
+#include "time_util.h"
+
+namespace {
+
+void add_rpc(CLI::App* cmd, std::string& rpc) {
+  cmd->add_option("--rpc", rpc, "node RPC address HOST:PORT")->envname("TESSERA_RPC")->capture_default_str();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Tessera: a real-time machine-learning runtime"};
+  app.require_subcommand(1);
+  app.set_config("--config", "", "config file (TOML or INI; keys as the long flags, e.g. data-dir = \"/var/lib/tessera\")");
+
+  tessera::node_config nc;
+  std::string log_level = "info", idle = "5m";
+  auto* node_cmd = app.add_subcommand("node", "run a node (starts its own nats-server unless --nats is given)");
+  node_cmd->add_option("--data-dir", nc.data_dir, "data directory (RocksDB, embedded NATS storage)")->envname("TESSERA_DATA_DIR")->capture_default_str();
+  node_cmd->add_option("--rpc", nc.rpc, "RPC listen address HOST:PORT (port 0 = any free)")->envname("TESSERA_RPC")->capture_default_str();
+  node_cmd->add_option("--nats", nc.nats_url, "NATS URL; without it an embedded nats-server runs on loopback")->envname("TESSERA_NATS");
+  node_cmd->add_option("--definitions", nc.definitions, "Lua definitions file")->envname("TESSERA_DEFINITIONS")->required();
+  node_cmd->add_option("--shards", nc.shards, "logical shards (fixed when the data dir is created)")->envname("TESSERA_SHARDS")->capture_default_str();
+  node_cmd->add_option("--node-id", nc.node_id, "node id (default: kept in DATA_DIR/node_id)")->envname("TESSERA_NODE_ID");
+  node_cmd->add_option("--entity-idle", idle, "passivate entity actors idle this long (e.g. 30s, 5m)")->envname("TESSERA_ENTITY_IDLE")->capture_default_str();
+  node_cmd->add_option("--threads", nc.threads, "actor scheduler threads (0 = cores)")->envname("TESSERA_THREADS");
+  node_cmd->add_flag("--sync", nc.sync_writes, "fsync every state write (survives power loss, slower)")->envname("TESSERA_SYNC");
+  node_cmd->add_option("--log-level", log_level, "trace, debug, info, warn, error")->envname("TESSERA_LOG_LEVEL")->capture_default_str();
+
+  tessera::cli::ingest_args ia;
+  ia.rpc = "127.0.0.1:7400";
+  auto* ingest_cmd = app.add_subcommand("ingest", "send events from a CSV or JSON-lines file (optionally .gz)");
+  add_rpc(ingest_cmd, ia.rpc);
+  ingest_cmd->add_option("--stream", ia.stream, "stream name")->required();
+  ingest_cmd->add_option("--format", ia.format, "csv or jsonl (default: from the file name)");
+  ingest_cmd->add_option("--batch", ia.batch, "events per RPC call")->capture_default_str();
+  ingest_cmd->add_option("--window", ia.window, "RPC calls in flight")->capture_default_str();
+  ingest_cmd->add_flag("--quiet", ia.quiet, "no progress bar");
+  ingest_cmd->add_option("file", ia.file, "input file")->required();
+
+  tessera::cli::features_args fa;
+  fa.rpc = "127.0.0.1:7400";
+  auto* feat_cmd = app.add_subcommand("features", "read feature vectors of entities");
+  add_rpc(feat_cmd, fa.rpc);
+  feat_cmd->add_flag("--json", fa.json, "JSON output");
+  feat_cmd->add_option("--as-of", fa.as_of, "read time (ISO-8601 or epoch); default: the shard's watermark");
+  feat_cmd->add_option("view", fa.view, "view name, or name@version")->required();
+  feat_cmd->add_option("entities", fa.entities, "entity keys")->required();
+
+  tessera::cli::status_args sa;
+  sa.rpc = "127.0.0.1:7400";
+  auto* status_cmd = app.add_subcommand("status", "streams, shards, lag, entities and dead letters of a node");
+  add_rpc(status_cmd, sa.rpc);
+  status_cmd->add_flag("--json", sa.json, "JSON output");
+  status_cmd->add_flag("--shards", sa.all_shards, "list every shard");
+
+  CLI11_PARSE(app, argc, argv);
+
+  if (node_cmd->parsed()) {
+    // Block the stop signals in every thread; the main thread waits for them with sigwait.
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    signal(SIGPIPE, SIG_IGN);
+    spdlog::set_level(spdlog::level::from_str(log_level));
+    spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+    auto d = tessera::parse_duration(idle);
+    if (!d || *d <= 0) {
+      std::fprintf(stderr, "error: --entity-idle: %s\n", d ? "must be positive" : d.error_message().c_str());
+      return 2;
+    }
+    nc.entity_idle_ms = *d / 1000;
+    auto n = tessera::node::start(nc);
+    if (!n) {
+      spdlog::error("{}", n.error_message());
+      return 2;
+    }
+    std::printf("tessera node %s listening on RPC port %d\n", (*n)->node_id().c_str(), (*n)->rpc_port());
+    std::fflush(stdout);
+    tessera::node::wait_for_stop_signal();
+    (*n)->stop();
+    return 0;
+  }
+  if (ingest_cmd->parsed()) return tessera::cli::run_ingest(ia);
+  if (feat_cmd->parsed()) return tessera::cli::run_features(fa);
+  if (status_cmd->parsed()) return tessera::cli::run_status(sa);
+  return 2;
+}

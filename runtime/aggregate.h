@@ -1,0 +1,53 @@
+// Window aggregation: the feature code shared by online serving and (later) offline backfill,
+// so both compute the same values. Pure functions over an entity's retained records.
+#pragma once
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <vector>
+
+#include "definitions.h"
+#include "value.h"
+
+namespace tessera {
+
+// One event as an entity keeps it: its event time, its position in the stream (for a total
+// order and idempotence), and the kind plan's stored fields.
+struct record {
+  int64_t time = 0;
+  uint64_t seq = 0;    // JetStream stream sequence of the message that carried it
+  uint32_t idx = 0;    // position inside that message's batch
+  std::vector<value> fields;
+  bool operator<(const record& o) const {
+    if (time != o.time) return time < o.time;
+    if (seq != o.seq) return seq < o.seq;
+    return idx < o.idx;
+  }
+};
+
+enum class vector_status : uint8_t { missing = 0, fresh = 1, stale = 2 };
+
+struct feature_value {
+  std::string name;
+  value v;
+  int64_t event_time = 0;
+};
+
+struct feature_vector {
+  std::string view;
+  uint32_t version = 0;
+  std::string entity;
+  int64_t as_of = 0;
+  int64_t event_time = 0;
+  vector_status status = vector_status::missing;
+  std::vector<feature_value> values;
+};
+
+// Computes `view` at time t over records sorted by (time, seq, idx). Windows cover (t - W, t].
+feature_vector compute_vector(const view_def& view, const std::deque<record>& records, int64_t t,
+                              const std::string& entity);
+
+// Inserts r keeping the order; returns false (and does nothing) if an equal record exists.
+bool insert_record(std::deque<record>& records, record r);
+
+}  // namespace tessera

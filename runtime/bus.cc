@@ -1,0 +1,299 @@
+#include "bus.h"
+
+#include <nats/nats.h>
+#include <spdlog/spdlog.h>
+
+#include <cstring>
+#include <vector>
+
+namespace tessera {
+
+std::string stream_subject_prefix(const std::string& stream) { return "tsr.ev." + stream; }
+std::string event_subject(const std::string& stream, const std::string& kind, uint32_t shard) {
+  return "tsr.ev." + stream + "." + kind + "." + std::to_string(shard);
+}
+std::string jetstream_name(const std::string& stream) { return "TSR_" + stream; }
+std::string consumer_name(const std::string& kind, uint32_t shard) { return kind + "_" + std::to_string(shard); }
+
+namespace {
+
+std::string nats_error(natsStatus s, const char* what) {
+  std::string m = std::string(what) + ": " + natsStatus_GetText(s);
+  const char* last = nats_GetLastError(nullptr);
+  if (last && *last) m += std::string(" (") + last + ")";
+  return m;
+}
+
+std::vector<std::string> split(const char* s, char sep) {
+  std::vector<std::string> out;
+  const char* start = s;
+  for (const char* p = s;; ++p) {
+    if (*p == sep || *p == '\0') {
+      out.emplace_back(start, p - start);
+      if (*p == '\0') break;
+      start = p + 1;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+result<std::unique_ptr<bus>> bus::connect(const options& o) {
+  std::unique_ptr<bus> b(new bus());
+  b->url_ = o.url;
+  b->node_id_ = o.node_id;
+  b->inbox_prefix_ = "_INBOX.tsr." + o.node_id;
+  natsOptions* opts = nullptr;
+  natsOptions_Create(&opts);
+  natsOptions_SetURL(opts, o.url.c_str());
+  natsOptions_SetName(opts, ("tessera-" + o.node_id).c_str());
+  natsOptions_SetSendAsap(opts, true);  // ~1 ms → ~0.3 ms request/reply here
+  natsOptions_SetMaxReconnect(opts, -1);
+  natsOptions_SetReconnectWait(opts, 250);
+  natsOptions_SetReconnectBufSize(opts, 64 << 20);
+  natsOptions_SetTimeout(opts, 5000);
+  // One inbox per shard: deliver from a small shared pool, not a thread per subscription.
+  natsOptions_UseGlobalMessageDelivery(opts, true);
+  nats_SetMessageDeliveryPoolSize(2);
+  natsStatus s = natsConnection_Connect(&b->nc_, opts);
+  natsOptions_Destroy(opts);
+  if (s != NATS_OK) return make_error(nats_error(s, ("cannot connect to NATS at " + o.url).c_str()));
+
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  jo.Wait = 10000;
+  jo.PublishAsync.MaxPending = 65536;
+  jo.PublishAsync.StallWait = 10000;
+  jo.PublishAsync.AckHandler = &bus::on_pub_ack;
+  jo.PublishAsync.AckHandlerClosure = b.get();
+  s = natsConnection_JetStream(&b->js_, b->nc_, &jo);
+  if (s != NATS_OK) return make_error(nats_error(s, "cannot open JetStream context"));
+
+  return b;
+}
+
+bus::~bus() {
+  if (js_) {
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MaxWait = 5000;
+    js_PublishAsyncComplete(js_, &po);
+    jsCtx_Destroy(js_);
+  }
+  if (nc_) {
+    natsConnection_FlushTimeout(nc_, 2000);
+    natsConnection_Close(nc_);
+    natsConnection_Destroy(nc_);
+  }
+}
+
+bool bus::connected() const { return natsConnection_Status(nc_) == NATS_CONN_STATUS_CONNECTED; }
+
+status bus::ensure_stream(const stream_def& sd) {
+  jsStreamConfig cfg;
+  jsStreamConfig_Init(&cfg);
+  std::string name = jetstream_name(sd.name);
+  std::string subj = stream_subject_prefix(sd.name) + ".>";
+  const char* subjects[] = {subj.c_str()};
+  cfg.Name = name.c_str();
+  cfg.Subjects = subjects;
+  cfg.SubjectsLen = 1;
+  cfg.Storage = js_FileStorage;
+  cfg.MaxAge = sd.max_age_us * 1000;
+  cfg.Duplicates = sd.duplicate_window_us * 1000;
+  cfg.MaxMsgSize = 1 << 20;
+  jsStreamInfo* si = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_AddStream(&si, js_, &cfg, nullptr, &jerr);
+  if (s != NATS_OK && jerr == JSStreamNameExistErr) s = js_UpdateStream(&si, js_, &cfg, nullptr, &jerr);
+  if (si) jsStreamInfo_Destroy(si);
+  if (s != NATS_OK) return make_error(nats_error(s, ("cannot create JetStream stream " + name).c_str()));
+  return ok_status();
+}
+
+status bus::ensure_dlq_stream() {
+  jsStreamConfig cfg;
+  jsStreamConfig_Init(&cfg);
+  const char* subjects[] = {"tsr.dlq.>"};
+  cfg.Name = "TSR_DLQ";
+  cfg.Subjects = subjects;
+  cfg.SubjectsLen = 1;
+  cfg.Storage = js_FileStorage;
+  cfg.MaxAge = 7LL * 86400 * 1000000000LL;
+  cfg.MaxBytes = 1LL << 30;
+  jsStreamInfo* si = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_AddStream(&si, js_, &cfg, nullptr, &jerr);
+  if (s != NATS_OK && jerr == JSStreamNameExistErr) s = NATS_OK;
+  if (si) jsStreamInfo_Destroy(si);
+  if (s != NATS_OK) return make_error(nats_error(s, "cannot create the dead-letter stream"));
+  return ok_status();
+}
+
+status bus::reset_consumer(const std::string& stream, const std::string& kind, uint32_t shard, uint64_t start_seq) {
+  std::string sname = jetstream_name(stream), cname = consumer_name(kind, shard);
+  std::string filter = event_subject(stream, kind, shard);
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_DeleteConsumer(js_, sname.c_str(), cname.c_str(), nullptr, &jerr);
+  if (s != NATS_OK && jerr != JSConsumerNotFoundErr && s != NATS_NOT_FOUND)
+    return make_error(nats_error(s, ("cannot delete consumer " + cname).c_str()));
+  jsConsumerConfig cc;
+  jsConsumerConfig_Init(&cc);
+  cc.Durable = cname.c_str();
+  cc.FilterSubject = filter.c_str();
+  cc.AckPolicy = js_AckAll;
+  cc.AckWait = 3600LL * 1000000000LL;  // the shard re-creates its consumer on restart anyway
+  cc.MaxAckPending = 1 << 20;
+  cc.MaxWaiting = 64;
+  if (start_seq > 1) {
+    cc.DeliverPolicy = js_DeliverByStartSequence;
+    cc.OptStartSeq = start_seq;
+  } else {
+    cc.DeliverPolicy = js_DeliverAll;
+  }
+  jsConsumerInfo* ci = nullptr;
+  s = js_AddConsumer(&ci, js_, sname.c_str(), &cc, nullptr, &jerr);
+  if (ci) jsConsumerInfo_Destroy(ci);
+  if (s != NATS_OK) return make_error(nats_error(s, ("cannot create consumer " + cname).c_str()));
+  return ok_status();
+}
+
+namespace {
+struct inbox_box {
+  bus::delivery_fn fn;
+};
+}  // namespace
+
+result<std::unique_ptr<bus::inbox>> bus::open_inbox(delivery_fn fn) {
+  std::unique_ptr<inbox> in(new inbox());
+  in->subject_ = inbox_prefix_ + "." + std::to_string(next_inbox_++);
+  auto* box = new inbox_box{std::move(fn)};
+  natsStatus s = natsConnection_Subscribe(&in->sub_, nc_, (in->subject_ + ".*").c_str(), &bus::on_inbox, box);
+  if (s != NATS_OK) {
+    delete box;
+    return make_error(nats_error(s, "cannot subscribe to a delivery inbox"));
+  }
+  // Pulls bound what is in flight; the client-side limit must never drop a delivery.
+  natsSubscription_SetPendingLimits(in->sub_, -1, -1);
+  natsSubscription_SetOnCompleteCB(in->sub_, &bus::on_inbox_closed, box);
+  return in;
+}
+
+bus::inbox::~inbox() {
+  if (sub_) {
+    natsSubscription_Unsubscribe(sub_);
+    natsSubscription_Destroy(sub_);
+  }
+}
+
+void bus::on_inbox_closed(void* closure) { delete static_cast<inbox_box*>(closure); }
+
+uint64_t bus::pull(const std::string& stream, const std::string& kind, uint32_t shard, const inbox& in, int batch,
+                   int64_t expires_ms) {
+  uint64_t no = next_pull_++;
+  std::string subj = "$JS.API.CONSUMER.MSG.NEXT." + jetstream_name(stream) + "." + consumer_name(kind, shard);
+  std::string reply = in.subject() + "." + std::to_string(no);
+  std::string body = "{\"batch\":" + std::to_string(batch) + ",\"expires\":" + std::to_string(expires_ms * 1000000) + "}";
+  natsStatus s = natsConnection_PublishRequest(nc_, subj.c_str(), reply.c_str(), body.data(), static_cast<int>(body.size()));
+  return s == NATS_OK ? no : 0;
+}
+
+void bus::ack(const std::string& ack_subject) {
+  if (!ack_subject.empty()) natsConnection_Publish(nc_, ack_subject.c_str(), "+ACK", 4);
+}
+
+void bus::on_inbox(__natsConnection*, __natsSubscription*, __natsMsg* msg, void* closure) {
+  auto* box = static_cast<inbox_box*>(closure);
+  delivery d;
+  const char* st = nullptr;
+  if (natsMsgHeader_Get(msg, "Status", &st) == NATS_OK && st && natsMsg_GetDataLength(msg) == 0) {
+    // A status addressed to <inbox>.<pull no>: the end of that pull (or a heartbeat).
+    d.end = true;
+    d.status = st;
+    const char* subj = natsMsg_GetSubject(msg);
+    const char* dot = std::strrchr(subj, '.');
+    d.pull_no = dot ? std::strtoull(dot + 1, nullptr, 10) : 0;
+    natsMsg_Destroy(msg);
+    if (d.status == "100") return;
+    box->fn(std::move(d));
+    return;
+  }
+  const char* reply = natsMsg_GetReply(msg);
+  if (reply) {
+    d.ack_subject = reply;
+    auto at = split(reply, '.');
+    if (at.size() == 9) {  // $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>
+      d.seq = std::strtoull(at[5].c_str(), nullptr, 10);
+      d.pending = std::strtoull(at[8].c_str(), nullptr, 10);
+    } else if (at.size() >= 11) {  // with <domain>.<account hash> after ACK (newer servers)
+      d.seq = std::strtoull(at[7].c_str(), nullptr, 10);
+      d.pending = std::strtoull(at[10].c_str(), nullptr, 10);
+    }
+  }
+  d.data.assign(natsMsg_GetData(msg), static_cast<size_t>(natsMsg_GetDataLength(msg)));
+  natsMsg_Destroy(msg);
+  if (d.seq == 0) return;  // not a JetStream delivery
+  box->fn(std::move(d));
+}
+
+void bus::publish(const std::string& subject, const void* data, size_t len, const std::string& msg_id, ack_fn done) {
+  uint64_t tok = next_token_++;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    pending_acks_[tok] = std::move(done);
+  }
+  natsMsg* m = nullptr;
+  natsMsg_Create(&m, subject.c_str(), nullptr, static_cast<const char*>(data), static_cast<int>(len));
+  natsMsgHeader_Set(m, "Tsr-Tok", std::to_string(tok).c_str());
+  jsPubOptions po;
+  jsPubOptions_Init(&po);
+  if (!msg_id.empty()) po.MsgId = msg_id.c_str();
+  natsStatus s = js_PublishMsgAsync(js_, &m, &po);
+  if (s != NATS_OK) {
+    if (m) natsMsg_Destroy(m);
+    ack_fn fn;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      auto it = pending_acks_.find(tok);
+      if (it != pending_acks_.end()) {
+        fn = std::move(it->second);
+        pending_acks_.erase(it);
+      }
+    }
+    if (fn) fn(nats_error(s, "publish failed"), false);
+  }
+}
+
+void bus::on_pub_ack(__jsCtx*, __natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, void* closure) {
+  auto* self = static_cast<bus*>(closure);
+  const char* tok_s = nullptr;
+  ack_fn fn;
+  if (natsMsgHeader_Get(msg, "Tsr-Tok", &tok_s) == NATS_OK && tok_s) {
+    uint64_t tok = std::strtoull(tok_s, nullptr, 10);
+    std::lock_guard<std::mutex> g(self->mu_);
+    auto it = self->pending_acks_.find(tok);
+    if (it != self->pending_acks_.end()) {
+      fn = std::move(it->second);
+      self->pending_acks_.erase(it);
+    }
+  }
+  natsMsg_Destroy(msg);
+  if (!fn) return;
+  if (pa) {
+    fn("", pa->Duplicate);
+  } else {
+    std::string err = "JetStream refused the message";
+    if (pae) err += std::string(": ") + (pae->ErrText ? pae->ErrText : natsStatus_GetText(pae->Err));
+    fn(err, false);
+  }
+}
+
+void bus::publish_dead_letter(const std::string& stream, const std::string& json) {
+  natsMsg* m = nullptr;
+  std::string subj = "tsr.dlq." + stream;
+  natsMsg_Create(&m, subj.c_str(), nullptr, json.data(), static_cast<int>(json.size()));
+  if (js_PublishMsgAsync(js_, &m, nullptr) != NATS_OK && m) natsMsg_Destroy(m);
+}
+
+}  // namespace tessera

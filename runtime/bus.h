@@ -1,0 +1,112 @@
+// The node's one NATS connection: JetStream streams and consumers for event streams, async
+// pulls that deliver to shard actors, async publishes with per-message acknowledgement, and
+// dead letters. Subjects are documented in schemas/SUBJECTS.md.
+//
+// Lifecycle: connect() in node start, destroyed in node stop after the actors are gone.
+// Threads: callbacks (deliveries, publish acks) run on libnats threads; every method is
+// thread-safe.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "definitions.h"
+#include "tessera/result.h"
+
+struct __natsConnection;
+struct __jsCtx;
+struct __natsSubscription;
+struct __natsMsg;
+struct jsPubAck;
+struct jsPubAckErr;
+
+namespace tessera {
+
+std::string stream_subject_prefix(const std::string& stream);  // "tsr.ev.<stream>"
+std::string event_subject(const std::string& stream, const std::string& kind, uint32_t shard);
+std::string jetstream_name(const std::string& stream);  // "TSR_<stream>"
+std::string consumer_name(const std::string& kind, uint32_t shard);
+
+// One message delivered to a consumer's pull, or the end of a pull.
+struct delivery {
+  uint64_t pull_no = 0;
+  bool end = false;          // the pull request finished (timeout, or server status)
+  std::string status;        // the status code when `end`
+  uint64_t seq = 0;          // stream sequence
+  uint64_t pending = 0;      // messages left in the consumer after this one
+  std::string ack_subject;   // reply subject for acknowledgement
+  std::string data;
+};
+
+class bus {
+ public:
+  struct options {
+    std::string url;
+    std::string node_id;  // letters, digits, '-', '_'
+  };
+  static result<std::unique_ptr<bus>> connect(const options& o);
+  ~bus();
+
+  const std::string& url() const { return url_; }
+  bool connected() const;
+
+  // Creates the JetStream stream of an event stream, or updates its limits.
+  status ensure_stream(const stream_def& s);
+  status ensure_dlq_stream();
+  // Deletes and re-creates the durable consumer of (stream, kind, shard) so that it delivers
+  // from `start_seq` (the shard's applied sequence + 1): the shard's stored sequence is the
+  // only truth about what was applied.
+  status reset_consumer(const std::string& stream, const std::string& kind, uint32_t shard, uint64_t start_seq);
+
+  // A private inbox for one consumer's deliveries. Each shard incarnation opens its own, so a
+  // delivery meant for an earlier incarnation can never reach a later one. Unsubscribes when
+  // destroyed; `fn` is not called after that.
+  using delivery_fn = std::function<void(delivery&&)>;
+  class inbox {
+   public:
+    ~inbox();
+    const std::string& subject() const { return subject_; }
+
+   private:
+    friend class bus;
+    std::string subject_;
+    __natsSubscription* sub_ = nullptr;
+  };
+  result<std::unique_ptr<inbox>> open_inbox(delivery_fn fn);
+  // Asks for up to `batch` messages, delivered to `in` (data messages carry pull_no 0; the
+  // end of the pull carries its number). Returns the pull number, or 0 if not sent.
+  uint64_t pull(const std::string& stream, const std::string& kind, uint32_t shard, const inbox& in, int batch,
+                int64_t expires_ms);
+  void ack(const std::string& ack_subject);
+
+  // Publishes to JetStream; `done(error, duplicate)` runs on a libnats thread once the server
+  // stored (or refused) the message. `msg_id` (may be empty) de-duplicates within the window.
+  using ack_fn = std::function<void(const std::string& error, bool duplicate)>;
+  void publish(const std::string& subject, const void* data, size_t len, const std::string& msg_id, ack_fn done);
+  // Publishes a dead-letter record on tsr.dlq.<stream> (fire and forget).
+  void publish_dead_letter(const std::string& stream, const std::string& json);
+
+ private:
+  bus() = default;
+  static void on_inbox(__natsConnection*, __natsSubscription*, __natsMsg* msg, void* closure);
+  static void on_inbox_closed(void* closure);
+  static void on_pub_ack(__jsCtx*, __natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, void* closure);
+
+  std::string url_;
+  std::string node_id_;
+  std::string inbox_prefix_;
+  __natsConnection* nc_ = nullptr;
+  __jsCtx* js_ = nullptr;
+
+  std::atomic<uint64_t> next_pull_{1};
+  std::atomic<uint64_t> next_inbox_{1};
+  std::atomic<uint64_t> next_token_{1};
+  std::mutex mu_;  // protects the map below
+  std::unordered_map<uint64_t, ack_fn> pending_acks_;
+};
+
+}  // namespace tessera

@@ -1,0 +1,49 @@
+// Conversions between the wire schema (schemas/tessera.capnp), in-memory values and the
+// bytes kept in RocksDB. One place, so the gateway and the shards validate identically.
+#pragma once
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "aggregate.h"
+#include "definitions.h"
+#include "schemas/tessera.capnp.h"
+#include "tessera/result.h"
+
+namespace tessera {
+
+// Limits every entry point enforces.
+constexpr size_t kMaxKeyBytes = 256;
+constexpr size_t kMaxTextBytes = 64 * 1024;
+constexpr int64_t kMaxFutureUs = 24LL * 3600 * 1000000;  // events > 1 day ahead of now are absurd
+
+value read_value(wire::Value::Reader v);
+void write_value(wire::Value::Builder b, const value& v);
+// Converts a wire value to a declared type; text is parsed (CSV producers send text).
+result<value> convert_value(wire::Value::Reader v, field_type t);
+result<value> parse_text_as(std::string_view s, field_type t);
+
+// An event checked against its stream: typed fields in stream order (null when absent).
+struct normalized_event {
+  int64_t time = 0;
+  std::vector<value> fields;
+};
+struct event_error {
+  std::string field;  // empty when about the event as a whole
+  std::string reason;
+};
+// Checks types, the time field and text sizes. `err` is filled when it returns false.
+bool normalize_event(wire::Event::Reader e, const stream_def& s, normalized_event& out, event_error& err);
+// Key of an entity kind from the event's fields ("LAX-SFO"); empty + err if a part is missing.
+std::string entity_key(const normalized_event& e, const kind_plan& p, event_error& err);
+bool key_is_valid(std::string_view key);
+
+// Stored per-entity event records (binary, little-endian, versioned by a leading byte).
+std::string encode_record(const record& r);
+bool decode_record(std::string_view bytes, record& out);
+
+void write_vector(wire::FeatureVector::Builder b, const feature_vector& v);
+feature_vector read_vector(wire::FeatureVector::Reader r);
+std::string encode_vector(const feature_vector& v);
+
+}  // namespace tessera

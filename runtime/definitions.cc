@@ -1,0 +1,407 @@
+#include "definitions.h"
+
+#include <algorithm>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <lua.hpp>
+
+#include "time_util.h"
+
+namespace tessera {
+
+const char* agg_name(agg_kind k) {
+  switch (k) {
+    case agg_kind::count: return "count";
+    case agg_kind::sum: return "sum";
+    case agg_kind::mean: return "mean";
+    case agg_kind::min: return "min";
+    case agg_kind::max: return "max";
+    case agg_kind::stddev: return "stddev";
+    case agg_kind::last: return "last";
+    case agg_kind::last_n_distinct: return "last_n_distinct";
+    case agg_kind::time_since_last: return "time_since_last";
+  }
+  return "?";
+}
+
+const char* type_name(field_type t) {
+  switch (t) {
+    case field_type::int64: return "int";
+    case field_type::float64: return "float";
+    case field_type::text: return "text";
+    case field_type::boolean: return "bool";
+    case field_type::timestamp: return "timestamp";
+  }
+  return "?";
+}
+
+int stream_def::field_index(const std::string& n) const {
+  for (size_t i = 0; i < fields.size(); ++i)
+    if (fields[i].name == n) return static_cast<int>(i);
+  return -1;
+}
+
+int64_t view_def::max_window_us() const {
+  int64_t m = 0;
+  for (auto& f : features) m = std::max(m, f.window_us);
+  return m;
+}
+
+const stream_def* definitions::find_stream(const std::string& n) const {
+  for (auto& s : streams_) if (s.name == n) return &s;
+  return nullptr;
+}
+const entity_def* definitions::find_entity(const std::string& n) const {
+  for (auto& e : entities_) if (e.name == n) return &e;
+  return nullptr;
+}
+const view_def* definitions::find_view(const std::string& n) const {
+  auto at = n.find('@');
+  const view_def* best = nullptr;
+  for (auto& v : views_) {
+    if (at == std::string::npos) {
+      if (v.name == n && (!best || v.version > best->version)) best = &v;
+    } else if (v.qualified() == n) {
+      return &v;
+    }
+  }
+  return best;
+}
+const kind_plan* definitions::find_plan(const std::string& s, const std::string& e) const {
+  for (auto& p : plans_) if (p.stream == s && p.entity == e) return &p;
+  return nullptr;
+}
+std::vector<const kind_plan*> definitions::plans_for_stream(const std::string& s) const {
+  std::vector<const kind_plan*> out;
+  for (auto& p : plans_) if (p.stream == s) out.push_back(&p);
+  return out;
+}
+
+namespace {
+
+bool valid_name(const std::string& s) {
+  if (s.empty() || s.size() > 64) return false;
+  for (char c : s)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_')) return false;
+  return !std::isdigit(static_cast<unsigned char>(s[0]));
+}
+
+// The Lua side: each declaration function appends to a registry table; C++ reads it after
+// the chunk ran. Aggregation constructors (count{...}) tag their table with `agg`.
+const char* kPrelude = R"lua(
+local debug = debug
+local decl = { streams = {}, entities = {}, views = {} }
+__tessera_decl = decl
+local function line() local i = debug.getinfo(3, "l"); return i and i.currentline or 0 end
+function stream(t) assert(type(t) == "table", "stream{...} takes a table"); t.__line = line(); table.insert(decl.streams, t); return t end
+function entity(t) assert(type(t) == "table", "entity{...} takes a table"); t.__line = line(); table.insert(decl.entities, t); return t end
+function view(t) assert(type(t) == "table", "view{...} takes a table"); t.__line = line(); table.insert(decl.views, t); return t end
+for _, a in ipairs({"count", "sum", "mean", "min", "max", "stddev", "last", "last_n_distinct", "time_since_last"}) do
+  _G[a] = function(t) assert(type(t) == "table", a .. "{...} takes a table"); t.agg = a; t.__line = line(); return t end
+end
+)lua";
+
+std::string str_field(lua_State* L, int idx, const char* key, const std::string& def = "") {
+  lua_getfield(L, idx, key);
+  std::string out = def;
+  if (lua_type(L, -1) == LUA_TSTRING) out = lua_tostring(L, -1);
+  else if (lua_type(L, -1) == LUA_TNUMBER) out = lua_tostring(L, -1);
+  lua_pop(L, 1);
+  return out;
+}
+bool has_field(lua_State* L, int idx, const char* key) {
+  lua_getfield(L, idx, key);
+  bool has = !lua_isnil(L, -1);
+  lua_pop(L, 1);
+  return has;
+}
+int64_t int_field(lua_State* L, int idx, const char* key, int64_t def) {
+  lua_getfield(L, idx, key);
+  int64_t out = def;
+  if (lua_isinteger(L, -1)) out = lua_tointeger(L, -1);
+  else if (lua_type(L, -1) == LUA_TNUMBER) out = static_cast<int64_t>(lua_tonumber(L, -1));
+  lua_pop(L, 1);
+  return out;
+}
+
+// Lua tables must not have hidden keys: catch typos like `windw = "1h"`.
+std::string unknown_keys(lua_State* L, int idx, std::initializer_list<const char*> allowed) {
+  std::string bad;
+  lua_pushnil(L);
+  while (lua_next(L, idx) != 0) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) == LUA_TSTRING) {
+      std::string k = lua_tostring(L, -1);
+      bool ok = k == "__line";
+      for (auto* a : allowed) ok = ok || k == a;
+      if (!ok) bad += (bad.empty() ? "" : ", ") + k;
+    }
+  }
+  return bad;
+}
+
+}  // namespace
+
+class definitions_builder {
+ public:
+  static result<std::shared_ptr<const definitions>> build(const std::string& source, const std::string& chunk) {
+    lua_State* L = luaL_newstate();
+    if (!L) return make_error("cannot create Lua state");
+    struct closer { lua_State* L; ~closer() { lua_close(L); } } c{L};
+    // Sandbox: only pure libraries; no io, os, package, require, dofile, loadfile.
+    luaL_requiref(L, "_G", luaopen_base, 1);
+    luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 1);
+    luaL_requiref(L, LUA_TABLIBNAME, luaopen_table, 1);
+    luaL_requiref(L, LUA_MATHLIBNAME, luaopen_math, 1);
+    luaL_requiref(L, LUA_DBLIBNAME, luaopen_debug, 1);
+    lua_settop(L, 0);
+    for (const char* g : {"dofile", "loadfile", "load", "collectgarbage"}) {
+      lua_pushnil(L);
+      lua_setglobal(L, g);
+    }
+    if (luaL_dostring(L, kPrelude) != LUA_OK) return make_error(std::string("prelude: ") + lua_tostring(L, -1));
+    lua_pushnil(L);
+    lua_setglobal(L, "debug");  // used by the prelude only
+    // Bound the work a definitions file may do.
+    lua_sethook(L, [](lua_State* l, lua_Debug*) { luaL_error(l, "definitions took too long (instruction limit)"); },
+                LUA_MASKCOUNT, 50'000'000);
+    int rc = luaL_loadbuffer(L, source.data(), source.size(), ("@" + chunk).c_str());
+    if (rc == LUA_OK) rc = lua_pcall(L, 0, 0, 0);
+    if (rc != LUA_OK) return make_error(std::string(lua_tostring(L, -1)));
+    lua_sethook(L, nullptr, 0, 0);
+
+    auto defs = std::make_shared<definitions>();
+    lua_getglobal(L, "__tessera_decl");
+    int decl = lua_gettop(L);
+    auto where = [&](int idx) { return chunk + ":" + std::to_string(int_field(L, idx, "__line", 0)) + ": "; };
+
+    lua_getfield(L, decl, "streams");
+    for (lua_Integer i = 1, n = luaL_len(L, -1); i <= n; ++i) {
+      lua_geti(L, -1, i);
+      int t = lua_gettop(L);
+      stream_def s;
+      s.name = str_field(L, t, "name");
+      if (!valid_name(s.name)) return make_error(where(t) + "stream needs a name of letters, digits and _ (got '" + s.name + "')");
+      if (auto bad = unknown_keys(L, t, {"name", "time_field", "fields", "max_age", "duplicate_window"}); !bad.empty())
+        return make_error(where(t) + "stream " + s.name + ": unknown key(s) " + bad);
+      if (defs->find_stream(s.name)) return make_error(where(t) + "stream " + s.name + " defined twice");
+      s.time_field = str_field(L, t, "time_field");
+      lua_getfield(L, t, "fields");
+      if (!lua_istable(L, -1)) return make_error(where(t) + "stream " + s.name + ": fields must be a table { name = \"type\", ... }");
+      int ft = lua_gettop(L);
+      lua_pushnil(L);
+      while (lua_next(L, ft) != 0) {
+        if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+          return make_error(where(t) + "stream " + s.name + ": each field is name = \"type\"");
+        std::string fname = lua_tostring(L, -2), ftype = lua_tostring(L, -1);
+        if (!valid_name(fname)) return make_error(where(t) + "stream " + s.name + ": bad field name '" + fname + "'");
+        field_type ty;
+        if (ftype == "int") ty = field_type::int64;
+        else if (ftype == "float" || ftype == "double") ty = field_type::float64;
+        else if (ftype == "text" || ftype == "string") ty = field_type::text;
+        else if (ftype == "bool") ty = field_type::boolean;
+        else if (ftype == "timestamp") ty = field_type::timestamp;
+        else return make_error(where(t) + "stream " + s.name + ": field " + fname + " has unknown type '" + ftype + "' (int, float, text, bool, timestamp)");
+        s.fields.push_back({fname, ty});
+        lua_pop(L, 1);
+      }
+      lua_pop(L, 1);
+      std::sort(s.fields.begin(), s.fields.end(), [](auto& a, auto& b) { return a.name < b.name; });
+      if (s.fields.empty()) return make_error(where(t) + "stream " + s.name + " has no fields");
+      int ti = s.field_index(s.time_field);
+      if (ti < 0 || s.fields[ti].type != field_type::timestamp)
+        return make_error(where(t) + "stream " + s.name + ": time_field must name a field of type timestamp");
+      for (auto [key, dst] : {std::pair{"max_age", &s.max_age_us}, std::pair{"duplicate_window", &s.duplicate_window_us}}) {
+        if (!has_field(L, t, key)) continue;
+        auto d = parse_duration(str_field(L, t, key));
+        if (!d) return make_error(where(t) + "stream " + s.name + ": " + key + ": " + d.error_message());
+        *dst = *d;
+      }
+      defs->streams_.push_back(std::move(s));
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+
+    lua_getfield(L, decl, "entities");
+    for (lua_Integer i = 1, n = luaL_len(L, -1); i <= n; ++i) {
+      lua_geti(L, -1, i);
+      int t = lua_gettop(L);
+      entity_def e;
+      e.name = str_field(L, t, "name");
+      if (!valid_name(e.name)) return make_error(where(t) + "entity needs a name of letters, digits and _ (got '" + e.name + "')");
+      if (auto bad = unknown_keys(L, t, {"name", "key"}); !bad.empty())
+        return make_error(where(t) + "entity " + e.name + ": unknown key(s) " + bad);
+      if (defs->find_entity(e.name)) return make_error(where(t) + "entity " + e.name + " defined twice");
+      lua_getfield(L, t, "key");
+      if (lua_type(L, -1) == LUA_TSTRING) {
+        e.key_fields.push_back(lua_tostring(L, -1));
+      } else if (lua_istable(L, -1)) {
+        for (lua_Integer k = 1, m = luaL_len(L, -1); k <= m; ++k) {
+          lua_geti(L, -1, k);
+          if (lua_type(L, -1) == LUA_TSTRING) e.key_fields.push_back(lua_tostring(L, -1));
+          lua_pop(L, 1);
+        }
+      }
+      lua_pop(L, 1);
+      if (e.key_fields.empty()) return make_error(where(t) + "entity " + e.name + ": key must be a field name or a list of field names");
+      defs->entities_.push_back(std::move(e));
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+
+    lua_getfield(L, decl, "views");
+    for (lua_Integer i = 1, n = luaL_len(L, -1); i <= n; ++i) {
+      lua_geti(L, -1, i);
+      int t = lua_gettop(L);
+      view_def v;
+      v.name = str_field(L, t, "name");
+      if (!valid_name(v.name)) return make_error(where(t) + "view needs a name of letters, digits and _ (got '" + v.name + "')");
+      if (auto bad = unknown_keys(L, t, {"name", "version", "entity", "stream", "ttl", "as_of_horizon", "features"}); !bad.empty())
+        return make_error(where(t) + "view " + v.name + ": unknown key(s) " + bad);
+      int64_t ver = int_field(L, t, "version", 1);
+      if (ver < 1 || ver > 1'000'000) return make_error(where(t) + "view " + v.name + ": version must be a positive integer");
+      v.version = static_cast<uint32_t>(ver);
+      v.entity = str_field(L, t, "entity");
+      v.stream = str_field(L, t, "stream");
+      const stream_def* s = defs->find_stream(v.stream);
+      if (!s) return make_error(where(t) + "view " + v.name + ": unknown stream '" + v.stream + "'");
+      if (!defs->find_entity(v.entity)) return make_error(where(t) + "view " + v.name + ": unknown entity '" + v.entity + "'");
+      for (auto [key, dst] : {std::pair{"ttl", &v.ttl_us}, std::pair{"as_of_horizon", &v.as_of_horizon_us}}) {
+        if (!has_field(L, t, key)) continue;
+        auto d = parse_duration(str_field(L, t, key));
+        if (!d) return make_error(where(t) + "view " + v.name + ": " + key + ": " + d.error_message());
+        *dst = *d;
+      }
+      lua_getfield(L, t, "features");
+      if (!lua_istable(L, -1)) return make_error(where(t) + "view " + v.name + ": features must be a list like { count { \"n_1h\", window = \"1h\" } }");
+      for (lua_Integer k = 1, m = luaL_len(L, -1); k <= m; ++k) {
+        lua_geti(L, -1, k);
+        int ft = lua_gettop(L);
+        if (!lua_istable(L, ft)) return make_error(where(t) + "view " + v.name + ": feature " + std::to_string(k) + " is not an aggregation like count{...}");
+        auto fw = [&] { return where(ft) + "view " + v.name + ", feature " + std::to_string(k) + ": "; };
+        feature_def f;
+        std::string agg = str_field(L, ft, "agg");
+        lua_geti(L, ft, 1);
+        if (lua_type(L, -1) == LUA_TSTRING) f.name = lua_tostring(L, -1);
+        lua_pop(L, 1);
+        if (f.name.empty()) f.name = str_field(L, ft, "name");
+        if (!valid_name(f.name)) return make_error(fw() + "needs a name as its first element, e.g. count { \"n_1h\", window = \"1h\" }");
+        if (auto bad = unknown_keys(L, ft, {"agg", "name", "field", "window", "filter", "n"}); !bad.empty())
+          return make_error(fw() + "unknown key(s) " + bad);
+        static const std::map<std::string, agg_kind> aggs = {
+            {"count", agg_kind::count}, {"sum", agg_kind::sum}, {"mean", agg_kind::mean},
+            {"min", agg_kind::min}, {"max", agg_kind::max}, {"stddev", agg_kind::stddev},
+            {"last", agg_kind::last}, {"last_n_distinct", agg_kind::last_n_distinct},
+            {"time_since_last", agg_kind::time_since_last}};
+        auto ai = aggs.find(agg);
+        if (ai == aggs.end()) return make_error(fw() + "not an aggregation (use count, sum, mean, min, max, stddev, last, last_n_distinct, time_since_last)");
+        f.agg = ai->second;
+        f.field = str_field(L, ft, "field");
+        bool needs_field = f.agg != agg_kind::count && f.agg != agg_kind::time_since_last;
+        if (needs_field) {
+          int fi = s->field_index(f.field);
+          if (fi < 0) return make_error(fw() + agg + " needs field = <a field of stream " + s->name + ">" + (f.field.empty() ? "" : " (unknown: '" + f.field + "')"));
+          bool numeric = s->fields[fi].type != field_type::text;
+          bool needs_numeric = f.agg == agg_kind::sum || f.agg == agg_kind::mean || f.agg == agg_kind::min ||
+                               f.agg == agg_kind::max || f.agg == agg_kind::stddev;
+          if (needs_numeric && !numeric) return make_error(fw() + agg + " needs a numeric field; " + f.field + " is text");
+        } else if (!f.field.empty()) {
+          return make_error(fw() + agg + " takes no field");
+        }
+        auto w = parse_duration(str_field(L, ft, "window"));
+        if (!w || *w <= 0) return make_error(fw() + "window must be a positive duration like \"1h\"");
+        f.window_us = *w;
+        f.filter_src = str_field(L, ft, "filter");
+        if (!f.filter_src.empty()) {
+          auto names = expr_fields(f.filter_src);
+          if (!names) return make_error(fw() + names.error_message());
+          for (auto& nm : *names)
+            if (s->field_index(nm) < 0) return make_error(fw() + "filter '" + f.filter_src + "': unknown field '" + nm + "'");
+        }
+        if (f.agg == agg_kind::last_n_distinct) {
+          f.n = static_cast<int>(int_field(L, ft, "n", 0));
+          if (f.n < 1 || f.n > 1000) return make_error(fw() + "last_n_distinct needs n between 1 and 1000");
+        }
+        for (auto& other : v.features)
+          if (other.name == f.name) return make_error(fw() + "duplicate feature name " + f.name);
+        v.features.push_back(std::move(f));
+        lua_pop(L, 1);
+      }
+      lua_pop(L, 1);
+      if (v.features.empty()) return make_error(where(t) + "view " + v.name + " has no features");
+      if (v.ttl_us <= 0) v.ttl_us = v.max_window_us();
+      if (v.as_of_horizon_us <= 0) v.as_of_horizon_us = v.max_window_us();
+      for (auto& o : defs->views_)
+        if (o.name == v.name && o.version == v.version) return make_error(where(t) + "view " + v.qualified() + " defined twice");
+      defs->views_.push_back(std::move(v));
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    auto st = defs->finish();
+    if (!st) return make_error(chunk + ": " + st.error_message());
+    return std::shared_ptr<const definitions>(std::move(defs));
+  }
+};
+
+status definitions::finish() {
+  if (streams_.empty()) return make_error("no stream defined");
+  for (auto& v : views_) {
+    const stream_def* s = find_stream(v.stream);
+    const entity_def* e = find_entity(v.entity);
+    for (auto& k : e->key_fields)
+      if (s->field_index(k) < 0) return make_error("entity " + e->name + " keys on '" + k + "', which stream " + s->name + " (read by view " + v.name + ") lacks");
+    kind_plan* plan = nullptr;
+    for (auto& p : plans_) if (p.stream == v.stream && p.entity == v.entity) plan = &p;
+    if (!plan) {
+      plans_.push_back({v.stream, v.entity, e->key_fields, {}, {}, {}, {}, 0});
+      plan = &plans_.back();
+      for (auto& k : e->key_fields) plan->key_field_index.push_back(s->field_index(k));
+    }
+    plan->retention_us = std::max(plan->retention_us, v.max_window_us() + v.as_of_horizon_us);
+  }
+  // Second pass, now that plans_ no longer grows: stored fields and compiled filters.
+  for (auto& v : views_) {
+    kind_plan* plan = nullptr;
+    for (auto& p : plans_) if (p.stream == v.stream && p.entity == v.entity) plan = &p;
+    const stream_def* s = find_stream(v.stream);
+    plan->views.push_back(&v);
+    auto slot_of = [&](const std::string& name) {
+      for (size_t i = 0; i < plan->stored_field_names.size(); ++i)
+        if (plan->stored_field_names[i] == name) return static_cast<int>(i);
+      int fi = s->field_index(name);
+      if (fi < 0) return -1;
+      plan->stored_field_names.push_back(name);
+      plan->stored_field_index.push_back(fi);
+      return static_cast<int>(plan->stored_field_names.size() - 1);
+    };
+    for (auto& f : v.features) {
+      if (!f.field.empty()) f.slot = slot_of(f.field);
+      if (!f.filter_src.empty()) {
+        auto c = compile_expr(f.filter_src, slot_of);
+        if (!c) return make_error("view " + v.name + ", feature " + f.name + ": " + c.error_message());
+        f.filter = *c;
+      }
+    }
+  }
+  return ok_status();
+}
+
+result<std::shared_ptr<const definitions>> definitions::load_string(const std::string& source, const std::string& chunk) {
+  try {
+    return definitions_builder::build(source, chunk);
+  } catch (const std::exception& e) {
+    return make_error(chunk + ": " + e.what());
+  }
+}
+
+result<std::shared_ptr<const definitions>> definitions::load_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return make_error("cannot read definitions file '" + path + "'");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return load_string(ss.str(), path);
+}
+
+}  // namespace tessera

@@ -1,0 +1,102 @@
+// Feature definitions: streams, entities and feature views, loaded from a sandboxed Lua file.
+// Immutable after load and shared read-only by every thread (shared_ptr<const definitions>).
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "expr.h"
+#include "tessera/result.h"
+#include "value.h"
+
+namespace tessera {
+
+struct field_def {
+  std::string name;
+  field_type type;
+};
+
+struct stream_def {
+  std::string name;
+  std::string time_field;  // event-time field, of type timestamp
+  std::vector<field_def> fields;
+  int64_t max_age_us = 0;                          // JetStream retention; 0 = unlimited
+  int64_t duplicate_window_us = 3600 * 1000000LL;  // JetStream de-duplication window
+  int field_index(const std::string& name) const;
+};
+
+struct entity_def {
+  std::string name;                     // the entity kind, e.g. "origin", "route"
+  std::vector<std::string> key_fields;  // key = values joined with '-', e.g. "LAX-SFO"
+};
+
+enum class agg_kind : uint8_t { count, sum, mean, min, max, stddev, last, last_n_distinct, time_since_last };
+const char* agg_name(agg_kind k);
+
+struct feature_def {
+  std::string name;
+  agg_kind agg;
+  std::string field;       // empty for count and time_since_last
+  int slot = -1;           // index of `field` in the kind plan's stored fields
+  int64_t window_us = 0;   // the window (t - W, t]
+  std::string filter_src;  // empty = no filter
+  std::shared_ptr<const expr> filter;
+  int n = 0;               // for last_n_distinct
+};
+
+struct view_def {
+  std::string name;
+  uint32_t version = 1;
+  std::string entity;
+  std::string stream;
+  int64_t ttl_us = 0;             // values older than this are stale; 0 = max window
+  int64_t as_of_horizon_us = 0;   // how far before the watermark an as-of read may go
+  std::vector<feature_def> features;
+  int64_t max_window_us() const;
+  std::string qualified() const { return name + "@" + std::to_string(version); }
+};
+
+// What a shard of (stream, entity kind) stores per event and how long it keeps it: the union
+// of the fields its views read, and the longest window plus as-of horizon.
+struct kind_plan {
+  std::string stream;
+  std::string entity;
+  std::vector<std::string> key_fields;
+  std::vector<int> key_field_index;       // into stream_def::fields
+  std::vector<int> stored_field_index;    // into stream_def::fields
+  std::vector<std::string> stored_field_names;
+  std::vector<const view_def*> views;
+  int64_t retention_us = 0;
+};
+
+class definitions {
+ public:
+  // Loads and validates a definitions file. Errors name the file and line.
+  static result<std::shared_ptr<const definitions>> load_file(const std::string& path);
+  static result<std::shared_ptr<const definitions>> load_string(const std::string& source,
+                                                                const std::string& chunk_name = "definitions");
+
+  const std::vector<stream_def>& streams() const { return streams_; }
+  const std::vector<entity_def>& entities() const { return entities_; }
+  const std::vector<view_def>& views() const { return views_; }
+  const std::vector<kind_plan>& plans() const { return plans_; }
+  const stream_def* find_stream(const std::string& name) const;
+  const entity_def* find_entity(const std::string& name) const;
+  // Accepts "name" (latest version) or "name@version".
+  const view_def* find_view(const std::string& name) const;
+  const kind_plan* find_plan(const std::string& stream, const std::string& entity) const;
+  std::vector<const kind_plan*> plans_for_stream(const std::string& stream) const;
+
+ private:
+  friend class definitions_builder;
+  status finish();
+
+  std::vector<stream_def> streams_;
+  std::vector<entity_def> entities_;
+  std::vector<view_def> views_;
+  std::vector<kind_plan> plans_;
+};
+
+}  // namespace tessera

@@ -1,0 +1,344 @@
+#include "gateway.h"
+
+#include <capnp/ez-rpc.h>
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <kj/async.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+
+#include "actors/features/messages.h"
+#include "codec.h"
+#include "hash.h"
+#include "time_util.h"
+
+namespace tessera {
+
+struct gateway::stop_signal {
+  std::mutex mu;
+  kj::Own<kj::CrossThreadPromiseFulfiller<void>> fulfiller;
+  bool stop_requested = false;
+};
+
+namespace {
+
+constexpr size_t kEventsPerMessage = 1000;
+
+[[noreturn]] void fail(const std::string& msg) {
+  kj::throwFatalException(kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__, kj::str(msg.c_str())));
+}
+[[noreturn]] void overloaded(const std::string& msg) {
+  kj::throwFatalException(kj::Exception(kj::Exception::Type::OVERLOADED, __FILE__, __LINE__, kj::str(msg.c_str())));
+}
+
+template <typename T>
+struct xthread {
+  kj::Own<kj::CrossThreadPromiseFulfiller<T>> f;
+};
+
+class gateway_impl final : public wire::Gateway::Server {
+ public:
+  gateway_impl(std::shared_ptr<const features_context> ctx, caf::actor sup, gateway_options opts)
+      : ctx_(std::move(ctx)), sup_(std::move(sup)), opts_(std::move(opts)), started_(std::chrono::steady_clock::now()) {}
+
+  kj::Promise<void> ingest(IngestContext call) override {
+    ctx_->metrics->ingest_calls++;
+    auto p = call.getParams();
+    std::string stream_name = p.getStream();
+    const stream_def* s = ctx_->defs->find_stream(stream_name);
+    if (!s) fail("unknown stream '" + stream_name + "'" + known_streams());
+    auto plans = ctx_->defs->plans_for_stream(stream_name);
+    if (plans.empty()) fail("stream '" + stream_name + "' feeds no feature view; nothing would read these events");
+    auto events = p.getEvents();
+    if (events.size() > opts_.max_events_per_call)
+      fail("batch of " + std::to_string(events.size()) + " events exceeds the limit of " +
+           std::to_string(opts_.max_events_per_call) + "; split it");
+    std::string batch_id = p.getBatchId();
+    if (batch_id.size() > 200) fail("batchId longer than 200 bytes");
+    for (char c : batch_id)
+      if (c < 0x21 || c > 0x7e) fail("batchId must be printable ASCII without spaces");
+    if (in_flight_.load() + events.size() > opts_.max_events_in_flight)
+      overloaded("gateway overloaded: " + std::to_string(in_flight_.load()) + " events await JetStream; retry later");
+
+    // Validate every event; keep the good ones grouped by (kind, shard).
+    struct rejected_event {
+      uint32_t index;
+      event_error err;
+    };
+    std::vector<rejected_event> rejected;
+    std::map<std::pair<size_t, uint32_t>, std::vector<std::pair<uint32_t, std::string>>> groups;  // -> (event index, key)
+    std::vector<normalized_event> normalized(events.size());
+    uint32_t accepted = 0;
+    for (uint32_t i = 0; i < events.size(); ++i) {
+      auto e = events[i];
+      event_error err;
+      if (e.getStream().size() && std::string(e.getStream().cStr()) != stream_name) {
+        rejected.push_back({i, {"", "event names stream '" + std::string(e.getStream().cStr()) + "' in a call for '" + stream_name + "'"}});
+        continue;
+      }
+      if (!normalize_event(e, *s, normalized[i], err)) {
+        rejected.push_back({i, err});
+        continue;
+      }
+      std::vector<std::pair<size_t, std::string>> keys;
+      bool ok = true;
+      for (size_t pi = 0; pi < plans.size() && ok; ++pi) {
+        std::string key = entity_key(normalized[i], *plans[pi], err);
+        if (key.empty()) ok = false;
+        else keys.emplace_back(pi, std::move(key));
+      }
+      if (!ok) {
+        rejected.push_back({i, err});
+        continue;
+      }
+      for (auto& [pi, key] : keys) groups[{pi, shard_of(key, ctx_->opts.shard_count)}].emplace_back(i, std::move(key));
+      ++accepted;
+    }
+    if (!rejected.empty()) {
+      ctx_->metrics->rejected_at_gateway += rejected.size();
+      uint64_t suppressed = 0;
+      if (ctx_->limiter->allow("gateway:rejected", suppressed))
+        spdlog::warn("ingest {}: rejected {} of {} events, first at {}: {} {}{}", stream_name, rejected.size(), events.size(),
+                     rejected[0].index, rejected[0].err.field, rejected[0].err.reason,
+                     suppressed ? fmt::format(" ({} similar suppressed)", suppressed) : "");
+    }
+    auto fill_rejections = [rejected](wire::Gateway::IngestResults::Builder r) {
+      auto rl = r.initRejected(static_cast<unsigned>(rejected.size()));
+      for (size_t k = 0; k < rejected.size(); ++k) {
+        rl[k].setIndex(rejected[k].index);
+        rl[k].setField(rejected[k].err.field);
+        rl[k].setReason(rejected[k].err.reason);
+      }
+    };
+
+    // One JetStream message per (kind, shard, chunk); resolve when all are acknowledged.
+    struct pending_call {
+      std::mutex mu;
+      size_t left = 0;
+      std::string error;
+      uint32_t duplicate_events = 0;
+      std::shared_ptr<xthread<void>> done;
+    };
+    auto pc = std::make_shared<pending_call>();
+    auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
+    pc->done = std::make_shared<xthread<void>>(xthread<void>{kj::mv(paf.fulfiller)});
+    std::vector<std::pair<std::string, kj::Array<capnp::word>>> messages;
+    std::vector<std::pair<std::string, uint32_t>> ids;  // (msg id, events)
+    int64_t ingest_time = now_micros();
+    for (auto& [gk, members] : groups) {
+      const kind_plan* plan = plans[gk.first];
+      for (size_t off = 0, chunk = 0; off < members.size(); off += kEventsPerMessage, ++chunk) {
+        size_t n = std::min(kEventsPerMessage, members.size() - off);
+        capnp::MallocMessageBuilder mb;
+        auto batch = mb.initRoot<wire::EventBatch>();
+        batch.setIngestTime(ingest_time);
+        auto out = batch.initEvents(static_cast<unsigned>(n));
+        for (size_t k = 0; k < n; ++k) {
+          auto& [idx, key] = members[off + k];
+          const normalized_event& ne = normalized[idx];
+          auto ev = out[static_cast<unsigned>(k)];
+          ev.setStream(stream_name);
+          ev.setKey(key);
+          ev.setEventTime(ne.time);
+          size_t present = 0;
+          for (auto& v : ne.fields) present += !is_null(v);
+          auto fl = ev.initFields(static_cast<unsigned>(present));
+          unsigned fi = 0;
+          for (size_t f = 0; f < ne.fields.size(); ++f) {
+            if (is_null(ne.fields[f])) continue;
+            fl[fi].setName(s->fields[f].name);
+            write_value(fl[fi].initValue(), ne.fields[f]);
+            ++fi;
+          }
+        }
+        std::string subject = event_subject(stream_name, plan->entity, gk.second);
+        std::string id = batch_id.empty() ? "" : batch_id + "." + plan->entity + "." + std::to_string(gk.second) + "." + std::to_string(chunk);
+        messages.emplace_back(subject, capnp::messageToFlatArray(mb));
+        ids.emplace_back(id, static_cast<uint32_t>(n));
+      }
+    }
+    call.releaseParams();
+    size_t total_events = 0;
+    for (auto& i : ids) total_events += i.second;
+    in_flight_ += total_events;
+    pc->left = messages.size();
+    auto results_ready = paf.promise.then([this, pc, accepted, total_events, fill_rejections, call]() mutable {
+      in_flight_ -= total_events;
+      if (!pc->error.empty()) kj::throwFatalException(kj::Exception(kj::Exception::Type::DISCONNECTED, __FILE__, __LINE__,
+                                                                    kj::str("JetStream did not store the batch: ", pc->error.c_str(), "; retry with the same batchId")));
+      auto r = call.getResults();
+      r.setAccepted(accepted);
+      r.setDuplicates(pc->duplicate_events);
+      fill_rejections(r);
+    });
+    if (messages.empty()) {
+      pc->done->f->fulfill();
+      return results_ready;
+    }
+    for (size_t m = 0; m < messages.size(); ++m) {
+      auto bytes = messages[m].second.asBytes();
+      uint32_t n_events = ids[m].second;
+      ctx_->nats->publish(messages[m].first, bytes.begin(), bytes.size(), ids[m].first,
+                          [pc, n_events](const std::string& err, bool dup) {
+                            std::lock_guard<std::mutex> g(pc->mu);
+                            if (!err.empty() && pc->error.empty()) pc->error = err;
+                            if (dup) pc->duplicate_events += n_events;
+                            if (--pc->left == 0) pc->done->f->fulfill();
+                          });
+    }
+    return results_ready;
+  }
+
+  kj::Promise<void> getFeatures(GetFeaturesContext call) override {
+    ctx_->metrics->read_calls++;
+    auto p = call.getParams();
+    read_request req;
+    req.view = p.getView();
+    if (!ctx_->defs->find_view(req.view)) fail("unknown view '" + req.view + "'" + known_views());
+    auto ents = p.getEntities();
+    if (ents.size() == 0) fail("no entities given");
+    if (ents.size() > opts_.max_entities_per_read)
+      fail(std::to_string(ents.size()) + " entities in one call exceeds the limit of " + std::to_string(opts_.max_entities_per_read));
+    for (auto e : ents) {
+      std::string k(e.cStr(), e.size());
+      if (!key_is_valid(k)) fail("invalid entity key (empty, longer than 256 bytes, or containing NUL)");
+      req.keys.push_back(std::move(k));
+    }
+    req.as_of = p.getAsOf();
+    if (req.as_of != 0 && !timestamp_is_sane(req.as_of, 100LL * 365 * 86400 * 1000000))
+      fail("asOf " + std::to_string(req.as_of) + " is not a plausible time in microseconds since the epoch");
+    auto paf = kj::newPromiseAndCrossThreadFulfiller<result<std::vector<feature_vector>>>();
+    auto holder = std::make_shared<xthread<result<std::vector<feature_vector>>>>();
+    holder->f = kj::mv(paf.fulfiller);
+    req.done = [holder](result<std::vector<feature_vector>> r) { holder->f->fulfill(std::move(r)); };
+    caf::anon_send(sup_, read_atom::value, std::move(req));
+    return paf.promise.then([call](result<std::vector<feature_vector>> r) mutable {
+      if (!r) fail(r.error_message());
+      auto vl = call.getResults().initVectors(static_cast<unsigned>(r->size()));
+      for (size_t i = 0; i < r->size(); ++i) write_vector(vl[static_cast<unsigned>(i)], (*r)[i]);
+    });
+  }
+
+  kj::Promise<void> status(StatusContext call) override {
+    auto paf = kj::newPromiseAndCrossThreadFulfiller<std::vector<shard_status>>();
+    auto holder = std::make_shared<xthread<std::vector<shard_status>>>();
+    holder->f = kj::mv(paf.fulfiller);
+    status_request req;
+    req.done = [holder](std::vector<shard_status> v) { holder->f->fulfill(std::move(v)); };
+    caf::anon_send(sup_, status_atom::value, std::move(req));
+    return paf.promise.then([this, call](std::vector<shard_status> shards) mutable {
+      std::sort(shards.begin(), shards.end(), [](auto& a, auto& b) { return a.id.name() < b.id.name(); });
+      auto st = call.getResults().initStatus();
+      st.setNodeId(ctx_->node_id);
+      st.setNatsUrl(opts_.nats_url);
+      st.setShardCount(ctx_->opts.shard_count);
+      auto& streams = ctx_->defs->streams();
+      auto sl = st.initStreams(static_cast<unsigned>(streams.size()));
+      for (size_t i = 0; i < streams.size(); ++i) sl.set(static_cast<unsigned>(i), streams[i].name);
+      auto& views = ctx_->defs->views();
+      auto vl = st.initViews(static_cast<unsigned>(views.size()));
+      for (size_t i = 0; i < views.size(); ++i) vl.set(static_cast<unsigned>(i), views[i].qualified());
+      auto shl = st.initShards(static_cast<unsigned>(shards.size()));
+      uint64_t dead = 0;
+      for (size_t i = 0; i < shards.size(); ++i) {
+        auto& s = shards[i];
+        auto b = shl[static_cast<unsigned>(i)];
+        b.setStream(s.id.stream);
+        b.setKind(s.id.kind);
+        b.setShard(s.id.shard);
+        b.setAppliedSeq(s.meta.applied_seq);
+        b.setWatermark(s.meta.watermark);
+        b.setLag(s.lag);
+        b.setEntitiesActive(s.active);
+        b.setEntitiesPassivated(s.passivated);
+        b.setDeadLetters(s.meta.dead_letters);
+        b.setRestarts(s.restarts);
+        b.setFailed(s.failed);
+        dead += s.meta.dead_letters;
+      }
+      st.setEventsApplied(ctx_->metrics->events_applied.load());
+      st.setDeadLetters(dead);
+      st.setRejectedAtGateway(ctx_->metrics->rejected_at_gateway.load());
+      st.setEntityRestarts(ctx_->metrics->entity_restarts.load());
+      st.setUptimeSeconds(std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count());
+    });
+  }
+
+ private:
+  std::string known_streams() const {
+    std::string s;
+    for (auto& x : ctx_->defs->streams()) s += (s.empty() ? "" : ", ") + x.name;
+    return " (known: " + s + ")";
+  }
+  std::string known_views() const {
+    std::string s;
+    for (auto& x : ctx_->defs->views()) s += (s.empty() ? "" : ", ") + x.qualified();
+    return " (known: " + s + ")";
+  }
+
+  std::shared_ptr<const features_context> ctx_;
+  caf::actor sup_;
+  gateway_options opts_;
+  std::chrono::steady_clock::time_point started_;
+  std::atomic<size_t> in_flight_{0};
+};
+
+}  // namespace
+
+result<std::unique_ptr<gateway>> gateway::start(const gateway_options& o, std::shared_ptr<const features_context> ctx,
+                                                caf::actor supervisor) {
+  std::unique_ptr<gateway> g(new gateway());
+  g->stop_ = std::make_shared<stop_signal>();
+  std::mutex mu;
+  std::condition_variable cv;
+  bool ready = false;
+  g->thread_ = std::thread([&, gp = g.get()] {
+    try {
+      capnp::ReaderOptions ro;
+      ro.traversalLimitInWords = 64 * 1024 * 1024;  // 512 MiB per message at most
+      ro.nestingLimit = 32;
+      capnp::EzRpcServer server(kj::heap<gateway_impl>(ctx, supervisor, o), o.listen, 7400, ro);
+      auto& ws = server.getWaitScope();
+      gp->port_ = static_cast<int>(server.getPort().wait(ws));
+      auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
+      {
+        std::lock_guard<std::mutex> l(gp->stop_->mu);
+        gp->stop_->fulfiller = kj::mv(paf.fulfiller);
+      }
+      {
+        std::lock_guard<std::mutex> l(mu);
+        ready = true;
+        gp->started_ = true;
+      }
+      cv.notify_all();
+      paf.promise.wait(ws);
+    } catch (const kj::Exception& e) {
+      std::lock_guard<std::mutex> l(mu);
+      gp->start_error_ = e.getDescription().cStr();
+      ready = true;
+      cv.notify_all();
+    }
+  });
+  std::unique_lock<std::mutex> l(mu);
+  cv.wait(l, [&] { return ready; });
+  if (!g->started_) {
+    l.unlock();
+    g->thread_.join();
+    return make_error("cannot serve RPC on " + o.listen + ": " + g->start_error_);
+  }
+  return g;
+}
+
+gateway::~gateway() {
+  {
+    std::lock_guard<std::mutex> l(stop_->mu);
+    if (stop_->fulfiller) stop_->fulfiller->fulfill();
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+}  // namespace tessera

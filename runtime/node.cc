@@ -1,0 +1,175 @@
+#include "tessera/node.h"
+
+#include <caf/all.hpp>
+#include <fcntl.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "actors/features/messages.h"
+#include "actors/features/supervisor.h"
+#include "bus.h"
+#include "cluster/shard_map.h"
+#include "gateway.h"
+#include "metrics.h"
+#include "nats_server.h"
+#include "store.h"
+
+namespace tessera {
+
+namespace fs = std::filesystem;
+
+struct node::impl {
+  node_config cfg;
+  std::string node_id;
+  int lock_fd = -1;
+  std::unique_ptr<store> db;
+  std::unique_ptr<embedded_nats> nats_server;
+  std::unique_ptr<bus> nats;
+  node_metrics metrics;
+  log_limiter limiter;
+  std::unique_ptr<shard_map> shards;
+  std::unique_ptr<caf::actor_system_config> caf_cfg;
+  std::unique_ptr<caf::actor_system> sys;
+  caf::actor supervisor;
+  std::unique_ptr<gateway> gw;
+  std::string nats_url;
+  bool stopped = false;
+};
+
+namespace {
+
+result<std::string> read_or_create(const fs::path& p, const std::string& fresh) {
+  std::ifstream in(p);
+  std::string v;
+  if (in >> v && !v.empty()) return v;
+  std::ofstream out(p);
+  if (!(out << fresh << "\n")) return make_error("cannot write " + p.string());
+  return fresh;
+}
+
+}  // namespace
+
+result<std::unique_ptr<node>> node::start(const node_config& cfg) {
+  auto im = std::make_unique<impl>();
+  im->cfg = cfg;
+  if (cfg.definitions.empty()) return make_error("no definitions file given (--definitions FILE.lua)");
+  auto defs = definitions::load_file(cfg.definitions);
+  if (!defs) return make_error("invalid definitions: " + defs.error_message());
+  if (cfg.shards == 0 || cfg.shards > 4096) return make_error("shards must be between 1 and 4096");
+
+  std::error_code ec;
+  fs::create_directories(cfg.data_dir, ec);
+  if (ec) return make_error("cannot create data dir " + cfg.data_dir + ": " + ec.message());
+  std::string lock_path = (fs::path(cfg.data_dir) / "LOCK.node").string();
+  im->lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (im->lock_fd < 0 || ::flock(im->lock_fd, LOCK_EX | LOCK_NB) != 0)
+    return make_error("data dir " + cfg.data_dir + " is in use by another node");
+
+  std::random_device rd;
+  char idbuf[16];
+  std::snprintf(idbuf, sizeof idbuf, "n%08x", rd());
+  auto id = cfg.node_id.empty() ? read_or_create(fs::path(cfg.data_dir) / "node_id", idbuf) : result<std::string>(cfg.node_id);
+  if (!id) return make_error(id.error_message());
+  im->node_id = *id;
+  for (char c : im->node_id)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_')) return make_error("node id may hold letters, digits, - and _ only");
+  auto shards = read_or_create(fs::path(cfg.data_dir) / "shard_count", std::to_string(cfg.shards));
+  if (!shards) return make_error(shards.error_message());
+  if (std::stoul(*shards) != cfg.shards)
+    return make_error("data dir " + cfg.data_dir + " was created with " + *shards + " shards; the shard count is fixed (got --shards " +
+                      std::to_string(cfg.shards) + ")");
+
+  auto db = store::open((fs::path(cfg.data_dir) / "rocksdb").string(), cfg.sync_writes);
+  if (!db) return make_error(db.error_message());
+  im->db = std::move(db.value());
+
+  im->nats_url = cfg.nats_url;
+  if (im->nats_url.empty()) {
+    auto srv = embedded_nats::start(cfg.data_dir);
+    if (!srv) return make_error(srv.error_message());
+    im->nats_server = std::move(srv.value());
+    im->nats_url = im->nats_server->url();
+  }
+  auto b = bus::connect({im->nats_url, im->node_id});
+  if (!b) return make_error(b.error_message());
+  im->nats = std::move(b.value());
+  for (auto& s : (*defs)->streams()) {
+    auto st = im->nats->ensure_stream(s);
+    if (!st) return make_error(st.error_message());
+  }
+  if (auto st = im->nats->ensure_dlq_stream(); !st) return make_error(st.error_message());
+
+  im->shards = std::make_unique<single_node_shard_map>(im->node_id, cfg.shards);
+  auto ctx = std::make_shared<features_context>();
+  ctx->defs = *defs;
+  ctx->db = im->db.get();
+  ctx->nats = im->nats.get();
+  ctx->metrics = &im->metrics;
+  ctx->limiter = &im->limiter;
+  ctx->shards = im->shards.get();
+  ctx->node_id = im->node_id;
+  ctx->opts.shard_count = cfg.shards;
+  ctx->opts.entity_idle = std::chrono::milliseconds(cfg.entity_idle_ms);
+
+  im->caf_cfg = std::make_unique<caf::actor_system_config>();
+  int threads = cfg.threads > 0 ? cfg.threads : static_cast<int>(std::max(2u, std::thread::hardware_concurrency()));
+  im->caf_cfg->set("scheduler.max-threads", threads);
+  im->caf_cfg->set("logger.verbosity", caf::atom("quiet"));
+  im->sys = std::make_unique<caf::actor_system>(*im->caf_cfg);
+  im->supervisor = im->sys->spawn(feature_supervisor, std::shared_ptr<const features_context>(ctx));
+
+  gateway_options go;
+  go.listen = cfg.rpc;
+  go.nats_url = im->nats_url;
+  auto gw = gateway::start(go, ctx, im->supervisor);
+  if (!gw) {
+    caf::anon_send(im->supervisor, stop_atom::value);
+    im->sys->await_all_actors_done();
+    return make_error(gw.error_message());
+  }
+  im->gw = std::move(gw.value());
+  spdlog::info("node {} ready: RPC on port {}, NATS {}, {} shards, data in {}", im->node_id, im->gw->port(), im->nats_url,
+               cfg.shards, cfg.data_dir);
+  return std::unique_ptr<node>(new node(std::move(im)));
+}
+
+node::node(std::unique_ptr<impl> i) : impl_(std::move(i)) {}
+node::~node() { stop(); }
+
+void node::stop() {
+  if (!impl_ || impl_->stopped) return;
+  impl_->stopped = true;
+  spdlog::info("node {} stopping", impl_->node_id);
+  impl_->gw.reset();  // no new calls
+  caf::anon_send(impl_->supervisor, stop_atom::value);
+  impl_->supervisor = caf::actor();
+  impl_->sys->await_all_actors_done();
+  impl_->sys.reset();
+  impl_->nats.reset();
+  impl_->nats_server.reset();
+  impl_->db.reset();
+  if (impl_->lock_fd >= 0) ::close(impl_->lock_fd);
+  spdlog::info("node stopped");
+}
+
+int node::rpc_port() const { return impl_->gw ? impl_->gw->port() : 0; }
+const std::string& node::nats_url() const { return impl_->nats_url; }
+const std::string& node::node_id() const { return impl_->node_id; }
+
+void node::wait_for_stop_signal() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  int sig = 0;
+  sigwait(&set, &sig);
+  spdlog::info("received {}", sig == SIGINT ? "SIGINT" : "SIGTERM");
+}
+
+}  // namespace tessera

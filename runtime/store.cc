@@ -1,0 +1,153 @@
+#include "store.h"
+
+#include <rocksdb/db.h>
+#include <rocksdb/options.h>
+#include <rocksdb/table.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/write_batch.h>
+
+#include <cstdio>
+#include <cstring>
+
+#include <capnp/serialize.h>
+
+#include "codec.h"
+
+namespace tessera {
+namespace {
+
+// Key layout (all keys start with a one-letter family):
+//   m/<stream>/<kind>/<shard4>                       -> shard_meta
+//   k/<stream>/<kind>/<shard4>/<key>                 -> "" (entity known to the shard)
+//   e/<stream>/<kind>/<shard4>/<key>\0<t><seq><idx>  -> encoded record (big-endian, sign-flipped t)
+//   v/<view@ver>/<shard4>/<key>                      -> FeatureVector (Cap'n Proto)
+std::string shard_part(const shard_id& s) {
+  char buf[8];
+  std::snprintf(buf, sizeof buf, "%04u", s.shard);
+  return s.stream + "/" + s.kind + "/" + buf;
+}
+void put_be64(std::string& out, uint64_t x) {
+  for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>((x >> (i * 8)) & 0xff));
+}
+void put_be32(std::string& out, uint32_t x) {
+  for (int i = 3; i >= 0; --i) out.push_back(static_cast<char>((x >> (i * 8)) & 0xff));
+}
+std::string encode_meta(const shard_meta& m) {
+  std::string s(32, '\0');
+  std::memcpy(&s[0], &m.applied_seq, 8);
+  std::memcpy(&s[8], &m.watermark, 8);
+  std::memcpy(&s[16], &m.dead_letters, 8);
+  std::memcpy(&s[24], &m.events_applied, 8);
+  return s;
+}
+
+}  // namespace
+
+std::string shard_id::name() const { return shard_part(*this); }
+
+store::~store() = default;
+
+result<std::unique_ptr<store>> store::open(const std::string& path, bool sync) {
+  rocksdb::Options opts;
+  opts.create_if_missing = true;
+  opts.IncreaseParallelism(2);
+  opts.write_buffer_size = 64 << 20;
+  opts.max_write_buffer_number = 4;
+  rocksdb::BlockBasedTableOptions t;
+  t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  opts.table_factory.reset(rocksdb::NewBlockBasedTableFactory(t));
+  rocksdb::DB* raw = nullptr;
+  auto st = rocksdb::DB::Open(opts, path, &raw);
+  if (!st.ok()) return make_error("cannot open RocksDB at " + path + ": " + st.ToString());
+  std::unique_ptr<store> s(new store());
+  s->db_.reset(raw);
+  s->sync_ = sync;
+  return s;
+}
+
+shard_meta store::load_meta(const shard_id& s) const {
+  shard_meta m;
+  std::string v;
+  if (db_->Get(rocksdb::ReadOptions(), "m/" + shard_part(s), &v).ok() && v.size() >= 32) {
+    std::memcpy(&m.applied_seq, &v[0], 8);
+    std::memcpy(&m.watermark, &v[8], 8);
+    std::memcpy(&m.dead_letters, &v[16], 8);
+    std::memcpy(&m.events_applied, &v[24], 8);
+  }
+  return m;
+}
+
+std::vector<std::string> store::known_entities(const shard_id& s) const {
+  std::vector<std::string> out;
+  std::string prefix = "k/" + shard_part(s) + "/";
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next())
+    out.emplace_back(it->key().data() + prefix.size(), it->key().size() - prefix.size());
+  return out;
+}
+
+result<std::deque<record>> store::load_records(const shard_id& s, const std::string& key) const {
+  std::deque<record> out;
+  std::string prefix = "e/" + shard_part(s) + "/" + key;
+  prefix.push_back('\0');
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    record r;
+    if (!decode_record(std::string_view(it->value().data(), it->value().size()), r))
+      return make_error("corrupt record of entity '" + key + "' in shard " + s.name());
+    out.push_back(std::move(r));
+  }
+  if (!it->status().ok()) return make_error("RocksDB read failed: " + it->status().ToString());
+  return out;
+}
+
+std::optional<feature_vector> store::load_vector(const std::string& view, uint32_t shard,
+                                                 const std::string& key) const {
+  char buf[8];
+  std::snprintf(buf, sizeof buf, "%04u", shard);
+  std::string v;
+  if (!db_->Get(rocksdb::ReadOptions(), "v/" + view + "/" + buf + "/" + key, &v).ok()) return std::nullopt;
+  if (v.size() % 8 != 0) return std::nullopt;
+  kj::ArrayPtr<const capnp::word> words(reinterpret_cast<const capnp::word*>(v.data()), v.size() / 8);
+  try {
+    capnp::FlatArrayMessageReader reader(words);
+    return read_vector(reader.getRoot<wire::FeatureVector>());
+  } catch (const kj::Exception&) {
+    return std::nullopt;
+  }
+}
+
+store::batch::batch(const shard_id& s) : shard_(s), prefix_(shard_part(s)), wb_(new rocksdb::WriteBatch()) {}
+store::batch::~batch() = default;
+
+std::string store::batch::record_key(const std::string& key, int64_t time, uint64_t seq, uint32_t idx) const {
+  std::string k = "e/" + prefix_ + "/" + key;
+  k.push_back('\0');
+  put_be64(k, static_cast<uint64_t>(time) ^ (1ULL << 63));
+  put_be64(k, seq);
+  put_be32(k, idx);
+  return k;
+}
+void store::batch::put_record(const std::string& key, const record& r) {
+  wb_->Put(record_key(key, r.time, r.seq, r.idx), encode_record(r));
+}
+void store::batch::delete_record(const std::string& key, int64_t time, uint64_t seq, uint32_t idx) {
+  wb_->Delete(record_key(key, time, seq, idx));
+}
+void store::batch::put_known(const std::string& key) { wb_->Put("k/" + prefix_ + "/" + key, ""); }
+void store::batch::put_vector(const std::string& view, const std::string& key, const std::string& bytes) {
+  char buf[8];
+  std::snprintf(buf, sizeof buf, "%04u", shard_.shard);
+  wb_->Put("v/" + view + "/" + buf + "/" + key, bytes);
+}
+void store::batch::put_meta(const shard_meta& m) { wb_->Put("m/" + prefix_, encode_meta(m)); }
+
+status store::write(batch& b) {
+  rocksdb::WriteOptions wo;
+  wo.sync = sync_;
+  auto st = db_->Write(wo, b.wb_.get());
+  if (!st.ok()) return make_error("RocksDB write failed: " + st.ToString());
+  return ok_status();
+}
+
+}  // namespace tessera

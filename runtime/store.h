@@ -1,0 +1,79 @@
+// The node's RocksDB instance: per-shard entity records, online feature vectors and each
+// shard's applied sequence. A shard's changes for one applied batch go in one WriteBatch, so
+// state and sequence are always consistent after a crash.
+// Thread safety: all methods may be called from any thread (RocksDB is thread-safe); each
+// shard is written by its own shard actor only.
+#pragma once
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "aggregate.h"
+#include "tessera/result.h"
+
+namespace rocksdb {
+class DB;
+class WriteBatch;
+}  // namespace rocksdb
+
+namespace tessera {
+
+// A shard of one (stream, entity kind): the unit of ownership and recovery.
+struct shard_id {
+  std::string stream;
+  std::string kind;
+  uint32_t shard = 0;
+  std::string name() const;  // "flights/origin/0007"
+};
+
+struct shard_meta {
+  uint64_t applied_seq = 0;   // last JetStream stream sequence applied
+  int64_t watermark = 0;      // max event time applied
+  uint64_t dead_letters = 0;
+  uint64_t events_applied = 0;
+};
+
+class store {
+ public:
+  // Opens (creating if needed) the database at `path`. `sync` fsyncs each write (survives power
+  // loss); without it a process crash loses nothing but an OS crash may lose the last writes.
+  static result<std::unique_ptr<store>> open(const std::string& path, bool sync);
+  ~store();
+
+  shard_meta load_meta(const shard_id& s) const;
+  std::vector<std::string> known_entities(const shard_id& s) const;
+  // Records of one entity in (time, seq, idx) order; error if a stored record is corrupt.
+  result<std::deque<record>> load_records(const shard_id& s, const std::string& key) const;
+  std::optional<feature_vector> load_vector(const std::string& qualified_view, uint32_t shard,
+                                            const std::string& key) const;
+
+  // Accumulates one shard's changes; write() applies them atomically.
+  class batch {
+   public:
+    explicit batch(const shard_id& s);
+    ~batch();
+    void put_record(const std::string& key, const record& r);
+    void delete_record(const std::string& key, int64_t time, uint64_t seq, uint32_t idx);
+    void put_known(const std::string& key);
+    void put_vector(const std::string& qualified_view, const std::string& key, const std::string& bytes);
+    void put_meta(const shard_meta& m);
+
+   private:
+    friend class store;
+    std::string record_key(const std::string& key, int64_t time, uint64_t seq, uint32_t idx) const;
+    shard_id shard_;
+    std::string prefix_;
+    std::unique_ptr<rocksdb::WriteBatch> wb_;
+  };
+  status write(batch& b);
+
+ private:
+  store() = default;
+  std::unique_ptr<rocksdb::DB> db_;
+  bool sync_ = false;
+};
+
+}  // namespace tessera

@@ -1,0 +1,113 @@
+# Tessera's wire contract: events, feature vectors and the RPC gateway.
+# Evolution rules (see schemas/README.md): add fields at the end with new ordinals,
+# never renumber, retype or remove; new union members go at the end of the union.
+@0xc3a1f2e4b5d60718;
+
+$import "/capnp/c++.capnp".namespace("tessera::wire");
+
+# A typed field value. `text` is accepted for any declared type and converted by the
+# gateway (so CSV producers need no type knowledge); other mismatches are rejected.
+struct Value {
+  union {
+    null @0 :Void;
+    int @1 :Int64;
+    float @2 :Float64;
+    text @3 :Text;
+    bool @4 :Bool;
+    timestamp @5 :Int64;     # microseconds since the Unix epoch, UTC
+    textList @6 :List(Text); # e.g. last-N distinct values, most recent first
+  }
+}
+
+struct Field {
+  name @0 :Text;
+  value @1 :Value;
+}
+
+# One event. `eventTime` is microseconds since the epoch (UTC). When 0 the gateway reads the
+# stream's declared time field from `fields`. `key` is the entity key of the entity kind the
+# message was published for (filled by the gateway; producers that publish to JetStream directly
+# must fill it, see schemas/SUBJECTS.md).
+struct Event {
+  stream @0 :Text;
+  key @1 :Text;
+  eventTime @2 :Int64;
+  fields @3 :List(Field);
+}
+
+# Events always travel in batches: one JetStream message = one EventBatch for one
+# (stream, entity kind, shard) subject.
+struct EventBatch {
+  events @0 :List(Event);
+  ingestTime @1 :Int64;      # microseconds since the epoch, set by the publisher
+}
+
+enum Status {
+  missing @0;  # no event of the entity in any window of the view at the read time
+  fresh @1;
+  stale @2;    # the latest event is older than the view's TTL at the read time
+}
+
+struct FeatureValue {
+  name @0 :Text;
+  value @1 :Value;          # null when undefined (e.g. the mean of an empty window)
+  eventTime @2 :Int64;      # latest event time that contributed; 0 if none
+}
+
+struct FeatureVector {
+  view @0 :Text;
+  version @1 :UInt32;
+  entity @2 :Text;
+  asOf @3 :Int64;           # the read time t: windows cover (t - W, t]
+  eventTime @4 :Int64;      # latest event time of the entity <= asOf; 0 if none
+  status @5 :Status;
+  values @6 :List(FeatureValue);
+}
+
+struct Rejection {
+  index @0 :UInt32;         # position of the event in the request
+  field @1 :Text;           # offending field, empty if the event as a whole
+  reason @2 :Text;
+}
+
+struct ShardStatus {
+  stream @0 :Text;
+  kind @1 :Text;
+  shard @2 :UInt32;
+  appliedSeq @3 :UInt64;
+  watermark @4 :Int64;
+  lag @5 :UInt64;           # messages in JetStream not yet applied
+  entitiesActive @6 :UInt32;
+  entitiesPassivated @7 :UInt32;
+  deadLetters @8 :UInt64;
+  restarts @9 :UInt32;
+  failed @10 :Text;         # non-empty when the supervisor gave up on the shard
+}
+
+struct NodeStatus {
+  nodeId @0 :Text;
+  natsUrl @1 :Text;
+  shardCount @2 :UInt32;
+  streams @3 :List(Text);
+  views @4 :List(Text);
+  shards @5 :List(ShardStatus);
+  eventsApplied @6 :UInt64;
+  deadLetters @7 :UInt64;
+  rejectedAtGateway @8 :UInt64;
+  entityRestarts @9 :UInt64;
+  uptimeSeconds @10 :Float64;
+}
+
+interface Gateway {
+  # Validates, routes and publishes the events; returns once JetStream has durably stored every
+  # accepted event. Events that fail validation are listed in `rejected`; the others are kept.
+  # `batchId` makes the call idempotent: the same id (within the stream's duplicate window) is
+  # stored once, so a retried or re-run ingest counts nothing twice.
+  ingest @0 (stream :Text, events :List(Event), batchId :Text) -> (accepted :UInt32, rejected :List(Rejection), duplicates :UInt32);
+
+  # Feature vectors of `view` for each entity, in request order. asOf = 0 reads at each shard's
+  # watermark; otherwise at asOf, which must lie within the view's retained window.
+  getFeatures @1 (view :Text, entities :List(Text), asOf :Int64) -> (vectors :List(FeatureVector));
+
+  status @2 () -> (status :NodeStatus);
+}
