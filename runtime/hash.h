@@ -8,7 +8,7 @@ namespace tessera {
 
 // 64-bit FNV-1a of the key's bytes.
 inline uint64_t stable_hash(std::string_view key) {
-  uint64_t h = 1469598103934665603ULL;
+  uint64_t h = 14695981039346656037ULL;
   for (unsigned char c : key) {
     h ^= c;
     h *= 1099511628211ULL;

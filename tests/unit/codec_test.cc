@@ -1,0 +1,118 @@
+#include <gtest/gtest.h>
+
+#include <capnp/message.h>
+
+#include "codec.h"
+#include "time_util.h"
+
+namespace tessera {
+
+TEST(RecordCodec, RoundTripsEveryType) {
+  record r{978307260000000LL, 42, 7,
+           {std::monostate{}, int64_t{-5}, 2.5, std::string("LAX"), true, timestamp_value{123}}};
+  record back;
+  ASSERT_TRUE(decode_record(encode_record(r), back));
+  EXPECT_EQ(back.time, r.time);
+  EXPECT_EQ(back.seq, 42u);
+  EXPECT_EQ(back.idx, 7u);
+  ASSERT_EQ(back.fields.size(), r.fields.size());
+  EXPECT_TRUE(back.fields == r.fields);
+}
+
+TEST(RecordCodec, RejectsTruncatedAndCorruptBytes) {
+  std::string bytes = encode_record(record{1, 2, 3, {std::string("abcdef"), 1.0}});
+  record out;
+  for (size_t n = 0; n < bytes.size(); ++n) EXPECT_FALSE(decode_record(bytes.substr(0, n), out)) << n;
+  std::string bad = bytes;
+  bad[0] = 9;  // unknown format version
+  EXPECT_FALSE(decode_record(bad, out));
+  EXPECT_FALSE(decode_record(bytes + "x", out));
+}
+
+TEST(ParseTextAs, ConvertsOrExplains) {
+  EXPECT_EQ(std::get<double>(*parse_text_as("-13", field_type::float64)), -13.0);
+  EXPECT_EQ(std::get<int64_t>(*parse_text_as("2176", field_type::int64)), 2176);
+  EXPECT_EQ(std::get<timestamp_value>(*parse_text_as("2001-01-01T00:01:00.000Z", field_type::timestamp)).micros, 978307260000000LL);
+  EXPECT_NE(parse_text_as("abc", field_type::float64).error_message().find("expected float, got 'abc'"), std::string::npos);
+  EXPECT_FALSE(parse_text_as("nan", field_type::float64).ok());
+  EXPECT_FALSE(parse_text_as("1.5", field_type::int64).ok());
+  EXPECT_FALSE(parse_text_as("maybe", field_type::boolean).ok());
+}
+
+class NormalizeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto d = definitions::load_file(TSR_EXAMPLES_DIR "/flights/flights.lua");
+    ASSERT_TRUE(d.ok());
+    defs = *d;
+    s = defs->find_stream("flights");
+  }
+  wire::Event::Builder event(capnp::MallocMessageBuilder& mb, std::vector<std::pair<std::string, std::string>> fields) {
+    auto e = mb.initRoot<wire::Event>();
+    auto fl = e.initFields(static_cast<unsigned>(fields.size()));
+    for (unsigned i = 0; i < fields.size(); ++i) {
+      fl[i].setName(fields[i].first);
+      fl[i].initValue().setText(fields[i].second);
+    }
+    return e;
+  }
+  std::shared_ptr<const definitions> defs;
+  const stream_def* s = nullptr;
+};
+
+TEST_F(NormalizeTest, TypesFieldsAndBuildsKeys) {
+  capnp::MallocMessageBuilder mb;
+  auto e = event(mb, {{"date", "2001-01-01T00:01:00.000Z"}, {"delay", "33"}, {"origin", "LAS"}, {"destination", "PHL"}, {"extra", "ignored"}});
+  normalized_event ne;
+  event_error err;
+  ASSERT_TRUE(normalize_event(e.asReader(), *s, ne, err)) << err.reason;
+  EXPECT_EQ(ne.time, 978307260000000LL);
+  EXPECT_EQ(std::get<double>(ne.fields[s->field_index("delay")]), 33.0);
+  EXPECT_EQ(entity_key(ne, *defs->find_plan("flights", "route"), err), "LAS-PHL");
+  EXPECT_EQ(entity_key(ne, *defs->find_plan("flights", "origin"), err), "LAS");
+}
+
+TEST_F(NormalizeTest, RejectsWrongTypesMissingKeysAndAbsurdTimes) {
+  normalized_event ne;
+  event_error err;
+  {
+    capnp::MallocMessageBuilder mb;
+    EXPECT_FALSE(normalize_event(event(mb, {{"date", "2001-01-01"}, {"delay", "late"}}).asReader(), *s, ne, err));
+    EXPECT_EQ(err.field, "delay");
+  }
+  {
+    capnp::MallocMessageBuilder mb;
+    EXPECT_FALSE(normalize_event(event(mb, {{"delay", "1"}}).asReader(), *s, ne, err));
+    EXPECT_EQ(err.field, "date");
+  }
+  {
+    capnp::MallocMessageBuilder mb;
+    EXPECT_FALSE(normalize_event(event(mb, {{"date", "2999-01-01"}}).asReader(), *s, ne, err));
+    EXPECT_NE(err.reason.find("absurd"), std::string::npos);
+  }
+  {
+    capnp::MallocMessageBuilder mb;
+    EXPECT_FALSE(normalize_event(event(mb, {{"date", "1960-01-01"}}).asReader(), *s, ne, err));
+  }
+  {
+    capnp::MallocMessageBuilder mb;
+    ASSERT_TRUE(normalize_event(event(mb, {{"date", "2001-01-01"}, {"origin", "LAX"}}).asReader(), *s, ne, err));
+    EXPECT_EQ(entity_key(ne, *defs->find_plan("flights", "route"), err), "");
+    EXPECT_EQ(err.field, "destination");
+  }
+}
+
+TEST(VectorCodec, RoundTrips) {
+  feature_vector v{"airport_delay", 1, "LAX", 10, 9, vector_status::stale,
+                   {{"a", int64_t{3}, 9}, {"b", std::monostate{}, 0}, {"c", std::vector<std::string>{"x", "y"}, 8}}};
+  capnp::MallocMessageBuilder mb;
+  write_vector(mb.initRoot<wire::FeatureVector>(), v);
+  auto back = read_vector(mb.getRoot<wire::FeatureVector>().asReader());
+  EXPECT_EQ(back.entity, "LAX");
+  EXPECT_EQ(back.status, vector_status::stale);
+  ASSERT_EQ(back.values.size(), 3u);
+  EXPECT_TRUE(back.values[2].v == v.values[2].v);
+  EXPECT_TRUE(is_null(back.values[1].v));
+}
+
+}  // namespace tessera

@@ -1,0 +1,87 @@
+#include <gtest/gtest.h>
+
+#include "definitions.h"
+
+namespace tessera {
+namespace {
+
+std::string error_of(const std::string& src) {
+  auto r = definitions::load_string(src, "defs.lua");
+  return r.ok() ? std::string("<loaded>") : r.error_message();
+}
+
+const char* kStream = R"lua(
+stream { name = "flights", time_field = "date", fields = { date = "timestamp", delay = "float", origin = "text", destination = "text" } }
+entity { name = "origin", key = "origin" }
+entity { name = "route", key = { "origin", "destination" } }
+)lua";
+
+}  // namespace
+
+TEST(Definitions, LoadsTheFlightsExample) {
+  auto r = definitions::load_file(TSR_EXAMPLES_DIR "/flights/flights.lua");
+  ASSERT_TRUE(r.ok()) << r.error_message();
+  auto& d = **r;
+  const view_def* v = d.find_view("airport_delay");
+  ASSERT_NE(v, nullptr);
+  EXPECT_EQ(v->features.size(), 6u);
+  EXPECT_EQ(v->features[5].name, "late_24h");
+  EXPECT_NE(v->features[5].filter, nullptr);
+  EXPECT_EQ(d.find_view("route_delay@1")->entity, "route");
+  const kind_plan* route = d.find_plan("flights", "route");
+  ASSERT_NE(route, nullptr);
+  EXPECT_EQ(route->key_fields, (std::vector<std::string>{"origin", "destination"}));
+  // Retention: longest window plus the default as-of horizon (one more window).
+  EXPECT_EQ(route->retention_us, 14LL * 86400 * 1000000);
+}
+
+TEST(Definitions, LatestVersionByDefault) {
+  auto r = definitions::load_string(std::string(kStream) + R"lua(
+view { name = "v", version = 1, entity = "origin", stream = "flights", features = { count { "n", window = "1h" } } }
+view { name = "v", version = 2, entity = "origin", stream = "flights", features = { count { "n", window = "2h" } } }
+)lua");
+  ASSERT_TRUE(r.ok()) << r.error_message();
+  EXPECT_EQ((*r)->find_view("v")->version, 2u);
+  EXPECT_EQ((*r)->find_view("v@1")->version, 1u);
+  EXPECT_EQ((*r)->find_view("v@3"), nullptr);
+}
+
+TEST(Definitions, ErrorsNameFileLineAndProblem) {
+  std::string s = kStream;
+  EXPECT_NE(error_of("stream { name = ").find("defs.lua:1:"), std::string::npos);
+  EXPECT_NE(error_of(s + "view { name = 'v', entity = 'origin', stream = 'nope', features = {} }").find("unknown stream 'nope'"),
+            std::string::npos);
+  EXPECT_NE(error_of(s + "view { name = 'v', entity = 'who', stream = 'flights', features = { count { 'n', window = '1h' } } }")
+                .find("unknown entity 'who'"),
+            std::string::npos);
+  EXPECT_NE(error_of(s + "\n\nview { name = 'v', entity = 'origin', stream = 'flights', features = { count { 'n', window = 'soon' } } }")
+                .find("defs.lua:7:"),
+            std::string::npos);
+  EXPECT_NE(error_of(s + "view { name = 'v', entity = 'origin', stream = 'flights', features = { mean { 'm', field = 'origin', window = '1h' } } }")
+                .find("needs a numeric field"),
+            std::string::npos);
+  EXPECT_NE(error_of(s + "view { name = 'v', entity = 'origin', stream = 'flights', features = { count { 'n', window = '1h', filter = 'speed > 1' } } }")
+                .find("unknown field 'speed'"),
+            std::string::npos);
+  EXPECT_NE(error_of(s + "view { name = 'v', entity = 'origin', stream = 'flights', features = { count { 'n', windw = '1h' } } }")
+                .find("unknown key(s) windw"),
+            std::string::npos);
+  EXPECT_NE(error_of(s + "view { name = 'v', entity = 'origin', stream = 'flights', features = { count { 'n', window = '1h' }, count { 'n', window = '2h' } } }")
+                .find("duplicate feature name n"),
+            std::string::npos);
+  EXPECT_NE(error_of("stream { name = 's', time_field = 'x', fields = { x = 'float' } }").find("time_field must name a field of type timestamp"),
+            std::string::npos);
+  EXPECT_NE(error_of("stream { name = 's', time_field = 't', fields = { t = 'timestamp', y = 'complex' } }").find("unknown type 'complex'"),
+            std::string::npos);
+  EXPECT_NE(error_of("").find("no stream defined"), std::string::npos);
+}
+
+TEST(Definitions, SandboxHasNoIoAndBoundsWork) {
+  EXPECT_NE(error_of("io.open('/etc/passwd')").find("io"), std::string::npos);
+  EXPECT_NE(error_of("os.execute('true')").find("os"), std::string::npos);
+  EXPECT_NE(error_of("require('socket')").find("require"), std::string::npos);
+  EXPECT_NE(error_of("while true do end").find("instruction limit"), std::string::npos);
+  EXPECT_NE(error_of("error('custom failure')").find("custom failure"), std::string::npos);
+}
+
+}  // namespace tessera
