@@ -17,6 +17,11 @@ std::string consumer_name(const std::string& kind, uint32_t shard) { return kind
 
 namespace {
 
+struct inbox_box {
+  std::mutex mu;
+  bus::delivery_fn fn;  // cleared when the inbox is retired
+};
+
 std::string nats_error(natsStatus s, const char* what) {
   std::string m = std::string(what) + ": " + natsStatus_GetText(s);
   const char* last = nats_GetLastError(nullptr);
@@ -84,8 +89,12 @@ bus::~bus() {
   if (nc_) {
     natsConnection_FlushTimeout(nc_, 2000);
     natsConnection_Close(nc_);
-    natsConnection_Destroy(nc_);
   }
+  for (auto& [sub, box] : retired_) {
+    natsSubscription_Destroy(sub);
+    delete static_cast<inbox_box*>(box);
+  }
+  if (nc_) natsConnection_Destroy(nc_);
 }
 
 bool bus::connected() const { return natsConnection_Status(nc_) == NATS_CONN_STATUS_CONNECTED; }
@@ -159,16 +168,13 @@ status bus::reset_consumer(const std::string& stream, const std::string& kind, u
   return ok_status();
 }
 
-namespace {
-struct inbox_box {
-  bus::delivery_fn fn;
-};
-}  // namespace
-
 result<std::unique_ptr<bus::inbox>> bus::open_inbox(delivery_fn fn) {
   std::unique_ptr<inbox> in(new inbox());
   in->subject_ = inbox_prefix_ + "." + std::to_string(next_inbox_++);
-  auto* box = new inbox_box{std::move(fn)};
+  auto* box = new inbox_box();
+  box->fn = std::move(fn);
+  in->owner_ = this;
+  in->box_ = box;
   natsStatus s = natsConnection_Subscribe(&in->sub_, nc_, (in->subject_ + ".*").c_str(), &bus::on_inbox, box);
   if (s != NATS_OK) {
     delete box;
@@ -176,18 +182,25 @@ result<std::unique_ptr<bus::inbox>> bus::open_inbox(delivery_fn fn) {
   }
   // Pulls bound what is in flight; the client-side limit must never drop a delivery.
   natsSubscription_SetPendingLimits(in->sub_, -1, -1);
-  natsSubscription_SetOnCompleteCB(in->sub_, &bus::on_inbox_closed, box);
   return in;
 }
 
 bus::inbox::~inbox() {
-  if (sub_) {
-    natsSubscription_Unsubscribe(sub_);
-    natsSubscription_Destroy(sub_);
-  }
+  if (sub_) owner_->retire(sub_, box_);
 }
 
-void bus::on_inbox_closed(void* closure) { delete static_cast<inbox_box*>(closure); }
+void bus::retire(__natsSubscription* sub, void* box) {
+  natsSubscription_Unsubscribe(sub);
+  auto* b = static_cast<inbox_box*>(box);
+  {
+    std::lock_guard<std::mutex> g(b->mu);
+    b->fn = nullptr;
+  }
+  std::lock_guard<std::mutex> g(mu_);
+  retired_.emplace_back(sub, box);
+}
+
+void bus::on_inbox_closed(void*) {}
 
 uint64_t bus::pull(const std::string& stream, const std::string& kind, uint32_t shard, const inbox& in, int batch,
                    int64_t expires_ms) {
@@ -216,7 +229,8 @@ void bus::on_inbox(__natsConnection*, __natsSubscription*, __natsMsg* msg, void*
     d.pull_no = dot ? std::strtoull(dot + 1, nullptr, 10) : 0;
     natsMsg_Destroy(msg);
     if (d.status == "100") return;
-    box->fn(std::move(d));
+    std::lock_guard<std::mutex> g(box->mu);
+    if (box->fn) box->fn(std::move(d));
     return;
   }
   const char* reply = natsMsg_GetReply(msg);
@@ -234,7 +248,8 @@ void bus::on_inbox(__natsConnection*, __natsSubscription*, __natsMsg* msg, void*
   d.data.assign(natsMsg_GetData(msg), static_cast<size_t>(natsMsg_GetDataLength(msg)));
   natsMsg_Destroy(msg);
   if (d.seq == 0) return;  // not a JetStream delivery
-  box->fn(std::move(d));
+  std::lock_guard<std::mutex> g(box->mu);
+  if (box->fn) box->fn(std::move(d));
 }
 
 void bus::publish(const std::string& subject, const void* data, size_t len, const std::string& msg_id, ack_fn done) {

@@ -13,6 +13,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "definitions.h"
 #include "tessera/result.h"
@@ -73,8 +74,10 @@ class bus {
 
    private:
     friend class bus;
+    bus* owner_ = nullptr;
     std::string subject_;
     __natsSubscription* sub_ = nullptr;
+    void* box_ = nullptr;
   };
   result<std::unique_ptr<inbox>> open_inbox(delivery_fn fn);
   // Asks for up to `batch` messages, delivered to `in` (data messages carry pull_no 0; the
@@ -105,7 +108,12 @@ class bus {
   std::atomic<uint64_t> next_pull_{1};
   std::atomic<uint64_t> next_inbox_{1};
   std::atomic<uint64_t> next_token_{1};
-  std::mutex mu_;  // protects the map below
+  void retire(__natsSubscription* sub, void* box);
+
+  std::mutex mu_;  // protects the map and list below
+  // Unsubscribed inboxes, destroyed only with the connection: libnats' shared delivery
+  // threads may still touch a subscription for a moment after it is unsubscribed.
+  std::vector<std::pair<__natsSubscription*, void*>> retired_;
   std::unordered_map<uint64_t, ack_fn> pending_acks_;
 };
 

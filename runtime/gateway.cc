@@ -127,7 +127,7 @@ class gateway_impl final : public wire::Gateway::Server {
     auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
     pc->done = std::make_shared<xthread<void>>(xthread<void>{kj::mv(paf.fulfiller)});
     std::vector<std::pair<std::string, kj::Array<capnp::word>>> messages;
-    std::vector<std::pair<std::string, uint32_t>> ids;  // (msg id, events)
+    std::vector<std::pair<std::string, uint32_t>> ids;  // (msg id, events counted for duplicates)
     int64_t ingest_time = now_micros();
     for (auto& [gk, members] : groups) {
       const kind_plan* plan = plans[gk.first];
@@ -158,12 +158,12 @@ class gateway_impl final : public wire::Gateway::Server {
         std::string subject = event_subject(stream_name, plan->entity, gk.second);
         std::string id = batch_id.empty() ? "" : batch_id + "." + plan->entity + "." + std::to_string(gk.second) + "." + std::to_string(chunk);
         messages.emplace_back(subject, capnp::messageToFlatArray(mb));
-        ids.emplace_back(id, static_cast<uint32_t>(n));
+        // Every plan carries the same events: count duplicates through the first plan only.
+        ids.emplace_back(id, gk.first == 0 ? static_cast<uint32_t>(n) : 0u);
       }
     }
     call.releaseParams();
-    size_t total_events = 0;
-    for (auto& i : ids) total_events += i.second;
+    size_t total_events = accepted;
     in_flight_ += total_events;
     pc->left = messages.size();
     auto results_ready = paf.promise.then([this, pc, accepted, total_events, fill_rejections, call]() mutable {
@@ -172,7 +172,7 @@ class gateway_impl final : public wire::Gateway::Server {
                                                                     kj::str("JetStream did not store the batch: ", pc->error.c_str(), "; retry with the same batchId")));
       auto r = call.getResults();
       r.setAccepted(accepted);
-      r.setDuplicates(pc->duplicate_events);
+      r.setDuplicates(std::min(pc->duplicate_events, accepted));
       fill_rejections(r);
     });
     if (messages.empty()) {
@@ -258,6 +258,7 @@ class gateway_impl final : public wire::Gateway::Server {
         b.setDeadLetters(s.meta.dead_letters);
         b.setRestarts(s.restarts);
         b.setFailed(s.failed);
+        b.setEventsApplied(s.meta.events_applied);
         dead += s.meta.dead_letters;
       }
       st.setEventsApplied(ctx_->metrics->events_applied.load());

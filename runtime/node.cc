@@ -162,6 +162,10 @@ int node::rpc_port() const { return impl_->gw ? impl_->gw->port() : 0; }
 const std::string& node::nats_url() const { return impl_->nats_url; }
 const std::string& node::node_id() const { return impl_->node_id; }
 
+void node::TEST_crash_entity(const std::string& stream, const std::string& kind, const std::string& key) {
+  caf::anon_send(impl_->supervisor, crash_atom::value, stream, kind, key);
+}
+
 void node::wait_for_stop_signal() {
   sigset_t set;
   sigemptyset(&set);

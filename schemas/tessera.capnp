@@ -82,6 +82,7 @@ struct ShardStatus {
   deadLetters @8 :UInt64;
   restarts @9 :UInt32;
   failed @10 :Text;         # non-empty when the supervisor gave up on the shard
+  eventsApplied @11 :UInt64; # persisted with the state: counts each event once, ever
 }
 
 struct NodeStatus {

@@ -9,11 +9,10 @@ caf::behavior entity_actor(caf::stateful_actor<entity_state>* self, std::string 
   self->state.key = std::move(key);
   self->state.plan = plan;
   self->state.records = std::move(records);
-  bool crash_next = false;
   return {
-      [=](apply_atom, const record_batch& batch, int64_t watermark) mutable -> entity_delta {
-        if (crash_next) {
-          crash_next = false;
+      [=](apply_atom, const record_batch& batch, int64_t watermark) -> entity_delta {
+        if (self->state.TEST_crash_next) {
+          self->state.TEST_crash_next = false;
           throw std::runtime_error("TEST_crash requested");
         }
         auto& st = self->state;
@@ -34,7 +33,7 @@ caf::behavior entity_actor(caf::stateful_actor<entity_state>* self, std::string 
       [=](read_atom, uint32_t view, int64_t t) -> feature_vector {
         return compute_vector(*self->state.plan->views.at(view), self->state.records, t, self->state.key);
       },
-      [=](crash_atom) mutable { crash_next = true; },
+      [=](crash_atom) { self->state.TEST_crash_next = true; },
       [=](stop_atom) { self->quit(); },
       caf::after(idle) >> [=] { self->send(shard, passivate_atom::value, self->state.key); },
   };

@@ -12,6 +12,7 @@ struct entity_state {
   std::string key;
   const kind_plan* plan = nullptr;
   std::deque<record> records;
+  bool TEST_crash_next = false;
   static inline const char* name = "tsr.entity";
 };
 

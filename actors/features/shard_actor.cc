@@ -185,16 +185,15 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
               g.delta = std::move(d);
               finish_group(g);
             },
-            [self, job, gi, finish_group, send_group, warn_limited](caf::error& err) {
+            [self, job, gi, a, finish_group, send_group, warn_limited](caf::error& err) {
               auto& s = self->state;
               group& g = (*job)->groups[gi];
               s.ctx->metrics->entity_restarts++;
+              // Forget the failed incarnation (its exit message, if still to come, is
+              // recognised through by_addr) and make sure it is gone (e.g. on a timeout).
               auto it = s.active.find(g.key);
-              if (it != s.active.end()) {
-                s.by_addr.erase(it->second.address());
-                self->send_exit(it->second, caf::exit_reason::kill);
-                s.active.erase(it);
-              }
+              if (it != s.active.end() && it->second == a) s.active.erase(it);
+              self->send_exit(a, caf::exit_reason::kill);
               auto& f = s.failures[g.key];
               auto now = clock_type::now();
               f.push_back(now);
@@ -330,7 +329,6 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
   };
   if (!init()) self->delayed_send(self, std::chrono::seconds(1), init_atom::value);
   self->delayed_send(self, std::chrono::seconds(1), tick_atom::value);
-  self->attach_functor([self] { self->state.inbox.reset(); });
 
   return {
       [=](init_atom) {

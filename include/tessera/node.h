@@ -36,6 +36,8 @@ class node {
   int rpc_port() const;
   const std::string& nats_url() const;
   const std::string& node_id() const;
+  // Test hook: the next apply of this entity's actor throws (one-for-one restart path).
+  void TEST_crash_entity(const std::string& stream, const std::string& kind, const std::string& key);
   // Blocks until SIGINT or SIGTERM.
   static void wait_for_stop_signal();
 

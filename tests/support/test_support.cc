@@ -1,0 +1,242 @@
+#include "test_support.h"
+
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <zlib.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "hash.h"
+
+namespace tessera::test {
+
+namespace fs = std::filesystem;
+
+temp_dir::temp_dir() {
+  char tmpl[] = "/tmp/tessera-test-XXXXXX";
+  path = ::mkdtemp(tmpl);
+}
+temp_dir::~temp_dir() {
+  std::error_code ec;
+  fs::remove_all(path, ec);
+}
+
+std::string slice_path() { return TSR_TEST_DATA_DIR "/flights-slice.csv.gz"; }
+std::string flights_definitions() { return TSR_EXAMPLES_DIR "/flights/flights.lua"; }
+
+namespace {
+int64_t parse_iso(const std::string& s) {
+  std::tm tm{};
+  int ms = 0;
+  std::sscanf(s.c_str(), "%d-%d-%dT%d:%d:%d.%dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms);
+  tm.tm_year -= 1900;
+  tm.tm_mon -= 1;
+  return static_cast<int64_t>(timegm(&tm)) * 1000000 + ms * 1000;
+}
+}  // namespace
+
+const std::vector<flight>& slice() {
+  static std::vector<flight> flights = [] {
+    std::vector<flight> out;
+    gzFile f = gzopen(slice_path().c_str(), "rb");
+    EXPECT_NE(f, nullptr);
+    char buf[4096];
+    bool header = true;
+    while (gzgets(f, buf, sizeof buf)) {
+      if (header) {
+        header = false;
+        continue;
+      }
+      std::string line(buf);
+      while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
+      std::stringstream ss(line);
+      std::string date, delay, distance, origin, dest;
+      std::getline(ss, date, ',');
+      std::getline(ss, delay, ',');
+      std::getline(ss, distance, ',');
+      std::getline(ss, origin, ',');
+      std::getline(ss, dest, ',');
+      out.push_back({parse_iso(date), std::stod(delay), origin, dest});
+    }
+    gzclose(f);
+    return out;
+  }();
+  return flights;
+}
+
+airport_ref airport_at(const std::vector<flight>& fs, const std::string& origin, int64_t t) {
+  const int64_t h = 3600LL * 1000000;
+  airport_ref r;
+  double s1 = 0, s24 = 0;
+  for (auto& f : fs) {
+    if (f.origin != origin || f.time > t) continue;
+    if (f.time > t - 24 * h) {
+      ++r.count_24h;
+      s24 += f.delay;
+      r.max_24h = r.max_24h ? std::max(*r.max_24h, f.delay) : f.delay;
+      if (f.delay > 15) ++r.late_24h;
+      r.latest = std::max(r.latest, f.time);
+    }
+    if (f.time > t - h) {
+      ++r.count_1h;
+      s1 += f.delay;
+    }
+  }
+  if (r.count_1h) r.mean_1h = s1 / r.count_1h;
+  if (r.count_24h) r.mean_24h = s24 / r.count_24h;
+  return r;
+}
+
+route_ref route_at(const std::vector<flight>& fs, const std::string& route, int64_t t) {
+  const int64_t w = 7 * 86400LL * 1000000;
+  route_ref r;
+  double s = 0;
+  for (auto& f : fs) {
+    if (f.origin + "-" + f.destination != route || f.time > t || f.time <= t - w) continue;
+    ++r.count_7d;
+    s += f.delay;
+    r.latest = std::max(r.latest, f.time);
+  }
+  if (r.count_7d) r.mean_7d = s / r.count_7d;
+  return r;
+}
+
+node_harness::node_harness(const std::string& data_dir, int64_t entity_idle_ms) {
+  node_config cfg;
+  cfg.data_dir = data_dir;
+  cfg.rpc = "127.0.0.1:0";
+  cfg.definitions = flights_definitions();
+  cfg.entity_idle_ms = entity_idle_ms;
+  auto r = node::start(cfg);
+  if (!r.ok()) ADD_FAILURE() << r.error_message();
+  else n = std::move(r.value());
+}
+
+int run_cli(const std::string& args, std::string* output) {
+  std::string cmd = std::string(TSR_BINARY) + " " + args + " 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  int st = ::pclose(p);
+  if (output) *output = out;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+uint64_t wait_applied(const std::string& rpc, uint64_t events, int timeout_s) {
+  capnp::EzRpcClient client(rpc);
+  auto gw = client.getMain<wire::Gateway>();
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+  uint64_t sum = 0;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto resp = gw.statusRequest().send().wait(client.getWaitScope());
+    sum = 0;
+    uint64_t lag = 0;
+    for (auto s : resp.getStatus().getShards()) {
+      sum += s.getEventsApplied();
+      lag += s.getLag();
+    }
+    if (sum >= events && lag == 0) return sum;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return sum;
+}
+
+std::vector<std::pair<std::string, std::map<std::string, std::optional<double>>>> read_vectors(
+    const std::string& rpc, const std::string& view, const std::vector<std::string>& keys, int64_t as_of,
+    std::vector<int64_t>* event_times, std::vector<int64_t>* as_ofs) {
+  capnp::EzRpcClient client(rpc);
+  auto gw = client.getMain<wire::Gateway>();
+  std::vector<std::pair<std::string, std::map<std::string, std::optional<double>>>> out;
+  for (size_t off = 0; off < keys.size(); off += 500) {
+    size_t n = std::min<size_t>(500, keys.size() - off);
+    auto req = gw.getFeaturesRequest();
+    req.setView(view);
+    req.setAsOf(as_of);
+    auto el = req.initEntities(static_cast<unsigned>(n));
+    for (size_t i = 0; i < n; ++i) el.set(static_cast<unsigned>(i), keys[off + i]);
+    auto resp = req.send().wait(client.getWaitScope());
+    for (auto v : resp.getVectors()) {
+      std::map<std::string, std::optional<double>> vals;
+      for (auto f : v.getValues()) {
+        auto val = f.getValue();
+        if (val.isInt()) vals[f.getName()] = static_cast<double>(val.getInt());
+        else if (val.isFloat()) vals[f.getName()] = val.getFloat();
+        else vals[f.getName()] = std::nullopt;
+      }
+      out.emplace_back(v.getEntity(), std::move(vals));
+      if (event_times) event_times->push_back(v.getEventTime());
+      if (as_ofs) as_ofs->push_back(v.getAsOf());
+    }
+  }
+  return out;
+}
+
+namespace {
+size_t check(const std::string& what, std::optional<double> got, std::optional<double> want) {
+  bool ok = got.has_value() == want.has_value() &&
+            (!got || std::fabs(*got - *want) <= 1e-9 * std::max(1.0, std::fabs(*want)));
+  if (!ok) {
+    static int shown = 0;
+    if (shown++ < 20)
+      std::fprintf(stderr, "mismatch %s: got %s want %s\n", what.c_str(), got ? std::to_string(*got).c_str() : "null",
+                   want ? std::to_string(*want).c_str() : "null");
+  }
+  return ok ? 0 : 1;
+}
+}  // namespace
+
+size_t compare_all(const std::string& rpc, const std::vector<flight>& fs, int64_t as_of) {
+  std::set<std::string> origins, routes;
+  std::map<std::string, int64_t> wm;  // watermark per (kind/shard), for default reads
+  for (auto& f : fs) {
+    origins.insert(f.origin);
+    routes.insert(f.origin + "-" + f.destination);
+    auto& a = wm["o" + std::to_string(shard_of(f.origin, 64))];
+    a = std::max(a, f.time);
+    auto& b = wm["r" + std::to_string(shard_of(f.origin + "-" + f.destination, 64))];
+    b = std::max(b, f.time);
+  }
+  size_t bad = 0;
+  std::vector<std::string> keys(origins.begin(), origins.end());
+  std::vector<int64_t> times, as_ofs;
+  auto got = read_vectors(rpc, "airport_delay", keys, as_of, &times, &as_ofs);
+  if (got.size() != keys.size()) return keys.size();
+  for (size_t i = 0; i < keys.size(); ++i) {
+    int64_t t = as_of ? as_of : wm["o" + std::to_string(shard_of(keys[i], 64))];
+    bad += check(keys[i] + " as_of", static_cast<double>(as_ofs[i]), static_cast<double>(t));
+    auto r = airport_at(fs, keys[i], t);
+    auto& v = got[i].second;
+    bad += check(keys[i] + " count_1h", v["count_1h"], static_cast<double>(r.count_1h));
+    bad += check(keys[i] + " mean_delay_1h", v["mean_delay_1h"], r.mean_1h);
+    bad += check(keys[i] + " count_24h", v["count_24h"], static_cast<double>(r.count_24h));
+    bad += check(keys[i] + " mean_delay_24h", v["mean_delay_24h"], r.mean_24h);
+    bad += check(keys[i] + " max_delay_24h", v["max_delay_24h"], r.max_24h);
+    bad += check(keys[i] + " late_24h", v["late_24h"], static_cast<double>(r.late_24h));
+    bad += check(keys[i] + " event_time", static_cast<double>(times[i]), static_cast<double>(r.latest));
+  }
+  keys.assign(routes.begin(), routes.end());
+  times.clear();
+  as_ofs.clear();
+  got = read_vectors(rpc, "route_delay", keys, as_of, &times, &as_ofs);
+  if (got.size() != keys.size()) return bad + keys.size();
+  for (size_t i = 0; i < keys.size(); ++i) {
+    int64_t t = as_of ? as_of : wm["r" + std::to_string(shard_of(keys[i], 64))];
+    auto r = route_at(fs, keys[i], t);
+    auto& v = got[i].second;
+    bad += check(keys[i] + " count_7d", v["count_7d"], static_cast<double>(r.count_7d));
+    bad += check(keys[i] + " mean_delay_7d", v["mean_delay_7d"], r.mean_7d);
+    bad += check(keys[i] + " event_time", static_cast<double>(times[i]), static_cast<double>(r.latest));
+  }
+  return bad;
+}
+
+}  // namespace tessera::test
