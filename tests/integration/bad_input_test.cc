@@ -1,0 +1,256 @@
+// Bad input of every kind gets a clear error (or a dead letter with its reason), a counter,
+// and nothing else: the node stays up, state is not corrupted, good events around bad ones apply.
+#include <gtest/gtest.h>
+#include <nats/nats.h>
+
+#include <arpa/inet.h>
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <thread>
+
+#include "hash.h"
+#include "test_support.h"
+
+namespace tessera::test {
+namespace {
+
+std::string rpc_error(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const kj::Exception& e) {
+    return e.getDescription().cStr();
+  }
+  return "<no error>";
+}
+
+void set_flight(wire::Event::Builder e, const std::string& date, const std::string& delay, const std::string& origin,
+                const std::string& dest) {
+  std::vector<std::pair<const char*, std::string>> fs{{"date", date}, {"delay", delay}, {"origin", origin}, {"destination", dest}};
+  size_t n = 0;
+  for (auto& f : fs) n += !f.second.empty();
+  auto fl = e.initFields(static_cast<unsigned>(n));
+  unsigned i = 0;
+  for (auto& f : fs) {
+    if (f.second.empty()) continue;
+    fl[i].setName(f.first);
+    fl[i].initValue().setText(f.second);
+    ++i;
+  }
+}
+
+class BadInput : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    h = std::make_unique<node_harness>(dir.path);
+    ASSERT_TRUE(h->n);
+    client = std::make_unique<capnp::EzRpcClient>(h->rpc());
+  }
+  wire::Gateway::Client gw() { return client->getMain<wire::Gateway>(); }
+  kj::WaitScope& ws() { return client->getWaitScope(); }
+  wire::NodeStatus::Reader status_of(capnp::Response<wire::Gateway::StatusResults>& r) { return r.getStatus(); }
+  double feature(const std::string& view, const std::string& key, const std::string& name, int64_t as_of = 0) {
+    auto v = read_vectors(h->rpc(), view, {key}, as_of);
+    auto x = v.at(0).second[name];
+    return x ? *x : -1;
+  }
+
+  temp_dir dir;
+  std::unique_ptr<node_harness> h;
+  std::unique_ptr<capnp::EzRpcClient> client;
+};
+
+TEST_F(BadInput, BadEventsAreRejectedByNameAndGoodOnesAroundThemApply) {
+  auto req = gw().ingestRequest();
+  req.setStream("flights");
+  auto evs = req.initEvents(7);
+  set_flight(evs[0], "2001-01-01T10:00:00Z", "5", "LAX", "SFO");        // good
+  set_flight(evs[1], "2001-01-01T10:01:00Z", "late", "LAX", "SFO");     // wrong type
+  set_flight(evs[2], "2001-01-01T10:02:00Z", "7", "", "SFO");           // missing entity key
+  set_flight(evs[3], "2999-01-01T10:03:00Z", "7", "LAX", "SFO");        // absurd time
+  set_flight(evs[4], "", "7", "LAX", "SFO");                            // no event time
+  set_flight(evs[5], "yesterday", "7", "LAX", "SFO");                   // unparsable time
+  set_flight(evs[6], "2001-01-01T10:04:00Z", "9", "LAX", "SFO");        // good
+  auto r = req.send().wait(ws());
+  EXPECT_EQ(r.getAccepted(), 2u);
+  ASSERT_EQ(r.getRejected().size(), 5u);
+  std::map<uint32_t, std::pair<std::string, std::string>> rej;
+  for (auto x : r.getRejected()) rej[x.getIndex()] = {x.getField().cStr(), x.getReason().cStr()};
+  EXPECT_EQ(rej[1].first, "delay");
+  EXPECT_NE(rej[1].second.find("expected float, got 'late'"), std::string::npos) << rej[1].second;
+  EXPECT_EQ(rej[2].first, "origin");
+  EXPECT_NE(rej[3].second.find("absurd"), std::string::npos);
+  EXPECT_EQ(rej[4].first, "date");
+  EXPECT_EQ(rej[5].first, "date");
+  ASSERT_EQ(wait_applied(h->rpc(), 4), 4u);
+  EXPECT_EQ(feature("airport_delay", "LAX", "count_1h"), 2);
+  EXPECT_EQ(feature("airport_delay", "LAX", "mean_delay_1h"), 7);
+  auto st = gw().statusRequest().send().wait(ws());
+  EXPECT_EQ(st.getStatus().getRejectedAtGateway(), 5u);
+}
+
+TEST_F(BadInput, RequestLevelErrorsSayWhatIsWrong) {
+  EXPECT_NE(rpc_error([&] {
+              auto q = gw().ingestRequest();
+              q.setStream("trains");
+              q.initEvents(1);
+              q.send().wait(ws());
+            }).find("unknown stream 'trains' (known: flights)"),
+            std::string::npos);
+  EXPECT_NE(rpc_error([&] {
+              auto q = gw().ingestRequest();
+              q.setStream("flights");
+              q.initEvents(100001);
+              q.send().wait(ws());
+            }).find("exceeds the limit of 100000"),
+            std::string::npos);
+  EXPECT_NE(rpc_error([&] {
+              auto q = gw().ingestRequest();
+              q.setStream("flights");
+              q.setBatchId("has space");
+              q.initEvents(1);
+              q.send().wait(ws());
+            }).find("batchId"),
+            std::string::npos);
+  EXPECT_NE(rpc_error([&] {
+              auto q = gw().getFeaturesRequest();
+              q.setView("nope");
+              q.initEntities(1).set(0, "LAX");
+              q.send().wait(ws());
+            }).find("unknown view 'nope'"),
+            std::string::npos);
+  EXPECT_NE(rpc_error([&] {
+              auto q = gw().getFeaturesRequest();
+              q.setView("airport_delay");
+              q.initEntities(0);
+              q.send().wait(ws());
+            }).find("no entities"),
+            std::string::npos);
+  EXPECT_NE(rpc_error([&] {
+              auto q = gw().getFeaturesRequest();
+              q.setView("airport_delay");
+              q.initEntities(1).set(0, std::string(300, 'x'));
+              q.send().wait(ws());
+            }).find("invalid entity key"),
+            std::string::npos);
+  EXPECT_NE(rpc_error([&] {
+              auto q = gw().getFeaturesRequest();
+              q.setView("airport_delay");
+              q.initEntities(1).set(0, "LAX");
+              q.setAsOf(-5);
+              q.send().wait(ws());
+            }).find("not a plausible time"),
+            std::string::npos);
+  // The node still serves.
+  EXPECT_EQ(gw().statusRequest().send().wait(ws()).getStatus().getShardCount(), 64u);
+}
+
+TEST_F(BadInput, GarbageOnTheRpcPortDoesNotHurtTheNode) {
+  for (int round = 0; round < 3; ++round) {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(static_cast<uint16_t>(h->n->rpc_port()));
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    std::string junk = round == 0 ? std::string(64, '\xff') : round == 1 ? std::string("\x00\x00\x00\x00\xff\xff\xff\x7f", 8) + std::string(16, 'a')
+                                                                         : std::string("GET / HTTP/1.1\r\n\r\n");
+    (void)::write(fd, junk.data(), junk.size());
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    ::close(fd);
+  }
+  EXPECT_EQ(gw().statusRequest().send().wait(ws()).getStatus().getShardCount(), 64u);
+}
+
+TEST_F(BadInput, MalformedMessagesPublishedStraightToJetStreamAreDeadLettered) {
+  natsConnection* nc = nullptr;
+  ASSERT_EQ(natsConnection_ConnectTo(&nc, h->n->nats_url().c_str()), NATS_OK);
+  jsCtx* js = nullptr;
+  ASSERT_EQ(natsConnection_JetStream(&js, nc, nullptr), NATS_OK);
+  uint32_t lax = shard_of("LAX", 64);
+  std::string subj = "tsr.ev.flights.origin." + std::to_string(lax);
+  // 1: not Cap'n Proto at all; 2: a batch with a wrong-shard key and a bad type between good events.
+  ASSERT_EQ(js_Publish(nullptr, js, subj.c_str(), "garbage!", 8, nullptr, nullptr), NATS_OK);
+  capnp::MallocMessageBuilder mb;
+  auto evs = mb.initRoot<wire::EventBatch>().initEvents(4);
+  set_flight(evs[0], "2001-01-02T10:00:00Z", "20", "LAX", "SFO");
+  set_flight(evs[1], "2001-01-02T10:01:00Z", "1", "ORD", "SFO");      // ORD lives on another shard
+  set_flight(evs[2], "2001-01-02T10:02:00Z", "oops", "LAX", "SFO");   // wrong type
+  set_flight(evs[3], "2001-01-02T10:03:00Z", "40", "LAX", "SFO");
+  auto words = capnp::messageToFlatArray(mb);
+  auto bytes = words.asBytes();
+  ASSERT_EQ(js_Publish(nullptr, js, subj.c_str(), bytes.begin(), static_cast<int>(bytes.size()), nullptr, nullptr), NATS_OK);
+
+  capnp::EzRpcClient c(h->rpc());
+  uint64_t dead = 0;
+  for (int i = 0; i < 100 && dead < 3; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    dead = c.getMain<wire::Gateway>().statusRequest().send().wait(c.getWaitScope()).getStatus().getDeadLetters();
+  }
+  EXPECT_EQ(dead, 3u);
+  EXPECT_EQ(feature("airport_delay", "LAX", "count_1h"), 2);
+  EXPECT_EQ(feature("airport_delay", "LAX", "mean_delay_1h"), 30);
+  // The dead letters carry their reason on tsr.dlq.flights.
+  natsMsg* m = nullptr;
+  ASSERT_EQ(js_GetLastMsg(&m, js, "TSR_DLQ", "tsr.dlq.flights", nullptr, nullptr), NATS_OK);
+  std::string last(natsMsg_GetData(m), natsMsg_GetDataLength(m));
+  EXPECT_NE(last.find("expected float, got 'oops'"), std::string::npos) << last;
+  natsMsg_Destroy(m);
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(nc);
+}
+
+TEST(BadDefinitions, NodeRefusesToStartAndNamesTheLine) {
+  temp_dir dir;
+  std::string defs = dir.path + "/bad.lua";
+  std::ofstream(defs) << "stream { name = 'x', time_field = 't', fields = { t = 'timestamp' } }\n"
+                         "view { name = 'v', entity = 'nobody', stream = 'x', features = {} }\n";
+  node_config cfg;
+  cfg.data_dir = dir.path + "/data";
+  cfg.rpc = "127.0.0.1:0";
+  cfg.definitions = defs;
+  auto r = node::start(cfg);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error_message().find("bad.lua:2:"), std::string::npos) << r.error_message();
+  EXPECT_NE(r.error_message().find("unknown entity 'nobody'"), std::string::npos) << r.error_message();
+}
+
+TEST(BadConfig, ShardCountIsFixedForADataDir) {
+  temp_dir dir;
+  { node_harness h(dir.path); }
+  node_config cfg;
+  cfg.data_dir = dir.path;
+  cfg.rpc = "127.0.0.1:0";
+  cfg.definitions = flights_definitions();
+  cfg.shards = 32;
+  auto r = node::start(cfg);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error_message().find("created with 64 shards"), std::string::npos) << r.error_message();
+}
+
+TEST(BadCli, IngestNamesTheLineAndFieldAndKeepsGoodRows) {
+  temp_dir dir;
+  node_harness h(dir.path);
+  std::string csv = dir.path + "/bad.csv";
+  std::ofstream(csv) << "date,delay,distance,origin,destination\n"
+                        "2001-01-01T00:01:00.000Z,33,2176,LAS,PHL\n"
+                        "2001-01-01T00:02:00.000Z,abc,2176,LAS,PHL\n"
+                        "2001-01-01T00:03:00.000Z,1,2176,LAS\n"
+                        "2001-01-01T00:04:00.000Z,5,2176,LAS,PHL\n";
+  std::string out;
+  EXPECT_EQ(run_cli("ingest --quiet --rpc " + h.rpc() + " --stream flights " + csv, &out), 1) << out;
+  EXPECT_NE(out.find("line 3: field delay: expected float, got 'abc'"), std::string::npos) << out;
+  EXPECT_NE(out.find("line 4: has 4 columns, the header has 5"), std::string::npos) << out;
+  EXPECT_NE(out.find("ingested 2 events"), std::string::npos) << out;
+  EXPECT_EQ(run_cli("ingest --rpc " + h.rpc() + " --stream flights /nonexistent.csv", &out), 2);
+  EXPECT_NE(out.find("cannot open /nonexistent.csv"), std::string::npos) << out;
+  EXPECT_EQ(run_cli("features --rpc 127.0.0.1:1 airport_delay LAX", &out), 2);
+  EXPECT_NE(out.find("Is `tessera node` running"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace tessera::test
