@@ -110,6 +110,24 @@ struct cmp_expr : expr {
   }
 };
 
+// `field <op> number`: the common filter shape, evaluated without copying values.
+struct field_num_cmp_expr : expr {
+  int slot;
+  std::string op;
+  double rhs;
+  value eval(const std::vector<value>& f) const override { return test_fast(f); }
+  bool test_fast(const std::vector<value>& f) const {
+    double x;
+    if (!as_number(f[slot], x) || std::isnan(x)) return false;
+    if (op == "==") return x == rhs;
+    if (op == "!=") return x != rhs;
+    if (op == "<") return x < rhs;
+    if (op == "<=") return x <= rhs;
+    if (op == ">") return x > rhs;
+    return x >= rhs;
+  }
+};
+
 class parser {
  public:
   parser(std::vector<token> t, const field_resolver* r, std::vector<std::string>* names)
@@ -151,10 +169,19 @@ class parser {
     }
     auto l = parse_operand();
     if (err_.empty() && toks_[pos_].k == token::op) {
+      std::string op = toks_[pos_++].s;
+      auto r = parse_operand();
+      auto* fe = dynamic_cast<const field_expr*>(l.get());
+      auto* ce = dynamic_cast<const const_expr*>(r.get());
+      if (fe && ce && std::holds_alternative<double>(ce->v)) {
+        auto n = std::make_shared<field_num_cmp_expr>();
+        n->slot = fe->slot, n->op = op, n->rhs = std::get<double>(ce->v);
+        return n;
+      }
       auto n = std::make_shared<cmp_expr>();
-      n->op = toks_[pos_++].s;
+      n->op = op;
       n->a = l;
-      n->b = parse_operand();
+      n->b = r;
       return n;
     }
     return l;
@@ -197,6 +224,7 @@ class parser {
 }  // namespace
 
 bool expr::test(const std::vector<value>& fields) const {
+  if (auto* fast = dynamic_cast<const field_num_cmp_expr*>(this)) return fast->test_fast(fields);
   value v = eval(fields);
   if (auto* b = std::get_if<bool>(&v)) return *b;
   double d;

@@ -121,6 +121,9 @@ result<std::unique_ptr<node>> node::start(const node_config& cfg) {
   int threads = cfg.threads > 0 ? cfg.threads : static_cast<int>(std::max(2u, std::thread::hardware_concurrency()));
   im->caf_cfg->set("scheduler.max-threads", threads);
   im->caf_cfg->set("logger.verbosity", caf::atom("quiet"));
+  // Work stealing lets idle workers sleep up to 10 ms before they look for work again, which
+  // is that much latency on a quiet node; sharing wakes a worker as soon as work arrives.
+  im->caf_cfg->set("scheduler.policy", caf::atom("sharing"));
   im->sys = std::make_unique<caf::actor_system>(*im->caf_cfg);
   im->supervisor = im->sys->spawn(feature_supervisor, std::shared_ptr<const features_context>(ctx));
 
@@ -161,6 +164,7 @@ void node::stop() {
 int node::rpc_port() const { return impl_->gw ? impl_->gw->port() : 0; }
 const std::string& node::nats_url() const { return impl_->nats_url; }
 const std::string& node::node_id() const { return impl_->node_id; }
+uint64_t node::events_applied() const { return impl_->metrics.events_applied.load(); }
 
 void node::TEST_crash_entity(const std::string& stream, const std::string& kind, const std::string& key) {
   caf::anon_send(impl_->supervisor, crash_atom::value, stream, kind, key);

@@ -5,10 +5,18 @@
 namespace tessera {
 
 caf::behavior entity_actor(caf::stateful_actor<entity_state>* self, std::string key, const kind_plan* plan,
-                           std::deque<record> records, caf::actor shard, std::chrono::milliseconds idle) {
+                           std::deque<record> records, caf::actor shard, std::chrono::milliseconds idle,
+                           std::chrono::milliseconds materialize_every) {
   self->state.key = std::move(key);
   self->state.plan = plan;
   self->state.records = std::move(records);
+  self->state.cache.resize(plan->views.size());
+  auto compute = [self](uint32_t view, int64_t t) -> const feature_vector& {
+    auto& c = self->state.cache[view];
+    if (!c || c->first != t)
+      c.emplace(t, compute_vector(*self->state.plan->views[view], self->state.records, t, self->state.key));
+    return c->second;
+  };
   return {
       [=](apply_atom, const record_batch& batch, int64_t watermark) -> entity_delta {
         if (self->state.TEST_crash_next) {
@@ -17,6 +25,7 @@ caf::behavior entity_actor(caf::stateful_actor<entity_state>* self, std::string 
         }
         auto& st = self->state;
         for (const auto& r : *batch) insert_record(st.records, r);
+        for (auto& c : st.cache) c.reset();
         entity_delta d;
         d.key = st.key;
         // Drop what no window or as-of read can reach any more.
@@ -26,12 +35,17 @@ caf::behavior entity_actor(caf::stateful_actor<entity_state>* self, std::string 
           d.pruned.push_back({r.time, r.seq, r.idx});
           st.records.pop_front();
         }
-        for (const view_def* v : st.plan->views)
-          d.vectors.emplace_back(v->qualified(), encode_vector(compute_vector(*v, st.records, watermark, st.key)));
+        auto now = std::chrono::steady_clock::now();
+        if (now - st.last_materialized >= materialize_every) {
+          st.last_materialized = now;
+          for (uint32_t v = 0; v < st.plan->views.size(); ++v)
+            d.vectors.emplace_back(st.plan->views[v]->qualified(), encode_vector(compute(v, watermark)));
+        }
         return d;
       },
       [=](read_atom, uint32_t view, int64_t t) -> feature_vector {
-        return compute_vector(*self->state.plan->views.at(view), self->state.records, t, self->state.key);
+        if (view >= self->state.plan->views.size()) throw std::out_of_range("view index");
+        return compute(view, t);
       },
       [=](crash_atom) { self->state.TEST_crash_next = true; },
       [=](stop_atom) { self->quit(); },

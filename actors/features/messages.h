@@ -46,6 +46,7 @@ using crash_atom = caf::atom_constant<caf::atom("TEST_crash")>;
 struct features_options {
   uint32_t shard_count = 64;
   std::chrono::milliseconds entity_idle{std::chrono::minutes(5)};
+  std::chrono::milliseconds materialize_every{std::chrono::seconds(1)};  // online-store refresh per entity
   int pull_batch = 256;               // JetStream messages per pull request
   int entity_max_restarts = 3;        // within restart_window, then its events go to the DLQ
   int shard_max_restarts = 5;         // within restart_window, then the shard is reported failed

@@ -93,7 +93,7 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
       else warn_limited("corrupt entity state", loaded.error_message());
     }
     auto a = self->spawn<caf::linked>(entity_actor, key, s.plan, std::move(recs), caf::actor_cast<caf::actor>(self),
-                                      s.ctx->opts.entity_idle);
+                                      s.ctx->opts.entity_idle, s.ctx->opts.materialize_every);
     s.active.emplace(key, a);
     s.by_addr.emplace(a.address(), key);
     return a;

@@ -36,6 +36,8 @@ class node {
   int rpc_port() const;
   const std::string& nats_url() const;
   const std::string& node_id() const;
+  // Events applied since start, summed over entity kinds (a cheap counter for monitoring).
+  uint64_t events_applied() const;
   // Test hook: the next apply of this entity's actor throws (one-for-one restart path).
   void TEST_crash_entity(const std::string& stream, const std::string& kind, const std::string& key);
   // Blocks until SIGINT or SIGTERM.

@@ -1,0 +1,46 @@
+// Helpers shared by the benchmarks: the flights data, keyed publishing straight to JetStream
+// (exactly what the gateway publishes), percentiles.
+#pragma once
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdio>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "bus.h"
+#include "definitions.h"
+
+namespace tessera::bench {
+
+struct flight {
+  int64_t time;
+  double delay, distance;
+  std::string origin, destination;
+};
+
+// ../shared/data/flights-3m.csv.gz, or data/flights-3m.csv.gz (fetched on first use).
+std::string flights_path();
+std::vector<flight> load_flights(size_t max_rows);
+
+// Publishes flights [begin, end) keyed per entity kind and shard, up to `per_msg` events per
+// message, and waits for every JetStream ack. Returns the number of messages.
+size_t publish_flights(bus& b, const definitions& defs, const std::vector<flight>& fs, size_t begin, size_t end,
+                       size_t per_msg, uint32_t shards = 64);
+
+struct stats {
+  double p50, p90, p99, p999, max, mean;
+  size_t n;
+};
+stats summarize(std::vector<double> xs);
+void print_stats(const char* what, const stats& s, const char* unit);
+
+inline double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+}  // namespace tessera::bench

@@ -1,0 +1,102 @@
+// Freshness: time from publishing an event to JetStream until a client reading over RPC sees
+// it in the served vector, while background load runs at a fixed rate.
+//   bench_freshness [seconds_per_rate=8] [shards=64]
+// Load: flights replayed in order, published every 10 ms in keyed batches. Probes: every 20 ms
+// one event for a probe airport "PRB<n>" with a fresh event time; a reader polls getFeatures
+// for that airport until its eventTime reaches the probe's.
+#include <capnp/ez-rpc.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "bench_common.h"
+#include "hash.h"
+#include "nats_server.h"
+#include "schemas/tessera.capnp.h"
+#include "tessera/node.h"
+
+using namespace tessera;
+using namespace tessera::bench;
+using clk = std::chrono::steady_clock;
+
+namespace {
+
+// One rate: returns the probe latencies in ms.
+std::vector<double> run_rate(bus& b, const definitions& defs, const std::vector<flight>& fs, size_t& cursor,
+                             double rate, double seconds, const std::string& rpc, uint32_t shards) {
+  std::atomic<bool> stop{false};
+  std::atomic<size_t> published{0};
+  std::thread load([&] {
+    auto next = clk::now();
+    const size_t per_tick = static_cast<size_t>(rate / 100);
+    while (!stop) {
+      next += std::chrono::milliseconds(10);
+      size_t end = std::min(fs.size(), cursor + per_tick);
+      if (cursor >= fs.size()) break;
+      publish_flights(b, defs, fs, cursor, end, 1000, shards);
+      published += end - cursor;
+      cursor = end;
+      std::this_thread::sleep_until(next);
+    }
+  });
+  std::vector<double> lat;
+  capnp::EzRpcClient client(rpc);
+  auto gw = client.getMain<wire::Gateway>();
+  auto t0 = clk::now();
+  int probe = 0;
+  while (seconds_since(t0) < seconds) {
+    // The probe's event time follows the replay so it lies inside every window.
+    int64_t t = fs[std::min(cursor, fs.size() - 1)].time + 1000 * (++probe % 1000);
+    std::string key = "PRB" + std::to_string(probe % 50);
+    std::vector<flight> one{{t, 1.0, 1.0, key, "XXX"}};
+    auto sent = clk::now();
+    publish_flights(b, defs, one, 0, 1, 1, shards);
+    while (true) {
+      auto req = gw.getFeaturesRequest();
+      req.setView("airport_delay");
+      req.initEntities(1).set(0, key);
+      auto resp = req.send().wait(client.getWaitScope());
+      if (resp.getVectors()[0].getEventTime() >= t) break;
+      if (seconds_since(sent) > 5) break;
+    }
+    lat.push_back(seconds_since(sent) * 1000);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  stop = true;
+  load.join();
+  std::printf("  load achieved: %.0f events/s\n", published / seconds_since(t0));
+  return lat;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  double secs = argc > 1 ? std::stod(argv[1]) : 8;
+  uint32_t shards = argc > 2 ? static_cast<uint32_t>(std::stoul(argv[2])) : 64;
+  std::string dir = "/tmp/tessera-bench-freshness";
+  std::filesystem::remove_all(dir);
+  auto fs = load_flights(static_cast<size_t>(110000 * secs + 100000));
+  auto defs = definitions::load_file(TSR_SOURCE_DIR "/examples/flights/flights.lua");
+  auto nats = embedded_nats::start(dir);
+  if (!nats) return std::fprintf(stderr, "%s\n", nats.error_message().c_str()), 2;
+  node_config cfg;
+  cfg.data_dir = dir + "/node";
+  cfg.rpc = "127.0.0.1:0";
+  cfg.nats_url = (*nats)->url();
+  cfg.definitions = TSR_SOURCE_DIR "/examples/flights/flights.lua";
+  cfg.shards = shards;
+  auto nd = node::start(cfg);
+  if (!nd) return std::fprintf(stderr, "%s\n", nd.error_message().c_str()), 2;
+  auto b = bus::connect({(*nats)->url(), "bench"});
+  std::string rpc = "127.0.0.1:" + std::to_string((*nd)->rpc_port());
+  size_t cursor = 0;
+  std::printf("bench_freshness: publish → readable over RPC, %.0f s per rate, %u shards, %u cores\n", secs, shards,
+              std::thread::hardware_concurrency());
+  for (double rate : {0.0, 10000.0, 100000.0}) {
+    std::printf("rate %.0f events/s%s\n", rate, rate == 0 ? " (baseline: idle node)" : "");
+    auto lat = run_rate(**b, **defs, fs, cursor, rate, secs, rpc, shards);
+    print_stats("  freshness (ms)", summarize(lat), "ms");
+  }
+  (*nd)->stop();
+  return 0;
+}

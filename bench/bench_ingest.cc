@@ -1,0 +1,127 @@
+// Ingest throughput: JetStream → shard actors → entity actors → RocksDB (online store), beside
+// a raw JetStream consume (pull + Cap'n Proto decode, nothing else) of the same messages on the
+// same machine, in the same run.
+//   bench_ingest [events=1000000] [events_per_message=1000]
+#include <capnp/ez-rpc.h>
+#include <capnp/serialize.h>
+#include <nats/nats.h>
+
+#include <cstring>
+#include <filesystem>
+#include <thread>
+
+#include "bench_common.h"
+#include "nats_server.h"
+#include "schemas/tessera.capnp.h"
+#include "tessera/node.h"
+
+using namespace tessera;
+using namespace tessera::bench;
+using clk = std::chrono::steady_clock;
+
+namespace {
+
+double raw_consume(const std::string& url, size_t expect_msgs, size_t& events_out) {
+  natsConnection* nc = nullptr;
+  natsConnection_ConnectTo(&nc, url.c_str());
+  jsCtx* js = nullptr;
+  natsConnection_JetStream(&js, nc, nullptr);
+  jsSubOptions so;
+  jsSubOptions_Init(&so);
+  so.Config.AckPolicy = js_AckNone;
+  so.Config.MaxWaiting = 8;
+  natsSubscription* sub = nullptr;
+  jsErrCode jerr;
+  if (js_PullSubscribe(&sub, js, "tsr.ev.flights.>", "bench_raw", nullptr, &so, &jerr) != NATS_OK) {
+    std::fprintf(stderr, "raw pull subscribe failed: %s (%d)\n", nats_GetLastError(nullptr), jerr);
+    return 0;
+  }
+  natsSubscription_SetPendingLimits(sub, -1, -1);
+  size_t msgs = 0, events = 0;
+  auto t0 = clk::now();
+  while (msgs < expect_msgs) {
+    natsMsgList list{};
+    natsStatus st = natsSubscription_Fetch(&list, sub, 64, 5000, &jerr);
+    if (st != NATS_OK) {
+      std::fprintf(stderr, "raw fetch: %s after %zu messages\n", natsStatus_GetText(st), msgs);
+      break;
+    }
+    for (int i = 0; i < list.Count; ++i) {
+      natsMsg* m = list.Msgs[i];
+      auto words = kj::heapArray<capnp::word>(natsMsg_GetDataLength(m) / 8);
+      std::memcpy(words.begin(), natsMsg_GetData(m), words.asBytes().size());
+      capnp::FlatArrayMessageReader r(words);
+      for (auto e : r.getRoot<wire::EventBatch>().getEvents()) events += e.getFields().size() > 0;
+      ++msgs;
+    }
+    natsMsgList_Destroy(&list);
+  }
+  double secs = seconds_since(t0);
+  events_out = events;
+  natsSubscription_Unsubscribe(sub);
+  natsSubscription_Destroy(sub);
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(nc);
+  return secs;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  size_t n = argc > 1 ? std::stoul(argv[1]) : 1000000;
+  size_t per_msg = argc > 2 ? std::stoul(argv[2]) : 1000;
+  std::string dir = "/tmp/tessera-bench-ingest";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  std::printf("bench_ingest: %zu flights, up to %zu events per JetStream message, %u cores\n", n, per_msg,
+              std::thread::hardware_concurrency());
+  auto fs = load_flights(n);
+  auto defs = definitions::load_file(TSR_SOURCE_DIR "/examples/flights/flights.lua");
+  auto nats = embedded_nats::start(dir);
+  if (!nats) return std::fprintf(stderr, "%s\n", nats.error_message().c_str()), 2;
+  auto b = bus::connect({(*nats)->url(), "bench"});
+  (void)(*b)->ensure_stream(*(*defs)->find_stream("flights"));
+
+  auto t0 = clk::now();
+  size_t msgs = publish_flights(**b, **defs, fs, 0, fs.size(), per_msg);
+  double pub = seconds_since(t0);
+  std::printf("preload: %zu events as %zu messages (%zu entity copies) in %.2f s = %.0f events/s published\n", fs.size(),
+              msgs, 2 * fs.size(), pub, fs.size() / pub);
+
+  size_t raw_events = 0;
+  double raw = raw_consume((*nats)->url(), msgs, raw_events);
+  std::printf("baseline raw JetStream pull+decode: %zu event copies in %.2f s = %.0f event copies/s (%.0f events/s)\n", raw_events,
+              raw, raw_events / raw, raw_events / 2 / raw);
+
+  node_config cfg;
+  cfg.data_dir = dir + "/node";
+  cfg.rpc = "127.0.0.1:0";
+  cfg.nats_url = (*nats)->url();
+  cfg.definitions = TSR_SOURCE_DIR "/examples/flights/flights.lua";
+  auto t1 = clk::now();
+  auto nd = node::start(cfg);
+  if (!nd) return std::fprintf(stderr, "%s\n", nd.error_message().c_str()), 2;
+  std::vector<double> rates;  // entity applications per second, per 0.25 s interval
+  uint64_t last = 0, applied = 0;
+  auto last_t = clk::now();
+  while (applied < 2 * fs.size() && seconds_since(t1) < 600) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    applied = (*nd)->events_applied();
+    rates.push_back((applied - last) / seconds_since(last_t));
+    last = applied;
+    last_t = clk::now();
+  }
+  double total = seconds_since(t1);
+  // The last interval is partial: leave it out of the distribution.
+  if (rates.size() > 1) rates.pop_back();
+  auto s = summarize(rates);
+  std::sort(rates.begin(), rates.end());
+  std::printf("tessera apply (node start → all applied, RocksDB state+sequence per batch): %.2f s\n", total);
+  std::printf("  = %.0f events/s (each event into both views) = %.0f entity applications/s\n", fs.size() / total,
+              2 * fs.size() / total);
+  std::printf("  per 0.25 s interval, entity applications/s: p50=%.0f p10=%.0f max=%.0f (n=%zu)\n", s.p50,
+              rates.empty() ? 0.0 : rates[rates.size() / 10], s.max, s.n);
+  std::printf("  ratio to raw consume: %.2f\n", (fs.size() / total) / (raw_events / 2 / raw));
+  (*nd)->stop();
+  return 0;
+}
