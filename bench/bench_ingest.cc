@@ -112,6 +112,9 @@ int main(int argc, char** argv) {
     last_t = clk::now();
   }
   double total = seconds_since(t1);
+  std::printf("  applications/s per 0.25 s interval, in order:");
+  for (double r : rates) std::printf(" %.0fk", r / 1000);
+  std::printf("\n");
   // The last interval is partial: leave it out of the distribution.
   if (rates.size() > 1) rates.pop_back();
   auto s = summarize(rates);

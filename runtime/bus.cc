@@ -140,10 +140,24 @@ status bus::ensure_dlq_stream() {
   return ok_status();
 }
 
-status bus::reset_consumer(const std::string& stream, const std::string& kind, uint32_t shard, uint64_t start_seq) {
+status bus::open_consumer(const std::string& stream, const std::string& kind, uint32_t shard, uint64_t start_seq) {
   std::string sname = jetstream_name(stream), cname = consumer_name(kind, shard);
   std::string filter = event_subject(stream, kind, shard);
   jsErrCode jerr = static_cast<jsErrCode>(0);
+  bool first_open;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    first_open = opened_[sname + "/" + cname]++ == 0;
+  }
+  if (first_open) {
+    jsConsumerInfo* info = nullptr;
+    if (js_GetConsumerInfo(&info, js_, sname.c_str(), cname.c_str(), nullptr, &jerr) == NATS_OK && info) {
+      bool reuse = info->Config && info->Config->FilterSubject && filter == info->Config->FilterSubject &&
+                   info->Delivered.Stream + 1 == start_seq;
+      jsConsumerInfo_Destroy(info);
+      if (reuse) return ok_status();
+    }
+  }
   natsStatus s = js_DeleteConsumer(js_, sname.c_str(), cname.c_str(), nullptr, &jerr);
   if (s != NATS_OK && jerr != JSConsumerNotFoundErr && s != NATS_NOT_FOUND)
     return make_error(nats_error(s, ("cannot delete consumer " + cname).c_str()));

@@ -58,10 +58,12 @@ class bus {
   // Creates the JetStream stream of an event stream, or updates its limits.
   status ensure_stream(const stream_def& s);
   status ensure_dlq_stream();
-  // Deletes and re-creates the durable consumer of (stream, kind, shard) so that it delivers
-  // from `start_seq` (the shard's applied sequence + 1): the shard's stored sequence is the
-  // only truth about what was applied.
-  status reset_consumer(const std::string& stream, const std::string& kind, uint32_t shard, uint64_t start_seq);
+  // Makes the durable consumer of (stream, kind, shard) deliver from `start_seq` (the shard's
+  // applied sequence + 1): the shard's stored sequence is the only truth about what was
+  // applied. The first open in a process keeps an existing consumer when it has delivered
+  // nothing beyond the applied sequence (creating a filtered consumer on a long stream is
+  // slow on nats-server 2.9); otherwise, and on every later open, it is deleted and re-created.
+  status open_consumer(const std::string& stream, const std::string& kind, uint32_t shard, uint64_t start_seq);
 
   // A private inbox for one consumer's deliveries. Each shard incarnation opens its own, so a
   // delivery meant for an earlier incarnation can never reach a later one. Unsubscribes when
@@ -114,6 +116,7 @@ class bus {
   // Unsubscribed inboxes, destroyed only with the connection: libnats' shared delivery
   // threads may still touch a subscription for a moment after it is unsubscribed.
   std::vector<std::pair<__natsSubscription*, void*>> retired_;
+  std::unordered_map<std::string, int> opened_;  // consumer → opens in this process
   std::unordered_map<uint64_t, ack_fn> pending_acks_;
 };
 

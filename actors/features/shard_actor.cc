@@ -309,7 +309,7 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
     auto& s = self->state;
     s.meta = s.ctx->db->load_meta(s.id);
     for (auto& k : s.ctx->db->known_entities(s.id)) s.known.insert(k);
-    auto r = s.ctx->nats->reset_consumer(s.id.stream, s.id.kind, s.id.shard, s.meta.applied_seq + 1);
+    auto r = s.ctx->nats->open_consumer(s.id.stream, s.id.kind, s.id.shard, s.meta.applied_seq + 1);
     if (!r) {
       spdlog::warn("shard {}: {}; retrying", s.id.name(), r.error_message());
       return false;

@@ -185,21 +185,34 @@ TEST_F(BadInput, MalformedMessagesPublishedStraightToJetStreamAreDeadLettered) {
   auto bytes = words.asBytes();
   ASSERT_EQ(js_Publish(nullptr, js, subj.c_str(), bytes.begin(), static_cast<int>(bytes.size()), nullptr, nullptr), NATS_OK);
 
+  // 3: an event from before the retained window (origin keeps 24h + 24h of as-of horizon).
+  capnp::MallocMessageBuilder old_mb;
+  set_flight(old_mb.initRoot<wire::EventBatch>().initEvents(1)[0], "2000-12-25T00:00:00Z", "99", "LAX", "SFO");
+  auto old_words = capnp::messageToFlatArray(old_mb);
+  auto old_bytes = old_words.asBytes();
+  ASSERT_EQ(js_Publish(nullptr, js, subj.c_str(), old_bytes.begin(), static_cast<int>(old_bytes.size()), nullptr, nullptr), NATS_OK);
+
   capnp::EzRpcClient c(h->rpc());
   uint64_t dead = 0;
-  for (int i = 0; i < 100 && dead < 3; ++i) {
+  for (int i = 0; i < 100 && dead < 4; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     dead = c.getMain<wire::Gateway>().statusRequest().send().wait(c.getWaitScope()).getStatus().getDeadLetters();
   }
-  EXPECT_EQ(dead, 3u);
+  EXPECT_EQ(dead, 4u);
   EXPECT_EQ(feature("airport_delay", "LAX", "count_1h"), 2);
   EXPECT_EQ(feature("airport_delay", "LAX", "mean_delay_1h"), 30);
-  // The dead letters carry their reason on tsr.dlq.flights.
-  natsMsg* m = nullptr;
-  ASSERT_EQ(js_GetLastMsg(&m, js, "TSR_DLQ", "tsr.dlq.flights", nullptr, nullptr), NATS_OK);
-  std::string last(natsMsg_GetData(m), natsMsg_GetDataLength(m));
-  EXPECT_NE(last.find("expected float, got 'oops'"), std::string::npos) << last;
-  natsMsg_Destroy(m);
+  // The dead letters carry their reasons on tsr.dlq.flights, in order.
+  std::vector<std::string> reasons;
+  for (uint64_t seq = 1; seq <= 4; ++seq) {
+    natsMsg* m = nullptr;
+    ASSERT_EQ(js_GetMsg(&m, js, "TSR_DLQ", seq, nullptr, nullptr), NATS_OK);
+    reasons.emplace_back(natsMsg_GetData(m), natsMsg_GetDataLength(m));
+    natsMsg_Destroy(m);
+  }
+  EXPECT_NE(reasons[0].find("malformed EventBatch"), std::string::npos) << reasons[0];
+  EXPECT_NE(reasons[1].find("belongs to shard"), std::string::npos) << reasons[1];
+  EXPECT_NE(reasons[2].find("expected float, got 'oops'"), std::string::npos) << reasons[2];
+  EXPECT_NE(reasons[3].find("before the retained window"), std::string::npos) << reasons[3];
   jsCtx_Destroy(js);
   natsConnection_Destroy(nc);
 }
