@@ -12,6 +12,7 @@
 #include <mutex>
 
 #include "actors/features/messages.h"
+#include "actors/features/vector_cache.h"
 #include "codec.h"
 #include "hash.h"
 #include "time_util.h"
@@ -196,26 +197,85 @@ class gateway_impl final : public wire::Gateway::Server {
   kj::Promise<void> getFeatures(GetFeaturesContext call) override {
     ctx_->metrics->read_calls++;
     auto p = call.getParams();
-    read_request req;
-    req.view = p.getView();
-    if (!ctx_->defs->find_view(req.view)) fail("unknown view '" + req.view + "'" + known_views());
+    std::string view_name = p.getView();
+    const view_def* v = ctx_->defs->find_view(view_name);
+    if (!v) fail("unknown view '" + view_name + "'" + known_views());
     auto ents = p.getEntities();
     if (ents.size() == 0) fail("no entities given");
     if (ents.size() > opts_.max_entities_per_read)
       fail(std::to_string(ents.size()) + " entities in one call exceeds the limit of " + std::to_string(opts_.max_entities_per_read));
-    for (auto e : ents) {
-      std::string k(e.cStr(), e.size());
+    int64_t as_of = p.getAsOf();
+    if (as_of != 0 && !timestamp_is_sane(as_of, 100LL * 365 * 86400 * 1000000))
+      fail("asOf " + std::to_string(as_of) + " is not a plausible time in microseconds since the epoch");
+    const kind_plan* plan = ctx_->defs->find_plan(v->stream, v->entity);
+    uint32_t view_idx = 0;
+    while (plan->views[view_idx] != v) ++view_idx;
+    // Answer from the vector cache where it holds the entity at its shard's watermark; split
+    // the rest by shard, remembering each key's position; each shard answers its part.
+    std::map<uint32_t, std::pair<std::vector<std::string>, std::vector<uint32_t>>> parts;
+    std::vector<feature_vector> hits(ents.size());
+    const std::string qualified = v->qualified();
+    for (uint32_t i = 0; i < ents.size(); ++i) {
+      std::string k(ents[i].cStr(), ents[i].size());
       if (!key_is_valid(k)) fail("invalid entity key (empty, longer than 256 bytes, or containing NUL)");
-      req.keys.push_back(std::move(k));
+      uint32_t sh = shard_of(k, ctx_->opts.shard_count);
+      if (as_of == 0) {
+        int64_t wm = ctx_->directory->watermark(shard_id{v->stream, v->entity, sh}.name());
+        if (wm != 0)
+          if (auto hit = ctx_->cache->get(qualified, sh, k, wm)) {
+            hits[i] = std::move(*hit);
+            continue;
+          }
+      }
+      auto& part = parts[sh];
+      part.first.push_back(std::move(k));
+      part.second.push_back(i);
     }
-    req.as_of = p.getAsOf();
-    if (req.as_of != 0 && !timestamp_is_sane(req.as_of, 100LL * 365 * 86400 * 1000000))
-      fail("asOf " + std::to_string(req.as_of) + " is not a plausible time in microseconds since the epoch");
+    if (parts.empty()) {
+      auto vl = call.getResults().initVectors(static_cast<unsigned>(hits.size()));
+      for (size_t i = 0; i < hits.size(); ++i) write_vector(vl[static_cast<unsigned>(i)], hits[i]);
+      return kj::READY_NOW;
+    }
+    std::vector<std::pair<caf::actor, uint32_t>> targets;
+    for (auto& [sh, part] : parts) {
+      shard_id id{v->stream, v->entity, sh};
+      std::string why;
+      caf::actor a = ctx_->directory->get(id.name(), why);
+      if (!a) fail("shard " + id.name() + " is unavailable (" + why + "); retry");
+      targets.emplace_back(std::move(a), sh);
+    }
+    struct gather {
+      std::mutex mu;
+      std::vector<feature_vector> out;
+      size_t left;
+      std::string error;
+      kj::Own<kj::CrossThreadPromiseFulfiller<result<std::vector<feature_vector>>>> f;
+    };
     auto paf = kj::newPromiseAndCrossThreadFulfiller<result<std::vector<feature_vector>>>();
-    auto holder = std::make_shared<xthread<result<std::vector<feature_vector>>>>();
-    holder->f = kj::mv(paf.fulfiller);
-    req.done = [holder](result<std::vector<feature_vector>> r) { holder->f->fulfill(std::move(r)); };
-    caf::anon_send(sup_, read_atom::value, std::move(req));
+    auto g = std::make_shared<gather>();
+    g->out = std::move(hits);
+    g->left = targets.size();
+    g->f = kj::mv(paf.fulfiller);
+    for (auto& [actor, sh] : targets) {
+      auto& part = parts[sh];
+      shard_read r;
+      r.view = view_idx;
+      r.keys = std::move(part.first);
+      r.as_of = as_of;
+      r.done = [g, positions = std::move(part.second)](result<std::vector<feature_vector>> res) {
+        std::lock_guard<std::mutex> l(g->mu);
+        if (!res) {
+          if (g->error.empty()) g->error = res.error_message();
+        } else {
+          for (size_t k = 0; k < res->size() && k < positions.size(); ++k) g->out[positions[k]] = std::move((*res)[k]);
+        }
+        if (--g->left == 0) {
+          if (g->error.empty()) g->f->fulfill(std::move(g->out));
+          else g->f->fulfill(make_error(g->error));
+        }
+      };
+      caf::anon_send(actor, read_atom::value, std::move(r));
+    }
     return paf.promise.then([call](result<std::vector<feature_vector>> r) mutable {
       if (!r) fail(r.error_message());
       auto vl = call.getResults().initVectors(static_cast<unsigned>(r->size()));

@@ -13,6 +13,7 @@
 
 #include "actors/features/messages.h"
 #include "actors/features/supervisor.h"
+#include "actors/features/vector_cache.h"
 #include "bus.h"
 #include "cluster/shard_map.h"
 #include "gateway.h"
@@ -34,6 +35,8 @@ struct node::impl {
   node_metrics metrics;
   log_limiter limiter;
   std::unique_ptr<shard_map> shards;
+  shard_directory directory;
+  vector_cache cache;
   std::unique_ptr<caf::actor_system_config> caf_cfg;
   std::unique_ptr<caf::actor_system> sys;
   caf::actor supervisor;
@@ -113,6 +116,8 @@ result<std::unique_ptr<node>> node::start(const node_config& cfg) {
   ctx->metrics = &im->metrics;
   ctx->limiter = &im->limiter;
   ctx->shards = im->shards.get();
+  ctx->directory = &im->directory;
+  ctx->cache = &im->cache;
   ctx->node_id = im->node_id;
   ctx->opts.shard_count = cfg.shards;
   ctx->opts.entity_idle = std::chrono::milliseconds(cfg.entity_idle_ms);

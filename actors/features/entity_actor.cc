@@ -1,20 +1,24 @@
 #include "entity_actor.h"
 
 #include "codec.h"
+#include "vector_cache.h"
 
 namespace tessera {
 
 caf::behavior entity_actor(caf::stateful_actor<entity_state>* self, std::string key, const kind_plan* plan,
                            std::deque<record> records, caf::actor shard, std::chrono::milliseconds idle,
-                           std::chrono::milliseconds materialize_every) {
+                           std::chrono::milliseconds materialize_every, vector_cache* cache, uint32_t shard_no) {
   self->state.key = std::move(key);
   self->state.plan = plan;
   self->state.records = std::move(records);
   self->state.cache.resize(plan->views.size());
-  auto compute = [self](uint32_t view, int64_t t) -> const feature_vector& {
+  auto compute = [self, cache, shard_no](uint32_t view, int64_t t) -> const feature_vector& {
     auto& c = self->state.cache[view];
-    if (!c || c->first != t)
-      c.emplace(t, compute_vector(*self->state.plan->views[view], self->state.records, t, self->state.key));
+    if (!c || c->first != t) {
+      const view_def* v = self->state.plan->views[view];
+      c.emplace(t, compute_vector(*v, self->state.records, t, self->state.key));
+      if (cache) cache->put(v->qualified(), shard_no, self->state.key, t, c->second);
+    }
     return c->second;
   };
   return {
@@ -24,8 +28,11 @@ caf::behavior entity_actor(caf::stateful_actor<entity_state>* self, std::string 
           throw std::runtime_error("TEST_crash requested");
         }
         auto& st = self->state;
-        for (const auto& r : *batch) insert_record(st.records, r);
+        // Published vectors describe the old state: withdraw them before changing it.
+        if (cache)
+          for (const view_def* v : st.plan->views) cache->erase(v->qualified(), shard_no, st.key);
         for (auto& c : st.cache) c.reset();
+        for (const auto& r : *batch) insert_record(st.records, r);
         entity_delta d;
         d.key = st.key;
         // Drop what no window or as-of read can reach any more.

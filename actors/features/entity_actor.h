@@ -26,7 +26,7 @@ struct entity_state {
 // online store (reads always compute from the live state, so this bounds only the store's lag).
 caf::behavior entity_actor(caf::stateful_actor<entity_state>* self, std::string key, const kind_plan* plan,
                            std::deque<record> records, caf::actor shard, std::chrono::milliseconds idle,
-                           std::chrono::milliseconds materialize_every);
+                           std::chrono::milliseconds materialize_every, vector_cache* cache, uint32_t shard_no);
 
 }  // namespace tessera
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(const tessera::kind_plan*)

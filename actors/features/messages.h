@@ -1,11 +1,11 @@
 // The message contract of the feature actors, in one place.
 //
-//   supervisor  <- read_atom, read_request         (from the gateway; replies via callback)
-//               <- status_atom, status_request
+//   supervisor  <- status_atom, status_request      (from the gateway; replies via callback)
 //               <- restart_atom, std::string shard  (self, after a crash back-off)
 //   shard       <- delivery                         (from the bus: one JetStream message or a pull's end)
 //               <- flush_atom / tick_atom           (self)
-//               <- read_atom, uint32 view, vector<string> keys, int64 as_of -> vector<feature_vector>
+//               <- read_atom, shard_read              (from the gateway, found in the shard_directory;
+//                                                    replies via callback)
 //               <- status_atom -> shard_status
 //               <- passivate_atom, std::string key  (from an idle entity)
 //   entity      <- apply_atom, shared_ptr<const vector<record>>, int64 watermark -> entity_delta
@@ -19,6 +19,8 @@
 
 #include <functional>
 #include <memory>
+#include <mutex>
+#include <unordered_map>
 #include <string>
 #include <vector>
 
@@ -31,6 +33,8 @@
 namespace tessera {
 
 class shard_map;
+class shard_directory;
+class vector_cache;
 
 using apply_atom = caf::atom_constant<caf::atom("apply")>;
 using read_atom = caf::atom_constant<caf::atom("read")>;
@@ -61,6 +65,8 @@ struct features_context {
   node_metrics* metrics = nullptr;
   log_limiter* limiter = nullptr;
   const shard_map* shards = nullptr;
+  shard_directory* directory = nullptr;
+  vector_cache* cache = nullptr;
   std::string node_id;
   features_options opts;
 };
@@ -89,11 +95,50 @@ struct shard_status {
   std::string failed;
 };
 
-struct read_request {
-  std::string view;
+// The part of a read that one shard answers: vectors for `keys` in order, or an error.
+struct shard_read {
+  uint32_t view = 0;  // index into the shard's kind_plan::views
   std::vector<std::string> keys;
   int64_t as_of = 0;
   std::function<void(result<std::vector<feature_vector>>)> done;
+};
+
+// Where each shard actor of this node is, for callers outside the actor system (the gateway).
+// The supervisor keeps it current. Thread-safe.
+class shard_directory {
+ public:
+  void set(const std::string& shard, caf::actor a, std::string why_not = {}) {
+    std::lock_guard<std::mutex> g(mu_);
+    auto& e = map_[shard];
+    e.first = std::move(a);
+    e.second = std::move(why_not);
+  }
+  // The shard's committed watermark, published by the shard after each commit.
+  void set_watermark(const std::string& shard, int64_t wm) {
+    std::lock_guard<std::mutex> g(mu_);
+    watermarks_[shard] = wm;
+  }
+  int64_t watermark(const std::string& shard) const {
+    std::lock_guard<std::mutex> g(mu_);
+    auto it = watermarks_.find(shard);
+    return it == watermarks_.end() ? 0 : it->second;
+  }
+  // The shard's actor, or an invalid handle and the reason (not owned, restarting, failed).
+  caf::actor get(const std::string& shard, std::string& why_not) const {
+    std::lock_guard<std::mutex> g(mu_);
+    auto it = map_.find(shard);
+    if (it == map_.end()) {
+      why_not = "not owned by this node";
+      return {};
+    }
+    why_not = it->second.second;
+    return it->second.first;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, std::pair<caf::actor, std::string>> map_;
+  std::unordered_map<std::string, int64_t> watermarks_;
 };
 
 struct status_request {
@@ -107,7 +152,7 @@ using record_batch = std::shared_ptr<const std::vector<record>>;
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tessera::delivery)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tessera::entity_delta)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tessera::shard_status)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tessera::read_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tessera::shard_read)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tessera::status_request)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tessera::record_batch)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tessera::feature_vector)

@@ -8,6 +8,7 @@
 #include "entity_actor.h"
 #include "hash.h"
 #include "time_util.h"
+#include "vector_cache.h"
 
 namespace tessera {
 namespace {
@@ -93,7 +94,7 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
       else warn_limited("corrupt entity state", loaded.error_message());
     }
     auto a = self->spawn<caf::linked>(entity_actor, key, s.plan, std::move(recs), caf::actor_cast<caf::actor>(self),
-                                      s.ctx->opts.entity_idle, s.ctx->opts.materialize_every);
+                                      s.ctx->opts.entity_idle, s.ctx->opts.materialize_every, s.ctx->cache, s.id.shard);
     s.active.emplace(key, a);
     s.by_addr.emplace(a.address(), key);
     return a;
@@ -151,6 +152,7 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
       return;
     }
     s.meta = m;
+    s.ctx->directory->set_watermark(s.id.name(), m.watermark);
     for (auto& g : j.groups)
       if (!g.dead_lettered) s.known.insert(g.key);
     s.ctx->metrics->events_applied += applied;
@@ -308,6 +310,9 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
   auto init = [self, maybe_pull]() -> bool {
     auto& s = self->state;
     s.meta = s.ctx->db->load_meta(s.id);
+    // Vectors cached by an earlier incarnation may include applied-but-uncommitted events.
+    if (s.ctx->cache) s.ctx->cache->clear_shard(s.id.shard);
+    s.ctx->directory->set_watermark(s.id.name(), s.meta.watermark);
     for (auto& k : s.ctx->db->known_entities(s.id)) s.known.insert(k);
     auto r = s.ctx->nats->open_consumer(s.id.stream, s.id.kind, s.id.shard, s.meta.applied_seq + 1);
     if (!r) {
@@ -371,51 +376,54 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
         self->send(it->second, stop_atom::value);
         s.active.erase(it);
       },
-      [=](read_atom, uint32_t view, std::vector<std::string>& keys, int64_t as_of) {
+      [=](read_atom, shard_read& req) {
         auto& s = self->state;
-        auto rp = self->make_response_promise();
-        const view_def* v = s.plan->views.at(view);
-        int64_t t = as_of ? as_of : s.meta.watermark;
-        if (as_of && s.meta.watermark && as_of <= s.meta.watermark - v->as_of_horizon_us) {
-          rp.deliver(caf::make_error(caf::sec::invalid_argument,
-                                     "as-of " + format_timestamp(as_of) + " is before the retained window of view " +
-                                         v->qualified() + " (earliest " +
-                                         format_timestamp(s.meta.watermark - v->as_of_horizon_us + 1) + ")"));
+        if (req.view >= s.plan->views.size()) {
+          req.done(make_error("view index out of range"));
+          return;
+        }
+        const view_def* v = s.plan->views[req.view];
+        int64_t t = req.as_of ? req.as_of : s.meta.watermark;
+        if (req.as_of && s.meta.watermark && req.as_of <= s.meta.watermark - v->as_of_horizon_us) {
+          req.done(make_error("as-of " + format_timestamp(req.as_of) + " is before the retained window of view " + v->qualified() +
+                              " (earliest " + format_timestamp(s.meta.watermark - v->as_of_horizon_us + 1) + ")"));
           return;
         }
         struct gather {
+          shard_read req;
           std::vector<feature_vector> out;
           size_t left = 0;
           bool failed = false;
         };
         auto g = std::make_shared<gather>();
-        g->out.resize(keys.size());
-        for (size_t i = 0; i < keys.size(); ++i) {
-          if (!s.known.count(keys[i]) && !s.active.count(keys[i])) {
-            g->out[i] = compute_vector(*v, {}, t, keys[i]);
+        g->out.resize(req.keys.size());
+        for (size_t i = 0; i < req.keys.size(); ++i) {
+          const std::string& key = req.keys[i];
+          if (!s.known.count(key) && !s.active.count(key)) {
+            g->out[i] = compute_vector(*v, {}, t, key);
             continue;
           }
           ++g->left;
-          const std::string key = keys[i];
           s.inflight[key]++;
-          self->request(activate(key), kRequestTimeout, read_atom::value, view, t)
+          self->request(activate(key), kRequestTimeout, read_atom::value, req.view, t)
               .then(
-                  [self, g, i, rp, key](feature_vector& fv) mutable {
+                  [self, g, i, key](feature_vector& fv) {
                     auto& in = self->state.inflight;
                     if (--in[key] <= 0) in.erase(key);
                     g->out[i] = std::move(fv);
-                    if (--g->left == 0 && !g->failed) rp.deliver(std::move(g->out));
+                    if (--g->left == 0 && !g->failed) g->req.done(std::move(g->out));
                   },
-                  [self, g, rp, key](caf::error& err) mutable {
+                  [self, g, key](caf::error& err) {
                     auto& in = self->state.inflight;
                     if (--in[key] <= 0) in.erase(key);
                     if (!g->failed) {
                       g->failed = true;
-                      rp.deliver(std::move(err));
+                      g->req.done(make_error("reading entity " + key + " failed: " + self->system().render(err) + "; retry"));
                     }
                   });
         }
-        if (g->left == 0) rp.deliver(std::move(g->out));
+        g->req = std::move(req);
+        if (g->left == 0) g->req.done(std::move(g->out));
       },
       [=](status_atom) -> shard_status {
         auto& s = self->state;

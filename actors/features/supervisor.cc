@@ -18,6 +18,7 @@ caf::behavior feature_supervisor(caf::stateful_actor<supervisor_state>* self, co
     auto& e = self->state.shards.at(name);
     e.actor = self->spawn<caf::monitored>(shard_actor, self->state.ctx, e.id);
     self->state.by_addr[e.actor.address()] = name;
+    self->state.ctx->directory->set(name, e.actor);
   };
 
   for (auto& plan : ctx->defs->plans()) {
@@ -38,6 +39,7 @@ caf::behavior feature_supervisor(caf::stateful_actor<supervisor_state>* self, co
     s.by_addr.erase(it);
     auto& e = s.shards.at(name);
     e.actor = caf::actor();
+    s.ctx->directory->set(name, caf::actor(), s.stopping ? "node stopping" : "restarting");
     if (s.stopping || m.reason == caf::exit_reason::normal) return;
     s.ctx->metrics->shard_restarts++;
     ++e.total_restarts;
@@ -47,6 +49,7 @@ caf::behavior feature_supervisor(caf::stateful_actor<supervisor_state>* self, co
     std::string why = self->system().render(m.reason);
     if (static_cast<int>(e.restarts.size()) > s.ctx->opts.shard_max_restarts) {
       e.failed = why;
+      s.ctx->directory->set(name, caf::actor(), "failed: " + why);
       spdlog::error("shard {} failed {} times within {} s: {}; reported failed, retrying in {} s", name,
                     e.restarts.size(), s.ctx->opts.restart_window.count(), why, kCoolDown.count());
       self->delayed_send(self, kCoolDown, restart_atom::value, name);
@@ -63,67 +66,6 @@ caf::behavior feature_supervisor(caf::stateful_actor<supervisor_state>* self, co
         auto it = s.shards.find(name);
         if (s.stopping || it == s.shards.end() || it->second.actor) return;
         spawn_shard(name);
-      },
-      [=](read_atom, read_request& req) {
-        auto& s = self->state;
-        const view_def* v = s.ctx->defs->find_view(req.view);
-        if (!v) {
-          req.done(make_error("unknown view '" + req.view + "'"));
-          return;
-        }
-        const kind_plan* plan = s.ctx->defs->find_plan(v->stream, v->entity);
-        uint32_t view_idx = 0;
-        while (plan->views[view_idx] != v) ++view_idx;
-        // Group keys by shard, keeping each key's position in the request.
-        std::map<uint32_t, std::pair<std::vector<std::string>, std::vector<size_t>>> by_shard;
-        for (size_t i = 0; i < req.keys.size(); ++i) {
-          uint32_t sh = shard_of(req.keys[i], s.ctx->opts.shard_count);
-          by_shard[sh].first.push_back(req.keys[i]);
-          by_shard[sh].second.push_back(i);
-        }
-        struct gather {
-          read_request req;
-          std::vector<feature_vector> out;
-          size_t left;
-          bool failed = false;
-        };
-        auto g = std::make_shared<gather>();
-        g->out.resize(req.keys.size());
-        g->left = by_shard.size();
-        g->req = std::move(req);
-        if (g->left == 0) {
-          g->req.done(std::move(g->out));
-          return;
-        }
-        for (auto& [sh, part] : by_shard) {
-          shard_id id{v->stream, v->entity, sh};
-          auto it = s.shards.find(id.name());
-          if (it == s.shards.end() || !it->second.actor) {
-            if (!g->failed) {
-              g->failed = true;
-              std::string why = it == s.shards.end() ? "not owned by this node" : "restarting";
-              if (it != s.shards.end() && !it->second.failed.empty()) why = "failed: " + it->second.failed;
-              g->req.done(make_error("shard " + id.name() + " is unavailable (" + why + "); retry"));
-            }
-            continue;
-          }
-          auto positions = part.second;
-          self->request(it->second.actor, std::chrono::seconds(10), read_atom::value, view_idx, part.first, g->req.as_of)
-              .then(
-                  [g, positions](std::vector<feature_vector>& vecs) {
-                    for (size_t k = 0; k < vecs.size() && k < positions.size(); ++k) g->out[positions[k]] = std::move(vecs[k]);
-                    if (--g->left == 0 && !g->failed) g->req.done(std::move(g->out));
-                  },
-                  [self, g, id](caf::error& err) {
-                    if (g->failed) return;
-                    g->failed = true;
-                    std::string msg = self->system().render(err);
-                    // CAF renders context as e.g. error(…, "text"): keep the text for the caller.
-                    auto q1 = msg.find('"'), q2 = msg.rfind('"');
-                    if (q1 != std::string::npos && q2 > q1) msg = msg.substr(q1 + 1, q2 - q1 - 1);
-                    g->req.done(make_error(msg));
-                  });
-        }
       },
       [=](status_atom, status_request& req) {
         auto& s = self->state;

@@ -1,8 +1,8 @@
 // Feature supervisor: one per node. Spawns a shard actor for every (stream, entity kind) plan
 // and every shard the shard map gives this node, restarts crashed shards one-for-one with
 // exponential back-off, and reports a shard that exceeds its restart intensity as failed
-// (retrying it after a cool-down) instead of dropping it. Also the entry point for reads and
-// status from the gateway, which sends read_request/status_request with callbacks.
+// (retrying it after a cool-down) instead of dropping it. Keeps the shard_directory current
+// (the gateway sends reads straight to shards) and answers status requests.
 // Lifecycle: spawned by the node after storage and NATS are up; stop_atom stops every shard.
 #pragma once
 #include <map>
