@@ -112,6 +112,12 @@ int main(int argc, char** argv) {
     last_t = clk::now();
   }
   double total = seconds_since(t1);
+  // Steady state: from the first interval that applied anything (after consumer creation).
+  size_t first = 0;
+  while (first < rates.size() && rates[first] == 0) ++first;
+  double steady_secs = total - first * 0.25;
+  std::printf("  consumer creation and first pull: %.2f s; steady state: %.0f events/s = %.0f entity applications/s\n",
+              first * 0.25, fs.size() / steady_secs, 2 * fs.size() / steady_secs);
   std::printf("  applications/s per 0.25 s interval, in order:");
   for (double r : rates) std::printf(" %.0fk", r / 1000);
   std::printf("\n");

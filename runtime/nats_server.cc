@@ -107,7 +107,9 @@ status embedded_nats::spawn() {
   pid_t pid = ::fork();
   if (pid < 0) return make_error("fork failed");
   if (pid == 0) {
-    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    // SIGKILL, not SIGTERM: a nats-server 2.9 seen spinning after SIGTERM outlived its node.
+    // JetStream's file store recovers from a kill; a clean node stop still sends SIGTERM first.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(1);  // the node died before prctl took effect
     ::setpgid(0, 0);                          // keep terminal signals for the node to handle
     int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);

@@ -1,6 +1,6 @@
 // An embedded nats-server child process for single-command use: JetStream on, loopback only,
-// a free port, storage under <data-dir>/nats. The child gets PR_SET_PDEATHSIG so it dies with
-// the node even on SIGKILL; a stale child recorded in the pid file is stopped at start.
+// a free port, storage under <data-dir>/nats. The child gets PR_SET_PDEATHSIG(SIGKILL) so it
+// dies with the node even on SIGKILL; a stale child recorded in the pid file is stopped at start.
 // Lifecycle: start() spawns and waits until it accepts connections; a monitor thread restarts
 // it (same port and storage) if it exits unexpectedly; the destructor stops it.
 #pragma once
