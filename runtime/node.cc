@@ -40,6 +40,9 @@ struct node::impl {
   std::unique_ptr<caf::actor_system_config> caf_cfg;
   std::unique_ptr<caf::actor_system> sys;
   caf::actor supervisor;
+  // Owns the definitions that entity actors point into: released only after every actor is
+  // gone (an entity can still be running when its shard and the supervisor have exited).
+  std::shared_ptr<const features_context> ctx;
   std::unique_ptr<gateway> gw;
   std::string nats_url;
   bool stopped = false;
@@ -129,6 +132,7 @@ result<std::unique_ptr<node>> node::start(const node_config& cfg) {
   // Work stealing lets idle workers sleep up to 10 ms before they look for work again, which
   // is that much latency on a quiet node; sharing wakes a worker as soon as work arrives.
   im->caf_cfg->set("scheduler.policy", caf::atom("sharing"));
+  im->ctx = ctx;
   im->sys = std::make_unique<caf::actor_system>(*im->caf_cfg);
   im->supervisor = im->sys->spawn(feature_supervisor, std::shared_ptr<const features_context>(ctx));
 
@@ -159,6 +163,7 @@ void node::stop() {
   impl_->supervisor = caf::actor();
   impl_->sys->await_all_actors_done();
   impl_->sys.reset();
+  impl_->ctx.reset();
   impl_->nats.reset();
   impl_->nats_server.reset();
   impl_->db.reset();
