@@ -16,6 +16,9 @@ namespace {
 using clock_type = std::chrono::steady_clock;
 constexpr auto kRequestTimeout = std::chrono::seconds(30);
 constexpr int64_t kPullExpiresMs = 5000;
+// At most this many JetStream messages per applied batch: keeps commits (and the distance
+// between what entities hold and what is committed) small while a backlog drains.
+constexpr size_t kMaxMessagesPerBatch = 64;
 
 // One entity's share of an applied batch.
 struct group {
@@ -152,6 +155,7 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
       return;
     }
     s.meta = m;
+    s.inflight_watermark = 0;
     s.ctx->directory->set_watermark(s.id.name(), m.watermark);
     for (auto& g : j.groups)
       if (!g.dead_lettered) s.known.insert(g.key);
@@ -220,9 +224,14 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
   auto start_apply = [self, job, send_group, commit, warn_limited]() {
     auto& s = self->state;
     if (s.applying || s.pending.empty() || !s.ready) return;
+    std::sort(s.pending.begin(), s.pending.end(), [](auto& a, auto& b) { return a.seq < b.seq; });
     std::vector<delivery> batch;
-    batch.swap(s.pending);
-    std::sort(batch.begin(), batch.end(), [](auto& a, auto& b) { return a.seq < b.seq; });
+    if (s.pending.size() <= kMaxMessagesPerBatch) {
+      batch.swap(s.pending);
+    } else {
+      batch.assign(std::make_move_iterator(s.pending.begin()), std::make_move_iterator(s.pending.begin() + kMaxMessagesPerBatch));
+      s.pending.erase(s.pending.begin(), s.pending.begin() + kMaxMessagesPerBatch);
+    }
     *job = std::make_unique<apply_job>();
     apply_job& j = **job;
     j.watermark = s.meta.watermark;
@@ -296,6 +305,7 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
       return;
     }
     s.applying = true;
+    s.inflight_watermark = j.watermark;
     j.outstanding = j.groups.size();
     if (j.groups.empty()) {
       commit();
@@ -372,6 +382,7 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
         if (s.inflight.count(key)) return;  // busy: it will time out again later
         auto it = s.active.find(key);
         if (it == s.active.end()) return;
+        spdlog::debug("shard {}: passivating {}", s.id.name(), key);
         s.by_addr.erase(it->second.address());
         self->send(it->second, stop_atom::value);
         s.active.erase(it);
@@ -383,10 +394,11 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
           return;
         }
         const view_def* v = s.plan->views[req.view];
-        int64_t t = req.as_of ? req.as_of : s.meta.watermark;
-        if (req.as_of && s.meta.watermark && req.as_of <= s.meta.watermark - v->as_of_horizon_us) {
+        const int64_t wm = std::max(s.meta.watermark, s.inflight_watermark);
+        int64_t t = req.as_of ? req.as_of : wm;
+        if (req.as_of && wm && req.as_of <= wm - v->as_of_horizon_us) {
           req.done(make_error("as-of " + format_timestamp(req.as_of) + " is before the retained window of view " + v->qualified() +
-                              " (earliest " + format_timestamp(s.meta.watermark - v->as_of_horizon_us + 1) + ")"));
+                              " (earliest " + format_timestamp(wm - v->as_of_horizon_us + 1) + ")"));
           return;
         }
         struct gather {
@@ -400,6 +412,7 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
         for (size_t i = 0; i < req.keys.size(); ++i) {
           const std::string& key = req.keys[i];
           if (!s.known.count(key) && !s.active.count(key)) {
+            spdlog::debug("shard {}: read of {} which it has never applied", s.id.name(), key);
             g->out[i] = compute_vector(*v, {}, t, key);
             continue;
           }

@@ -36,6 +36,9 @@ struct shard_state {
   std::vector<delivery> pending;
   bool flush_scheduled = false;
   bool applying = false;
+  // Watermark of the batch being applied: its entities may already hold (and have pruned
+  // for) it before the commit, so reads use max(meta.watermark, inflight_watermark).
+  int64_t inflight_watermark = 0;
   uint64_t last_pending = 0;
 
   static inline const char* name = "tsr.shard";

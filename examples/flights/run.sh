@@ -49,6 +49,7 @@ watch_features() {
     "$bin" features --json --rpc "$rpc" airport_delay ORD LAX 2>/dev/null | \
       tr -d ' \n' | sed 's/},{"as_of"/}\n{"as_of"/g' | \
       sed -E 's/.*"as_of":"([^"]*)".*"entity":"([^"]*)".*"status":"([^"]*)".*"values":\{([^}]*)\}.*/  \2 @ \1 [\3] \4/' || true
+    echo
   done
 }
 watch_features &
