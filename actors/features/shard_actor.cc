@@ -15,7 +15,9 @@ namespace {
 
 using clock_type = std::chrono::steady_clock;
 constexpr auto kRequestTimeout = std::chrono::seconds(30);
-constexpr int64_t kPullExpiresMs = 5000;
+// Short pulls: the shard's credit estimate is approximate (data messages do not say which pull
+// they answer), so a wrong estimate must heal quickly; idle cost is ~2 requests/s per shard.
+constexpr int64_t kPullExpiresMs = 1000;
 // At most this many JetStream messages per applied batch: keeps commits (and the distance
 // between what entities hold and what is committed) small while a backlog drains.
 constexpr size_t kMaxMessagesPerBatch = 64;
@@ -111,7 +113,7 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
     auto now = clock_type::now();
     for (auto it = s.pulls.begin(); it != s.pulls.end();) {
       // A pull the server never answered (e.g. lost in a reconnect) is forgotten after expiry.
-      if (now - it->second.issued > std::chrono::milliseconds(kPullExpiresMs + 3000)) it = s.pulls.erase(it);
+      if (now - it->second.issued > std::chrono::milliseconds(kPullExpiresMs + 500)) it = s.pulls.erase(it);
       else credit += (it++)->second.remaining;
     }
     if (s.pulls.size() >= 2 || credit >= batch / 2 || s.pending.size() >= static_cast<size_t>(4 * batch)) return;
@@ -375,7 +377,7 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
       },
       [=](tick_atom) {
         maybe_pull();
-        self->delayed_send(self, std::chrono::seconds(1), tick_atom::value);
+        self->delayed_send(self, std::chrono::milliseconds(500), tick_atom::value);
       },
       [=](passivate_atom, const std::string& key) {
         auto& s = self->state;
