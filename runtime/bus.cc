@@ -214,8 +214,6 @@ void bus::retire(__natsSubscription* sub, void* box) {
   retired_.emplace_back(sub, box);
 }
 
-void bus::on_inbox_closed(void*) {}
-
 uint64_t bus::pull(const std::string& stream, const std::string& kind, uint32_t shard, const inbox& in, int batch,
                    int64_t expires_ms) {
   uint64_t no = next_pull_++;

@@ -98,7 +98,6 @@ class bus {
  private:
   bus() = default;
   static void on_inbox(__natsConnection*, __natsSubscription*, __natsMsg* msg, void* closure);
-  static void on_inbox_closed(void* closure);
   static void on_pub_ack(__jsCtx*, __natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, void* closure);
 
   std::string url_;
