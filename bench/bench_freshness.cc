@@ -23,7 +23,8 @@ namespace {
 
 // One rate: returns the probe latencies in ms.
 std::vector<double> run_rate(bus& b, const definitions& defs, const std::vector<flight>& fs, size_t& cursor,
-                             double rate, double seconds, const std::string& rpc, uint32_t shards) {
+                             double rate, double seconds, const std::string& rpc, uint32_t shards,
+                             std::vector<double>& ack_ms) {
   std::atomic<bool> stop{false};
   std::atomic<size_t> published{0};
   std::thread load([&] {
@@ -51,6 +52,7 @@ std::vector<double> run_rate(bus& b, const definitions& defs, const std::vector<
     std::vector<flight> one{{t, 1.0, 1.0, key, "XXX"}};
     auto sent = clk::now();
     publish_flights(b, defs, one, 0, 1, 1, shards);
+    ack_ms.push_back(seconds_since(sent) * 1000);  // JetStream stored it (publish → ack)
     while (true) {
       auto req = gw.getFeaturesRequest();
       req.setView("airport_delay");
@@ -94,8 +96,13 @@ int main(int argc, char** argv) {
               std::thread::hardware_concurrency());
   for (double rate : {0.0, 10000.0, 100000.0}) {
     std::printf("rate %.0f events/s%s\n", rate, rate == 0 ? " (baseline: idle node)" : "");
-    auto lat = run_rate(**b, **defs, fs, cursor, rate, secs, rpc, shards);
+    std::vector<double> ack;
+    auto lat = run_rate(**b, **defs, fs, cursor, rate, secs, rpc, shards, ack);
     print_stats("  freshness (ms)", summarize(lat), "ms");
+    std::vector<double> node_part(lat.size());
+    for (size_t i = 0; i < lat.size(); ++i) node_part[i] = lat[i] - ack[i];
+    print_stats("    of which publish → JetStream ack (ms)", summarize(ack), "ms");
+    print_stats("    of which ack → readable (ms)", summarize(node_part), "ms");
   }
   (*nd)->stop();
   return 0;
