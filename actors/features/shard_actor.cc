@@ -42,6 +42,8 @@ struct apply_job {
   uint64_t events = 0;
   std::string ack_subject;
   std::vector<std::string> dead_letters;  // JSON records for tsr.dlq.<stream>
+  size_t messages = 0;
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
 };
 
 std::string dlq_json(const shard_id& id, uint64_t seq, int64_t index, const std::string& reason,
@@ -129,7 +131,7 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
   };
 
   // Writes everything the batch changed, with the new sequence, in one WriteBatch.
-  auto commit = [self, job, maybe_pull, schedule_flush]() {
+  auto commit = [self, job, maybe_pull, schedule_flush, warn_limited]() {
     auto& s = self->state;
     apply_job& j = **job;
     store::batch b(s.id);
@@ -150,7 +152,13 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
     b.put_meta(m);
     // Dead letters go out before the commit: after a crash they may repeat, never vanish.
     for (auto& d : j.dead_letters) s.ctx->nats->publish_dead_letter(s.id.stream, d);
+    auto write_start = clock_type::now();
     auto w = s.ctx->db->write(b);
+    auto write_ms = std::chrono::duration<double, std::milli>(clock_type::now() - write_start).count();
+    auto total_ms = std::chrono::duration<double, std::milli>(clock_type::now() - j.started).count();
+    if (total_ms > 100)
+      warn_limited("slow batch", fmt::format("{:.0f} ms for {} events of {} entities in {} messages (RocksDB write {:.0f} ms)",
+                                             total_ms, j.events, j.groups.size(), j.messages, write_ms));
     if (!w) {
       spdlog::error("shard {}: {}; restarting the shard", s.id.name(), w.error_message());
       self->quit(caf::make_error(caf::sec::runtime_error, w.error_message()));
@@ -241,6 +249,7 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
     for (auto& d : batch) {
       if (d.seq <= s.meta.applied_seq || d.seq <= j.max_seq) continue;  // already applied: exactly once
       j.max_seq = d.seq;
+      ++j.messages;
       j.ack_subject = d.ack_subject;
       auto dead = [&](int64_t idx, const std::string& reason, nlohmann::json ev = nullptr) {
         j.dead_letters.push_back(dlq_json(s.id, d.seq, idx, reason, ev));
