@@ -223,7 +223,6 @@ class gateway_impl final : public wire::Gateway::Server {
         int64_t wm = ctx_->directory->watermark(shard_id{v->stream, v->entity, sh}.name());
         if (wm != 0)
           if (auto hit = ctx_->cache->get(qualified, sh, k, wm)) {
-            if (hit->status == vector_status::missing) spdlog::debug("cache hit for {} at {} is missing", k, wm);
             hits[i] = std::move(*hit);
             continue;
           }

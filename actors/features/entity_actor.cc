@@ -1,7 +1,5 @@
 #include "entity_actor.h"
 
-#include <spdlog/spdlog.h>
-
 #include "codec.h"
 #include "vector_cache.h"
 
@@ -54,12 +52,7 @@ caf::behavior entity_actor(caf::stateful_actor<entity_state>* self, std::string 
       },
       [=](read_atom, uint32_t view, int64_t t) -> feature_vector {
         if (view >= self->state.plan->views.size()) throw std::out_of_range("view index");
-        const feature_vector& fv = compute(view, t);
-        auto& rs = self->state.records;
-        if (fv.status == vector_status::missing && !rs.empty())
-          spdlog::debug("entity {}: missing at {} with {} records from {} to {}", self->state.key, t, rs.size(),
-                        rs.front().time, rs.back().time);
-        return fv;
+        return compute(view, t);
       },
       [=](crash_atom) { self->state.TEST_crash_next = true; },
       [=](stop_atom) { self->quit(); },
