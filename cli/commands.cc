@@ -300,6 +300,10 @@ int run_status(const status_args& a) {
                                {"lag", s.getLag()}, {"entities_active", s.getEntitiesActive()},
                                {"entities_passivated", s.getEntitiesPassivated()}, {"dead_letters", s.getDeadLetters()},
                                {"restarts", s.getRestarts()}, {"failed", s.getFailed().cStr()}});
+      j["apply_stages"] = nlohmann::json::array();
+      for (auto l : st.getApplyStages())
+        j["apply_stages"].push_back({{"stage", l.getStage().cStr()}, {"count", l.getCount()}, {"p50_ms", l.getP50Micros() / 1e3},
+                                     {"p99_ms", l.getP99Micros() / 1e3}, {"p999_ms", l.getP999Micros() / 1e3}});
       std::cout << j.dump(2) << "\n";
       return 0;
     }
@@ -308,6 +312,10 @@ int run_status(const status_args& a) {
     std::printf("events applied %s  dead letters %s  rejected at gateway %s  entity restarts %s\n",
                 human(st.getEventsApplied()).c_str(), human(st.getDeadLetters()).c_str(), human(st.getRejectedAtGateway()).c_str(),
                 human(st.getEntityRestarts()).c_str());
+    for (auto l : st.getApplyStages())
+      if (l.getCount())
+        std::printf("apply %-9s p50 %8.2f ms  p99 %8.2f ms  p99.9 %8.2f ms  (%s batches)\n", l.getStage().cStr(), l.getP50Micros() / 1e3,
+                    l.getP99Micros() / 1e3, l.getP999Micros() / 1e3, human(l.getCount()).c_str());
     struct agg {
       uint64_t lag = 0, active = 0, passive = 0, dead = 0, shards = 0, failed = 0;
       int64_t wm = 0;

@@ -153,7 +153,7 @@ status bus::open_consumer(const std::string& stream, const std::string& kind, ui
     jsConsumerInfo* info = nullptr;
     if (js_GetConsumerInfo(&info, js_, sname.c_str(), cname.c_str(), nullptr, &jerr) == NATS_OK && info) {
       bool reuse = info->Config && info->Config->FilterSubject && filter == info->Config->FilterSubject &&
-                   info->Delivered.Stream + 1 == start_seq;
+                   info->Config->AckPolicy == js_AckNone && info->Delivered.Stream + 1 == start_seq;
       jsConsumerInfo_Destroy(info);
       if (reuse) return ok_status();
     }
@@ -165,9 +165,10 @@ status bus::open_consumer(const std::string& stream, const std::string& kind, ui
   jsConsumerConfig_Init(&cc);
   cc.Durable = cname.c_str();
   cc.FilterSubject = filter.c_str();
-  cc.AckPolicy = js_AckAll;
-  cc.AckWait = 3600LL * 1000000000LL;  // the shard re-creates its consumer on restart anyway
-  cc.MaxAckPending = 1 << 20;
+  // No acks: the shard's committed sequence in RocksDB is the only record of progress, and a
+  // restarted shard re-creates its consumer from there, so server-side acks would only cost a
+  // message per batch. Flow is bounded by the shard's pulls.
+  cc.AckPolicy = js_AckNone;
   cc.MaxWaiting = 64;
   if (start_seq > 1) {
     cc.DeliverPolicy = js_DeliverByStartSequence;
@@ -251,12 +252,15 @@ void bus::on_inbox(__natsConnection*, __natsSubscription*, __natsMsg* msg, void*
     auto at = split(reply, '.');
     if (at.size() == 9) {  // $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>
       d.seq = std::strtoull(at[5].c_str(), nullptr, 10);
+      d.stored_ns = std::strtoll(at[7].c_str(), nullptr, 10);
       d.pending = std::strtoull(at[8].c_str(), nullptr, 10);
     } else if (at.size() >= 11) {  // with <domain>.<account hash> after ACK (newer servers)
       d.seq = std::strtoull(at[7].c_str(), nullptr, 10);
+      d.stored_ns = std::strtoll(at[9].c_str(), nullptr, 10);
       d.pending = std::strtoull(at[10].c_str(), nullptr, 10);
     }
   }
+  d.received_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   d.data.assign(natsMsg_GetData(msg), static_cast<size_t>(natsMsg_GetDataLength(msg)));
   natsMsg_Destroy(msg);
   if (d.seq == 0) return;  // not a JetStream delivery

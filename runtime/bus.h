@@ -39,6 +39,8 @@ struct delivery {
   std::string status;        // the status code when `end`
   uint64_t seq = 0;          // stream sequence
   uint64_t pending = 0;      // messages left in the consumer after this one
+  int64_t stored_ns = 0;     // when JetStream stored it (ns since the epoch)
+  int64_t received_ns = 0;   // when this process received it (ns since the epoch)
   std::string ack_subject;   // reply subject for acknowledgement
   std::string data;
 };

@@ -326,6 +326,17 @@ class gateway_impl final : public wire::Gateway::Server {
       st.setRejectedAtGateway(ctx_->metrics->rejected_at_gateway.load());
       st.setEntityRestarts(ctx_->metrics->entity_restarts.load());
       st.setUptimeSeconds(std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count());
+      const auto& sg = ctx_->metrics->stages;
+      const std::pair<const char*, const latency_histogram*> stages[] = {
+          {"delivery", &sg.delivery}, {"queued", &sg.queued}, {"applying", &sg.applying}, {"total", &sg.total}};
+      auto ls = st.initApplyStages(4);
+      for (unsigned i = 0; i < 4; ++i) {
+        ls[i].setStage(stages[i].first);
+        ls[i].setCount(stages[i].second->count());
+        ls[i].setP50Micros(stages[i].second->quantile_us(0.5));
+        ls[i].setP99Micros(stages[i].second->quantile_us(0.99));
+        ls[i].setP999Micros(stages[i].second->quantile_us(0.999));
+      }
     });
   }
 

@@ -97,6 +97,18 @@ struct NodeStatus {
   rejectedAtGateway @8 :UInt64;
   entityRestarts @9 :UInt64;
   uptimeSeconds @10 :Float64;
+  # Where apply time goes since the node started, measured on the first message of each applied
+  # batch: "delivery" (JetStream stored → node received), "queued" (→ apply started),
+  # "applying" (→ committed) and "total" (stored → committed).
+  applyStages @11 :List(StageLatency);
+}
+
+struct StageLatency {
+  stage @0 :Text;
+  count @1 :UInt64;
+  p50Micros @2 :Float64;
+  p99Micros @3 :Float64;
+  p999Micros @4 :Float64;
 }
 
 interface Gateway {

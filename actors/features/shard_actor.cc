@@ -14,6 +14,9 @@ namespace tessera {
 namespace {
 
 using clock_type = std::chrono::steady_clock;
+int64_t wall_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
 constexpr auto kRequestTimeout = std::chrono::seconds(30);
 // Short pulls: the shard's credit estimate is approximate (data messages do not say which pull
 // they answer), so a wrong estimate must heal quickly; idle cost is ~2 requests/s per shard.
@@ -43,6 +46,8 @@ struct apply_job {
   std::string ack_subject;
   std::vector<std::string> dead_letters;  // JSON records for tsr.dlq.<stream>
   size_t messages = 0;
+  // The first message's timestamps (ns since the epoch), for node_metrics::stages.
+  int64_t stored_ns = 0, received_ns = 0, started_ns = 0;
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
 };
 
@@ -170,8 +175,15 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
     for (auto& g : j.groups)
       if (!g.dead_lettered) s.known.insert(g.key);
     s.ctx->metrics->events_applied += applied;
+    if (j.stored_ns > 0 && j.received_ns > 0) {
+      auto& st = s.ctx->metrics->stages;
+      const int64_t committed_ns = wall_ns();
+      st.delivery.record_us(std::max<int64_t>(0, j.received_ns - j.stored_ns) / 1e3);
+      st.queued.record_us(std::max<int64_t>(0, j.started_ns - j.received_ns) / 1e3);
+      st.applying.record_us(std::max<int64_t>(0, committed_ns - j.started_ns) / 1e3);
+      st.total.record_us(std::max<int64_t>(0, committed_ns - j.stored_ns) / 1e3);
+    }
     s.ctx->metrics->dead_letters += j.dead_letters.size();
-    s.ctx->nats->ack(j.ack_subject);
     for (auto& g : j.groups) {
       auto it = s.inflight.find(g.key);
       if (it != s.inflight.end() && --it->second <= 0) s.inflight.erase(it);
@@ -249,6 +261,11 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
     for (auto& d : batch) {
       if (d.seq <= s.meta.applied_seq || d.seq <= j.max_seq) continue;  // already applied: exactly once
       j.max_seq = d.seq;
+      if (!j.messages) {
+        j.stored_ns = d.stored_ns;
+        j.received_ns = d.received_ns;
+        j.started_ns = wall_ns();
+      }
       ++j.messages;
       j.ack_subject = d.ack_subject;
       auto dead = [&](int64_t idx, const std::string& reason, nlohmann::json ev = nullptr) {
