@@ -13,7 +13,9 @@ std::string event_subject(const std::string& stream, const std::string& kind, ui
   return "tsr.ev." + stream + "." + kind + "." + std::to_string(shard);
 }
 std::string jetstream_name(const std::string& stream) { return "TSR_" + stream; }
-std::string consumer_name(const std::string& kind, uint32_t shard) { return kind + "_" + std::to_string(shard); }
+std::string consumer_name(const std::string& kind, uint32_t shard, const std::string& node_id) {
+  return kind + "_" + std::to_string(shard) + "_" + node_id;
+}
 
 namespace {
 
@@ -48,6 +50,7 @@ result<std::unique_ptr<bus>> bus::connect(const options& o) {
   std::unique_ptr<bus> b(new bus());
   b->url_ = o.url;
   b->node_id_ = o.node_id;
+  b->replicas_ = o.replicas;
   b->inbox_prefix_ = "_INBOX.tsr." + o.node_id;
   natsOptions* opts = nullptr;
   natsOptions_Create(&opts);
@@ -75,10 +78,23 @@ result<std::unique_ptr<bus>> bus::connect(const options& o) {
   s = natsConnection_JetStream(&b->js_, b->nc_, &jo);
   if (s != NATS_OK) return make_error(nats_error(s, "cannot open JetStream context"));
 
+  s = natsConnection_Subscribe(&b->reply_sub_, b->nc_, (b->inbox_prefix_ + ".rpc.*").c_str(), &bus::on_reply, b.get());
+  if (s != NATS_OK) return make_error(nats_error(s, "cannot subscribe to the reply inbox"));
+  natsSubscription_SetPendingLimits(b->reply_sub_, -1, -1);
+  b->sweeper_ = std::thread([bp = b.get()] { bp->sweep_loop(); });
   return b;
 }
 
 bus::~bus() {
+  stopping_ = true;
+  if (sweeper_.joinable()) sweeper_.join();
+  if (reply_sub_) natsSubscription_Unsubscribe(reply_sub_);
+  for (auto& [sub, fn] : served_) natsSubscription_Unsubscribe(sub);
+  {
+    // Callers are gone by now (the node stops the gateway and the cluster agent first).
+    std::lock_guard<std::mutex> g(req_mu_);
+    requests_.clear();
+  }
   if (js_) {
     jsPubOptions po;
     jsPubOptions_Init(&po);
@@ -93,6 +109,11 @@ bus::~bus() {
   for (auto& [sub, box] : retired_) {
     natsSubscription_Destroy(sub);
     delete static_cast<inbox_box*>(box);
+  }
+  if (reply_sub_) natsSubscription_Destroy(reply_sub_);
+  for (auto& [sub, fn] : served_) {
+    natsSubscription_Destroy(sub);
+    delete fn;
   }
   if (nc_) natsConnection_Destroy(nc_);
 }
@@ -112,6 +133,7 @@ status bus::ensure_stream(const stream_def& sd) {
   cfg.MaxAge = sd.max_age_us * 1000;
   cfg.Duplicates = sd.duplicate_window_us * 1000;
   cfg.MaxMsgSize = 1 << 20;
+  cfg.Replicas = replicas_;
   jsStreamInfo* si = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
   natsStatus s = js_AddStream(&si, js_, &cfg, nullptr, &jerr);
@@ -131,6 +153,7 @@ status bus::ensure_dlq_stream() {
   cfg.Storage = js_FileStorage;
   cfg.MaxAge = 7LL * 86400 * 1000000000LL;
   cfg.MaxBytes = 1LL << 30;
+  cfg.Replicas = replicas_;
   jsStreamInfo* si = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
   natsStatus s = js_AddStream(&si, js_, &cfg, nullptr, &jerr);
@@ -141,7 +164,7 @@ status bus::ensure_dlq_stream() {
 }
 
 status bus::open_consumer(const std::string& stream, const std::string& kind, uint32_t shard, uint64_t start_seq) {
-  std::string sname = jetstream_name(stream), cname = consumer_name(kind, shard);
+  std::string sname = jetstream_name(stream), cname = consumer_name(kind, shard, node_id_);
   std::string filter = event_subject(stream, kind, shard);
   jsErrCode jerr = static_cast<jsErrCode>(0);
   bool first_open;
@@ -170,6 +193,9 @@ status bus::open_consumer(const std::string& stream, const std::string& kind, ui
   // message per batch. Flow is bounded by the shard's pulls.
   cc.AckPolicy = js_AckNone;
   cc.MaxWaiting = 64;
+  // A node that is gone for good (its shards moved) leaves its consumers behind: the server
+  // removes them after a day without pulls.
+  cc.InactiveThreshold = 24LL * 3600 * 1000000000LL;
   if (start_seq > 1) {
     cc.DeliverPolicy = js_DeliverByStartSequence;
     cc.OptStartSeq = start_seq;
@@ -218,7 +244,7 @@ void bus::retire(__natsSubscription* sub, void* box) {
 uint64_t bus::pull(const std::string& stream, const std::string& kind, uint32_t shard, const inbox& in, int batch,
                    int64_t expires_ms) {
   uint64_t no = next_pull_++;
-  std::string subj = "$JS.API.CONSUMER.MSG.NEXT." + jetstream_name(stream) + "." + consumer_name(kind, shard);
+  std::string subj = "$JS.API.CONSUMER.MSG.NEXT." + jetstream_name(stream) + "." + consumer_name(kind, shard, node_id_);
   std::string reply = in.subject() + "." + std::to_string(no);
   std::string body = "{\"batch\":" + std::to_string(batch) + ",\"expires\":" + std::to_string(expires_ms * 1000000) + "}";
   natsStatus s = natsConnection_PublishRequest(nc_, subj.c_str(), reply.c_str(), body.data(), static_cast<int>(body.size()));
@@ -227,6 +253,102 @@ uint64_t bus::pull(const std::string& stream, const std::string& kind, uint32_t 
 
 void bus::ack(const std::string& ack_subject) {
   if (!ack_subject.empty()) natsConnection_Publish(nc_, ack_subject.c_str(), "+ACK", 4);
+}
+
+void bus::delete_consumer(const std::string& stream, const std::string& kind, uint32_t shard) {
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  js_DeleteConsumer(js_, jetstream_name(stream).c_str(), consumer_name(kind, shard, node_id_).c_str(), nullptr, &jerr);
+  std::lock_guard<std::mutex> g(mu_);
+  opened_.erase(jetstream_name(stream) + "/" + consumer_name(kind, shard, node_id_));
+}
+
+void bus::request(const std::string& subject, const std::string& data, int64_t timeout_ms, reply_fn reply) {
+  uint64_t tok = next_request_++;
+  {
+    std::lock_guard<std::mutex> g(req_mu_);
+    requests_[tok] = {std::move(reply), std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms)};
+  }
+  std::string reply_subject = inbox_prefix_ + ".rpc." + std::to_string(tok);
+  natsStatus s = natsConnection_PublishRequest(nc_, subject.c_str(), reply_subject.c_str(), data.data(), static_cast<int>(data.size()));
+  if (s != NATS_OK) {
+    reply_fn fn;
+    {
+      std::lock_guard<std::mutex> g(req_mu_);
+      auto it = requests_.find(tok);
+      if (it == requests_.end()) return;
+      fn = std::move(it->second.fn);
+      requests_.erase(it);
+    }
+    fn(make_error(nats_error(s, ("cannot send a request on " + subject).c_str())));
+  }
+}
+
+void bus::on_reply(__natsConnection*, __natsSubscription*, __natsMsg* msg, void* closure) {
+  auto* self = static_cast<bus*>(closure);
+  const char* subj = natsMsg_GetSubject(msg);
+  const char* dot = std::strrchr(subj, '.');
+  uint64_t tok = dot ? std::strtoull(dot + 1, nullptr, 10) : 0;
+  const char* st = nullptr;
+  bool no_responders = natsMsgHeader_Get(msg, "Status", &st) == NATS_OK && st && std::string(st) == "503";
+  std::string data(natsMsg_GetData(msg) ? natsMsg_GetData(msg) : "", static_cast<size_t>(natsMsg_GetDataLength(msg)));
+  natsMsg_Destroy(msg);
+  reply_fn fn;
+  {
+    std::lock_guard<std::mutex> g(self->req_mu_);
+    auto it = self->requests_.find(tok);
+    if (it == self->requests_.end()) return;  // late answer to a request that timed out
+    fn = std::move(it->second.fn);
+    self->requests_.erase(it);
+  }
+  if (no_responders) fn(make_error("no node is listening"));
+  else fn(std::move(data));
+}
+
+void bus::sweep_loop() {
+  while (!stopping_) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    std::vector<reply_fn> expired;
+    auto now = std::chrono::steady_clock::now();
+    {
+      std::lock_guard<std::mutex> g(req_mu_);
+      for (auto it = requests_.begin(); it != requests_.end();) {
+        if (it->second.deadline <= now) {
+          expired.push_back(std::move(it->second.fn));
+          it = requests_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+    for (auto& fn : expired) fn(make_error("timed out"));
+  }
+}
+
+status bus::serve(const std::string& subject, serve_fn fn) {
+  auto* box = new serve_fn(std::move(fn));
+  natsSubscription* sub = nullptr;
+  natsStatus s = natsConnection_Subscribe(&sub, nc_, subject.c_str(), &bus::on_serve, box);
+  if (s != NATS_OK) {
+    delete box;
+    return make_error(nats_error(s, ("cannot serve " + subject).c_str()));
+  }
+  natsSubscription_SetPendingLimits(sub, 65536, 256 << 20);
+  std::lock_guard<std::mutex> g(mu_);
+  served_.emplace_back(sub, box);
+  return ok_status();
+}
+
+void bus::on_serve(__natsConnection*, __natsSubscription*, __natsMsg* msg, void* closure) {
+  auto* fn = static_cast<serve_fn*>(closure);
+  const char* reply = natsMsg_GetReply(msg);
+  std::string data(natsMsg_GetData(msg) ? natsMsg_GetData(msg) : "", static_cast<size_t>(natsMsg_GetDataLength(msg)));
+  std::string reply_subject = reply ? reply : "";
+  natsMsg_Destroy(msg);
+  if (!reply_subject.empty()) (*fn)(std::move(data), std::move(reply_subject));
+}
+
+void bus::respond(const std::string& reply_subject, const std::string& data) {
+  natsConnection_Publish(nc_, reply_subject.c_str(), data.data(), static_cast<int>(data.size()));
 }
 
 void bus::on_inbox(__natsConnection*, __natsSubscription*, __natsMsg* msg, void* closure) {

@@ -10,7 +10,9 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <chrono>
 #include <mutex>
+#include <thread>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -30,7 +32,9 @@ namespace tessera {
 std::string stream_subject_prefix(const std::string& stream);  // "tsr.ev.<stream>"
 std::string event_subject(const std::string& stream, const std::string& kind, uint32_t shard);
 std::string jetstream_name(const std::string& stream);  // "TSR_<stream>"
-std::string consumer_name(const std::string& kind, uint32_t shard);
+// Durable consumers are per node: two nodes that both believe they own a shard (a partition,
+// a node declared dead while alive) each read the whole shard instead of splitting it.
+std::string consumer_name(const std::string& kind, uint32_t shard, const std::string& node_id);
 
 // One message delivered to a consumer's pull, or the end of a pull.
 struct delivery {
@@ -50,6 +54,7 @@ class bus {
   struct options {
     std::string url;
     std::string node_id;  // letters, digits, '-', '_'
+    int replicas = 1;     // of the streams it creates
   };
   static result<std::unique_ptr<bus>> connect(const options& o);
   ~bus();
@@ -89,6 +94,19 @@ class bus {
   uint64_t pull(const std::string& stream, const std::string& kind, uint32_t shard, const inbox& in, int batch,
                 int64_t expires_ms);
   void ack(const std::string& ack_subject);
+  // Deletes this node's consumer of (stream, kind, shard), e.g. after handing the shard off.
+  void delete_consumer(const std::string& stream, const std::string& kind, uint32_t shard);
+
+  // Core NATS request/reply between nodes. `reply` runs on a libnats thread with the answer,
+  // or with an error after `timeout_ms` or when nobody listens.
+  using reply_fn = std::function<void(result<std::string>)>;
+  void request(const std::string& subject, const std::string& data, int64_t timeout_ms, reply_fn reply);
+  // Serves requests on `subject`: `fn(data, reply_subject)` runs on a libnats thread and must
+  // not block; answer later with respond().
+  using serve_fn = std::function<void(std::string data, std::string reply_subject)>;
+  status serve(const std::string& subject, serve_fn fn);
+  void respond(const std::string& reply_subject, const std::string& data);
+  __jsCtx* jetstream() const { return js_; }
 
   // Publishes to JetStream; `done(error, duplicate)` runs on a libnats thread once the server
   // stored (or refused) the message. `msg_id` (may be empty) de-duplicates within the window.
@@ -104,6 +122,7 @@ class bus {
 
   std::string url_;
   std::string node_id_;
+  int replicas_ = 1;
   std::string inbox_prefix_;
   __natsConnection* nc_ = nullptr;
   __jsCtx* js_ = nullptr;
@@ -119,6 +138,23 @@ class bus {
   std::vector<std::pair<__natsSubscription*, void*>> retired_;
   std::unordered_map<std::string, int> opened_;  // consumer → opens in this process
   std::unordered_map<uint64_t, ack_fn> pending_acks_;
+
+  // request(): one wildcard reply subscription, answers matched by token; a sweeper thread
+  // fails requests past their deadline.
+  static void on_reply(__natsConnection*, __natsSubscription*, __natsMsg* msg, void* closure);
+  static void on_serve(__natsConnection*, __natsSubscription*, __natsMsg* msg, void* closure);
+  struct pending_request {
+    reply_fn fn;
+    std::chrono::steady_clock::time_point deadline;
+  };
+  std::mutex req_mu_;
+  std::unordered_map<uint64_t, pending_request> requests_;
+  std::atomic<uint64_t> next_request_{1};
+  __natsSubscription* reply_sub_ = nullptr;
+  std::vector<std::pair<__natsSubscription*, serve_fn*>> served_;
+  std::thread sweeper_;
+  std::atomic<bool> stopping_{false};
+  void sweep_loop();
 };
 
 }  // namespace tessera

@@ -13,7 +13,9 @@
 
 #include "actors/features/messages.h"
 #include "actors/features/vector_cache.h"
+#include "cluster/cluster_view.h"
 #include "codec.h"
+#include "reader.h"
 #include "hash.h"
 #include "time_util.h"
 
@@ -44,7 +46,7 @@ struct xthread {
 class gateway_impl final : public wire::Gateway::Server {
  public:
   gateway_impl(std::shared_ptr<const features_context> ctx, caf::actor sup, gateway_options opts)
-      : ctx_(std::move(ctx)), sup_(std::move(sup)), opts_(std::move(opts)), started_(std::chrono::steady_clock::now()) {}
+      : ctx_(ctx), sup_(std::move(sup)), opts_(std::move(opts)), started_(std::chrono::steady_clock::now()), reader_(ctx, ctx->nats) {}
 
   kj::Promise<void> ingest(IngestContext call) override {
     ctx_->metrics->ingest_calls++;
@@ -207,79 +209,30 @@ class gateway_impl final : public wire::Gateway::Server {
     int64_t as_of = p.getAsOf();
     if (as_of != 0 && !timestamp_is_sane(as_of, 100LL * 365 * 86400 * 1000000))
       fail("asOf " + std::to_string(as_of) + " is not a plausible time in microseconds since the epoch");
-    const kind_plan* plan = ctx_->defs->find_plan(v->stream, v->entity);
-    uint32_t view_idx = 0;
-    while (plan->views[view_idx] != v) ++view_idx;
-    // Answer from the vector cache where it holds the entity at its shard's watermark; split
-    // the rest by shard, remembering each key's position; each shard answers its part.
-    std::map<uint32_t, std::pair<std::vector<std::string>, std::vector<uint32_t>>> parts;
-    std::vector<feature_vector> hits(ents.size());
-    const std::string qualified = v->qualified();
+    std::vector<std::string> keys;
+    keys.reserve(ents.size());
     for (uint32_t i = 0; i < ents.size(); ++i) {
       std::string k(ents[i].cStr(), ents[i].size());
       if (!key_is_valid(k)) fail("invalid entity key (empty, longer than 256 bytes, or containing NUL)");
-      uint32_t sh = shard_of(k, ctx_->opts.shard_count);
-      if (as_of == 0) {
-        int64_t wm = ctx_->directory->watermark(shard_id{v->stream, v->entity, sh}.name());
-        if (wm != 0)
-          if (auto hit = ctx_->cache->get(qualified, sh, k, wm)) {
-            hits[i] = std::move(*hit);
-            continue;
-          }
-      }
-      auto& part = parts[sh];
-      part.first.push_back(std::move(k));
-      part.second.push_back(i);
+      keys.push_back(std::move(k));
     }
-    if (parts.empty()) {
-      auto vl = call.getResults().initVectors(static_cast<unsigned>(hits.size()));
-      for (size_t i = 0; i < hits.size(); ++i) write_vector(vl[static_cast<unsigned>(i)], hits[i]);
-      return kj::READY_NOW;
-    }
-    std::vector<std::pair<caf::actor, uint32_t>> targets;
-    for (auto& [sh, part] : parts) {
-      shard_id id{v->stream, v->entity, sh};
-      std::string why;
-      caf::actor a = ctx_->directory->get(id.name(), why);
-      if (!a) fail("shard " + id.name() + " is unavailable (" + why + "); retry");
-      targets.emplace_back(std::move(a), sh);
-    }
-    struct gather {
-      std::mutex mu;
-      std::vector<feature_vector> out;
-      size_t left;
-      std::string error;
-      kj::Own<kj::CrossThreadPromiseFulfiller<result<std::vector<feature_vector>>>> f;
+    struct answer {
+      result<std::vector<feature_vector>> vectors;
+      bool retryable;
     };
-    auto paf = kj::newPromiseAndCrossThreadFulfiller<result<std::vector<feature_vector>>>();
-    auto g = std::make_shared<gather>();
-    g->out = std::move(hits);
-    g->left = targets.size();
-    g->f = kj::mv(paf.fulfiller);
-    for (auto& [actor, sh] : targets) {
-      auto& part = parts[sh];
-      shard_read r;
-      r.view = view_idx;
-      r.keys = std::move(part.first);
-      r.as_of = as_of;
-      r.done = [g, positions = std::move(part.second)](result<std::vector<feature_vector>> res) {
-        std::lock_guard<std::mutex> l(g->mu);
-        if (!res) {
-          if (g->error.empty()) g->error = res.error_message();
-        } else {
-          for (size_t k = 0; k < res->size() && k < positions.size(); ++k) g->out[positions[k]] = std::move((*res)[k]);
-        }
-        if (--g->left == 0) {
-          if (g->error.empty()) g->f->fulfill(std::move(g->out));
-          else g->f->fulfill(make_error(g->error));
-        }
-      };
-      caf::anon_send(actor, read_atom::value, std::move(r));
-    }
-    return paf.promise.then([call](result<std::vector<feature_vector>> r) mutable {
-      if (!r) fail(r.error_message());
-      auto vl = call.getResults().initVectors(static_cast<unsigned>(r->size()));
-      for (size_t i = 0; i < r->size(); ++i) write_vector(vl[static_cast<unsigned>(i)], (*r)[i]);
+    auto paf = kj::newPromiseAndCrossThreadFulfiller<answer>();
+    auto f = std::make_shared<xthread<answer>>();
+    f->f = kj::mv(paf.fulfiller);
+    reader_.read(v, std::move(keys), as_of, /*forward=*/true, [f](result<std::vector<feature_vector>> r, bool retryable) {
+      f->f->fulfill(answer{std::move(r), retryable});
+    });
+    return paf.promise.then([call](answer a) mutable {
+      if (!a.vectors) {
+        if (a.retryable) overloaded(a.vectors.error_message());
+        fail(a.vectors.error_message());
+      }
+      auto vl = call.getResults().initVectors(static_cast<unsigned>(a.vectors->size()));
+      for (size_t i = 0; i < a.vectors->size(); ++i) write_vector(vl[static_cast<unsigned>(i)], (*a.vectors)[i]);
     });
   }
 
@@ -326,6 +279,24 @@ class gateway_impl final : public wire::Gateway::Server {
       st.setRejectedAtGateway(ctx_->metrics->rejected_at_gateway.load());
       st.setEntityRestarts(ctx_->metrics->entity_restarts.load());
       st.setUptimeSeconds(std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count());
+      if (ctx_->cluster) {
+        auto members = ctx_->cluster->members();
+        auto ml = st.initMembers(static_cast<unsigned>(members.size()));
+        for (size_t i = 0; i < members.size(); ++i) {
+          auto m = ml[static_cast<unsigned>(i)];
+          m.setNodeId(members[i].id);
+          m.setRpc(members[i].rpc);
+          m.setAlive(members[i].alive);
+          m.setLeaving(members[i].leaving);
+          m.setShardsServed(members[i].shards_served);
+          m.setSilentSeconds(members[i].silent_s);
+        }
+        st.setLeader(ctx_->cluster->leader());
+        st.setMapEpoch(ctx_->cluster->epoch());
+        auto owners = ctx_->cluster->owners();
+        auto ol = st.initShardOwners(static_cast<unsigned>(owners.size()));
+        for (size_t i = 0; i < owners.size(); ++i) ol.set(static_cast<unsigned>(i), owners[i]);
+      }
       const auto& sg = ctx_->metrics->stages;
       const std::pair<const char*, const latency_histogram*> stages[] = {
           {"delivery", &sg.delivery}, {"queued", &sg.queued}, {"applying", &sg.applying}, {"total", &sg.total}};
@@ -357,6 +328,7 @@ class gateway_impl final : public wire::Gateway::Server {
   gateway_options opts_;
   std::chrono::steady_clock::time_point started_;
   std::atomic<size_t> in_flight_{0};
+  feature_reader reader_;
 };
 
 }  // namespace

@@ -15,8 +15,10 @@
 #include "actors/features/supervisor.h"
 #include "actors/features/vector_cache.h"
 #include "bus.h"
-#include "cluster/shard_map.h"
+#include "cluster/agent.h"
+#include "cluster/cluster_view.h"
 #include "gateway.h"
+#include "reader.h"
 #include "metrics.h"
 #include "nats_server.h"
 #include "store.h"
@@ -34,7 +36,8 @@ struct node::impl {
   std::unique_ptr<bus> nats;
   node_metrics metrics;
   log_limiter limiter;
-  std::unique_ptr<shard_map> shards;
+  std::unique_ptr<cluster_view> view;
+  std::unique_ptr<cluster_agent> agent;
   shard_directory directory;
   vector_cache cache;
   std::unique_ptr<caf::actor_system_config> caf_cfg;
@@ -44,6 +47,7 @@ struct node::impl {
   // gone (an entity can still be running when its shard and the supervisor have exited).
   std::shared_ptr<const features_context> ctx;
   std::unique_ptr<gateway> gw;
+  std::unique_ptr<feature_reader> reader;  // answers reads forwarded by other nodes
   std::string nats_url;
   bool stopped = false;
 };
@@ -102,7 +106,7 @@ result<std::unique_ptr<node>> node::start(const node_config& cfg) {
     im->nats_server = std::move(srv.value());
     im->nats_url = im->nats_server->url();
   }
-  auto b = bus::connect({im->nats_url, im->node_id});
+  auto b = bus::connect({im->nats_url, im->node_id, cfg.replicas});
   if (!b) return make_error(b.error_message());
   im->nats = std::move(b.value());
   for (auto& s : (*defs)->streams()) {
@@ -111,14 +115,14 @@ result<std::unique_ptr<node>> node::start(const node_config& cfg) {
   }
   if (auto st = im->nats->ensure_dlq_stream(); !st) return make_error(st.error_message());
 
-  im->shards = std::make_unique<single_node_shard_map>(im->node_id, cfg.shards);
+  im->view = std::make_unique<cluster_view>(im->node_id, cfg.shards);
   auto ctx = std::make_shared<features_context>();
   ctx->defs = *defs;
   ctx->db = im->db.get();
   ctx->nats = im->nats.get();
   ctx->metrics = &im->metrics;
   ctx->limiter = &im->limiter;
-  ctx->shards = im->shards.get();
+  ctx->cluster = im->view.get();
   ctx->directory = &im->directory;
   ctx->cache = &im->cache;
   ctx->node_id = im->node_id;
@@ -146,6 +150,45 @@ result<std::unique_ptr<node>> node::start(const node_config& cfg) {
     return make_error(gw.error_message());
   }
   im->gw = std::move(gw.value());
+  im->reader = std::make_unique<feature_reader>(ctx, im->nats.get());
+  if (auto st = im->reader->serve(); !st) return make_error(st.error_message());
+
+  // Join the cluster (alone, this node becomes the leader and owns every shard).
+  agent_options ao;
+  ao.node_id = im->node_id;
+  ao.shard_count = cfg.shards;
+  ao.replicas = cfg.replicas;
+  ao.heartbeat = std::chrono::milliseconds(cfg.heartbeat_ms);
+  ao.dead_after = std::chrono::milliseconds(cfg.dead_after_ms);
+  ao.lease_ttl = std::chrono::milliseconds(cfg.dead_after_ms);
+  ao.handoff_wait = std::chrono::milliseconds(cfg.handoff_wait_ms);
+  ao.snapshot_every = std::chrono::seconds(cfg.snapshot_every_s);
+  if (!cfg.advertise.empty()) {
+    ao.rpc_address = cfg.advertise;
+  } else {
+    auto colon = cfg.rpc.rfind(':');
+    std::string host = colon == std::string::npos ? cfg.rpc : cfg.rpc.substr(0, colon);
+    if (host.empty() || host == "0.0.0.0" || host == "*") host = "127.0.0.1";
+    ao.rpc_address = host + ":" + std::to_string(im->gw->port());
+  }
+  cluster_agent::deps deps;
+  deps.nats = im->nats.get();
+  deps.db = im->db.get();
+  deps.defs = *defs;
+  deps.sys = im->sys.get();
+  deps.supervisor = im->supervisor;
+  deps.view = im->view.get();
+  deps.cache = &im->cache;
+  auto agent = cluster_agent::start(ao, deps);
+  if (!agent) {
+    im->gw.reset();
+    caf::anon_send(im->supervisor, stop_atom::value);
+    im->sys->await_all_actors_done();
+    return make_error(agent.error_message());
+  }
+  im->agent = std::move(agent.value());
+  if (!im->agent->wait_ready(std::chrono::seconds(20)))
+    spdlog::warn("node {}: not serving its shards after 20 s (the cluster is still forming); continuing", im->node_id);
   spdlog::info("node {} ready: RPC on port {}, NATS {}, {} shards, data in {}", im->node_id, im->gw->port(), im->nats_url,
                cfg.shards, cfg.data_dir);
   return std::unique_ptr<node>(new node(std::move(im)));
@@ -158,10 +201,12 @@ void node::stop() {
   if (!impl_ || impl_->stopped) return;
   impl_->stopped = true;
   spdlog::info("node {} stopping", impl_->node_id);
+  if (impl_->agent) impl_->agent->leave(std::chrono::milliseconds(impl_->cfg.leave_timeout_ms));
   impl_->gw.reset();  // no new calls
   caf::anon_send(impl_->supervisor, stop_atom::value);
   impl_->supervisor = caf::actor();
   impl_->sys->await_all_actors_done();
+  impl_->agent.reset();
   impl_->sys.reset();
   impl_->ctx.reset();
   impl_->nats.reset();
@@ -170,6 +215,13 @@ void node::stop() {
   if (impl_->lock_fd >= 0) ::close(impl_->lock_fd);
   spdlog::info("node stopped");
 }
+
+void node::TEST_stop_without_leaving() {
+  if (impl_ && impl_->agent) impl_->agent->stop();
+  stop();
+}
+
+std::vector<uint32_t> node::serving() const { return impl_->view ? impl_->view->serving() : std::vector<uint32_t>{}; }
 
 int node::rpc_port() const { return impl_->gw ? impl_->gw->port() : 0; }
 const std::string& node::nats_url() const { return impl_->nats_url; }

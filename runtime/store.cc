@@ -41,6 +41,67 @@ std::string encode_meta(const shard_meta& m) {
   return s;
 }
 
+std::string shard4(uint32_t shard) {
+  char buf[8];
+  std::snprintf(buf, sizeof buf, "%04u", shard);
+  return buf;
+}
+
+shard_meta decode_meta(const std::string& v) {
+  shard_meta m;
+  if (v.size() >= 32) {
+    std::memcpy(&m.applied_seq, &v[0], 8);
+    std::memcpy(&m.watermark, &v[8], 8);
+    std::memcpy(&m.dead_letters, &v[16], 8);
+    std::memcpy(&m.events_applied, &v[24], 8);
+  }
+  return m;
+}
+
+// The key ranges [begin, end) holding one slice of one shard.
+std::vector<std::pair<std::string, std::string>> slice_ranges(uint32_t shard, const store::slice& sl) {
+  std::string part = sl.stream + "/" + sl.kind + "/" + shard4(shard);
+  std::vector<std::string> prefixes{"k/" + part + "/", "e/" + part + "/"};
+  for (auto& v : sl.views) prefixes.push_back("v/" + v + "/" + shard4(shard) + "/");
+  std::vector<std::pair<std::string, std::string>> out;
+  out.emplace_back("m/" + part, "m/" + part + std::string(1, '\0'));  // exactly the meta key
+  for (auto& p : prefixes) {
+    std::string end = p;
+    end.back() = static_cast<char>(end.back() + 1);  // '/' → '0': just past every key under p
+    out.emplace_back(p, end);
+  }
+  return out;
+}
+
+constexpr char kSnapMagic[8] = {'T', 'S', 'R', 'S', 'N', 'A', 'P', '1'};
+
+void put_u32(std::string& out, uint32_t x) { out.append(reinterpret_cast<const char*>(&x), 4); }
+bool get_u32(const std::string& in, size_t& pos, uint32_t& x) {
+  if (in.size() - pos < 4) return false;
+  std::memcpy(&x, in.data() + pos, 4);
+  pos += 4;
+  return true;
+}
+
+// Calls fn(key, value) for every pair in a blob; false if it is malformed.
+template <typename F>
+bool for_each_pair(const std::string& blob, uint32_t shard, F&& fn) {
+  if (blob.size() < 12 || std::memcmp(blob.data(), kSnapMagic, 8) != 0) return false;
+  size_t pos = 8;
+  uint32_t sh = 0;
+  if (!get_u32(blob, pos, sh) || sh != shard) return false;
+  while (pos < blob.size()) {
+    uint32_t kl = 0, vl = 0;
+    if (!get_u32(blob, pos, kl) || blob.size() - pos < kl) return false;
+    std::string k = blob.substr(pos, kl);
+    pos += kl;
+    if (!get_u32(blob, pos, vl) || blob.size() - pos < vl) return false;
+    fn(k, std::string_view(blob.data() + pos, vl));
+    pos += vl;
+  }
+  return true;
+}
+
 }  // namespace
 
 std::string shard_id::name() const { return shard_part(*this); }
@@ -141,6 +202,75 @@ void store::batch::put_vector(const std::string& view, const std::string& key, c
   wb_->Put("v/" + view + "/" + buf + "/" + key, bytes);
 }
 void store::batch::put_meta(const shard_meta& m) { wb_->Put("m/" + prefix_, encode_meta(m)); }
+
+result<std::string> store::export_slices(uint32_t shard, const std::vector<slice>& slices, size_t max_bytes) const {
+  std::string out(kSnapMagic, 8);
+  put_u32(out, shard);
+  rocksdb::ReadOptions ro;
+  const rocksdb::Snapshot* snap = db_->GetSnapshot();
+  ro.snapshot = snap;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  std::string err;
+  for (auto& sl : slices) {
+    for (auto& [begin, end] : slice_ranges(shard, sl)) {
+      for (it->Seek(begin); it->Valid() && it->key().compare(end) < 0; it->Next()) {
+        put_u32(out, static_cast<uint32_t>(it->key().size()));
+        out.append(it->key().data(), it->key().size());
+        put_u32(out, static_cast<uint32_t>(it->value().size()));
+        out.append(it->value().data(), it->value().size());
+        if (out.size() > max_bytes) {
+          err = "shard " + std::to_string(shard) + " state exceeds the snapshot limit of " + std::to_string(max_bytes) + " bytes";
+          break;
+        }
+      }
+      if (!err.empty()) break;
+      if (!it->status().ok()) {
+        err = "RocksDB read failed: " + it->status().ToString();
+        break;
+      }
+    }
+    if (!err.empty()) break;
+  }
+  it.reset();
+  db_->ReleaseSnapshot(snap);
+  if (!err.empty()) return make_error(err);
+  return out;
+}
+
+status store::import_slices(uint32_t shard, const std::vector<slice>& slices, const std::string& blob) {
+  std::vector<std::pair<std::string, std::string>> ranges;
+  for (auto& sl : slices)
+    for (auto& r : slice_ranges(shard, sl)) ranges.push_back(r);
+  rocksdb::WriteBatch wb;
+  for (auto& [begin, end] : ranges) wb.DeleteRange(begin, end);
+  size_t outside = 0;
+  bool ok = for_each_pair(blob, shard, [&](const std::string& k, std::string_view v) {
+    for (auto& [begin, end] : ranges)
+      if (k >= begin && k < end) {
+        wb.Put(k, rocksdb::Slice(v.data(), v.size()));
+        return;
+      }
+    ++outside;
+  });
+  if (!ok) return make_error("malformed shard snapshot for shard " + std::to_string(shard));
+  rocksdb::WriteOptions wo;
+  wo.sync = sync_;
+  auto st = db_->Write(wo, &wb);
+  if (!st.ok()) return make_error("RocksDB write failed: " + st.ToString());
+  return ok_status();
+}
+
+result<std::vector<shard_meta>> store::metas_in(uint32_t shard, const std::vector<slice>& slices, const std::string& blob) {
+  std::vector<shard_meta> out(slices.size());
+  std::vector<std::string> keys;
+  for (auto& sl : slices) keys.push_back("m/" + sl.stream + "/" + sl.kind + "/" + shard4(shard));
+  bool ok = for_each_pair(blob, shard, [&](const std::string& k, std::string_view v) {
+    for (size_t i = 0; i < keys.size(); ++i)
+      if (k == keys[i]) out[i] = decode_meta(std::string(v));
+  });
+  if (!ok) return make_error("malformed shard snapshot for shard " + std::to_string(shard));
+  return out;
+}
 
 status store::write(batch& b) {
   rocksdb::WriteOptions wo;

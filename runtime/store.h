@@ -70,6 +70,22 @@ class store {
   };
   status write(batch& b);
 
+  // One (stream, kind) slice of a shard number and the views it materialises: the part of a
+  // shard's state that moves with it (cluster handoff and snapshots).
+  struct slice {
+    std::string stream;
+    std::string kind;
+    std::vector<std::string> views;  // qualified names (view@version)
+  };
+  // Every key of the slices, read at one RocksDB snapshot (consistent: each commit is one
+  // WriteBatch), serialised; error past `max_bytes`.
+  result<std::string> export_slices(uint32_t shard, const std::vector<slice>& slices, size_t max_bytes) const;
+  // Replaces the slices' keys with those in `blob` (from export_slices) in one WriteBatch.
+  // Slices absent from the blob end up empty. Error, with nothing changed, if it is malformed.
+  status import_slices(uint32_t shard, const std::vector<slice>& slices, const std::string& blob);
+  // The shard_meta of each slice inside a blob (zero meta for slices it does not hold).
+  static result<std::vector<shard_meta>> metas_in(uint32_t shard, const std::vector<slice>& slices, const std::string& blob);
+
  private:
   store() = default;
   std::unique_ptr<rocksdb::DB> db_;

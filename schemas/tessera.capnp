@@ -101,6 +101,35 @@ struct NodeStatus {
   # batch: "delivery" (JetStream stored → node received), "queued" (→ apply started),
   # "applying" (→ committed) and "total" (stored → committed).
   applyStages @11 :List(StageLatency);
+  # The cluster as this node sees it: members (dead ones too, until their heartbeat expires),
+  # the leader, and the shard map (owner of every shard, by shard number).
+  members @12 :List(MemberStatus);
+  leader @13 :Text;
+  mapEpoch @14 :UInt64;
+  shardOwners @15 :List(Text);
+}
+
+struct MemberStatus {
+  nodeId @0 :Text;
+  rpc @1 :Text;
+  alive @2 :Bool;
+  leaving @3 :Bool;
+  shardsServed @4 :UInt32;
+  silentSeconds @5 :Float64;
+}
+
+# Node-to-node (NATS request/reply on tsr.node.<node id>.read): the part of a getFeatures call
+# whose shards the receiving node serves.
+struct ForwardedRead {
+  view @0 :Text;
+  entities @1 :List(Text);
+  asOf @2 :Int64;
+}
+
+struct ForwardedReadReply {
+  vectors @0 :List(FeatureVector);
+  error @1 :Text;         # empty on success
+  retryable @2 :Bool;     # the shard is moving: the caller may retry
 }
 
 struct StageLatency {

@@ -1,6 +1,9 @@
 // The message contract of the feature actors, in one place.
 //
 //   supervisor  <- status_atom, status_request      (from the gateway; replies via callback)
+//               <- own_atom, uint32 shard -> bool     (cluster agent: run every slice of the shard)
+//               <- release_atom, uint32 shard -> bool (cluster agent: stop them; answers once all
+//                                                    have exited, so their state is committed)
 //               <- restart_atom, std::string shard  (self, after a crash back-off)
 //   shard       <- delivery                         (from the bus: one JetStream message or a pull's end)
 //               <- flush_atom / tick_atom           (self)
@@ -32,8 +35,8 @@
 
 namespace tessera {
 
-class shard_map;
 class shard_directory;
+class cluster_view;
 class vector_cache;
 
 using apply_atom = caf::atom_constant<caf::atom("apply")>;
@@ -46,6 +49,8 @@ using stop_atom = caf::atom_constant<caf::atom("stop")>;
 using restart_atom = caf::atom_constant<caf::atom("restart")>;
 using init_atom = caf::atom_constant<caf::atom("init")>;
 using crash_atom = caf::atom_constant<caf::atom("TEST_crash")>;
+using own_atom = caf::atom_constant<caf::atom("own")>;
+using release_atom = caf::atom_constant<caf::atom("release")>;
 
 struct features_options {
   uint32_t shard_count = 64;
@@ -64,8 +69,8 @@ struct features_context {
   bus* nats = nullptr;
   node_metrics* metrics = nullptr;
   log_limiter* limiter = nullptr;
-  const shard_map* shards = nullptr;
   shard_directory* directory = nullptr;
+  const cluster_view* cluster = nullptr;  // routing: which shards this node serves, who owns the rest
   vector_cache* cache = nullptr;
   std::string node_id;
   features_options opts;

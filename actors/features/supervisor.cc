@@ -2,7 +2,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include "cluster/shard_map.h"
 #include "hash.h"
 #include "shard_actor.h"
 
@@ -21,17 +20,21 @@ caf::behavior feature_supervisor(caf::stateful_actor<supervisor_state>* self, co
     self->state.ctx->directory->set(name, e.actor);
   };
 
-  for (auto& plan : ctx->defs->plans()) {
-    for (uint32_t shard : ctx->shards->owned_by(ctx->node_id)) {
-      shard_id id{plan.stream, plan.entity, shard};
-      self->state.shards[id.name()].id = id;
-      spawn_shard(id.name());
+  // A released shard's actor is gone: forget it, and answer the release once all are.
+  auto released_one = [self](const std::string& name) {
+    auto& s = self->state;
+    auto it = s.shards.find(name);
+    if (it == s.shards.end()) return;
+    uint32_t shard = it->second.id.shard;
+    s.shards.erase(it);
+    auto r = s.releases.find(shard);
+    if (r != s.releases.end() && --r->second.left == 0) {
+      r->second.promise.deliver(true);
+      s.releases.erase(r);
     }
-  }
-  spdlog::info("feature supervisor: {} shard actors ({} plans x {} shards)", self->state.shards.size(),
-               ctx->defs->plans().size(), ctx->shards->owned_by(ctx->node_id).size());
+  };
 
-  self->set_down_handler([self](caf::down_msg& m) {
+  self->set_down_handler([self, released_one](caf::down_msg& m) {
     auto& s = self->state;
     auto it = s.by_addr.find(m.source);
     if (it == s.by_addr.end()) return;
@@ -39,6 +42,11 @@ caf::behavior feature_supervisor(caf::stateful_actor<supervisor_state>* self, co
     s.by_addr.erase(it);
     auto& e = s.shards.at(name);
     e.actor = caf::actor();
+    if (e.releasing) {
+      s.ctx->directory->set(name, caf::actor(), "moved to another node");
+      released_one(name);
+      return;
+    }
     s.ctx->directory->set(name, caf::actor(), s.stopping ? "node stopping" : "restarting");
     if (s.stopping || m.reason == caf::exit_reason::normal) return;
     s.ctx->metrics->shard_restarts++;
@@ -61,10 +69,54 @@ caf::behavior feature_supervisor(caf::stateful_actor<supervisor_state>* self, co
   });
 
   return {
+      [=](own_atom, uint32_t shard) -> bool {
+        auto& s = self->state;
+        if (s.stopping) return false;
+        for (auto& plan : s.ctx->defs->plans()) {
+          shard_id id{plan.stream, plan.entity, shard};
+          auto it = s.shards.find(id.name());
+          if (it != s.shards.end()) {
+            if (it->second.releasing) return false;  // still stopping: the agent retries
+            continue;
+          }
+          s.shards[id.name()].id = id;
+          spawn_shard(id.name());
+        }
+        return true;
+      },
+      [=](release_atom, uint32_t shard) -> caf::result<bool> {
+        auto& s = self->state;
+        auto rp = self->make_response_promise<bool>();
+        size_t left = 0;
+        std::vector<std::string> idle;
+        for (auto& [name, e] : s.shards) {
+          if (e.id.shard != shard || e.releasing) continue;
+          e.releasing = true;
+          if (e.actor) {
+            ++left;
+            s.ctx->directory->set(name, caf::actor(), "moving to another node");
+            self->send_exit(e.actor, caf::exit_reason::user_shutdown);
+          } else {
+            idle.push_back(name);  // waiting for a restart: nothing runs
+          }
+        }
+        for (auto& name : idle) {
+          s.ctx->directory->set(name, caf::actor(), "moved to another node");
+          s.shards.erase(name);
+        }
+        if (left == 0) {
+          rp.deliver(true);
+          return rp;
+        }
+        auto& r = s.releases[shard];
+        r.promise = rp;
+        r.left += left;
+        return rp;
+      },
       [=](restart_atom, const std::string& name) {
         auto& s = self->state;
         auto it = s.shards.find(name);
-        if (s.stopping || it == s.shards.end() || it->second.actor) return;
+        if (s.stopping || it == s.shards.end() || it->second.actor || it->second.releasing) return;
         spawn_shard(name);
       },
       [=](status_atom, status_request& req) {

@@ -1,5 +1,5 @@
-// Feature supervisor: one per node. Spawns a shard actor for every (stream, entity kind) plan
-// and every shard the shard map gives this node, restarts crashed shards one-for-one with
+// Feature supervisor: one per node. Runs a shard actor for every (stream, entity kind) plan
+// of every shard number the cluster agent gives it (own / release), restarts crashed shards one-for-one with
 // exponential back-off, and reports a shard that exceeds its restart intensity as failed
 // (retrying it after a cool-down) instead of dropping it. Keeps the shard_directory current
 // (the gateway sends reads straight to shards) and answers status requests.
@@ -18,7 +18,13 @@ struct supervisor_state {
     std::deque<std::chrono::steady_clock::time_point> restarts;
     uint32_t total_restarts = 0;
     std::string failed;
+    bool releasing = false;
   };
+  struct release {
+    caf::response_promise promise;
+    size_t left = 0;
+  };
+  std::map<uint32_t, release> releases;  // by shard number
   context_ptr ctx;
   std::map<std::string, entry> shards;  // by shard_id::name()
   std::unordered_map<caf::actor_addr, std::string> by_addr;

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "tessera/result.h"
 
@@ -26,13 +27,27 @@ struct node_config {
   int64_t entity_idle_ms = 5 * 60 * 1000;
   bool sync_writes = false;             // fsync every RocksDB batch
   int threads = 0;                      // actor scheduler threads; 0 = hardware concurrency
+  // Cluster (every node runs the same code path; one node alone owns every shard).
+  std::string advertise;                // RPC address other nodes and clients use; default: the bound one
+  int replicas = 1;                     // JetStream replicas of streams, KV buckets and snapshots
+  int64_t heartbeat_ms = 400;
+  int64_t dead_after_ms = 1500;         // a member silent this long is dead; its shards move
+  int64_t handoff_wait_ms = 10000;      // a new owner waits at most this long for the old one to let go
+  int64_t snapshot_every_s = 60;        // periodic shard snapshots (when the shard changed)
+  int64_t leave_timeout_ms = 30000;     // graceful leave on stop: hand shards off within this
 };
 
 class node {
  public:
   [[nodiscard]] static result<std::unique_ptr<node>> start(const node_config& cfg);
   ~node();
+  // Graceful: hands this node's shards to the other members (with snapshots), then stops.
   void stop();
+  // Test hook: stops without leaving the cluster, as if the process died (others take over
+  // after dead_after).
+  void TEST_stop_without_leaving();
+  // Shard numbers this node serves now.
+  std::vector<uint32_t> serving() const;
   int rpc_port() const;
   const std::string& nats_url() const;
   const std::string& node_id() const;

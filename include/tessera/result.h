@@ -25,6 +25,7 @@ class [[nodiscard]] result {
   T* operator->() { return &std::get<0>(v_); }
   const T* operator->() const { return &std::get<0>(v_); }
   T& operator*() { return value(); }
+  const T& operator*() const { return value(); }
   const std::string& error_message() const { return std::get<1>(v_).message; }
 
  private:

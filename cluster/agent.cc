@@ -1,0 +1,451 @@
+#include "agent.h"
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "actors/features/messages.h"
+#include "actors/features/vector_cache.h"
+#include "assignment.h"
+#include "bus.h"
+#include "definitions.h"
+#include "metrics.h"
+#include "store.h"
+#include "time_util.h"
+
+namespace tessera {
+namespace {
+
+using clk = std::chrono::steady_clock;
+constexpr const char* kLeaseKey = "leader";
+constexpr const char* kMapKey = "map";
+
+// Every (stream, kind) slice of a shard number, with the views it materialises.
+std::vector<store::slice> slices_of(const definitions& defs) {
+  std::vector<store::slice> out;
+  for (auto& p : defs.plans()) {
+    store::slice s{p.stream, p.entity, {}};
+    for (const view_def* v : p.views) s.views.push_back(v->qualified());
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+std::string slice_name(const store::slice& s) { return s.stream + "/" + s.kind; }
+
+}  // namespace
+
+result<std::unique_ptr<cluster_agent>> cluster_agent::start(const agent_options& o, deps d) {
+  std::unique_ptr<cluster_agent> a(new cluster_agent());
+  a->opts_ = o;
+  a->d_ = std::move(d);
+  a->started_us_ = now_micros();
+  auto js = a->d_.nats->jetstream();
+  auto nodes = kv_bucket::open(js, {"TSR_NODES", 3600 * 1000, o.replicas, 1});
+  if (!nodes) return make_error(nodes.error_message());
+  auto lease = kv_bucket::open(js, {"TSR_LEASE", o.lease_ttl.count(), o.replicas, 1});
+  if (!lease) return make_error(lease.error_message());
+  auto map = kv_bucket::open(js, {"TSR_SHARDMAP", 0, o.replicas, 1});
+  if (!map) return make_error(map.error_message());
+  snapshot_store::options so;
+  so.replicas = o.replicas;
+  auto snaps = snapshot_store::open(js, so);
+  if (!snaps) return make_error(snaps.error_message());
+  a->nodes_ = std::move(nodes.value());
+  a->lease_ = std::move(lease.value());
+  a->map_kv_ = std::move(map.value());
+  a->snaps_ = std::move(snaps.value());
+  // The shard count is fixed at cluster creation: a node configured otherwise must not join.
+  auto cur = a->map_kv_->get(kMapKey);
+  if (!cur) return make_error(cur.error_message());
+  if (cur->has_value()) {
+    try {
+      auto j = nlohmann::json::parse((*cur)->value);
+      uint32_t n = j.at("shard_count").get<uint32_t>();
+      if (n != o.shard_count)
+        return make_error("the cluster at this NATS has " + std::to_string(n) + " shards; this node is configured with " +
+                          std::to_string(o.shard_count) + " (the shard count is fixed when the cluster is created)");
+    } catch (const std::exception& e) {
+      spdlog::warn("cluster: the stored shard map is unreadable ({}); the leader will rewrite it", e.what());
+    }
+  }
+  a->beat();
+  a->hb_thread_ = std::thread([p = a.get()] { p->heartbeat_loop(); });
+  a->ctl_thread_ = std::thread([p = a.get()] { p->control_loop(); });
+  return a;
+}
+
+cluster_agent::~cluster_agent() { stop(); }
+
+void cluster_agent::stop() {
+  stop_ = true;
+  cv_.notify_all();
+  if (hb_thread_.joinable()) hb_thread_.join();
+  if (ctl_thread_.joinable()) ctl_thread_.join();
+}
+
+bool cluster_agent::wait_ready(std::chrono::milliseconds timeout) {
+  auto deadline = clk::now() + timeout;
+  while (clk::now() < deadline && !stop_) {
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      if (map_.present) {
+        bool ready = true;
+        for (uint32_t s = 0; s < map_.owners.size(); ++s)
+          if (map_.owners[s] == opts_.node_id && d_.view->local(s) != shard_local::serving) ready = false;
+        bool listed = std::find(map_.members.begin(), map_.members.end(), opts_.node_id) != map_.members.end();
+        if (ready && listed) return true;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
+void cluster_agent::leave(std::chrono::milliseconds budget) {
+  if (stop_) return;
+  auto deadline = clk::now() + budget;
+  leaving_ = true;
+  beat();
+  bool others = false;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    for (auto& id : live_members(false)) others = others || id != opts_.node_id;
+  }
+  if (others) {
+    spdlog::info("cluster: {} leaving; handing its shards to the other members", opts_.node_id);
+    while (clk::now() < deadline && !d_.view->serving().empty()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  stop_ = true;
+  cv_.notify_all();
+  if (ctl_thread_.joinable()) ctl_thread_.join();
+  if (hb_thread_.joinable()) hb_thread_.join();
+  // Shards nobody took: snapshot them so that any node can continue from there.
+  for (uint32_t s : d_.view->serving()) {
+    if (clk::now() >= deadline) break;
+    if (auto st = snapshot(s); !st) spdlog::warn("cluster: snapshot of shard {} on leave failed: {}", s, st.error_message());
+  }
+  nodes_->erase(opts_.node_id);
+  if (leader_) lease_->erase(kLeaseKey);
+}
+
+std::vector<std::string> cluster_agent::live_members(bool include_leaving) const {
+  std::vector<std::string> out;
+  auto now = clk::now();
+  for (auto& [id, m] : members_)
+    if (now - m.changed <= opts_.dead_after && (include_leaving || !m.leaving)) out.push_back(id);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+void cluster_agent::beat() {
+  std::lock_guard<std::mutex> g(beat_mu_);
+  // Shards being released still count as served: a new owner waits until their snapshot is out.
+  std::vector<uint32_t> served;
+  for (uint32_t s = 0; s < opts_.shard_count; ++s) {
+    auto st = d_.view->local(s);
+    if (st == shard_local::serving || st == shard_local::releasing) served.push_back(s);
+  }
+  nlohmann::json j{{"id", opts_.node_id},         {"rpc", opts_.rpc_address}, {"served", served},
+                   {"leaving", leaving_.load()}, {"shard_count", opts_.shard_count},
+                   {"started_us", started_us_},  {"time", format_timestamp(now_micros())}};
+  auto w = nodes_->put(opts_.node_id, j.dump());
+  if (!w.ok) {
+    static log_limiter limiter;
+    uint64_t suppressed = 0;
+    if (limiter.allow("heartbeat", suppressed)) spdlog::warn("cluster: heartbeat failed: {}", w.error.empty() ? "conflict" : w.error);
+  }
+}
+
+void cluster_agent::heartbeat_loop() {
+  while (!stop_) {
+    std::unique_lock<std::mutex> l(mu_);
+    cv_.wait_for(l, opts_.heartbeat, [this] { return stop_.load(); });
+    l.unlock();
+    if (stop_) break;
+    beat();
+  }
+}
+
+void cluster_agent::observe_members() {
+  auto keys = nodes_->keys();
+  if (!keys) return;  // NATS unreachable: keep what we know
+  auto now = clk::now();
+  std::map<std::string, observed> next;
+  for (auto& k : *keys) {
+    auto e = nodes_->get(k);
+    if (!e || !e->has_value()) continue;
+    observed o;
+    auto old = members_.find(k);
+    o.revision = (*e)->revision;
+    o.changed = (old != members_.end() && old->second.revision == o.revision) ? old->second.changed : now;
+    try {
+      auto j = nlohmann::json::parse((*e)->value);
+      o.rpc = j.value("rpc", "");
+      o.leaving = j.value("leaving", false);
+      for (auto& s : j.at("served")) o.served.insert(s.get<uint32_t>());
+    } catch (const std::exception&) {
+      // An unreadable heartbeat counts as a member that serves nothing.
+    }
+    next.emplace(k, std::move(o));
+  }
+  std::lock_guard<std::mutex> g(mu_);
+  members_ = std::move(next);
+}
+
+void cluster_agent::run_lease() {
+  auto now = clk::now();
+  if (leader_) {
+    if (now - lease_renewed_ < opts_.lease_ttl / 4) return;
+    auto w = lease_->update(kLeaseKey, opts_.node_id, lease_rev_);
+    if (w.ok) {
+      lease_rev_ = w.revision;
+      lease_renewed_ = now;
+    } else if (w.conflict || now - lease_renewed_ > opts_.lease_ttl) {
+      leader_ = false;
+      spdlog::warn("cluster: {} lost the leader lease", opts_.node_id);
+    }
+    return;
+  }
+  if (leaving_) return;
+  auto cur = lease_->get(kLeaseKey);
+  if (!cur) return;
+  if (cur->has_value() && (*cur)->value != opts_.node_id) return;  // someone else leads
+  kv_write w = cur->has_value() ? lease_->update(kLeaseKey, opts_.node_id, (*cur)->revision)  // ours from an earlier run
+                                : lease_->create(kLeaseKey, opts_.node_id);
+  if (w.ok) {
+    leader_ = true;
+    lease_rev_ = w.revision;
+    lease_renewed_ = now;
+    spdlog::info("cluster: {} is the leader", opts_.node_id);
+  }
+}
+
+void cluster_agent::run_map() {
+  auto cur = map_kv_->get(kMapKey);
+  if (!cur) return;
+  map_state m;
+  if (cur->has_value()) {
+    try {
+      auto j = nlohmann::json::parse((*cur)->value);
+      m.present = true;
+      m.revision = (*cur)->revision;
+      m.epoch = j.at("epoch").get<uint64_t>();
+      m.owners = j.at("owners").get<std::vector<std::string>>();
+      m.members = j.at("members").get<std::vector<std::string>>();
+      if (m.owners.size() != opts_.shard_count) m.present = false;
+    } catch (const std::exception&) {
+      m = map_state{};
+      m.revision = (*cur)->revision;
+    }
+  }
+  if (leader_ && !leaving_) {
+    std::vector<std::string> alive;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      alive = live_members(false);
+    }
+    if (std::find(alive.begin(), alive.end(), opts_.node_id) == alive.end()) alive.push_back(opts_.node_id);
+    std::sort(alive.begin(), alive.end());
+    auto owners = assign_shards(opts_.shard_count, alive);
+    if (!m.present || owners != m.owners || alive != m.members) {
+      nlohmann::json j{{"epoch", m.epoch + 1}, {"shard_count", opts_.shard_count}, {"owners", owners}, {"members", alive},
+                       {"leader", opts_.node_id}, {"time", format_timestamp(now_micros())}};
+      kv_write w = m.revision ? map_kv_->update(kMapKey, j.dump(), m.revision) : map_kv_->create(kMapKey, j.dump());
+      if (w.ok) {
+        size_t moved = 0;
+        for (uint32_t s = 0; s < owners.size(); ++s) moved += !m.present || m.owners[s] != owners[s];
+        spdlog::info("cluster: shard map epoch {}: {} members, {} shards moved", m.epoch + 1, alive.size(), moved);
+        m.present = true;
+        m.revision = w.revision;
+        m.epoch += 1;
+        m.owners = std::move(owners);
+        m.members = std::move(alive);
+      } else if (w.conflict) {
+        metrics_.map_conflicts++;  // another leader wrote first: re-read next tick
+      }
+    }
+  }
+  if (m.present) d_.view->set_map(m.epoch, m.owners);
+  std::lock_guard<std::mutex> g(mu_);
+  map_ = std::move(m);
+}
+
+void cluster_agent::control_loop() {
+  while (!stop_) {
+    observe_members();
+    run_lease();
+    run_map();
+    reconcile();
+    periodic_snapshot();
+    // Publish members for status.
+    std::vector<member_info> mi;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      auto now = clk::now();
+      for (auto& [id, m] : members_) {
+        member_info x;
+        x.id = id;
+        x.rpc = m.rpc;
+        x.alive = now - m.changed <= opts_.dead_after;
+        x.leaving = m.leaving;
+        x.shards_served = static_cast<uint32_t>(m.served.size());
+        x.silent_s = std::chrono::duration<double>(now - m.changed).count();
+        mi.push_back(std::move(x));
+      }
+    }
+    std::string leader;
+    if (auto l = lease_->get(kLeaseKey); l && l->has_value()) leader = (*l)->value;
+    d_.view->set_members(std::move(mi), leader);
+    std::unique_lock<std::mutex> l(mu_);
+    cv_.wait_for(l, opts_.tick, [this] { return stop_.load(); });
+  }
+}
+
+void cluster_agent::reconcile() {
+  map_state m;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    m = map_;
+  }
+  if (!m.present) return;
+  // Releases first: the new owners wait for them.
+  for (uint32_t s = 0; s < m.owners.size() && !stop_; ++s) {
+    bool mine = m.owners[s] == opts_.node_id;
+    auto st = d_.view->local(s);
+    if (!mine && st == shard_local::serving) release(s);
+    if (!mine && st == shard_local::acquiring) {
+      d_.view->set_local(s, shard_local::none);
+      acquiring_since_.erase(s);
+    }
+  }
+  for (uint32_t s = 0; s < m.owners.size() && !stop_; ++s) {
+    if (m.owners[s] != opts_.node_id) continue;
+    auto st = d_.view->local(s);
+    if (st == shard_local::none) {
+      d_.view->set_local(s, shard_local::acquiring);
+      acquiring_since_[s] = clk::now();
+    }
+    if (d_.view->local(s) != shard_local::acquiring) continue;
+    // Wait until no other live member of the map still serves it, or for at most handoff_wait.
+    std::string holder;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      auto now = clk::now();
+      for (auto& [id, o] : members_) {
+        if (id == opts_.node_id || now - o.changed > opts_.dead_after) continue;
+        if (o.served.count(s)) holder = id;
+      }
+    }
+    if (!holder.empty() && clk::now() - acquiring_since_[s] < opts_.handoff_wait) continue;
+    if (!holder.empty())
+      spdlog::warn("cluster: {} still claims shard {} after {} ms; taking it over as the shard map says", holder, s,
+                   opts_.handoff_wait.count());
+    acquire(s);
+  }
+}
+
+void cluster_agent::acquire(uint32_t shard) {
+  auto sl = slices_of(*d_.defs);
+  // Start from the newer of the local state and the latest snapshot, slice by slice.
+  std::vector<shard_meta> local;
+  for (auto& s : sl) local.push_back(d_.db->load_meta(shard_id{s.stream, s.kind, shard}));
+  auto latest = snaps_->latest(shard);
+  if (!latest) {
+    metrics_.snapshots_refused++;
+    spdlog::error("cluster: shard {}: refusing its snapshot ({}); continuing from local state and replaying the stream", shard,
+                  latest.error_message());
+  } else if (latest->has_value()) {
+    const auto& man = **latest;
+    std::vector<store::slice> newer;
+    for (size_t i = 0; i < sl.size(); ++i) {
+      auto it = man.applied.find(slice_name(sl[i]));
+      if (it != man.applied.end() && it->second > local[i].applied_seq) newer.push_back(sl[i]);
+    }
+    if (!newer.empty()) {
+      auto blob = snaps_->fetch(man);
+      status st = blob ? d_.db->import_slices(shard, newer, *blob) : make_error(blob.error_message());
+      if (!st) {
+        metrics_.snapshots_refused++;
+        spdlog::error("cluster: shard {}: refusing its snapshot from {} ({}); continuing from local state and replaying the stream",
+                      shard, man.node, st.error_message());
+      } else {
+        metrics_.snapshots_restored++;
+        spdlog::info("cluster: shard {}: restored {} slice(s) from the snapshot of {} ({} bytes)", shard, newer.size(), man.node,
+                     man.bytes);
+      }
+    }
+  }
+  caf::scoped_actor self{*d_.sys};
+  bool ok = false;
+  self->request(d_.supervisor, std::chrono::seconds(10), own_atom::value, shard)
+      .receive([&](bool r) { ok = r; }, [&](caf::error&) { ok = false; });
+  if (!ok) return;  // e.g. still stopping from an earlier release: next tick
+  d_.view->set_local(shard, shard_local::serving);
+  acquiring_since_.erase(shard);
+  last_snapshot_[shard] = clk::now();
+  metrics_.shards_acquired++;
+  beat();
+}
+
+void cluster_agent::release(uint32_t shard) {
+  d_.view->set_local(shard, shard_local::releasing);
+  caf::scoped_actor self{*d_.sys};
+  bool ok = false;
+  self->request(d_.supervisor, std::chrono::seconds(30), release_atom::value, shard)
+      .receive([&](bool r) { ok = r; }, [&](caf::error&) { ok = false; });
+  if (!ok) spdlog::warn("cluster: shard {}: its actors did not stop within 30 s", shard);
+  if (d_.cache) d_.cache->clear_shard(shard);
+  if (auto st = snapshot(shard); !st) spdlog::warn("cluster: shard {}: snapshot on release failed: {}", shard, st.error_message());
+  for (auto& s : slices_of(*d_.defs)) d_.nats->delete_consumer(s.stream, s.kind, shard);
+  d_.view->set_local(shard, shard_local::none);
+  metrics_.shards_released++;
+  beat();
+  spdlog::info("cluster: released shard {}", shard);
+}
+
+status cluster_agent::snapshot(uint32_t shard) {
+  auto sl = slices_of(*d_.defs);
+  auto blob = d_.db->export_slices(shard, sl, opts_.snapshot_max_bytes);
+  if (!blob) return make_error(blob.error_message());
+  auto metas = store::metas_in(shard, sl, *blob);
+  if (!metas) return make_error(metas.error_message());
+  snapshot_manifest m;
+  m.shard = shard;
+  m.node = opts_.node_id;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    m.epoch = map_.epoch;
+  }
+  m.created_us = now_micros();
+  for (size_t i = 0; i < sl.size(); ++i) m.applied[slice_name(sl[i])] = (*metas)[i].applied_seq;
+  auto saved = snaps_->save(m, *blob);
+  if (!saved) return make_error(saved.error_message());
+  last_snapshot_[shard] = clk::now();
+  snapshot_applied_[shard] = m.total_applied();
+  if (*saved) metrics_.snapshots_written++;
+  return ok_status();
+}
+
+void cluster_agent::periodic_snapshot() {
+  // At most one shard per tick, so a tick stays short.
+  auto now = clk::now();
+  for (uint32_t s : d_.view->serving()) {
+    auto it = last_snapshot_.find(s);
+    if (it != last_snapshot_.end() && now - it->second < opts_.snapshot_every) continue;
+    uint64_t total = 0;
+    for (auto& sl : slices_of(*d_.defs)) total += d_.db->load_meta(shard_id{sl.stream, sl.kind, s}).applied_seq;
+    if (snapshot_applied_.count(s) && snapshot_applied_[s] == total) {
+      last_snapshot_[s] = now;  // nothing new
+      continue;
+    }
+    if (auto st = snapshot(s); !st) {
+      last_snapshot_[s] = now;
+      spdlog::warn("cluster: periodic snapshot of shard {} failed: {}", s, st.error_message());
+    }
+    return;
+  }
+}
+
+}  // namespace tessera

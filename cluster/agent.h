@@ -1,0 +1,148 @@
+// The cluster agent: this node's part in membership, leadership, the shard map and handoff
+// (DESIGN.md, "Shards and routing" and "State, exactly once, recovery"). Everything shared
+// lives in JetStream KV buckets:
+//   TSR_NODES      key <node id>  heartbeat JSON {id, rpc, served, leaving, ...}, put every
+//                                 `heartbeat`; a member whose revision has not changed for
+//                                 `dead_after` (by this node's clock) is dead.
+//   TSR_LEASE      key leader     the leader's id; bucket TTL = `lease_ttl`, renewed by CAS, so
+//                                 it lapses when the leader dies and another node creates it.
+//   TSR_SHARDMAP   key map        {epoch, shard_count, owners[], members[]}, written only by the
+//                                 leader and only by compare-and-swap on its revision.
+//   TSR_SNAPSHOTS  (snapshots.h)  the latest snapshot manifest of every shard.
+// The leader assigns shards by rendezvous hashing over the live members. Every node then
+// reconciles: a shard it no longer owns is released (its actors stop, its state goes to a
+// snapshot, it leaves the heartbeat's `served` list); a shard it gains is acquired once no other
+// live member serves it (or after `handoff_wait`), from the newer of its local state and the
+// latest snapshot, and replays the stream from there.
+// Threads: a heartbeat thread and a control thread; blocking NATS calls never run on actors.
+#pragma once
+#include <caf/all.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cluster_view.h"
+#include "kv.h"
+#include "snapshots.h"
+#include "tessera/result.h"
+
+namespace tessera {
+
+class bus;
+class store;
+class definitions;
+class vector_cache;
+struct node_metrics;
+
+struct agent_options {
+  std::string node_id;
+  std::string rpc_address;  // advertised to the other members
+  uint32_t shard_count = 64;
+  int replicas = 1;         // of the KV buckets and the snapshot stream
+  std::chrono::milliseconds heartbeat{400};
+  std::chrono::milliseconds dead_after{1500};
+  std::chrono::milliseconds lease_ttl{1500};
+  std::chrono::milliseconds handoff_wait{10000};
+  std::chrono::milliseconds tick{50};
+  std::chrono::seconds snapshot_every{60};
+  size_t snapshot_max_bytes = size_t(1) << 30;
+};
+
+struct agent_metrics {
+  std::atomic<uint64_t> snapshots_written{0};
+  std::atomic<uint64_t> snapshots_restored{0};
+  std::atomic<uint64_t> snapshots_refused{0};  // corrupt, wrong format, or unreadable
+  std::atomic<uint64_t> shards_acquired{0};
+  std::atomic<uint64_t> shards_released{0};
+  std::atomic<uint64_t> map_conflicts{0};      // CAS lost to another writer
+};
+
+class cluster_agent {
+ public:
+  struct deps {
+    bus* nats = nullptr;
+    store* db = nullptr;
+    std::shared_ptr<const definitions> defs;
+    caf::actor_system* sys = nullptr;
+    caf::actor supervisor;
+    cluster_view* view = nullptr;
+    vector_cache* cache = nullptr;
+  };
+  // Opens the buckets and checks the cluster's shard count; starts the threads.
+  static result<std::unique_ptr<cluster_agent>> start(const agent_options& o, deps d);
+  ~cluster_agent();
+
+  // True once the map exists and this node serves every shard the map gives it.
+  bool wait_ready(std::chrono::milliseconds timeout);
+  // Graceful leave: announces it, lets the leader move every shard away, releases them (with
+  // snapshots), and removes itself; when no other member can take the shards it snapshots
+  // them instead. Bounded by `budget`. Then stops the threads.
+  void leave(std::chrono::milliseconds budget);
+  // Stops at once (no handoff): the others take over after `dead_after`.
+  void stop();
+
+  const agent_metrics& metrics() const { return metrics_; }
+  bool is_leader() const { return leader_; }
+
+ private:
+  cluster_agent() = default;
+  struct observed {
+    uint64_t revision = 0;
+    std::chrono::steady_clock::time_point changed;
+    std::string rpc;
+    std::set<uint32_t> served;
+    bool leaving = false;
+    uint64_t events_applied = 0;
+  };
+  struct map_state {
+    bool present = false;
+    uint64_t revision = 0;
+    uint64_t epoch = 0;
+    std::vector<std::string> owners;
+    std::vector<std::string> members;
+  };
+
+  void heartbeat_loop();
+  void control_loop();
+  void beat();
+  void observe_members();
+  void run_lease();
+  void run_map();
+  void reconcile();
+  void acquire(uint32_t shard);
+  void release(uint32_t shard);
+  status snapshot(uint32_t shard);
+  void periodic_snapshot();
+  std::vector<std::string> live_members(bool include_leaving) const;
+
+  agent_options opts_;
+  deps d_;
+  agent_metrics metrics_;
+  std::unique_ptr<kv_bucket> nodes_, lease_, map_kv_;
+  std::unique_ptr<snapshot_store> snaps_;
+  std::thread hb_thread_, ctl_thread_;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> leaving_{false};
+  std::atomic<bool> leader_{false};
+  std::mutex beat_mu_;
+  std::mutex mu_;  // guards the fields below (control thread writes; wait_ready reads)
+  std::condition_variable cv_;
+  std::map<std::string, observed> members_;
+  map_state map_;
+  uint64_t lease_rev_ = 0;
+  std::chrono::steady_clock::time_point lease_renewed_;
+  std::map<uint32_t, std::chrono::steady_clock::time_point> acquiring_since_;
+  std::map<uint32_t, std::chrono::steady_clock::time_point> last_snapshot_;
+  std::map<uint32_t, uint64_t> snapshot_applied_;  // total applied at the last snapshot
+  int64_t started_us_ = 0;
+};
+
+}  // namespace tessera

@@ -1,0 +1,233 @@
+#include "reader.h"
+
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+
+#include <map>
+#include <mutex>
+
+#include "actors/features/messages.h"
+#include "actors/features/vector_cache.h"
+#include "bus.h"
+#include "cluster/cluster_view.h"
+#include "codec.h"
+#include "hash.h"
+#include "schemas/tessera.capnp.h"
+
+namespace tessera {
+
+std::string node_read_subject(const std::string& node_id) { return "tsr.node." + node_id + ".read"; }
+
+namespace {
+
+// Collects the answers of every group into one vector in request order.
+struct gather {
+  std::mutex mu;
+  std::vector<feature_vector> out;
+  size_t left = 0;
+  std::string error;
+  bool retryable = true;
+  feature_reader::done_fn done;
+
+  void finish_one() {  // with mu held
+    if (--left == 0) {
+      if (error.empty()) done(std::move(out), false);
+      else done(make_error(error), retryable);
+    }
+  }
+  void fail(const std::string& e, bool can_retry) {  // with mu held
+    if (error.empty()) {
+      error = e;
+      retryable = can_retry;
+    } else {
+      retryable = retryable && can_retry;
+    }
+  }
+};
+
+std::string encode_forward(const std::string& view, const std::vector<std::string>& keys, int64_t as_of) {
+  capnp::MallocMessageBuilder mb;
+  auto r = mb.initRoot<wire::ForwardedRead>();
+  r.setView(view);
+  auto l = r.initEntities(static_cast<unsigned>(keys.size()));
+  for (size_t i = 0; i < keys.size(); ++i) l.set(static_cast<unsigned>(i), keys[i]);
+  r.setAsOf(as_of);
+  auto words = capnp::messageToFlatArray(mb);
+  auto bytes = words.asBytes();
+  return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
+}
+
+std::string encode_reply(const result<std::vector<feature_vector>>& res, bool retryable) {
+  capnp::MallocMessageBuilder mb;
+  auto r = mb.initRoot<wire::ForwardedReadReply>();
+  if (res) {
+    auto l = r.initVectors(static_cast<unsigned>(res->size()));
+    for (size_t i = 0; i < res->size(); ++i) write_vector(l[static_cast<unsigned>(i)], (*res)[i]);
+  } else {
+    r.setError(res.error_message());
+    r.setRetryable(retryable);
+  }
+  auto words = capnp::messageToFlatArray(mb);
+  auto bytes = words.asBytes();
+  return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
+}
+
+// Runs `fn(reader)` over a Cap'n Proto message held in a byte string; false if malformed.
+template <typename T, typename F>
+bool with_message(const std::string& data, F&& fn) {
+  if (data.empty() || data.size() % sizeof(capnp::word) != 0) return false;
+  auto words = kj::heapArray<capnp::word>(data.size() / sizeof(capnp::word));
+  std::memcpy(words.begin(), data.data(), data.size());
+  try {
+    capnp::FlatArrayMessageReader reader(words);
+    fn(reader.getRoot<T>());
+    return true;
+  } catch (const kj::Exception&) {
+    return false;
+  }
+}
+
+}  // namespace
+
+void feature_reader::read(const view_def* v, std::vector<std::string> keys, int64_t as_of, bool forward, done_fn done) const {
+  const kind_plan* plan = ctx_->defs->find_plan(v->stream, v->entity);
+  uint32_t view_idx = 0;
+  while (plan->views[view_idx] != v) ++view_idx;
+  const std::string qualified = v->qualified();
+
+  auto g = std::make_shared<gather>();
+  g->out.resize(keys.size());
+  g->done = std::move(done);
+  // Group by shard, remembering each key's position; answer cache hits at once.
+  std::map<uint32_t, std::pair<std::vector<std::string>, std::vector<uint32_t>>> parts;
+  for (uint32_t i = 0; i < keys.size(); ++i) {
+    uint32_t sh = shard_of(keys[i], ctx_->opts.shard_count);
+    auto& part = parts[sh];
+    part.first.push_back(std::move(keys[i]));
+    part.second.push_back(i);
+  }
+  // Phase 1, nothing sent yet: route every group, answer cache hits, and collect what to send,
+  // so that the count of outstanding answers is final before any can arrive.
+  struct local_send {
+    caf::actor shard;
+    shard_read req;
+  };
+  std::vector<local_send> locals;
+  std::map<std::string, std::pair<std::vector<std::string>, std::vector<uint32_t>>> remote;  // by owner
+  for (auto& [sh, part] : parts) {
+    route r = ctx_->cluster ? ctx_->cluster->route_of(sh) : route{route::local, {}, {}};
+    if (r.kind == route::unavailable) {
+      g->fail(v->stream + "/" + v->entity + ": " + r.why, true);
+      continue;
+    }
+    if (r.kind == route::remote) {
+      if (!forward) {
+        g->fail(v->stream + "/" + v->entity + ": shard " + std::to_string(sh) + " is not served by node " +
+                    ctx_->cluster->node_id() + " (owner " + r.owner + "); retry",
+                true);
+        continue;
+      }
+      auto& rp = remote[r.owner];
+      for (size_t k = 0; k < part.first.size(); ++k) {
+        rp.first.push_back(part.first[k]);
+        rp.second.push_back(part.second[k]);
+      }
+      continue;
+    }
+    shard_id id{v->stream, v->entity, sh};
+    shard_read req;
+    req.view = view_idx;
+    req.as_of = as_of;
+    std::vector<uint32_t> miss_pos;
+    int64_t wm = as_of == 0 ? ctx_->directory->watermark(id.name()) : 0;
+    for (size_t k = 0; k < part.first.size(); ++k) {
+      if (wm != 0)
+        if (auto hit = ctx_->cache->get(qualified, sh, part.first[k], wm)) {
+          g->out[part.second[k]] = std::move(*hit);
+          continue;
+        }
+      req.keys.push_back(std::move(part.first[k]));
+      miss_pos.push_back(part.second[k]);
+    }
+    if (req.keys.empty()) continue;
+    std::string why;
+    caf::actor a = ctx_->directory->get(id.name(), why);
+    if (!a) {
+      g->fail("shard " + id.name() + " is unavailable (" + why + "); retry", true);
+      continue;
+    }
+    req.done = [g, positions = std::move(miss_pos)](result<std::vector<feature_vector>> res) {
+      std::lock_guard<std::mutex> l(g->mu);
+      if (!res) g->fail(res.error_message(), res.error_message().find("retry") != std::string::npos);
+      else
+        for (size_t k = 0; k < res->size() && k < positions.size(); ++k) g->out[positions[k]] = std::move((*res)[k]);
+      g->finish_one();
+    };
+    locals.push_back({std::move(a), std::move(req)});
+  }
+  if (!g->error.empty()) {
+    g->left = 1;
+    std::lock_guard<std::mutex> l(g->mu);
+    g->finish_one();
+    return;
+  }
+  g->left = locals.size() + remote.size() + 1;  // +1: released once everything is sent
+
+  // Phase 2: send. Answers may arrive (even on this thread) from here on.
+  for (auto& ls : locals) caf::anon_send(ls.shard, read_atom::value, std::move(ls.req));
+  for (auto& [owner, part] : remote) {
+    std::string req = encode_forward(qualified, part.first, as_of);
+    nats_->request(node_read_subject(owner), req, forward_timeout_ms_,
+                   [g, owner = owner, positions = std::move(part.second)](result<std::string> rep) {
+                     std::lock_guard<std::mutex> l(g->mu);
+                     if (!rep) {
+                       g->fail("node " + owner + " did not answer (" + rep.error_message() + "); retry", true);
+                     } else {
+                       bool ok = with_message<wire::ForwardedReadReply>(*rep, [&](wire::ForwardedReadReply::Reader r) {
+                         if (r.getError().size()) {
+                           g->fail(std::string(r.getError().cStr()) + " (at node " + owner + ")", r.getRetryable());
+                           return;
+                         }
+                         auto vl = r.getVectors();
+                         if (vl.size() != positions.size()) {
+                           g->fail("node " + owner + " answered " + std::to_string(vl.size()) + " vectors for " +
+                                       std::to_string(positions.size()) + " entities",
+                                   false);
+                           return;
+                         }
+                         for (size_t k = 0; k < vl.size(); ++k) g->out[positions[k]] = read_vector(vl[static_cast<unsigned>(k)]);
+                       });
+                       if (!ok) g->fail("node " + owner + " sent a malformed reply", false);
+                     }
+                     g->finish_one();
+                   });
+  }
+  std::lock_guard<std::mutex> l(g->mu);
+  g->finish_one();
+}
+
+status feature_reader::serve() const {
+  if (!ctx_->cluster) return ok_status();
+  auto self = *this;  // the reader is small and immutable: a copy lives in the subscription
+  return nats_->serve(node_read_subject(ctx_->cluster->node_id()), [self](std::string data, std::string reply_subject) {
+    std::string view;
+    std::vector<std::string> keys;
+    int64_t as_of = 0;
+    bool ok = with_message<wire::ForwardedRead>(data, [&](wire::ForwardedRead::Reader r) {
+      view = r.getView();
+      for (auto e : r.getEntities()) keys.emplace_back(e.cStr(), e.size());
+      as_of = r.getAsOf();
+    });
+    auto respond = [self, reply_subject](result<std::vector<feature_vector>> res, bool retryable) {
+      self.nats_->respond(reply_subject, encode_reply(res, retryable));
+    };
+    if (!ok) return respond(make_error("malformed ForwardedRead"), false);
+    const view_def* v = self.ctx_->defs->find_view(view);
+    if (!v) return respond(make_error("unknown view '" + view + "' (the nodes run different definitions?)"), false);
+    for (auto& k : keys)
+      if (!key_is_valid(k)) return respond(make_error("invalid entity key in a forwarded read"), false);
+    self.read(v, std::move(keys), as_of, /*forward=*/false, respond);
+  });
+}
+
+}  // namespace tessera
