@@ -300,6 +300,15 @@ int run_status(const status_args& a) {
                                {"lag", s.getLag()}, {"entities_active", s.getEntitiesActive()},
                                {"entities_passivated", s.getEntitiesPassivated()}, {"dead_letters", s.getDeadLetters()},
                                {"restarts", s.getRestarts()}, {"failed", s.getFailed().cStr()}});
+      j["leader"] = st.getLeader().cStr();
+      j["map_epoch"] = st.getMapEpoch();
+      j["members"] = nlohmann::json::array();
+      for (auto m : st.getMembers())
+        j["members"].push_back({{"node_id", m.getNodeId().cStr()}, {"rpc", m.getRpc().cStr()}, {"alive", m.getAlive()},
+                                {"leaving", m.getLeaving()}, {"shards_served", m.getShardsServed()},
+                                {"silent_seconds", m.getSilentSeconds()}});
+      j["shard_owners"] = nlohmann::json::array();
+      for (auto o : st.getShardOwners()) j["shard_owners"].push_back(o.cStr());
       j["apply_stages"] = nlohmann::json::array();
       for (auto l : st.getApplyStages())
         j["apply_stages"].push_back({{"stage", l.getStage().cStr()}, {"count", l.getCount()}, {"p50_ms", l.getP50Micros() / 1e3},
@@ -312,6 +321,16 @@ int run_status(const status_args& a) {
     std::printf("events applied %s  dead letters %s  rejected at gateway %s  entity restarts %s\n",
                 human(st.getEventsApplied()).c_str(), human(st.getDeadLetters()).c_str(), human(st.getRejectedAtGateway()).c_str(),
                 human(st.getEntityRestarts()).c_str());
+    if (st.getMembers().size()) {
+      std::printf("cluster: leader %s, shard map epoch %llu, %u members\n", st.getLeader().size() ? st.getLeader().cStr() : "(none)",
+                  static_cast<unsigned long long>(st.getMapEpoch()), st.getMembers().size());
+      std::map<std::string, unsigned> owned;
+      for (auto o : st.getShardOwners()) owned[o.cStr()]++;
+      for (auto m : st.getMembers())
+        std::printf("  %-20s %-22s %-8s owns %3u  serves %3u  heartbeat %.1f s ago\n", m.getNodeId().cStr(), m.getRpc().cStr(),
+                    m.getLeaving() ? "leaving" : m.getAlive() ? "alive" : "DEAD", owned[m.getNodeId().cStr()], m.getShardsServed(),
+                    m.getSilentSeconds());
+    }
     for (auto l : st.getApplyStages())
       if (l.getCount())
         std::printf("apply %-9s p50 %8.2f ms  p99 %8.2f ms  p99.9 %8.2f ms  (%s batches)\n", l.getStage().cStr(), l.getP50Micros() / 1e3,

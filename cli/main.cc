@@ -33,6 +33,12 @@ int main(int argc, char** argv) {
   node_cmd->add_option("--node-id", nc.node_id, "node id (default: kept in DATA_DIR/node_id)")->envname("TESSERA_NODE_ID");
   node_cmd->add_option("--entity-idle", idle, "passivate entity actors idle this long (e.g. 30s, 5m)")->envname("TESSERA_ENTITY_IDLE")->capture_default_str();
   node_cmd->add_option("--threads", nc.threads, "actor scheduler threads (0 = cores)")->envname("TESSERA_THREADS");
+  node_cmd->add_option("--advertise", nc.advertise, "RPC address other nodes and clients use (default: the bound one)")->envname("TESSERA_ADVERTISE");
+  node_cmd->add_option("--replicas", nc.replicas, "JetStream replicas of streams, KV buckets and snapshots (3 on a 3-server NATS cluster)")->envname("TESSERA_REPLICAS")->capture_default_str();
+  node_cmd->add_option("--heartbeat-ms", nc.heartbeat_ms, "cluster heartbeat interval")->envname("TESSERA_HEARTBEAT_MS")->capture_default_str();
+  node_cmd->add_option("--dead-after-ms", nc.dead_after_ms, "a member silent this long is dead and its shards move")->envname("TESSERA_DEAD_AFTER_MS")->capture_default_str();
+  node_cmd->add_option("--snapshot-every", nc.snapshot_every_s, "seconds between shard snapshots (when changed)")->envname("TESSERA_SNAPSHOT_EVERY")->capture_default_str();
+  node_cmd->add_option("--leave-timeout-ms", nc.leave_timeout_ms, "graceful stop: time to hand shards to other nodes")->envname("TESSERA_LEAVE_TIMEOUT_MS")->capture_default_str();
   node_cmd->add_flag("--sync", nc.sync_writes, "fsync every state write (survives power loss, slower)")->envname("TESSERA_SYNC");
   node_cmd->add_option("--log-level", log_level, "trace, debug, info, warn, error")->envname("TESSERA_LOG_LEVEL")->capture_default_str();
 

@@ -1,7 +1,10 @@
 #include "test_support.h"
+#include "nats_server.h"
 
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include <chrono>
@@ -237,6 +240,113 @@ size_t compare_all(const std::string& rpc, const std::vector<flight>& fs, int64_
     bad += check(keys[i] + " event_time", static_cast<double>(times[i]), static_cast<double>(r.latest));
   }
   return bad;
+}
+
+
+node_process::node_process(const std::string& d, const std::string& nats_url, const std::string& node_id,
+                           const std::string& extra_args)
+    : dir(d), port(find_free_port()) {
+  std::string cmd = std::string("exec ") + TSR_BINARY + " node --data-dir " + dir + " --rpc 127.0.0.1:" + std::to_string(port) +
+                    " --definitions " + flights_definitions() + (nats_url.empty() ? "" : " --nats " + nats_url) +
+                    (node_id.empty() ? "" : " --node-id " + node_id) + " " + extra_args + " >>" + dir + "/node.log 2>&1";
+  std::filesystem::create_directories(dir);
+  pid = ::fork();
+  if (pid == 0) {
+    ::execl("/bin/sh", "sh", "-c", cmd.c_str(), nullptr);
+    ::_exit(127);
+  }
+  for (int i = 0; i < 600 && !tcp_port_open(port); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+}
+
+node_process::~node_process() {
+  if (pid > 0) kill(SIGKILL);
+}
+
+void node_process::kill(int sig) {
+  if (pid <= 0) return;
+  ::kill(pid, sig);
+  if (sig == SIGKILL) {
+    ::waitpid(pid, nullptr, 0);
+    pid = -1;
+  }
+}
+
+int node_process::wait() {
+  int st = 0;
+  if (pid > 0) ::waitpid(pid, &st, 0);
+  pid = -1;
+  return st;
+}
+
+std::string node_process::log_tail(int lines) const {
+  std::string out;
+  FILE* f = ::popen(("tail -n " + std::to_string(lines) + " " + dir + "/node.log").c_str(), "r");
+  if (!f) return out;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+  ::pclose(f);
+  return out;
+}
+
+cluster_progress cluster_applied(const std::vector<std::string>& rpcs) {
+  std::map<std::string, std::pair<uint64_t, uint64_t>> by_shard;  // kind/shard → (applied, lag)
+  for (auto& rpc : rpcs) {
+    try {
+      capnp::EzRpcClient client(rpc);
+      auto resp = client.getMain<wire::Gateway>().statusRequest().send().wait(client.getWaitScope());
+      for (auto sh : resp.getStatus().getShards()) {
+        if (sh.getFailed().size()) continue;
+        auto key = std::string(sh.getKind().cStr()) + "/" + std::to_string(sh.getShard());
+        auto& e = by_shard[key];
+        e.first = std::max<uint64_t>(e.first, sh.getEventsApplied());
+        e.second += sh.getLag();
+      }
+    } catch (const kj::Exception&) {
+      // a node that is gone or restarting: its shards are reported by their new owners
+    }
+  }
+  cluster_progress p;
+  for (auto& [k, v] : by_shard) {
+    p.applied += v.first;
+    p.lag += v.second;
+  }
+  p.shards = static_cast<uint32_t>(by_shard.size());
+  return p;
+}
+
+uint64_t wait_cluster_applied(const std::vector<std::string>& rpcs, uint64_t events, int timeout_s) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+  cluster_progress p;
+  while (std::chrono::steady_clock::now() < deadline) {
+    p = cluster_applied(rpcs);
+    if (p.applied >= events && p.lag == 0 && p.shards == 128) return p.applied;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return p.applied;
+}
+
+double wait_all_served(const std::string& rpc, uint32_t shard_count, int timeout_s, const std::string& gone) {
+  auto t0 = std::chrono::steady_clock::now();
+  while (std::chrono::steady_clock::now() - t0 < std::chrono::seconds(timeout_s)) {
+    try {
+      capnp::EzRpcClient client(rpc);
+      auto resp = client.getMain<wire::Gateway>().statusRequest().send().wait(client.getWaitScope());
+      auto st = resp.getStatus();
+      std::map<std::string, uint32_t> served;
+      for (auto m : st.getMembers())
+        if (m.getAlive() && gone != m.getNodeId().cStr()) served[m.getNodeId().cStr()] = m.getShardsServed();
+      uint32_t total = 0;
+      for (auto& [id, n] : served) total += n;
+      bool owners_alive = st.getShardOwners().size() == shard_count;
+      for (auto o : st.getShardOwners()) owners_alive = owners_alive && served.count(o.cStr());
+      if (owners_alive && total == shard_count)
+        return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    } catch (const kj::Exception&) {
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return -1;
 }
 
 }  // namespace tessera::test

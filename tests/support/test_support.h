@@ -71,4 +71,33 @@ std::vector<std::pair<std::string, std::map<std::string, std::optional<double>>>
 // the reference over `fs`; returns the number of mismatching values (details go to stderr).
 size_t compare_all(const std::string& rpc, const std::vector<flight>& fs, int64_t as_of);
 
+// A `tessera node` child process (so that tests can SIGKILL it), logging to <dir>/node.log.
+struct node_process {
+  // Starts and waits until its RPC port accepts connections. Empty nats_url: embedded server.
+  node_process(const std::string& dir, const std::string& nats_url = "", const std::string& node_id = "",
+               const std::string& extra_args = "");
+  ~node_process();  // SIGKILL if still running
+  void kill(int sig);  // and reap it; returns at once for SIGKILL, waits for others
+  int wait();          // exit status
+  std::string rpc() const { return "127.0.0.1:" + std::to_string(port); }
+  std::string log_tail(int lines = 30) const;
+  std::string dir;
+  int port = 0;
+  int pid = -1;
+};
+
+// Cluster-wide: the persisted applied counts of every shard served by any of `rpcs` (each shard
+// counted once, at the node that serves it), and whether all of them report zero lag.
+struct cluster_progress {
+  uint64_t applied = 0;
+  uint64_t lag = 0;
+  uint32_t shards = 0;  // distinct (kind, shard) pairs reported
+};
+cluster_progress cluster_applied(const std::vector<std::string>& rpcs);
+// Polls until `events` are applied over all 64 × 2 shard slices with no lag; returns the sum.
+uint64_t wait_cluster_applied(const std::vector<std::string>& rpcs, uint64_t events, int timeout_s = 90);
+// Polls `rpc`'s status until the shard map names only live members other than `gone`, and
+// those serve every shard; returns seconds waited, or -1 on timeout.
+double wait_all_served(const std::string& rpc, uint32_t shard_count, int timeout_s = 30, const std::string& gone = "");
+
 }  // namespace tessera::test
