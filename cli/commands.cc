@@ -307,6 +307,10 @@ int run_status(const status_args& a) {
         j["members"].push_back({{"node_id", m.getNodeId().cStr()}, {"rpc", m.getRpc().cStr()}, {"alive", m.getAlive()},
                                 {"leaving", m.getLeaving()}, {"shards_served", m.getShardsServed()},
                                 {"silent_seconds", m.getSilentSeconds()}});
+      j["snapshots"] = {{"written", st.getSnapshotsWritten()}, {"restored", st.getSnapshotsRestored()}, {"refused", st.getSnapshotsRefused()}};
+      j["shards_acquired"] = st.getShardsAcquired();
+      j["shards_released"] = st.getShardsReleased();
+      j["map_conflicts"] = st.getMapConflicts();
       j["shard_owners"] = nlohmann::json::array();
       for (auto o : st.getShardOwners()) j["shard_owners"].push_back(o.cStr());
       j["apply_stages"] = nlohmann::json::array();
@@ -326,6 +330,10 @@ int run_status(const status_args& a) {
                   static_cast<unsigned long long>(st.getMapEpoch()), st.getMembers().size());
       std::map<std::string, unsigned> owned;
       for (auto o : st.getShardOwners()) owned[o.cStr()]++;
+      std::printf("  snapshots written %llu, restored %llu, refused %llu; shards acquired %llu, released %llu\n",
+                  static_cast<unsigned long long>(st.getSnapshotsWritten()), static_cast<unsigned long long>(st.getSnapshotsRestored()),
+                  static_cast<unsigned long long>(st.getSnapshotsRefused()), static_cast<unsigned long long>(st.getShardsAcquired()),
+                  static_cast<unsigned long long>(st.getShardsReleased()));
       for (auto m : st.getMembers())
         std::printf("  %-20s %-22s %-8s owns %3u  serves %3u  heartbeat %.1f s ago\n", m.getNodeId().cStr(), m.getRpc().cStr(),
                     m.getLeaving() ? "leaving" : m.getAlive() ? "alive" : "DEAD", owned[m.getNodeId().cStr()], m.getShardsServed(),

@@ -263,7 +263,7 @@ void cluster_agent::run_map() {
         m.owners = std::move(owners);
         m.members = std::move(alive);
       } else if (w.conflict) {
-        metrics_.map_conflicts++;  // another leader wrote first: re-read next tick
+        d_.view->metrics.map_conflicts++;  // another leader wrote first: re-read next tick
       }
     }
   }
@@ -353,7 +353,7 @@ void cluster_agent::acquire(uint32_t shard) {
   for (auto& s : sl) local.push_back(d_.db->load_meta(shard_id{s.stream, s.kind, shard}));
   auto latest = snaps_->latest(shard);
   if (!latest) {
-    metrics_.snapshots_refused++;
+    d_.view->metrics.snapshots_refused++;
     spdlog::error("cluster: shard {}: refusing its snapshot ({}); continuing from local state and replaying the stream", shard,
                   latest.error_message());
   } else if (latest->has_value()) {
@@ -367,11 +367,11 @@ void cluster_agent::acquire(uint32_t shard) {
       auto blob = snaps_->fetch(man);
       status st = blob ? d_.db->import_slices(shard, newer, *blob) : make_error(blob.error_message());
       if (!st) {
-        metrics_.snapshots_refused++;
+        d_.view->metrics.snapshots_refused++;
         spdlog::error("cluster: shard {}: refusing its snapshot from {} ({}); continuing from local state and replaying the stream",
                       shard, man.node, st.error_message());
       } else {
-        metrics_.snapshots_restored++;
+        d_.view->metrics.snapshots_restored++;
         spdlog::info("cluster: shard {}: restored {} slice(s) from the snapshot of {} ({} bytes)", shard, newer.size(), man.node,
                      man.bytes);
       }
@@ -385,7 +385,7 @@ void cluster_agent::acquire(uint32_t shard) {
   d_.view->set_local(shard, shard_local::serving);
   acquiring_since_.erase(shard);
   last_snapshot_[shard] = clk::now();
-  metrics_.shards_acquired++;
+  d_.view->metrics.shards_acquired++;
   beat();
 }
 
@@ -400,7 +400,7 @@ void cluster_agent::release(uint32_t shard) {
   if (auto st = snapshot(shard); !st) spdlog::warn("cluster: shard {}: snapshot on release failed: {}", shard, st.error_message());
   for (auto& s : slices_of(*d_.defs)) d_.nats->delete_consumer(s.stream, s.kind, shard);
   d_.view->set_local(shard, shard_local::none);
-  metrics_.shards_released++;
+  d_.view->metrics.shards_released++;
   beat();
   spdlog::info("cluster: released shard {}", shard);
 }
@@ -424,7 +424,7 @@ status cluster_agent::snapshot(uint32_t shard) {
   if (!saved) return make_error(saved.error_message());
   last_snapshot_[shard] = clk::now();
   snapshot_applied_[shard] = m.total_applied();
-  if (*saved) metrics_.snapshots_written++;
+  if (*saved) d_.view->metrics.snapshots_written++;
   return ok_status();
 }
 

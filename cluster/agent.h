@@ -56,15 +56,6 @@ struct agent_options {
   size_t snapshot_max_bytes = size_t(1) << 30;
 };
 
-struct agent_metrics {
-  std::atomic<uint64_t> snapshots_written{0};
-  std::atomic<uint64_t> snapshots_restored{0};
-  std::atomic<uint64_t> snapshots_refused{0};  // corrupt, wrong format, or unreadable
-  std::atomic<uint64_t> shards_acquired{0};
-  std::atomic<uint64_t> shards_released{0};
-  std::atomic<uint64_t> map_conflicts{0};      // CAS lost to another writer
-};
-
 class cluster_agent {
  public:
   struct deps {
@@ -89,7 +80,6 @@ class cluster_agent {
   // Stops at once (no handoff): the others take over after `dead_after`.
   void stop();
 
-  const agent_metrics& metrics() const { return metrics_; }
   bool is_leader() const { return leader_; }
 
  private:
@@ -125,7 +115,6 @@ class cluster_agent {
 
   agent_options opts_;
   deps d_;
-  agent_metrics metrics_;
   std::unique_ptr<kv_bucket> nodes_, lease_, map_kv_;
   std::unique_ptr<snapshot_store> snaps_;
   std::thread hb_thread_, ctl_thread_;

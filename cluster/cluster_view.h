@@ -3,6 +3,7 @@
 // gateway reads it to route each request, and status reports it.
 // Thread safety: every method locks; callers get copies.
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <mutex>
 #include <string>
@@ -29,8 +30,20 @@ struct route {
   std::string why;    // unavailable: a reason naming the shard, ending in "retry"
 };
 
+// Counters of the cluster agent, reported by status.
+struct agent_metrics {
+  std::atomic<uint64_t> snapshots_written{0};
+  std::atomic<uint64_t> snapshots_restored{0};
+  std::atomic<uint64_t> snapshots_refused{0};  // corrupt, wrong format, or unreadable
+  std::atomic<uint64_t> shards_acquired{0};
+  std::atomic<uint64_t> shards_released{0};
+  std::atomic<uint64_t> map_conflicts{0};  // CAS lost to another writer
+};
+
 class cluster_view {
  public:
+  agent_metrics metrics;  // written by the agent, read by status
+
   explicit cluster_view(std::string node_id, uint32_t shard_count)
       : node_id_(std::move(node_id)), local_(shard_count, shard_local::none), owners_(shard_count) {}
 

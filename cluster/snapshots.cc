@@ -116,20 +116,23 @@ result<bool> snapshot_store::save(snapshot_manifest m, const std::string& blob) 
     auto cur = manifests_->get(manifest_key(m.shard));
     if (!cur) return make_error(cur.error_message());
     kv_write w;
+    std::optional<snapshot_manifest> old;
     if (!cur->has_value()) {
       w = manifests_->create(manifest_key(m.shard), m.to_json());
     } else {
-      auto old = snapshot_manifest::from_json((*cur)->value);
-      if (old && old->total_applied() > m.total_applied()) return false;
+      auto parsed = snapshot_manifest::from_json((*cur)->value);
+      if (parsed && parsed->total_applied() > m.total_applied()) {
+        for (auto& c : m.chunks) js_DeleteMsg(js_, kStream, c.seq, nullptr, nullptr);  // ours are not needed
+        return false;
+      }
+      if (parsed) old = std::move(parsed.value());
       w = manifests_->update(manifest_key(m.shard), m.to_json(), (*cur)->revision);
     }
     if (w.ok) {
-      // Drop every older chunk of this shard.
-      jsOptions po;
-      jsOptions_Init(&po);
-      po.Stream.Purge.Subject = subj.c_str();
-      po.Stream.Purge.Sequence = m.chunks.front().seq;
-      js_PurgeStream(js_, kStream, &po, nullptr);
+      // The previous snapshot's chunks are no longer referenced: delete exactly those (a purge
+      // by subject and sequence is not relied upon: nats-server 2.9 purged newer chunks too).
+      if (old)
+        for (auto& c : old->chunks) js_DeleteMsg(js_, kStream, c.seq, nullptr, nullptr);
       return true;
     }
     if (!w.conflict) return make_error("cannot install the snapshot manifest of shard " + std::to_string(m.shard) + ": " + w.error);

@@ -296,6 +296,13 @@ class gateway_impl final : public wire::Gateway::Server {
         auto owners = ctx_->cluster->owners();
         auto ol = st.initShardOwners(static_cast<unsigned>(owners.size()));
         for (size_t i = 0; i < owners.size(); ++i) ol.set(static_cast<unsigned>(i), owners[i]);
+        auto& cm = ctx_->cluster->metrics;
+        st.setSnapshotsWritten(cm.snapshots_written.load());
+        st.setSnapshotsRestored(cm.snapshots_restored.load());
+        st.setSnapshotsRefused(cm.snapshots_refused.load());
+        st.setShardsAcquired(cm.shards_acquired.load());
+        st.setShardsReleased(cm.shards_released.load());
+        st.setMapConflicts(cm.map_conflicts.load());
       }
       const auto& sg = ctx_->metrics->stages;
       const std::pair<const char*, const latency_histogram*> stages[] = {

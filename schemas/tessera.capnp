@@ -107,6 +107,14 @@ struct NodeStatus {
   leader @13 :Text;
   mapEpoch @14 :UInt64;
   shardOwners @15 :List(Text);
+  # Since start: shard snapshots written, restored, and refused (corrupt, other format,
+  # unreadable: never loaded), shards acquired and released, shard-map CAS conflicts.
+  snapshotsWritten @16 :UInt64;
+  snapshotsRestored @17 :UInt64;
+  snapshotsRefused @18 :UInt64;
+  shardsAcquired @19 :UInt64;
+  shardsReleased @20 :UInt64;
+  mapConflicts @21 :UInt64;
 }
 
 struct MemberStatus {

@@ -74,6 +74,16 @@ TEST_F(cluster_fixture, JoinAndGracefulLeaveMidIngestKeepValuesExact) {
   EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "graceful leave exits 0, status " << st << "\n" << b->log_tail();
   ingest.join();
   expect_exact_everywhere({a.get(), c.get()});
+  // The shards b handed over came from its snapshots, not from a replay of the whole stream.
+  uint64_t restored = 0, refused = 0;
+  for (auto* n : {a.get(), c.get()}) {
+    capnp::EzRpcClient client(n->rpc());
+    auto resp = client.getMain<wire::Gateway>().statusRequest().send().wait(client.getWaitScope());
+    restored += resp.getStatus().getSnapshotsRestored();
+    refused += resp.getStatus().getSnapshotsRefused();
+  }
+  EXPECT_GT(restored, 0u);
+  EXPECT_EQ(refused, 0u);
 }
 
 TEST_F(cluster_fixture, SigkillOfANodeMidIngestLosesNothingAndCountsNothingTwice) {
