@@ -103,5 +103,30 @@ TEST_F(cluster_fixture, SigkillOfANodeMidIngestLosesNothingAndCountsNothingTwice
   expect_exact_everywhere({a.get(), c.get(), d.get()});
 }
 
+// A node that comes back with an old data dir must not serve its stale state: it takes the
+// newer snapshot its shards' interim owner wrote when handing them back.
+TEST_F(cluster_fixture, RejoinWithAnOldDataDirTakesTheNewerSnapshot) {
+  // The slice in two halves, in file order.
+  std::string first = dir.path + "/first.csv", second = dir.path + "/second.csv";
+  std::string split = "gzip -dc " + slice_path() + " | awk -v f=" + first + " -v s=" + second +
+                      " 'NR==1{print > f; print > s; next} NR<=16000{print > f; next} {print > s}'";
+  ASSERT_EQ(std::system(split.c_str()), 0);
+  auto a = start("a"), b = start("b");
+  ASSERT_GE(wait_all_served(a->rpc(), 64), 0);
+  std::string out;
+  ASSERT_EQ(run_cli("ingest --quiet --rpc " + a->rpc() + " --stream flights " + first, &out), 0) << out;
+  b->kill(SIGTERM);  // leaves with snapshots; a serves everything
+  ASSERT_TRUE(WIFEXITED(b->wait()));
+  ASSERT_EQ(run_cli("ingest --quiet --rpc " + a->rpc() + " --stream flights " + second, &out), 0) << out;
+  EXPECT_EQ(wait_cluster_applied({a->rpc()}, 2 * slice().size()), 2 * slice().size());
+  b = start("b");  // same data dir, now behind
+  ASSERT_GE(wait_all_served(a->rpc(), 64), 0);
+  expect_exact_everywhere({a.get(), b.get()});
+  capnp::EzRpcClient client(b->rpc());
+  auto resp = client.getMain<wire::Gateway>().statusRequest().send().wait(client.getWaitScope());
+  EXPECT_GT(resp.getStatus().getSnapshotsRestored(), 0u) << "b must restore the newer state, not replay from its old one";
+  EXPECT_GT(resp.getStatus().getShards().size(), 0u);
+}
+
 }  // namespace
 }  // namespace tessera::test

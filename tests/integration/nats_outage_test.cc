@@ -1,0 +1,56 @@
+// The node's NATS server dies (SIGKILL) and comes back: reads keep being answered from the
+// node's own state meanwhile, and events published after the restart are applied.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <fstream>
+#include <thread>
+
+#include "test_support.h"
+
+namespace tessera::test {
+namespace {
+
+int nats_pid(const std::string& dir) {
+  std::ifstream in(dir + "/nats/nats-server.pid");
+  int pid = 0;
+  in >> pid;
+  return pid;
+}
+
+TEST(NatsOutage, ReadsContinueAndIngestCatchesUpAfterRestart) {
+  temp_dir dir;
+  std::string first = dir.path + "/first.csv", second = dir.path + "/second.csv";
+  std::string split = "gzip -dc " + slice_path() + " | awk -v f=" + first + " -v s=" + second +
+                      " 'NR==1{print > f; print > s; next} NR<=16000{print > f; next} {print > s}'";
+  ASSERT_EQ(std::system(split.c_str()), 0);
+  node_process n(dir.path + "/node");
+  std::string out;
+  ASSERT_EQ(run_cli("ingest --quiet --rpc " + n.rpc() + " --stream flights " + first, &out), 0) << out;
+  ASSERT_GT(wait_applied(n.rpc(), 2 * 15999), 0u);
+  std::string before;
+  ASSERT_EQ(run_cli("features --json --rpc " + n.rpc() + " airport_delay ATL ORD", &before), 0) << before;
+
+  int pid = nats_pid(dir.path + "/node");
+  ASSERT_GT(pid, 0);
+  ASSERT_EQ(::kill(pid, SIGKILL), 0);
+  // Right after the kill, and while the node restarts its server, reads are served.
+  for (int i = 0; i < 5; ++i) {
+    std::string now;
+    EXPECT_EQ(run_cli("features --json --rpc " + n.rpc() + " airport_delay ATL ORD", &now), 0) << now;
+    EXPECT_EQ(now, before);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  // The server is back (restarted by the node, same port and storage): ingest resumes.
+  int code = 1;
+  for (int i = 0; i < 100 && code != 0; ++i) {
+    code = run_cli("ingest --quiet --rpc " + n.rpc() + " --stream flights " + second, &out);
+    if (code != 0) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  ASSERT_EQ(code, 0) << out << n.log_tail();
+  EXPECT_EQ(wait_applied(n.rpc(), 2 * slice().size()), 2 * slice().size());
+  EXPECT_EQ(compare_all(n.rpc(), slice(), 0), 0u) << n.log_tail();
+}
+
+}  // namespace
+}  // namespace tessera::test
