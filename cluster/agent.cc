@@ -1,5 +1,6 @@
 #include "agent.h"
 
+#include <nats/nats.h>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
@@ -41,48 +42,87 @@ result<std::unique_ptr<cluster_agent>> cluster_agent::start(const agent_options&
   a->opts_ = o;
   a->d_ = std::move(d);
   a->started_us_ = now_micros();
-  auto js = a->d_.nats->jetstream();
-  auto nodes = kv_bucket::open(js, {"TSR_NODES", 3600 * 1000, o.replicas, 1});
-  if (!nodes) return make_error(nodes.error_message());
-  auto lease = kv_bucket::open(js, {"TSR_LEASE", o.lease_ttl.count(), o.replicas, 1});
-  if (!lease) return make_error(lease.error_message());
-  auto map = kv_bucket::open(js, {"TSR_SHARDMAP", 0, o.replicas, 1});
-  if (!map) return make_error(map.error_message());
-  snapshot_store::options so;
-  so.replicas = o.replicas;
-  auto snaps = snapshot_store::open(js, so);
-  if (!snaps) return make_error(snaps.error_message());
-  a->nodes_ = std::move(nodes.value());
-  a->lease_ = std::move(lease.value());
-  a->map_kv_ = std::move(map.value());
-  a->snaps_ = std::move(snaps.value());
-  // The shard count is fixed at cluster creation: a node configured otherwise must not join.
-  auto cur = a->map_kv_->get(kMapKey);
-  if (!cur) return make_error(cur.error_message());
-  if (cur->has_value()) {
-    try {
-      auto j = nlohmann::json::parse((*cur)->value);
-      uint32_t n = j.at("shard_count").get<uint32_t>();
-      if (n != o.shard_count)
-        return make_error("the cluster at this NATS has " + std::to_string(n) + " shards; this node is configured with " +
-                          std::to_string(o.shard_count) + " (the shard count is fixed when the cluster is created)");
-    } catch (const std::exception& e) {
-      spdlog::warn("cluster: the stored shard map is unreadable ({}); the leader will rewrite it", e.what());
-    }
+  // Its own JetStream context with a short timeout: a slow call must not stall the control loop.
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  jo.Wait = 3000;
+  if (natsConnection_JetStream(&a->js_, a->d_.nats->connection(), &jo) != NATS_OK)
+    return make_error("cannot open a JetStream context for the cluster agent");
+  auto js = a->js_;
+  // A NATS cluster that has just started may take a few seconds to elect its JetStream
+  // leaders: retry the set-up for a while before giving up.
+  std::string last_error;
+  auto deadline = clk::now() + std::chrono::seconds(30);
+  while (true) {
+    auto step = [&]() -> status {
+      if (!a->nodes_) {
+        auto r = kv_bucket::open(js, {"TSR_NODES", 3600 * 1000, o.replicas, 1});
+        if (!r) return make_error(r.error_message());
+        a->nodes_ = std::move(r.value());
+      }
+      if (!a->lease_) {
+        auto r = kv_bucket::open(js, {"TSR_LEASE", o.lease_ttl.count(), o.replicas, 1});
+        if (!r) return make_error(r.error_message());
+        a->lease_ = std::move(r.value());
+      }
+      if (!a->map_kv_) {
+        auto r = kv_bucket::open(js, {"TSR_SHARDMAP", 0, o.replicas, 1});
+        if (!r) return make_error(r.error_message());
+        a->map_kv_ = std::move(r.value());
+      }
+      if (!a->snaps_) {
+        snapshot_store::options so;
+        so.replicas = o.replicas;
+        auto r = snapshot_store::open(js, so);
+        if (!r) return make_error(r.error_message());
+        a->snaps_ = std::move(r.value());
+      }
+      // The shard count is fixed at cluster creation: a node configured otherwise must not join.
+      auto cur = a->map_kv_->get(kMapKey);
+      if (!cur) return make_error(cur.error_message());
+      if (cur->has_value()) {
+        try {
+          auto j = nlohmann::json::parse((*cur)->value);
+          uint32_t n = j.at("shard_count").get<uint32_t>();
+          if (n != o.shard_count)
+            return make_error("FATAL the cluster at this NATS has " + std::to_string(n) + " shards; this node is configured with " +
+                              std::to_string(o.shard_count) + " (the shard count is fixed when the cluster is created)");
+        } catch (const std::exception& e) {
+          spdlog::warn("cluster: the stored shard map is unreadable ({}); the leader will rewrite it", e.what());
+        }
+      }
+      return ok_status();
+    };
+    auto st = step();
+    if (st) break;
+    if (st.error_message().rfind("FATAL ", 0) == 0) return make_error(st.error_message().substr(6));
+    if (clk::now() > deadline) return make_error("cannot join the cluster: " + st.error_message());
+    if (st.error_message() != last_error) spdlog::warn("cluster: {}; retrying", st.error_message());
+    last_error = st.error_message();
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
   }
   a->beat();
   a->hb_thread_ = std::thread([p = a.get()] { p->heartbeat_loop(); });
+  a->members_thread_ = std::thread([p = a.get()] { p->members_loop(); });
   a->ctl_thread_ = std::thread([p = a.get()] { p->control_loop(); });
   return a;
 }
 
-cluster_agent::~cluster_agent() { stop(); }
+cluster_agent::~cluster_agent() {
+  stop();
+  snaps_.reset();
+  nodes_.reset();
+  lease_.reset();
+  map_kv_.reset();
+  if (js_) jsCtx_Destroy(js_);
+}
 
 void cluster_agent::stop() {
   stop_ = true;
   cv_.notify_all();
   if (hb_thread_.joinable()) hb_thread_.join();
   if (ctl_thread_.joinable()) ctl_thread_.join();
+  if (members_thread_.joinable()) members_thread_.join();
 }
 
 bool cluster_agent::wait_ready(std::chrono::milliseconds timeout) {
@@ -121,6 +161,7 @@ void cluster_agent::leave(std::chrono::milliseconds budget) {
   cv_.notify_all();
   if (ctl_thread_.joinable()) ctl_thread_.join();
   if (hb_thread_.joinable()) hb_thread_.join();
+  if (members_thread_.joinable()) members_thread_.join();
   // Shards nobody took: snapshot them so that any node can continue from there.
   for (uint32_t s : d_.view->serving()) {
     if (clk::now() >= deadline) break;
@@ -165,52 +206,79 @@ void cluster_agent::heartbeat_loop() {
     l.unlock();
     if (stop_) break;
     beat();
+    renew_lease();
   }
 }
 
-void cluster_agent::observe_members() {
-  auto keys = nodes_->keys();
-  if (!keys) return;  // NATS unreachable: keep what we know
+// On the heartbeat thread, so that a long reconcile on the control thread never lets the lease
+// lapse under a live leader.
+void cluster_agent::renew_lease() {
+  if (!leader_) return;
   auto now = clk::now();
-  std::map<std::string, observed> next;
-  for (auto& k : *keys) {
-    auto e = nodes_->get(k);
-    if (!e || !e->has_value()) continue;
+  auto w = lease_->update(kLeaseKey, opts_.node_id, lease_rev_);
+  if (w.ok) {
+    lease_rev_ = w.revision;
+    lease_renewed_ = now;
+  } else if (w.conflict || now - lease_renewed_ > opts_.lease_ttl) {
+    leader_ = false;
+    spdlog::warn("cluster: {} lost the leader lease{}", opts_.node_id, w.conflict ? " (another node holds it)" : "");
+  }
+}
+
+// Follows TSR_NODES through a watcher: each heartbeat arrives as an update and stamps its
+// member alive now (by this node's clock, so clock skew between machines does not matter).
+void cluster_agent::members_loop() {
+  std::unique_ptr<kv_bucket::watcher> w;
+  auto last_own = clk::now();
+  while (!stop_) {
+    if (!w) {
+      auto nw = nodes_->watch_all();
+      if (!nw) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        continue;
+      }
+      w = std::move(nw.value());
+      last_own = clk::now();
+    }
+    auto u = w->next(100);
+    auto now = clk::now();
+    if (!u) {
+      w.reset();  // e.g. NATS restarted: watch again
+      continue;
+    }
+    // Our own heartbeat comes by every `heartbeat`: if it stops, the watcher is stuck.
+    if (now - last_own > 4 * opts_.heartbeat + std::chrono::seconds(1)) w.reset();
+    if (!u->has_value()) continue;
+    auto& up = **u;
+    if (up.key == opts_.node_id) last_own = now;
+    std::lock_guard<std::mutex> g(mu_);
+    if (up.deleted) {
+      members_.erase(up.key);
+      continue;
+    }
     observed o;
-    auto old = members_.find(k);
-    o.revision = (*e)->revision;
-    o.changed = (old != members_.end() && old->second.revision == o.revision) ? old->second.changed : now;
+    o.revision = up.entry.revision;
+    o.changed = now;
     try {
-      auto j = nlohmann::json::parse((*e)->value);
+      auto j = nlohmann::json::parse(up.entry.value);
       o.rpc = j.value("rpc", "");
       o.leaving = j.value("leaving", false);
       for (auto& s : j.at("served")) o.served.insert(s.get<uint32_t>());
     } catch (const std::exception&) {
       // An unreadable heartbeat counts as a member that serves nothing.
     }
-    next.emplace(k, std::move(o));
+    members_[up.key] = std::move(o);
   }
-  std::lock_guard<std::mutex> g(mu_);
-  members_ = std::move(next);
 }
 
+// Takes the lease when it is free (the leader renews it on the heartbeat thread).
 void cluster_agent::run_lease() {
   auto now = clk::now();
-  if (leader_) {
-    if (now - lease_renewed_ < opts_.lease_ttl / 4) return;
-    auto w = lease_->update(kLeaseKey, opts_.node_id, lease_rev_);
-    if (w.ok) {
-      lease_rev_ = w.revision;
-      lease_renewed_ = now;
-    } else if (w.conflict || now - lease_renewed_ > opts_.lease_ttl) {
-      leader_ = false;
-      spdlog::warn("cluster: {} lost the leader lease", opts_.node_id);
-    }
-    return;
-  }
-  if (leaving_) return;
+  if (leader_ || leaving_ || now - lease_checked_ < opts_.heartbeat / 2) return;
+  lease_checked_ = now;
   auto cur = lease_->get(kLeaseKey);
   if (!cur) return;
+  lease_holder_ = cur->has_value() ? (*cur)->value : "";
   if (cur->has_value() && (*cur)->value != opts_.node_id) return;  // someone else leads
   kv_write w = cur->has_value() ? lease_->update(kLeaseKey, opts_.node_id, (*cur)->revision)  // ours from an earlier run
                                 : lease_->create(kLeaseKey, opts_.node_id);
@@ -274,7 +342,6 @@ void cluster_agent::run_map() {
 
 void cluster_agent::control_loop() {
   while (!stop_) {
-    observe_members();
     run_lease();
     run_map();
     reconcile();
@@ -295,9 +362,7 @@ void cluster_agent::control_loop() {
         mi.push_back(std::move(x));
       }
     }
-    std::string leader;
-    if (auto l = lease_->get(kLeaseKey); l && l->has_value()) leader = (*l)->value;
-    d_.view->set_members(std::move(mi), leader);
+    d_.view->set_members(std::move(mi), leader_ ? opts_.node_id : lease_holder_);
     std::unique_lock<std::mutex> l(mu_);
     cv_.wait_for(l, opts_.tick, [this] { return stop_.load(); });
   }
@@ -311,15 +376,18 @@ void cluster_agent::reconcile() {
   }
   if (!m.present) return;
   // Releases first: the new owners wait for them.
+  std::vector<uint32_t> to_release;
   for (uint32_t s = 0; s < m.owners.size() && !stop_; ++s) {
     bool mine = m.owners[s] == opts_.node_id;
     auto st = d_.view->local(s);
-    if (!mine && st == shard_local::serving) release(s);
+    if (!mine && st == shard_local::serving) to_release.push_back(s);
     if (!mine && st == shard_local::acquiring) {
       d_.view->set_local(s, shard_local::none);
       acquiring_since_.erase(s);
     }
   }
+  if (!to_release.empty()) release(to_release);
+  size_t acquired = 0;
   for (uint32_t s = 0; s < m.owners.size() && !stop_; ++s) {
     if (m.owners[s] != opts_.node_id) continue;
     auto st = d_.view->local(s);
@@ -342,11 +410,12 @@ void cluster_agent::reconcile() {
     if (!holder.empty())
       spdlog::warn("cluster: {} still claims shard {} after {} ms; taking it over as the shard map says", holder, s,
                    opts_.handoff_wait.count());
-    acquire(s);
+    acquired += acquire(s);
   }
+  if (acquired) beat();  // one heartbeat for the batch: the served list is what others wait on
 }
 
-void cluster_agent::acquire(uint32_t shard) {
+bool cluster_agent::acquire(uint32_t shard) {
   auto sl = slices_of(*d_.defs);
   // Start from the newer of the local state and the latest snapshot, slice by slice.
   std::vector<shard_meta> local;
@@ -381,28 +450,33 @@ void cluster_agent::acquire(uint32_t shard) {
   bool ok = false;
   self->request(d_.supervisor, std::chrono::seconds(10), own_atom::value, shard)
       .receive([&](bool r) { ok = r; }, [&](caf::error&) { ok = false; });
-  if (!ok) return;  // e.g. still stopping from an earlier release: next tick
+  if (!ok) return false;  // e.g. still stopping from an earlier release: next tick
   d_.view->set_local(shard, shard_local::serving);
   acquiring_since_.erase(shard);
   last_snapshot_[shard] = clk::now();
   d_.view->metrics.shards_acquired++;
-  beat();
+  return true;
 }
 
-void cluster_agent::release(uint32_t shard) {
-  d_.view->set_local(shard, shard_local::releasing);
+// Stops the shards' actors (all at once, each commits what it applied), snapshots each,
+// drops their consumers, then tells the others with one heartbeat.
+void cluster_agent::release(const std::vector<uint32_t>& shards) {
+  for (uint32_t s : shards) d_.view->set_local(s, shard_local::releasing);
   caf::scoped_actor self{*d_.sys};
-  bool ok = false;
-  self->request(d_.supervisor, std::chrono::seconds(30), release_atom::value, shard)
-      .receive([&](bool r) { ok = r; }, [&](caf::error&) { ok = false; });
-  if (!ok) spdlog::warn("cluster: shard {}: its actors did not stop within 30 s", shard);
-  if (d_.cache) d_.cache->clear_shard(shard);
-  if (auto st = snapshot(shard); !st) spdlog::warn("cluster: shard {}: snapshot on release failed: {}", shard, st.error_message());
-  for (auto& s : slices_of(*d_.defs)) d_.nats->delete_consumer(s.stream, s.kind, shard);
-  d_.view->set_local(shard, shard_local::none);
-  d_.view->metrics.shards_released++;
+  for (uint32_t s : shards) self->send(d_.supervisor, release_atom::value, s);
+  for (size_t i = 0; i < shards.size(); ++i)
+    self->receive([](bool) {}, caf::after(std::chrono::seconds(30)) >> [&] {
+      spdlog::warn("cluster: shard actors did not stop within 30 s");
+    });
+  for (uint32_t s : shards) {
+    if (d_.cache) d_.cache->clear_shard(s);
+    if (auto st = snapshot(s); !st) spdlog::warn("cluster: shard {}: snapshot on release failed: {}", s, st.error_message());
+    for (auto& sl : slices_of(*d_.defs)) d_.nats->delete_consumer_async(sl.stream, sl.kind, s);
+    d_.view->set_local(s, shard_local::none);
+    d_.view->metrics.shards_released++;
+  }
   beat();
-  spdlog::info("cluster: released shard {}", shard);
+  spdlog::info("cluster: released {} shard(s)", shards.size());
 }
 
 status cluster_agent::snapshot(uint32_t shard) {

@@ -51,7 +51,7 @@ struct agent_options {
   std::chrono::milliseconds dead_after{1500};
   std::chrono::milliseconds lease_ttl{1500};
   std::chrono::milliseconds handoff_wait{10000};
-  std::chrono::milliseconds tick{50};
+  std::chrono::milliseconds tick{100};
   std::chrono::seconds snapshot_every{60};
   size_t snapshot_max_bytes = size_t(1) << 30;
 };
@@ -103,12 +103,13 @@ class cluster_agent {
   void heartbeat_loop();
   void control_loop();
   void beat();
-  void observe_members();
+  void members_loop();
   void run_lease();
+  void renew_lease();
   void run_map();
   void reconcile();
-  void acquire(uint32_t shard);
-  void release(uint32_t shard);
+  bool acquire(uint32_t shard);
+  void release(const std::vector<uint32_t>& shards);
   status snapshot(uint32_t shard);
   void periodic_snapshot();
   std::vector<std::string> live_members(bool include_leaving) const;
@@ -117,7 +118,10 @@ class cluster_agent {
   deps d_;
   std::unique_ptr<kv_bucket> nodes_, lease_, map_kv_;
   std::unique_ptr<snapshot_store> snaps_;
-  std::thread hb_thread_, ctl_thread_;
+  std::thread hb_thread_, ctl_thread_, members_thread_;
+  std::string lease_holder_;
+  std::chrono::steady_clock::time_point lease_checked_;
+  struct __jsCtx* js_ = nullptr;  // control thread: who held the lease at the last look
   std::atomic<bool> stop_{false};
   std::atomic<bool> leaving_{false};
   std::atomic<bool> leader_{false};
@@ -126,6 +130,7 @@ class cluster_agent {
   std::condition_variable cv_;
   std::map<std::string, observed> members_;
   map_state map_;
+  // Written by the control thread before leader_ becomes true, then only by the heartbeat thread.
   uint64_t lease_rev_ = 0;
   std::chrono::steady_clock::time_point lease_renewed_;
   std::map<uint32_t, std::chrono::steady_clock::time_point> acquiring_since_;

@@ -106,4 +106,33 @@ status kv_bucket::erase(const std::string& key) {
   return ok_status();
 }
 
+result<std::unique_ptr<kv_bucket::watcher>> kv_bucket::watch_all() {
+  std::unique_ptr<watcher> w(new watcher());
+  natsStatus s = kvStore_WatchAll(&w->w_, kv_, nullptr);
+  if (s != NATS_OK) return make_error("cannot watch " + name_ + ": " + nats_text(s));
+  return w;
+}
+
+kv_bucket::watcher::~watcher() {
+  if (w_) {
+    kvWatcher_Stop(w_);
+    kvWatcher_Destroy(w_);
+  }
+}
+
+result<std::optional<kv_bucket::watcher::update>> kv_bucket::watcher::next(int64_t timeout_ms) {
+  kvEntry* e = nullptr;
+  natsStatus s = kvWatcher_Next(&e, w_, timeout_ms);
+  if (s == NATS_TIMEOUT || (s == NATS_OK && !e)) return std::optional<update>();
+  if (s != NATS_OK) return make_error(std::string("watch failed: ") + nats_text(s));
+  update u;
+  u.key = kvEntry_Key(e);
+  u.entry.value.assign(static_cast<const char*>(kvEntry_Value(e)), static_cast<size_t>(kvEntry_ValueLen(e)));
+  u.entry.revision = kvEntry_Revision(e);
+  u.entry.created_ns = kvEntry_Created(e);
+  u.deleted = kvEntry_Operation(e) != kvOp_Put;
+  kvEntry_Destroy(e);
+  return std::optional<update>(std::move(u));
+}
+
 }  // namespace tessera

@@ -13,6 +13,7 @@
 #include "tessera/result.h"
 
 struct __kvStore;
+struct __kvWatcher;
 struct __jsCtx;
 
 namespace tessera {
@@ -51,6 +52,25 @@ class kv_bucket {
   kv_write update(const std::string& key, const std::string& value, uint64_t expected_revision);
   status erase(const std::string& key);
   const std::string& name() const { return name_; }
+
+  // Every change of every key, starting with the current values (one long-lived ordered
+  // consumer, not a listing per poll). Not thread-safe: one reader.
+  class watcher {
+   public:
+    ~watcher();
+    struct update {
+      std::string key;
+      kv_entry entry;
+      bool deleted = false;
+    };
+    // The next change within `timeout_ms`; nullopt on timeout (or the end of the initial values).
+    result<std::optional<update>> next(int64_t timeout_ms);
+
+   private:
+    friend class kv_bucket;
+    __kvWatcher* w_ = nullptr;
+  };
+  result<std::unique_ptr<watcher>> watch_all();
 
  private:
   kv_bucket() = default;

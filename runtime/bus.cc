@@ -54,7 +54,15 @@ result<std::unique_ptr<bus>> bus::connect(const options& o) {
   b->inbox_prefix_ = "_INBOX.tsr." + o.node_id;
   natsOptions* opts = nullptr;
   natsOptions_Create(&opts);
-  natsOptions_SetURL(opts, o.url.c_str());
+  // "nats://a:4222,nats://b:4222,...": a NATS cluster; the client fails over between them.
+  auto urls = split(o.url.c_str(), ',');
+  if (urls.size() > 1) {
+    std::vector<const char*> ptrs;
+    for (auto& u : urls) ptrs.push_back(u.c_str());
+    natsOptions_SetServers(opts, ptrs.data(), static_cast<int>(ptrs.size()));
+  } else {
+    natsOptions_SetURL(opts, o.url.c_str());
+  }
   natsOptions_SetName(opts, ("tessera-" + o.node_id).c_str());
   natsOptions_SetSendAsap(opts, true);  // ~1 ms → ~0.3 ms request/reply here
   natsOptions_SetMaxReconnect(opts, -1);
@@ -82,11 +90,14 @@ result<std::unique_ptr<bus>> bus::connect(const options& o) {
   if (s != NATS_OK) return make_error(nats_error(s, "cannot subscribe to the reply inbox"));
   natsSubscription_SetPendingLimits(b->reply_sub_, -1, -1);
   b->sweeper_ = std::thread([bp = b.get()] { bp->sweep_loop(); });
+  for (int i = 0; i < 8; ++i) b->workers_.emplace_back([bp = b.get()] { bp->work_loop(); });
   return b;
 }
 
 bus::~bus() {
   stopping_ = true;
+  jobs_cv_.notify_all();
+  for (auto& w : workers_) w.join();
   if (sweeper_.joinable()) sweeper_.join();
   if (reply_sub_) natsSubscription_Unsubscribe(reply_sub_);
   for (auto& [sub, fn] : served_) natsSubscription_Unsubscribe(sub);
@@ -172,21 +183,39 @@ status bus::open_consumer(const std::string& stream, const std::string& kind, ui
     std::lock_guard<std::mutex> g(mu_);
     first_open = opened_[sname + "/" + cname]++ == 0;
   }
+  // A short timeout: on a NATS cluster that just lost a server, a create placed on the dead
+  // server never answers; the shard retries, and the next placement is usually elsewhere.
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  jo.Wait = 2500;
   if (first_open) {
     jsConsumerInfo* info = nullptr;
-    if (js_GetConsumerInfo(&info, js_, sname.c_str(), cname.c_str(), nullptr, &jerr) == NATS_OK && info) {
+    if (js_GetConsumerInfo(&info, js_, sname.c_str(), cname.c_str(), &jo, &jerr) == NATS_OK && info) {
       bool reuse = info->Config && info->Config->FilterSubject && filter == info->Config->FilterSubject &&
                    info->Config->AckPolicy == js_AckNone && info->Delivered.Stream + 1 == start_seq;
       jsConsumerInfo_Destroy(info);
       if (reuse) return ok_status();
     }
   }
-  natsStatus s = js_DeleteConsumer(js_, sname.c_str(), cname.c_str(), nullptr, &jerr);
-  if (s != NATS_OK && jerr != JSConsumerNotFoundErr && s != NATS_NOT_FOUND)
-    return make_error(nats_error(s, ("cannot delete consumer " + cname).c_str()));
+  const std::string key = sname + "/" + cname;
+  std::string current;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    auto it = current_.find(key);
+    current = it == current_.end() ? cname : it->second;
+  }
+  natsStatus s = js_DeleteConsumer(js_, sname.c_str(), current.c_str(), &jo, &jerr);
+  std::string name = cname;
+  if (s != NATS_OK && jerr != JSConsumerNotFoundErr && s != NATS_NOT_FOUND) {
+    // Its server may be gone for good: create a consumer under a new name instead of waiting
+    // (the old one expires on its own; see InactiveThreshold).
+    name = cname + "-" + std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                            std::chrono::system_clock::now().time_since_epoch()).count() % 1000000000);
+    spdlog::debug("consumer {} cannot be deleted ({}); creating {}", current, natsStatus_GetText(s), name);
+  }
   jsConsumerConfig cc;
   jsConsumerConfig_Init(&cc);
-  cc.Durable = cname.c_str();
+  cc.Durable = name.c_str();
   cc.FilterSubject = filter.c_str();
   // No acks: the shard's committed sequence in RocksDB is the only record of progress, and a
   // restarted shard re-creates its consumer from there, so server-side acks would only cost a
@@ -196,6 +225,9 @@ status bus::open_consumer(const std::string& stream, const std::string& kind, ui
   // A node that is gone for good (its shards moved) leaves its consumers behind: the server
   // removes them after a day without pulls.
   cc.InactiveThreshold = 24LL * 3600 * 1000000000LL;
+  // Consumers keep the stream's replication: a single-replica consumer placed on a NATS server
+  // that died cannot be re-created until the JetStream meta layer stops placing consumers there
+  // (minutes on nats-server 2.9 here); a replicated one elects a new leader.
   if (start_seq > 1) {
     cc.DeliverPolicy = js_DeliverByStartSequence;
     cc.OptStartSeq = start_seq;
@@ -203,9 +235,11 @@ status bus::open_consumer(const std::string& stream, const std::string& kind, ui
     cc.DeliverPolicy = js_DeliverAll;
   }
   jsConsumerInfo* ci = nullptr;
-  s = js_AddConsumer(&ci, js_, sname.c_str(), &cc, nullptr, &jerr);
+  s = js_AddConsumer(&ci, js_, sname.c_str(), &cc, &jo, &jerr);
   if (ci) jsConsumerInfo_Destroy(ci);
-  if (s != NATS_OK) return make_error(nats_error(s, ("cannot create consumer " + cname).c_str()));
+  if (s != NATS_OK) return make_error(nats_error(s, ("cannot create consumer " + name).c_str()));
+  std::lock_guard<std::mutex> g(mu_);
+  current_[key] = name;
   return ok_status();
 }
 
@@ -246,6 +280,11 @@ uint64_t bus::pull(const std::string& stream, const std::string& kind, uint32_t 
   uint64_t no = next_pull_++;
   std::string subj = "$JS.API.CONSUMER.MSG.NEXT." + jetstream_name(stream) + "." + consumer_name(kind, shard, node_id_);
   std::string reply = in.subject() + "." + std::to_string(no);
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    auto it = current_.find(jetstream_name(stream) + "/" + consumer_name(kind, shard, node_id_));
+    if (it != current_.end()) subj = "$JS.API.CONSUMER.MSG.NEXT." + jetstream_name(stream) + "." + it->second;
+  }
   std::string body = "{\"batch\":" + std::to_string(batch) + ",\"expires\":" + std::to_string(expires_ms * 1000000) + "}";
   natsStatus s = natsConnection_PublishRequest(nc_, subj.c_str(), reply.c_str(), body.data(), static_cast<int>(body.size()));
   return s == NATS_OK ? no : 0;
@@ -255,11 +294,47 @@ void bus::ack(const std::string& ack_subject) {
   if (!ack_subject.empty()) natsConnection_Publish(nc_, ack_subject.c_str(), "+ACK", 4);
 }
 
+void bus::open_consumer_async(const std::string& stream, const std::string& kind, uint32_t shard, uint64_t start_seq,
+                              std::function<void(status)> done) {
+  std::lock_guard<std::mutex> g(jobs_mu_);
+  jobs_.push_back([this, stream, kind, shard, start_seq, done = std::move(done)] { done(open_consumer(stream, kind, shard, start_seq)); });
+  jobs_cv_.notify_one();
+}
+
+void bus::delete_consumer_async(const std::string& stream, const std::string& kind, uint32_t shard) {
+  std::lock_guard<std::mutex> g(jobs_mu_);
+  jobs_.push_back([this, stream, kind, shard] { delete_consumer(stream, kind, shard); });
+  jobs_cv_.notify_one();
+}
+
+void bus::work_loop() {
+  while (true) {
+    std::function<void()> job;
+    {
+      std::unique_lock<std::mutex> l(jobs_mu_);
+      jobs_cv_.wait(l, [this] { return stopping_ || !jobs_.empty(); });
+      if (stopping_) return;  // queued jobs are for actors that are gone by now
+      job = std::move(jobs_.front());
+      jobs_.pop_front();
+    }
+    job();
+  }
+}
+
 void bus::delete_consumer(const std::string& stream, const std::string& kind, uint32_t shard) {
+  const std::string key = jetstream_name(stream) + "/" + consumer_name(kind, shard, node_id_);
+  std::string name = consumer_name(kind, shard, node_id_);
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    if (auto it = current_.find(key); it != current_.end()) name = it->second;
+    current_.erase(key);
+    opened_.erase(key);
+  }
   jsErrCode jerr = static_cast<jsErrCode>(0);
-  js_DeleteConsumer(js_, jetstream_name(stream).c_str(), consumer_name(kind, shard, node_id_).c_str(), nullptr, &jerr);
-  std::lock_guard<std::mutex> g(mu_);
-  opened_.erase(jetstream_name(stream) + "/" + consumer_name(kind, shard, node_id_));
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  jo.Wait = 2500;
+  js_DeleteConsumer(js_, jetstream_name(stream).c_str(), name.c_str(), &jo, &jerr);
 }
 
 void bus::request(const std::string& subject, const std::string& data, int64_t timeout_ms, reply_fn reply) {

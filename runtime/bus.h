@@ -11,6 +11,8 @@
 #include <functional>
 #include <memory>
 #include <chrono>
+#include <condition_variable>
+#include <deque>
 #include <mutex>
 #include <thread>
 #include <string>
@@ -71,6 +73,9 @@ class bus {
   // nothing beyond the applied sequence (creating a filtered consumer on a long stream is
   // slow on nats-server 2.9); otherwise, and on every later open, it is deleted and re-created.
   status open_consumer(const std::string& stream, const std::string& kind, uint32_t shard, uint64_t start_seq);
+  // The same, on the bus's worker threads; `done` runs there.
+  void open_consumer_async(const std::string& stream, const std::string& kind, uint32_t shard, uint64_t start_seq,
+                           std::function<void(status)> done);
 
   // A private inbox for one consumer's deliveries. Each shard incarnation opens its own, so a
   // delivery meant for an earlier incarnation can never reach a later one. Unsubscribes when
@@ -96,6 +101,7 @@ class bus {
   void ack(const std::string& ack_subject);
   // Deletes this node's consumer of (stream, kind, shard), e.g. after handing the shard off.
   void delete_consumer(const std::string& stream, const std::string& kind, uint32_t shard);
+  void delete_consumer_async(const std::string& stream, const std::string& kind, uint32_t shard);
 
   // Core NATS request/reply between nodes. `reply` runs on a libnats thread with the answer,
   // or with an error after `timeout_ms` or when nobody listens.
@@ -107,6 +113,7 @@ class bus {
   status serve(const std::string& subject, serve_fn fn);
   void respond(const std::string& reply_subject, const std::string& data);
   __jsCtx* jetstream() const { return js_; }
+  __natsConnection* connection() const { return nc_; }
 
   // Publishes to JetStream; `done(error, duplicate)` runs on a libnats thread once the server
   // stored (or refused) the message. `msg_id` (may be empty) de-duplicates within the window.
@@ -137,6 +144,7 @@ class bus {
   // threads may still touch a subscription for a moment after it is unsubscribed.
   std::vector<std::pair<__natsSubscription*, void*>> retired_;
   std::unordered_map<std::string, int> opened_;  // consumer → opens in this process
+  std::unordered_map<std::string, std::string> current_;  // consumer → its name on the server now
   std::unordered_map<uint64_t, ack_fn> pending_acks_;
 
   // request(): one wildcard reply subscription, answers matched by token; a sweeper thread
@@ -153,6 +161,12 @@ class bus {
   __natsSubscription* reply_sub_ = nullptr;
   std::vector<std::pair<__natsSubscription*, serve_fn*>> served_;
   std::thread sweeper_;
+  // Workers for blocking JetStream API calls made on behalf of actors.
+  std::vector<std::thread> workers_;
+  std::mutex jobs_mu_;
+  std::condition_variable jobs_cv_;
+  std::deque<std::function<void()>> jobs_;
+  void work_loop();
   std::atomic<bool> stopping_{false};
   void sweep_loop();
 };

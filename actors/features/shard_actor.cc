@@ -345,37 +345,54 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
     }
   };
 
-  auto init = [self, maybe_pull]() -> bool {
+  // Loads the shard's state, then has its consumer (re)created at applied + 1 off the actor
+  // threads (a JetStream API call, slow on a replicated cluster); init_atom with the outcome
+  // comes back here.
+  auto init = [self]() {
     auto& s = self->state;
+    if (s.applying) {  // a batch is still being applied: re-open once it is committed
+      self->delayed_send(self, std::chrono::milliseconds(50), init_atom::value);
+      return;
+    }
     s.meta = s.ctx->db->load_meta(s.id);
     // Vectors cached by an earlier incarnation may include applied-but-uncommitted events.
     if (s.ctx->cache) s.ctx->cache->clear_shard(s.id.shard);
     s.ctx->directory->set_watermark(s.id.name(), s.meta.watermark);
+    s.known.clear();
     for (auto& k : s.ctx->db->known_entities(s.id)) s.known.insert(k);
-    auto r = s.ctx->nats->open_consumer(s.id.stream, s.id.kind, s.id.shard, s.meta.applied_seq + 1);
-    if (!r) {
-      spdlog::warn("shard {}: {}; retrying", s.id.name(), r.error_message());
-      return false;
+    caf::actor me = caf::actor_cast<caf::actor>(self);
+    s.ctx->nats->open_consumer_async(s.id.stream, s.id.kind, s.id.shard, s.meta.applied_seq + 1,
+                                     [me](status st) { caf::anon_send(me, init_atom::value, st ? std::string() : st.error_message()); });
+  };
+  auto consumer_ready = [self, maybe_pull, warn_limited](const std::string& error) {
+    auto& s = self->state;
+    if (!error.empty()) {
+      warn_limited("consumer not ready", error + "; retrying");
+      self->delayed_send(self, std::chrono::milliseconds(200), init_atom::value);
+      return;
     }
     caf::actor me = caf::actor_cast<caf::actor>(self);
     if (!s.inbox) {
       auto in = s.ctx->nats->open_inbox([me](delivery&& d) { caf::anon_send(me, std::move(d)); });
       if (!in) {
         spdlog::warn("shard {}: {}; retrying", s.id.name(), in.error_message());
-        return false;
+        self->delayed_send(self, std::chrono::seconds(1), init_atom::value);
+        return;
       }
       s.inbox = std::move(in.value());
     }
     s.ready = true;
     maybe_pull();
-    return true;
   };
-  if (!init()) self->delayed_send(self, std::chrono::seconds(1), init_atom::value);
+  init();
   self->delayed_send(self, std::chrono::seconds(1), tick_atom::value);
 
   return {
-      [=](init_atom) {
-        if (!self->state.ready && !init()) self->delayed_send(self, std::chrono::seconds(1), init_atom::value);
+      [=](init_atom) {  // retry after a failure
+        if (!self->state.ready) init();
+      },
+      [=](init_atom, const std::string& error) {
+        if (!self->state.ready) consumer_ready(error);
       },
       [=](delivery& d) {
         auto& s = self->state;
@@ -383,6 +400,17 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
           auto p = s.pulls.find(d.pull_no);
           if (p == s.pulls.end()) return;
           s.pulls.erase(p);
+          // 503: nobody serves the consumer (its NATS server died); 404: it is gone. Re-create
+          // it from the committed sequence; what was pending will be delivered again (and what
+          // is already applied is skipped by sequence).
+          if ((d.status == "503" || d.status == "404") && s.ready) {
+            warn_limited("consumer lost", "status " + d.status + "; re-creating it from sequence " + std::to_string(s.meta.applied_seq + 1));
+            s.ready = false;
+            s.pulls.clear();
+            s.pending.clear();
+            self->delayed_send(self, std::chrono::milliseconds(200), init_atom::value);
+            return;
+          }
           if (d.status == "409") self->delayed_send(self, std::chrono::milliseconds(50), tick_atom::value);
           else maybe_pull();
           return;
