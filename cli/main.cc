@@ -37,6 +37,7 @@ int main(int argc, char** argv) {
   node_cmd->add_option("--replicas", nc.replicas, "JetStream replicas of streams, KV buckets and snapshots (3 on a 3-server NATS cluster)")->envname("TESSERA_REPLICAS")->capture_default_str();
   node_cmd->add_option("--heartbeat-ms", nc.heartbeat_ms, "cluster heartbeat interval")->envname("TESSERA_HEARTBEAT_MS")->capture_default_str();
   node_cmd->add_option("--dead-after-ms", nc.dead_after_ms, "a member silent this long is dead and its shards move")->envname("TESSERA_DEAD_AFTER_MS")->capture_default_str();
+  node_cmd->add_option("--handoff-wait-ms", nc.handoff_wait_ms, "a new owner waits at most this long for the old one to let go of a shard")->envname("TESSERA_HANDOFF_WAIT_MS")->capture_default_str();
   node_cmd->add_option("--snapshot-every", nc.snapshot_every_s, "seconds between shard snapshots (when changed)")->envname("TESSERA_SNAPSHOT_EVERY")->capture_default_str();
   node_cmd->add_option("--leave-timeout-ms", nc.leave_timeout_ms, "graceful stop: time to hand shards to other nodes")->envname("TESSERA_LEAVE_TIMEOUT_MS")->capture_default_str();
   node_cmd->add_flag("--sync", nc.sync_writes, "fsync every state write (survives power loss, slower)")->envname("TESSERA_SYNC");

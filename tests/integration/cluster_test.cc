@@ -8,6 +8,8 @@
 
 #include <thread>
 
+#include "bus.h"
+#include "cluster/kv.h"
 #include "nats_server.h"
 #include "test_support.h"
 
@@ -126,6 +128,39 @@ TEST_F(cluster_fixture, RejoinWithAnOldDataDirTakesTheNewerSnapshot) {
   auto resp = client.getMain<wire::Gateway>().statusRequest().send().wait(client.getWaitScope());
   EXPECT_GT(resp.getStatus().getSnapshotsRestored(), 0u) << "b must restore the newer state, not replay from its old one";
   EXPECT_GT(resp.getStatus().getShards().size(), 0u);
+}
+
+// Another member claims every shard in its heartbeat but is leaving (so the map gives it none)
+// and never lets go: a new owner waits for it at most --handoff-wait-ms, then takes the shards
+// over as the map says, and logs who still claimed them.
+TEST_F(cluster_fixture, AStuckClaimantIsOverruledByTheShardMapAfterTheHandoffWait) {
+  auto b = bus::connect({nats->url(), "ghost-writer"});
+  ASSERT_TRUE(b) << b.error_message();
+  auto nodes = kv_bucket::open((*b)->jetstream(), {"TSR_NODES", 3600 * 1000, 1, 1});
+  ASSERT_TRUE(nodes) << nodes.error_message();
+  std::string served = "[";
+  for (int s = 0; s < 64; ++s) served += (s ? "," : "") + std::to_string(s);
+  served += "]";
+  std::atomic<bool> stop{false};
+  std::thread ghost([&] {
+    while (!stop) {
+      (*nodes)->put("ghost", R"({"id":"ghost","rpc":"127.0.0.1:1","served":)" + served + R"(,"leaving":true})");
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+  });
+  auto t0 = std::chrono::steady_clock::now();
+  node_process a(dir.path + "/a", nats->url(), "a", "--handoff-wait-ms 3000");
+  double waited = wait_all_served(a.rpc(), 64, 30, "ghost");
+  double since_start = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  stop = true;
+  ghost.join();
+  ASSERT_GE(waited, 0) << a.log_tail();
+  EXPECT_GE(since_start, 3.0) << "the new owner must wait for the claimant first";
+  EXPECT_NE(a.log_tail(200).find("ghost still claims shard"), std::string::npos) << a.log_tail();
+  std::string out;
+  ASSERT_EQ(run_cli("ingest --quiet --rpc " + a.rpc() + " --stream flights " + slice_path(), &out), 0) << out;
+  EXPECT_EQ(wait_cluster_applied({a.rpc()}, 2 * slice().size()), 2 * slice().size());
+  EXPECT_EQ(compare_all(a.rpc(), slice(), 0), 0u);
 }
 
 }  // namespace
