@@ -21,6 +21,7 @@
 
 #include "bench_common.h"
 #include "cluster/snapshots.h"
+#include "cluster/status_check.h"
 #include "hash.h"
 #include "nats_server.h"
 #include "schemas/tessera.capnp.h"
@@ -74,15 +75,7 @@ double wait_served(const std::string& rpc, const std::string& gone, double timeo
     try {
       capnp::EzRpcClient client(rpc);
       auto resp = client.getMain<wire::Gateway>().statusRequest().send().wait(client.getWaitScope());
-      auto st = resp.getStatus();
-      std::map<std::string, uint32_t> served;
-      for (auto m : st.getMembers())
-        if (m.getAlive() && gone != m.getNodeId().cStr()) served[m.getNodeId().cStr()] = m.getShardsServed();
-      uint32_t total = 0;
-      for (auto& [id, n] : served) total += n;
-      bool ok = st.getShardOwners().size() == 64 && total == 64;
-      for (auto o : st.getShardOwners()) ok = ok && served.count(o.cStr());
-      if (ok) return seconds_since(t0);
+      if (every_shard_served(resp.getStatus(), 64, gone)) return seconds_since(t0);
     } catch (const kj::Exception&) {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(10));

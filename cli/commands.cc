@@ -306,7 +306,7 @@ int run_status(const status_args& a) {
       for (auto m : st.getMembers())
         j["members"].push_back({{"node_id", m.getNodeId().cStr()}, {"rpc", m.getRpc().cStr()}, {"alive", m.getAlive()},
                                 {"leaving", m.getLeaving()}, {"shards_served", m.getShardsServed()},
-                                {"silent_seconds", m.getSilentSeconds()}});
+                                {"silent_seconds", m.getSilentSeconds()}, {"events_applied", m.getEventsApplied()}});
       j["snapshots"] = {{"written", st.getSnapshotsWritten()}, {"restored", st.getSnapshotsRestored()}, {"refused", st.getSnapshotsRefused()}};
       j["shards_acquired"] = st.getShardsAcquired();
       j["shards_released"] = st.getShardsReleased();
@@ -335,9 +335,9 @@ int run_status(const status_args& a) {
                   static_cast<unsigned long long>(st.getSnapshotsRefused()), static_cast<unsigned long long>(st.getShardsAcquired()),
                   static_cast<unsigned long long>(st.getShardsReleased()));
       for (auto m : st.getMembers())
-        std::printf("  %-20s %-22s %-8s owns %3u  serves %3u  heartbeat %.1f s ago\n", m.getNodeId().cStr(), m.getRpc().cStr(),
-                    m.getLeaving() ? "leaving" : m.getAlive() ? "alive" : "DEAD", owned[m.getNodeId().cStr()], m.getShardsServed(),
-                    m.getSilentSeconds());
+        std::printf("  %-20s %-22s %-8s owns %3u  serves %3u  applied %8s  heartbeat %.1f s ago\n", m.getNodeId().cStr(),
+                    m.getRpc().cStr(), m.getLeaving() ? "leaving" : m.getAlive() ? "alive" : "DEAD", owned[m.getNodeId().cStr()],
+                    m.getShardsServed(), human(m.getEventsApplied()).c_str(), m.getSilentSeconds());
     }
     for (auto l : st.getApplyStages())
       if (l.getCount())

@@ -190,6 +190,8 @@ void cluster_agent::beat() {
   }
   nlohmann::json j{{"id", opts_.node_id},         {"rpc", opts_.rpc_address}, {"served", served},
                    {"leaving", leaving_.load()}, {"shard_count", opts_.shard_count},
+                   {"events_applied", d_.metrics ? d_.metrics->events_applied.load() : 0},
+                   {"read_calls", d_.metrics ? d_.metrics->read_calls.load() : 0},
                    {"started_us", started_us_},  {"time", format_timestamp(now_micros())}};
   auto w = nodes_->put(opts_.node_id, j.dump());
   if (!w.ok) {
@@ -263,6 +265,7 @@ void cluster_agent::members_loop() {
       auto j = nlohmann::json::parse(up.entry.value);
       o.rpc = j.value("rpc", "");
       o.leaving = j.value("leaving", false);
+      o.events_applied = j.value("events_applied", uint64_t(0));
       for (auto& s : j.at("served")) o.served.insert(s.get<uint32_t>());
     } catch (const std::exception&) {
       // An unreadable heartbeat counts as a member that serves nothing.
@@ -358,6 +361,7 @@ void cluster_agent::control_loop() {
         x.alive = now - m.changed <= opts_.dead_after;
         x.leaving = m.leaving;
         x.shards_served = static_cast<uint32_t>(m.served.size());
+        x.events_applied = m.events_applied;
         x.silent_s = std::chrono::duration<double>(now - m.changed).count();
         mi.push_back(std::move(x));
       }

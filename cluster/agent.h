@@ -66,6 +66,7 @@ class cluster_agent {
     caf::actor supervisor;
     cluster_view* view = nullptr;
     vector_cache* cache = nullptr;
+    const node_metrics* metrics = nullptr;  // load figures for the heartbeat
   };
   // Opens the buckets and checks the cluster's shard count; starts the threads.
   static result<std::unique_ptr<cluster_agent>> start(const agent_options& o, deps d);

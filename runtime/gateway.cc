@@ -241,7 +241,22 @@ class gateway_impl final : public wire::Gateway::Server {
     auto holder = std::make_shared<xthread<std::vector<shard_status>>>();
     holder->f = kj::mv(paf.fulfiller);
     status_request req;
-    req.done = [holder](std::vector<shard_status> v) { holder->f->fulfill(std::move(v)); };
+    // Fulfilled even if the request is dropped (the supervisor stopping): a destroyed cross-thread
+    // fulfiller would fail the call with an obscure message.
+    struct once {
+      std::shared_ptr<xthread<std::vector<shard_status>>> h;
+      bool done = false;
+      ~once() {
+        if (!done) h->f->fulfill(std::vector<shard_status>{});
+      }
+    };
+    auto o = std::make_shared<once>();
+    o->h = holder;
+    req.done = [o](std::vector<shard_status> v) {
+      if (o->done) return;
+      o->done = true;
+      o->h->f->fulfill(std::move(v));
+    };
     caf::anon_send(sup_, status_atom::value, std::move(req));
     return paf.promise.then([this, call](std::vector<shard_status> shards) mutable {
       std::sort(shards.begin(), shards.end(), [](auto& a, auto& b) { return a.id.name() < b.id.name(); });
@@ -290,6 +305,7 @@ class gateway_impl final : public wire::Gateway::Server {
           m.setLeaving(members[i].leaving);
           m.setShardsServed(members[i].shards_served);
           m.setSilentSeconds(members[i].silent_s);
+          m.setEventsApplied(members[i].events_applied);
         }
         st.setLeader(ctx_->cluster->leader());
         st.setMapEpoch(ctx_->cluster->epoch());

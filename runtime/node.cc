@@ -179,6 +179,7 @@ result<std::unique_ptr<node>> node::start(const node_config& cfg) {
   deps.supervisor = im->supervisor;
   deps.view = im->view.get();
   deps.cache = &im->cache;
+  deps.metrics = &im->metrics;
   auto agent = cluster_agent::start(ao, deps);
   if (!agent) {
     im->gw.reset();

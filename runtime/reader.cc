@@ -45,6 +45,21 @@ struct gather {
   }
 };
 
+// Answers once: with the result, or, if the request is dropped unanswered (a shard actor that
+// stops while the read is in its mailbox, e.g. during a handoff), with a retryable error.
+struct answer_once {
+  std::function<void(result<std::vector<feature_vector>>)> fn;
+  bool done = false;
+  void operator()(result<std::vector<feature_vector>> r) {
+    if (done) return;
+    done = true;
+    fn(std::move(r));
+  }
+  ~answer_once() {
+    if (!done) fn(make_error("the shard stopped before answering (it is moving between nodes); retry"));
+  }
+};
+
 std::string encode_forward(const std::string& view, const std::vector<std::string>& keys, int64_t as_of) {
   capnp::MallocMessageBuilder mb;
   auto r = mb.initRoot<wire::ForwardedRead>();
@@ -156,13 +171,15 @@ void feature_reader::read(const view_def* v, std::vector<std::string> keys, int6
       g->fail("shard " + id.name() + " is unavailable (" + why + "); retry", true);
       continue;
     }
-    req.done = [g, positions = std::move(miss_pos)](result<std::vector<feature_vector>> res) {
+    auto once = std::make_shared<answer_once>();
+    once->fn = [g, positions = std::move(miss_pos)](result<std::vector<feature_vector>> res) {
       std::lock_guard<std::mutex> l(g->mu);
       if (!res) g->fail(res.error_message(), res.error_message().find("retry") != std::string::npos);
       else
         for (size_t k = 0; k < res->size() && k < positions.size(); ++k) g->out[positions[k]] = std::move((*res)[k]);
       g->finish_one();
     };
+    req.done = [once](result<std::vector<feature_vector>> res) { (*once)(std::move(res)); };
     locals.push_back({std::move(a), std::move(req)});
   }
   if (!g->error.empty()) {

@@ -124,6 +124,7 @@ struct MemberStatus {
   leaving @3 :Bool;
   shardsServed @4 :UInt32;
   silentSeconds @5 :Float64;
+  eventsApplied @6 :UInt64;   # load: events the member applied since it started
 }
 
 # Node-to-node (NATS request/reply on tsr.node.<node id>.read): the part of a getFeatures call

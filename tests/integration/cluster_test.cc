@@ -41,7 +41,7 @@ struct cluster_fixture : ::testing::Test {
     std::vector<std::string> rpcs;
     for (auto* n : nodes) rpcs.push_back(n->rpc());
     EXPECT_EQ(wait_cluster_applied(rpcs, 2 * slice().size()), 2 * slice().size());
-    EXPECT_GE(wait_all_served(rpcs[0], 64), 0);
+    EXPECT_GE(wait_all_served(rpcs[0], 64, 30, "", nodes.size()), 0);
     for (auto* n : nodes) EXPECT_EQ(compare_all(n->rpc(), slice(), 0), 0u) << "reading through " << n->rpc();
     if (HasFailure())
       for (auto* n : nodes) std::fprintf(stderr, "---- %s\n%s", n->dir.c_str(), n->log_tail(15).c_str());
@@ -50,7 +50,7 @@ struct cluster_fixture : ::testing::Test {
 
 TEST_F(cluster_fixture, ThreeNodesServeExactValuesThroughEveryNode) {
   auto a = start("a"), b = start("b"), c = start("c");
-  ASSERT_GE(wait_all_served(a->rpc(), 64), 0);
+  ASSERT_GE(wait_all_served(a->rpc(), 64, 30, "", 3), 0);
   std::string out;
   ASSERT_EQ(run_cli("ingest --quiet --rpc " + b->rpc() + " --stream flights " + slice_path(), &out), 0) << out;
   expect_exact_everywhere({a.get(), b.get(), c.get()});
@@ -66,7 +66,7 @@ TEST_F(cluster_fixture, ThreeNodesServeExactValuesThroughEveryNode) {
 
 TEST_F(cluster_fixture, JoinAndGracefulLeaveMidIngestKeepValuesExact) {
   auto a = start("a"), b = start("b");
-  ASSERT_GE(wait_all_served(a->rpc(), 64), 0);
+  ASSERT_GE(wait_all_served(a->rpc(), 64, 30, "", 2), 0);
   std::thread ingest([&] { (void)std::system(ingest_cmd(a->rpc(), 300).c_str()); });
   wait_progress({a->rpc(), b->rpc()}, 12000);
   auto c = start("c");  // joins mid-ingest and takes a share
@@ -90,7 +90,7 @@ TEST_F(cluster_fixture, JoinAndGracefulLeaveMidIngestKeepValuesExact) {
 
 TEST_F(cluster_fixture, SigkillOfANodeMidIngestLosesNothingAndCountsNothingTwice) {
   auto a = start("a"), b = start("b"), c = start("c");
-  ASSERT_GE(wait_all_served(a->rpc(), 64), 0);
+  ASSERT_GE(wait_all_served(a->rpc(), 64, 30, "", 3), 0);
   std::thread ingest([&] { (void)std::system(ingest_cmd(a->rpc(), 300).c_str()); });
   wait_progress({a->rpc(), b->rpc(), c->rpc()}, 15000);
   b->kill(SIGKILL);
@@ -114,7 +114,7 @@ TEST_F(cluster_fixture, RejoinWithAnOldDataDirTakesTheNewerSnapshot) {
                       " 'NR==1{print > f; print > s; next} NR<=16000{print > f; next} {print > s}'";
   ASSERT_EQ(std::system(split.c_str()), 0);
   auto a = start("a"), b = start("b");
-  ASSERT_GE(wait_all_served(a->rpc(), 64), 0);
+  ASSERT_GE(wait_all_served(a->rpc(), 64, 30, "", 2), 0);
   std::string out;
   ASSERT_EQ(run_cli("ingest --quiet --rpc " + a->rpc() + " --stream flights " + first, &out), 0) << out;
   b->kill(SIGTERM);  // leaves with snapshots; a serves everything
@@ -122,7 +122,7 @@ TEST_F(cluster_fixture, RejoinWithAnOldDataDirTakesTheNewerSnapshot) {
   ASSERT_EQ(run_cli("ingest --quiet --rpc " + a->rpc() + " --stream flights " + second, &out), 0) << out;
   EXPECT_EQ(wait_cluster_applied({a->rpc()}, 2 * slice().size()), 2 * slice().size());
   b = start("b");  // same data dir, now behind
-  ASSERT_GE(wait_all_served(a->rpc(), 64), 0);
+  ASSERT_GE(wait_all_served(a->rpc(), 64, 30, "", 2), 0);
   expect_exact_everywhere({a.get(), b.get()});
   capnp::EzRpcClient client(b->rpc());
   auto resp = client.getMain<wire::Gateway>().statusRequest().send().wait(client.getWaitScope());
@@ -150,7 +150,7 @@ TEST_F(cluster_fixture, AStuckClaimantIsOverruledByTheShardMapAfterTheHandoffWai
   });
   auto t0 = std::chrono::steady_clock::now();
   node_process a(dir.path + "/a", nats->url(), "a", "--handoff-wait-ms 3000");
-  double waited = wait_all_served(a.rpc(), 64, 30, "ghost");
+  double waited = wait_all_served(a.rpc(), 64, 30, "ghost", 1);
   double since_start = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   stop = true;
   ghost.join();

@@ -31,12 +31,6 @@ pid_t start_node(const std::string& dir, int port) {
   return pid;
 }
 
-int nats_pid(const std::string& dir) {
-  std::ifstream in(dir + "/nats/nats-server.pid");
-  int pid = 0;
-  in >> pid;
-  return pid;
-}
 
 TEST(Crash, SigkillMidIngestLosesNothingAndCountsNothingTwice) {
   temp_dir dir;
@@ -58,7 +52,7 @@ TEST(Crash, SigkillMidIngestLosesNothingAndCountsNothingTwice) {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
   }
-  int nats = nats_pid(dir.path);
+  int nats = embedded_nats_pid(dir.path);
   ASSERT_EQ(::kill(node, SIGKILL), 0);
   ::waitpid(node, nullptr, 0);
   ingest.join();

@@ -16,7 +16,7 @@ TEST(NatsCluster, LosingOneOfThreeServersLosesNothing) {
                        "/cluster/local-cluster.sh ";
   ASSERT_EQ(std::system((script + "up --nodes 2 >/dev/null").c_str()), 0);
   std::vector<std::string> rpcs{"127.0.0.1:7401", "127.0.0.1:7402"};
-  EXPECT_GE(wait_all_served(rpcs[0], 64, 60), 0);
+  EXPECT_GE(wait_all_served(rpcs[0], 64, 60, "", 2), 0);
   std::thread ingest([&] {
     std::string out;
     // The client goes through node 1; its calls may fail while NATS fails over: retry (the

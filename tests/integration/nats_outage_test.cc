@@ -11,12 +11,6 @@
 namespace tessera::test {
 namespace {
 
-int nats_pid(const std::string& dir) {
-  std::ifstream in(dir + "/nats/nats-server.pid");
-  int pid = 0;
-  in >> pid;
-  return pid;
-}
 
 TEST(NatsOutage, ReadsContinueAndIngestCatchesUpAfterRestart) {
   temp_dir dir;
@@ -31,7 +25,7 @@ TEST(NatsOutage, ReadsContinueAndIngestCatchesUpAfterRestart) {
   std::string before;
   ASSERT_EQ(run_cli("features --json --rpc " + n.rpc() + " airport_delay ATL ORD", &before), 0) << before;
 
-  int pid = nats_pid(dir.path + "/node");
+  int pid = embedded_nats_pid(dir.path + "/node");
   ASSERT_GT(pid, 0);
   ASSERT_EQ(::kill(pid, SIGKILL), 0);
   // Right after the kill, and while the node restarts its server, reads are served.

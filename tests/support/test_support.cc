@@ -1,4 +1,5 @@
 #include "test_support.h"
+#include "cluster/status_check.h"
 #include "nats_server.h"
 
 #include <gtest/gtest.h>
@@ -12,6 +13,7 @@
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
+#include <fstream>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -243,6 +245,13 @@ size_t compare_all(const std::string& rpc, const std::vector<flight>& fs, int64_
 }
 
 
+int embedded_nats_pid(const std::string& node_dir) {
+  std::ifstream in(node_dir + "/nats/nats-server.pid");
+  int pid = 0;
+  in >> pid;
+  return pid;
+}
+
 node_process::node_process(const std::string& d, const std::string& nats_url, const std::string& node_id,
                            const std::string& extra_args)
     : dir(d), port(find_free_port()) {
@@ -326,21 +335,13 @@ uint64_t wait_cluster_applied(const std::vector<std::string>& rpcs, uint64_t eve
   return p.applied;
 }
 
-double wait_all_served(const std::string& rpc, uint32_t shard_count, int timeout_s, const std::string& gone) {
+double wait_all_served(const std::string& rpc, uint32_t shard_count, int timeout_s, const std::string& gone, size_t members) {
   auto t0 = std::chrono::steady_clock::now();
   while (std::chrono::steady_clock::now() - t0 < std::chrono::seconds(timeout_s)) {
     try {
       capnp::EzRpcClient client(rpc);
       auto resp = client.getMain<wire::Gateway>().statusRequest().send().wait(client.getWaitScope());
-      auto st = resp.getStatus();
-      std::map<std::string, uint32_t> served;
-      for (auto m : st.getMembers())
-        if (m.getAlive() && gone != m.getNodeId().cStr()) served[m.getNodeId().cStr()] = m.getShardsServed();
-      uint32_t total = 0;
-      for (auto& [id, n] : served) total += n;
-      bool owners_alive = st.getShardOwners().size() == shard_count;
-      for (auto o : st.getShardOwners()) owners_alive = owners_alive && served.count(o.cStr());
-      if (owners_alive && total == shard_count)
+      if (every_shard_served(resp.getStatus(), shard_count, gone, members))
         return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     } catch (const kj::Exception&) {
     }

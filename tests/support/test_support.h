@@ -71,6 +71,9 @@ std::vector<std::pair<std::string, std::map<std::string, std::optional<double>>>
 // the reference over `fs`; returns the number of mismatching values (details go to stderr).
 size_t compare_all(const std::string& rpc, const std::vector<flight>& fs, int64_t as_of);
 
+// The pid of the embedded nats-server of the node whose data dir is `node_dir` (0 if none).
+int embedded_nats_pid(const std::string& node_dir);
+
 // A `tessera node` child process (so that tests can SIGKILL it), logging to <dir>/node.log.
 struct node_process {
   // Starts and waits until its RPC port accepts connections. Empty nats_url: embedded server.
@@ -96,8 +99,10 @@ struct cluster_progress {
 cluster_progress cluster_applied(const std::vector<std::string>& rpcs);
 // Polls until `events` are applied over all 64 × 2 shard slices with no lag; returns the sum.
 uint64_t wait_cluster_applied(const std::vector<std::string>& rpcs, uint64_t events, int timeout_s = 90);
-// Polls `rpc`'s status until the shard map names only live members other than `gone`, and
-// those serve every shard; returns seconds waited, or -1 on timeout.
-double wait_all_served(const std::string& rpc, uint32_t shard_count, int timeout_s = 30, const std::string& gone = "");
+// Polls `rpc`'s status until the shard map names only live members other than `gone`, each
+// serving exactly what it owns and all together every shard (with `members` > 0: exactly that
+// many members, each owning some); returns seconds waited, or -1 on timeout.
+double wait_all_served(const std::string& rpc, uint32_t shard_count, int timeout_s = 30, const std::string& gone = "",
+                       size_t members = 0);
 
 }  // namespace tessera::test
