@@ -4,6 +4,8 @@
 #include <capnp/message.h>
 #include <capnp/serialize.h>
 #include <kj/async.h>
+#include <kj/async-io.h>
+#include <kj/timer.h>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
@@ -216,17 +218,8 @@ class gateway_impl final : public wire::Gateway::Server {
       if (!key_is_valid(k)) fail("invalid entity key (empty, longer than 256 bytes, or containing NUL)");
       keys.push_back(std::move(k));
     }
-    struct answer {
-      result<std::vector<feature_vector>> vectors;
-      bool retryable;
-    };
-    auto paf = kj::newPromiseAndCrossThreadFulfiller<answer>();
-    auto f = std::make_shared<xthread<answer>>();
-    f->f = kj::mv(paf.fulfiller);
-    reader_.read(v, std::move(keys), as_of, /*forward=*/true, [f](result<std::vector<feature_vector>> r, bool retryable) {
-      f->f->fulfill(answer{std::move(r), retryable});
-    });
-    return paf.promise.then([call](answer a) mutable {
+    auto deadline = std::chrono::steady_clock::now() + opts_.move_wait;
+    return read_until(v, std::move(keys), as_of, deadline).then([call](answer a) mutable {
       if (!a.vectors) {
         if (a.retryable) overloaded(a.vectors.error_message());
         fail(a.vectors.error_message());
@@ -236,6 +229,34 @@ class gateway_impl final : public wire::Gateway::Server {
     });
   }
 
+  // The kj timer of the server's event loop (set right after the server is built).
+  kj::Timer* timer = nullptr;
+
+ private:
+  struct answer {
+    result<std::vector<feature_vector>> vectors;
+    bool retryable;
+  };
+  // Reads; while a shard is moving (a retryable error), waits and tries again until `deadline`,
+  // so that a caller sees a move as a short delay rather than an error when it is quick.
+  kj::Promise<answer> read_until(const view_def* v, std::vector<std::string> keys, int64_t as_of,
+                                 std::chrono::steady_clock::time_point deadline) {
+    auto paf = kj::newPromiseAndCrossThreadFulfiller<answer>();
+    auto f = std::make_shared<xthread<answer>>();
+    f->f = kj::mv(paf.fulfiller);
+    reader_.read(v, keys, as_of, /*forward=*/true, [f](result<std::vector<feature_vector>> r, bool retryable) {
+      f->f->fulfill(answer{std::move(r), retryable});
+    });
+    return paf.promise.then([this, v, keys = std::move(keys), as_of, deadline](answer a) mutable -> kj::Promise<answer> {
+      if (a.vectors || !a.retryable || !timer || std::chrono::steady_clock::now() + kRetryStep >= deadline) return kj::mv(a);
+      return timer->afterDelay(20 * kj::MILLISECONDS).then([this, v, keys = std::move(keys), as_of, deadline]() mutable {
+        return read_until(v, std::move(keys), as_of, deadline);
+      });
+    });
+  }
+  static constexpr auto kRetryStep = std::chrono::milliseconds(20);
+
+ public:
   kj::Promise<void> status(StatusContext call) override {
     auto paf = kj::newPromiseAndCrossThreadFulfiller<std::vector<shard_status>>();
     auto holder = std::make_shared<xthread<std::vector<shard_status>>>();
@@ -368,7 +389,10 @@ result<std::unique_ptr<gateway>> gateway::start(const gateway_options& o, std::s
       capnp::ReaderOptions ro;
       ro.traversalLimitInWords = 64 * 1024 * 1024;  // 512 MiB per message at most
       ro.nestingLimit = 32;
-      capnp::EzRpcServer server(kj::heap<gateway_impl>(ctx, supervisor, o), o.listen, 7400, ro);
+      auto impl = kj::heap<gateway_impl>(ctx, supervisor, o);
+      gateway_impl* raw = impl.get();
+      capnp::EzRpcServer server(kj::mv(impl), o.listen, 7400, ro);
+      raw->timer = &server.getIoProvider().getTimer();
       auto& ws = server.getWaitScope();
       gp->port_ = static_cast<int>(server.getPort().wait(ws));
       auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();

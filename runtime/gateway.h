@@ -8,6 +8,7 @@
 #include <caf/all.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <string>
 #include <thread>
@@ -24,6 +25,9 @@ struct gateway_options {
   size_t max_entities_per_read = 10'000;
   size_t max_events_in_flight = 1'000'000;  // across calls, awaiting JetStream acks
   std::string nats_url;                     // for status
+  // A read that meets a shard moving between nodes is retried for up to this long before the
+  // caller gets the retryable error (OVERLOADED, naming the shard).
+  std::chrono::milliseconds move_wait{2000};
 };
 
 class gateway {
