@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <map>
 #include <thread>
 
 #include "bus.h"
@@ -89,21 +90,41 @@ TEST_F(cluster_fixture, JoinAndGracefulLeaveMidIngestKeepValuesExact) {
   EXPECT_EQ(refused, 0u);
 }
 
-TEST_F(cluster_fixture, SigkillOfANodeMidIngestLosesNothingAndCountsNothingTwice) {
-  auto a = start("a"), b = start("b"), c = start("c");
-  ASSERT_GE(wait_all_served(a->rpc(), 64, 30, "", 3), 0);
-  std::thread ingest([&] { (void)std::system(ingest_cmd(a->rpc(), 300).c_str()); });
-  wait_progress({a->rpc(), b->rpc(), c->rpc()}, 15000);
-  b->kill(SIGKILL);
+// The node killed is the leader: the lease lapses and another node takes over while also
+// taking over the dead node's shards.
+TEST_F(cluster_fixture, SigkillOfTheLeaderMidIngestLosesNothingAndCountsNothingTwice) {
+  std::map<std::string, std::unique_ptr<node_process>> nodes;
+  for (auto id : {"a", "b", "c"}) nodes[id] = start(id);
+  ASSERT_GE(wait_all_served(nodes["a"]->rpc(), 64, 30, "", 3), 0);
+  std::string leader;
+  {
+    capnp::EzRpcClient client(nodes["a"]->rpc());
+    auto resp = client.getMain<wire::Gateway>().statusRequest().send().wait(client.getWaitScope());
+    leader = resp.getStatus().getLeader().cStr();
+  }
+  ASSERT_TRUE(nodes.count(leader)) << "leader '" << leader << "'";
+  std::vector<node_process*> rest;
+  for (auto& [id, n] : nodes)
+    if (id != leader) rest.push_back(n.get());
+  std::thread ingest([&] { (void)std::system(ingest_cmd(rest[0]->rpc(), 300).c_str()); });
+  wait_progress({rest[0]->rpc(), rest[1]->rpc(), nodes[leader]->rpc()}, 15000);
+  nodes[leader]->kill(SIGKILL);
   auto t0 = std::chrono::steady_clock::now();
-  double served = wait_all_served(a->rpc(), 64, 30, "b");
+  double served = wait_all_served(rest[0]->rpc(), 64, 30, leader, 2);
   double recovery = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  ASSERT_GE(served, 0) << a->log_tail();
+  ASSERT_GE(served, 0) << rest[0]->log_tail();
   EXPECT_LT(recovery, 10.0) << "detection is 1.5 s, takeover well under a second here";
-  std::printf("[ recovery ] every shard served again %.2f s after SIGKILL\n", recovery);
+  std::printf("[ recovery ] leader %s killed: every shard served again %.2f s after SIGKILL\n", leader.c_str(), recovery);
+  {
+    capnp::EzRpcClient client(rest[0]->rpc());
+    auto resp = client.getMain<wire::Gateway>().statusRequest().send().wait(client.getWaitScope());
+    std::string now = resp.getStatus().getLeader().cStr();
+    EXPECT_TRUE(now == rest[0]->dir.substr(rest[0]->dir.rfind('/') + 1) || now == rest[1]->dir.substr(rest[1]->dir.rfind('/') + 1))
+        << "new leader '" << now << "'";
+  }
   auto d = start("d");  // the replacement takes its share
   ingest.join();
-  expect_exact_everywhere({a.get(), c.get(), d.get()});
+  expect_exact_everywhere({rest[0], rest[1], d.get()});
 }
 
 // A node that comes back with an old data dir must not serve its stale state: it takes the
