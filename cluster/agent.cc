@@ -391,7 +391,7 @@ void cluster_agent::reconcile() {
     }
   }
   if (!to_release.empty()) release(to_release);
-  size_t acquired = 0;
+  std::vector<uint32_t> ready;
   for (uint32_t s = 0; s < m.owners.size() && !stop_; ++s) {
     if (m.owners[s] != opts_.node_id) continue;
     auto st = d_.view->local(s);
@@ -414,9 +414,9 @@ void cluster_agent::reconcile() {
     if (!holder.empty())
       spdlog::warn("cluster: {} still claims shard {} after {} ms; taking it over as the shard map says", holder, s,
                    opts_.handoff_wait.count());
-    acquired += acquire(s);
+    if (acquire(s)) ready.push_back(s);
   }
-  if (acquired) beat();  // one heartbeat for the batch: the served list is what others wait on
+  if (start_shards(ready)) beat();  // one heartbeat for the batch: the served list is what others wait on
 }
 
 bool cluster_agent::acquire(uint32_t shard) {
@@ -450,16 +450,24 @@ bool cluster_agent::acquire(uint32_t shard) {
       }
     }
   }
-  caf::scoped_actor self{*d_.sys};
-  bool ok = false;
-  self->request(d_.supervisor, std::chrono::seconds(10), own_atom::value, shard)
-      .receive([&](bool r) { ok = r; }, [&](caf::error&) { ok = false; });
-  if (!ok) return false;  // e.g. still stopping from an earlier release: next tick
-  d_.view->set_local(shard, shard_local::serving);
-  acquiring_since_.erase(shard);
-  last_snapshot_[shard] = clk::now();
-  d_.view->metrics.shards_acquired++;
   return true;
+}
+
+// Starts the actors of every prepared shard with one message: under a backlog the actor
+// threads are busy, and a message per shard would start the last shards seconds late.
+size_t cluster_agent::start_shards(const std::vector<uint32_t>& shards) {
+  if (shards.empty()) return 0;
+  caf::scoped_actor self{*d_.sys};
+  std::vector<uint32_t> started;
+  self->request(d_.supervisor, std::chrono::seconds(30), own_atom::value, shards)
+      .receive([&](std::vector<uint32_t>& r) { started = std::move(r); }, [&](caf::error&) {});
+  for (uint32_t s : started) {  // the rest (e.g. still stopping from an earlier release): next tick
+    d_.view->set_local(s, shard_local::serving);
+    acquiring_since_.erase(s);
+    last_snapshot_[s] = clk::now();
+    d_.view->metrics.shards_acquired++;
+  }
+  return started.size();
 }
 
 // Stops the shards' actors (all at once, each commits what it applied), snapshots each,

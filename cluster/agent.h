@@ -109,7 +109,8 @@ class cluster_agent {
   void renew_lease();
   void run_map();
   void reconcile();
-  bool acquire(uint32_t shard);
+  bool acquire(uint32_t shard);  // restores its state; start_shards() then runs it
+  size_t start_shards(const std::vector<uint32_t>& shards);
   void release(const std::vector<uint32_t>& shards);
   status snapshot(uint32_t shard);
   void periodic_snapshot();

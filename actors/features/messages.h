@@ -1,7 +1,8 @@
 // The message contract of the feature actors, in one place.
 //
 //   supervisor  <- status_atom, status_request      (from the gateway; replies via callback)
-//               <- own_atom, uint32 shard -> bool     (cluster agent: run every slice of the shard)
+//               <- own_atom, vector<uint32> shards -> the shards started (cluster agent: run every
+//                                                    slice of each shard)
 //               <- release_atom, uint32 shard -> bool (cluster agent: stop them; answers once all
 //                                                    have exited, so their state is committed)
 //               <- restart_atom, std::string shard  (self, after a crash back-off)

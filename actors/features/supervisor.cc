@@ -69,20 +69,26 @@ caf::behavior feature_supervisor(caf::stateful_actor<supervisor_state>* self, co
   });
 
   return {
-      [=](own_atom, uint32_t shard) -> bool {
+      [=](own_atom, const std::vector<uint32_t>& shards) -> std::vector<uint32_t> {
         auto& s = self->state;
-        if (s.stopping) return false;
-        for (auto& plan : s.ctx->defs->plans()) {
-          shard_id id{plan.stream, plan.entity, shard};
-          auto it = s.shards.find(id.name());
-          if (it != s.shards.end()) {
-            if (it->second.releasing) return false;  // still stopping: the agent retries
-            continue;
+        std::vector<uint32_t> started;
+        if (s.stopping) return started;
+        for (uint32_t shard : shards) {
+          bool busy = false;  // a slice still stopping from an earlier release: retried later
+          for (auto& plan : s.ctx->defs->plans()) {
+            auto it = s.shards.find(shard_id{plan.stream, plan.entity, shard}.name());
+            busy = busy || (it != s.shards.end() && it->second.releasing);
           }
-          s.shards[id.name()].id = id;
-          spawn_shard(id.name());
+          if (busy) continue;
+          for (auto& plan : s.ctx->defs->plans()) {
+            shard_id id{plan.stream, plan.entity, shard};
+            if (s.shards.count(id.name())) continue;
+            s.shards[id.name()].id = id;
+            spawn_shard(id.name());
+          }
+          started.push_back(shard);
         }
-        return true;
+        return started;
       },
       [=](release_atom, uint32_t shard) -> caf::result<bool> {
         auto& s = self->state;
