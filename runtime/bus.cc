@@ -307,6 +307,33 @@ void bus::delete_consumer_async(const std::string& stream, const std::string& ki
   jobs_cv_.notify_one();
 }
 
+void bus::consumer_pending_async(const std::string& stream, const std::string& kind, uint32_t shard,
+                                 std::function<void(result<uint64_t>)> done) {
+  std::lock_guard<std::mutex> g(jobs_mu_);
+  jobs_.push_back([this, stream, kind, shard, done = std::move(done)] {
+    const std::string key = jetstream_name(stream) + "/" + consumer_name(kind, shard, node_id_);
+    std::string name = consumer_name(kind, shard, node_id_);
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (auto it = current_.find(key); it != current_.end()) name = it->second;
+    }
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.Wait = 2500;
+    jsConsumerInfo* info = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    natsStatus s = js_GetConsumerInfo(&info, js_, jetstream_name(stream).c_str(), name.c_str(), &jo, &jerr);
+    if (s != NATS_OK || !info) {
+      done(make_error(nats_error(s, ("consumer " + name).c_str())));
+      return;
+    }
+    uint64_t pending = info->NumPending;
+    jsConsumerInfo_Destroy(info);
+    done(pending);
+  });
+  jobs_cv_.notify_one();
+}
+
 void bus::work_loop() {
   while (true) {
     std::function<void()> job;

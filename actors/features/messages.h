@@ -52,6 +52,7 @@ using init_atom = caf::atom_constant<caf::atom("init")>;
 using crash_atom = caf::atom_constant<caf::atom("TEST_crash")>;
 using own_atom = caf::atom_constant<caf::atom("own")>;
 using release_atom = caf::atom_constant<caf::atom("release")>;
+using watchdog_atom = caf::atom_constant<caf::atom("watchdog")>;
 
 struct features_options {
   uint32_t shard_count = 64;

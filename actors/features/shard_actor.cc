@@ -24,6 +24,8 @@ constexpr int64_t kPullExpiresMs = 1000;
 // At most this many JetStream messages per applied batch: keeps commits (and the distance
 // between what entities hold and what is committed) small while a backlog drains.
 constexpr size_t kMaxMessagesPerBatch = 64;
+// Silence after which the shard checks that its consumer really has nothing for it.
+constexpr auto kWatchdogSilence = std::chrono::seconds(10);
 
 // One entity's share of an applied batch.
 struct group {
@@ -421,6 +423,7 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
           if (--oldest->second.remaining <= 0) s.pulls.erase(oldest);
         }
         s.last_pending = d.pending;
+        s.last_delivery = clock_type::now();
         s.pending.push_back(std::move(d));
         schedule_flush();
         maybe_pull();
@@ -431,7 +434,28 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
       },
       [=](tick_atom) {
         maybe_pull();
+        auto& s = self->state;
+        if (s.ready && !s.applying && s.pending.empty() && !s.watchdog_asking &&
+            clock_type::now() - s.last_delivery > kWatchdogSilence) {
+          s.watchdog_asking = true;
+          caf::actor me = caf::actor_cast<caf::actor>(self);
+          s.ctx->nats->consumer_pending_async(s.id.stream, s.id.kind, s.id.shard, [me](result<uint64_t> r) {
+            caf::anon_send(me, watchdog_atom::value, r ? static_cast<int64_t>(*r) : int64_t(-1), r ? std::string() : r.error_message());
+          });
+        }
         self->delayed_send(self, std::chrono::milliseconds(500), tick_atom::value);
+      },
+      [=](watchdog_atom, int64_t pending, const std::string& error) {
+        auto& s = self->state;
+        s.watchdog_asking = false;
+        s.last_delivery = clock_type::now();  // next look in kWatchdogSilence
+        if (!s.ready || (pending == 0 && error.empty())) return;
+        warn_limited("consumer stalled", error.empty() ? std::to_string(pending) + " messages wait but none arrived for " +
+                                                             std::to_string(kWatchdogSilence.count()) + " s; re-creating the consumer"
+                                                       : "consumer unreachable (" + error + "); re-creating it");
+        s.ready = false;
+        s.pulls.clear();
+        self->send(self, init_atom::value);
       },
       [=](passivate_atom, const std::string& key) {
         auto& s = self->state;

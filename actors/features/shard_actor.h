@@ -40,6 +40,11 @@ struct shard_state {
   // for) it before the commit, so reads use max(meta.watermark, inflight_watermark).
   int64_t inflight_watermark = 0;
   uint64_t last_pending = 0;
+  // Watchdog: when the shard has received nothing for a while, it asks the server whether its
+  // consumer has messages waiting; if so (or the consumer is gone) the consumer is re-created.
+  // Covers pulls that vanish silently, e.g. to a replicated consumer without a leader.
+  std::chrono::steady_clock::time_point last_delivery = std::chrono::steady_clock::now();
+  bool watchdog_asking = false;
 
   static inline const char* name = "tsr.shard";
 };
