@@ -47,6 +47,7 @@ struct delivery {
   uint64_t pending = 0;      // messages left in the consumer after this one
   int64_t stored_ns = 0;     // when JetStream stored it (ns since the epoch)
   int64_t received_ns = 0;   // when this process received it (ns since the epoch)
+  uint64_t inbox_gen = 0;    // set by the receiver: which of its inboxes it came through
   std::string ack_subject;   // reply subject for acknowledgement
   std::string data;
 };

@@ -356,6 +356,10 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
       self->delayed_send(self, std::chrono::milliseconds(50), init_atom::value);
       return;
     }
+    // A fresh inbox for the (re-)created consumer: see shard_state::inbox_gen.
+    s.inbox.reset();
+    s.pulls.clear();
+    s.pending.clear();
     s.meta = s.ctx->db->load_meta(s.id);
     // Vectors cached by an earlier incarnation may include applied-but-uncommitted events.
     if (s.ctx->cache) s.ctx->cache->clear_shard(s.id.shard);
@@ -375,7 +379,11 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
     }
     caf::actor me = caf::actor_cast<caf::actor>(self);
     if (!s.inbox) {
-      auto in = s.ctx->nats->open_inbox([me](delivery&& d) { caf::anon_send(me, std::move(d)); });
+      uint64_t gen = ++s.inbox_gen;
+      auto in = s.ctx->nats->open_inbox([me, gen](delivery&& d) {
+        d.inbox_gen = gen;
+        caf::anon_send(me, std::move(d));
+      });
       if (!in) {
         spdlog::warn("shard {}: {}; retrying", s.id.name(), in.error_message());
         self->delayed_send(self, std::chrono::seconds(1), init_atom::value);
@@ -398,6 +406,7 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
       },
       [=](delivery& d) {
         auto& s = self->state;
+        if (d.inbox_gen != s.inbox_gen || !s.inbox) return;  // from a replaced consumer
         if (d.end) {
           auto p = s.pulls.find(d.pull_no);
           if (p == s.pulls.end()) return;

@@ -33,6 +33,10 @@ struct shard_state {
   };
   std::unordered_map<uint64_t, pull_info> pulls;
   std::unique_ptr<bus::inbox> inbox;
+  // Each re-created consumer gets a fresh inbox; deliveries of an older one (late answers to
+  // old pulls, possibly out of order with the new consumer's) are dropped by generation, so
+  // an earlier sequence can never arrive after a later one was committed.
+  uint64_t inbox_gen = 0;
   std::vector<delivery> pending;
   bool flush_scheduled = false;
   bool applying = false;
