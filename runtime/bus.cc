@@ -296,21 +296,22 @@ void bus::ack(const std::string& ack_subject) {
 
 void bus::open_consumer_async(const std::string& stream, const std::string& kind, uint32_t shard, uint64_t start_seq,
                               std::function<void(status)> done) {
+  run_async([this, stream, kind, shard, start_seq, done = std::move(done)] { done(open_consumer(stream, kind, shard, start_seq)); });
+}
+
+void bus::run_async(std::function<void()> job) {
   std::lock_guard<std::mutex> g(jobs_mu_);
-  jobs_.push_back([this, stream, kind, shard, start_seq, done = std::move(done)] { done(open_consumer(stream, kind, shard, start_seq)); });
+  jobs_.push_back(std::move(job));
   jobs_cv_.notify_one();
 }
 
 void bus::delete_consumer_async(const std::string& stream, const std::string& kind, uint32_t shard) {
-  std::lock_guard<std::mutex> g(jobs_mu_);
-  jobs_.push_back([this, stream, kind, shard] { delete_consumer(stream, kind, shard); });
-  jobs_cv_.notify_one();
+  run_async([this, stream, kind, shard] { delete_consumer(stream, kind, shard); });
 }
 
 void bus::consumer_pending_async(const std::string& stream, const std::string& kind, uint32_t shard,
                                  std::function<void(result<uint64_t>)> done) {
-  std::lock_guard<std::mutex> g(jobs_mu_);
-  jobs_.push_back([this, stream, kind, shard, done = std::move(done)] {
+  run_async([this, stream, kind, shard, done = std::move(done)] {
     const std::string key = jetstream_name(stream) + "/" + consumer_name(kind, shard, node_id_);
     std::string name = consumer_name(kind, shard, node_id_);
     {
@@ -331,7 +332,6 @@ void bus::consumer_pending_async(const std::string& stream, const std::string& k
     jsConsumerInfo_Destroy(info);
     done(pending);
   });
-  jobs_cv_.notify_one();
 }
 
 void bus::work_loop() {

@@ -172,6 +172,7 @@ class bus {
   std::condition_variable jobs_cv_;
   std::deque<std::function<void()>> jobs_;
   void work_loop();
+  void run_async(std::function<void()> job);  // on a worker thread
   std::atomic<bool> stopping_{false};
   void sweep_loop();
 };

@@ -416,9 +416,7 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
           // is already applied is skipped by sequence).
           if ((d.status == "503" || d.status == "404") && s.ready) {
             warn_limited("consumer lost", "status " + d.status + "; re-creating it from sequence " + std::to_string(s.meta.applied_seq + 1));
-            s.ready = false;
-            s.pulls.clear();
-            s.pending.clear();
+            s.ready = false;  // init() drops the old inbox, pulls and pending deliveries
             self->delayed_send(self, std::chrono::milliseconds(200), init_atom::value);
             return;
           }
@@ -462,8 +460,7 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
         warn_limited("consumer stalled", error.empty() ? std::to_string(pending) + " messages wait but none arrived for " +
                                                              std::to_string(kWatchdogSilence.count()) + " s; re-creating the consumer"
                                                        : "consumer unreachable (" + error + "); re-creating it");
-        s.ready = false;
-        s.pulls.clear();
+        s.ready = false;  // init() drops the old inbox, pulls and pending deliveries
         self->send(self, init_atom::value);
       },
       [=](passivate_atom, const std::string& key) {
