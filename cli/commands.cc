@@ -120,6 +120,7 @@ int run_ingest(const ingest_args& a) {
       auto evs = req.initEvents(static_cast<unsigned>(c.rows.size()));
       for (size_t i = 0; i < c.rows.size(); ++i) {
         auto& row = c.rows[i];
+        if (a.replay) evs[static_cast<unsigned>(i)].setKnownTime(-1);
         auto fl = evs[static_cast<unsigned>(i)].initFields(static_cast<unsigned>(row.fields.size()));
         for (size_t k = 0; k < row.fields.size(); ++k) {
           auto& f = row.fields[k];

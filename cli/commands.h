@@ -15,6 +15,7 @@ struct ingest_args {
   size_t batch = 5000;
   int window = 4;  // calls in flight
   bool quiet = false;
+  bool replay = false;  // history: each event was known at its own event time
 };
 int run_ingest(const ingest_args& a);
 

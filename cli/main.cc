@@ -52,6 +52,8 @@ int main(int argc, char** argv) {
   ingest_cmd->add_option("--batch", ia.batch, "events per RPC call")->capture_default_str();
   ingest_cmd->add_option("--window", ia.window, "RPC calls in flight")->capture_default_str();
   ingest_cmd->add_flag("--quiet", ia.quiet, "no progress bar");
+  ingest_cmd->add_flag("--replay", ia.replay,
+                       "the file is history: each event was known at its own event time (default: known when stored)");
   ingest_cmd->add_option("file", ia.file, "input file")->required();
 
   tessera::cli::features_args fa;

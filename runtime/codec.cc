@@ -118,13 +118,26 @@ bool normalize_event(wire::Event::Reader e, const stream_def& s, normalized_even
   for (auto f : e.getFields()) {
     std::string name(f.getName().cStr(), f.getName().size());
     int i = s.field_index(name);
-    if (i < 0) continue;  // unknown fields are ignored: producers may send more than we read
+    if (i < 0 || s.fields[i].derive) continue;  // unknown fields are ignored: producers may send more than we read
     auto v = convert_value(f.getValue(), s.fields[i].type);
     if (!v) {
       err = {name, v.error_message()};
       return false;
     }
     out.fields[i] = std::move(v.value());
+  }
+  // Derived fields read sent fields only, so their order does not matter.
+  for (size_t i = 0; i < s.fields.size(); ++i) {
+    const field_def& f = s.fields[i];
+    if (!f.derive) continue;
+    double x;
+    if (!as_number(f.derive->eval(out.fields), x) || !std::isfinite(x)) continue;  // stays null
+    switch (f.type) {
+      case field_type::int64: out.fields[i] = static_cast<int64_t>(std::llround(x)); break;
+      case field_type::timestamp: out.fields[i] = timestamp_value{static_cast<int64_t>(std::llround(x))}; break;
+      case field_type::boolean: out.fields[i] = x != 0; break;
+      default: out.fields[i] = x; break;
+    }
   }
   int ti = s.field_index(s.time_field);
   if (e.getEventTime() != 0) {
@@ -133,7 +146,7 @@ bool normalize_event(wire::Event::Reader e, const stream_def& s, normalized_even
   } else if (auto* ts = std::get_if<timestamp_value>(&out.fields[ti])) {
     out.time = ts->micros;
   } else {
-    err = {s.time_field, "missing event time"};
+    err = {s.time_field, s.fields[ti].derive ? "missing event time (derived from " + s.fields[ti].derive_src + ")" : "missing event time"};
     return false;
   }
   if (!timestamp_is_sane(out.time, kMaxFutureUs)) {

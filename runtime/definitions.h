@@ -16,6 +16,10 @@ namespace tessera {
 struct field_def {
   std::string name;
   field_type type;
+  // A derived field is computed from the event's other fields (never taken from the producer),
+  // e.g. arrival = "date + 60000000 * (30 + distance / 8 + delay)".
+  std::string derive_src;
+  std::shared_ptr<const expr> derive;  // slots = indices into stream_def::fields
 };
 
 struct stream_def {
@@ -24,6 +28,9 @@ struct stream_def {
   std::vector<field_def> fields;
   int64_t max_age_us = 0;                          // JetStream retention; 0 = unlimited
   int64_t duplicate_window_us = 3600 * 1000000LL;  // JetStream de-duplication window
+  // How long the offline log (every event with its event and known time) keeps an event,
+  // counted back from the shard's watermark in event time.
+  int64_t offline_retention_us = 365LL * 86400 * 1000000;
   int field_index(const std::string& name) const;
 };
 
@@ -58,6 +65,46 @@ struct view_def {
   std::string qualified() const { return name + "@" + std::to_string(version); }
 };
 
+// A label definition: which events are labelled examples, their label, when the prediction is
+// made, and the features a model reads. `tessera dataset build` joins each example to the
+// views' values as of its prediction time, using only what was known then.
+struct label_def {
+  std::string name;
+  std::string stream;
+  std::string entity;  // the entity kind whose offline log is scanned for examples
+  std::string value_src, time_src;
+  std::shared_ptr<const expr> value;  // the label: bool or number (slots = stream fields)
+  std::shared_ptr<const expr> time;   // the prediction time (a timestamp)
+  std::vector<const view_def*> views;
+  struct on_demand_feature {
+    std::string name, src;
+    std::shared_ptr<const expr> e;
+  };
+  std::vector<on_demand_feature> on_demand;  // features computed from the example's own fields
+  // 0: features as of the prediction time; otherwise as of its period's start (e.g. 1d =
+  // frozen at the previous midnight UTC, as a daily batch job would have them).
+  int64_t snapshot_us = 0;
+  // Column names of a dataset built from it, after prediction_time, entity and label.
+  std::vector<std::string> feature_columns() const;
+};
+
+// A training job: model kind, label, split by prediction time, hyper-parameters and seed.
+struct model_def {
+  std::string name;
+  std::string label;
+  std::string kind = "logistic";     // logistic | mlp
+  std::vector<int> hidden{32, 16};   // mlp only
+  int epochs = 5;
+  int batch_size = 512;
+  double learning_rate = 0.01;
+  double weight_decay = 0;
+  uint64_t seed = 1;
+  std::vector<std::string> features;  // dataset columns; empty = every feature of the label
+  // Examples with prediction time in [train_from, valid_from) train, [valid_from, test_from)
+  // validate (early stopping, calibration check), [test_from, test_to) test.
+  int64_t train_from = 0, valid_from = 0, test_from = 0, test_to = 0;
+};
+
 // What a shard of (stream, entity kind) stores per event and how long it keeps it: the union
 // of the fields its views read, and the longest window plus as-of horizon.
 struct kind_plan {
@@ -87,6 +134,10 @@ class definitions {
   // Accepts "name" (latest version) or "name@version".
   const view_def* find_view(const std::string& name) const;
   const kind_plan* find_plan(const std::string& stream, const std::string& entity) const;
+  const std::vector<label_def>& labels() const { return labels_; }
+  const std::vector<model_def>& models() const { return models_; }
+  const label_def* find_label(const std::string& name) const;
+  const model_def* find_model(const std::string& name) const;
   std::vector<const kind_plan*> plans_for_stream(const std::string& stream) const;
 
  private:
@@ -97,6 +148,8 @@ class definitions {
   std::vector<entity_def> entities_;
   std::vector<view_def> views_;
   std::vector<kind_plan> plans_;
+  std::vector<label_def> labels_;
+  std::vector<model_def> models_;
 };
 
 }  // namespace tessera

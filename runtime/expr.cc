@@ -7,7 +7,7 @@ namespace tessera {
 namespace {
 
 struct token {
-  enum kind { ident, number, text, op, lparen, rparen, end } k;
+  enum kind { ident, number, text, op, lparen, rparen, comma, end } k;
   std::string s;
   double n = 0;
 };
@@ -24,7 +24,8 @@ result<std::vector<token>> lex(const std::string& src) {
       out.push_back({token::ident, src.substr(i, j - i)});
       i = j;
     } else if (std::isdigit(static_cast<unsigned char>(c)) || (c == '-' && i + 1 < src.size() && std::isdigit(static_cast<unsigned char>(src[i + 1])) &&
-                                                               (out.empty() || out.back().k == token::op || out.back().k == token::lparen))) {
+                                                               (out.empty() || out.back().k == token::op || out.back().k == token::lparen ||
+                                                                out.back().k == token::comma))) {
       size_t j = i + 1;
       while (j < src.size() && (std::isdigit(static_cast<unsigned char>(src[j])) || src[j] == '.' || src[j] == 'e' || src[j] == 'E')) ++j;
       token t{token::number, src.substr(i, j - i)};
@@ -42,8 +43,9 @@ result<std::vector<token>> lex(const std::string& src) {
       i = j + 1;
     } else if (c == '(') { out.push_back({token::lparen, "("}); ++i; }
     else if (c == ')') { out.push_back({token::rparen, ")"}); ++i; }
+    else if (c == ',') { out.push_back({token::comma, ","}); ++i; }
     else {
-      static const char* ops[] = {"==", "!=", "<=", ">=", "<", ">", "="};
+      static const char* ops[] = {"==", "!=", "<=", ">=", "<", ">", "=", "+", "-", "*", "/"};
       bool found = false;
       for (const char* o : ops) {
         size_t len = std::char_traits<char>::length(o);
@@ -110,6 +112,40 @@ struct cmp_expr : expr {
   }
 };
 
+// Arithmetic on numbers (int, float, bool, timestamp as microseconds): a float, or null when an
+// operand is null or not a number. Division by zero gives null, never inf.
+struct arith_expr : expr {
+  char op;
+  std::shared_ptr<const expr> a, b;
+  value eval(const std::vector<value>& f) const override {
+    double x, y;
+    if (!as_number(a->eval(f), x) || !as_number(b->eval(f), y)) return std::monostate{};
+    switch (op) {
+      case '+': return x + y;
+      case '-': return x - y;
+      case '*': return x * y;
+      default: return y == 0 ? value(std::monostate{}) : value(x / y);
+    }
+  }
+};
+
+// Functions of one argument: hour(ts) and weekday(ts) (UTC; Monday = 0) of a timestamp, abs(x).
+struct call_expr : expr {
+  std::string fn;
+  std::shared_ptr<const expr> a;
+  value eval(const std::vector<value>& f) const override {
+    double x;
+    if (!as_number(a->eval(f), x) || std::isnan(x)) return std::monostate{};
+    if (fn == "abs") return std::fabs(x);
+    constexpr double kDay = 86400e6;
+    double days = std::floor(x / kDay);
+    if (fn == "hour") return std::floor((x - days * kDay) / 3600e6);
+    // 1970-01-01 was a Thursday (3 with Monday = 0).
+    double wd = std::fmod(days + 3, 7);
+    return wd < 0 ? wd + 7 : wd;
+  }
+};
+
 // `field <op> number`: the common filter shape, evaluated without copying values.
 struct field_num_cmp_expr : expr {
   int slot;
@@ -167,10 +203,10 @@ class parser {
       n->a = parse_unary();
       return n;
     }
-    auto l = parse_operand();
-    if (err_.empty() && toks_[pos_].k == token::op) {
+    auto l = parse_sum();
+    if (err_.empty() && toks_[pos_].k == token::op && is_cmp(toks_[pos_].s)) {
       std::string op = toks_[pos_++].s;
-      auto r = parse_operand();
+      auto r = parse_sum();
       auto* fe = dynamic_cast<const field_expr*>(l.get());
       auto* ce = dynamic_cast<const const_expr*>(r.get());
       if (fe && ce && std::holds_alternative<double>(ce->v)) {
@@ -183,6 +219,25 @@ class parser {
       n->a = l;
       n->b = r;
       return n;
+    }
+    return l;
+  }
+  static bool is_cmp(const std::string& op) { return op != "+" && op != "-" && op != "*" && op != "/"; }
+  std::shared_ptr<const expr> parse_sum() {
+    auto l = parse_product();
+    while (err_.empty() && toks_[pos_].k == token::op && (toks_[pos_].s == "+" || toks_[pos_].s == "-")) {
+      auto n = std::make_shared<arith_expr>();
+      n->op = toks_[pos_++].s[0], n->a = l, n->b = parse_product();
+      l = n;
+    }
+    return l;
+  }
+  std::shared_ptr<const expr> parse_product() {
+    auto l = parse_operand();
+    while (err_.empty() && toks_[pos_].k == token::op && (toks_[pos_].s == "*" || toks_[pos_].s == "/")) {
+      auto n = std::make_shared<arith_expr>();
+      n->op = toks_[pos_++].s[0], n->a = l, n->b = parse_operand();
+      l = n;
     }
     return l;
   }
@@ -203,6 +258,16 @@ class parser {
         if (t.s == "true") return std::make_shared<const_expr>(true);
         if (t.s == "false") return std::make_shared<const_expr>(false);
         if (t.s == "and" || t.s == "or" || t.s == "not") { fail("unexpected '" + t.s + "'"); return nullptr; }
+        if (toks_[pos_].k == token::lparen) {
+          if (t.s != "hour" && t.s != "weekday" && t.s != "abs") { fail("unknown function '" + t.s + "' (known: hour, weekday, abs)"); return nullptr; }
+          ++pos_;
+          auto n = std::make_shared<call_expr>();
+          n->fn = t.s;
+          n->a = parse_sum();
+          if (err_.empty() && toks_[pos_].k != token::rparen) { fail("function '" + t.s + "' takes one argument"); return n; }
+          ++pos_;
+          return n;
+        }
         if (names_) names_->push_back(t.s);
         int slot = resolve_ ? (*resolve_)(t.s) : 0;
         if (slot < 0) { fail("unknown field '" + t.s + "'"); return nullptr; }

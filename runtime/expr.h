@@ -1,8 +1,11 @@
-// Filter expressions of feature definitions, e.g. "delay > 15 and origin != 'LAX'".
+// Expressions of definitions: feature filters ("delay > 15 and origin != 'LAX'"), derived
+// fields, labels and on-demand features ("hour(date)", "date + 60000000 * delay").
 // Grammar: or := and ('or' and)*; and := unary ('and' unary)*; unary := 'not' unary | cmp;
-// cmp := operand (('=='|'!='|'<'|'<='|'>'|'>=') operand)?; operand := field | number |
-// 'text' | true | false | '(' or ')'. Comparisons with null are false. Compiled once at
-// definition load; evaluation is allocation-free and thread-safe.
+// cmp := sum (('=='|'!='|'<'|'<='|'>'|'>=') sum)?; sum := product (('+'|'-') product)*;
+// product := operand (('*'|'/') operand)*; operand := field | number | 'text' | true | false |
+// fn '(' sum ')' | '(' or ')', fn one of hour, weekday (UTC, Monday = 0) and abs.
+// Comparisons with null are false; arithmetic with null (or x / 0) is null; timestamps count
+// as microseconds. Compiled once at definition load; evaluation is thread-safe.
 #pragma once
 #include <functional>
 #include <memory>

@@ -77,6 +77,7 @@ class gateway_impl final : public wire::Gateway::Server {
     std::vector<rejected_event> rejected;
     std::map<std::pair<size_t, uint32_t>, std::vector<std::pair<uint32_t, std::string>>> groups;  // -> (event index, key)
     std::vector<normalized_event> normalized(events.size());
+    std::vector<int64_t> known(events.size(), 0);
     uint32_t accepted = 0;
     for (uint32_t i = 0; i < events.size(); ++i) {
       auto e = events[i];
@@ -88,6 +89,16 @@ class gateway_impl final : public wire::Gateway::Server {
       if (!normalize_event(e, *s, normalized[i], err)) {
         rejected.push_back({i, err});
         continue;
+      }
+      const int64_t kt = e.getKnownTime();
+      if (kt == -1) {
+        known[i] = normalized[i].time;
+      } else if (kt != 0) {
+        if (!timestamp_is_sane(kt, kMaxFutureUs)) {
+          rejected.push_back({i, {"knownTime", "absurd known time " + std::to_string(kt) + " µs (use 0 for now, -1 for the event time)"}});
+          continue;
+        }
+        known[i] = kt;
       }
       std::vector<std::pair<size_t, std::string>> keys;
       bool ok = true;
@@ -149,6 +160,7 @@ class gateway_impl final : public wire::Gateway::Server {
           ev.setStream(stream_name);
           ev.setKey(key);
           ev.setEventTime(ne.time);
+          if (known[idx]) ev.setKnownTime(known[idx]);
           size_t present = 0;
           for (auto& v : ne.fields) present += !is_null(v);
           auto fl = ev.initFields(static_cast<unsigned>(present));

@@ -21,6 +21,8 @@ namespace {
 //   k/<stream>/<kind>/<shard4>/<key>                 -> "" (entity known to the shard)
 //   e/<stream>/<kind>/<shard4>/<key>\0<t><seq><idx>  -> encoded record (big-endian, sign-flipped t)
 //   v/<view@ver>/<shard4>/<key>                      -> FeatureVector (Cap'n Proto)
+//   o/<stream>/<kind>/<shard4>/<key>\0<t><seq><idx>  -> offline log: u64 known time + encoded
+//                                                       record with every stream field
 std::string shard_part(const shard_id& s) {
   char buf[8];
   std::snprintf(buf, sizeof buf, "%04u", s.shard);
@@ -61,7 +63,7 @@ shard_meta decode_meta(const std::string& v) {
 // The key ranges [begin, end) holding one slice of one shard.
 std::vector<std::pair<std::string, std::string>> slice_ranges(uint32_t shard, const store::slice& sl) {
   std::string part = sl.stream + "/" + sl.kind + "/" + shard4(shard);
-  std::vector<std::string> prefixes{"k/" + part + "/", "e/" + part + "/"};
+  std::vector<std::string> prefixes{"k/" + part + "/", "e/" + part + "/", "o/" + part + "/"};
   for (auto& v : sl.views) prefixes.push_back("v/" + v + "/" + shard4(shard) + "/");
   std::vector<std::pair<std::string, std::string>> out;
   out.emplace_back("m/" + part, "m/" + part + std::string(1, '\0'));  // exactly the meta key
@@ -181,8 +183,8 @@ std::optional<feature_vector> store::load_vector(const std::string& view, uint32
 store::batch::batch(const shard_id& s) : shard_(s), prefix_(shard_part(s)), wb_(new rocksdb::WriteBatch()) {}
 store::batch::~batch() = default;
 
-std::string store::batch::record_key(const std::string& key, int64_t time, uint64_t seq, uint32_t idx) const {
-  std::string k = "e/" + prefix_ + "/" + key;
+std::string store::batch::record_key(const std::string& key, int64_t time, uint64_t seq, uint32_t idx, char family) const {
+  std::string k = std::string(1, family) + "/" + prefix_ + "/" + key;
   k.push_back('\0');
   put_be64(k, static_cast<uint64_t>(time) ^ (1ULL << 63));
   put_be64(k, seq);
@@ -202,6 +204,77 @@ void store::batch::put_vector(const std::string& view, const std::string& key, c
   wb_->Put("v/" + view + "/" + buf + "/" + key, bytes);
 }
 void store::batch::put_meta(const shard_meta& m) { wb_->Put("m/" + prefix_, encode_meta(m)); }
+void store::batch::put_log(const std::string& key, const log_entry& e) {
+  std::string v;
+  put_be64(v, static_cast<uint64_t>(e.known));
+  v += encode_record(e.r);
+  wb_->Put(record_key(key, e.r.time, e.r.seq, e.r.idx, 'o'), v);
+}
+void store::batch::prune_log(const std::string& key, int64_t cutoff) {
+  std::string begin = "o/" + prefix_ + "/" + key;
+  begin.push_back('\0');
+  std::string end = begin;
+  put_be64(end, static_cast<uint64_t>(cutoff + 1) ^ (1ULL << 63));  // every time <= cutoff
+  wb_->DeleteRange(begin, end);
+}
+
+namespace {
+std::string log_time_key(const std::string& entity_prefix, int64_t t) {
+  std::string k = entity_prefix;
+  put_be64(k, static_cast<uint64_t>(t) ^ (1ULL << 63));
+  return k;
+}
+bool decode_log(rocksdb::Slice v, log_entry& e) {
+  if (v.size() < 8) return false;
+  uint64_t known = 0;
+  for (int i = 0; i < 8; ++i) known = (known << 8) | static_cast<uint8_t>(v.data()[i]);
+  e.known = static_cast<int64_t>(known);
+  return decode_record(std::string_view(v.data() + 8, v.size() - 8), e.r);
+}
+}  // namespace
+
+status store::scan_log(const shard_id& s, const std::string& key, int64_t from, int64_t to, std::vector<log_entry>& out) const {
+  std::string prefix = "o/" + shard_part(s) + "/" + key;
+  prefix.push_back('\0');
+  const std::string end = log_time_key(prefix, to + 1);
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  for (it->Seek(log_time_key(prefix, from + 1)); it->Valid() && it->key().compare(end) < 0; it->Next()) {
+    log_entry e;
+    if (!decode_log(it->value(), e)) return make_error("corrupt offline log entry of entity '" + key + "' in shard " + s.name());
+    out.push_back(std::move(e));
+  }
+  if (!it->status().ok()) return make_error("RocksDB read failed: " + it->status().ToString());
+  return ok_status();
+}
+
+status store::for_each_log(const shard_id& s, int64_t from, int64_t to,
+                           const std::function<void(const std::string&, log_entry&&)>& fn) const {
+  const std::string prefix = "o/" + shard_part(s) + "/";
+  rocksdb::ReadOptions ro;
+  const rocksdb::Snapshot* snap = db_->GetSnapshot();
+  ro.snapshot = snap;
+  ro.fill_cache = false;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  std::string err;
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    rocksdb::Slice k = it->key();
+    // <prefix><key>\0<t:8><seq:8><idx:4>
+    if (k.size() < prefix.size() + 21) { err = "malformed offline log key in shard " + s.name(); break; }
+    std::string key(k.data() + prefix.size(), k.size() - prefix.size() - 21);
+    uint64_t tb = 0;
+    for (int i = 0; i < 8; ++i) tb = (tb << 8) | static_cast<uint8_t>(k.data()[k.size() - 20 + i]);
+    int64_t t = static_cast<int64_t>(tb ^ (1ULL << 63));
+    if (t <= from || t > to) continue;
+    log_entry e;
+    if (!decode_log(it->value(), e)) { err = "corrupt offline log entry of entity '" + key + "' in shard " + s.name(); break; }
+    fn(key, std::move(e));
+  }
+  if (err.empty() && !it->status().ok()) err = "RocksDB read failed: " + it->status().ToString();
+  it.reset();
+  db_->ReleaseSnapshot(snap);
+  if (!err.empty()) return make_error(err);
+  return ok_status();
+}
 
 result<std::string> store::export_slices(uint32_t shard, const std::vector<slice>& slices, size_t max_bytes) const {
   std::string out(kSnapMagic, 8);

@@ -6,6 +6,7 @@
 #pragma once
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -36,6 +37,13 @@ struct shard_meta {
   uint64_t events_applied = 0;
 };
 
+// One event in a shard's offline log: every field of its stream (derived ones included), its
+// event time and position, and when the system knew it (see runtime/point_in_time.h).
+struct log_entry {
+  record r;            // r.fields: the stream's fields in stream_def order
+  int64_t known = 0;   // microseconds since the epoch
+};
+
 class store {
  public:
   // Opens (creating if needed) the database at `path`. `sync` fsyncs each write (survives power
@@ -50,6 +58,14 @@ class store {
   std::optional<feature_vector> load_vector(const std::string& qualified_view, uint32_t shard,
                                             const std::string& key) const;
 
+  // The offline log of one entity with event time in (from, to], in (time, seq, idx) order,
+  // appended to `out`. Error if an entry is corrupt.
+  status scan_log(const shard_id& s, const std::string& key, int64_t from, int64_t to, std::vector<log_entry>& out) const;
+  // Every entry of a shard's offline log with event time in (from, to], entity by entity (key
+  // order), each entity's in time order: fn(key, entry). Reads at one RocksDB snapshot.
+  status for_each_log(const shard_id& s, int64_t from, int64_t to,
+                      const std::function<void(const std::string& key, log_entry&& e)>& fn) const;
+
   // Accumulates one shard's changes; write() applies them atomically.
   class batch {
    public:
@@ -60,10 +76,13 @@ class store {
     void put_known(const std::string& key);
     void put_vector(const std::string& qualified_view, const std::string& key, const std::string& bytes);
     void put_meta(const shard_meta& m);
+    void put_log(const std::string& key, const log_entry& e);
+    // Deletes the entity's log entries with event time <= cutoff (offline retention).
+    void prune_log(const std::string& key, int64_t cutoff);
 
    private:
     friend class store;
-    std::string record_key(const std::string& key, int64_t time, uint64_t seq, uint32_t idx) const;
+    std::string record_key(const std::string& key, int64_t time, uint64_t seq, uint32_t idx, char family = 'e') const;
     shard_id shard_;
     std::string prefix_;
     std::unique_ptr<rocksdb::WriteBatch> wb_;

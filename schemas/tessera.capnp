@@ -33,6 +33,11 @@ struct Event {
   key @1 :Text;
   eventTime @2 :Int64;
   fields @3 :List(Field);
+  # When the system knew the event (microseconds since the epoch), kept in the offline log so
+  # that training sets use only what was known at prediction time. 0: when JetStream stored it.
+  # At the gateway, -1 means "at its event time": a replay of history whose events were known
+  # as they happened (`tessera ingest --replay`).
+  knownTime @4 :Int64;
 }
 
 # Events always travel in batches: one JetStream message = one EventBatch for one

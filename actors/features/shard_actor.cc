@@ -31,6 +31,7 @@ constexpr auto kWatchdogSilence = std::chrono::seconds(10);
 struct group {
   std::string key;
   std::shared_ptr<std::vector<record>> recs = std::make_shared<std::vector<record>>();
+  std::vector<log_entry> log;  // the same events with every stream field, for the offline log
   bool is_new = false;
   entity_delta delta;
   bool done = false;
@@ -156,6 +157,18 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
     m.watermark = std::max(m.watermark, j.watermark);
     m.dead_letters += j.dead_letters.size();
     m.events_applied += applied;
+    // The offline log, pruned per entity once its cutoff moved by 1/64 of the retention.
+    const int64_t log_retention = s.stream->offline_retention_us;
+    const int64_t log_cutoff = m.watermark - log_retention;
+    for (auto& g : j.groups) {
+      if (g.dead_lettered) continue;
+      for (auto& e : g.log) b.put_log(g.key, e);
+      auto [it, fresh] = s.log_pruned.emplace(g.key, INT64_MIN);
+      if (log_cutoff > 0 && (fresh || log_cutoff - it->second > log_retention / 64)) {
+        b.prune_log(g.key, log_cutoff);
+        it->second = log_cutoff;
+      }
+    }
     b.put_meta(m);
     // Dead letters go out before the commit: after a crash they may repeat, never vanish.
     for (auto& d : j.dead_letters) s.ctx->nats->publish_dead_letter(s.id.stream, d);
@@ -282,7 +295,10 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
       std::memcpy(words.begin(), d.data.data(), d.data.size());
       try {
         capnp::FlatArrayMessageReader reader(words);
-        auto events = reader.getRoot<wire::EventBatch>().getEvents();
+        auto root = reader.getRoot<wire::EventBatch>();
+        auto events = root.getEvents();
+        // Known time: the producer's, else when JetStream stored the message, else the batch's.
+        const int64_t stored_us = d.stored_ns > 0 ? d.stored_ns / 1000 : root.getIngestTime();
         for (uint32_t i = 0; i < events.size(); ++i) {
           auto e = events[i];
           normalized_event ne;
@@ -323,7 +339,13 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
             j.groups.back().key = key;
             j.groups.back().is_new = !s.known.count(key);
           }
-          j.groups[it->second].recs->push_back(std::move(r));
+          group& grp = j.groups[it->second];
+          log_entry le;
+          le.r.time = r.time, le.r.seq = r.seq, le.r.idx = r.idx;
+          le.r.fields = std::move(ne.fields);
+          le.known = e.getKnownTime() > 0 ? e.getKnownTime() : (stored_us > 0 ? stored_us : ne.time);
+          grp.log.push_back(std::move(le));
+          grp.recs->push_back(std::move(r));
           ++j.events;
         }
       } catch (const kj::Exception& ex) {

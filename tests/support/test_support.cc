@@ -34,7 +34,8 @@ temp_dir::~temp_dir() {
 }
 
 std::string slice_path() { return TSR_TEST_DATA_DIR "/flights-slice.csv.gz"; }
-std::string flights_definitions() { return TSR_EXAMPLES_DIR "/flights/flights.lua"; }
+std::string flights_definitions() { return TSR_TEST_DATA_DIR "/flights-departure.lua"; }
+std::string flights_example_definitions() { return TSR_EXAMPLES_DIR "/flights/flights.lua"; }
 
 namespace {
 int64_t parse_iso(const std::string& s) {
@@ -68,7 +69,11 @@ const std::vector<flight>& slice() {
       std::getline(ss, distance, ',');
       std::getline(ss, origin, ',');
       std::getline(ss, dest, ',');
-      out.push_back({parse_iso(date), std::stod(delay), origin, dest});
+      // The example's event time, in its own words: departure + (30 + distance / 8 + delay) minutes.
+      const int64_t dep = parse_iso(date);
+      const double dist = std::stod(distance), del = std::stod(delay);
+      const int64_t arrival = std::llround(static_cast<double>(dep) + 60000000.0 * (30.0 + dist / 8.0 + del));
+      out.push_back({dep, del, origin, dest, dist, arrival});
     }
     gzclose(f);
     return out;

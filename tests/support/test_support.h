@@ -22,9 +22,11 @@ struct temp_dir {
 };
 
 struct flight {
-  int64_t time;  // µs
+  int64_t time;  // µs: the scheduled departure (`date`), the event time of tests/data/flights-departure.lua
   double delay;
   std::string origin, destination;
+  double distance = 0;
+  int64_t arrival = 0;  // µs: the event time of examples/flights/flights.lua
 };
 
 // Reads tests/data/flights-slice.csv.gz with its own CSV and time parsing.
@@ -45,8 +47,10 @@ struct route_ref {
 airport_ref airport_at(const std::vector<flight>& fs, const std::string& origin, int64_t t);
 route_ref route_at(const std::vector<flight>& fs, const std::string& route, int64_t t);
 
-// The flights example's definitions file.
+// The definitions most tests use: tests/data/flights-departure.lua (event time = departure).
 std::string flights_definitions();
+// The flights example itself (event time = arrival; labels and models).
+std::string flights_example_definitions();
 
 // A node in this process with an embedded nats-server, on a temp data dir.
 struct node_harness {

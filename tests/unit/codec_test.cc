@@ -42,7 +42,7 @@ TEST(ParseTextAs, ConvertsOrExplains) {
 class NormalizeTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto d = definitions::load_file(TSR_EXAMPLES_DIR "/flights/flights.lua");
+    auto d = definitions::load_file(TSR_TEST_DATA_DIR "/flights-departure.lua");
     ASSERT_TRUE(d.ok());
     defs = *d;
     s = defs->find_stream("flights");
@@ -113,6 +113,42 @@ TEST(VectorCodec, RoundTrips) {
   ASSERT_EQ(back.values.size(), 3u);
   EXPECT_TRUE(back.values[2].v == v.values[2].v);
   EXPECT_TRUE(is_null(back.values[1].v));
+}
+
+}  // namespace tessera
+
+namespace tessera {
+
+TEST(NormalizeExample, DerivesTheArrivalTimeAndIgnoresASentValue) {
+  auto d = definitions::load_file(TSR_EXAMPLES_DIR "/flights/flights.lua");
+  ASSERT_TRUE(d.ok()) << d.error_message();
+  const stream_def* s = (*d)->find_stream("flights");
+  capnp::MallocMessageBuilder mb;
+  auto e = mb.initRoot<wire::Event>();
+  const std::vector<std::pair<std::string, std::string>> fs{
+      {"date", "2001-01-01T00:01:00.000Z"}, {"delay", "33"}, {"distance", "400"}, {"origin", "LAS"}, {"destination", "PHL"}, {"arrival", "1999-01-01"}};
+  auto fl = e.initFields(static_cast<unsigned>(fs.size()));
+  for (unsigned i = 0; i < fs.size(); ++i) {
+    fl[i].setName(fs[i].first);
+    fl[i].initValue().setText(fs[i].second);
+  }
+  normalized_event ne;
+  event_error err;
+  ASSERT_TRUE(normalize_event(e.asReader(), *s, ne, err)) << err.reason;
+  // 00:01 + (30 + 400 / 8 + 33) minutes = 01:54.
+  EXPECT_EQ(ne.time, 978307260000000LL + 113 * 60000000LL);
+  // Without a delay the arrival cannot be derived: the event has no time, and says why.
+  fl[1].initValue().setText("");
+  capnp::MallocMessageBuilder mb2;
+  auto e2 = mb2.initRoot<wire::Event>();
+  auto fl2 = e2.initFields(2);
+  fl2[0].setName("date");
+  fl2[0].initValue().setText("2001-01-01T00:01:00Z");
+  fl2[1].setName("origin");
+  fl2[1].initValue().setText("LAS");
+  EXPECT_FALSE(normalize_event(e2.asReader(), *s, ne, err));
+  EXPECT_EQ(err.field, "arrival");
+  EXPECT_NE(err.reason.find("derived from"), std::string::npos) << err.reason;
 }
 
 }  // namespace tessera

@@ -85,3 +85,54 @@ TEST(Definitions, SandboxHasNoIoAndBoundsWork) {
 }
 
 }  // namespace tessera
+
+namespace tessera {
+
+TEST(Definitions, LabelsAndModelsOfTheFlightsExample) {
+  auto r = definitions::load_file(TSR_EXAMPLES_DIR "/flights/flights.lua");
+  ASSERT_TRUE(r.ok()) << r.error_message();
+  const label_def* l = (*r)->find_label("late");
+  ASSERT_NE(l, nullptr);
+  EXPECT_EQ(l->entity, "route");
+  EXPECT_EQ(l->views.size(), 2u);
+  auto cols = l->feature_columns();
+  EXPECT_EQ(cols.front(), "distance");
+  EXPECT_EQ(cols.back(), "route_delay.mean_delay_7d");
+  EXPECT_EQ((*r)->find_label("late_daily")->snapshot_us, 86400LL * 1000000);
+  const model_def* m = (*r)->find_model("late_mlp");
+  ASSERT_NE(m, nullptr);
+  EXPECT_EQ(m->kind, "mlp");
+  EXPECT_EQ(m->hidden, (std::vector<int>{32, 16}));
+  EXPECT_LT(m->train_from, m->valid_from);
+  const stream_def* s = (*r)->find_stream("flights");
+  EXPECT_EQ(s->time_field, "arrival");
+  EXPECT_NE(s->fields[s->field_index("arrival")].derive, nullptr);
+}
+
+TEST(Definitions, BadLabelsAndModelsNameTheProblem) {
+  const std::string base = R"lua(
+stream { name = "s", time_field = "t", fields = { t = "timestamp", x = "float", k = "text" } }
+entity { name = "e", key = "k" }
+view { name = "v", entity = "e", stream = "s", features = { count { "n", window = "1h" } } }
+)lua";
+  auto err = [&](const std::string& extra) {
+    auto r = definitions::load_string(base + extra, "d.lua");
+    return r.ok() ? std::string("<loaded>") : r.error_message();
+  };
+  EXPECT_NE(err(R"(label { name = "l", stream = "s", value = "x > 1", features = { "nope" } })").find("d.lua:5: label l: unknown view 'nope'"), std::string::npos);
+  EXPECT_NE(err(R"(label { name = "l", stream = "s", value = "y > 1", features = { "v" } })").find("unknown field 'y'"), std::string::npos);
+  EXPECT_NE(err(R"(label { name = "l", stream = "q", value = "x", features = { "v" } })").find("unknown stream 'q'"), std::string::npos);
+  EXPECT_NE(err(R"(label { name = "l", stream = "s", value = "x", features = { "v" }, on_demand = { h = "hour(t" } })").find("on-demand h"), std::string::npos);
+  const std::string l = R"(label { name = "l", stream = "s", value = "x > 1", features = { "v" } }
+)";
+  const std::string split = R"(split = { train = { "2001-01-01", "2001-02-01" }, validation = { "2001-02-01", "2001-03-01" }, test = { "2001-03-01", "2001-04-01" } })";
+  EXPECT_EQ(err(l + "model { name = \"m\", label = \"l\", " + split + " }"), "<loaded>");
+  EXPECT_NE(err(l + "model { name = \"m\", label = \"zz\", " + split + " }").find("unknown label 'zz'"), std::string::npos);
+  EXPECT_NE(err(l + "model { name = \"m\", label = \"l\", kind = \"forest\", " + split + " }").find("kind must be"), std::string::npos);
+  EXPECT_NE(err(l + "model { name = \"m\", label = \"l\", features = { \"v.zz\" }, " + split + " }").find("'v.zz' is not a column"), std::string::npos);
+  EXPECT_NE(err(l + "model { name = \"m\", label = \"l\" }").find("split = {"), std::string::npos);
+  EXPECT_NE(err(l + R"(model { name = "m", label = "l", split = { train = { "2001-01-01", "2001-02-01" }, validation = { "2001-02-02", "2001-03-01" }, test = { "2001-03-01", "2001-04-01" } } })").find("follow each other"), std::string::npos);
+  EXPECT_NE(err(R"(stream { name = "d", time_field = "a", fields = { t = "timestamp" }, derive = { a = { type = "timestamp", expr = "t + zz" } } })").find("unknown field 'zz'"), std::string::npos);
+}
+
+}  // namespace tessera
