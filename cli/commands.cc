@@ -11,6 +11,7 @@
 #include <map>
 #include <thread>
 
+#include "cli_util.h"
 #include "hash.h"
 #include "input_reader.h"
 #include "schemas/tessera.capnp.h"
@@ -21,17 +22,6 @@ namespace {
 
 using clock_type = std::chrono::steady_clock;
 
-std::string describe(const kj::Exception& e) {
-  std::string d = e.getDescription().cStr();
-  const std::string prefix = "remote exception: ";
-  if (d.rfind(prefix, 0) == 0) d = d.substr(prefix.size());
-  return d;
-}
-
-void fail_connect(const std::string& rpc, const kj::Exception& e) {
-  std::fprintf(stderr, "error: cannot reach a Tessera node at %s: %s\n  Is `tessera node` running there? (--rpc HOST:PORT)\n",
-               rpc.c_str(), describe(e).c_str());
-}
 
 nlohmann::json value_json(wire::Value::Reader v) {
   switch (v.which()) {
@@ -58,11 +48,6 @@ const char* status_name(wire::Status s) {
   }
 }
 
-std::string human(uint64_t n) {
-  std::string s = std::to_string(n);
-  for (int i = static_cast<int>(s.size()) - 3; i > 0; i -= 3) s.insert(static_cast<size_t>(i), ",");
-  return s;
-}
 
 }  // namespace
 
@@ -289,6 +274,7 @@ int run_status(const status_args& a) {
                        {"dead_letters", st.getDeadLetters()},
                        {"rejected_at_gateway", st.getRejectedAtGateway()},
                        {"entity_restarts", st.getEntityRestarts()},
+                       {"events_offline_only", st.getEventsOfflineOnly()},
                        {"uptime_seconds", st.getUptimeSeconds()}};
       j["streams"] = nlohmann::json::array();
       for (auto s : st.getStreams()) j["streams"].push_back(s.cStr());
@@ -323,9 +309,9 @@ int run_status(const status_args& a) {
     }
     std::printf("node %s  up %.0f s  NATS %s  %u shards\n", st.getNodeId().cStr(), st.getUptimeSeconds(), st.getNatsUrl().cStr(),
                 st.getShardCount());
-    std::printf("events applied %s  dead letters %s  rejected at gateway %s  entity restarts %s\n",
-                human(st.getEventsApplied()).c_str(), human(st.getDeadLetters()).c_str(), human(st.getRejectedAtGateway()).c_str(),
-                human(st.getEntityRestarts()).c_str());
+    std::printf("events applied %s (offline only %s)  dead letters %s  rejected at gateway %s  entity restarts %s\n",
+                human(st.getEventsApplied()).c_str(), human(st.getEventsOfflineOnly()).c_str(), human(st.getDeadLetters()).c_str(),
+                human(st.getRejectedAtGateway()).c_str(), human(st.getEntityRestarts()).c_str());
     if (st.getMembers().size()) {
       std::printf("cluster: leader %s, shard map epoch %llu, %u members\n", st.getLeader().size() ? st.getLeader().cStr() : "(none)",
                   static_cast<unsigned long long>(st.getMapEpoch()), st.getMembers().size());

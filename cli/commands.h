@@ -35,4 +35,14 @@ struct status_args {
 };
 int run_status(const status_args& a);
 
+struct dataset_args {
+  std::string rpc;
+  std::string label;
+  std::string out;
+  std::string from, to;  // prediction-time range (ISO-8601); empty = unbounded
+  bool quiet = false;
+};
+// Writes OUT (CSV with a header) and OUT.manifest.json; exit 2 on an empty dataset or an error.
+int run_dataset_build(const dataset_args& a);
+
 }  // namespace tessera::cli

@@ -58,6 +58,18 @@ int main(int argc, char** argv) {
 
   tessera::cli::features_args fa;
   fa.rpc = "127.0.0.1:7400";
+  tessera::cli::dataset_args da;
+  da.rpc = "127.0.0.1:7400";
+  auto* dataset_cmd = app.add_subcommand("dataset", "point-in-time training sets");
+  dataset_cmd->require_subcommand(1);
+  auto* ds_build = dataset_cmd->add_subcommand("build", "join a label's examples to its features as known at prediction time");
+  add_rpc(ds_build, da.rpc);
+  ds_build->add_option("label", da.label, "label name (label { ... } in the definitions)")->required();
+  ds_build->add_option("--out,-o", da.out, "CSV file to write (a manifest goes beside it)")->required();
+  ds_build->add_option("--from", da.from, "first prediction time (ISO-8601, inclusive)");
+  ds_build->add_option("--to", da.to, "last prediction time (ISO-8601, exclusive)");
+  ds_build->add_flag("--quiet", da.quiet, "no progress bar");
+
   auto* feat_cmd = app.add_subcommand("features", "read feature vectors of entities");
   add_rpc(feat_cmd, fa.rpc);
   feat_cmd->add_flag("--json", fa.json, "JSON output");
@@ -104,5 +116,6 @@ int main(int argc, char** argv) {
   if (ingest_cmd->parsed()) return tessera::cli::run_ingest(ia);
   if (feat_cmd->parsed()) return tessera::cli::run_features(fa);
   if (status_cmd->parsed()) return tessera::cli::run_status(sa);
+  if (ds_build->parsed()) return tessera::cli::run_dataset_build(da);
   return 2;
 }

@@ -1,9 +1,12 @@
 // Conversions between the wire schema (schemas/tessera.capnp), in-memory values and the
 // bytes kept in RocksDB. One place, so the gateway and the shards validate identically.
 #pragma once
+#include <cstring>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <capnp/serialize.h>
 
 #include "aggregate.h"
 #include "definitions.h"
@@ -41,6 +44,22 @@ bool key_is_valid(std::string_view key);
 // Stored per-entity event records (binary, little-endian, versioned by a leading byte).
 std::string encode_record(const record& r);
 bool decode_record(std::string_view bytes, record& out);
+
+// Runs `fn(reader)` over a Cap'n Proto message (single segment, as messageToFlatArray writes
+// it) held in a byte string; false if it is malformed.
+template <typename T, typename F>
+bool with_message(const std::string& data, F&& fn) {
+  if (data.empty() || data.size() % sizeof(capnp::word) != 0) return false;
+  auto words = kj::heapArray<capnp::word>(data.size() / sizeof(capnp::word));
+  std::memcpy(words.begin(), data.data(), data.size());
+  try {
+    capnp::FlatArrayMessageReader reader(words);
+    fn(reader.getRoot<T>());
+    return true;
+  } catch (const kj::Exception&) {
+    return false;
+  }
+}
 
 void write_vector(wire::FeatureVector::Builder b, const feature_vector& v);
 feature_vector read_vector(wire::FeatureVector::Reader r);

@@ -15,6 +15,7 @@
 
 #include "actors/features/messages.h"
 #include "actors/features/vector_cache.h"
+#include "actors/training/dataset.h"
 #include "cluster/cluster_view.h"
 #include "codec.h"
 #include "reader.h"
@@ -241,6 +242,44 @@ class gateway_impl final : public wire::Gateway::Server {
     });
   }
 
+  kj::Promise<void> datasetShard(DatasetShardContext call) override {
+    auto p = call.getParams();
+    std::string name = p.getLabel();
+    const label_def* l = ctx_->defs->find_label(name);
+    if (!l) fail("unknown label '" + name + "'" + known_labels());
+    const uint32_t shard = p.getShard();
+    if (shard >= ctx_->opts.shard_count)
+      fail("shard " + std::to_string(shard) + " does not exist (the cluster has " + std::to_string(ctx_->opts.shard_count) + ")");
+    const int64_t from = p.getFrom(), to = p.getTo();
+    if (from >= to) fail("empty time range: from must be before to");
+    if (!ctx_->datasets) fail("this node builds no datasets");
+    struct part_answer {
+      result<dataset_part> part;
+      bool retryable;
+    };
+    auto paf = kj::newPromiseAndCrossThreadFulfiller<part_answer>();
+    auto f = std::make_shared<xthread<part_answer>>();
+    f->f = kj::mv(paf.fulfiller);
+    ctx_->datasets->shard_part(*l, shard, from, to, [f](result<dataset_part> r, bool retryable) {
+      f->f->fulfill(part_answer{std::move(r), retryable});
+    });
+    return paf.promise.then([call](part_answer a) mutable {
+      if (!a.part) {
+        if (a.retryable) overloaded(a.part.error_message());
+        fail(a.part.error_message());
+      }
+      auto out = call.getResults().initPart();
+      auto cl = out.initColumns(static_cast<unsigned>(a.part->columns.size()));
+      for (size_t i = 0; i < a.part->columns.size(); ++i) cl.set(static_cast<unsigned>(i), a.part->columns[i]);
+      out.setCsv(kj::arrayPtr(reinterpret_cast<const kj::byte*>(a.part->csv.data()), a.part->csv.size()));
+      out.setRows(a.part->rows);
+      out.setExamples(a.part->examples);
+      out.setOutsideRetention(a.part->outside_retention);
+      out.setUnlabelled(a.part->unlabelled);
+      out.setNonFinite(a.part->non_finite);
+    });
+  }
+
   // The kj timer of the server's event loop (set right after the server is built).
   kj::Timer* timer = nullptr;
 
@@ -326,6 +365,7 @@ class gateway_impl final : public wire::Gateway::Server {
       st.setDeadLetters(dead);
       st.setRejectedAtGateway(ctx_->metrics->rejected_at_gateway.load());
       st.setEntityRestarts(ctx_->metrics->entity_restarts.load());
+      st.setEventsOfflineOnly(ctx_->metrics->events_offline_only.load());
       st.setUptimeSeconds(std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count());
       if (ctx_->cluster) {
         auto members = ctx_->cluster->members();
@@ -372,6 +412,11 @@ class gateway_impl final : public wire::Gateway::Server {
     std::string s;
     for (auto& x : ctx_->defs->streams()) s += (s.empty() ? "" : ", ") + x.name;
     return " (known: " + s + ")";
+  }
+  std::string known_labels() const {
+    std::string s;
+    for (auto& x : ctx_->defs->labels()) s += (s.empty() ? "" : ", ") + x.name;
+    return " (known: " + (s.empty() ? std::string("none; define one with label { ... }") : s) + ")";
   }
   std::string known_views() const {
     std::string s;

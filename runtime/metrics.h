@@ -57,6 +57,9 @@ struct node_metrics {
   apply_stages stages;
   std::atomic<uint64_t> events_applied{0};
   std::atomic<uint64_t> dead_letters{0};
+  // Events older than a kind's online retention but within the offline retention: logged for
+  // training sets, not applied to online windows (no read could reach them any more).
+  std::atomic<uint64_t> events_offline_only{0};
   std::atomic<uint64_t> rejected_at_gateway{0};
   std::atomic<uint64_t> entity_restarts{0};
   std::atomic<uint64_t> shard_restarts{0};

@@ -14,6 +14,7 @@
 #include "actors/features/messages.h"
 #include "actors/features/supervisor.h"
 #include "actors/features/vector_cache.h"
+#include "actors/training/dataset.h"
 #include "bus.h"
 #include "cluster/agent.h"
 #include "cluster/cluster_view.h"
@@ -48,6 +49,7 @@ struct node::impl {
   std::shared_ptr<const features_context> ctx;
   std::unique_ptr<gateway> gw;
   std::unique_ptr<feature_reader> reader;  // answers reads forwarded by other nodes
+  std::unique_ptr<dataset_service> datasets;  // training-set parts and point-in-time reads
   std::string nats_url;
   bool stopped = false;
 };
@@ -136,6 +138,8 @@ result<std::unique_ptr<node>> node::start(const node_config& cfg) {
   // Work stealing lets idle workers sleep up to 10 ms before they look for work again, which
   // is that much latency on a quiet node; sharing wakes a worker as soon as work arrives.
   im->caf_cfg->set("scheduler.policy", caf::atom("sharing"));
+  im->datasets = std::make_unique<dataset_service>(ctx);
+  ctx->datasets = im->datasets.get();
   im->ctx = ctx;
   im->sys = std::make_unique<caf::actor_system>(*im->caf_cfg);
   im->supervisor = im->sys->spawn(feature_supervisor, std::shared_ptr<const features_context>(ctx));
@@ -152,6 +156,7 @@ result<std::unique_ptr<node>> node::start(const node_config& cfg) {
   im->gw = std::move(gw.value());
   im->reader = std::make_unique<feature_reader>(ctx, im->nats.get());
   if (auto st = im->reader->serve(); !st) return make_error(st.error_message());
+  if (auto st = im->datasets->serve(); !st) return make_error(st.error_message());
 
   // Join the cluster (alone, this node becomes the leader and owns every shard).
   agent_options ao;
@@ -204,6 +209,7 @@ void node::stop() {
   spdlog::info("node {} stopping", impl_->node_id);
   if (impl_->agent) impl_->agent->leave(std::chrono::milliseconds(impl_->cfg.leave_timeout_ms));
   impl_->gw.reset();  // no new calls
+  impl_->datasets.reset();  // joins its workers (they read RocksDB)
   caf::anon_send(impl_->supervisor, stop_atom::value);
   impl_->supervisor = caf::actor();
   impl_->sys->await_all_actors_done();

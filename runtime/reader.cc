@@ -87,21 +87,6 @@ std::string encode_reply(const result<std::vector<feature_vector>>& res, bool re
   return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
 }
 
-// Runs `fn(reader)` over a Cap'n Proto message held in a byte string; false if malformed.
-template <typename T, typename F>
-bool with_message(const std::string& data, F&& fn) {
-  if (data.empty() || data.size() % sizeof(capnp::word) != 0) return false;
-  auto words = kj::heapArray<capnp::word>(data.size() / sizeof(capnp::word));
-  std::memcpy(words.begin(), data.data(), data.size());
-  try {
-    capnp::FlatArrayMessageReader reader(words);
-    fn(reader.getRoot<T>());
-    return true;
-  } catch (const kj::Exception&) {
-    return false;
-  }
-}
-
 }  // namespace
 
 void feature_reader::read(const view_def* v, std::vector<std::string> keys, int64_t as_of, bool forward, done_fn done) const {

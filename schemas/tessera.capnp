@@ -120,6 +120,9 @@ struct NodeStatus {
   shardsAcquired @19 :UInt64;
   shardsReleased @20 :UInt64;
   mapConflicts @21 :UInt64;
+  # Events too old for the online windows but within the offline retention: kept in the offline
+  # log (training sets), not applied online. Counted in eventsApplied too.
+  eventsOfflineOnly @22 :UInt64;
 }
 
 struct MemberStatus {
@@ -146,6 +149,21 @@ struct ForwardedReadReply {
   retryable @2 :Bool;     # the shard is moving: the caller may retry
 }
 
+# Node-to-node (NATS request/reply on tsr.node.<node id>.pit): point-in-time vectors from the
+# offline log of one shard the receiving node serves, for building training sets. The reply is a
+# ForwardedReadReply with one vector per item, in order; a vector with asOf = 0 marks an item
+# whose time is outside the shard's offline retention.
+struct PitItem {
+  entity @0 :Text;
+  time @1 :Int64;
+}
+
+struct PitRead {
+  view @0 :Text;
+  shard @1 :UInt32;
+  items @2 :List(PitItem);
+}
+
 struct StageLatency {
   stage @0 :Text;
   count @1 :UInt64;
@@ -166,4 +184,21 @@ interface Gateway {
   getFeatures @1 (view :Text, entities :List(Text), asOf :Int64) -> (vectors :List(FeatureVector));
 
   status @2 () -> (status :NodeStatus);
+
+  # One shard's part of a point-in-time training set (see `tessera dataset build`): every example
+  # of `label` in the offline log of that shard of the label's entity kind whose prediction time
+  # is in [from, to), joined to the label's feature views as known at that time. The node must
+  # serve the shard (ask the owner in status.shardOwners); a moving shard gives OVERLOADED.
+  # `csv` holds the rows (no header) in entity-then-time order, so the same log gives the same bytes.
+  datasetShard @3 (label :Text, shard :UInt32, from :Int64, to :Int64) -> (part :DatasetPart);
+}
+
+struct DatasetPart {
+  columns @0 :List(Text);      # prediction_time, entity, label, then the label's feature columns
+  csv @1 :Data;
+  rows @2 :UInt64;
+  examples @3 :UInt64;         # log entries of the shard with a prediction time in range
+  outsideRetention @4 :UInt64; # dropped: a feature window reaches before the offline retention
+  unlabelled @5 :UInt64;       # dropped: the label expression gave null
+  nonFinite @6 :UInt64;        # NaN or infinite feature values, written as empty cells
 }

@@ -39,6 +39,7 @@ namespace tessera {
 class shard_directory;
 class cluster_view;
 class vector_cache;
+class dataset_service;
 
 using apply_atom = caf::atom_constant<caf::atom("apply")>;
 using read_atom = caf::atom_constant<caf::atom("read")>;
@@ -74,6 +75,7 @@ struct features_context {
   shard_directory* directory = nullptr;
   const cluster_view* cluster = nullptr;  // routing: which shards this node serves, who owns the rest
   vector_cache* cache = nullptr;
+  dataset_service* datasets = nullptr;  // training-set parts (actors/training/dataset.h)
   std::string node_id;
   features_options opts;
 };

@@ -48,6 +48,7 @@ struct apply_job {
   uint64_t events = 0;
   std::string ack_subject;
   std::vector<std::string> dead_letters;  // JSON records for tsr.dlq.<stream>
+  std::vector<std::pair<std::string, log_entry>> offline_only;  // too old for online windows
   size_t messages = 0;
   // The first message's timestamps (ns since the epoch), for node_metrics::stages.
   int64_t stored_ns = 0, received_ns = 0, started_ns = 0;
@@ -152,6 +153,8 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
       if (g.is_new && !s.known.count(g.key)) b.put_known(g.key);
       applied += g.recs->size();
     }
+    for (auto& [key, e] : j.offline_only) b.put_log(key, e);
+    applied += j.offline_only.size();
     shard_meta m = s.meta;
     m.applied_seq = std::max(m.applied_seq, j.max_seq);
     m.watermark = std::max(m.watermark, j.watermark);
@@ -190,6 +193,7 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
     for (auto& g : j.groups)
       if (!g.dead_lettered) s.known.insert(g.key);
     s.ctx->metrics->events_applied += applied;
+    s.ctx->metrics->events_offline_only += j.offline_only.size();
     if (j.stored_ns > 0 && j.received_ns > 0) {
       auto& st = s.ctx->metrics->stages;
       const int64_t committed_ns = wall_ns();
@@ -321,6 +325,16 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
                         ", not " + std::to_string(s.id.shard) + " (see schemas/SUBJECTS.md)");
             continue;
           }
+          if (j.watermark > 0 && ne.time <= j.watermark - retention && ne.time > j.watermark - s.stream->offline_retention_us) {
+            // Late: no online window or as-of read reaches it, but it is history a training set
+            // may use (at its known time).
+            log_entry le;
+            le.r.time = ne.time, le.r.seq = d.seq, le.r.idx = i;
+            le.r.fields = std::move(ne.fields);
+            le.known = e.getKnownTime() > 0 ? e.getKnownTime() : (stored_us > 0 ? stored_us : ne.time);
+            j.offline_only.emplace_back(key, std::move(le));
+            continue;
+          }
           if (j.watermark > 0 && ne.time <= j.watermark - retention) {
             dead(i, "event time " + format_timestamp(ne.time) + " is before the retained window (watermark " +
                         format_timestamp(j.watermark) + ")");
@@ -359,7 +373,7 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
     s.applying = true;
     s.inflight_watermark = j.watermark;
     j.outstanding = j.groups.size();
-    if (j.groups.empty()) {
+    if (j.groups.empty()) {  // (possibly only offline-only events)
       commit();
       return;
     }

@@ -54,7 +54,8 @@ std::string flights_example_definitions();
 
 // A node in this process with an embedded nats-server, on a temp data dir.
 struct node_harness {
-  explicit node_harness(const std::string& data_dir, int64_t entity_idle_ms = 5 * 60 * 1000);
+  explicit node_harness(const std::string& data_dir, int64_t entity_idle_ms = 5 * 60 * 1000,
+                        const std::string& definitions = flights_definitions());
   std::unique_ptr<node> n;
   std::string rpc() const { return "127.0.0.1:" + std::to_string(n->rpc_port()); }
 };

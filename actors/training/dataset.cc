@@ -1,0 +1,369 @@
+#include "dataset.h"
+
+#include <capnp/message.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cmath>
+#include <condition_variable>
+#include <deque>
+#include <future>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "actors/features/messages.h"
+#include "cluster/cluster_view.h"
+#include "codec.h"
+#include "hash.h"
+#include "point_in_time.h"
+
+namespace tessera {
+
+std::string node_pit_subject(const std::string& node_id) { return "tsr.node." + node_id + ".pit"; }
+
+namespace {
+
+constexpr size_t kItemsPerRequest = 1000;  // keeps replies well under NATS' 1 MiB payload limit
+constexpr int64_t kPitTimeoutMs = 30000;
+
+// One feature lookup: an entity of a view's kind at a feature time, for row `row`.
+struct item {
+  std::string key;
+  int64_t t;
+  size_t row;
+};
+
+struct pit_answer {
+  std::vector<feature_vector> vectors;  // as_of == 0: outside the offline retention
+};
+
+void append_cell(std::string& out, const value& v, uint64_t& non_finite) {
+  double d;
+  switch (v.index()) {
+    case 0: break;
+    case 1: out += std::to_string(std::get<int64_t>(v)); break;
+    case 2:
+      d = std::get<double>(v);
+      if (!std::isfinite(d)) {
+        ++non_finite;
+        break;
+      }
+      {
+        char buf[40];
+        std::snprintf(buf, sizeof buf, "%.17g", d);
+        out += buf;
+      }
+      break;
+    default: {
+      // Text or lists: quoted, with quotes doubled (RFC 4180).
+      std::string s = to_text(v);
+      out += '"';
+      for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+      out += '"';
+    }
+  }
+}
+
+}  // namespace
+
+struct dataset_service::impl {
+  std::shared_ptr<const features_context> ctx;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<std::function<void()>> jobs;
+  bool stopping = false;
+  std::vector<std::thread> workers;
+
+  bool submit(std::function<void()> job) {
+    std::lock_guard<std::mutex> g(mu);
+    if (stopping) return false;
+    jobs.push_back(std::move(job));
+    cv.notify_one();
+    return true;
+  }
+  void run() {
+    for (;;) {
+      std::function<void()> job;
+      {
+        std::unique_lock<std::mutex> l(mu);
+        cv.wait(l, [&] { return stopping || !jobs.empty(); });
+        if (jobs.empty()) return;
+        job = std::move(jobs.front());
+        jobs.pop_front();
+      }
+      job();
+    }
+  }
+
+  // Point-in-time vectors of `v` for items of one shard this node serves (error otherwise).
+  result<std::vector<feature_vector>> local_pit(const view_def& v, uint32_t shard, std::vector<item> items) const {
+    route r = ctx->cluster ? ctx->cluster->route_of(shard) : route{route::local, {}, {}};
+    if (r.kind != route::local) return make_error(r.kind == route::remote ? "shard " + std::to_string(shard) + " is served by node " + r.owner + "; retry" : r.why);
+    const kind_plan* plan = ctx->defs->find_plan(v.stream, v.entity);
+    const stream_def* s = ctx->defs->find_stream(v.stream);
+    shard_id sid{v.stream, v.entity, shard};
+    const shard_meta meta = ctx->db->load_meta(sid);
+    // The log holds events with time > watermark - retention: a window reaching before that
+    // would be silently incomplete.
+    const int64_t earliest = meta.watermark > 0 ? meta.watermark - s->offline_retention_us + v.max_window_us() : INT64_MIN;
+    std::vector<feature_vector> out(items.size());
+    std::vector<size_t> order(items.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+      return items[a].key != items[b].key ? items[a].key < items[b].key : items[a].t < items[b].t;
+    });
+    std::vector<log_entry> entries;
+    std::deque<record> scratch;
+    for (size_t i = 0; i < order.size();) {
+      size_t j = i;
+      const std::string& key = items[order[i]].key;
+      while (j < order.size() && items[order[j]].key == key) ++j;
+      entries.clear();
+      const int64_t lo = items[order[i]].t - v.max_window_us(), hi = items[order[j - 1]].t;
+      if (auto st = ctx->db->scan_log(sid, key, lo, hi, entries); !st) return make_error(st.error_message());
+      for (size_t k = i; k < j; ++k) {
+        const item& it = items[order[k]];
+        if (it.t < earliest) {
+          out[order[k]].as_of = 0;  // outside the retention
+          continue;
+        }
+        out[order[k]] = vector_at(v, *plan, entries, it.t, key, scratch);
+      }
+      i = j;
+    }
+    return out;
+  }
+
+  // The same for a shard served elsewhere: asks its owner over NATS, in chunks.
+  result<std::vector<feature_vector>> remote_pit(const view_def& v, uint32_t shard, const std::string& owner,
+                                                 const std::vector<item>& items) const {
+    std::vector<feature_vector> out;
+    out.reserve(items.size());
+    for (size_t off = 0; off < items.size(); off += kItemsPerRequest) {
+      size_t n = std::min(kItemsPerRequest, items.size() - off);
+      capnp::MallocMessageBuilder mb;
+      auto req = mb.initRoot<wire::PitRead>();
+      req.setView(v.qualified());
+      req.setShard(shard);
+      auto il = req.initItems(static_cast<unsigned>(n));
+      for (size_t k = 0; k < n; ++k) {
+        il[static_cast<unsigned>(k)].setEntity(items[off + k].key);
+        il[static_cast<unsigned>(k)].setTime(items[off + k].t);
+      }
+      auto words = capnp::messageToFlatArray(mb);
+      auto bytes = words.asBytes();
+      std::promise<result<std::string>> p;
+      auto f = p.get_future();
+      auto holder = std::make_shared<std::promise<result<std::string>>>(std::move(p));
+      ctx->nats->request(node_pit_subject(owner), std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size()),
+                         kPitTimeoutMs, [holder](result<std::string> r) { holder->set_value(std::move(r)); });
+      auto rep = f.get();
+      if (!rep) return make_error("node " + owner + " did not answer a point-in-time read (" + rep.error_message() + "); retry");
+      std::string err;
+      size_t got = 0;
+      bool ok = with_message<wire::ForwardedReadReply>(*rep, [&](wire::ForwardedReadReply::Reader r) {
+        if (r.getError().size()) {
+          err = std::string(r.getError().cStr()) + " (at node " + owner + ")";
+          return;
+        }
+        for (auto fv : r.getVectors()) {
+          out.push_back(read_vector(fv));
+          ++got;
+        }
+      });
+      if (!ok) return make_error("node " + owner + " sent a malformed point-in-time reply");
+      if (!err.empty()) return make_error(err);
+      if (got != n) return make_error("node " + owner + " answered " + std::to_string(got) + " vectors for " + std::to_string(n) + " items");
+    }
+    return out;
+  }
+
+  result<dataset_part> build_part(const label_def& label, uint32_t shard, int64_t from, int64_t to, bool& retryable) const {
+    retryable = false;
+    route r = ctx->cluster ? ctx->cluster->route_of(shard) : route{route::local, {}, {}};
+    if (r.kind == route::unavailable) {
+      retryable = true;
+      return make_error(r.why);
+    }
+    if (r.kind == route::remote)
+      return make_error("shard " + std::to_string(shard) + " is served by node " + r.owner +
+                        "; ask that node (status lists every member's RPC address)");
+    const stream_def* s = ctx->defs->find_stream(label.stream);
+    dataset_part part;
+    part.columns = {"prediction_time", "entity", "label"};
+    for (auto& c : label.feature_columns()) part.columns.push_back(c);
+
+    // 1. The examples: this shard's log of the label's entity kind.
+    struct example {
+      std::string key;
+      int64_t time;
+      double label;
+      std::vector<value> on_demand;
+    };
+    std::vector<example> examples;
+    std::vector<std::vector<item>> lookups(label.views.size());
+    std::vector<const kind_plan*> plans;
+    for (const view_def* v : label.views) plans.push_back(ctx->defs->find_plan(v->stream, v->entity));
+    size_t unusable = 0;
+    auto st = ctx->db->for_each_log(shard_id{label.stream, label.entity, shard}, INT64_MIN, INT64_MAX,
+                                    [&](const std::string& key, log_entry&& e) {
+                                      double t;
+                                      if (!as_number(label.time->eval(e.r.fields), t) || !std::isfinite(t)) {
+                                        ++unusable;
+                                        return;
+                                      }
+                                      const int64_t pt = static_cast<int64_t>(std::llround(t));
+                                      if (pt < from || pt >= to) return;
+                                      ++part.examples;
+                                      value lv = label.value->eval(e.r.fields);
+                                      double y;
+                                      if (!as_number(lv, y) || !std::isfinite(y)) {
+                                        ++part.unlabelled;
+                                        return;
+                                      }
+                                      example ex{key, pt, y, {}};
+                                      for (auto& od : label.on_demand) ex.on_demand.push_back(od.e->eval(e.r.fields));
+                                      normalized_event ne{e.r.time, std::move(e.r.fields)};
+                                      const int64_t ft = feature_time(label, pt);
+                                      for (size_t vi = 0; vi < label.views.size(); ++vi) {
+                                        event_error err;
+                                        lookups[vi].push_back({entity_key(ne, *plans[vi], err), ft, examples.size()});
+                                      }
+                                      examples.push_back(std::move(ex));
+                                    });
+    if (!st) return make_error(st.error_message());
+    (void)s;
+    if (unusable)
+      spdlog::warn("dataset {}: shard {}: {} log entries without a usable prediction time ({})", label.name, shard, unusable, label.time_src);
+
+    // 2. Scatter each view's lookups to the shards (and owners) of its entities, gather.
+    std::vector<std::vector<feature_vector>> values(label.views.size(), std::vector<feature_vector>(examples.size()));
+    for (size_t vi = 0; vi < label.views.size(); ++vi) {
+      const view_def& v = *label.views[vi];
+      std::map<uint32_t, std::vector<item>> by_shard;
+      for (auto& it : lookups[vi]) {
+        if (it.key.empty()) continue;  // the example lacks this view's key: missing values
+        by_shard[shard_of(it.key, ctx->opts.shard_count)].push_back(it);
+      }
+      for (auto& [sh, items] : by_shard) {
+        route rr = ctx->cluster ? ctx->cluster->route_of(sh) : route{route::local, {}, {}};
+        result<std::vector<feature_vector>> got = make_error("");
+        if (rr.kind == route::local) got = local_pit(v, sh, items);
+        else if (rr.kind == route::remote) got = remote_pit(v, sh, rr.owner, items);
+        else got = make_error(rr.why);
+        if (!got) {
+          retryable = rr.kind != route::local;
+          return make_error("view " + v.qualified() + ", shard " + std::to_string(sh) + ": " + got.error_message());
+        }
+        for (size_t k = 0; k < items.size(); ++k) values[vi][items[k].row] = std::move((*got)[k]);
+      }
+    }
+
+    // 3. Rows, in the log's order (entity, then event time): the same log gives the same bytes.
+    for (size_t i = 0; i < examples.size(); ++i) {
+      bool outside = false;
+      for (size_t vi = 0; vi < label.views.size(); ++vi)
+        if (!lookups[vi][i].key.empty() && values[vi][i].as_of == 0) outside = true;
+      if (outside) {
+        ++part.outside_retention;
+        continue;
+      }
+      auto& ex = examples[i];
+      std::string& out = part.csv;
+      out += std::to_string(ex.time);
+      out += ',';
+      append_cell(out, std::string(ex.key), part.non_finite);
+      out += ',';
+      append_cell(out, ex.label, part.non_finite);
+      for (auto& od : ex.on_demand) {
+        out += ',';
+        append_cell(out, od, part.non_finite);
+      }
+      for (size_t vi = 0; vi < label.views.size(); ++vi) {
+        const feature_vector& fv = values[vi][i];
+        for (size_t f = 0; f < label.views[vi]->features.size(); ++f) {
+          out += ',';
+          if (f < fv.values.size()) append_cell(out, fv.values[f].v, part.non_finite);
+        }
+      }
+      out += '\n';
+      ++part.rows;
+    }
+    return part;
+  }
+};
+
+dataset_service::dataset_service(std::shared_ptr<const features_context> ctx, int threads) : impl_(std::make_shared<impl>()) {
+  impl_->ctx = std::move(ctx);
+  for (int i = 0; i < threads; ++i) impl_->workers.emplace_back([im = impl_.get()] { im->run(); });
+}
+
+dataset_service::~dataset_service() {
+  {
+    std::lock_guard<std::mutex> g(impl_->mu);
+    impl_->stopping = true;
+  }
+  impl_->cv.notify_all();
+  for (auto& w : impl_->workers) w.join();
+}
+
+void dataset_service::shard_part(const label_def& label, uint32_t shard, int64_t from, int64_t to, part_fn done) {
+  auto im = impl_;
+  const label_def* l = &label;
+  auto shared_done = std::make_shared<part_fn>(std::move(done));
+  if (!im->submit([im, l, shard, from, to, shared_done] {
+        bool retryable = false;
+        auto r = im->build_part(*l, shard, from, to, retryable);
+        (*shared_done)(std::move(r), retryable);
+      }))
+    (*shared_done)(make_error("the node is stopping"), true);
+}
+
+status dataset_service::serve() {
+  if (!impl_->ctx->cluster) return ok_status();
+  std::weak_ptr<impl> weak = impl_;
+  auto* nats = impl_->ctx->nats;
+  return nats->serve(node_pit_subject(impl_->ctx->cluster->node_id()), [weak, nats](std::string data, std::string reply) {
+    auto respond_error = [nats, reply](const std::string& e, bool retryable) {
+      capnp::MallocMessageBuilder mb;
+      auto r = mb.initRoot<wire::ForwardedReadReply>();
+      r.setError(e);
+      r.setRetryable(retryable);
+      auto words = capnp::messageToFlatArray(mb);
+      auto b = words.asBytes();
+      nats->respond(reply, std::string(reinterpret_cast<const char*>(b.begin()), b.size()));
+    };
+    auto im = weak.lock();
+    if (!im) return respond_error("the node is stopping; retry", true);
+    auto job = [im, nats, reply, data = std::move(data), respond_error] {
+      std::string view;
+      uint32_t shard = 0;
+      std::vector<item> items;
+      bool ok = with_message<wire::PitRead>(data, [&](wire::PitRead::Reader r) {
+        view = r.getView();
+        shard = r.getShard();
+        size_t row = 0;
+        for (auto it : r.getItems()) items.push_back({std::string(it.getEntity().cStr(), it.getEntity().size()), it.getTime(), row++});
+      });
+      if (!ok) return respond_error("malformed PitRead", false);
+      const view_def* v = im->ctx->defs->find_view(view);
+      if (!v) return respond_error("unknown view '" + view + "' (the nodes run different definitions?)", false);
+      for (auto& it : items)
+        if (!key_is_valid(it.key) || shard_of(it.key, im->ctx->opts.shard_count) != shard)
+          return respond_error("invalid entity key for shard " + std::to_string(shard) + " in a point-in-time read", false);
+      auto got = im->local_pit(*v, shard, std::move(items));
+      if (!got) return respond_error(got.error_message(), true);
+      capnp::MallocMessageBuilder mb;
+      auto r = mb.initRoot<wire::ForwardedReadReply>();
+      auto vl = r.initVectors(static_cast<unsigned>(got->size()));
+      for (size_t k = 0; k < got->size(); ++k) write_vector(vl[static_cast<unsigned>(k)], (*got)[k]);
+      auto words = capnp::messageToFlatArray(mb);
+      auto b = words.asBytes();
+      nats->respond(reply, std::string(reinterpret_cast<const char*>(b.begin()), b.size()));
+    };
+    if (!im->submit(std::move(job))) respond_error("the node is stopping; retry", true);
+  });
+}
+
+}  // namespace tessera

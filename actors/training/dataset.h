@@ -1,0 +1,58 @@
+// Point-in-time training sets, built by scatter/gather over the shards' owners.
+//
+// A dataset is made shard by shard of the label's entity kind: the node that serves shard s
+// scans its offline log for examples (log entries whose prediction time is in range), and
+// joins each to the label's feature views as known at the feature time (runtime/point_in_time.h).
+// A view's entity may live on another shard: values of shards this node serves come from its
+// RocksDB; the others are asked of their owners over NATS (tsr.node.<id>.pit, PitRead), in
+// chunks. The client (`tessera dataset build`) asks each shard's owner for its part and
+// concatenates them, so the work spreads over the cluster.
+//
+// Lifecycle: owned by the node, created before the gateway and destroyed after it (its
+// destructor joins the worker threads; a request that arrives later is refused). Work runs on
+// its own worker threads, never on actor, kj or libnats threads.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tessera/result.h"
+
+namespace tessera {
+
+struct features_context;
+struct label_def;
+
+struct dataset_part {
+  std::vector<std::string> columns;  // prediction_time, entity, label, feature columns
+  std::string csv;                   // rows without a header
+  uint64_t rows = 0;
+  uint64_t examples = 0;
+  uint64_t outside_retention = 0;
+  uint64_t unlabelled = 0;
+  uint64_t non_finite = 0;
+};
+
+class dataset_service {
+ public:
+  explicit dataset_service(std::shared_ptr<const features_context> ctx, int threads = 2);
+  ~dataset_service();
+
+  // Answers point-in-time reads of other nodes (tsr.node.<this node>.pit).
+  status serve();
+
+  // The part of shard `shard` for examples with prediction time in [from, to). `done` runs once,
+  // on a worker thread; `retryable` when the shard is moving or an owner did not answer.
+  using part_fn = std::function<void(result<dataset_part>, bool retryable)>;
+  void shard_part(const label_def& label, uint32_t shard, int64_t from, int64_t to, part_fn done);
+
+ private:
+  struct impl;
+  std::shared_ptr<impl> impl_;
+};
+
+std::string node_pit_subject(const std::string& node_id);
+
+}  // namespace tessera
