@@ -4,7 +4,8 @@ set -euo pipefail
 pkgs=(build-essential cmake ninja-build ccache pkg-config git
       libcaf-dev libcapnp-dev capnproto librocksdb-dev libgflags-dev
       libnats-dev nats-server libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev
-      liblua5.4-dev libgtest-dev libgmock-dev zlib1g-dev redis-server redis-tools)
+      liblua5.4-dev libgtest-dev libgmock-dev zlib1g-dev redis-server redis-tools
+      libtorch-dev python3-torch)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,55 @@
+// Model training with libtorch, behind a small interface (only trainer.cc includes torch).
+// Models are binary classifiers: logistic regression or an MLP (ReLU hidden layers). The
+// artifact is TorchScript whose forward(x: [n, d] float) returns probabilities [n]; missing
+// inputs (NaN) are imputed with the training mean and inputs standardised inside the module,
+// so serving needs nothing but the artifact. Training is reproducible: one intra-op thread,
+// seeded initialisation and shuffling.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "definitions.h"
+#include "evaluation.h"
+#include "table.h"
+#include "tessera/result.h"
+
+namespace tessera {
+
+struct epoch_log {
+  int epoch = 0;
+  double train_loss = 0;
+  double valid_log_loss = 0;
+  double valid_auc = 0;
+};
+
+struct training_result {
+  std::string artifact;  // TorchScript (torch.jit.save format)
+  std::vector<std::string> inputs;
+  uint64_t train_rows = 0, valid_rows = 0, test_rows = 0;
+  binary_metrics train, validation, test;
+  std::vector<distribution> input_reference;  // training split
+  distribution prediction_reference;          // predictions on the training split
+  std::vector<epoch_log> epochs;
+  int best_epoch = 0;  // by validation log loss; its weights are the artifact's
+  double seconds = 0;
+  double examples_per_second = 0;  // training examples processed per second of training
+};
+
+// progress(epoch, fraction of all epochs done, running training loss)
+using train_progress = std::function<void(int epoch, double fraction, double loss)>;
+
+// Errors: a split without examples or without both classes, labels other than 0/1.
+result<training_result> train_model(const model_def& m, const table& t, const train_progress& progress,
+                                    const std::atomic<bool>* cancel = nullptr);
+
+// Loads a TorchScript artifact and checks it is a model for `inputs` features: forward of a
+// [2, inputs] batch gives 2 finite probabilities. The error says what is wrong.
+status check_torchscript(const std::string& artifact, size_t inputs);
+
+// Probabilities for rows × inputs features (row-major).
+result<std::vector<float>> predict_torchscript(const std::string& artifact, const std::vector<float>& x, size_t inputs);
+
+}  // namespace tessera
