@@ -22,6 +22,10 @@
 struct __jsCtx;
 
 namespace tessera {
+class object_store;
+}
+
+namespace tessera {
 
 struct snapshot_manifest {
   static constexpr int kFormat = 1;
@@ -73,6 +77,7 @@ class snapshot_store {
   __jsCtx* js_ = nullptr;
   options opts_;
   std::unique_ptr<kv_bucket> manifests_;
+  std::unique_ptr<object_store> objects_;
 };
 
 }  // namespace tessera

@@ -1,0 +1,187 @@
+#include "registry.h"
+
+#include <random>
+
+#include "time_util.h"
+
+namespace tessera {
+namespace {
+
+constexpr int kCasAttempts = 50;
+
+std::string random_id() {
+  static thread_local std::mt19937_64 rng(std::random_device{}() ^ static_cast<uint64_t>(now_micros()));
+  char buf[20];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(rng()));
+  return buf;
+}
+
+}  // namespace
+
+bool valid_stage(const std::string& s) {
+  return s == "candidate" || s == "shadow" || s == "canary" || s == "production" || s == "archived";
+}
+
+result<std::unique_ptr<model_registry>> model_registry::open(__jsCtx* js, int replicas) {
+  std::unique_ptr<model_registry> r(new model_registry());
+  auto kv = kv_bucket::open(js, {"TSR_MODELS", 0, replicas, 1});
+  if (!kv) return make_error(kv.error_message());
+  r->kv_ = std::move(kv.value());
+  auto objects = object_store::open(js, {"TSR_OBJECTS", "tsr.obj.>", replicas, 512 * 1024});
+  if (!objects) return make_error(objects.error_message());
+  r->objects_ = std::move(objects.value());
+  return r;
+}
+
+result<std::pair<nlohmann::json, uint64_t>> model_registry::head(const std::string& name) const {
+  auto cur = kv_->get(name);
+  if (!cur) return make_error(cur.error_message());
+  if (!cur->has_value()) return std::pair{nlohmann::json(nullptr), uint64_t(0)};
+  try {
+    return std::pair{nlohmann::json::parse((*cur)->value), (*cur)->revision};
+  } catch (const std::exception& e) {
+    return make_error("registry head of " + name + " is unreadable: " + e.what());
+  }
+}
+
+result<uint32_t> model_registry::register_version(const std::string& name, nlohmann::json meta, const std::string& artifact) {
+  const std::string id = random_id();
+  auto ref = objects_->put("tsr.obj.model." + name + "." + id, artifact);
+  if (!ref) return make_error(ref.error_message());
+  meta["name"] = name;
+  meta["record"] = id;
+  meta["artifact"] = ref->to_json();
+  meta["created"] = format_timestamp(now_micros());
+  auto undo = [&](const std::string& why) -> result<uint32_t> {
+    kv_->erase(name + "." + id);
+    objects_->remove(*ref);
+    return make_error(why);
+  };
+  auto w = kv_->put(name + "." + id, meta.dump());
+  if (!w.ok) return undo("cannot store the model record: " + w.error);
+  for (int attempt = 0; attempt < kCasAttempts; ++attempt) {
+    auto h = head(name);
+    if (!h) return undo(h.error_message());
+    auto [j, rev] = std::move(h.value());
+    if (j.is_null()) j = {{"name", name}, {"next_version", 1}, {"versions", nlohmann::json::object()}, {"production_history", nlohmann::json::array()}};
+    const uint32_t v = j["next_version"].get<uint32_t>();
+    j["next_version"] = v + 1;
+    j["versions"][std::to_string(v)] = {{"record", id}, {"stage", "candidate"}, {"created", meta["created"]}};
+    kv_write cw = rev == 0 ? kv_->create(name, j.dump()) : kv_->update(name, j.dump(), rev);
+    if (cw.ok) return v;
+    if (!cw.conflict) return undo("cannot register " + name + ": " + cw.error);
+  }
+  return undo("cannot register " + name + ": the registry kept changing under concurrent writers");
+}
+
+result<nlohmann::json> model_registry::list() const {
+  auto keys = kv_->keys();
+  if (!keys) return make_error(keys.error_message());
+  auto out = nlohmann::json::array();
+  std::sort(keys->begin(), keys->end());
+  for (auto& k : *keys) {
+    if (k.find('.') != std::string::npos) continue;  // records
+    auto h = head(k);
+    if (!h || h->first.is_null()) continue;
+    auto& j = h->first;
+    nlohmann::json m{{"name", k}, {"versions", nlohmann::json::array()}, {"production", nullptr}};
+    for (auto& [v, e] : j["versions"].items()) {
+      m["versions"].push_back({{"version", std::stoul(v)}, {"stage", e["stage"]}, {"created", e["created"]}});
+      if (e["stage"] == "production") m["production"] = std::stoul(v);
+    }
+    std::sort(m["versions"].begin(), m["versions"].end(), [](auto& a, auto& b) { return a["version"] < b["version"]; });
+    out.push_back(std::move(m));
+  }
+  return out;
+}
+
+result<uint32_t> model_registry::resolve(const nlohmann::json& j, const std::string& name, uint32_t version) const {
+  if (j.is_null()) return make_error("unknown model '" + name + "'");
+  if (version != 0) {
+    if (!j["versions"].contains(std::to_string(version)))
+      return make_error("model " + name + " has no version " + std::to_string(version) + " (latest: " +
+                        std::to_string(j["next_version"].get<uint32_t>() - 1) + ")");
+    return version;
+  }
+  uint32_t latest = 0;
+  for (auto& [v, e] : j["versions"].items()) {
+    if (e["stage"] == "production") return static_cast<uint32_t>(std::stoul(v));
+    latest = std::max<uint32_t>(latest, static_cast<uint32_t>(std::stoul(v)));
+  }
+  if (!latest) return make_error("model " + name + " has no versions");
+  return latest;
+}
+
+result<nlohmann::json> model_registry::show(const std::string& name, uint32_t version) const {
+  auto h = head(name);
+  if (!h) return make_error(h.error_message());
+  auto v = resolve(h->first, name, version);
+  if (!v) return make_error(v.error_message());
+  auto& e = h->first["versions"][std::to_string(*v)];
+  auto rec = kv_->get(name + "." + e["record"].get<std::string>());
+  if (!rec) return make_error(rec.error_message());
+  if (!rec->has_value()) return make_error("model " + name + " version " + std::to_string(*v) + ": its record is missing");
+  nlohmann::json j = nlohmann::json::parse((*rec)->value, nullptr, false);
+  if (j.is_discarded()) return make_error("model " + name + " version " + std::to_string(*v) + ": its record is unreadable");
+  j["version"] = *v;
+  j["stage"] = e["stage"];
+  j["production_history"] = h->first["production_history"];
+  return j;
+}
+
+result<std::string> model_registry::artifact(const std::string& name, uint32_t version) const {
+  auto j = show(name, version);
+  if (!j) return make_error(j.error_message());
+  auto ref = object_ref::from_json((*j)["artifact"]);
+  if (!ref) return make_error(ref.error_message());
+  return objects_->get(*ref, "artifact of " + name + " version " + std::to_string((*j)["version"].get<uint32_t>()));
+}
+
+status model_registry::promote(const std::string& name, uint32_t version, const std::string& stage) {
+  if (!valid_stage(stage)) return make_error("unknown stage '" + stage + "' (candidate, shadow, canary, production, archived)");
+  for (int attempt = 0; attempt < kCasAttempts; ++attempt) {
+    auto h = head(name);
+    if (!h) return make_error(h.error_message());
+    auto [j, rev] = std::move(h.value());
+    auto v = resolve(j, name, version);
+    if (!v) return make_error(v.error_message());
+    const std::string key = std::to_string(*v);
+    if (j["versions"][key]["stage"] == stage) return ok_status();
+    for (auto& [other, e] : j["versions"].items()) {
+      if (other == key || e["stage"] != stage) continue;
+      if (stage == "production") {
+        e["stage"] = "archived";
+        j["production_history"].push_back(std::stoul(other));
+      } else if (stage == "canary") {
+        e["stage"] = "candidate";  // one canary at a time
+      }
+    }
+    j["versions"][key]["stage"] = stage;
+    auto w = kv_->update(name, j.dump(), rev);
+    if (w.ok) return ok_status();
+    if (!w.conflict) return make_error("cannot promote " + name + ": " + w.error);
+  }
+  return make_error("cannot promote " + name + ": the registry kept changing under concurrent writers; retry");
+}
+
+result<uint32_t> model_registry::rollback(const std::string& name) {
+  for (int attempt = 0; attempt < kCasAttempts; ++attempt) {
+    auto h = head(name);
+    if (!h) return make_error(h.error_message());
+    auto [j, rev] = std::move(h.value());
+    if (j.is_null()) return make_error("unknown model '" + name + "'");
+    auto& hist = j["production_history"];
+    if (hist.empty()) return make_error("model " + name + " has no earlier production version to roll back to");
+    const uint32_t back = hist.back().get<uint32_t>();
+    hist.erase(hist.size() - 1);
+    for (auto& [v, e] : j["versions"].items())
+      if (e["stage"] == "production") e["stage"] = "archived";
+    j["versions"][std::to_string(back)]["stage"] = "production";
+    auto w = kv_->update(name, j.dump(), rev);
+    if (w.ok) return back;
+    if (!w.conflict) return make_error("cannot roll back " + name + ": " + w.error);
+  }
+  return make_error("cannot roll back " + name + ": the registry kept changing under concurrent writers; retry");
+}
+
+}  // namespace tessera

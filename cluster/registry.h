@@ -1,0 +1,59 @@
+// The model registry, shared by every node: metadata in the JetStream KV bucket TSR_MODELS and
+// TorchScript artifacts as chunked objects on TSR_OBJECTS (cluster/objects.h).
+//
+// Per model name, one *head* key `<name>` holds what changes: the next version number, every
+// version's stage (candidate, shadow, canary, production, archived) and the production
+// history. Each version's *record* (`<name>.<record id>`: lineage, metrics, reference
+// distributions, inputs, artifact reference) is written once, before the head names it. So:
+//   - registering is atomic: a version exists once the head's compare-and-swap names it; a
+//     failed or interrupted registration leaves an unnamed record (never listed) and its chunks
+//     are deleted;
+//   - promote and rollback are one compare-and-swap of the head: atomic; concurrent ones are
+//     applied one after another (each retries on a revision conflict), none is lost.
+// Thread safety: blocking NATS calls, thread-safe.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "kv.h"
+#include "objects.h"
+#include "tessera/result.h"
+
+struct __jsCtx;
+
+namespace tessera {
+
+bool valid_stage(const std::string& stage);  // candidate shadow canary production archived
+
+class model_registry {
+ public:
+  static result<std::unique_ptr<model_registry>> open(__jsCtx* js, int replicas);
+
+  // Stores the artifact and registers a new version (stage candidate) with `meta` (JSON
+  // object: lineage, metrics, inputs, ...). Returns the version number.
+  result<uint32_t> register_version(const std::string& name, nlohmann::json meta, const std::string& artifact);
+  // Every model: {name, versions: [{version, stage, created}], production}.
+  result<nlohmann::json> list() const;
+  // One version's record plus its stage; version 0 = the production version, else the latest.
+  result<nlohmann::json> show(const std::string& name, uint32_t version) const;
+  result<std::string> artifact(const std::string& name, uint32_t version) const;
+  // Moves `version` to `stage`. To production: the current production version is archived
+  // and remembered for rollback. At most one version is in canary, and one in production.
+  status promote(const std::string& name, uint32_t version, const std::string& stage);
+  // Production goes back to the previous production version; the current one is archived.
+  // Returns the version now in production.
+  result<uint32_t> rollback(const std::string& name);
+
+ private:
+  model_registry() = default;
+  result<std::pair<nlohmann::json, uint64_t>> head(const std::string& name) const;
+  result<uint32_t> resolve(const nlohmann::json& head, const std::string& name, uint32_t version) const;
+  std::unique_ptr<kv_bucket> kv_;
+  std::unique_ptr<object_store> objects_;
+};
+
+}  // namespace tessera
