@@ -45,4 +45,25 @@ struct dataset_args {
 // Writes OUT (CSV with a header) and OUT.manifest.json; exit 2 on an empty dataset or an error.
 int run_dataset_build(const dataset_args& a);
 
+struct train_args {
+  std::string rpc;
+  std::string model;
+  bool no_wait = false;
+  bool quiet = false;
+};
+// Queues a training job and follows it to the end; exit 2 if it fails.
+int run_train(const train_args& a);
+
+struct models_args {
+  std::string rpc;
+  std::string action;  // list show promote rollback import export
+  std::string name;
+  uint32_t version = 0;
+  std::string stage = "production";
+  std::string label;
+  std::string file;
+  bool json = false;
+};
+int run_models(const models_args& a);
+
 }  // namespace tessera::cli

@@ -70,6 +70,34 @@ int main(int argc, char** argv) {
   ds_build->add_option("--to", da.to, "last prediction time (ISO-8601, exclusive)");
   ds_build->add_flag("--quiet", da.quiet, "no progress bar");
 
+  tessera::cli::train_args ta;
+  ta.rpc = "127.0.0.1:7400";
+  auto* train_cmd = app.add_subcommand("train", "train a model of the definitions (some node claims the job) and follow it");
+  add_rpc(train_cmd, ta.rpc);
+  train_cmd->add_option("model", ta.model, "model name (model { ... } in the definitions)")->required();
+  train_cmd->add_flag("--no-wait", ta.no_wait, "print the job id and return");
+  train_cmd->add_flag("--quiet", ta.quiet, "no progress");
+
+  tessera::cli::models_args ma;
+  ma.rpc = "127.0.0.1:7400";
+  auto* models_cmd = app.add_subcommand("models", "the model registry");
+  models_cmd->require_subcommand(1);
+  auto* m_list = models_cmd->add_subcommand("list", "every model with its versions and stages");
+  auto* m_show = models_cmd->add_subcommand("show", "one version: lineage, metrics, inputs");
+  auto* m_promote = models_cmd->add_subcommand("promote", "move a version to a stage (default production; atomic)");
+  auto* m_rollback = models_cmd->add_subcommand("rollback", "production goes back to the previous production version");
+  auto* m_import = models_cmd->add_subcommand("import", "register a TorchScript file (e.g. from PyTorch) as a candidate");
+  auto* m_export = models_cmd->add_subcommand("export", "write a version's TorchScript artifact to a file");
+  for (auto* c : {m_list, m_show, m_promote, m_rollback, m_import, m_export}) add_rpc(c, ma.rpc);
+  for (auto* c : {m_list, m_show}) c->add_flag("--json", ma.json, "JSON output");
+  for (auto* c : {m_show, m_promote, m_rollback, m_import, m_export}) c->add_option("name", ma.name, "model name")->required();
+  for (auto* c : {m_show, m_export}) c->add_option("--version,-v", ma.version, "version (default: production, else the latest)");
+  m_promote->add_option("version", ma.version, "version")->required();
+  m_promote->add_option("--stage", ma.stage, "candidate, shadow, canary, production or archived")->capture_default_str();
+  m_import->add_option("file", ma.file, "TorchScript file (torch.jit.save)")->required();
+  m_import->add_option("--label", ma.label, "the label whose feature columns are the model's inputs")->required();
+  m_export->add_option("file", ma.file, "file to write")->required();
+
   auto* feat_cmd = app.add_subcommand("features", "read feature vectors of entities");
   add_rpc(feat_cmd, fa.rpc);
   feat_cmd->add_flag("--json", fa.json, "JSON output");
@@ -117,5 +145,11 @@ int main(int argc, char** argv) {
   if (feat_cmd->parsed()) return tessera::cli::run_features(fa);
   if (status_cmd->parsed()) return tessera::cli::run_status(sa);
   if (ds_build->parsed()) return tessera::cli::run_dataset_build(da);
+  if (train_cmd->parsed()) return tessera::cli::run_train(ta);
+  for (auto* c : {m_list, m_show, m_promote, m_rollback, m_import, m_export})
+    if (c->parsed()) {
+      ma.action = c->get_name();
+      return tessera::cli::run_models(ma);
+    }
   return 2;
 }

@@ -16,6 +16,9 @@
 #include "actors/features/messages.h"
 #include "actors/features/vector_cache.h"
 #include "actors/training/dataset.h"
+#include "actors/training/trainer.h"
+#include "actors/training/training_service.h"
+#include "cluster/registry.h"
 #include "cluster/cluster_view.h"
 #include "codec.h"
 #include "reader.h"
@@ -280,6 +283,108 @@ class gateway_impl final : public wire::Gateway::Server {
     });
   }
 
+  kj::Promise<void> train(TrainContext call) override {
+    std::string model = call.getParams().getModel();
+    return off_thread<std::string>([t = training(), model] { return t->submit(model); }).then([call](result<std::string> r) mutable {
+      call.getResults().setJobId(value_or_fail(std::move(r)));
+    });
+  }
+
+  kj::Promise<void> job(JobContext call) override {
+    std::string id = call.getParams().getJobId();
+    return off_thread<job_info>([t = training(), id] { return t->job(id); }).then([call](result<job_info> r) mutable {
+      write_job(call.getResults().initJob(), value_or_fail(std::move(r)));
+    });
+  }
+
+  kj::Promise<void> listModels(ListModelsContext call) override {
+    return off_thread<std::string>([t = training()]() -> result<std::string> {
+             auto l = t->registry().list();
+             if (!l) return make_error(l.error_message());
+             return l->dump();
+           })
+        .then([call](result<std::string> r) mutable { call.getResults().setJson(value_or_fail(std::move(r))); });
+  }
+
+  kj::Promise<void> showModel(ShowModelContext call) override {
+    std::string name = call.getParams().getName();
+    uint32_t version = call.getParams().getVersion();
+    return off_thread<std::string>([t = training(), name, version]() -> result<std::string> {
+             auto j = t->registry().show(name, version);
+             if (!j) return make_error(j.error_message());
+             return j->dump();
+           })
+        .then([call](result<std::string> r) mutable { call.getResults().setJson(value_or_fail(std::move(r))); });
+  }
+
+  kj::Promise<void> promoteModel(PromoteModelContext call) override {
+    auto p = call.getParams();
+    std::string name = p.getName(), stage = p.getStage();
+    uint32_t version = p.getVersion();
+    if (version == 0) fail("name the version to promote");
+    return off_thread<bool>([t = training(), name, version, stage]() -> result<bool> {
+             auto st = t->registry().promote(name, version, stage);
+             if (!st) return make_error(st.error_message());
+             spdlog::info("registry: {} version {} promoted to {}", name, version, stage);
+             return true;
+           })
+        .then([](result<bool> r) { value_or_fail(std::move(r)); });
+  }
+
+  kj::Promise<void> rollbackModel(RollbackModelContext call) override {
+    std::string name = call.getParams().getName();
+    return off_thread<uint32_t>([t = training(), name]() -> result<uint32_t> {
+             auto v = t->registry().rollback(name);
+             if (v) spdlog::info("registry: {} rolled back to version {}", name, *v);
+             return v;
+           })
+        .then([call](result<uint32_t> r) mutable { call.getResults().setVersion(value_or_fail(std::move(r))); });
+  }
+
+  kj::Promise<void> importModel(ImportModelContext call) override {
+    auto p = call.getParams();
+    std::string name = p.getName(), label = p.getLabel();
+    const label_def* l = ctx_->defs->find_label(label);
+    if (!l) fail("unknown label '" + label + "'" + known_labels());
+    bool name_ok = !name.empty() && name.size() <= 64;
+    for (char c : name) name_ok = name_ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '_');
+    if (!name_ok) fail("model names are letters, digits and _ (at most 64)");
+    auto bytes = p.getArtifact();
+    std::string artifact(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
+    return off_thread<uint32_t>([t = training(), name, l, artifact = std::move(artifact)]() -> result<uint32_t> {
+             auto cols = l->feature_columns();
+             auto ok = check_torchscript(artifact, cols.size());
+             if (!ok) return make_error("refused: " + ok.error_message());
+             nlohmann::json views = nlohmann::json::array();
+             for (const view_def* v : l->views) views.push_back(v->qualified());
+             return t->registry().register_version(
+                 name, {{"kind", "imported"}, {"inputs", cols}, {"lineage", {{"label", l->name}, {"views", views}, {"imported", true}}}}, artifact);
+           })
+        .then([call](result<uint32_t> r) mutable { call.getResults().setVersion(value_or_fail(std::move(r))); });
+  }
+
+  kj::Promise<void> exportModel(ExportModelContext call) override {
+    std::string name = call.getParams().getName();
+    uint32_t version = call.getParams().getVersion();
+    struct exported {
+      std::string bytes;
+      uint32_t version;
+    };
+    return off_thread<exported>([t = training(), name, version]() -> result<exported> {
+             auto j = t->registry().show(name, version);
+             if (!j) return make_error(j.error_message());
+             uint32_t v = (*j)["version"].get<uint32_t>();
+             auto a = t->registry().artifact(name, v);
+             if (!a) return make_error(a.error_message());
+             return exported{std::move(a.value()), v};
+           })
+        .then([call](result<exported> r) mutable {
+          auto e = value_or_fail(std::move(r));
+          call.getResults().setArtifact(kj::arrayPtr(reinterpret_cast<const kj::byte*>(e.bytes.data()), e.bytes.size()));
+          call.getResults().setVersion(e.version);
+        });
+  }
+
   // The kj timer of the server's event loop (set right after the server is built).
   kj::Timer* timer = nullptr;
 
@@ -366,6 +471,11 @@ class gateway_impl final : public wire::Gateway::Server {
       st.setRejectedAtGateway(ctx_->metrics->rejected_at_gateway.load());
       st.setEntityRestarts(ctx_->metrics->entity_restarts.load());
       st.setEventsOfflineOnly(ctx_->metrics->events_offline_only.load());
+      if (training_service* t = ctx_->training.load()) {
+        auto jobs = t->jobs();
+        auto jl = st.initJobs(static_cast<unsigned>(jobs.size()));
+        for (size_t i = 0; i < jobs.size(); ++i) write_job(jl[static_cast<unsigned>(i)], jobs[i]);
+      }
       st.setUptimeSeconds(std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count());
       if (ctx_->cluster) {
         auto members = ctx_->cluster->members();
@@ -413,6 +523,41 @@ class gateway_impl final : public wire::Gateway::Server {
     for (auto& x : ctx_->defs->streams()) s += (s.empty() ? "" : ", ") + x.name;
     return " (known: " + s + ")";
   }
+  training_service* training() const {
+    training_service* t = ctx_->training.load();
+    if (!t) overloaded("training and the registry are not ready on this node yet (it is still joining); retry");
+    return t;
+  }
+  // Runs `fn` on the training service's worker (blocking NATS calls stay off the kj thread).
+  template <typename T>
+  kj::Promise<result<T>> off_thread(std::function<result<T>()> fn) {
+    auto paf = kj::newPromiseAndCrossThreadFulfiller<result<T>>();
+    auto f = std::make_shared<xthread<result<T>>>();
+    f->f = kj::mv(paf.fulfiller);
+    training()->run([f, fn = std::move(fn)] { f->f->fulfill(fn()); });
+    return kj::mv(paf.promise);
+  }
+  template <typename T>
+  static T value_or_fail(result<T> r) {
+    if (!r) fail(r.error_message());
+    return std::move(r.value());
+  }
+  static void write_job(wire::JobStatus::Builder b, const job_info& j) {
+    b.setId(j.id);
+    b.setModel(j.model);
+    b.setState(j.state);
+    b.setNode(j.node);
+    b.setAttempt(j.attempt);
+    b.setPhase(j.phase);
+    b.setEpoch(j.epoch);
+    b.setEpochs(j.epochs);
+    b.setFraction(j.fraction);
+    b.setLoss(j.loss);
+    b.setError(j.error);
+    b.setVersion(j.version);
+    b.setTestAuc(j.test_auc);
+  }
+
   std::string known_labels() const {
     std::string s;
     for (auto& x : ctx_->defs->labels()) s += (s.empty() ? "" : ", ") + x.name;

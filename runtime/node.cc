@@ -15,6 +15,7 @@
 #include "actors/features/supervisor.h"
 #include "actors/features/vector_cache.h"
 #include "actors/training/dataset.h"
+#include "actors/training/training_service.h"
 #include "bus.h"
 #include "cluster/agent.h"
 #include "cluster/cluster_view.h"
@@ -50,6 +51,7 @@ struct node::impl {
   std::unique_ptr<gateway> gw;
   std::unique_ptr<feature_reader> reader;  // answers reads forwarded by other nodes
   std::unique_ptr<dataset_service> datasets;  // training-set parts and point-in-time reads
+  std::unique_ptr<training_service> training;  // training jobs and the model registry
   std::string nats_url;
   bool stopped = false;
 };
@@ -195,6 +197,15 @@ result<std::unique_ptr<node>> node::start(const node_config& cfg) {
   im->agent = std::move(agent.value());
   if (!im->agent->wait_ready(std::chrono::seconds(20)))
     spdlog::warn("node {}: not serving its shards after 20 s (the cluster is still forming); continuing", im->node_id);
+  training_service::options to;
+  to.data_dir = cfg.data_dir;
+  to.replicas = cfg.replicas;
+  auto training = training_service::start(ctx, to);
+  if (!training) spdlog::error("node {}: training and the registry are unavailable: {}", im->node_id, training.error_message());
+  else {
+    im->training = std::move(training.value());
+    ctx->training = im->training.get();
+  }
   spdlog::info("node {} ready: RPC on port {}, NATS {}, {} shards, data in {}", im->node_id, im->gw->port(), im->nats_url,
                cfg.shards, cfg.data_dir);
   return std::unique_ptr<node>(new node(std::move(im)));
@@ -209,6 +220,8 @@ void node::stop() {
   spdlog::info("node {} stopping", impl_->node_id);
   if (impl_->agent) impl_->agent->leave(std::chrono::milliseconds(impl_->cfg.leave_timeout_ms));
   impl_->gw.reset();  // no new calls
+  if (impl_->ctx) impl_->ctx->training = nullptr;
+  impl_->training.reset();  // stops its runner; a running job is cancelled (another node re-runs it)
   impl_->datasets.reset();  // joins its workers (they read RocksDB)
   caf::anon_send(impl_->supervisor, stop_atom::value);
   impl_->supervisor = caf::actor();

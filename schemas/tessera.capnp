@@ -123,6 +123,8 @@ struct NodeStatus {
   # Events too old for the online windows but within the offline retention: kept in the offline
   # log (training sets), not applied online. Counted in eventsApplied too.
   eventsOfflineOnly @22 :UInt64;
+  # Training jobs of the last day, as this node last saw them.
+  jobs @23 :List(JobStatus);
 }
 
 struct MemberStatus {
@@ -191,6 +193,43 @@ interface Gateway {
   # serve the shard (ask the owner in status.shardOwners); a moving shard gives OVERLOADED.
   # `csv` holds the rows (no header) in entity-then-time order, so the same log gives the same bytes.
   datasetShard @3 (label :Text, shard :UInt32, from :Int64, to :Int64) -> (part :DatasetPart);
+
+  # Training jobs (`tessera train`): queue one for a model of the definitions; some node claims
+  # it, builds its dataset, trains and registers the model. Poll `job` for progress.
+  train @4 (model :Text) -> (jobId :Text);
+  job @5 (jobId :Text) -> (job :JobStatus);
+
+  # The model registry (shared by every node). Metadata comes as JSON text: `listModels` gives
+  # [{name, production, versions: [{version, stage, created}]}]; `showModel` one version's record
+  # (kind, inputs, lineage, metrics, epochs, reference distributions, artifact, stage);
+  # version 0 means the production version, or the latest when none is in production.
+  listModels @6 () -> (json :Text);
+  showModel @7 (name :Text, version :UInt32) -> (json :Text);
+  # Atomic (one compare-and-swap of the model's registry head). Stages: candidate, shadow,
+  # canary, production, archived; promoting to production archives the previous one.
+  promoteModel @8 (name :Text, version :UInt32, stage :Text) -> ();
+  # Production goes back to the previous production version.
+  rollbackModel @9 (name :Text) -> (version :UInt32);
+  # A TorchScript model (e.g. torch.jit.save from PyTorch) whose forward(x [n, d]) returns
+  # probabilities [n], for the feature columns of `label`; registered as a candidate.
+  importModel @10 (name :Text, label :Text, artifact :Data) -> (version :UInt32);
+  exportModel @11 (name :Text, version :UInt32) -> (artifact :Data, version :UInt32);
+}
+
+struct JobStatus {
+  id @0 :Text;
+  model @1 :Text;
+  state @2 :Text;          # queued, running, done, failed
+  node @3 :Text;           # the node running (or that ran) it
+  attempt @4 :UInt32;
+  phase @5 :Text;          # starting, dataset, training, registering
+  epoch @6 :UInt32;
+  epochs @7 :UInt32;
+  fraction @8 :Float64;    # of the phase
+  loss @9 :Float64;        # running training loss
+  error @10 :Text;
+  version @11 :UInt32;     # the registered version when done
+  testAuc @12 :Float64;
 }
 
 struct DatasetPart {
@@ -201,4 +240,8 @@ struct DatasetPart {
   outsideRetention @4 :UInt64; # dropped: a feature window reaches before the offline retention
   unlabelled @5 :UInt64;       # dropped: the label expression gave null
   nonFinite @6 :UInt64;        # NaN or infinite feature values, written as empty cells
+  # Node to node (tsr.node.<id>.part): a part too large for one NATS message is sent in pages
+  # of `csv`; the counts and columns come with page 0. `error` is set instead on failure.
+  pages @7 :UInt32;
+  error @8 :Text;
 }

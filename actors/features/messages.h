@@ -21,6 +21,7 @@
 #pragma once
 #include <caf/all.hpp>
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -40,6 +41,7 @@ class shard_directory;
 class cluster_view;
 class vector_cache;
 class dataset_service;
+class training_service;
 
 using apply_atom = caf::atom_constant<caf::atom("apply")>;
 using read_atom = caf::atom_constant<caf::atom("read")>;
@@ -76,6 +78,7 @@ struct features_context {
   const cluster_view* cluster = nullptr;  // routing: which shards this node serves, who owns the rest
   vector_cache* cache = nullptr;
   dataset_service* datasets = nullptr;  // training-set parts (actors/training/dataset.h)
+  mutable std::atomic<training_service*> training{nullptr};  // jobs and the registry (set once the node has joined)
   std::string node_id;
   features_options opts;
 };

@@ -48,11 +48,17 @@ class dataset_service {
   using part_fn = std::function<void(result<dataset_part>, bool retryable)>;
   void shard_part(const label_def& label, uint32_t shard, int64_t from, int64_t to, part_fn done);
 
+  // The same from any node, blocking (a worker of the caller's): built here when this node
+  // serves the shard, else fetched from its owner over NATS (tsr.node.<id>.part, in pages
+  // under NATS' payload limit). For training jobs, which build their dataset on their node.
+  result<dataset_part> fetch_part(const label_def& label, uint32_t shard, int64_t from, int64_t to, bool& retryable);
+
  private:
   struct impl;
   std::shared_ptr<impl> impl_;
 };
 
 std::string node_pit_subject(const std::string& node_id);
+std::string node_part_subject(const std::string& node_id);
 
 }  // namespace tessera

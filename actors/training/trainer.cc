@@ -207,7 +207,11 @@ result<std::vector<float>> predict_torchscript(const std::string& artifact, cons
     if (p.size(0) != n) return make_error("forward() returned " + std::to_string(p.size(0)) + " values for " + std::to_string(n) + " rows");
     return to_vector(p);
   } catch (const c10::Error& e) {
-    return make_error(std::string(e.what_without_backtrace()));
+    // TorchScript errors carry a traceback: the last line says what went wrong.
+    std::string w = e.what_without_backtrace();
+    while (!w.empty() && w.back() == '\n') w.pop_back();
+    auto nl = w.rfind('\n');
+    return make_error(nl == std::string::npos ? w : w.substr(nl + 1));
   } catch (const std::exception& e) {
     return make_error(e.what());
   }

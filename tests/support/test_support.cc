@@ -258,10 +258,10 @@ int embedded_nats_pid(const std::string& node_dir) {
 }
 
 node_process::node_process(const std::string& d, const std::string& nats_url, const std::string& node_id,
-                           const std::string& extra_args)
+                           const std::string& extra_args, const std::string& definitions)
     : dir(d), port(find_free_port()) {
   std::string cmd = std::string("exec ") + TSR_BINARY + " node --data-dir " + dir + " --rpc 127.0.0.1:" + std::to_string(port) +
-                    " --definitions " + flights_definitions() + (nats_url.empty() ? "" : " --nats " + nats_url) +
+                    " --definitions " + definitions + (nats_url.empty() ? "" : " --nats " + nats_url) +
                     (node_id.empty() ? "" : " --node-id " + node_id) + " " + extra_args + " >>" + dir + "/node.log 2>&1";
   std::filesystem::create_directories(dir);
   pid = ::fork();

@@ -83,7 +83,7 @@ int embedded_nats_pid(const std::string& node_dir);
 struct node_process {
   // Starts and waits until its RPC port accepts connections. Empty nats_url: embedded server.
   node_process(const std::string& dir, const std::string& nats_url = "", const std::string& node_id = "",
-               const std::string& extra_args = "");
+               const std::string& extra_args = "", const std::string& definitions = flights_definitions());
   ~node_process();  // SIGKILL if still running
   void kill(int sig);  // and reap it; returns at once for SIGKILL, waits for others
   int wait();          // exit status
