@@ -17,24 +17,26 @@ bool insert_record(std::deque<record>& records, record r) {
   return true;
 }
 
-feature_vector compute_vector(const view_def& view, const std::deque<record>& records, int64_t t,
-                              const std::string& entity) {
+namespace {
+
+template <typename It>
+feature_vector compute_in(const view_def& view, It records_begin, It records_end, int64_t t, const std::string& entity) {
   feature_vector out;
   out.view = view.name;
   out.version = view.version;
   out.entity = entity;
   out.as_of = t;
   // Records with time <= t end at `end`.
-  auto end = std::upper_bound(records.begin(), records.end(), t,
+  auto end = std::upper_bound(records_begin, records_end, t,
                               [](int64_t tt, const record& r) { return tt < r.time; });
   const int64_t max_w = view.max_window_us();
-  if (end != records.begin() && std::prev(end)->time > t - max_w) out.event_time = std::prev(end)->time;
+  if (end != records_begin && std::prev(end)->time > t - max_w) out.event_time = std::prev(end)->time;
 
   for (const auto& f : view.features) {
     feature_value fv;
     fv.name = f.name;
     const int64_t lo = t - f.window_us;  // exclusive
-    auto begin = std::upper_bound(records.begin(), end, lo,
+    auto begin = std::upper_bound(records_begin, end, lo,
                                   [](int64_t tt, const record& r) { return tt < r.time; });
     int64_t n = 0;
     double sum = 0, mn = 0, mx = 0;
@@ -102,6 +104,16 @@ feature_vector compute_vector(const view_def& view, const std::deque<record>& re
   else if (t - out.event_time > view.ttl_us) out.status = vector_status::stale;
   else out.status = vector_status::fresh;
   return out;
+}
+
+}  // namespace
+
+feature_vector compute_vector(const view_def& view, const std::deque<record>& records, int64_t t, const std::string& entity) {
+  return compute_in(view, records.begin(), records.end(), t, entity);
+}
+
+feature_vector compute_vector(const view_def& view, const std::vector<record>& records, int64_t t, const std::string& entity) {
+  return compute_in(view, records.begin(), records.end(), t, entity);
 }
 
 std::string to_text(const value& v) {

@@ -46,6 +46,8 @@ struct feature_vector {
 // Computes `view` at time t over records sorted by (time, seq, idx). Windows cover (t - W, t].
 feature_vector compute_vector(const view_def& view, const std::deque<record>& records, int64_t t,
                               const std::string& entity);
+feature_vector compute_vector(const view_def& view, const std::vector<record>& records, int64_t t,
+                              const std::string& entity);
 
 // Inserts r keeping the order; returns false (and does nothing) if an equal record exists.
 bool insert_record(std::deque<record>& records, record r);

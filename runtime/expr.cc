@@ -148,19 +148,26 @@ struct call_expr : expr {
 
 // `field <op> number`: the common filter shape, evaluated without copying values.
 struct field_num_cmp_expr : expr {
+  enum class cmp : uint8_t { eq, ne, lt, le, gt, ge };
   int slot;
-  std::string op;
+  cmp op;
   double rhs;
+  static cmp parse(const std::string& o) {
+    return o == "==" ? cmp::eq : o == "!=" ? cmp::ne : o == "<" ? cmp::lt : o == "<=" ? cmp::le : o == ">" ? cmp::gt : cmp::ge;
+  }
+  field_num_cmp_expr() { fast_ = true; }
   value eval(const std::vector<value>& f) const override { return test_fast(f); }
   bool test_fast(const std::vector<value>& f) const {
     double x;
     if (!as_number(f[slot], x) || std::isnan(x)) return false;
-    if (op == "==") return x == rhs;
-    if (op == "!=") return x != rhs;
-    if (op == "<") return x < rhs;
-    if (op == "<=") return x <= rhs;
-    if (op == ">") return x > rhs;
-    return x >= rhs;
+    switch (op) {
+      case cmp::eq: return x == rhs;
+      case cmp::ne: return x != rhs;
+      case cmp::lt: return x < rhs;
+      case cmp::le: return x <= rhs;
+      case cmp::gt: return x > rhs;
+      default: return x >= rhs;
+    }
   }
 };
 
@@ -211,7 +218,7 @@ class parser {
       auto* ce = dynamic_cast<const const_expr*>(r.get());
       if (fe && ce && std::holds_alternative<double>(ce->v)) {
         auto n = std::make_shared<field_num_cmp_expr>();
-        n->slot = fe->slot, n->op = op, n->rhs = std::get<double>(ce->v);
+        n->slot = fe->slot, n->op = field_num_cmp_expr::parse(op), n->rhs = std::get<double>(ce->v);
         return n;
       }
       auto n = std::make_shared<cmp_expr>();
@@ -289,7 +296,7 @@ class parser {
 }  // namespace
 
 bool expr::test(const std::vector<value>& fields) const {
-  if (auto* fast = dynamic_cast<const field_num_cmp_expr*>(this)) return fast->test_fast(fields);
+  if (fast_) return static_cast<const field_num_cmp_expr*>(this)->test_fast(fields);
   value v = eval(fields);
   if (auto* b = std::get_if<bool>(&v)) return *b;
   double d;

@@ -23,6 +23,9 @@ class expr {
   // `fields` is indexed by the slot numbers the resolver returned at compile time.
   virtual value eval(const std::vector<value>& fields) const = 0;
   bool test(const std::vector<value>& fields) const;
+
+ protected:
+  bool fast_ = false;  // a `field <op> number` comparison (tested without a dynamic_cast)
 };
 
 // Maps a field name to a slot index, or -1 if unknown.

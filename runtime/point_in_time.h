@@ -15,6 +15,16 @@
 
 namespace tessera {
 
+// One entity's log projected onto a kind plan's stored fields (the online records' layout),
+// for many reads at different times without copying.
+struct projected_log {
+  std::vector<record> records;  // (time, seq, idx) order
+  std::vector<int64_t> known;
+  void assign(const kind_plan& plan, const std::vector<log_entry>& entries);
+};
+feature_vector vector_at(const view_def& view, const projected_log& log, int64_t t, const std::string& entity,
+                         std::deque<record>& scratch);
+
 // `entries`: one entity's log in (time, seq, idx) order, with every stream field. `scratch` is
 // reused between calls to avoid allocations.
 feature_vector vector_at(const view_def& view, const kind_plan& plan, const std::vector<log_entry>& entries, int64_t t,

@@ -535,7 +535,7 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
           const std::string& key = req.keys[i];
           if (!s.known.count(key) && !s.active.count(key)) {
             spdlog::debug("shard {}: read of {} which it has never applied", s.id.name(), key);
-            g->out[i] = compute_vector(*v, {}, t, key);
+            g->out[i] = compute_vector(*v, std::deque<record>{}, t, key);
             continue;
           }
           ++g->left;

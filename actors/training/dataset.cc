@@ -134,6 +134,7 @@ struct dataset_service::impl {
       return items[a].key != items[b].key ? items[a].key < items[b].key : items[a].t < items[b].t;
     });
     std::vector<log_entry> entries;
+    projected_log projected;
     std::deque<record> scratch;
     for (size_t i = 0; i < order.size();) {
       size_t j = i;
@@ -142,13 +143,14 @@ struct dataset_service::impl {
       entries.clear();
       const int64_t lo = items[order[i]].t - v.max_window_us(), hi = items[order[j - 1]].t;
       if (auto st = ctx->db->scan_log(sid, key, lo, hi, entries); !st) return make_error(st.error_message());
+      projected.assign(*plan, entries);
       for (size_t k = i; k < j; ++k) {
         const item& it = items[order[k]];
         if (it.t < earliest) {
           out[order[k]].as_of = 0;  // outside the retention
           continue;
         }
-        out[order[k]] = vector_at(v, *plan, entries, it.t, key, scratch);
+        out[order[k]] = vector_at(v, projected, it.t, key, scratch);
       }
       i = j;
     }

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The flights example: start a node (embedded NATS), replay 3M real flights through it while
 # showing live features, then keep serving until Ctrl-C.
-#   examples/flights/run.sh [--rows N] [--once] [--data-dir DIR] [--rpc HOST:PORT]
-# --once stops the node after the replay (for scripts); --rows N replays only the first N rows.
+#   examples/flights/run.sh [--rows N] [--once] [--train] [--data-dir DIR] [--rpc HOST:PORT]
+# --once stops the node after the replay (for scripts); --rows N replays only the first N rows;
+# --train then runs examples/flights/train.sh (datasets, training, registry, AUC table).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bin="$root/build/cli/tessera"
@@ -10,10 +11,12 @@ data_dir="$root/data/flights-node"
 rpc="127.0.0.1:7400"
 rows=""
 once=0
+train=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --rows) rows=$2; shift 2 ;;
     --once) once=1; shift ;;
+    --train) train=1; shift ;;
     --data-dir) data_dir=$2; shift 2 ;;
     --rpc) rpc=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
@@ -54,7 +57,7 @@ watch_features() {
 }
 watch_features &
 watcher=$!
-"$bin" ingest --rpc "$rpc" --stream flights "$input" || true
+"$bin" ingest --replay --rpc "$rpc" --stream flights "$input" || true
 kill $watcher 2>/dev/null || true
 wait $watcher 2>/dev/null || true
 
@@ -66,6 +69,14 @@ echo "== route_delay LAX-SFO and ORD-LGA, and LAX as of 2001-03-01T12:00Z"
 "$bin" features --rpc "$rpc" route_delay LAX-SFO ORD-LGA
 "$bin" features --json --rpc "$rpc" --as-of 2001-03-01T12:00:00Z airport_delay LAX 2>&1 | head -30 || true
 
+if [ "$train" = 1 ]; then
+  # Training sets need every event applied: wait until no shard lags.
+  for _ in $(seq 600); do
+    "$bin" status --json --rpc "$rpc" | tr -d ' \n' | grep -q '"lag":[1-9]' || break
+    sleep 1
+  done
+  bash "$root/examples/flights/train.sh" --rpc "$rpc"
+fi
 if [ "$once" = 1 ]; then exit 0; fi
 echo "== node running (log: $data_dir/node.log). Try:"
 echo "   $bin features --rpc $rpc route_delay SFO-LAX"
