@@ -11,6 +11,8 @@
 #include <map>
 #include <mutex>
 #include <thread>
+#include <list>
+#include <unordered_map>
 #include <cstring>
 #include <chrono>
 
@@ -117,7 +119,52 @@ struct dataset_service::impl {
   }
 
   // Point-in-time vectors of `v` for items of one shard this node serves (error otherwise).
-  result<std::vector<feature_vector>> local_pit(const view_def& v, uint32_t shard, std::vector<item> items) const {
+  // Projected logs of entities that many parts read (a view on another entity kind than the
+  // label's: every part of the route kind reads every airport), kept while their shard applied
+  // nothing new (same applied sequence), least recently used first out, within kLogCacheBytes.
+  struct cached_log {
+    uint64_t applied_seq = 0;
+    std::shared_ptr<const projected_log> log;
+    size_t bytes = 0;
+    std::list<std::string>::iterator lru;
+  };
+  static constexpr size_t kLogCacheBytes = 512ull << 20;
+  mutable std::mutex cache_mu;
+  mutable std::unordered_map<std::string, cached_log> log_cache;
+  mutable std::list<std::string> lru;
+  mutable size_t cache_bytes = 0;
+
+  std::shared_ptr<const projected_log> cached(const std::string& k, uint64_t applied_seq) const {
+    std::lock_guard<std::mutex> g(cache_mu);
+    auto it = log_cache.find(k);
+    if (it == log_cache.end() || it->second.applied_seq != applied_seq) return nullptr;
+    lru.splice(lru.begin(), lru, it->second.lru);
+    return it->second.log;
+  }
+  void remember(const std::string& k, uint64_t applied_seq, std::shared_ptr<const projected_log> log) const {
+    size_t bytes = 64 + log->records.size() * (sizeof(record) + sizeof(int64_t) + 16);
+    for (auto& r : log->records) bytes += r.fields.size() * sizeof(value);
+    std::lock_guard<std::mutex> g(cache_mu);
+    if (bytes > kLogCacheBytes / 4) return;
+    auto old = log_cache.find(k);
+    if (old != log_cache.end()) {
+      cache_bytes -= old->second.bytes;
+      lru.erase(old->second.lru);
+      log_cache.erase(old);
+    }
+    while (cache_bytes + bytes > kLogCacheBytes && !lru.empty()) {
+      auto victim = log_cache.find(lru.back());
+      cache_bytes -= victim->second.bytes;
+      log_cache.erase(victim);
+      lru.pop_back();
+    }
+    lru.push_front(k);
+    log_cache[k] = cached_log{applied_seq, std::move(log), bytes, lru.begin()};
+    cache_bytes += bytes;
+  }
+
+  // `shared`: the entities are read by many parts (see cached_log), so whole logs are cached.
+  result<std::vector<feature_vector>> local_pit(const view_def& v, uint32_t shard, std::vector<item> items, bool shared = true) const {
     route r = ctx->cluster ? ctx->cluster->route_of(shard) : route{route::local, {}, {}};
     if (r.kind != route::local) return make_error(r.kind == route::remote ? "shard " + std::to_string(shard) + " is served by node " + r.owner + "; retry" : r.why);
     const kind_plan* plan = ctx->defs->find_plan(v.stream, v.entity);
@@ -140,17 +187,30 @@ struct dataset_service::impl {
       size_t j = i;
       const std::string& key = items[order[i]].key;
       while (j < order.size() && items[order[j]].key == key) ++j;
-      entries.clear();
-      const int64_t lo = items[order[i]].t - v.max_window_us(), hi = items[order[j - 1]].t;
-      if (auto st = ctx->db->scan_log(sid, key, lo, hi, entries); !st) return make_error(st.error_message());
-      projected.assign(*plan, entries);
+      std::shared_ptr<const projected_log> whole;
+      const std::string ck = sid.name() + "/" + key;
+      if (shared) whole = cached(ck, meta.applied_seq);
+      if (!whole) {
+        entries.clear();
+        const int64_t lo = shared ? INT64_MIN : items[order[i]].t - v.max_window_us(), hi = shared ? INT64_MAX - 1 : items[order[j - 1]].t;
+        if (auto st = ctx->db->scan_log(sid, key, lo, hi, entries); !st) return make_error(st.error_message());
+        if (shared) {
+          auto p = std::make_shared<projected_log>();
+          p->assign(*plan, entries);
+          whole = p;
+          remember(ck, meta.applied_seq, whole);
+        } else {
+          projected.assign(*plan, entries);
+        }
+      }
+      const projected_log& use = whole ? *whole : projected;
       for (size_t k = i; k < j; ++k) {
         const item& it = items[order[k]];
         if (it.t < earliest) {
           out[order[k]].as_of = 0;  // outside the retention
           continue;
         }
-        out[order[k]] = vector_at(v, projected, it.t, key, scratch);
+        out[order[k]] = vector_at(v, use, it.t, key, scratch);
       }
       i = j;
     }
@@ -264,7 +324,7 @@ struct dataset_service::impl {
       for (auto& [sh, items] : by_shard) {
         route rr = ctx->cluster ? ctx->cluster->route_of(sh) : route{route::local, {}, {}};
         result<std::vector<feature_vector>> got = make_error("");
-        if (rr.kind == route::local) got = local_pit(v, sh, items);
+        if (rr.kind == route::local) got = local_pit(v, sh, items, /*shared=*/v.entity != label.entity);
         else if (rr.kind == route::remote) got = remote_pit(v, sh, rr.owner, items);
         else got = make_error(rr.why);
         if (!got) {

@@ -29,7 +29,7 @@ echo "== test AUC, June 2001"
 printf "  %-40s %s\n" "MLP, real-time features" "$(auc late_mlp)"
 printf "  %-40s %s\n" "MLP, features frozen at previous midnight" "$(auc late_mlp_daily)"
 printf "  %-40s %s\n" "logistic regression, real-time features" "$(auc late_logistic)"
-echo "== registry: promote, promote again, roll back"
+echo "== registry: promote late_mlp to production (models rollback late_mlp undoes a later promotion)"
 v=$("$bin" models list --json --rpc "$rpc" | tr -d ' \n' | sed -E 's/.*"name":"late_mlp","production":[^,]*,"versions":\[(.*)\].*/\1/' | grep -o '"version":[0-9]*' | tail -1 | cut -d: -f2)
 "$bin" models promote late_mlp "$v" --rpc "$rpc"
 "$bin" models list --rpc "$rpc"

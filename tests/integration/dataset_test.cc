@@ -237,6 +237,29 @@ TEST_F(Datasets, TheOnlineVectorEqualsTheOfflineOneBitForBit) {
   EXPECT_EQ(compared, 300u);
 }
 
+TEST_F(Datasets, ANewEventChangesTheNextBuild) {
+  // Airport logs are cached between the parts of a build; an applied event must invalidate them.
+  csv_file d1 = build("before");
+  const size_t c_t = d1.col("prediction_time"), c_e = d1.col("entity"), c_max = d1.col("airport_delay.max_delay_24h");
+  const row* last_lax = nullptr;
+  for (auto& r : d1.rows)
+    if (r[c_e].rfind("LAX-", 0) == 0 && (!last_lax || std::stoll(r[c_t]) > std::stoll((*last_lax)[c_t]))) last_lax = &r;
+  ASSERT_NE(last_lax, nullptr);
+  const int64_t p = std::stoll((*last_lax)[c_t]);
+  ASSERT_NE((*last_lax)[c_max], "999");
+  // Departs 20 h before, arrives (30 + 0 + 999 min later) about 2.85 h before p, known then.
+  send_flights(h->rpc(), {make_flight(p - 20 * kHour, 999, 0, "LAX", "ZZZ")}, -1);
+  ASSERT_EQ(wait_applied(h->rpc(), 2 * (slice().size() + 1)), 2 * (slice().size() + 1));
+  csv_file d2 = build("after");
+  bool found = false;
+  for (auto& r : d2.rows)
+    if (r[c_e] == (*last_lax)[c_e] && std::stoll(r[c_t]) == p) {
+      found = true;
+      EXPECT_EQ(r[c_max], "999");
+    }
+  EXPECT_TRUE(found);
+}
+
 TEST_F(Datasets, BadRequestsGetClearErrors) {
   std::string out;
   EXPECT_EQ(run_cli("dataset build nope --quiet --rpc " + h->rpc() + " -o " + dir.path + "/x.csv", &out), 2);
