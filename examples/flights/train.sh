@@ -29,7 +29,14 @@ echo "== test AUC, June 2001"
 printf "  %-40s %s\n" "MLP, real-time features" "$(auc late_mlp)"
 printf "  %-40s %s\n" "MLP, features frozen at previous midnight" "$(auc late_mlp_daily)"
 printf "  %-40s %s\n" "logistic regression, real-time features" "$(auc late_logistic)"
-echo "== registry: promote late_mlp to production (models rollback late_mlp undoes a later promotion)"
-v=$("$bin" models list --json --rpc "$rpc" | tr -d ' \n' | sed -E 's/.*"name":"late_mlp","production":[^,]*,"versions":\[(.*)\].*/\1/' | grep -o '"version":[0-9]*' | tail -1 | cut -d: -f2)
+echo "== registry: promote, a second version, roll back"
+latest() { "$bin" models list --json --rpc "$rpc" | tr -d ' \n' | sed -E "s/.*\"name\":\"$1\",\"production\":[^,]*,\"versions\":\[([^]]*)\].*/\1/" | grep -o '"version":[0-9]*' | tail -1 | cut -d: -f2; }
+v=$(latest late_mlp)
 "$bin" models promote late_mlp "$v" --rpc "$rpc"
+# A second version: the artifact exported and imported again (as a PyTorch model would be).
+"$bin" models export late_mlp "$out/late_mlp.pt" -v "$v" --rpc "$rpc"
+"$bin" models import late_mlp "$out/late_mlp.pt" --label late --rpc "$rpc"
+v2=$(latest late_mlp)
+"$bin" models promote late_mlp "$v2" --rpc "$rpc"
+"$bin" models rollback late_mlp --rpc "$rpc"
 "$bin" models list --rpc "$rpc"
