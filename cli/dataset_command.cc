@@ -17,6 +17,7 @@
 #include "cli_util.h"
 #include "commands.h"
 #include "schemas/tessera.capnp.h"
+#include "hash.h"
 #include "time_util.h"
 
 namespace tessera::cli {
@@ -47,13 +48,6 @@ cluster_map read_map(capnp::EzRpcClient& client, const std::string& fallback_rpc
   return m;
 }
 
-uint64_t fnv1a(uint64_t h, const char* p, size_t n) {
-  for (size_t i = 0; i < n; ++i) {
-    h ^= static_cast<uint8_t>(p[i]);
-    h *= 1099511628211ULL;
-  }
-  return h;
-}
 
 }  // namespace
 
@@ -90,11 +84,11 @@ int run_dataset_build(const dataset_args& a) {
     }
     const bool tty = isatty(STDERR_FILENO) && !a.quiet;
     const auto start = clock_type::now();
-    uint64_t hash = 14695981039346656037ULL, bytes = 0, rows = 0, examples = 0, outside = 0, unlabelled = 0, non_finite = 0;
+    uint64_t hash = kFnvOffsetBasis, bytes = 0, rows = 0, examples = 0, outside = 0, unlabelled = 0, non_finite = 0;
     std::vector<std::string> columns;
     auto write = [&](const char* p, size_t n) {
       out.write(p, static_cast<std::streamsize>(n));
-      hash = fnv1a(hash, p, n);
+      hash = fnv1a_update(hash, std::string_view(p, n));
       bytes += n;
     };
     auto draw = [&](uint32_t done, bool final) {

@@ -2,15 +2,10 @@
 
 #include <nats/nats.h>
 
+#include "nats_text.h"
+
 namespace tessera {
 namespace {
-
-std::string nats_text(natsStatus s) {
-  std::string m = natsStatus_GetText(s);
-  const char* last = nats_GetLastError(nullptr);
-  if (last && *last) m += std::string(" (") + last + ")";
-  return m;
-}
 
 kv_write write_result(natsStatus s, uint64_t rev, jsErrCode jerr_hint = static_cast<jsErrCode>(0)) {
   kv_write w;

@@ -1,21 +1,12 @@
 #include "objects.h"
 
 #include <nats/nats.h>
+
+#include "nats_text.h"
 #include <nlohmann/json.hpp>
 #include <zlib.h>
 
 namespace tessera {
-namespace {
-
-std::string nats_text(natsStatus s) {
-  std::string m = natsStatus_GetText(s);
-  const char* last = nats_GetLastError(nullptr);
-  if (last && *last) m += std::string(" (") + last + ")";
-  return m;
-}
-
-}  // namespace
-
 uint32_t crc32_of(const char* p, size_t n) {
   uLong c = crc32(0L, Z_NULL, 0);
   while (n > 0) {

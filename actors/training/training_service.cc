@@ -16,6 +16,7 @@
 #include "cluster/kv.h"
 #include "cluster/registry.h"
 #include "dataset.h"
+#include "hash.h"
 #include "time_util.h"
 #include "trainer.h"
 
@@ -25,13 +26,6 @@ namespace {
 constexpr auto kTick = std::chrono::milliseconds(300);
 constexpr int64_t kDeadAfterUs = 3'000'000;  // a claimant whose progress stopped this long, and who is not a live member
 
-uint64_t fnv1a(uint64_t h, const char* p, size_t n) {
-  for (size_t i = 0; i < n; ++i) {
-    h ^= static_cast<uint8_t>(p[i]);
-    h *= 1099511628211ULL;
-  }
-  return h;
-}
 
 }  // namespace
 
@@ -132,7 +126,7 @@ struct training_service::impl {
     // 1. The dataset, from every shard's owner, in shard order (the same bytes as `dataset build`).
     std::filesystem::create_directories(opts.data_dir + "/datasets");
     const std::string path = opts.data_dir + "/datasets/" + r->id + ".csv";
-    uint64_t hash = 14695981039346656037ULL, rows = 0, outside = 0;
+    uint64_t hash = kFnvOffsetBasis, rows = 0, outside = 0;
     {
       std::ofstream out(path, std::ios::binary | std::ios::trunc);
       bool header = false;
@@ -152,11 +146,11 @@ struct training_service::impl {
           for (auto& c : part->columns) h += (h.empty() ? "" : ",") + c;
           h += '\n';
           out << h;
-          hash = fnv1a(hash, h.data(), h.size());
+          hash = fnv1a_update(hash, std::string_view(h.data(), h.size()));
           header = true;
         }
         out << part->csv;
-        hash = fnv1a(hash, part->csv.data(), part->csv.size());
+        hash = fnv1a_update(hash, std::string_view(part->csv.data(), part->csv.size()));
         rows += part->rows;
         outside += part->outside_retention;
       }
