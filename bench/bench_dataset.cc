@@ -27,13 +27,26 @@ struct event {
   double delay;
 };
 
+// Events applied as persisted by the shards (survives restarts, unlike the node's counter).
 uint64_t applied(const std::string& rpc) {
   try {
     capnp::EzRpcClient c(rpc);
     auto r = c.getMain<wire::Gateway>().statusRequest().send().wait(c.getWaitScope());
-    return r.getStatus().getEventsApplied();
+    uint64_t sum = 0;
+    for (auto s : r.getStatus().getShards()) sum += s.getEventsApplied();
+    return sum;
   } catch (...) {
     return 0;
+  }
+}
+
+bool port_answers(const std::string& rpc) {
+  try {
+    capnp::EzRpcClient c(rpc);
+    c.getMain<wire::Gateway>().statusRequest().send().wait(c.getWaitScope());
+    return true;
+  } catch (...) {
+    return false;
   }
 }
 
@@ -56,15 +69,15 @@ int main(int argc, char** argv) {
   }
   std::string node_cmd = bin + " node --data-dir " + dir + "/node --rpc " + rpc + " --definitions " + TSR_SOURCE_DIR +
                          "/examples/flights/flights.lua --log-level warn >> " + dir + "/node.log 2>&1 & echo $! > " + dir + "/node.pid";
+  if (port_answers(rpc)) {
+    std::fprintf(stderr, "a node already answers on %s: stop it first\n", rpc.c_str());
+    return 2;
+  }
   if (std::system(node_cmd.c_str()) != 0) return 2;
-  for (int i = 0; i < 200; ++i) {
-    try {
-      capnp::EzRpcClient c(rpc);
-      c.getMain<wire::Gateway>().statusRequest().send().wait(c.getWaitScope());
-      break;
-    } catch (...) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
+  for (int i = 0; i < 300 && !port_answers(rpc); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  if (!port_answers(rpc)) {
+    std::fprintf(stderr, "the node did not start; see %s/node.log\n", dir.c_str());
+    return 2;
   }
   auto t0 = std::chrono::steady_clock::now();
   if (applied(rpc) < 2 * flights.size()) {

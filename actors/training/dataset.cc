@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <condition_variable>
 #include <deque>
@@ -70,9 +71,10 @@ void append_cell(std::string& out, const value& v, uint64_t& non_finite) {
         break;
       }
       {
+        // The shortest text that reads back as exactly this double.
         char buf[40];
-        std::snprintf(buf, sizeof buf, "%.17g", d);
-        out += buf;
+        auto r = std::to_chars(buf, buf + sizeof buf, d);
+        out.append(buf, r.ptr);
       }
       break;
     default: {

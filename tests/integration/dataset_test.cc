@@ -58,7 +58,7 @@ csv_file read_csv(const std::string& path) {
 
 std::optional<double> cell(const std::string& s) {
   if (s.empty()) return std::nullopt;
-  return std::strtod(s.c_str(), nullptr);  // %.17g round-trips every double exactly
+  return std::strtod(s.c_str(), nullptr);  // the shortest round-trip text: exactly the double written
 }
 
 // A flight sent over RPC with an explicit known time.
