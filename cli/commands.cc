@@ -1,6 +1,7 @@
 #include "commands.h"
 
 #include <capnp/ez-rpc.h>
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
@@ -298,6 +299,13 @@ int run_status(const status_args& a) {
       j["shards_acquired"] = st.getShardsAcquired();
       j["shards_released"] = st.getShardsReleased();
       j["map_conflicts"] = st.getMapConflicts();
+      j["jobs"] = nlohmann::json::array();
+      for (auto jb : st.getJobs())
+        j["jobs"].push_back({{"id", jb.getId().cStr()}, {"model", jb.getModel().cStr()}, {"state", jb.getState().cStr()},
+                             {"node", jb.getNode().cStr()}, {"attempt", jb.getAttempt()}, {"phase", jb.getPhase().cStr()},
+                             {"epoch", jb.getEpoch()}, {"epochs", jb.getEpochs()}, {"fraction", jb.getFraction()},
+                             {"loss", jb.getLoss()}, {"version", jb.getVersion()}, {"test_auc", jb.getTestAuc()},
+                             {"error", jb.getError().cStr()}});
       j["shard_owners"] = nlohmann::json::array();
       for (auto o : st.getShardOwners()) j["shard_owners"].push_back(o.cStr());
       j["apply_stages"] = nlohmann::json::array();
@@ -325,6 +333,18 @@ int run_status(const status_args& a) {
         std::printf("  %-20s %-22s %-8s owns %3u  serves %3u  applied %8s  heartbeat %.1f s ago\n", m.getNodeId().cStr(),
                     m.getRpc().cStr(), m.getLeaving() ? "leaving" : m.getAlive() ? "alive" : "DEAD", owned[m.getNodeId().cStr()],
                     m.getShardsServed(), human(m.getEventsApplied()).c_str(), m.getSilentSeconds());
+    }
+    for (auto jb : st.getJobs()) {
+      std::string state = jb.getState().cStr();
+      std::printf("job %-34s %-8s %-9s", jb.getId().cStr(), state.c_str(), jb.getNode().cStr());
+      if (state == "running")
+        std::printf(" %s %3.0f%%%s", jb.getPhase().cStr(), jb.getFraction() * 100,
+                    std::string(jb.getPhase().cStr()) == "training" ? fmt::format(" epoch {}/{} loss {:.4f}", jb.getEpoch(), jb.getEpochs(), jb.getLoss()).c_str() : "");
+      else if (state == "done")
+        std::printf(" version %u, test AUC %.4f", jb.getVersion(), jb.getTestAuc());
+      else if (state == "failed")
+        std::printf(" %s", jb.getError().cStr());
+      std::printf("\n");
     }
     for (auto l : st.getApplyStages())
       if (l.getCount())

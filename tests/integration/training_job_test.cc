@@ -54,6 +54,10 @@ TEST(TrainingJobs, TrainRegisterPromoteRollbackExportImportFromTheCli) {
   ASSERT_EQ(run_cli("train late_mlp --quiet" + rpc, &out), 0) << out;
   EXPECT_NE(out.find("model late_mlp version 1 registered"), std::string::npos) << out;
   ASSERT_EQ(run_cli("train late_mlp --quiet" + rpc, &out), 0) << out;
+  // Status shows the jobs (done, with the version each registered).
+  ASSERT_EQ(run_cli("status" + rpc, &out), 0) << out;
+  EXPECT_NE(out.find("done     "), std::string::npos) << out;
+  EXPECT_NE(out.find("version 2, test AUC"), std::string::npos) << out;
   auto v1 = cli_json("models show late_mlp --json -v 1" + rpc), v2 = cli_json("models show late_mlp --json -v 2" + rpc);
   // Lineage and metrics are recorded; the same seed and data give the same model.
   EXPECT_EQ(v1["lineage"]["label"], "late");
