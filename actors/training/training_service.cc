@@ -8,6 +8,7 @@
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <mutex>
 #include <thread>
 
@@ -130,16 +131,23 @@ struct training_service::impl {
     {
       std::ofstream out(path, std::ios::binary | std::ios::trunc);
       bool header = false;
+      // One part is fetched ahead while the previous one is written (two cores, two parts).
+      auto fetch = [this, r, l, m](uint32_t s) {
+        result<dataset_part> part = make_error("cancelled");
+        for (int attempt = 0; !r->cancel; ++attempt) {
+          bool retryable = false;
+          part = ctx->datasets->fetch_part(*l, s, m->train_from, m->test_to, retryable);
+          if (part || !retryable || attempt >= 40) break;
+          std::this_thread::sleep_for(std::chrono::milliseconds(250));
+        }
+        return part;
+      };
+      std::future<result<dataset_part>> next = std::async(std::launch::async, fetch, 0u);
       for (uint32_t s = 0; s < ctx->opts.shard_count; ++s) {
         if (r->cancel) return finish("cancelled");
         set_progress({{"phase", "dataset"}, {"fraction", static_cast<double>(s) / ctx->opts.shard_count}});
-        result<dataset_part> part = make_error("");
-        for (int attempt = 0;; ++attempt) {
-          bool retryable = false;
-          part = ctx->datasets->fetch_part(*l, s, m->train_from, m->test_to, retryable);
-          if (part || !retryable || attempt >= 40 || r->cancel) break;
-          std::this_thread::sleep_for(std::chrono::milliseconds(250));
-        }
+        result<dataset_part> part = next.get();
+        if (s + 1 < ctx->opts.shard_count) next = std::async(std::launch::async, fetch, s + 1);
         if (!part) return finish("dataset, shard " + std::to_string(s) + ": " + part.error_message());
         if (!header) {
           std::string h;
