@@ -67,6 +67,7 @@ std::vector<std::pair<std::string, std::string>> slice_ranges(uint32_t shard, co
   for (auto& v : sl.views) prefixes.push_back("v/" + v + "/" + shard4(shard) + "/");
   std::vector<std::pair<std::string, std::string>> out;
   out.emplace_back("m/" + part, "m/" + part + std::string(1, '\0'));  // exactly the meta key
+  out.emplace_back("l/" + part, "l/" + part + std::string(1, '\0'));  // exactly the layout key
   for (auto& p : prefixes) {
     std::string end = p;
     end.back() = static_cast<char>(end.back() + 1);  // '/' → '0': just past every key under p
@@ -245,6 +246,49 @@ status store::scan_log(const shard_id& s, const std::string& key, int64_t from, 
   }
   if (!it->status().ok()) return make_error("RocksDB read failed: " + it->status().ToString());
   return ok_status();
+}
+
+result<std::optional<size_t>> store::ensure_layout(const shard_id& s, const kind_plan& p) {
+  std::string layout;
+  for (auto& n : p.stored_field_names) layout += (layout.empty() ? "" : ",") + n;
+  layout += ";" + std::to_string(p.retention_us);
+  const std::string lkey = "l/" + shard_part(s);
+  std::string cur;
+  auto st = db_->Get(rocksdb::ReadOptions(), lkey, &cur);
+  rocksdb::WriteOptions wo;
+  wo.sync = sync_;
+  if (st.IsNotFound() || (st.ok() && cur == layout)) {
+    if (st.IsNotFound()) db_->Put(wo, lkey, layout);
+    return std::optional<size_t>();
+  }
+  if (!st.ok()) return make_error("RocksDB read failed: " + st.ToString());
+  const shard_meta meta = load_meta(s);
+  const int64_t cutoff = meta.watermark - p.retention_us;
+  const std::string part = shard_part(s), eprefix = "e/" + part + "/", oprefix = "o/" + part + "/";
+  rocksdb::WriteBatch wb;
+  std::string eend = eprefix;
+  eend.back() = static_cast<char>(eend.back() + 1);
+  wb.DeleteRange(eprefix, eend);
+  size_t n = 0;
+  std::string err;
+  auto fs = for_each_log(s, cutoff, INT64_MAX - 1, [&](const std::string& key, log_entry&& e) {
+    record r;
+    r.time = e.r.time, r.seq = e.r.seq, r.idx = e.r.idx;
+    for (int fi : p.stored_field_index) r.fields.push_back(fi < static_cast<int>(e.r.fields.size()) ? e.r.fields[fi] : value{});
+    std::string k = eprefix + key;
+    k.push_back('\0');
+    put_be64(k, static_cast<uint64_t>(r.time) ^ (1ULL << 63));
+    put_be64(k, r.seq);
+    put_be32(k, r.idx);
+    wb.Put(k, encode_record(r));
+    wb.Put("k/" + part + "/" + key, "");
+    ++n;
+  });
+  if (!fs) return make_error(fs.error_message());
+  wb.Put(lkey, layout);
+  st = db_->Write(wo, &wb);
+  if (!st.ok()) return make_error("RocksDB write failed: " + st.ToString());
+  return std::optional<size_t>(n);
 }
 
 status store::for_each_log(const shard_id& s, int64_t from, int64_t to,

@@ -58,6 +58,13 @@ class store {
   std::optional<feature_vector> load_vector(const std::string& qualified_view, uint32_t shard,
                                             const std::string& key) const;
 
+  // The stored-field layout of a slice's entity records (the plan's stored fields). When new
+  // definitions change it (a view reads another field, or a longer window), the slice's records
+  // are rebuilt from the offline log in the new layout, keeping those within the plan's
+  // retention: the backfill of a new view or version. Returns the records rebuilt, or nullopt
+  // when nothing changed (a slice without a recorded layout only records it).
+  result<std::optional<size_t>> ensure_layout(const shard_id& s, const kind_plan& p);
+
   // The offline log of one entity with event time in (from, to], in (time, seq, idx) order,
   // appended to `out`. Error if an entry is corrupt.
   status scan_log(const shard_id& s, const std::string& key, int64_t from, int64_t to, std::vector<log_entry>& out) const;

@@ -396,6 +396,11 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
     s.inbox.reset();
     s.pulls.clear();
     s.pending.clear();
+    // New definitions may store other fields for this kind: rebuild its records from the log.
+    if (auto rebuilt = s.ctx->db->ensure_layout(s.id, *s.plan); !rebuilt)
+      spdlog::error("shard {}: {}", s.id.name(), rebuilt.error_message());
+    else if (*rebuilt)
+      spdlog::info("shard {}: the definitions changed what it stores; rebuilt {} entity records from the offline log", s.id.name(), **rebuilt);
     s.meta = s.ctx->db->load_meta(s.id);
     // Vectors cached by an earlier incarnation may include applied-but-uncommitted events.
     if (s.ctx->cache) s.ctx->cache->clear_shard(s.id.shard);

@@ -316,3 +316,73 @@ TEST(DatasetRetention, PredictionTimesOutsideTheOfflineRetentionAreRefused) {
 
 }  // namespace
 }  // namespace tessera::test
+
+namespace tessera::test {
+namespace {
+
+// A new view version, reading a field the old views never stored, added after the events were
+// applied: after a restart it is usable at once, offline (a dataset from the log) and online
+// (the kind's records rebuilt from the log), with values equal to the brute force.
+TEST(Backfill, ANewViewVersionIsComputedFromTheRetainedHistory) {
+  temp_dir dir;
+  std::string out;
+  {
+    node_harness h(dir.path + "/node", 5 * 60 * 1000, flights_example_definitions());
+    ASSERT_TRUE(h.n);
+    ASSERT_EQ(run_cli("ingest --quiet --replay --rpc " + h.rpc() + " --stream flights " + slice_path(), &out), 0) << out;
+    ASSERT_EQ(wait_applied(h.rpc(), 2 * slice().size()), 2 * slice().size());
+  }
+  std::ifstream in(flights_example_definitions());
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::ofstream(dir.path + "/v2.lua") << ss.str() << R"lua(
+view {
+  name = "airport_delay", version = 2, entity = "origin", stream = "flights", ttl = "6h",
+  features = { count { "count_6h", window = "6h" }, mean { "mean_distance_24h", field = "distance", window = "24h" } },
+}
+label { name = "late_v2", stream = "flights", entity = "route", value = "delay > 15", prediction_time = "date", features = { "airport_delay@2" } }
+)lua";
+  node_harness h(dir.path + "/node", 5 * 60 * 1000, dir.path + "/v2.lua");
+  ASSERT_TRUE(h.n);
+  const int64_t hour = 3600LL * 1000000;
+  auto brute = [&](const std::string& origin, int64_t t) {
+    int64_t n6 = 0, n24 = 0;
+    double sum = 0;
+    for (auto& f : slice()) {
+      if (f.origin != origin || f.arrival > t) continue;
+      if (f.arrival > t - 6 * hour) ++n6;
+      if (f.arrival > t - 24 * hour) ++n24, sum += f.distance;
+    }
+    return std::tuple<int64_t, std::optional<double>>{n6, n24 ? std::optional<double>(sum / static_cast<double>(n24)) : std::nullopt};
+  };
+  // Offline: a dataset of the new version from the log.
+  ASSERT_EQ(run_cli("dataset build late_v2 --quiet --rpc " + h.rpc() + " -o " + dir.path + "/v2.csv --from 2001-01-09 --to 2001-01-10", &out), 0) << out;
+  csv_file d = read_csv(dir.path + "/v2.csv");
+  ASSERT_GT(d.rows.size(), 1000u);
+  size_t bad = 0;
+  for (auto& r : d.rows) {
+    const int64_t t = std::stoll(r[d.col("prediction_time")]);
+    const std::string route = r[d.col("entity")];
+    auto [n6, mean] = brute(route.substr(0, route.find('-')), t);
+    auto got_n = cell(r[d.col("airport_delay.count_6h")]);
+    auto got_m = cell(r[d.col("airport_delay.mean_distance_24h")]);
+    bad += !(got_n && *got_n == static_cast<double>(n6)) || got_m.has_value() != mean.has_value() || (mean && std::fabs(*got_m - *mean) > 1e-9 * *mean);
+  }
+  EXPECT_EQ(bad, 0u);
+  // Online: the records were rebuilt with `distance`, so the served v2 values are complete.
+  int64_t wm = 0;
+  for (auto& f : slice()) wm = std::max(wm, f.arrival);
+  const int64_t t = wm - 2 * hour;
+  std::vector<std::string> airports{"ORD", "ATL", "DFW", "LAX", "DEN", "PHX"};
+  auto got = read_vectors(h.rpc(), "airport_delay@2", airports, t);
+  ASSERT_EQ(got.size(), airports.size());
+  for (size_t i = 0; i < airports.size(); ++i) {
+    auto [n6, mean] = brute(airports[i], t);
+    EXPECT_EQ(got[i].second["count_6h"], std::optional<double>(static_cast<double>(n6))) << airports[i];
+    ASSERT_TRUE(mean && got[i].second["mean_distance_24h"]) << airports[i];
+    EXPECT_NEAR(*got[i].second["mean_distance_24h"], *mean, 1e-9 * *mean) << airports[i];
+  }
+}
+
+}  // namespace
+}  // namespace tessera::test
