@@ -43,14 +43,18 @@ TEST(Crash, SigkillMidIngestLosesNothingAndCountsNothingTwice) {
   std::string cmd = std::string(TSR_BINARY) + " ingest --quiet --batch 300 --window 1 --rpc " + rpc +
                     " --stream flights " + slice_path() + " >/dev/null 2>&1";
   std::thread ingest([&] { (void)std::system(cmd.c_str()); });
-  {
-    capnp::EzRpcClient client(rpc);
-    auto gw = client.getMain<wire::Gateway>();
-    for (int i = 0; i < 300; ++i) {
-      auto st = gw.statusRequest().send().wait(client.getWaitScope());
+  // Poll with a fresh connection each time: an RPC error must fail the test, not abort it with
+  // the ingest thread still running (seen once as "terminate called without an active exception").
+  for (int i = 0; i < 300; ++i) {
+    try {
+      capnp::EzRpcClient client(rpc);
+      auto st = client.getMain<wire::Gateway>().statusRequest().send().wait(client.getWaitScope());
       if (st.getStatus().getEventsApplied() > 8000) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    } catch (const kj::Exception& e) {
+      ADD_FAILURE() << "status during ingest failed: " << e.getDescription().cStr();
+      break;
     }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   int nats = embedded_nats_pid(dir.path);
   ASSERT_EQ(::kill(node, SIGKILL), 0);
