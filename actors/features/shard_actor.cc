@@ -303,6 +303,14 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
         auto events = root.getEvents();
         // Known time: the producer's, else when JetStream stored the message, else the batch's.
         const int64_t stored_us = d.stored_ns > 0 ? d.stored_ns / 1000 : root.getIngestTime();
+        // The offline-log entry of an event (takes its fields: call it last).
+        auto to_log = [&](normalized_event& ne, int64_t known, uint32_t idx) {
+          log_entry le;
+          le.r.time = ne.time, le.r.seq = d.seq, le.r.idx = idx;
+          le.r.fields = std::move(ne.fields);
+          le.known = known > 0 ? known : (stored_us > 0 ? stored_us : ne.time);
+          return le;
+        };
         for (uint32_t i = 0; i < events.size(); ++i) {
           auto e = events[i];
           normalized_event ne;
@@ -328,11 +336,7 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
           if (j.watermark > 0 && ne.time <= j.watermark - retention && ne.time > j.watermark - s.stream->offline_retention_us) {
             // Late: no online window or as-of read reaches it, but it is history a training set
             // may use (at its known time).
-            log_entry le;
-            le.r.time = ne.time, le.r.seq = d.seq, le.r.idx = i;
-            le.r.fields = std::move(ne.fields);
-            le.known = e.getKnownTime() > 0 ? e.getKnownTime() : (stored_us > 0 ? stored_us : ne.time);
-            j.offline_only.emplace_back(key, std::move(le));
+            j.offline_only.emplace_back(key, to_log(ne, e.getKnownTime(), i));
             continue;
           }
           if (j.watermark > 0 && ne.time <= j.watermark - retention) {
@@ -354,11 +358,7 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
             j.groups.back().is_new = !s.known.count(key);
           }
           group& grp = j.groups[it->second];
-          log_entry le;
-          le.r.time = r.time, le.r.seq = r.seq, le.r.idx = r.idx;
-          le.r.fields = std::move(ne.fields);
-          le.known = e.getKnownTime() > 0 ? e.getKnownTime() : (stored_us > 0 ? stored_us : ne.time);
-          grp.log.push_back(std::move(le));
+          grp.log.push_back(to_log(ne, e.getKnownTime(), i));
           grp.recs->push_back(std::move(r));
           ++j.events;
         }

@@ -43,24 +43,21 @@ view {
 }
 
 -- Each flight is an example: predicted at its scheduled departure, labelled "more than 15
--- minutes late" once it arrives. Features are those known at departure time.
-label {
-  name = "late", stream = "flights", entity = "route",
-  value = "delay > 15",
-  prediction_time = "date",
-  features = { "airport_delay@1", "route_delay@1" },
-  on_demand = { distance = "distance", hour = "hour(date)", weekday = "weekday(date)" },
-}
-
--- The same features frozen at the previous midnight (UTC), as a daily batch job serves them.
-label {
-  name = "late_daily", stream = "flights", entity = "route",
-  value = "delay > 15",
-  prediction_time = "date",
-  features = { "airport_delay@1", "route_delay@1" },
-  on_demand = { distance = "distance", hour = "hour(date)", weekday = "weekday(date)" },
-  snapshot = "1d",
-}
+-- minutes late" once it arrives. `late` reads the features known at departure time;
+-- `late_daily` the same features frozen at the previous midnight (UTC), as a daily batch job
+-- serves them.
+local function late_label(name, snapshot)
+  return label {
+    name = name, stream = "flights", entity = "route",
+    value = "delay > 15",
+    prediction_time = "date",
+    features = { "airport_delay@1", "route_delay@1" },
+    on_demand = { distance = "distance", hour = "hour(date)", weekday = "weekday(date)" },
+    snapshot = snapshot,
+  }
+end
+late_label("late")
+late_label("late_daily", "1d")
 
 local split = {
   train = { "2001-01-01", "2001-05-01" },
