@@ -1,6 +1,7 @@
 #include "point_in_time.h"
 
 #include <algorithm>
+#include <cmath>
 
 namespace tessera {
 
@@ -32,6 +33,154 @@ feature_vector vector_at(const view_def& view, const projected_log& log, int64_t
   for (size_t i = first; i < end; ++i)
     if (log.known[i] <= t) scratch.push_back(log.records[i]);
   return compute_vector(view, scratch, t, entity);
+}
+
+namespace {
+size_t after(const projected_log& log, int64_t x) {  // records with time <= x end here
+  auto by_time = [](int64_t v, const record& r) { return v < r.time; };
+  return static_cast<size_t>(std::upper_bound(log.records.begin(), log.records.end(), x, by_time) - log.records.begin());
+}
+}  // namespace
+
+window_index::window_index(const view_def& view, const projected_log& log) : view_(view), log_(log) {
+  for (auto& f : view.features)
+    if (f.agg == agg_kind::stddev || f.agg == agg_kind::last || f.agg == agg_kind::last_n_distinct) supported_ = false;
+  if (!supported_) return;
+  const size_t n = log.records.size();
+  block_known_.assign((n + kBlock - 1) / kBlock, INT64_MIN);
+  for (size_t i = 0; i < n; ++i) block_known_[i / kBlock] = std::max(block_known_[i / kBlock], log.known[i]);
+  for (const feature_def& f : view.features) {
+    size_t k = 0;
+    while (k < tracks_.size() && !(tracks_[k].slot == f.slot && tracks_[k].filter_src == f.filter_src)) ++k;
+    if (k == tracks_.size()) {
+      tracks_.emplace_back();
+      tracks_[k].slot = f.slot;
+      tracks_[k].filter_src = f.filter_src;
+    }
+    track_of_.push_back(k);
+  }
+  for (size_t k = 0; k < tracks_.size(); ++k) {
+    track& tr = tracks_[k];
+    const feature_def* f = nullptr;  // any feature of this track: same filter and field
+    bool sums = false, extremes = false;
+    for (size_t fi = 0; fi < view.features.size(); ++fi) {
+      if (track_of_[fi] != k) continue;
+      f = &view.features[fi];
+      sums = sums || f->agg == agg_kind::sum || f->agg == agg_kind::mean;
+      extremes = extremes || f->agg == agg_kind::min || f->agg == agg_kind::max;
+    }
+    tr.before.resize(n + 1);
+    std::vector<double> xs;
+    bool integers = true;
+    for (size_t i = 0; i < n; ++i) {
+      tr.before[i] = static_cast<uint32_t>(tr.pos.size());
+      const record& r = log.records[i];
+      // The same tests, in the same order, as compute_vector.
+      if (f->filter && !f->filter->test(r.fields)) continue;
+      double x = 0;
+      if (f->slot >= 0 && (!as_number(r.fields[f->slot], x) || std::isnan(x))) continue;
+      integers = integers && std::fabs(x) <= 4294967296.0 && x == std::trunc(x);
+      tr.pos.push_back(static_cast<uint32_t>(i));
+      if (sums || extremes) xs.push_back(x);
+    }
+    tr.before[n] = static_cast<uint32_t>(tr.pos.size());
+    tr.exact_sum = sums && integers && xs.size() < (1u << 20);
+    if (tr.exact_sum) {
+      tr.prefix.resize(xs.size() + 1);
+      tr.prefix[0] = 0;
+      for (size_t i = 0; i < xs.size(); ++i) tr.prefix[i + 1] = tr.prefix[i] + xs[i];
+    }
+    if (extremes) {
+      for (size_t b = 0; b < xs.size(); b += kBlock) {
+        double mn = xs[b], mx = xs[b];
+        for (size_t i = b + 1; i < std::min(xs.size(), b + kBlock); ++i) mn = std::min(mn, xs[i]), mx = std::max(mx, xs[i]);
+        tr.block_min.push_back(mn);
+        tr.block_max.push_back(mx);
+      }
+    }
+    if (extremes || (sums && !tr.exact_sum)) tr.x = std::move(xs);
+  }
+}
+
+size_t window_index::bytes() const {
+  size_t b = block_known_.size() * sizeof(int64_t);
+  for (auto& tr : tracks_)
+    b += (tr.before.size() + tr.pos.size()) * 4 + (tr.x.size() + tr.prefix.size() + tr.block_min.size() + tr.block_max.size()) * 8;
+  return b;
+}
+
+bool window_index::all_known(size_t b, size_t e, int64_t t) const {
+  size_t i = b;
+  for (; i < e && i % kBlock; ++i)
+    if (log_.known[i] > t) return false;
+  for (; i + kBlock <= e; i += kBlock)
+    if (block_known_[i / kBlock] > t) return false;
+  for (; i < e; ++i)
+    if (log_.known[i] > t) return false;
+  return true;
+}
+
+double window_index::sum(const track& tr, size_t b, size_t e) const {
+  if (tr.exact_sum) return tr.prefix[e] - tr.prefix[b];
+  double s = 0;
+  for (size_t i = b; i < e; ++i) s += tr.x[i];
+  return s;
+}
+
+bool window_index::at(int64_t t, const std::string& entity, feature_vector& out) const {
+  const size_t end = after(log_, t);
+  if (!all_known(after(log_, t - view_.max_window_us()), end, t)) return false;
+  out = feature_vector();
+  out.view = view_.name;
+  out.version = view_.version;
+  out.entity = entity;
+  out.as_of = t;
+  if (end > 0 && log_.records[end - 1].time > t - view_.max_window_us()) out.event_time = log_.records[end - 1].time;
+  out.values.reserve(view_.features.size());
+  for (size_t fi = 0; fi < view_.features.size(); ++fi) {
+    const feature_def& f = view_.features[fi];
+    const track& tr = tracks_[track_of_[fi]];
+    const size_t b = tr.before[after(log_, t - f.window_us)], e = tr.before[end];
+    const int64_t n = static_cast<int64_t>(e - b);
+    feature_value fv;
+    fv.name = f.name;
+    fv.event_time = n ? log_.records[tr.pos[e - 1]].time : 0;
+    switch (f.agg) {
+      case agg_kind::count: fv.v = n; break;
+      case agg_kind::sum: fv.v = sum(tr, b, e); break;
+      case agg_kind::mean: if (n) fv.v = sum(tr, b, e) / static_cast<double>(n); break;
+      case agg_kind::min:
+      case agg_kind::max: {
+        if (!n) break;
+        // The first of equal extremes, scanning in order: the fold compute_vector does.
+        const bool is_max = f.agg == agg_kind::max;
+        double m = tr.x[b];
+        auto take = [&](double x) { m = is_max ? std::max(m, x) : std::min(m, x); };
+        size_t i = b + 1;
+        for (; i < e && i % kBlock; ++i) take(tr.x[i]);
+        for (; i + kBlock <= e; i += kBlock) take(is_max ? tr.block_max[i / kBlock] : tr.block_min[i / kBlock]);
+        for (; i < e; ++i) take(tr.x[i]);
+        fv.v = m;
+        break;
+      }
+      case agg_kind::time_since_last:
+        if (n) fv.v = static_cast<double>(t - fv.event_time) / 1e6;
+        break;
+      default: break;  // not indexed (supported_ is false)
+    }
+    out.values.push_back(std::move(fv));
+  }
+  if (out.event_time == 0) out.status = vector_status::missing;
+  else if (t - out.event_time > view_.ttl_us) out.status = vector_status::stale;
+  else out.status = vector_status::fresh;
+  return true;
+}
+
+feature_vector vector_at(const view_def& view, const projected_log& log, const window_index& index, int64_t t,
+                         const std::string& entity, std::deque<record>& scratch) {
+  feature_vector out;
+  if (index.supported() && index.at(t, entity, out)) return out;
+  return vector_at(view, log, t, entity, scratch);
 }
 
 feature_vector vector_at(const view_def& view, const kind_plan& plan, const std::vector<log_entry>& entries, int64_t t,

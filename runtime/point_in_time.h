@@ -25,6 +25,51 @@ struct projected_log {
 feature_vector vector_at(const view_def& view, const projected_log& log, int64_t t, const std::string& entity,
                          std::deque<record>& scratch);
 
+// One view's features precomputed over one projected log, for many reads at different times
+// without walking the windows: per feature, the records that count (filter passed, value
+// present) in order, prefix counts, prefix sums when they are exact, and per-block extremes;
+// per block of records, the latest known time. A read costs O(log n + W/block) instead of
+// O(records in the window x features), and gives the same bits as compute_vector:
+// - count, min, max, latest time: exact by construction (extremes keep the first of equal
+//   values, as the sequential fold does);
+// - sum and mean: prefix differences only when every counted value is an integer of magnitude
+//   <= 2^32 and there are < 2^20 of them (every partial sum is then exact, so any order of
+//   addition gives the sequential sum's bits); otherwise summed in order like compute_vector.
+// Views with stddev, last or last_n_distinct features are not indexed (supported() is false).
+class window_index {
+ public:
+  window_index(const view_def& view, const projected_log& log);
+  bool supported() const { return supported_; }
+  // The vector at t, or false when something in the window was not yet known at t (the caller
+  // then filters, see vector_at).
+  bool at(int64_t t, const std::string& entity, feature_vector& out) const;
+  size_t bytes() const;
+
+ private:
+  static constexpr size_t kBlock = 32;
+  struct track {  // shared by the features with the same field and filter
+    int slot = -1;
+    std::string filter_src;
+    std::vector<uint32_t> before;   // before[i]: counted records among records[0, i)
+    std::vector<uint32_t> pos;      // the counted records' positions, in order
+    std::vector<double> x;          // their values, when needed (extremes, inexact sums)
+    std::vector<double> prefix;     // prefix[i] = x[0] + ... + x[i-1] when exact_sum
+    std::vector<double> block_min, block_max;
+    bool exact_sum = false;
+  };
+  const view_def& view_;
+  const projected_log& log_;
+  bool supported_ = true;
+  std::vector<track> tracks_;
+  std::vector<size_t> track_of_;      // per feature
+  std::vector<int64_t> block_known_;  // max known time per kBlock records
+  double sum(const track& tr, size_t b, size_t e) const;
+  bool all_known(size_t b, size_t e, int64_t t) const;
+};
+// The same as vector_at(view, log, ...) with `index` built over (view, log).
+feature_vector vector_at(const view_def& view, const projected_log& log, const window_index& index, int64_t t,
+                         const std::string& entity, std::deque<record>& scratch);
+
 // `entries`: one entity's log in (time, seq, idx) order, with every stream field. `scratch` is
 // reused between calls to avoid allocations.
 feature_vector vector_at(const view_def& view, const kind_plan& plan, const std::vector<log_entry>& entries, int64_t t,

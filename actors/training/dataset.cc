@@ -124,9 +124,24 @@ struct dataset_service::impl {
   // Projected logs of entities that many parts read (a view on another entity kind than the
   // label's: every part of the route kind reads every airport), kept while their shard applied
   // nothing new (same applied sequence), least recently used first out, within kLogCacheBytes.
+  // A log with its window index for one view (see window_index): built once, read many times.
+  struct indexed_log {
+    projected_log log;
+    std::unique_ptr<window_index> index;
+    indexed_log(const view_def& v, const kind_plan& plan, const std::vector<log_entry>& entries) {
+      log.assign(plan, entries);
+      index = std::make_unique<window_index>(v, log);
+    }
+    indexed_log(indexed_log&&) = delete;  // the index points into `log`
+    size_t bytes() const {
+      size_t b = 64 + log.records.size() * (sizeof(record) + sizeof(int64_t) + 16) + index->bytes();
+      for (auto& r : log.records) b += r.fields.size() * sizeof(value);
+      return b;
+    }
+  };
   struct cached_log {
     uint64_t applied_seq = 0;
-    std::shared_ptr<const projected_log> log;
+    std::shared_ptr<const indexed_log> log;
     size_t bytes = 0;
     std::list<std::string>::iterator lru;
   };
@@ -136,16 +151,15 @@ struct dataset_service::impl {
   mutable std::list<std::string> lru;
   mutable size_t cache_bytes = 0;
 
-  std::shared_ptr<const projected_log> cached(const std::string& k, uint64_t applied_seq) const {
+  std::shared_ptr<const indexed_log> cached(const std::string& k, uint64_t applied_seq) const {
     std::lock_guard<std::mutex> g(cache_mu);
     auto it = log_cache.find(k);
     if (it == log_cache.end() || it->second.applied_seq != applied_seq) return nullptr;
     lru.splice(lru.begin(), lru, it->second.lru);
     return it->second.log;
   }
-  void remember(const std::string& k, uint64_t applied_seq, std::shared_ptr<const projected_log> log) const {
-    size_t bytes = 64 + log->records.size() * (sizeof(record) + sizeof(int64_t) + 16);
-    for (auto& r : log->records) bytes += r.fields.size() * sizeof(value);
+  void remember(const std::string& k, uint64_t applied_seq, std::shared_ptr<const indexed_log> log) const {
+    const size_t bytes = log->bytes();
     std::lock_guard<std::mutex> g(cache_mu);
     if (bytes > kLogCacheBytes / 4) return;
     auto old = log_cache.find(k);
@@ -183,36 +197,28 @@ struct dataset_service::impl {
       return items[a].key != items[b].key ? items[a].key < items[b].key : items[a].t < items[b].t;
     });
     std::vector<log_entry> entries;
-    projected_log projected;
     std::deque<record> scratch;
     for (size_t i = 0; i < order.size();) {
       size_t j = i;
       const std::string& key = items[order[i]].key;
       while (j < order.size() && items[order[j]].key == key) ++j;
-      std::shared_ptr<const projected_log> whole;
-      const std::string ck = sid.name() + "/" + key;
-      if (shared) whole = cached(ck, meta.applied_seq);
-      if (!whole) {
+      std::shared_ptr<const indexed_log> use;
+      const std::string ck = sid.name() + "/" + v.qualified() + "/" + key;
+      if (shared) use = cached(ck, meta.applied_seq);
+      if (!use) {
         entries.clear();
         const int64_t lo = shared ? INT64_MIN : items[order[i]].t - v.max_window_us(), hi = shared ? INT64_MAX - 1 : items[order[j - 1]].t;
         if (auto st = ctx->db->scan_log(sid, key, lo, hi, entries); !st) return make_error(st.error_message());
-        if (shared) {
-          auto p = std::make_shared<projected_log>();
-          p->assign(*plan, entries);
-          whole = p;
-          remember(ck, meta.applied_seq, whole);
-        } else {
-          projected.assign(*plan, entries);
-        }
+        use = std::make_shared<const indexed_log>(v, *plan, entries);
+        if (shared) remember(ck, meta.applied_seq, use);
       }
-      const projected_log& use = whole ? *whole : projected;
       for (size_t k = i; k < j; ++k) {
         const item& it = items[order[k]];
         if (it.t < earliest) {
           out[order[k]].as_of = 0;  // outside the retention
           continue;
         }
-        out[order[k]] = vector_at(v, use, it.t, key, scratch);
+        out[order[k]] = vector_at(v, use->log, *use->index, it.t, key, scratch);
       }
       i = j;
     }
