@@ -92,7 +92,8 @@ int main(int argc, char** argv) {
   t0 = std::chrono::steady_clock::now();
   int rc = std::system((bin + " dataset build late --quiet --rpc " + rpc + " -o " + out).c_str());
   const double tessera_s = seconds_since(t0);
-  std::system(("kill $(cat " + dir + "/node.pid)").c_str());
+  // Stopped and waited for, so that a second run right after finds the port free.
+  std::system(("pid=$(cat " + dir + "/node.pid); kill $pid; while kill -0 $pid 2>/dev/null; do sleep 0.1; done").c_str());
   if (rc != 0) return 2;
 
   // 2. Brute force, single thread: per-entity arrays sorted by arrival, a window scan per feature.

@@ -35,18 +35,18 @@ feature_vector vector_at(const view_def& view, const projected_log& log, int64_t
   return compute_vector(view, scratch, t, entity);
 }
 
-namespace {
-size_t after(const projected_log& log, int64_t x) {  // records with time <= x end here
-  auto by_time = [](int64_t v, const record& r) { return v < r.time; };
-  return static_cast<size_t>(std::upper_bound(log.records.begin(), log.records.end(), x, by_time) - log.records.begin());
-}
-}  // namespace
-
 window_index::window_index(const view_def& view, const projected_log& log) : view_(view), log_(log) {
   for (auto& f : view.features)
     if (f.agg == agg_kind::stddev || f.agg == agg_kind::last || f.agg == agg_kind::last_n_distinct) supported_ = false;
   if (!supported_) return;
   const size_t n = log.records.size();
+  times_.resize(n);
+  for (size_t i = 0; i < n; ++i) times_[i] = log.records[i].time;
+  for (const feature_def& f : view.features) {
+    size_t k = std::find(windows_.begin(), windows_.end(), f.window_us) - windows_.begin();
+    if (k == windows_.size()) windows_.push_back(f.window_us);
+    window_of_.push_back(k);
+  }
   block_known_.assign((n + kBlock - 1) / kBlock, INT64_MIN);
   for (size_t i = 0; i < n; ++i) block_known_[i / kBlock] = std::max(block_known_[i / kBlock], log.known[i]);
   for (const feature_def& f : view.features) {
@@ -102,8 +102,12 @@ window_index::window_index(const view_def& view, const projected_log& log) : vie
   }
 }
 
+size_t window_index::after(int64_t x) const {
+  return static_cast<size_t>(std::upper_bound(times_.begin(), times_.end(), x) - times_.begin());
+}
+
 size_t window_index::bytes() const {
-  size_t b = block_known_.size() * sizeof(int64_t);
+  size_t b = (block_known_.size() + times_.size()) * sizeof(int64_t);
   for (auto& tr : tracks_)
     b += (tr.before.size() + tr.pos.size()) * 4 + (tr.x.size() + tr.prefix.size() + tr.block_min.size() + tr.block_max.size()) * 8;
   return b;
@@ -128,8 +132,11 @@ double window_index::sum(const track& tr, size_t b, size_t e) const {
 }
 
 bool window_index::at(int64_t t, const std::string& entity, feature_vector& out) const {
-  const size_t end = after(log_, t);
-  if (!all_known(after(log_, t - view_.max_window_us()), end, t)) return false;
+  const size_t end = after(t);
+  if (!all_known(after(t - view_.max_window_us()), end, t)) return false;
+  size_t starts[8];  // where each distinct window starts (views have few)
+  const size_t nw = std::min<size_t>(windows_.size(), 8);
+  for (size_t w = 0; w < nw; ++w) starts[w] = after(t - windows_[w]);
   out = feature_vector();
   out.view = view_.name;
   out.version = view_.version;
@@ -140,7 +147,8 @@ bool window_index::at(int64_t t, const std::string& entity, feature_vector& out)
   for (size_t fi = 0; fi < view_.features.size(); ++fi) {
     const feature_def& f = view_.features[fi];
     const track& tr = tracks_[track_of_[fi]];
-    const size_t b = tr.before[after(log_, t - f.window_us)], e = tr.before[end];
+    const size_t w = window_of_[fi];
+    const size_t b = tr.before[w < nw ? starts[w] : after(t - f.window_us)], e = tr.before[end];
     const int64_t n = static_cast<int64_t>(e - b);
     feature_value fv;
     fv.name = f.name;

@@ -62,6 +62,10 @@ class window_index {
   bool supported_ = true;
   std::vector<track> tracks_;
   std::vector<size_t> track_of_;      // per feature
+  std::vector<int64_t> times_;        // the records' event times (searched without touching records)
+  std::vector<int64_t> windows_;      // the distinct windows, and each feature's
+  std::vector<size_t> window_of_;
+  size_t after(int64_t x) const;      // records with time <= x end here
   std::vector<int64_t> block_known_;  // max known time per kBlock records
   double sum(const track& tr, size_t b, size_t e) const;
   bool all_known(size_t b, size_t e, int64_t t) const;
