@@ -504,6 +504,10 @@ void bus::publish(const std::string& subject, const void* data, size_t len, cons
   jsPubOptions po;
   jsPubOptions_Init(&po);
   if (!msg_id.empty()) po.MsgId = msg_id.c_str();
+  // An acknowledgement that never comes (the message or its ack lost with a NATS server that
+  // died) fails the publish after this long instead of leaving its sender waiting forever; the
+  // sender may publish again, and the message id makes that count once.
+  po.MaxWait = 5000;
   natsStatus s = js_PublishMsgAsync(js_, &m, &po);
   if (s != NATS_OK) {
     if (m) natsMsg_Destroy(m);
@@ -539,7 +543,8 @@ void bus::on_pub_ack(__jsCtx*, __natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, v
     fn("", pa->Duplicate);
   } else {
     std::string err = "JetStream refused the message";
-    if (pae) err += std::string(": ") + (pae->ErrText ? pae->ErrText : natsStatus_GetText(pae->Err));
+    if (pae && pae->Err == NATS_TIMEOUT) err = "JetStream did not acknowledge the message within 5 s (a NATS server failing over?); retry";
+    else if (pae) err += std::string(": ") + (pae->ErrText ? pae->ErrText : natsStatus_GetText(pae->Err));
     fn(err, false);
   }
 }

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -25,6 +26,7 @@ namespace tessera {
 namespace {
 
 constexpr auto kTick = std::chrono::milliseconds(300);
+constexpr auto kRewatch = std::chrono::seconds(30);
 constexpr int64_t kDeadAfterUs = 3'000'000;  // a claimant whose progress stopped this long, and who is not a live member
 
 
@@ -219,18 +221,57 @@ struct training_service::impl {
     finish("", *v, res->test.auc);
   }
 
+  // The jobs as TSR_JOBS holds them, followed through a watcher (one long-lived ordered
+  // consumer per node: listing the keys every tick created a consumer per tick, which on a
+  // NATS cluster is a meta-layer operation and swamped it when a server died). Our own writes
+  // go in at once, so the next tick compares against the revision we wrote.
+  std::map<std::string, kv_entry> jobs;
+  void remember(const std::string& key, const std::string& value, const kv_write& w) {
+    if (w.ok) jobs[key] = kv_entry{value, w.revision, 0};
+  }
+
+  void runner_loop() {
+    std::unique_ptr<kv_bucket::watcher> w;
+    auto watching_since = std::chrono::steady_clock::now();
+    while (!stopping) {
+      const auto tick_at = std::chrono::steady_clock::now() + kTick;
+      // A watcher silently cut off (its NATS server died) would miss changes: renew it now
+      // and then, which costs one consumer per kRewatch.
+      if (w && std::chrono::steady_clock::now() - watching_since > kRewatch) w.reset();
+      if (!w) {
+        auto nw = jobs_kv->watch_all();
+        if (!nw) {
+          std::this_thread::sleep_for(kTick);
+          continue;
+        }
+        w = std::move(nw.value());
+        watching_since = std::chrono::steady_clock::now();
+        jobs.clear();
+      }
+      for (auto now = std::chrono::steady_clock::now(); now < tick_at; now = std::chrono::steady_clock::now()) {
+        auto u = w->next(std::max<int64_t>(1, std::chrono::duration_cast<std::chrono::milliseconds>(tick_at - now).count()));
+        if (!u) {
+          w.reset();
+          break;
+        }
+        if (!u->has_value()) continue;  // a timeout, or the end of the current values
+        auto& up = **u;
+        if (up.deleted) jobs.erase(up.key);
+        else if (jobs[up.key].revision < up.entry.revision) jobs[up.key] = std::move(up.entry);
+      }
+      if (w) tick();
+    }
+  }
+
   // One pass over the jobs: claim, watch, re-queue, publish progress.
   void tick() {
-    auto keys = jobs_kv->keys();
-    if (!keys) return;
     std::vector<job_info> now_seen;
     const int64_t now = now_micros();
-    for (auto& key : *keys) {
-      auto e = jobs_kv->get(key);
-      if (!e || !e->has_value()) continue;
-      nlohmann::json j = nlohmann::json::parse((*e)->value, nullptr, false);
+    const auto snapshot = jobs;  // tick() writes into `jobs`
+    for (auto& [key, e] : snapshot) {
+      nlohmann::json j = nlohmann::json::parse(e.value, nullptr, false);
       if (j.is_discarded()) continue;
-      const uint64_t rev = (*e)->revision;
+      const uint64_t rev = e.revision;
       const std::string state = j.value("state", "");
       const std::string node = j.value("node", "");
       if (current && current->id == key) {
@@ -260,7 +301,9 @@ struct training_service::impl {
             j["version"] = version;
             j["test_auc"] = auc;
           }
-          auto w = jobs_kv->update(key, j.dump(), rev);
+          const std::string v = j.dump();
+          auto w = jobs_kv->update(key, v, rev);
+          remember(key, v, w);
           if (!w.ok && !finished) current->cancel = true;
           if (w.ok && finished && !error.empty()) spdlog::warn("training job {} failed: {}", key, error);
         }
@@ -281,7 +324,9 @@ struct training_service::impl {
         j["attempt"] = j.value("attempt", 0) + 1;
         j["updated_us"] = now;
         j["progress"] = {{"phase", "starting"}};
-        auto w = jobs_kv->update(key, j.dump(), rev);
+        const std::string v = j.dump();
+        auto w = jobs_kv->update(key, v, rev);
+        remember(key, v, w);
         if (w.ok) {
           spdlog::info("training job {}: claimed (model {}, attempt {})", key, j.value("model", ""), j["attempt"].get<int>());
           current = std::make_unique<running>();
@@ -300,7 +345,10 @@ struct training_service::impl {
           j["state"] = "queued";
           j["requeued_because"] = "node " + node + " died while training";
         }
-        if (jobs_kv->update(key, j.dump(), rev).ok)
+        const std::string v = j.dump();
+        auto w = jobs_kv->update(key, v, rev);
+        remember(key, v, w);
+        if (w.ok)
           spdlog::warn("training job {}: node {} died while running it; {}", key, node, j["state"].get<std::string>() == "queued" ? "queued again" : "failed");
       }
       if (now - j.value("created_us", now) < 86400LL * 1000000) now_seen.push_back(job_info::from_json(j));
@@ -323,12 +371,7 @@ result<std::unique_ptr<training_service>> training_service::start(std::shared_pt
   if (!reg) return make_error(reg.error_message());
   im.registry = std::move(reg.value());
   im.worker = std::thread([p = &im] { p->worker_loop(); });
-  im.runner = std::thread([p = &im] {
-    while (!p->stopping) {
-      p->tick();
-      std::this_thread::sleep_for(kTick);
-    }
-  });
+  im.runner = std::thread([p = &im] { p->runner_loop(); });
   return s;
 }
 
