@@ -7,7 +7,7 @@
 #   cluster/local-cluster.sh kill-nats K | start-nats K    (chaos: stop / restart NATS server K)
 #   cluster/local-cluster.sh kill-node K | start-node K    (SIGKILL / restart Tessera node K)
 #
-# Ports: NATS clients 4301-4303, routes 6301-6303; nodes' RPC 7401.. (node K on 7400+K).
+# Ports: NATS clients 4301-4303, routes 6301-6303, monitoring 8301-8303; nodes' RPC 7401.. (node K on 7400+K).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
@@ -33,6 +33,7 @@ nats_conf() {  # K
   cat > "$dir/nats$k.conf" <<CONF
 server_name: tsr-nats-$k
 listen: 127.0.0.1:430$k
+http: 127.0.0.1:830$k
 jetstream { store_dir: "$dir/nats$k" }
 cluster { name: tessera-local, listen: 127.0.0.1:630$k, routes: [ ${routes%, } ] }
 CONF

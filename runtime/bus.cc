@@ -183,8 +183,8 @@ status bus::open_consumer(const std::string& stream, const std::string& kind, ui
     std::lock_guard<std::mutex> g(mu_);
     first_open = opened_[sname + "/" + cname]++ == 0;
   }
-  // A short timeout: on a NATS cluster that just lost a server, a create placed on the dead
-  // server never answers; the shard retries, and the next placement is usually elsewhere.
+  // Short timeouts for looking and deleting: on a NATS cluster that just lost a server, a
+  // consumer on the dead server never answers; creating gets longer (below).
   jsOptions jo;
   jsOptions_Init(&jo);
   jo.Wait = 2500;
@@ -223,11 +223,19 @@ status bus::open_consumer(const std::string& stream, const std::string& kind, ui
   cc.AckPolicy = js_AckNone;
   cc.MaxWaiting = 64;
   // A node that is gone for good (its shards moved) leaves its consumers behind: the server
-  // removes them after a day without pulls.
-  cc.InactiveThreshold = 24LL * 3600 * 1000000000LL;
-  // Consumers keep the stream's replication: a single-replica consumer placed on a NATS server
-  // that died cannot be re-created until the JetStream meta layer stops placing consumers there
-  // (minutes on nats-server 2.9 here); a replicated one elects a new leader.
+  // removes them after 15 minutes without pulls; a node back later re-creates its own.
+  // (Shards pull without pause, idle or not, so only an abandoned consumer goes inactive: one
+  // left by a node gone for good, or one whose creation answered too late on a failing NATS
+  // cluster and was replaced under another name.)
+  cc.InactiveThreshold = 15LL * 60 * 1000000000LL;
+  // One replica, in memory: the shard's committed sequence is the only record of progress, so
+  // a replicated consumer would only add a Raft group per shard and kind (hundreds, re-electing
+  // at once when a NATS server dies, which on a small machine stalled catch-up for minutes).
+  // When a consumer's server dies the shard re-creates it under a new name from its committed
+  // sequence; a creation placed on the dead server (until the meta layer marks it offline)
+  // times out and is retried, and lands elsewhere.
+  cc.Replicas = 1;
+  cc.MemoryStorage = true;
   if (start_seq > 1) {
     cc.DeliverPolicy = js_DeliverByStartSequence;
     cc.OptStartSeq = start_seq;
@@ -235,6 +243,7 @@ status bus::open_consumer(const std::string& stream, const std::string& kind, ui
     cc.DeliverPolicy = js_DeliverAll;
   }
   jsConsumerInfo* ci = nullptr;
+  jo.Wait = 10000;  // a creation answers late while the NATS cluster fails over; retried after this
   s = js_AddConsumer(&ci, js_, sname.c_str(), &cc, &jo, &jerr);
   if (ci) jsConsumerInfo_Destroy(ci);
   if (s != NATS_OK) return make_error(nats_error(s, ("cannot create consumer " + name).c_str()));
@@ -310,7 +319,7 @@ void bus::delete_consumer_async(const std::string& stream, const std::string& ki
 }
 
 void bus::consumer_pending_async(const std::string& stream, const std::string& kind, uint32_t shard,
-                                 std::function<void(result<uint64_t>)> done) {
+                                 std::function<void(result<consumer_position>)> done) {
   run_async([this, stream, kind, shard, done = std::move(done)] {
     const std::string key = jetstream_name(stream) + "/" + consumer_name(kind, shard, node_id_);
     std::string name = consumer_name(kind, shard, node_id_);
@@ -328,9 +337,16 @@ void bus::consumer_pending_async(const std::string& stream, const std::string& k
       done(make_error(nats_error(s, ("consumer " + name).c_str())));
       return;
     }
-    uint64_t pending = info->NumPending;
+    consumer_position at{info->NumPending, 0};
     jsConsumerInfo_Destroy(info);
-    done(pending);
+    // (The consumer's own delivered sequence is no use here: a filtered consumer reports the
+    // stream's last sequence once it has scanned past it.)
+    natsMsg* last = nullptr;
+    if (js_GetLastMsg(&last, js_, jetstream_name(stream).c_str(), event_subject(stream, kind, shard).c_str(), &jo, &jerr) == NATS_OK && last) {
+      at.last = natsMsg_GetSequence(last);
+      natsMsg_Destroy(last);
+    }
+    done(at);
   });
 }
 

@@ -103,10 +103,14 @@ class bus {
   // Deletes this node's consumer of (stream, kind, shard), e.g. after handing the shard off.
   void delete_consumer(const std::string& stream, const std::string& kind, uint32_t shard);
   void delete_consumer_async(const std::string& stream, const std::string& kind, uint32_t shard);
-  // Messages the consumer has not delivered yet (server's NumPending), on a worker thread;
-  // an error when the consumer is missing or does not answer.
+  // Where the consumer is (server's view), on a worker thread; an error when the consumer is
+  // missing or does not answer.
+  struct consumer_position {
+    uint64_t pending = 0;    // messages not delivered yet (NumPending)
+    uint64_t last = 0;       // stream sequence of the shard's newest message (0: none, or unknown)
+  };
   void consumer_pending_async(const std::string& stream, const std::string& kind, uint32_t shard,
-                              std::function<void(result<uint64_t>)> done);
+                              std::function<void(result<consumer_position>)> done);
 
   // Core NATS request/reply between nodes. `reply` runs on a libnats thread with the answer,
   // or with an error after `timeout_ms` or when nobody listens.

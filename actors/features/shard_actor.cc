@@ -487,20 +487,32 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
             clock_type::now() - s.last_delivery > kWatchdogSilence) {
           s.watchdog_asking = true;
           caf::actor me = caf::actor_cast<caf::actor>(self);
-          s.ctx->nats->consumer_pending_async(s.id.stream, s.id.kind, s.id.shard, [me](result<uint64_t> r) {
-            caf::anon_send(me, watchdog_atom::value, r ? static_cast<int64_t>(*r) : int64_t(-1), r ? std::string() : r.error_message());
+          s.ctx->nats->consumer_pending_async(s.id.stream, s.id.kind, s.id.shard, [me](result<bus::consumer_position> r) {
+            caf::anon_send(me, watchdog_atom::value, r ? static_cast<int64_t>(r->pending) : int64_t(-1),
+                           r ? static_cast<int64_t>(r->last) : int64_t(-1), r ? std::string() : r.error_message());
           });
         }
         self->delayed_send(self, std::chrono::milliseconds(500), tick_atom::value);
       },
-      [=](watchdog_atom, int64_t pending, const std::string& error) {
+      [=](watchdog_atom, int64_t pending, int64_t last, const std::string& error) {
         auto& s = self->state;
         s.watchdog_asking = false;
         s.last_delivery = clock_type::now();  // next look in kWatchdogSilence
-        if (!s.ready || (pending == 0 && error.empty())) return;
-        warn_limited("consumer stalled", error.empty() ? std::to_string(pending) + " messages wait but none arrived for " +
-                                                             std::to_string(kWatchdogSilence.count()) + " s; re-creating the consumer"
-                                                       : "consumer unreachable (" + error + "); re-creating it");
+        if (!s.ready) return;
+        // The stream holds a newer message for this shard than the last applied, yet the consumer
+        // has nothing pending and nothing arrives: it delivered them to an inbox that was dropped
+        // (e.g. a consumer re-created while the NATS cluster failed over, whose creation answered
+        // too late). Without acks they are never sent again: re-create it from the committed
+        // sequence.
+        const bool lost = error.empty() && pending == 0 && last > 0 && static_cast<uint64_t>(last) > s.meta.applied_seq &&
+                          !s.applying && s.pending.empty();
+        if (!lost && pending == 0 && error.empty()) return;
+        warn_limited("consumer stalled",
+                     !error.empty() ? "consumer unreachable (" + error + "); re-creating it"
+                     : lost ? "the stream holds sequence " + std::to_string(last) + " for this shard but " +
+                                  std::to_string(s.meta.applied_seq) + " is the last applied and the consumer has nothing pending; re-creating it"
+                            : std::to_string(pending) + " messages wait but none arrived for " + std::to_string(kWatchdogSilence.count()) +
+                                  " s; re-creating the consumer");
         s.ready = false;  // init() drops the old inbox, pulls and pending deliveries
         self->send(self, init_atom::value);
       },
