@@ -10,10 +10,9 @@
 namespace tessera::test {
 namespace {
 
-// DISABLED in the test command: on this 2-core machine the nodes' consumers sometimes stay
-// stalled for minutes after the NATS server is killed (nats-server 2.9 re-electing leaders of
-// hundreds of replicated consumers and timing out creations placed on the dead server); it
-// passed in some runs (full catch-up in 47-54 s) and not in others. Run it by hand with
+// DISABLED in the test command: on this 2-core machine catch-up after the kill takes 70-140 s
+// and in one run of four had not finished after 300 s (consumer creations placed on the dead
+// server time out until nats-server 2.9 marks it offline; see cluster/README.md). Run it by hand:
 //   build/tests/integration_tests --gtest_also_run_disabled_tests --gtest_filter='NatsCluster*'
 TEST(NatsCluster, DISABLED_LosingOneOfThreeServersLosesNothing) {
   temp_dir dir;
