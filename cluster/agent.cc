@@ -317,7 +317,19 @@ void cluster_agent::run_map() {
       std::lock_guard<std::mutex> g(mu_);
       alive = live_members(false);
     }
-    if (std::find(alive.begin(), alive.end(), opts_.node_id) == alive.end()) alive.push_back(opts_.node_id);
+    // Our own heartbeat not seen back for dead_after: our view of TSR_NODES is stale (our NATS
+    // server failing over, say), and everyone else would look dead. Judge nobody until it is
+    // back, instead of moving every shard here and back again.
+    const bool own_seen = std::find(alive.begin(), alive.end(), opts_.node_id) != alive.end();
+    if (!own_seen && m.present) {
+      static log_limiter limiter;
+      uint64_t suppressed = 0;
+      if (limiter.allow("stale members", suppressed))
+        spdlog::warn("cluster: own heartbeat not seen back for {} ms; keeping the shard map until it is", opts_.dead_after.count());
+      alive = m.members;  // the same members give the same assignment: nothing moves
+    } else if (!own_seen) {
+      alive.push_back(opts_.node_id);
+    }
     std::sort(alive.begin(), alive.end());
     auto owners = assign_shards(opts_.shard_count, alive);
     if (!m.present || owners != m.owners || alive != m.members) {

@@ -30,8 +30,10 @@ TEST(NatsCluster, DISABLED_LosingOneOfThreeServersLosesNothing) {
     std::string out;
     // The client goes through node 1; its calls may fail while NATS fails over: retry (the
     // batch ids make a re-run count nothing twice).
-    for (int i = 0; i < 5; ++i)
+    for (int i = 0; i < 5; ++i) {
       if (run_cli("ingest --quiet --batch 500 --rpc " + rpcs[0] + " --stream flights " + slice_path(), &out) == 0) break;
+      std::printf("ingest run %d failed: %s\n", i + 1, out.c_str());  // which batches, and why
+    }
   });
   for (int i = 0; i < 300 && cluster_applied(rpcs).applied < 15000; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   EXPECT_EQ(std::system((script + "kill-nats 2").c_str()), 0);
