@@ -13,6 +13,7 @@ std::string event_subject(const std::string& stream, const std::string& kind, ui
   return "tsr.ev." + stream + "." + kind + "." + std::to_string(shard);
 }
 std::string jetstream_name(const std::string& stream) { return "TSR_" + stream; }
+constexpr int64_t kPublishAckWaitMs = 5000;  // see bus::publish
 std::string consumer_name(const std::string& kind, uint32_t shard, const std::string& node_id) {
   return kind + "_" + std::to_string(shard) + "_" + node_id;
 }
@@ -109,7 +110,7 @@ bus::~bus() {
   if (js_) {
     jsPubOptions po;
     jsPubOptions_Init(&po);
-    po.MaxWait = 5000;
+    po.MaxWait = kPublishAckWaitMs;
     js_PublishAsyncComplete(js_, &po);
     jsCtx_Destroy(js_);
   }
@@ -523,7 +524,7 @@ void bus::publish(const std::string& subject, const void* data, size_t len, cons
   // An acknowledgement that never comes (the message or its ack lost with a NATS server that
   // died) fails the publish after this long instead of leaving its sender waiting forever; the
   // sender may publish again, and the message id makes that count once.
-  po.MaxWait = 5000;
+  po.MaxWait = kPublishAckWaitMs;
   natsStatus s = js_PublishMsgAsync(js_, &m, &po);
   if (s != NATS_OK) {
     if (m) natsMsg_Destroy(m);
@@ -559,7 +560,8 @@ void bus::on_pub_ack(__jsCtx*, __natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, v
     fn("", pa->Duplicate);
   } else {
     std::string err = "JetStream refused the message";
-    if (pae && pae->Err == NATS_TIMEOUT) err = "JetStream did not acknowledge the message within 5 s (a NATS server failing over?); retry";
+    if (pae && pae->Err == NATS_TIMEOUT)
+      err = "JetStream did not acknowledge the message within " + std::to_string(kPublishAckWaitMs / 1000) + " s (a NATS server failing over?); retry";
     else if (pae) err += std::string(": ") + (pae->ErrText ? pae->ErrText : natsStatus_GetText(pae->Err));
     fn(err, false);
   }

@@ -120,10 +120,6 @@ struct dataset_service::impl {
     }
   }
 
-  // Point-in-time vectors of `v` for items of one shard this node serves (error otherwise).
-  // Projected logs of entities that many parts read (a view on another entity kind than the
-  // label's: every part of the route kind reads every airport), kept while their shard applied
-  // nothing new (same applied sequence), least recently used first out, within kLogCacheBytes.
   // A log with its window index for one view (see window_index): built once, read many times.
   struct indexed_log {
     projected_log log;
@@ -139,6 +135,9 @@ struct dataset_service::impl {
       return b;
     }
   };
+  // Indexed logs of entities that many parts read (a view on another entity kind than the
+  // label's: every part of the route kind reads every airport), kept while their shard applied
+  // nothing new (same applied sequence), least recently used first out, within kLogCacheBytes.
   struct cached_log {
     uint64_t applied_seq = 0;
     std::shared_ptr<const indexed_log> log;
@@ -179,6 +178,7 @@ struct dataset_service::impl {
     cache_bytes += bytes;
   }
 
+  // Point-in-time vectors of `v` for items of one shard this node serves (error otherwise).
   // `shared`: the entities are read by many parts (see cached_log), so whole logs are cached.
   result<std::vector<feature_vector>> local_pit(const view_def& v, uint32_t shard, std::vector<item> items, bool shared = true) const {
     route r = ctx->cluster ? ctx->cluster->route_of(shard) : route{route::local, {}, {}};

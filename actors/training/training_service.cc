@@ -226,8 +226,11 @@ struct training_service::impl {
   // NATS cluster is a meta-layer operation and swamped it when a server died). Our own writes
   // go in at once, so the next tick compares against the revision we wrote.
   std::map<std::string, kv_entry> jobs;
-  void remember(const std::string& key, const std::string& value, const kv_write& w) {
-    if (w.ok) jobs[key] = kv_entry{value, w.revision, 0};
+  kv_write write_job(const std::string& key, const nlohmann::json& j, uint64_t expected_revision) {
+    const std::string v = j.dump();
+    kv_write w = jobs_kv->update(key, v, expected_revision);
+    if (w.ok) jobs[key] = kv_entry{v, w.revision, 0};
+    return w;
   }
 
   void runner_loop() {
@@ -301,9 +304,7 @@ struct training_service::impl {
             j["version"] = version;
             j["test_auc"] = auc;
           }
-          const std::string v = j.dump();
-          auto w = jobs_kv->update(key, v, rev);
-          remember(key, v, w);
+          auto w = write_job(key, j, rev);
           if (!w.ok && !finished) current->cancel = true;
           if (w.ok && finished && !error.empty()) spdlog::warn("training job {} failed: {}", key, error);
         }
@@ -324,9 +325,7 @@ struct training_service::impl {
         j["attempt"] = j.value("attempt", 0) + 1;
         j["updated_us"] = now;
         j["progress"] = {{"phase", "starting"}};
-        const std::string v = j.dump();
-        auto w = jobs_kv->update(key, v, rev);
-        remember(key, v, w);
+        auto w = write_job(key, j, rev);
         if (w.ok) {
           spdlog::info("training job {}: claimed (model {}, attempt {})", key, j.value("model", ""), j["attempt"].get<int>());
           current = std::make_unique<running>();
@@ -345,9 +344,7 @@ struct training_service::impl {
           j["state"] = "queued";
           j["requeued_because"] = "node " + node + " died while training";
         }
-        const std::string v = j.dump();
-        auto w = jobs_kv->update(key, v, rev);
-        remember(key, v, w);
+        auto w = write_job(key, j, rev);
         if (w.ok)
           spdlog::warn("training job {}: node {} died while running it; {}", key, node, j["state"].get<std::string>() == "queued" ? "queued again" : "failed");
       }
