@@ -175,7 +175,7 @@ status bus::ensure_dlq_stream() {
   return ok_status();
 }
 
-status bus::open_consumer(const std::string& stream, const std::string& kind, uint32_t shard, uint64_t start_seq) {
+result<uint64_t> bus::open_consumer(const std::string& stream, const std::string& kind, uint32_t shard, uint64_t start_seq) {
   std::string sname = jetstream_name(stream), cname = consumer_name(kind, shard, node_id_);
   std::string filter = event_subject(stream, kind, shard);
   jsErrCode jerr = static_cast<jsErrCode>(0);
@@ -194,8 +194,9 @@ status bus::open_consumer(const std::string& stream, const std::string& kind, ui
     if (js_GetConsumerInfo(&info, js_, sname.c_str(), cname.c_str(), &jo, &jerr) == NATS_OK && info) {
       bool reuse = info->Config && info->Config->FilterSubject && filter == info->Config->FilterSubject &&
                    info->Config->AckPolicy == js_AckNone && info->Delivered.Stream + 1 == start_seq;
+      const uint64_t next = info->Delivered.Consumer + 1;
       jsConsumerInfo_Destroy(info);
-      if (reuse) return ok_status();
+      if (reuse) return next;
     }
   }
   const std::string key = sname + "/" + cname;
@@ -250,7 +251,7 @@ status bus::open_consumer(const std::string& stream, const std::string& kind, ui
   if (s != NATS_OK) return make_error(nats_error(s, ("cannot create consumer " + name).c_str()));
   std::lock_guard<std::mutex> g(mu_);
   current_[key] = name;
-  return ok_status();
+  return uint64_t{1};
 }
 
 result<std::unique_ptr<bus::inbox>> bus::open_inbox(delivery_fn fn) {
@@ -305,7 +306,7 @@ void bus::ack(const std::string& ack_subject) {
 }
 
 void bus::open_consumer_async(const std::string& stream, const std::string& kind, uint32_t shard, uint64_t start_seq,
-                              std::function<void(status)> done) {
+                              std::function<void(result<uint64_t>)> done) {
   run_async([this, stream, kind, shard, start_seq, done = std::move(done)] { done(open_consumer(stream, kind, shard, start_seq)); });
 }
 
@@ -493,10 +494,12 @@ void bus::on_inbox(__natsConnection*, __natsSubscription*, __natsMsg* msg, void*
     auto at = split(reply, '.');
     if (at.size() == 9) {  // $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>
       d.seq = std::strtoull(at[5].c_str(), nullptr, 10);
+      d.cseq = std::strtoull(at[6].c_str(), nullptr, 10);
       d.stored_ns = std::strtoll(at[7].c_str(), nullptr, 10);
       d.pending = std::strtoull(at[8].c_str(), nullptr, 10);
     } else if (at.size() >= 11) {  // with <domain>.<account hash> after ACK (newer servers)
       d.seq = std::strtoull(at[7].c_str(), nullptr, 10);
+      d.cseq = std::strtoull(at[8].c_str(), nullptr, 10);
       d.stored_ns = std::strtoll(at[9].c_str(), nullptr, 10);
       d.pending = std::strtoull(at[10].c_str(), nullptr, 10);
     }

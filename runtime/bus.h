@@ -44,6 +44,7 @@ struct delivery {
   bool end = false;          // the pull request finished (timeout, or server status)
   std::string status;        // the status code when `end`
   uint64_t seq = 0;          // stream sequence
+  uint64_t cseq = 0;         // consumer sequence: +1 per delivery of the consumer, without gaps
   uint64_t pending = 0;      // messages left in the consumer after this one
   int64_t stored_ns = 0;     // when JetStream stored it (ns since the epoch)
   int64_t received_ns = 0;   // when this process received it (ns since the epoch)
@@ -73,10 +74,12 @@ class bus {
   // applied. The first open in a process keeps an existing consumer when it has delivered
   // nothing beyond the applied sequence (creating a filtered consumer on a long stream is
   // slow on nats-server 2.9); otherwise, and on every later open, it is deleted and re-created.
-  status open_consumer(const std::string& stream, const std::string& kind, uint32_t shard, uint64_t start_seq);
+  // Returns the consumer sequence its next delivery carries (1 for a new consumer): deliveries
+  // are numbered without gaps, so a gap means some were lost on the way (see delivery::cseq).
+  result<uint64_t> open_consumer(const std::string& stream, const std::string& kind, uint32_t shard, uint64_t start_seq);
   // The same, on the bus's worker threads; `done` runs there.
   void open_consumer_async(const std::string& stream, const std::string& kind, uint32_t shard, uint64_t start_seq,
-                           std::function<void(status)> done);
+                           std::function<void(result<uint64_t>)> done);
 
   // A private inbox for one consumer's deliveries. Each shard incarnation opens its own, so a
   // delivery meant for an earlier incarnation can never reach a later one. Unsubscribes when

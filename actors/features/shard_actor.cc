@@ -409,10 +409,13 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
     for (auto& k : s.ctx->db->known_entities(s.id)) s.known.insert(k);
     caf::actor me = caf::actor_cast<caf::actor>(self);
     s.ctx->nats->open_consumer_async(s.id.stream, s.id.kind, s.id.shard, s.meta.applied_seq + 1,
-                                     [me](status st) { caf::anon_send(me, init_atom::value, st ? std::string() : st.error_message()); });
+                                     [me](result<uint64_t> r) {
+                                       caf::anon_send(me, init_atom::value, r ? std::string() : r.error_message(), r ? *r : uint64_t{0});
+                                     });
   };
-  auto consumer_ready = [self, maybe_pull, warn_limited](const std::string& error) {
+  auto consumer_ready = [self, maybe_pull, warn_limited](const std::string& error, uint64_t next_cseq) {
     auto& s = self->state;
+    s.next_cseq = next_cseq;
     if (!error.empty()) {
       warn_limited("consumer not ready", error + "; retrying");
       self->delayed_send(self, std::chrono::milliseconds(200), init_atom::value);
@@ -442,8 +445,8 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
       [=](init_atom) {  // retry after a failure
         if (!self->state.ready) init();
       },
-      [=](init_atom, const std::string& error) {
-        if (!self->state.ready) consumer_ready(error);
+      [=](init_atom, const std::string& error, uint64_t next_cseq) {
+        if (!self->state.ready) consumer_ready(error, next_cseq);
       },
       [=](delivery& d) {
         auto& s = self->state;
@@ -465,6 +468,17 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
           else maybe_pull();
           return;
         }
+        if (s.next_cseq && d.cseq && d.cseq != s.next_cseq) {
+          // Deliveries were lost on the way (see shard_state::next_cseq): apply nothing after
+          // the gap; what is pending is delivered again by the re-created consumer.
+          warn_limited("deliveries lost", "consumer sequence " + std::to_string(d.cseq) + " arrived, " + std::to_string(s.next_cseq) +
+                                              " expected; re-creating the consumer from sequence " + std::to_string(s.meta.applied_seq + 1));
+          s.inbox.reset();  // later deliveries of this consumer are dropped
+          s.ready = false;  // init() drops the pulls and pending deliveries
+          self->send(self, init_atom::value);
+          return;
+        }
+        if (d.cseq) s.next_cseq = d.cseq + 1;
         // Data carries no pull number: it counts against the oldest outstanding pull.
         if (!s.pulls.empty()) {
           auto oldest = std::min_element(s.pulls.begin(), s.pulls.end(), [](auto& a, auto& b) { return a.first < b.first; });

@@ -38,6 +38,11 @@ struct shard_state {
   // old pulls, possibly out of order with the new consumer's) are dropped by generation, so
   // an earlier sequence can never arrive after a later one was committed.
   uint64_t inbox_gen = 0;
+  // The consumer sequence the next delivery must carry. Deliveries travel as core NATS messages
+  // (at most once): those in flight through a NATS server that dies are lost, and with no acks
+  // the consumer never sends them again. A gap in the consumer sequence shows it; the shard then
+  // re-creates its consumer from the committed sequence (0: not known, no check).
+  uint64_t next_cseq = 0;
   std::vector<delivery> pending;
   bool flush_scheduled = false;
   bool applying = false;

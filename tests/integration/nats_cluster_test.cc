@@ -43,6 +43,8 @@ TEST(NatsCluster, DISABLED_LosingOneOfThreeServersLosesNothing) {
   std::printf("every event applied %.1f s after the NATS server was killed\n",
               std::chrono::duration<double>(std::chrono::steady_clock::now() - killed).count());
   for (auto& rpc : rpcs) EXPECT_EQ(compare_all(rpc, slice(), 0), 0u) << "reading through " << rpc;
+  // What the shards saw and did about it (rate-limited warnings; "N similar suppressed").
+  std::system(("grep -h 'deliveries lost\\|consumer stalled\\|consumer lost' " + dir.path + "/node*.log | cut -c1-220").c_str());
   if (HasFailure()) {
     std::system(("tail -n 20 " + dir.path + "/node1.log " + dir.path + "/node2.log").c_str());
     // The whole cluster directory (logs, NATS stores) for a post-mortem.
