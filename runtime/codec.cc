@@ -160,10 +160,12 @@ bool key_is_valid(std::string_view key) {
   return !key.empty() && key.size() <= kMaxKeyBytes && key.find('\0') == std::string_view::npos;
 }
 
-std::string entity_key(const normalized_event& e, const kind_plan& p, event_error& err) {
+std::string entity_key(const normalized_event& e, const kind_plan& p, event_error& err) { return entity_key(e.fields, p, err); }
+
+std::string entity_key(const std::vector<value>& fields, const kind_plan& p, event_error& err) {
   std::string key;
   for (size_t i = 0; i < p.key_field_index.size(); ++i) {
-    const value& v = e.fields[p.key_field_index[i]];
+    const value& v = fields[p.key_field_index[i]];
     std::string part = is_null(v) ? std::string() : to_text(v);
     if (part.empty()) {
       err = {p.key_fields[i], "missing entity key field for " + p.entity};

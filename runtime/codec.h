@@ -39,6 +39,7 @@ struct event_error {
 bool normalize_event(wire::Event::Reader e, const stream_def& s, normalized_event& out, event_error& err);
 // Key of an entity kind from the event's fields ("LAX-SFO"); empty + err if a part is missing.
 std::string entity_key(const normalized_event& e, const kind_plan& p, event_error& err);
+std::string entity_key(const std::vector<value>& fields, const kind_plan& p, event_error& err);  // the same from fields
 bool key_is_valid(std::string_view key);
 
 // Stored per-entity event records (binary, little-endian, versioned by a leading byte).

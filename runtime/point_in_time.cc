@@ -35,13 +35,14 @@ feature_vector vector_at(const view_def& view, const projected_log& log, int64_t
   return compute_vector(view, scratch, t, entity);
 }
 
-window_index::window_index(const view_def& view, const projected_log& log) : view_(view), log_(log) {
+window_index::window_index(const view_def& view, const projected_log& log) : view_(view) {
   for (auto& f : view.features)
     if (f.agg == agg_kind::stddev || f.agg == agg_kind::last || f.agg == agg_kind::last_n_distinct) supported_ = false;
   if (!supported_) return;
   const size_t n = log.records.size();
   times_.resize(n);
   for (size_t i = 0; i < n; ++i) times_[i] = log.records[i].time;
+  known_ = log.known;
   for (const feature_def& f : view.features) {
     size_t k = std::find(windows_.begin(), windows_.end(), f.window_us) - windows_.begin();
     if (k == windows_.size()) windows_.push_back(f.window_us);
@@ -49,6 +50,9 @@ window_index::window_index(const view_def& view, const projected_log& log) : vie
   }
   block_known_.assign((n + kBlock - 1) / kBlock, INT64_MIN);
   for (size_t i = 0; i < n; ++i) block_known_[i / kBlock] = std::max(block_known_[i / kBlock], log.known[i]);
+  known_upto_.resize(n + 1);
+  known_upto_[0] = INT64_MIN;
+  for (size_t i = 0; i < n; ++i) known_upto_[i + 1] = std::max(known_upto_[i], log.known[i]);
   for (const feature_def& f : view.features) {
     size_t k = 0;
     while (k < tracks_.size() && !(tracks_[k].slot == f.slot && tracks_[k].filter_src == f.filter_src)) ++k;
@@ -106,21 +110,52 @@ size_t window_index::after(int64_t x) const {
   return static_cast<size_t>(std::upper_bound(times_.begin(), times_.end(), x) - times_.begin());
 }
 
+size_t window_index::after(int64_t x, size_t& hint) const {
+  const size_t n = times_.size(), h = std::min(hint, n);
+  size_t lo = 0, hi = n;  // the answer is in [lo, hi]
+  if (h < n && times_[h] <= x) {  // forwards: the answer is past h
+    lo = h + 1;
+    for (size_t step = 1;; step *= 2) {
+      const size_t probe = h + step;
+      if (probe >= n) break;
+      if (times_[probe] > x) {
+        hi = probe;
+        break;
+      }
+      lo = probe + 1;
+    }
+  } else {  // backwards: the answer is h or before
+    hi = h;
+    for (size_t step = 1; step <= h; step *= 2) {
+      const size_t probe = h - step;
+      if (times_[probe] <= x) {
+        lo = probe + 1;
+        break;
+      }
+      hi = probe;
+    }
+  }
+  hint = static_cast<size_t>(std::upper_bound(times_.begin() + static_cast<std::ptrdiff_t>(lo), times_.begin() + static_cast<std::ptrdiff_t>(hi), x) -
+                             times_.begin());
+  return hint;
+}
+
 size_t window_index::bytes() const {
-  size_t b = (block_known_.size() + times_.size()) * sizeof(int64_t);
+  size_t b = (block_known_.size() + times_.size() + known_.size() + known_upto_.size()) * sizeof(int64_t);
   for (auto& tr : tracks_)
     b += (tr.before.size() + tr.pos.size()) * 4 + (tr.x.size() + tr.prefix.size() + tr.block_min.size() + tr.block_max.size()) * 8;
   return b;
 }
 
 bool window_index::all_known(size_t b, size_t e, int64_t t) const {
+  if (known_upto_[e] <= t) return true;  // nothing up to the window's end was known after t
   size_t i = b;
   for (; i < e && i % kBlock; ++i)
-    if (log_.known[i] > t) return false;
+    if (known_[i] > t) return false;
   for (; i + kBlock <= e; i += kBlock)
     if (block_known_[i / kBlock] > t) return false;
   for (; i < e; ++i)
-    if (log_.known[i] > t) return false;
+    if (known_[i] > t) return false;
   return true;
 }
 
@@ -131,32 +166,30 @@ double window_index::sum(const track& tr, size_t b, size_t e) const {
   return s;
 }
 
-bool window_index::at(int64_t t, const std::string& entity, feature_vector& out) const {
-  const size_t end = after(t);
-  if (!all_known(after(t - view_.max_window_us()), end, t)) return false;
+bool window_index::cells(int64_t t, value* out, int64_t* times, cursor* cur) const {
+  cursor scratch;
+  cursor& c = cur ? *cur : scratch;
+  const size_t end = cur ? after(t, c.pos[0]) : after(t);
   size_t starts[8];  // where each distinct window starts (views have few)
   const size_t nw = std::min<size_t>(windows_.size(), 8);
-  for (size_t w = 0; w < nw; ++w) starts[w] = after(t - windows_[w]);
-  out = feature_vector();
-  out.view = view_.name;
-  out.version = view_.version;
-  out.entity = entity;
-  out.as_of = t;
-  if (end > 0 && log_.records[end - 1].time > t - view_.max_window_us()) out.event_time = log_.records[end - 1].time;
-  out.values.reserve(view_.features.size());
+  size_t first = end;  // the earliest start: of the longest window
+  for (size_t w = 0; w < nw; ++w) first = std::min(first, starts[w] = cur ? after(t - windows_[w], c.pos[w + 1]) : after(t - windows_[w]));
+  if (nw < windows_.size()) first = after(t - view_.max_window_us());
+  if (!all_known(first, end, t)) return false;
   for (size_t fi = 0; fi < view_.features.size(); ++fi) {
     const feature_def& f = view_.features[fi];
     const track& tr = tracks_[track_of_[fi]];
     const size_t w = window_of_[fi];
     const size_t b = tr.before[w < nw ? starts[w] : after(t - f.window_us)], e = tr.before[end];
     const int64_t n = static_cast<int64_t>(e - b);
-    feature_value fv;
-    fv.name = f.name;
-    fv.event_time = n ? log_.records[tr.pos[e - 1]].time : 0;
+    const int64_t last = n ? times_[tr.pos[e - 1]] : 0;
+    if (times) times[fi] = last;
+    value& v = out[fi];
+    v = std::monostate{};
     switch (f.agg) {
-      case agg_kind::count: fv.v = n; break;
-      case agg_kind::sum: fv.v = sum(tr, b, e); break;
-      case agg_kind::mean: if (n) fv.v = sum(tr, b, e) / static_cast<double>(n); break;
+      case agg_kind::count: v = n; break;
+      case agg_kind::sum: v = sum(tr, b, e); break;
+      case agg_kind::mean: if (n) v = sum(tr, b, e) / static_cast<double>(n); break;
       case agg_kind::min:
       case agg_kind::max: {
         if (!n) break;
@@ -168,16 +201,32 @@ bool window_index::at(int64_t t, const std::string& entity, feature_vector& out)
         for (; i < e && i % kBlock; ++i) take(tr.x[i]);
         for (; i + kBlock <= e; i += kBlock) take(is_max ? tr.block_max[i / kBlock] : tr.block_min[i / kBlock]);
         for (; i < e; ++i) take(tr.x[i]);
-        fv.v = m;
+        v = m;
         break;
       }
       case agg_kind::time_since_last:
-        if (n) fv.v = static_cast<double>(t - fv.event_time) / 1e6;
+        if (n) v = static_cast<double>(t - last) / 1e6;
         break;
       default: break;  // not indexed (supported_ is false)
     }
-    out.values.push_back(std::move(fv));
   }
+  return true;
+}
+
+bool window_index::at(int64_t t, const std::string& entity, feature_vector& out) const {
+  const size_t nf = view_.features.size();
+  std::vector<value> vals(nf);
+  std::vector<int64_t> times(nf);
+  if (!cells(t, vals.data(), times.data())) return false;
+  out = feature_vector();
+  out.view = view_.name;
+  out.version = view_.version;
+  out.entity = entity;
+  out.as_of = t;
+  const size_t end = after(t);
+  if (end > 0 && times_[end - 1] > t - view_.max_window_us()) out.event_time = times_[end - 1];
+  out.values.reserve(nf);
+  for (size_t fi = 0; fi < nf; ++fi) out.values.push_back(feature_value{view_.features[fi].name, std::move(vals[fi]), times[fi]});
   if (out.event_time == 0) out.status = vector_status::missing;
   else if (t - out.event_time > view_.ttl_us) out.status = vector_status::stale;
   else out.status = vector_status::fresh;

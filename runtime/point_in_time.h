@@ -36,6 +36,8 @@ feature_vector vector_at(const view_def& view, const projected_log& log, int64_t
 //   <= 2^32 and there are < 2^20 of them (every partial sum is then exact, so any order of
 //   addition gives the sequential sum's bits); otherwise summed in order like compute_vector.
 // Views with stddev, last or last_n_distinct features are not indexed (supported() is false).
+// Built from a log, it keeps what it reads (times, known times, tracks): the log may be dropped
+// afterwards as long as reads that at() or cells() refuse are served from a log read again.
 class window_index {
  public:
   window_index(const view_def& view, const projected_log& log);
@@ -43,6 +45,15 @@ class window_index {
   // The vector at t, or false when something in the window was not yet known at t (the caller
   // then filters, see vector_at).
   bool at(int64_t t, const std::string& entity, feature_vector& out) const;
+  // Where the last read's windows started and ended: reads at nearby times (a dataset reads
+  // one entity at times in nearly increasing order) search from there, in O(log distance).
+  struct cursor {
+    size_t pos[9] = {};  // end, then each distinct window's start
+  };
+  // The same values only, into out[0 .. features): no vector, no names (dataset builds). `times`
+  // (optional): each feature's latest counted event time, 0 when none. `cur` (optional): kept
+  // by the caller between reads of this index; any value is correct, a near one is fast.
+  bool cells(int64_t t, value* out, int64_t* times = nullptr, cursor* cur = nullptr) const;
   size_t bytes() const;
 
  private:
@@ -58,15 +69,17 @@ class window_index {
     bool exact_sum = false;
   };
   const view_def& view_;
-  const projected_log& log_;
   bool supported_ = true;
   std::vector<track> tracks_;
   std::vector<size_t> track_of_;      // per feature
   std::vector<int64_t> times_;        // the records' event times (searched without touching records)
+  std::vector<int64_t> known_;        // and known times: the index needs the log only to be built
   std::vector<int64_t> windows_;      // the distinct windows, and each feature's
   std::vector<size_t> window_of_;
   size_t after(int64_t x) const;      // records with time <= x end here
+  size_t after(int64_t x, size_t& hint) const;  // the same, searched outwards from hint (updated)
   std::vector<int64_t> block_known_;  // max known time per kBlock records
+  std::vector<int64_t> known_upto_;   // known_upto_[i]: max known time of records [0, i)
   double sum(const track& tr, size_t b, size_t e) const;
   bool all_known(size_t b, size_t e, int64_t t) const;
 };

@@ -15,6 +15,7 @@
 #include <list>
 #include <unordered_map>
 #include <cstring>
+#include <string_view>
 #include <chrono>
 
 #include "actors/features/messages.h"
@@ -55,35 +56,42 @@ struct item {
   size_t row;
 };
 
-struct pit_answer {
-  std::vector<feature_vector> vectors;  // as_of == 0: outside the offline retention
-};
+void append_int(std::string& out, int64_t x) {
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof buf, x);
+  out.append(buf, r.ptr);
+}
+
+void append_double(std::string& out, double d, uint64_t& non_finite) {
+  if (!std::isfinite(d)) {
+    ++non_finite;  // an empty cell
+    return;
+  }
+  // The shortest text that reads back as exactly this double.
+  char buf[40];
+  auto r = std::to_chars(buf, buf + sizeof buf, d);
+  out.append(buf, r.ptr);
+}
+
+// Quoted, with quotes doubled (RFC 4180).
+void append_quoted(std::string& out, std::string_view s) {
+  out += '"';
+  for (size_t i = 0;;) {
+    const size_t q = s.find('"', i);
+    out.append(s.data() + i, (q == std::string_view::npos ? s.size() : q) - i);
+    if (q == std::string_view::npos) break;
+    out += "\"\"";
+    i = q + 1;
+  }
+  out += '"';
+}
 
 void append_cell(std::string& out, const value& v, uint64_t& non_finite) {
-  double d;
   switch (v.index()) {
     case 0: break;
-    case 1: out += std::to_string(std::get<int64_t>(v)); break;
-    case 2:
-      d = std::get<double>(v);
-      if (!std::isfinite(d)) {
-        ++non_finite;
-        break;
-      }
-      {
-        // The shortest text that reads back as exactly this double.
-        char buf[40];
-        auto r = std::to_chars(buf, buf + sizeof buf, d);
-        out.append(buf, r.ptr);
-      }
-      break;
-    default: {
-      // Text or lists: quoted, with quotes doubled (RFC 4180).
-      std::string s = to_text(v);
-      out += '"';
-      for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
-      out += '"';
-    }
+    case 1: append_int(out, std::get<int64_t>(v)); break;
+    case 2: append_double(out, std::get<double>(v), non_finite); break;
+    default: append_quoted(out, to_text(v));  // text or lists
   }
 }
 
@@ -122,11 +130,16 @@ struct dataset_service::impl {
 
   // A log with its window index for one view (see window_index): built once, read many times.
   struct indexed_log {
-    projected_log log;
+    projected_log log;  // empty when `lean`: the index answers alone, a refused read reads the log again
     std::unique_ptr<window_index> index;
-    indexed_log(const view_def& v, const kind_plan& plan, const std::vector<log_entry>& entries) {
+    bool has_log = true;
+    indexed_log(const view_def& v, const kind_plan& plan, const std::vector<log_entry>& entries, bool lean = false) {
       log.assign(plan, entries);
       index = std::make_unique<window_index>(v, log);
+      if (lean && index->supported()) {
+        log = projected_log();  // about half the bytes: twice the entities fit in the cache
+        has_log = false;
+      }
     }
     indexed_log(indexed_log&&) = delete;  // the index points into `log`
     size_t bytes() const {
@@ -178,6 +191,19 @@ struct dataset_service::impl {
     cache_bytes += bytes;
   }
 
+  // The filtering walk at t over an indexed log, for reads its index refuses (see vector_at);
+  // a lean log is read again from the store.
+  result<feature_vector> walk(const view_def& v, const kind_plan& plan, const indexed_log& l, const std::string& key, int64_t t,
+                              std::deque<record>& scratch) const {
+    if (l.has_log) return vector_at(v, l.log, t, key, scratch);
+    std::vector<log_entry> es;
+    if (auto st = ctx->db->scan_log(shard_id{v.stream, v.entity, shard_of(key, ctx->opts.shard_count)}, key, INT64_MIN, INT64_MAX - 1, es); !st)
+      return make_error(st.error_message());
+    projected_log reread;
+    reread.assign(plan, es);
+    return vector_at(v, reread, t, key, scratch);
+  }
+
   // Point-in-time vectors of `v` for items of one shard this node serves (error otherwise).
   // `shared`: the entities are read by many parts (see cached_log), so whole logs are cached.
   result<std::vector<feature_vector>> local_pit(const view_def& v, uint32_t shard, std::vector<item> items, bool shared = true) const {
@@ -209,7 +235,7 @@ struct dataset_service::impl {
         entries.clear();
         const int64_t lo = shared ? INT64_MIN : items[order[i]].t - v.max_window_us(), hi = shared ? INT64_MAX - 1 : items[order[j - 1]].t;
         if (auto st = ctx->db->scan_log(sid, key, lo, hi, entries); !st) return make_error(st.error_message());
-        use = std::make_shared<const indexed_log>(v, *plan, entries);
+        use = std::make_shared<const indexed_log>(v, *plan, entries, /*lean=*/shared);
         if (shared) remember(ck, meta.applied_seq, use);
       }
       for (size_t k = i; k < j; ++k) {
@@ -218,7 +244,10 @@ struct dataset_service::impl {
           out[order[k]].as_of = 0;  // outside the retention
           continue;
         }
-        out[order[k]] = vector_at(v, use->log, *use->index, it.t, key, scratch);
+        if (use->index->supported() && use->index->at(it.t, key, out[order[k]])) continue;
+        auto walked = walk(v, *plan, *use, key, it.t, scratch);
+        if (!walked) return make_error(walked.error_message());
+        out[order[k]] = std::move(*walked);
       }
       i = j;
     }
@@ -262,6 +291,11 @@ struct dataset_service::impl {
     return out;
   }
 
+  // One shard's part, streaming over its log once: the log arrives entity by entity in time
+  // order, so a view on the label's own entity kind is read from the entity's entries as they
+  // pass (no second read); views on other kinds come from the shared cache of indexed logs, or
+  // from their shards' owners (batched, after the scan). Feature values go into one flat table
+  // of cells (examples x feature columns), written out as CSV at the end.
   result<dataset_part> build_part(const label_def& label, uint32_t shard, int64_t from, int64_t to, bool& retryable) const {
     retryable = false;
     route r = ctx->cluster ? ctx->cluster->route_of(shard) : route{route::local, {}, {}};
@@ -272,103 +306,228 @@ struct dataset_service::impl {
     if (r.kind == route::remote)
       return make_error("shard " + std::to_string(shard) + " is served by node " + r.owner +
                         "; ask that node (status lists every member's RPC address)");
-    const stream_def* s = ctx->defs->find_stream(label.stream);
     dataset_part part;
     part.columns = {"prediction_time", "entity", "label"};
     for (auto& c : label.feature_columns()) part.columns.push_back(c);
 
-    // 1. The examples: this shard's log of the label's entity kind.
-    struct example {
-      std::string key;
-      int64_t time;
-      double label;
-      std::vector<value> on_demand;
-    };
-    std::vector<example> examples;
-    std::vector<std::vector<item>> lookups(label.views.size());
+    const size_t nv = label.views.size(), nod = label.on_demand.size();
+    const uint32_t nshards = ctx->opts.shard_count;
+    std::vector<size_t> col0(nv + 1, 0);  // each view's first cell in a row of cells
     std::vector<const kind_plan*> plans;
-    for (const view_def* v : label.views) plans.push_back(ctx->defs->find_plan(v->stream, v->entity));
+    std::vector<bool> own(nv);  // on the label's entity kind: read from the scanned entity's log
+    bool any_own = false;
+    for (size_t vi = 0; vi < nv; ++vi) {
+      const view_def* v = label.views[vi];
+      col0[vi + 1] = col0[vi] + v->features.size();
+      plans.push_back(ctx->defs->find_plan(v->stream, v->entity));
+      own[vi] = v->stream == label.stream && v->entity == label.entity;
+      any_own = any_own || own[vi];
+    }
+    const size_t nf = col0[nv];
+
+    struct example {
+      uint32_t entity;  // index into `entities`
+      int64_t time, feature_time;
+      double label;
+    };
+    // Per worker thread, reused by its next part: a part's tables are tens of MB, and fresh
+    // ones cost a page fault per 4 KiB.
+    static thread_local std::vector<std::string> entities;  // the scanned entities with examples, in log order
+    static thread_local std::vector<example> examples;
+    static thread_local std::vector<value> on_demand;  // examples x nod
+    static thread_local std::vector<value> cells;      // examples x nf; monostate: missing
+    static thread_local std::vector<uint8_t> outside;  // per example: a window reaches before its view's retention
+    entities.clear(), examples.clear(), on_demand.clear(), cells.clear(), outside.clear();
+    std::vector<std::vector<item>> remote(nv);
+    std::string err;
+    std::deque<record> scratch;
+
+    // Shards of each view's entity kind, looked up once per part.
+    struct shard_info {
+      bool known = false;
+      route rt;
+      uint64_t applied_seq = 0;
+      int64_t earliest = INT64_MIN;  // feature times before it read windows older than the log
+    };
+    std::vector<std::vector<shard_info>> infos(nv, std::vector<shard_info>(nshards));
+    auto info = [&](size_t vi, uint32_t sh) -> shard_info& {
+      shard_info& si = infos[vi][sh];
+      if (si.known) return si;
+      si.known = true;
+      si.rt = sh == shard ? r : ctx->cluster ? ctx->cluster->route_of(sh) : route{route::local, {}, {}};
+      if (si.rt.kind != route::local) return si;
+      const view_def& v = *label.views[vi];
+      const shard_meta meta = ctx->db->load_meta(shard_id{v.stream, v.entity, sh});
+      si.applied_seq = meta.applied_seq;
+      // The log holds events with time > watermark - retention: a window reaching before that
+      // would be silently incomplete.
+      if (meta.watermark > 0) si.earliest = meta.watermark - ctx->defs->find_stream(v.stream)->offline_retention_us + v.max_window_us();
+      return si;
+    };
+    // The cells of view vi for example `row`, read from an indexed log of `key`.
+    auto fill = [&](size_t vi, const indexed_log& l, window_index::cursor& cur, const std::string& key, size_t row) {
+      value* out = &cells[row * nf + col0[vi]];
+      const int64_t t = examples[row].feature_time;
+      if (l.index->supported() && l.index->cells(t, out, nullptr, &cur)) return;
+      // Something in the window was known only after t: the filtering walk, over the log.
+      auto walked = walk(*label.views[vi], *plans[vi], l, key, t, scratch);
+      if (!walked) {
+        err = "view " + label.views[vi]->qualified() + ": " + walked.error_message();
+        return;
+      }
+      feature_vector& fv = *walked;
+      for (size_t f = 0; f < fv.values.size() && f < col0[vi + 1] - col0[vi]; ++f) out[f] = std::move(fv.values[f].v);
+    };
+    // Views on other entity kinds: the last entity's log per view (a route's origin is always
+    // the same airport), else the node-wide cache, else read and indexed now.
+    std::vector<std::string> last_key(nv);
+    std::vector<std::shared_ptr<const indexed_log>> last_log(nv);
+    std::vector<window_index::cursor> last_cursor(nv);
+    std::vector<log_entry> entries;
+    auto lookup = [&](size_t vi, std::string key, size_t row) {
+      const view_def& v = *label.views[vi];
+      const uint32_t sh = shard_of(key, nshards);
+      shard_info& si = info(vi, sh);
+      if (si.rt.kind == route::remote) {
+        remote[vi].push_back({std::move(key), examples[row].feature_time, row});
+        return;
+      }
+      if (si.rt.kind != route::local) {
+        retryable = true;
+        err = "view " + v.qualified() + ", shard " + std::to_string(sh) + ": " + si.rt.why;
+        return;
+      }
+      if (examples[row].feature_time < si.earliest) {
+        outside[row] = 1;
+        return;
+      }
+      if (!last_log[vi] || last_key[vi] != key) {
+        const shard_id sid{v.stream, v.entity, sh};
+        const std::string ck = sid.name() + "/" + v.qualified() + "/" + key;
+        auto use = cached(ck, si.applied_seq);
+        if (!use) {
+          entries.clear();
+          if (auto st = ctx->db->scan_log(sid, key, INT64_MIN, INT64_MAX - 1, entries); !st) {
+            err = "view " + v.qualified() + ", shard " + std::to_string(sh) + ": " + st.error_message();
+            return;
+          }
+          use = std::make_shared<const indexed_log>(v, *plans[vi], entries, /*lean=*/true);
+          remember(ck, si.applied_seq, use);
+        }
+        last_key[vi] = std::move(key);
+        last_log[vi] = std::move(use);
+        last_cursor[vi] = {};
+      }
+      fill(vi, *last_log[vi], last_cursor[vi], last_key[vi], row);
+    };
+
+    // 1. The examples: this shard's log of the label's entity kind, one entity at a time.
+    static thread_local std::vector<log_entry> group;  // the current entity's entries (when a view reads them)
+    group.clear();
+    size_t group_first = 0;        // its first example
+    auto finish_entity = [&] {
+      if (examples.size() > group_first && err.empty()) {
+        const std::string& key = entities[examples[group_first].entity];
+        for (size_t vi = 0; vi < nv; ++vi) {
+          if (!own[vi]) continue;
+          const shard_info& si = info(vi, shard);
+          const indexed_log l(*label.views[vi], *plans[vi], group);
+          window_index::cursor cur;
+          for (size_t row = group_first; row < examples.size(); ++row) {
+            if (examples[row].feature_time < si.earliest) outside[row] = 1;
+            else fill(vi, l, cur, key, row);
+          }
+        }
+      }
+      group.clear();
+      group_first = examples.size();
+    };
     size_t unusable = 0;
+    std::string current;
+    bool first = true;
     auto st = ctx->db->for_each_log(shard_id{label.stream, label.entity, shard}, INT64_MIN, INT64_MAX,
                                     [&](const std::string& key, log_entry&& e) {
-                                      double t;
+                                      if (!err.empty()) return;
+                                      if (first || key != current) {
+                                        finish_entity();
+                                        current = key;
+                                        first = false;
+                                      }
+                                      double t, y;
                                       if (!as_number(label.time->eval(e.r.fields), t) || !std::isfinite(t)) {
                                         ++unusable;
-                                        return;
+                                      } else if (const int64_t pt = static_cast<int64_t>(std::llround(t)); pt >= from && pt < to) {
+                                        ++part.examples;
+                                        if (!as_number(label.value->eval(e.r.fields), y) || !std::isfinite(y)) {
+                                          ++part.unlabelled;
+                                        } else {
+                                          if (examples.size() == group_first) entities.push_back(key);
+                                          const size_t row = examples.size();
+                                          examples.push_back({static_cast<uint32_t>(entities.size() - 1), pt, feature_time(label, pt), y});
+                                          for (auto& od : label.on_demand) on_demand.push_back(od.e->eval(e.r.fields));
+                                          cells.resize(cells.size() + nf);
+                                          outside.push_back(0);
+                                          for (size_t vi = 0; vi < nv && err.empty(); ++vi) {
+                                            if (own[vi]) continue;
+                                            event_error kerr;
+                                            std::string k = entity_key(e.r.fields, *plans[vi], kerr);
+                                            if (!k.empty()) lookup(vi, std::move(k), row);  // else: no key, missing values
+                                          }
+                                        }
                                       }
-                                      const int64_t pt = static_cast<int64_t>(std::llround(t));
-                                      if (pt < from || pt >= to) return;
-                                      ++part.examples;
-                                      value lv = label.value->eval(e.r.fields);
-                                      double y;
-                                      if (!as_number(lv, y) || !std::isfinite(y)) {
-                                        ++part.unlabelled;
-                                        return;
-                                      }
-                                      example ex{key, pt, y, {}};
-                                      for (auto& od : label.on_demand) ex.on_demand.push_back(od.e->eval(e.r.fields));
-                                      normalized_event ne{e.r.time, std::move(e.r.fields)};
-                                      const int64_t ft = feature_time(label, pt);
-                                      for (size_t vi = 0; vi < label.views.size(); ++vi) {
-                                        event_error err;
-                                        lookups[vi].push_back({entity_key(ne, *plans[vi], err), ft, examples.size()});
-                                      }
-                                      examples.push_back(std::move(ex));
+                                      if (any_own) group.push_back(std::move(e));
                                     });
     if (!st) return make_error(st.error_message());
-    (void)s;
+    finish_entity();
+    if (!err.empty()) return make_error(err);
     if (unusable)
       spdlog::warn("dataset {}: shard {}: {} log entries without a usable prediction time ({})", label.name, shard, unusable, label.time_src);
 
-    // 2. Scatter each view's lookups to the shards (and owners) of its entities, gather.
-    std::vector<std::vector<feature_vector>> values(label.views.size(), std::vector<feature_vector>(examples.size()));
-    for (size_t vi = 0; vi < label.views.size(); ++vi) {
+    // 2. Views whose entities other nodes serve: asked of their owners, shard by shard.
+    for (size_t vi = 0; vi < nv; ++vi) {
+      if (remote[vi].empty()) continue;
       const view_def& v = *label.views[vi];
       std::map<uint32_t, std::vector<item>> by_shard;
-      for (auto& it : lookups[vi]) {
-        if (it.key.empty()) continue;  // the example lacks this view's key: missing values
-        by_shard[shard_of(it.key, ctx->opts.shard_count)].push_back(it);
-      }
+      for (auto& it : remote[vi]) by_shard[shard_of(it.key, nshards)].push_back(std::move(it));
       for (auto& [sh, items] : by_shard) {
-        route rr = ctx->cluster ? ctx->cluster->route_of(sh) : route{route::local, {}, {}};
-        result<std::vector<feature_vector>> got = make_error("");
-        if (rr.kind == route::local) got = local_pit(v, sh, items, /*shared=*/v.entity != label.entity);
-        else if (rr.kind == route::remote) got = remote_pit(v, sh, rr.owner, items);
-        else got = make_error(rr.why);
+        auto got = remote_pit(v, sh, infos[vi][sh].rt.owner, items);
         if (!got) {
-          retryable = rr.kind != route::local;
+          retryable = true;
           return make_error("view " + v.qualified() + ", shard " + std::to_string(sh) + ": " + got.error_message());
         }
-        for (size_t k = 0; k < items.size(); ++k) values[vi][items[k].row] = std::move((*got)[k]);
+        for (size_t k = 0; k < items.size(); ++k) {
+          feature_vector& fv = (*got)[k];
+          if (fv.as_of == 0) {
+            outside[items[k].row] = 1;
+            continue;
+          }
+          value* out = &cells[items[k].row * nf + col0[vi]];
+          for (size_t f = 0; f < fv.values.size() && f < v.features.size(); ++f) out[f] = std::move(fv.values[f].v);
+        }
       }
     }
 
     // 3. Rows, in the log's order (entity, then event time): the same log gives the same bytes.
+    std::string& out = part.csv;
+    out.reserve(examples.size() * (24 + 12 * (nod + nf)));
     for (size_t i = 0; i < examples.size(); ++i) {
-      bool outside = false;
-      for (size_t vi = 0; vi < label.views.size(); ++vi)
-        if (!lookups[vi][i].key.empty() && values[vi][i].as_of == 0) outside = true;
-      if (outside) {
+      if (outside[i]) {
         ++part.outside_retention;
         continue;
       }
-      auto& ex = examples[i];
-      std::string& out = part.csv;
-      out += std::to_string(ex.time);
+      const example& ex = examples[i];
+      append_int(out, ex.time);
       out += ',';
-      append_cell(out, std::string(ex.key), part.non_finite);
+      append_quoted(out, entities[ex.entity]);
       out += ',';
-      append_cell(out, ex.label, part.non_finite);
-      for (auto& od : ex.on_demand) {
+      append_double(out, ex.label, part.non_finite);
+      for (size_t k = 0; k < nod; ++k) {
         out += ',';
-        append_cell(out, od, part.non_finite);
+        append_cell(out, on_demand[i * nod + k], part.non_finite);
       }
-      for (size_t vi = 0; vi < label.views.size(); ++vi) {
-        const feature_vector& fv = values[vi][i];
-        for (size_t f = 0; f < label.views[vi]->features.size(); ++f) {
-          out += ',';
-          if (f < fv.values.size()) append_cell(out, fv.values[f].v, part.non_finite);
-        }
+      for (size_t c = 0; c < nf; ++c) {
+        out += ',';
+        append_cell(out, cells[i * nf + c], part.non_finite);
       }
       out += '\n';
       ++part.rows;
