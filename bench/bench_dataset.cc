@@ -1,6 +1,8 @@
 // Point-in-time dataset build over the flights log: `tessera dataset build late` against a node
 // that replayed N flights (default all 3M), beside a brute-force single-threaded join of the
-// same examples in this process (per-entity sorted arrays, a window scan per example).
+// same examples in this process (per-entity sorted arrays, a window scan per example). The
+// build runs three times on the same node: the first reads the airport logs, the others hit
+// the node's cache of indexed logs.
 //   bench_dataset [rows=3000000] [data_dir=data/bench-dataset-node]
 // The node's data dir is kept: a second run with the same rows skips the replay.
 #include <capnp/ez-rpc.h>
@@ -93,11 +95,18 @@ int main(int argc, char** argv) {
   while (applied(rpc) < 2 * flights.size()) std::this_thread::sleep_for(std::chrono::milliseconds(500));
   std::printf("node ready, every event applied (%.1f s)\n", seconds_since(t0));
 
-  // 1. Tessera: the CLI asks each shard's owner for its part (two in flight).
+  // 1. Tessera: the CLI asks each shard's owner for its part (two in flight). Three builds on
+  // the same node: the first reads and indexes every airport's log (views on another entity
+  // kind than the label's are cached per entity while their shard applies nothing new); the
+  // next ones find them in the cache, as a second dataset or model on the same data would.
   const std::string out = dir + "/late.csv";
-  t0 = std::chrono::steady_clock::now();
-  int rc = std::system((bin + " dataset build late --quiet --rpc " + rpc + " -o " + out).c_str());
-  const double tessera_s = seconds_since(t0);
+  double tessera_s[3] = {};
+  int rc = 0;
+  for (int round = 0; round < 3 && rc == 0; ++round) {
+    t0 = std::chrono::steady_clock::now();
+    rc = std::system((bin + " dataset build late --quiet --rpc " + rpc + " -o " + out).c_str());
+    tessera_s[round] = seconds_since(t0);
+  }
   // Stopped and waited for, so that a second run right after finds the port free.
   std::system(("pid=$(cat " + dir + "/node.pid); kill $pid; while kill -0 $pid 2>/dev/null; do sleep 0.1; done").c_str());
   if (rc != 0) return 2;
@@ -131,9 +140,12 @@ int main(int argc, char** argv) {
     checksum += n1 + n24 + late + n7 + (n1 ? s1 / n1 : 0) + (n24 ? s24 / n24 + mx : 0) + (n7 ? s7 / n7 : 0);
   }
   const double brute_s = seconds_since(t0);
-  std::printf("\n%-52s %10s %12s\n", "point-in-time join of every flight", "seconds", "rows/s");
-  std::printf("%-52s %10.1f %12.0f\n", "tessera dataset build (node: 2 workers, RocksDB log)", tessera_s, flights.size() / tessera_s);
-  std::printf("%-52s %10.1f %12.0f\n", "brute force, 1 thread, in memory (no log, no RPC)", brute_s, flights.size() / brute_s);
+  std::printf("\n%-56s %10s %12s\n", "point-in-time join of every flight (node: 2 workers)", "seconds", "rows/s");
+  const char* names[3] = {"tessera dataset build, 1st (airport logs read, indexed)", "tessera dataset build, 2nd (airport indexes cached)",
+                          "tessera dataset build, 3rd"};
+  for (int round = 0; round < 3; ++round)
+    std::printf("%-56s %10.1f %12.0f\n", names[round], tessera_s[round], flights.size() / tessera_s[round]);
+  std::printf("%-56s %10.1f %12.0f\n", "brute force, 1 thread, in memory (no log, no RPC)", brute_s, flights.size() / brute_s);
   std::printf("(checksum %.6g; dataset %s)\n", checksum, out.c_str());
   return 0;
 }

@@ -10,11 +10,11 @@
 namespace tessera::test {
 namespace {
 
-// DISABLED in the test command: on this 2-core machine catch-up after the kill takes 70-140 s
-// and in one run of four had not finished after 300 s (consumer creations placed on the dead
-// server time out until nats-server 2.9 marks it offline; see cluster/README.md). Run it by hand:
-//   build/tests/integration_tests --gtest_also_run_disabled_tests --gtest_filter='NatsCluster*'
-TEST(NatsCluster, DISABLED_LosingOneOfThreeServersLosesNothing) {
+// Catch-up after the kill takes 60-95 s on this 2-core machine: consumers on the dead server
+// time out and are re-created, creations placed on it time out until nats-server marks it
+// offline, and deliveries in flight through it are lost and noticed by their consumer sequence
+// (see cluster/README.md). Bounded: 300 s.
+TEST(NatsCluster, LosingOneOfThreeServersLosesNothing) {
   temp_dir dir;
   std::string script = std::string("TESSERA_CLUSTER_DIR=") + dir.path + " TESSERA_BIN=" + TSR_BINARY + " bash " + TSR_SOURCE_DIR +
                        "/cluster/local-cluster.sh ";
