@@ -95,11 +95,23 @@ window_index::window_index(const view_def& view, const projected_log& log) : vie
       for (size_t i = 0; i < xs.size(); ++i) tr.prefix[i + 1] = tr.prefix[i] + xs[i];
     }
     if (extremes) {
+      std::vector<double> mins, maxs;
       for (size_t b = 0; b < xs.size(); b += kBlock) {
         double mn = xs[b], mx = xs[b];
         for (size_t i = b + 1; i < std::min(xs.size(), b + kBlock); ++i) mn = std::min(mn, xs[i]), mx = std::max(mx, xs[i]);
-        tr.block_min.push_back(mn);
-        tr.block_max.push_back(mx);
+        mins.push_back(mn);
+        maxs.push_back(mx);
+      }
+      // Level k folds 2^k blocks, from level k-1 keeping the left value of equals: the first
+      // of equal extremes, as the sequential fold.
+      tr.sparse_min.push_back(std::move(mins));
+      tr.sparse_max.push_back(std::move(maxs));
+      for (size_t w = 1; tr.sparse_max.back().size() > w; w *= 2) {
+        const std::vector<double>&pmin = tr.sparse_min.back(), &pmax = tr.sparse_max.back();
+        std::vector<double> nmin(pmin.size() - w), nmax(pmax.size() - w);
+        for (size_t i = 0; i < nmin.size(); ++i) nmin[i] = std::min(pmin[i], pmin[i + w]), nmax[i] = std::max(pmax[i], pmax[i + w]);
+        tr.sparse_min.push_back(std::move(nmin));
+        tr.sparse_max.push_back(std::move(nmax));
       }
     }
     if (extremes || (sums && !tr.exact_sum)) tr.x = std::move(xs);
@@ -142,8 +154,10 @@ size_t window_index::after(int64_t x, size_t& hint) const {
 
 size_t window_index::bytes() const {
   size_t b = (block_known_.size() + times_.size() + known_.size() + known_upto_.size()) * sizeof(int64_t);
-  for (auto& tr : tracks_)
-    b += (tr.before.size() + tr.pos.size()) * 4 + (tr.x.size() + tr.prefix.size() + tr.block_min.size() + tr.block_max.size()) * 8;
+  for (auto& tr : tracks_) {
+    b += (tr.before.size() + tr.pos.size()) * 4 + (tr.x.size() + tr.prefix.size()) * 8;
+    for (size_t k = 0; k < tr.sparse_max.size(); ++k) b += (tr.sparse_min[k].size() + tr.sparse_max[k].size()) * 8;
+  }
   return b;
 }
 
@@ -199,7 +213,14 @@ bool window_index::cells(int64_t t, value* out, int64_t* times, cursor* cur) con
         auto take = [&](double x) { m = is_max ? std::max(m, x) : std::min(m, x); };
         size_t i = b + 1;
         for (; i < e && i % kBlock; ++i) take(tr.x[i]);
-        for (; i + kBlock <= e; i += kBlock) take(is_max ? tr.block_max[i / kBlock] : tr.block_min[i / kBlock]);
+        // Whole blocks: two overlapping ranges of 2^k blocks from the sparse table (O(1)).
+        if (const size_t nb = (e - i) / kBlock; nb) {
+          const size_t k = static_cast<size_t>(63 - __builtin_clzll(nb)), first = i / kBlock;
+          const std::vector<double>& level = is_max ? tr.sparse_max[k] : tr.sparse_min[k];
+          take(level[first]);
+          take(level[first + nb - (size_t{1} << k)]);
+          i += nb * kBlock;
+        }
         for (; i < e; ++i) take(tr.x[i]);
         v = m;
         break;

@@ -27,9 +27,10 @@ feature_vector vector_at(const view_def& view, const projected_log& log, int64_t
 
 // One view's features precomputed over one projected log, for many reads at different times
 // without walking the windows: per feature, the records that count (filter passed, value
-// present) in order, prefix counts, prefix sums when they are exact, and per-block extremes;
-// per block of records, the latest known time. A read costs O(log n + W/block) instead of
-// O(records in the window x features), and gives the same bits as compute_vector:
+// present) in order, prefix counts, prefix sums when they are exact, and extremes of blocks of
+// 32 values in sparse tables; per block of records, the latest known time. A read costs
+// O(log n + block) instead of O(records in the window x features), and gives the same bits as
+// compute_vector:
 // - count, min, max, latest time: exact by construction (extremes keep the first of equal
 //   values, as the sequential fold does);
 // - sum and mean: prefix differences only when every counted value is an integer of magnitude
@@ -65,7 +66,8 @@ class window_index {
     std::vector<uint32_t> pos;      // the counted records' positions, in order
     std::vector<double> x;          // their values, when needed (extremes, inexact sums)
     std::vector<double> prefix;     // prefix[i] = x[0] + ... + x[i-1] when exact_sum
-    std::vector<double> block_min, block_max;
+    // Sparse tables of block extremes: [k][i] = extreme of blocks [i, i + 2^k).
+    std::vector<std::vector<double>> sparse_min, sparse_max;
     bool exact_sum = false;
   };
   const view_def& view_;
