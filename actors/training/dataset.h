@@ -11,6 +11,9 @@
 // Lifecycle: owned by the node, created before the gateway and destroyed after it (its
 // destructor joins the worker threads; a request that arrives later is refused). Work runs on
 // its own worker threads, never on actor, kj or libnats threads.
+//
+// Files: dataset.cc builds parts (and holds the cache of indexed logs); dataset_remote.cc is
+// the NATS side (asking other nodes, answering theirs); dataset_impl.h what both share.
 #pragma once
 #include <cstdint>
 #include <functional>
