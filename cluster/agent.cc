@@ -461,6 +461,18 @@ bool cluster_agent::acquire(uint32_t shard) {
                      man.bytes);
       }
     }
+    // Local state now equal to the stored snapshot, slice by slice: nothing to snapshot until
+    // something is applied (a restarted node used to upload every shard again).
+    bool same = man.applied.size() == sl.size();
+    uint64_t total = 0;
+    for (size_t i = 0; i < sl.size() && same; ++i) {
+      auto it = man.applied.find(slice_name(sl[i]));
+      const uint64_t applied = d_.db->load_meta(shard_id{sl[i].stream, sl[i].kind, shard}).applied_seq;
+      same = it != man.applied.end() && it->second == applied;
+      total += applied;
+    }
+    if (same) snapshot_applied_[shard] = total;
+    else snapshot_applied_.erase(shard);
   }
   return true;
 }

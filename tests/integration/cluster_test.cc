@@ -210,5 +210,43 @@ TEST_F(cluster_fixture, AStuckClaimantIsOverruledByTheShardMapAfterTheHandoffWai
   EXPECT_EQ(compare_all(a.rpc(), slice(), 0), 0u);
 }
 
+
+uint64_t snapshots_written(const std::string& rpc) {
+  capnp::EzRpcClient client(rpc);
+  auto resp = client.getMain<wire::Gateway>().statusRequest().send().wait(client.getWaitScope());
+  return resp.getStatus().getSnapshotsWritten();
+}
+
+// A node restarted on its data dir finds every shard equal to its stored snapshot and uploads
+// nothing until something new is applied (it used to upload every shard again: the whole
+// store, one shard per tick, competing with ingest and dataset builds after every restart).
+TEST_F(cluster_fixture, ARestartedNodeSnapshotsOnlyShardsThatChanged) {
+  std::string first = dir.path + "/first.csv", second = dir.path + "/second.csv";
+  std::string split = "gzip -dc " + slice_path() + " | awk -v f=" + first + " -v s=" + second +
+                      " 'NR==1{print > f; print > s; next} NR<=16000{print > f; next} {print > s}'";
+  ASSERT_EQ(std::system(split.c_str()), 0);
+  auto a = start("a");
+  ASSERT_GE(wait_all_served(a->rpc(), 64, 30, "", 1), 0);
+  std::string out;
+  ASSERT_EQ(run_cli("ingest --quiet --rpc " + a->rpc() + " --stream flights " + first, &out), 0) << out;
+  ASSERT_EQ(wait_cluster_applied({a->rpc()}, 2 * 15999), 2u * 15999);
+  a->kill(SIGTERM);  // leaves: snapshots every shard on release
+  ASSERT_TRUE(WIFEXITED(a->wait()));
+  a = std::make_unique<node_process>(dir.path + "/a", nats->url(), "a", "--snapshot-every 1");
+  ASSERT_GE(wait_all_served(a->rpc(), 64, 30, "", 1), 0);
+  // 64 shards, one per 100 ms tick once a second has passed: 8 s is enough to snapshot them all.
+  std::this_thread::sleep_for(std::chrono::seconds(8));
+  EXPECT_EQ(snapshots_written(a->rpc()), 0u) << a->log_tail();
+  // Something new: the shards it touches are snapshotted again.
+  ASSERT_EQ(run_cli("ingest --quiet --rpc " + a->rpc() + " --stream flights " + second, &out), 0) << out;
+  EXPECT_EQ(wait_cluster_applied({a->rpc()}, 2 * slice().size()), 2 * slice().size());
+  uint64_t written = 0;
+  for (int i = 0; i < 100 && written == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    written = snapshots_written(a->rpc());
+  }
+  EXPECT_GT(written, 0u);
+}
+
 }  // namespace
 }  // namespace tessera::test
