@@ -100,7 +100,11 @@ int run_dataset_build(const dataset_args& a) {
                    (final || !tty) ? "\n" : "");
       std::fflush(stderr);
     };
-    // Two parts in flight (one per core of a small node); written in shard order.
+    // Parts in flight: twice a small node's dataset workers, so each worker has its next part
+    // queued while the CLI writes (parts differ in size, and with one per worker a big part at
+    // the front left the other worker idle: the node used 1.4 of its 2 cores). Written in shard
+    // order; at most kInFlight parts are held here.
+    constexpr size_t kInFlight = 4;
     struct flight {
       uint32_t shard;
       kj::Promise<capnp::Response<wire::Gateway::DatasetShardResults>> p;
@@ -116,7 +120,7 @@ int run_dataset_build(const dataset_args& a) {
     std::deque<flight> window;
     uint32_t next = 0;
     for (uint32_t done = 0; done < map.shard_count;) {
-      while (next < map.shard_count && window.size() < 2) window.push_back(send(next++));
+      while (next < map.shard_count && window.size() < kInFlight) window.push_back(send(next++));
       flight f = std::move(window.front());
       window.pop_front();
       std::optional<capnp::Response<wire::Gateway::DatasetShardResults>> resp;
