@@ -5,10 +5,10 @@
 
 namespace tessera {
 
-void projected_log::assign(const kind_plan& plan, const std::vector<log_entry>& entries) {
-  records.resize(entries.size());
-  known.resize(entries.size());
-  for (size_t i = 0; i < entries.size(); ++i) {
+void projected_log::assign(const kind_plan& plan, const log_entry* entries, size_t n) {
+  records.resize(n);
+  known.resize(n);
+  for (size_t i = 0; i < n; ++i) {
     record& r = records[i];
     const record& e = entries[i].r;
     r.time = e.time, r.seq = e.seq, r.idx = e.idx;
@@ -35,24 +35,22 @@ feature_vector vector_at(const view_def& view, const projected_log& log, int64_t
   return compute_vector(view, scratch, t, entity);
 }
 
-window_index::window_index(const view_def& view, const projected_log& log) : view_(view) {
+window_index::window_index(const view_def& view, const projected_log& log) : window_index(view) {
+  if (!supported_) return;
+  reserve(log.records.size());
+  for (size_t i = 0; i < log.records.size(); ++i) add(log.records[i].time, log.known[i], log.records[i].fields);
+  finish();
+}
+
+window_index::window_index(const view_def& view) : view_(view) {
   for (auto& f : view.features)
     if (f.agg == agg_kind::stddev || f.agg == agg_kind::last || f.agg == agg_kind::last_n_distinct) supported_ = false;
   if (!supported_) return;
-  const size_t n = log.records.size();
-  times_.resize(n);
-  for (size_t i = 0; i < n; ++i) times_[i] = log.records[i].time;
-  known_ = log.known;
   for (const feature_def& f : view.features) {
     size_t k = std::find(windows_.begin(), windows_.end(), f.window_us) - windows_.begin();
     if (k == windows_.size()) windows_.push_back(f.window_us);
     window_of_.push_back(k);
   }
-  block_known_.assign((n + kBlock - 1) / kBlock, INT64_MIN);
-  for (size_t i = 0; i < n; ++i) block_known_[i / kBlock] = std::max(block_known_[i / kBlock], log.known[i]);
-  known_upto_.resize(n + 1);
-  known_upto_[0] = INT64_MIN;
-  for (size_t i = 0; i < n; ++i) known_upto_[i + 1] = std::max(known_upto_[i], log.known[i]);
   for (const feature_def& f : view.features) {
     size_t k = 0;
     while (k < tracks_.size() && !(tracks_[k].slot == f.slot && tracks_[k].filter_src == f.filter_src)) ++k;
@@ -60,41 +58,53 @@ window_index::window_index(const view_def& view, const projected_log& log) : vie
       tracks_.emplace_back();
       tracks_[k].slot = f.slot;
       tracks_[k].filter_src = f.filter_src;
+      tracks_[k].filter = f.filter.get();
     }
     track_of_.push_back(k);
-  }
-  for (size_t k = 0; k < tracks_.size(); ++k) {
     track& tr = tracks_[k];
-    const feature_def* f = nullptr;  // any feature of this track: same filter and field
-    bool sums = false, extremes = false;
-    for (size_t fi = 0; fi < view.features.size(); ++fi) {
-      if (track_of_[fi] != k) continue;
-      f = &view.features[fi];
-      sums = sums || f->agg == agg_kind::sum || f->agg == agg_kind::mean;
-      extremes = extremes || f->agg == agg_kind::min || f->agg == agg_kind::max;
-    }
-    tr.before.resize(n + 1);
-    std::vector<double> xs;
-    bool integers = true;
-    for (size_t i = 0; i < n; ++i) {
-      tr.before[i] = static_cast<uint32_t>(tr.pos.size());
-      const record& r = log.records[i];
-      // The same tests, in the same order, as compute_vector.
-      if (f->filter && !f->filter->test(r.fields)) continue;
-      double x = 0;
-      if (f->slot >= 0 && (!as_number(r.fields[f->slot], x) || std::isnan(x))) continue;
-      integers = integers && std::fabs(x) <= 4294967296.0 && x == std::trunc(x);
-      tr.pos.push_back(static_cast<uint32_t>(i));
-      if (sums || extremes) xs.push_back(x);
-    }
-    tr.before[n] = static_cast<uint32_t>(tr.pos.size());
-    tr.exact_sum = sums && integers && xs.size() < (1u << 20);
+    tr.sums = tr.sums || f.agg == agg_kind::sum || f.agg == agg_kind::mean;
+    tr.extremes = tr.extremes || f.agg == agg_kind::min || f.agg == agg_kind::max;
+  }
+  known_upto_.push_back(INT64_MIN);
+}
+
+void window_index::reserve(size_t n) {
+  times_.reserve(n);
+  known_.reserve(n);
+  known_upto_.reserve(n + 1);
+  for (track& tr : tracks_) tr.before.reserve(n + 1);
+}
+
+void window_index::add(int64_t time, int64_t known, const std::vector<value>& fields) {
+  const size_t i = times_.size();
+  times_.push_back(time);
+  known_.push_back(known);
+  if (i % kBlock == 0) block_known_.push_back(INT64_MIN);
+  block_known_.back() = std::max(block_known_.back(), known);
+  known_upto_.push_back(std::max(known_upto_.back(), known));
+  for (track& tr : tracks_) {
+    tr.before.push_back(static_cast<uint32_t>(tr.pos.size()));
+    // The same tests, in the same order, as compute_vector.
+    if (tr.filter && !tr.filter->test(fields)) continue;
+    double x = 0;
+    if (tr.slot >= 0 && (!as_number(fields[tr.slot], x) || std::isnan(x))) continue;
+    tr.integers = tr.integers && std::fabs(x) <= 4294967296.0 && x == std::trunc(x);
+    tr.pos.push_back(static_cast<uint32_t>(i));
+    if (tr.sums || tr.extremes) tr.x.push_back(x);
+  }
+}
+
+void window_index::finish() {
+  for (track& tr : tracks_) {
+    tr.before.push_back(static_cast<uint32_t>(tr.pos.size()));
+    const std::vector<double>& xs = tr.x;
+    tr.exact_sum = tr.sums && tr.integers && xs.size() < (1u << 20);
     if (tr.exact_sum) {
       tr.prefix.resize(xs.size() + 1);
       tr.prefix[0] = 0;
       for (size_t i = 0; i < xs.size(); ++i) tr.prefix[i + 1] = tr.prefix[i] + xs[i];
     }
-    if (extremes) {
+    if (tr.extremes) {
       std::vector<double> mins, maxs;
       for (size_t b = 0; b < xs.size(); b += kBlock) {
         double mn = xs[b], mx = xs[b];
@@ -114,7 +124,7 @@ window_index::window_index(const view_def& view, const projected_log& log) : vie
         tr.sparse_max.push_back(std::move(nmax));
       }
     }
-    if (extremes || (sums && !tr.exact_sum)) tr.x = std::move(xs);
+    if (!tr.extremes && !(tr.sums && !tr.exact_sum)) std::vector<double>().swap(tr.x);  // prefix sums answer alone
   }
 }
 

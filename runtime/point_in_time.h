@@ -20,7 +20,8 @@ namespace tessera {
 struct projected_log {
   std::vector<record> records;  // (time, seq, idx) order
   std::vector<int64_t> known;
-  void assign(const kind_plan& plan, const std::vector<log_entry>& entries);
+  void assign(const kind_plan& plan, const std::vector<log_entry>& entries) { assign(plan, entries.data(), entries.size()); }
+  void assign(const kind_plan& plan, const log_entry* entries, size_t n);
 };
 feature_vector vector_at(const view_def& view, const projected_log& log, int64_t t, const std::string& entity,
                          std::deque<record>& scratch);
@@ -42,6 +43,13 @@ feature_vector vector_at(const view_def& view, const projected_log& log, int64_t
 class window_index {
  public:
   window_index(const view_def& view, const projected_log& log);
+  // Built record by record instead, in (time, seq, idx) order, without a projected_log:
+  // window_index(view), add() each record (`fields` in the kind plan's stored layout; only read
+  // during the call), then finish() before any read. reserve() is optional.
+  explicit window_index(const view_def& view);
+  void reserve(size_t records);
+  void add(int64_t time, int64_t known, const std::vector<value>& fields);
+  void finish();
   bool supported() const { return supported_; }
   // The vector at t, or false when something in the window was not yet known at t (the caller
   // then filters, see vector_at).
@@ -62,9 +70,11 @@ class window_index {
   struct track {  // shared by the features with the same field and filter
     int slot = -1;
     std::string filter_src;
+    const expr* filter = nullptr;   // the features' filter (owned by the view), or none
+    bool sums = false, extremes = false, integers = true;
     std::vector<uint32_t> before;   // before[i]: counted records among records[0, i)
     std::vector<uint32_t> pos;      // the counted records' positions, in order
-    std::vector<double> x;          // their values, when needed (extremes, inexact sums)
+    std::vector<double> x;          // their values, when needed (extremes, inexact sums; all while building)
     std::vector<double> prefix;     // prefix[i] = x[0] + ... + x[i-1] when exact_sum
     // Sparse tables of block extremes: [k][i] = extreme of blocks [i, i + 2^k).
     std::vector<std::vector<double>> sparse_min, sparse_max;

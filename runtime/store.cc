@@ -235,14 +235,19 @@ bool decode_log(rocksdb::Slice v, log_entry& e) {
 }  // namespace
 
 status store::scan_log(const shard_id& s, const std::string& key, int64_t from, int64_t to, std::vector<log_entry>& out) const {
+  return for_each_entry(s, key, from, to, [&](log_entry& e) { out.push_back(std::move(e)); });
+}
+
+status store::for_each_entry(const shard_id& s, const std::string& key, int64_t from, int64_t to,
+                             const std::function<void(log_entry&)>& fn) const {
   std::string prefix = "o/" + shard_part(s) + "/" + key;
   prefix.push_back('\0');
   const std::string end = log_time_key(prefix, to + 1);
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  log_entry e;
   for (it->Seek(log_time_key(prefix, from + 1)); it->Valid() && it->key().compare(end) < 0; it->Next()) {
-    log_entry e;
     if (!decode_log(it->value(), e)) return make_error("corrupt offline log entry of entity '" + key + "' in shard " + s.name());
-    out.push_back(std::move(e));
+    fn(e);
   }
   if (!it->status().ok()) return make_error("RocksDB read failed: " + it->status().ToString());
   return ok_status();
@@ -301,16 +306,17 @@ status store::for_each_log(const shard_id& s, int64_t from, int64_t to,
   ro.readahead_size = 4 << 20;  // a long sequential scan: fewer, larger reads
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
   std::string err;
+  log_entry e;
+  std::string key;
   for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
     rocksdb::Slice k = it->key();
     // <prefix><key>\0<t:8><seq:8><idx:4>
     if (k.size() < prefix.size() + 21) { err = "malformed offline log key in shard " + s.name(); break; }
-    std::string key(k.data() + prefix.size(), k.size() - prefix.size() - 21);
+    key.assign(k.data() + prefix.size(), k.size() - prefix.size() - 21);
     uint64_t tb = 0;
     for (int i = 0; i < 8; ++i) tb = (tb << 8) | static_cast<uint8_t>(k.data()[k.size() - 20 + i]);
     int64_t t = static_cast<int64_t>(tb ^ (1ULL << 63));
     if (t <= from || t > to) continue;
-    log_entry e;
     if (!decode_log(it->value(), e)) { err = "corrupt offline log entry of entity '" + key + "' in shard " + s.name(); break; }
     fn(key, std::move(e));
   }

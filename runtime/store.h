@@ -68,8 +68,13 @@ class store {
   // The offline log of one entity with event time in (from, to], in (time, seq, idx) order,
   // appended to `out`. Error if an entry is corrupt.
   status scan_log(const shard_id& s, const std::string& key, int64_t from, int64_t to, std::vector<log_entry>& out) const;
+  // The same, entry by entry: fn(entry), one entry object reused (decoded into in place, so no
+  // allocation per entry; fn may move from it).
+  status for_each_entry(const shard_id& s, const std::string& key, int64_t from, int64_t to,
+                        const std::function<void(log_entry&)>& fn) const;
   // Every entry of a shard's offline log with event time in (from, to], entity by entity (key
-  // order), each entity's in time order: fn(key, entry). Reads at one RocksDB snapshot.
+  // order), each entity's in time order: fn(key, entry). Reads at one RocksDB snapshot. One
+  // entry object is reused (see for_each_entry).
   status for_each_log(const shard_id& s, int64_t from, int64_t to,
                       const std::function<void(const std::string& key, log_entry&& e)>& fn) const;
 

@@ -89,15 +89,35 @@ void dataset_service::impl::remember(const std::string& k, uint64_t applied_seq,
   cache_bytes += bytes;
 }
 
+dataset_service::impl::indexed_log::indexed_log(const view_def& v, const kind_plan& plan, const store& db, const shard_id& sid,
+                                                const std::string& key, status& st) {
+  index = std::make_unique<window_index>(v);
+  if (!index->supported()) {
+    std::vector<log_entry> es;
+    st = db.scan_log(sid, key, INT64_MIN, INT64_MAX - 1, es);
+    log.assign(plan, es);
+    index = std::make_unique<window_index>(v, log);
+    return;
+  }
+  std::vector<value> fields;  // one entry in the plan's stored layout
+  st = db.for_each_entry(sid, key, INT64_MIN, INT64_MAX - 1, [&](log_entry& e) {
+    fields.clear();
+    for (int fi : plan.stored_field_index) fields.push_back(e.r.fields[fi]);
+    index->add(e.r.time, e.known, fields);
+  });
+  index->finish();
+  has_log = false;
+}
+
 auto dataset_service::impl::shared_log(const view_def& v, const kind_plan& plan, const shard_id& sid, const std::string& key, uint64_t applied_seq) const
     -> result<std::shared_ptr<const indexed_log>> {
   const std::string ck = sid.name() + "/" + v.qualified() + "/" + key;
   if (auto hit = cached(ck, applied_seq)) return hit;
   std::lock_guard<std::mutex> g(load_mu[stable_hash(ck) % kLoadStripes]);
   if (auto hit = cached(ck, applied_seq)) return hit;  // read by another thread meanwhile
-  std::vector<log_entry> es;
-  if (auto st = ctx->db->scan_log(sid, key, INT64_MIN, INT64_MAX - 1, es); !st) return make_error(st.error_message());
-  auto use = std::make_shared<const indexed_log>(v, plan, es, /*lean=*/true);
+  status st = ok_status();
+  auto use = std::make_shared<const indexed_log>(v, plan, *ctx->db, sid, key, st);
+  if (!st) return make_error(st.error_message());
   remember(ck, applied_seq, use);
   return std::shared_ptr<const indexed_log>(use);
 }
@@ -230,13 +250,13 @@ result<dataset_part> dataset_service::impl::build_part(const label_def& label, u
     if (meta.watermark > 0) si.earliest = meta.watermark - ctx->defs->find_stream(v.stream)->offline_retention_us + v.max_window_us();
     return si;
   };
-  // The cells of view vi for example `row`, read from an indexed log of `key`.
-  auto fill = [&](size_t vi, const indexed_log& l, window_index::cursor& cur, const std::string& key, size_t row) {
+  // The cells of view vi for example `row` from `idx`. Reads it refuses (something in the
+  // window was known only after t) go to walk_at(t): the filtering walk over the log.
+  auto fill = [&](size_t vi, const window_index& idx, window_index::cursor& cur, auto&& walk_at, size_t row) {
     value* out = &cells[row * nf + col0[vi]];
     const int64_t t = examples[row].feature_time;
-    if (l.index->supported() && l.index->cells(t, out, nullptr, &cur)) return;
-    // Something in the window was known only after t: the filtering walk, over the log.
-    auto walked = walk(*label.views[vi], *plans[vi], l, key, t, scratch);
+    if (idx.supported() && idx.cells(t, out, nullptr, &cur)) return;
+    result<feature_vector> walked = walk_at(t);
     if (!walked) {
       err = "view " + label.views[vi]->qualified() + ": " + walked.error_message();
       return;
@@ -276,28 +296,48 @@ result<dataset_part> dataset_service::impl::build_part(const label_def& label, u
       last_log[vi] = std::move(*use);
       last_cursor[vi] = {};
     }
-    fill(vi, *last_log[vi], last_cursor[vi], last_key[vi], row);
+    const indexed_log& l = *last_log[vi];
+    fill(vi, *l.index, last_cursor[vi], [&](int64_t t) { return walk(v, *plans[vi], l, last_key[vi], t, scratch); }, row);
   };
 
   // 1. The examples: this shard's log of the label's entity kind, one entity at a time.
-  static thread_local std::vector<log_entry> group;  // the current entity's entries (when a view reads them)
-  group.clear();
-  size_t group_first = 0;        // its first example
+  // The current entity's entries (when a view reads them): group[0, group_n), swapped in from
+  // the scan so that entries and their fields are reused, never allocated per entry.
+  static thread_local std::vector<log_entry> group;
+  size_t group_n = 0;
+  size_t group_first = 0;  // its first example
+  std::vector<value> fields;
+  projected_log plog;
   auto finish_entity = [&] {
     if (examples.size() > group_first && err.empty()) {
       const std::string& key = entities[examples[group_first].entity];
       for (size_t vi = 0; vi < nv; ++vi) {
         if (!own[vi]) continue;
+        const view_def& v = *label.views[vi];
         const shard_info& si = info(vi, shard);
-        const indexed_log l(*label.views[vi], *plans[vi], group);
+        window_index idx(v);
+        if (idx.supported()) {
+          idx.reserve(group_n);
+          for (size_t i = 0; i < group_n; ++i) {
+            fields.clear();
+            for (int fi : plans[vi]->stored_field_index) fields.push_back(group[i].r.fields[fi]);
+            idx.add(group[i].r.time, group[i].known, fields);
+          }
+          idx.finish();
+        }
+        bool projected = false;  // plog holds this entity's log (for refused reads only)
+        auto walk_at = [&](int64_t t) -> result<feature_vector> {
+          if (!projected) plog.assign(*plans[vi], group.data(), group_n), projected = true;
+          return vector_at(v, plog, t, key, scratch);
+        };
         window_index::cursor cur;
         for (size_t row = group_first; row < examples.size(); ++row) {
           if (examples[row].feature_time < si.earliest) outside[row] = 1;
-          else fill(vi, l, cur, key, row);
+          else fill(vi, idx, cur, walk_at, row);
         }
       }
     }
-    group.clear();
+    group_n = 0;
     group_first = examples.size();
   };
   size_t unusable = 0;
@@ -333,7 +373,10 @@ result<dataset_part> dataset_service::impl::build_part(const label_def& label, u
                                         }
                                       }
                                     }
-                                    if (any_own) group.push_back(std::move(e));
+                                    if (any_own) {
+                                      if (group_n == group.size()) group.emplace_back();
+                                      std::swap(group[group_n++], e);
+                                    }
                                   });
   if (!st) return make_error(st.error_message());
   finish_entity();
@@ -395,23 +438,20 @@ result<dataset_part> dataset_service::impl::build_part(const label_def& label, u
 
 dataset_service::dataset_service(std::shared_ptr<const features_context> ctx, int threads) : impl_(std::make_shared<impl>()) {
   impl_->ctx = std::move(ctx);
-  for (int i = 0; i < threads; ++i) impl_->workers.emplace_back([im = impl_.get()] { im->run(); });
+  impl_->parts.start(threads);
+  impl_->reads.start(threads);
 }
 
 dataset_service::~dataset_service() {
-  {
-    std::lock_guard<std::mutex> g(impl_->mu);
-    impl_->stopping = true;
-  }
-  impl_->cv.notify_all();
-  for (auto& w : impl_->workers) w.join();
+  impl_->parts.stop();
+  impl_->reads.stop();
 }
 
 void dataset_service::shard_part(const label_def& label, uint32_t shard, int64_t from, int64_t to, part_fn done) {
   auto im = impl_;
   const label_def* l = &label;
   auto shared_done = std::make_shared<part_fn>(std::move(done));
-  if (!im->submit([im, l, shard, from, to, shared_done] {
+  if (!im->parts.submit([im, l, shard, from, to, shared_done] {
         bool retryable = false;
         auto r = im->build_part(*l, shard, from, to, retryable);
         (*shared_done)(std::move(r), retryable);

@@ -30,50 +30,74 @@ struct item {
 
 }  // namespace dataset_detail
 
-struct dataset_service::impl {
-  std::shared_ptr<const features_context> ctx;
-  std::mutex mu;
-  std::condition_variable cv;
-  std::deque<std::function<void()>> jobs;
-  bool stopping = false;
-  std::vector<std::thread> workers;
-  // The last parts built for remote pages, by request (label/shard/from/to); guarded by mu.
-  std::map<std::string, std::pair<std::chrono::steady_clock::time_point, std::shared_ptr<const dataset_part>>> part_cache;
-
+// A job queue with its own worker threads.
+class work_queue {
+ public:
+  void start(int threads) {
+    for (int i = 0; i < threads; ++i) workers_.emplace_back([this] { run(); });
+  }
   bool submit(std::function<void()> job) {
-    std::lock_guard<std::mutex> g(mu);
-    if (stopping) return false;
-    jobs.push_back(std::move(job));
-    cv.notify_one();
+    std::lock_guard<std::mutex> g(mu_);
+    if (stopping_) return false;
+    jobs_.push_back(std::move(job));
+    cv_.notify_one();
     return true;
   }
+  // Runs what is queued, then joins the workers; later submits are refused.
+  void stop() {
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    for (auto& w : workers_) w.join();
+    workers_.clear();
+  }
+
+ private:
   void run() {
     for (;;) {
       std::function<void()> job;
       {
-        std::unique_lock<std::mutex> l(mu);
-        cv.wait(l, [&] { return stopping || !jobs.empty(); });
-        if (jobs.empty()) return;
-        job = std::move(jobs.front());
-        jobs.pop_front();
+        std::unique_lock<std::mutex> l(mu_);
+        cv_.wait(l, [&] { return stopping_ || !jobs_.empty(); });
+        if (jobs_.empty()) return;
+        job = std::move(jobs_.front());
+        jobs_.pop_front();
       }
       job();
     }
   }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> jobs_;
+  bool stopping_ = false;
+  std::vector<std::thread> workers_;
+};
+
+struct dataset_service::impl {
+  std::shared_ptr<const features_context> ctx;
+  // Parts (which may wait on other nodes' point-in-time reads) and the point-in-time reads
+  // other nodes ask of this one (which never wait on anyone) queue apart: two nodes whose
+  // workers all built parts waiting on each other's reads sat out the read timeout (30 s) per
+  // chunk when both shared one queue.
+  work_queue parts, reads;
+  std::mutex mu;
+  // The last parts built for remote pages, by request (label/shard/from/to); guarded by mu.
+  std::map<std::string, std::pair<std::chrono::steady_clock::time_point, std::shared_ptr<const dataset_part>>> part_cache;
 
   // A log with its window index for one view (see window_index): built once, read many times.
   struct indexed_log {
-    projected_log log;  // empty when `lean`: the index answers alone, a refused read reads the log again
+    projected_log log;  // empty when lean (has_log false): the index answers alone, a refused read reads the log again
     std::unique_ptr<window_index> index;
     bool has_log = true;
-    indexed_log(const view_def& v, const kind_plan& plan, const std::vector<log_entry>& entries, bool lean = false) {
+    indexed_log(const view_def& v, const kind_plan& plan, const std::vector<log_entry>& entries) {
       log.assign(plan, entries);
       index = std::make_unique<window_index>(v, log);
-      if (lean && index->supported()) {
-        log = projected_log();  // about half the bytes: twice the entities fit in the cache
-        has_log = false;
-      }
     }
+    // Lean, read straight from the store entry by entry (no projected log, no entry vector);
+    // a view the index does not support keeps its log.
+    indexed_log(const view_def& v, const kind_plan& plan, const store& db, const shard_id& sid, const std::string& key, status& st);
     indexed_log(indexed_log&&) = delete;  // the index points into `log`
     size_t bytes() const {
       size_t b = 64 + log.records.size() * (sizeof(record) + sizeof(int64_t) + 16) + index->bytes();

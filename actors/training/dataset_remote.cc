@@ -173,7 +173,7 @@ status dataset_service::serve() {
       p.setCsv(kj::arrayPtr(reinterpret_cast<const kj::byte*>(part->csv.data()) + off, len));
       nats->respond(reply, flat(mb));
     };
-    if (!im->submit(std::move(job))) respond_error("the node is stopping; retry");
+    if (!im->parts.submit(std::move(job))) respond_error("the node is stopping; retry");
   });
   if (!parts) return parts;
   return nats->serve(node_pit_subject(impl_->ctx->cluster->node_id()), [weak, nats](std::string data, std::string reply) {
@@ -214,7 +214,7 @@ status dataset_service::serve() {
       auto b = words.asBytes();
       nats->respond(reply, std::string(reinterpret_cast<const char*>(b.begin()), b.size()));
     };
-    if (!im->submit(std::move(job))) respond_error("the node is stopping; retry", true);
+    if (!im->reads.submit(std::move(job))) respond_error("the node is stopping; retry", true);
   });
 }
 

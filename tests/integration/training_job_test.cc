@@ -182,7 +182,12 @@ TEST(DatasetsInACluster, TwoNodesBuildTheSameBytesAsOne) {
   ASSERT_GE(wait_all_served(a.rpc(), 64, 30, "", 2), 0);
   ASSERT_EQ(run_cli("ingest --quiet --replay --rpc " + a.rpc() + " --stream flights " + slice_path(), &out), 0) << out;
   ASSERT_EQ(wait_cluster_applied({a.rpc(), b.rpc()}, 2 * slice().size()), 2 * slice().size());
+  // Each node's parts wait on the other's point-in-time reads. When reads queued behind parts,
+  // both nodes' workers waited on each other until the read timeout (30 s), chunk after chunk:
+  // the build took minutes. Not a speed test: a stall shows as a multiple of 30 s.
+  auto t0 = std::chrono::steady_clock::now();
   ASSERT_EQ(run_cli("dataset build late --quiet --rpc " + b.rpc() + " -o " + dir.path + "/two.csv", &out), 0) << out;
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 30.0) << "nodes waited on each other";
   const std::string one = file_bytes(dir.path + "/one.csv"), two = file_bytes(dir.path + "/two.csv");
   EXPECT_GT(one.size(), 1000u);
   EXPECT_TRUE(one == two) << "a two-node build differs from a one-node build (" << one.size() << " vs " << two.size() << " bytes)";
