@@ -1,3 +1,5 @@
+// The libtorch side of trainer.h, built as its own module (libtessera_torch.so, loaded by
+// trainer_loader.cc on first use): a process that never trains or predicts never loads libtorch.
 #include "trainer.h"
 
 #include <torch/script.h>
@@ -10,6 +12,10 @@
 #include <sstream>
 
 namespace tessera {
+namespace torch_backend {
+
+result<std::vector<float>> predict_torchscript(const std::string& artifact, const std::vector<float>& x, size_t inputs);
+
 namespace {
 
 struct split_rows {
@@ -228,4 +234,11 @@ status check_torchscript(const std::string& artifact, size_t inputs) {
   return ok_status();
 }
 
+}  // namespace torch_backend
 }  // namespace tessera
+
+extern "C" __attribute__((visibility("default"))) const tessera::torch_api* tessera_torch_api_v1() {
+  static const tessera::torch_api api{&tessera::torch_backend::train_model, &tessera::torch_backend::check_torchscript,
+                                      &tessera::torch_backend::predict_torchscript};
+  return &api;
+}

@@ -1,4 +1,6 @@
-// Model training with libtorch, behind a small interface (only trainer.cc includes torch).
+// Model training with libtorch, behind a small interface (only trainer.cc includes torch; it is
+// a module loaded on first use, see trainer_loader.cc: the CLI and a node that never trains do
+// not load libtorch, which costs ~0.6 s of process start here).
 // Models are binary classifiers: logistic regression or an MLP (ReLU hidden layers). The
 // artifact is TorchScript whose forward(x: [n, d] float) returns probabilities [n]; missing
 // inputs (NaN) are imputed with the training mean and inputs standardised inside the module,
@@ -51,5 +53,12 @@ status check_torchscript(const std::string& artifact, size_t inputs);
 
 // Probabilities for rows × inputs features (row-major).
 result<std::vector<float>> predict_torchscript(const std::string& artifact, const std::vector<float>& x, size_t inputs);
+
+// The module's entry (tessera_torch_api_v1): the three functions above, implemented with libtorch.
+struct torch_api {
+  result<training_result> (*train_model)(const model_def&, const table&, const train_progress&, const std::atomic<bool>*);
+  status (*check_torchscript)(const std::string&, size_t);
+  result<std::vector<float>> (*predict_torchscript)(const std::string&, const std::vector<float>&, size_t);
+};
 
 }  // namespace tessera
