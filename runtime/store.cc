@@ -243,7 +243,11 @@ status store::for_each_entry(const shard_id& s, const std::string& key, int64_t 
   std::string prefix = "o/" + shard_part(s) + "/" + key;
   prefix.push_back('\0');
   const std::string end = log_time_key(prefix, to + 1);
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  const rocksdb::Slice upper(end);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper;  // no block past the entity's range is read
+  ro.fill_cache = false;            // whole logs are read once and indexed by the caller
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
   log_entry e;
   for (it->Seek(log_time_key(prefix, from + 1)); it->Valid() && it->key().compare(end) < 0; it->Next()) {
     if (!decode_log(it->value(), e)) return make_error("corrupt offline log entry of entity '" + key + "' in shard " + s.name());
