@@ -265,10 +265,19 @@ result<dataset_part> dataset_service::impl::build_part(const label_def& label, u
     for (size_t f = 0; f < fv.values.size() && f < col0[vi + 1] - col0[vi]; ++f) out[f] = std::move(fv.values[f].v);
   };
   // Views on other entity kinds: the last entity's log per view (a route's origin is always
-  // the same airport), else the node-wide cache, else read and indexed now.
-  std::vector<std::string> last_key(nv);
-  std::vector<std::shared_ptr<const indexed_log>> last_log(nv);
-  std::vector<window_index::cursor> last_cursor(nv);
+  // the same airport), else the node-wide cache, else read and indexed now. Their reads are
+  // deferred and made after the scan in (entity, time) order: one sweep forwards through each
+  // index instead of one per label entity (a part's routes from one airport each start over
+  // from January), which the caches and the prefetcher like better.
+  struct read_later {
+    uint32_t log;  // into used_logs
+    uint32_t vi;
+    size_t row;
+  };
+  std::vector<read_later> later;
+  std::vector<std::shared_ptr<const indexed_log>> used_logs;
+  std::vector<std::string> used_keys;
+  std::vector<size_t> last_used(nv, SIZE_MAX);  // per view: its entity's entry in used_logs
   auto lookup = [&](size_t vi, std::string key, size_t row) {
     const view_def& v = *label.views[vi];
     const uint32_t sh = shard_of(key, nshards);
@@ -286,18 +295,31 @@ result<dataset_part> dataset_service::impl::build_part(const label_def& label, u
       outside[row] = 1;
       return;
     }
-    if (!last_log[vi] || last_key[vi] != key) {
+    if (last_used[vi] == SIZE_MAX || used_keys[last_used[vi]] != key) {
       auto use = shared_log(v, *plans[vi], shard_id{v.stream, v.entity, sh}, key, si.applied_seq);
       if (!use) {
         err = "view " + v.qualified() + ", shard " + std::to_string(sh) + ": " + use.error_message();
         return;
       }
-      last_key[vi] = std::move(key);
-      last_log[vi] = std::move(*use);
-      last_cursor[vi] = {};
+      last_used[vi] = used_logs.size();
+      used_keys.push_back(std::move(key));
+      used_logs.push_back(std::move(*use));
     }
-    const indexed_log& l = *last_log[vi];
-    fill(vi, *l.index, last_cursor[vi], [&](int64_t t) { return walk(v, *plans[vi], l, last_key[vi], t, scratch); }, row);
+    later.push_back({static_cast<uint32_t>(last_used[vi]), static_cast<uint32_t>(vi), row});
+  };
+  auto read_deferred = [&] {
+    std::stable_sort(later.begin(), later.end(), [&](const read_later& a, const read_later& b) {
+      if (a.log != b.log) return a.log < b.log;
+      return examples[a.row].feature_time < examples[b.row].feature_time;
+    });
+    window_index::cursor cur;
+    for (size_t i = 0; i < later.size() && err.empty(); ++i) {
+      const read_later& r = later[i];
+      if (i == 0 || r.log != later[i - 1].log) cur = {};
+      const indexed_log& l = *used_logs[r.log];
+      const view_def& v = *label.views[r.vi];
+      fill(r.vi, *l.index, cur, [&](int64_t t) { return walk(v, *plans[r.vi], l, used_keys[r.log], t, scratch); }, r.row);
+    }
   };
 
   // 1. The examples: this shard's log of the label's entity kind, one entity at a time.
@@ -380,6 +402,7 @@ result<dataset_part> dataset_service::impl::build_part(const label_def& label, u
                                   });
   if (!st) return make_error(st.error_message());
   finish_entity();
+  if (err.empty()) read_deferred();
   if (!err.empty()) return make_error(err);
   if (unusable)
     spdlog::warn("dataset {}: shard {}: {} log entries without a usable prediction time ({})", label.name, shard, unusable, label.time_src);
