@@ -165,6 +165,7 @@ void cluster_agent::leave(std::chrono::milliseconds budget) {
   // Shards nobody took: snapshot them so that any node can continue from there.
   for (uint32_t s : d_.view->serving()) {
     if (clk::now() >= deadline) break;
+    if (snapshot_current(s)) continue;
     if (auto st = snapshot(s); !st) spdlog::warn("cluster: snapshot of shard {} on leave failed: {}", s, st.error_message());
   }
   nodes_->erase(opts_.node_id);
@@ -506,13 +507,24 @@ void cluster_agent::release(const std::vector<uint32_t>& shards) {
     });
   for (uint32_t s : shards) {
     if (d_.cache) d_.cache->clear_shard(s);
-    if (auto st = snapshot(s); !st) spdlog::warn("cluster: shard {}: snapshot on release failed: {}", s, st.error_message());
+    if (!snapshot_current(s))
+      if (auto st = snapshot(s); !st) spdlog::warn("cluster: shard {}: snapshot on release failed: {}", s, st.error_message());
     for (auto& sl : slices_of(*d_.defs)) d_.nats->delete_consumer_async(sl.stream, sl.kind, s);
     d_.view->set_local(s, shard_local::none);
     d_.view->metrics.shards_released++;
   }
   beat();
   spdlog::info("cluster: released {} shard(s)", shards.size());
+}
+
+// Unchanged since the stored snapshot (ours, or found equal to the local state at acquire): the
+// next owner finds it as it is. A restart or a leave used to upload every shard again.
+bool cluster_agent::snapshot_current(uint32_t shard) const {
+  auto known = snapshot_applied_.find(shard);
+  if (known == snapshot_applied_.end()) return false;
+  uint64_t total = 0;
+  for (auto& sl : slices_of(*d_.defs)) total += d_.db->load_meta(shard_id{sl.stream, sl.kind, shard}).applied_seq;
+  return known->second == total;
 }
 
 status cluster_agent::snapshot(uint32_t shard) {
@@ -544,9 +556,7 @@ void cluster_agent::periodic_snapshot() {
   for (uint32_t s : d_.view->serving()) {
     auto it = last_snapshot_.find(s);
     if (it != last_snapshot_.end() && now - it->second < opts_.snapshot_every) continue;
-    uint64_t total = 0;
-    for (auto& sl : slices_of(*d_.defs)) total += d_.db->load_meta(shard_id{sl.stream, sl.kind, s}).applied_seq;
-    if (snapshot_applied_.count(s) && snapshot_applied_[s] == total) {
+    if (snapshot_current(s)) {
       last_snapshot_[s] = now;  // nothing new
       continue;
     }

@@ -138,6 +138,7 @@ class cluster_agent {
   std::map<uint32_t, std::chrono::steady_clock::time_point> acquiring_since_;
   std::map<uint32_t, std::chrono::steady_clock::time_point> last_snapshot_;
   std::map<uint32_t, uint64_t> snapshot_applied_;  // total applied at the last snapshot
+  bool snapshot_current(uint32_t shard) const;     // local state == the stored snapshot
   int64_t started_us_ = 0;
 };
 

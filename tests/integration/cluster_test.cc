@@ -237,6 +237,25 @@ TEST_F(cluster_fixture, ARestartedNodeSnapshotsOnlyShardsThatChanged) {
   // 64 shards, one per 100 ms tick once a second has passed: 8 s is enough to snapshot them all.
   std::this_thread::sleep_for(std::chrono::seconds(8));
   EXPECT_EQ(snapshots_written(a->rpc()), 0u) << a->log_tail();
+  // Nor on a graceful leave: every stored manifest keeps its revision.
+  auto b = bus::connect({nats->url(), "manifest-reader"});
+  ASSERT_TRUE(b) << b.error_message();
+  auto manifests = kv_bucket::open((*b)->jetstream(), {"TSR_SNAPSHOTS", 0, 1, 1});
+  ASSERT_TRUE(manifests) << manifests.error_message();
+  auto revisions = [&] {
+    std::vector<uint64_t> r;
+    for (int s = 0; s < 64; ++s) {
+      auto e = (*manifests)->get("shard-" + std::to_string(s));
+      r.push_back(e && e->has_value() ? (*e)->revision : 0);
+    }
+    return r;
+  };
+  const auto before = revisions();
+  a->kill(SIGTERM);
+  ASSERT_TRUE(WIFEXITED(a->wait()));
+  EXPECT_EQ(revisions(), before) << "a leave with nothing new rewrote snapshots";
+  a = std::make_unique<node_process>(dir.path + "/a", nats->url(), "a", "--snapshot-every 1");
+  ASSERT_GE(wait_all_served(a->rpc(), 64, 30, "", 1), 0);
   // Something new: the shards it touches are snapshotted again.
   ASSERT_EQ(run_cli("ingest --quiet --rpc " + a->rpc() + " --stream flights " + second, &out), 0) << out;
   EXPECT_EQ(wait_cluster_applied({a->rpc()}, 2 * slice().size()), 2 * slice().size());
