@@ -94,6 +94,12 @@ void window_index::add(int64_t time, int64_t known, const std::vector<value>& fi
   }
 }
 
+void window_index::add(const kind_plan& plan, const log_entry& e, std::vector<value>& scratch) {
+  scratch.clear();
+  for (int fi : plan.stored_field_index) scratch.push_back(e.r.fields[fi]);
+  add(e.r.time, e.known, scratch);
+}
+
 void window_index::finish() {
   for (track& tr : tracks_) {
     tr.before.push_back(static_cast<uint32_t>(tr.pos.size()));

@@ -49,6 +49,8 @@ class window_index {
   explicit window_index(const view_def& view);
   void reserve(size_t records);
   void add(int64_t time, int64_t known, const std::vector<value>& fields);
+  // The same for a log entry with every stream field: projected onto `plan` in `scratch`.
+  void add(const kind_plan& plan, const log_entry& e, std::vector<value>& scratch);
   void finish();
   bool supported() const { return supported_; }
   // The vector at t, or false when something in the window was not yet known at t (the caller

@@ -100,11 +100,7 @@ dataset_service::impl::indexed_log::indexed_log(const view_def& v, const kind_pl
     return;
   }
   std::vector<value> fields;  // one entry in the plan's stored layout
-  st = db.for_each_entry(sid, key, INT64_MIN, INT64_MAX - 1, [&](log_entry& e) {
-    fields.clear();
-    for (int fi : plan.stored_field_index) fields.push_back(e.r.fields[fi]);
-    index->add(e.r.time, e.known, fields);
-  });
+  st = db.for_each_entry(sid, key, INT64_MIN, INT64_MAX - 1, [&](log_entry& e) { index->add(plan, e, fields); });
   index->finish();
   has_log = false;
 }
@@ -340,11 +336,7 @@ result<dataset_part> dataset_service::impl::build_part(const label_def& label, u
         window_index idx(v);
         if (idx.supported()) {
           idx.reserve(group_n);
-          for (size_t i = 0; i < group_n; ++i) {
-            fields.clear();
-            for (int fi : plans[vi]->stored_field_index) fields.push_back(group[i].r.fields[fi]);
-            idx.add(group[i].r.time, group[i].known, fields);
-          }
+          for (size_t i = 0; i < group_n; ++i) idx.add(*plans[vi], group[i], fields);
           idx.finish();
         }
         bool projected = false;  // plog holds this entity's log (for refused reads only)
