@@ -68,28 +68,39 @@ window_index::window_index(const view_def& view) : view_(view) {
   known_upto_.push_back(INT64_MIN);
 }
 
-void window_index::reserve(size_t n) {
-  times_.reserve(n);
-  known_.reserve(n);
-  known_upto_.reserve(n + 1);
-  for (track& tr : tracks_) tr.before.reserve(n + 1);
+void window_index::reserve(size_t n) { times_.reserve(n); }
+
+void window_index::note_known(size_t i, int64_t k) {
+  known_.push_back(k);
+  if (i % kBlock == 0) block_known_.push_back(INT64_MIN);
+  block_known_.back() = std::max(block_known_.back(), k);
+  known_upto_.push_back(std::max(known_upto_.back(), k));
 }
 
 void window_index::add(int64_t time, int64_t known, const std::vector<value>& fields) {
   const size_t i = times_.size();
   times_.push_back(time);
-  known_.push_back(known);
-  if (i % kBlock == 0) block_known_.push_back(INT64_MIN);
-  block_known_.back() = std::max(block_known_.back(), known);
-  known_upto_.push_back(std::max(known_upto_.back(), known));
+  // Known times are kept from the first record known after its event time on; the records
+  // before it count as known at their event time (see late_).
+  if (known > time && !late_) {
+    late_ = true;
+    for (size_t j = 0; j < i; ++j) note_known(j, times_[j]);
+  }
+  if (late_) note_known(i, std::max(known, time));
   for (track& tr : tracks_) {
-    tr.before.push_back(static_cast<uint32_t>(tr.pos.size()));
     // The same tests, in the same order, as compute_vector.
-    if (tr.filter && !tr.filter->test(fields)) continue;
     double x = 0;
-    if (tr.slot >= 0 && (!as_number(fields[tr.slot], x) || std::isnan(x))) continue;
+    const bool counted = (!tr.filter || tr.filter->test(fields)) && (tr.slot < 0 || (as_number(fields[tr.slot], x) && !std::isnan(x)));
+    if (tr.dense && !counted) {  // from here on, positions are kept
+      tr.dense = false;
+      tr.before.resize(i);
+      tr.pos.resize(i);
+      for (size_t j = 0; j < i; ++j) tr.before[j] = tr.pos[j] = static_cast<uint32_t>(j);
+    }
+    if (!tr.dense) tr.before.push_back(static_cast<uint32_t>(tr.pos.size()));
+    if (!counted) continue;
     tr.integers = tr.integers && std::fabs(x) <= 4294967296.0 && x == std::trunc(x);
-    tr.pos.push_back(static_cast<uint32_t>(i));
+    if (!tr.dense) tr.pos.push_back(static_cast<uint32_t>(i));
     if (tr.sums || tr.extremes) tr.x.push_back(x);
   }
 }
@@ -102,7 +113,7 @@ void window_index::add(const kind_plan& plan, const log_entry& e, std::vector<va
 
 void window_index::finish() {
   for (track& tr : tracks_) {
-    tr.before.push_back(static_cast<uint32_t>(tr.pos.size()));
+    if (!tr.dense) tr.before.push_back(static_cast<uint32_t>(tr.pos.size()));
     const std::vector<double>& xs = tr.x;
     tr.exact_sum = tr.sums && tr.integers && xs.size() < (1u << 20);
     if (tr.exact_sum) {
@@ -178,7 +189,7 @@ size_t window_index::bytes() const {
 }
 
 bool window_index::all_known(size_t b, size_t e, int64_t t) const {
-  if (known_upto_[e] <= t) return true;  // nothing up to the window's end was known after t
+  if (!late_ || known_upto_[e] <= t) return true;  // nothing up to the window's end was known after t
   size_t i = b;
   for (; i < e && i % kBlock; ++i)
     if (known_[i] > t) return false;
@@ -210,9 +221,9 @@ bool window_index::cells(int64_t t, value* out, int64_t* times, cursor* cur) con
     const feature_def& f = view_.features[fi];
     const track& tr = tracks_[track_of_[fi]];
     const size_t w = window_of_[fi];
-    const size_t b = tr.before[w < nw ? starts[w] : after(t - f.window_us)], e = tr.before[end];
+    const size_t b = tr.before_at(w < nw ? starts[w] : after(t - f.window_us)), e = tr.before_at(end);
     const int64_t n = static_cast<int64_t>(e - b);
-    const int64_t last = n ? times_[tr.pos[e - 1]] : 0;
+    const int64_t last = n ? times_[tr.pos_at(e - 1)] : 0;
     if (times) times[fi] = last;
     value& v = out[fi];
     v = std::monostate{};

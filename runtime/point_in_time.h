@@ -74,8 +74,13 @@ class window_index {
     std::string filter_src;
     const expr* filter = nullptr;   // the features' filter (owned by the view), or none
     bool sums = false, extremes = false, integers = true;
+    // Dense: every record counts (no filter, the field always present), so before[i] == i
+    // and pos[j] == j, and neither is kept (most tracks: a third of the index's memory).
+    bool dense = true;
     std::vector<uint32_t> before;   // before[i]: counted records among records[0, i)
     std::vector<uint32_t> pos;      // the counted records' positions, in order
+    size_t before_at(size_t i) const { return dense ? i : before[i]; }
+    size_t pos_at(size_t j) const { return dense ? j : pos[j]; }
     std::vector<double> x;          // their values, when needed (extremes, inexact sums; all while building)
     std::vector<double> prefix;     // prefix[i] = x[0] + ... + x[i-1] when exact_sum
     // Sparse tables of block extremes: [k][i] = extreme of blocks [i, i + 2^k).
@@ -87,13 +92,18 @@ class window_index {
   std::vector<track> tracks_;
   std::vector<size_t> track_of_;      // per feature
   std::vector<int64_t> times_;        // the records' event times (searched without touching records)
-  std::vector<int64_t> known_;        // and known times: the index needs the log only to be built
+  std::vector<int64_t> known_;        // and known times (see late_): the index needs the log only to be built
   std::vector<int64_t> windows_;      // the distinct windows, and each feature's
   std::vector<size_t> window_of_;
   size_t after(int64_t x) const;      // records with time <= x end here
   size_t after(int64_t x, size_t& hint) const;  // the same, searched outwards from hint (updated)
+  // Known times, only once a record was known after its event time (late_): until then every
+  // record in any window (time <= t) was known by t, and a replayed history never needs them.
+  // Kept as max(known, time), which gives all_known the same answers.
+  bool late_ = false;
   std::vector<int64_t> block_known_;  // max known time per kBlock records
   std::vector<int64_t> known_upto_;   // known_upto_[i]: max known time of records [0, i)
+  void note_known(size_t i, int64_t known);
   double sum(const track& tr, size_t b, size_t e) const;
   bool all_known(size_t b, size_t e, int64_t t) const;
 };
