@@ -207,7 +207,25 @@ double window_index::sum(const track& tr, size_t b, size_t e) const {
   return s;
 }
 
+value number_cell::to_value() const {
+  switch (kind) {
+    case integer: return i;
+    case real: return d;
+    default: return std::monostate{};
+  }
+}
+
 bool window_index::cells(int64_t t, value* out, int64_t* times, cursor* cur) const {
+  const size_t nf = view_.features.size();
+  number_cell nums[16];
+  std::vector<number_cell> more(nf > 16 ? nf : 0);
+  number_cell* got = nf > 16 ? more.data() : nums;
+  if (!cells(t, got, times, cur)) return false;
+  for (size_t f = 0; f < nf; ++f) out[f] = got[f].to_value();
+  return true;
+}
+
+bool window_index::cells(int64_t t, number_cell* out, int64_t* times, cursor* cur) const {
   cursor scratch;
   cursor& c = cur ? *cur : scratch;
   const size_t end = cur ? after(t, c.pos[0]) : after(t);
@@ -225,12 +243,12 @@ bool window_index::cells(int64_t t, value* out, int64_t* times, cursor* cur) con
     const int64_t n = static_cast<int64_t>(e - b);
     const int64_t last = n ? times_[tr.pos_at(e - 1)] : 0;
     if (times) times[fi] = last;
-    value& v = out[fi];
-    v = std::monostate{};
+    number_cell& v = out[fi];
+    v = number_cell();
     switch (f.agg) {
-      case agg_kind::count: v = n; break;
-      case agg_kind::sum: v = sum(tr, b, e); break;
-      case agg_kind::mean: if (n) v = sum(tr, b, e) / static_cast<double>(n); break;
+      case agg_kind::count: v = number_cell::of_int(n); break;
+      case agg_kind::sum: v = number_cell::of_double(sum(tr, b, e)); break;
+      case agg_kind::mean: if (n) v = number_cell::of_double(sum(tr, b, e) / static_cast<double>(n)); break;
       case agg_kind::min:
       case agg_kind::max: {
         if (!n) break;
@@ -249,11 +267,11 @@ bool window_index::cells(int64_t t, value* out, int64_t* times, cursor* cur) con
           i += nb * kBlock;
         }
         for (; i < e; ++i) take(tr.x[i]);
-        v = m;
+        v = number_cell::of_double(m);
         break;
       }
       case agg_kind::time_since_last:
-        if (n) v = static_cast<double>(t - last) / 1e6;
+        if (n) v = number_cell::of_double(static_cast<double>(t - last) / 1e6);
         break;
       default: break;  // not indexed (supported_ is false)
     }

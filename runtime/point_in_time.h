@@ -26,6 +26,20 @@ struct projected_log {
 feature_vector vector_at(const view_def& view, const projected_log& log, int64_t t, const std::string& entity,
                          std::deque<record>& scratch);
 
+// A feature value as a window index computes it: missing, an integer (counts) or a double;
+// or, for the caller's tables, a value kept elsewhere (`i` its index there). 16 bytes where a
+// value takes 40: dataset builds keep tables of millions of them.
+struct number_cell {
+  enum kind_t : uint8_t { missing, integer, real, boxed } kind = missing;
+  union {
+    int64_t i = 0;
+    double d;
+  };
+  static number_cell of_int(int64_t x) { number_cell c; c.kind = integer, c.i = x; return c; }
+  static number_cell of_double(double x) { number_cell c; c.kind = real, c.d = x; return c; }
+  value to_value() const;  // a boxed cell gives monostate: its value is the caller's
+};
+
 // One view's features precomputed over one projected log, for many reads at different times
 // without walking the windows: per feature, the records that count (filter passed, value
 // present) in order, prefix counts, prefix sums when they are exact, and extremes of blocks of
@@ -64,7 +78,8 @@ class window_index {
   // The same values only, into out[0 .. features): no vector, no names (dataset builds). `times`
   // (optional): each feature's latest counted event time, 0 when none. `cur` (optional): kept
   // by the caller between reads of this index; any value is correct, a near one is fast.
-  bool cells(int64_t t, value* out, int64_t* times = nullptr, cursor* cur = nullptr) const;
+  bool cells(int64_t t, number_cell* out, int64_t* times = nullptr, cursor* cur = nullptr) const;
+  bool cells(int64_t t, value* out, int64_t* times = nullptr, cursor* cur = nullptr) const;  // the same, as values
   size_t bytes() const;
 
  private:

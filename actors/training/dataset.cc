@@ -58,6 +58,31 @@ void append_cell(std::string& out, const value& v, uint64_t& non_finite) {
   }
 }
 
+// A table's cell: numbers in place, any other value in `boxed` (as append_cell writes it).
+void append_cell(std::string& out, const number_cell& c, const std::vector<value>& boxed, uint64_t& non_finite) {
+  switch (c.kind) {
+    case number_cell::missing: break;
+    case number_cell::integer: append_int(out, c.i); break;
+    case number_cell::real: append_double(out, c.d, non_finite); break;
+    case number_cell::boxed: append_cell(out, boxed[static_cast<size_t>(c.i)], non_finite); break;
+  }
+}
+
+number_cell to_cell(value&& v, std::vector<value>& boxed) {
+  switch (v.index()) {
+    case 0: return number_cell();
+    case 1: return number_cell::of_int(std::get<int64_t>(v));
+    case 2: return number_cell::of_double(std::get<double>(v));
+    default: {
+      number_cell c;
+      c.kind = number_cell::boxed;
+      c.i = static_cast<int64_t>(boxed.size());
+      boxed.push_back(std::move(v));
+      return c;
+    }
+  }
+}
+
 }  // namespace
 
 std::shared_ptr<const dataset_service::impl::indexed_log> dataset_service::impl::cached(const std::string& k, uint64_t applied_seq) const {
@@ -216,10 +241,11 @@ result<dataset_part> dataset_service::impl::build_part(const label_def& label, u
   // ones cost a page fault per 4 KiB.
   static thread_local std::vector<std::string> entities;  // the scanned entities with examples, in log order
   static thread_local std::vector<example> examples;
-  static thread_local std::vector<value> on_demand;  // examples x nod
-  static thread_local std::vector<value> cells;      // examples x nf; monostate: missing
+  static thread_local std::vector<number_cell> on_demand;  // examples x nod
+  static thread_local std::vector<number_cell> cells;      // examples x nf
+  static thread_local std::vector<value> boxed;             // the cells' values that are not numbers
   static thread_local std::vector<uint8_t> outside;  // per example: a window reaches before its view's retention
-  entities.clear(), examples.clear(), on_demand.clear(), cells.clear(), outside.clear();
+  entities.clear(), examples.clear(), on_demand.clear(), cells.clear(), boxed.clear(), outside.clear();
   std::vector<std::vector<item>> remote(nv);
   std::string err;
   std::deque<record> scratch;
@@ -249,7 +275,7 @@ result<dataset_part> dataset_service::impl::build_part(const label_def& label, u
   // The cells of view vi for example `row` from `idx`. Reads it refuses (something in the
   // window was known only after t) go to walk_at(t): the filtering walk over the log.
   auto fill = [&](size_t vi, const window_index& idx, window_index::cursor& cur, auto&& walk_at, size_t row) {
-    value* out = &cells[row * nf + col0[vi]];
+    number_cell* out = &cells[row * nf + col0[vi]];
     const int64_t t = examples[row].feature_time;
     if (idx.supported() && idx.cells(t, out, nullptr, &cur)) return;
     result<feature_vector> walked = walk_at(t);
@@ -258,7 +284,7 @@ result<dataset_part> dataset_service::impl::build_part(const label_def& label, u
       return;
     }
     feature_vector& fv = *walked;
-    for (size_t f = 0; f < fv.values.size() && f < col0[vi + 1] - col0[vi]; ++f) out[f] = std::move(fv.values[f].v);
+    for (size_t f = 0; f < fv.values.size() && f < col0[vi + 1] - col0[vi]; ++f) out[f] = to_cell(std::move(fv.values[f].v), boxed);
   };
   // Views on other entity kinds: the last entity's log per view (a route's origin is always
   // the same airport), else the node-wide cache, else read and indexed now. Their reads are
@@ -376,7 +402,7 @@ result<dataset_part> dataset_service::impl::build_part(const label_def& label, u
                                         if (examples.size() == group_first) entities.push_back(key);
                                         const size_t row = examples.size();
                                         examples.push_back({static_cast<uint32_t>(entities.size() - 1), pt, feature_time(label, pt), y});
-                                        for (auto& od : label.on_demand) on_demand.push_back(od.e->eval(e.r.fields));
+                                        for (auto& od : label.on_demand) on_demand.push_back(to_cell(od.e->eval(e.r.fields), boxed));
                                         cells.resize(cells.size() + nf);
                                         outside.push_back(0);
                                         for (size_t vi = 0; vi < nv && err.empty(); ++vi) {
@@ -417,8 +443,8 @@ result<dataset_part> dataset_service::impl::build_part(const label_def& label, u
           outside[items[k].row] = 1;
           continue;
         }
-        value* out = &cells[items[k].row * nf + col0[vi]];
-        for (size_t f = 0; f < fv.values.size() && f < v.features.size(); ++f) out[f] = std::move(fv.values[f].v);
+        number_cell* out = &cells[items[k].row * nf + col0[vi]];
+        for (size_t f = 0; f < fv.values.size() && f < v.features.size(); ++f) out[f] = to_cell(std::move(fv.values[f].v), boxed);
       }
     }
   }
@@ -439,11 +465,11 @@ result<dataset_part> dataset_service::impl::build_part(const label_def& label, u
     append_double(out, ex.label, part.non_finite);
     for (size_t k = 0; k < nod; ++k) {
       out += ',';
-      append_cell(out, on_demand[i * nod + k], part.non_finite);
+      append_cell(out, on_demand[i * nod + k], boxed, part.non_finite);
     }
     for (size_t c = 0; c < nf; ++c) {
       out += ',';
-      append_cell(out, cells[i * nf + c], part.non_finite);
+      append_cell(out, cells[i * nf + c], boxed, part.non_finite);
     }
     out += '\n';
     ++part.rows;
