@@ -119,6 +119,14 @@ result<std::unique_ptr<store>> store::open(const std::string& path, bool sync) {
   opts.max_write_buffer_number = 4;
   rocksdb::BlockBasedTableOptions t;
   t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  // Most of the store is the offline log, read whole entity by entity (dataset builds, replays,
+  // snapshots). Blocks of 16 KiB, uncompressed, cut a first dataset build over the 3M flights
+  // from 3.4-4.3 s to 2.9-3.0 s (node CPU 5.5-6.8 s -> 4.6-4.8 s; 4 KiB blocks uncompressed, 32
+  // KiB with LZ4 and 64 KiB uncompressed measured beside them: per-block reads and snappy were
+  // most of the log's read cost). The price: the files take 2.1 times the disk (686 MB instead
+  // of 321 MB for those 3M flights, logged for two entity kinds).
+  t.block_size = 16 << 10;
+  opts.compression = rocksdb::kNoCompression;
   opts.table_factory.reset(rocksdb::NewBlockBasedTableFactory(t));
   rocksdb::DB* raw = nullptr;
   auto st = rocksdb::DB::Open(opts, path, &raw);
