@@ -307,7 +307,7 @@ TEST(DatasetValues, NonFiniteValuesAreLeftEmptyAndCounted) {
 // the window index does not compute) go into the rows quoted, each in its own row.
 TEST(DatasetValues, TextValuesAreWrittenQuotedInTheirRows) {
   temp_dir dir;
-  std::string defs = edited_example(dir.path, "on_demand = { distance = \"distance\",", "on_demand = { dest = \"destination\", distance = \"distance\",");
+  std::string defs = edited_example(dir.path, "on_demand = { distance = \"distance\",", "on_demand = { dest = \"destination\", quote = \"'a \\\"q\\\", b'\", distance = \"distance\",");
   std::ifstream in(defs);
   std::stringstream ss;
   ss << in.rdbuf();
@@ -326,7 +326,7 @@ TEST(DatasetValues, TextValuesAreWrittenQuotedInTheirRows) {
   std::string header, first;
   std::getline(raw, header);
   std::getline(raw, first);
-  EXPECT_NE(first.find(",\""), std::string::npos) << first;  // quoted text cells
+  EXPECT_NE(first.find(",\"a \"\"q\"\", b\","), std::string::npos) << first;  // quoted, quotes doubled (RFC 4180)
   csv_file d = read_csv(dir.path + "/d.csv");
   ASSERT_EQ(d.rows.size(), slice().size());
   // The brute force: the destination of the origin's latest arrival in (t - 24h, t], where that
@@ -336,7 +336,7 @@ TEST(DatasetValues, TextValuesAreWrittenQuotedInTheirRows) {
   size_t checked = 0, bad = 0;
   for (auto& r : d.rows) {
     const std::string route = r[c_e], origin = route.substr(0, route.find('-'));
-    bad += r[c_dest] != route.substr(route.find('-') + 1);
+    bad += r[c_dest] != route.substr(route.find('-') + 1) || r[d.col("quote")] != "a q, b";
     const int64_t t = std::stoll(r[c_t]);
     int64_t latest = INT64_MIN;
     std::set<std::string> at_latest;
