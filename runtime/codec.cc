@@ -222,6 +222,54 @@ std::string encode_record(const record& r) {
   return s;
 }
 
+bool decode_record(std::string_view s, const std::vector<int>& slot_of, size_t slots, record& r) {
+  if (s.empty() || s[0] != 1) return false;
+  s.remove_prefix(1);
+  uint64_t t, seq;
+  uint32_t idx, n;
+  if (!get_u64(s, t) || !get_u64(s, seq) || !get_u32(s, idx) || !get_u32(s, n) || n > 4096) return false;
+  r.time = static_cast<int64_t>(t);
+  r.seq = seq;
+  r.idx = idx;
+  r.fields.assign(slots, std::monostate{});
+  for (uint32_t i = 0; i < n; ++i) {
+    if (s.empty()) return false;
+    const char tag = s[0];
+    s.remove_prefix(1);
+    const int slot = i < slot_of.size() ? slot_of[i] : -1;
+    uint64_t x;
+    uint32_t len;
+    switch (tag) {
+      case 0: break;
+      case 1:
+      case 2:
+      case 5:
+        if (!get_u64(s, x)) return false;
+        if (slot < 0) break;
+        if (tag == 1) r.fields[static_cast<size_t>(slot)] = static_cast<int64_t>(x);
+        else if (tag == 5) r.fields[static_cast<size_t>(slot)] = timestamp_value{static_cast<int64_t>(x)};
+        else {
+          double d;
+          std::memcpy(&d, &x, 8);
+          r.fields[static_cast<size_t>(slot)] = d;
+        }
+        break;
+      case 3:
+        if (!get_u32(s, len) || s.size() < len) return false;
+        if (slot >= 0) r.fields[static_cast<size_t>(slot)] = std::string(s.substr(0, len));
+        s.remove_prefix(len);
+        break;
+      case 4:
+        if (s.empty()) return false;
+        if (slot >= 0) r.fields[static_cast<size_t>(slot)] = s[0] != 0;
+        s.remove_prefix(1);
+        break;
+      default: return false;
+    }
+  }
+  return s.empty();
+}
+
 bool decode_record(std::string_view s, record& r) {
   if (s.empty() || s[0] != 1) return false;
   s.remove_prefix(1);

@@ -45,6 +45,9 @@ bool key_is_valid(std::string_view key);
 // Stored per-entity event records (binary, little-endian, versioned by a leading byte).
 std::string encode_record(const record& r);
 bool decode_record(std::string_view bytes, record& out);
+// The same with only some fields: field i goes to out.fields[slot_of[i]], fields whose slot is
+// -1 (or past slot_of) are skipped unread; out.fields has `slots` values (monostate if absent).
+bool decode_record(std::string_view bytes, const std::vector<int>& slot_of, size_t slots, record& out);
 
 // Runs `fn(reader)` over a Cap'n Proto message (single segment, as messageToFlatArray writes
 // it) held in a byte string; false if it is malformed.

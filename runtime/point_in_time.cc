@@ -68,7 +68,11 @@ window_index::window_index(const view_def& view) : view_(view) {
   known_upto_.push_back(INT64_MIN);
 }
 
-void window_index::reserve(size_t n) { times_.reserve(n); }
+void window_index::reserve(size_t n) {
+  times_.reserve(n);
+  for (track& tr : tracks_)
+    if (tr.sums || tr.extremes) tr.x.reserve(n);
+}
 
 void window_index::note_known(size_t i, int64_t k) {
   known_.push_back(k);

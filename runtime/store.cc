@@ -248,6 +248,11 @@ status store::scan_log(const shard_id& s, const std::string& key, int64_t from, 
 
 status store::for_each_entry(const shard_id& s, const std::string& key, int64_t from, int64_t to,
                              const std::function<void(log_entry&)>& fn) const {
+  return for_each_entry(s, key, from, to, {}, SIZE_MAX, fn);
+}
+
+status store::for_each_entry(const shard_id& s, const std::string& key, int64_t from, int64_t to, const std::vector<int>& slot_of, size_t slots,
+                             const std::function<void(log_entry&)>& fn) const {
   std::string prefix = "o/" + shard_part(s) + "/" + key;
   prefix.push_back('\0');
   const std::string end = log_time_key(prefix, to + 1);
@@ -258,11 +263,33 @@ status store::for_each_entry(const shard_id& s, const std::string& key, int64_t 
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
   log_entry e;
   for (it->Seek(log_time_key(prefix, from + 1)); it->Valid() && it->key().compare(end) < 0; it->Next()) {
-    if (!decode_log(it->value(), e)) return make_error("corrupt offline log entry of entity '" + key + "' in shard " + s.name());
+    const rocksdb::Slice v = it->value();
+    bool ok = v.size() >= 8;
+    if (ok) {
+      uint64_t known = 0;
+      for (int i = 0; i < 8; ++i) known = (known << 8) | static_cast<uint8_t>(v.data()[i]);
+      e.known = static_cast<int64_t>(known);
+      const std::string_view rec(v.data() + 8, v.size() - 8);
+      ok = slots == SIZE_MAX ? decode_record(rec, e.r) : decode_record(rec, slot_of, slots, e.r);
+    }
+    if (!ok) return make_error("corrupt offline log entry of entity '" + key + "' in shard " + s.name());
     fn(e);
   }
   if (!it->status().ok()) return make_error("RocksDB read failed: " + it->status().ToString());
   return ok_status();
+}
+
+uint64_t store::approximate_log_bytes(const shard_id& s, const std::string& key) const {
+  std::string prefix = "o/" + shard_part(s) + "/" + key;
+  prefix.push_back('\0');
+  const std::string end = log_time_key(prefix, INT64_MAX);
+  rocksdb::Range r(prefix, end);
+  uint64_t size = 0;
+  rocksdb::SizeApproximationOptions o;
+  o.include_memtables = true;
+  o.include_files = true;
+  if (!db_->GetApproximateSizes(o, db_->DefaultColumnFamily(), &r, 1, &size).ok()) return 0;
+  return size;
 }
 
 result<std::optional<size_t>> store::ensure_layout(const shard_id& s, const kind_plan& p) {

@@ -72,6 +72,11 @@ class store {
   // allocation per entry; fn may move from it).
   status for_each_entry(const shard_id& s, const std::string& key, int64_t from, int64_t to,
                         const std::function<void(log_entry&)>& fn) const;
+  // The same with only some fields decoded, into slots (see decode_record with slot_of).
+  status for_each_entry(const shard_id& s, const std::string& key, int64_t from, int64_t to, const std::vector<int>& slot_of, size_t slots,
+                        const std::function<void(log_entry&)>& fn) const;
+  // About how many bytes the entity's log takes in the store (from the files' indexes: no read).
+  uint64_t approximate_log_bytes(const shard_id& s, const std::string& key) const;
   // Every entry of a shard's offline log with event time in (from, to], entity by entity (key
   // order), each entity's in time order: fn(key, entry). Reads at one RocksDB snapshot. One
   // entry object is reused (see for_each_entry).

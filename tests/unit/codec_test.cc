@@ -29,6 +29,31 @@ TEST(RecordCodec, RejectsTruncatedAndCorruptBytes) {
   EXPECT_FALSE(decode_record(bytes + "x", out));
 }
 
+// Decoding some fields into slots gives what decoding all and picking them gives, every type
+// skipped and kept; damaged bytes are refused the same way.
+TEST(RecordCodec, DecodesOnlyTheFieldsAskedForIntoTheirSlots) {
+  record r{978307260000000LL, 42, 7,
+           {std::monostate{}, int64_t{-5}, 2.5, std::string("LAX"), true, timestamp_value{123}, std::string("SFO"), -0.0}};
+  const std::string bytes = encode_record(r);
+  const std::vector<std::vector<int>> layouts = {
+      {}, {-1, -1, 0}, {0, 1, 2, 3, 4, 5, 6, 7}, {7, 6, 5, 4, 3, 2, 1, 0}, {-1, 0, -1, 1, -1, 2, -1, 3}, {-1, -1, -1, -1, -1, -1, 1}};
+  for (auto& slot_of : layouts) {
+    size_t slots = 0;
+    for (int sl : slot_of) slots = std::max(slots, static_cast<size_t>(sl + 1));
+    record got;
+    ASSERT_TRUE(decode_record(bytes, slot_of, slots, got));
+    EXPECT_EQ(got.time, r.time);
+    EXPECT_EQ(got.seq, 42u);
+    EXPECT_EQ(got.idx, 7u);
+    std::vector<value> want(slots);
+    for (size_t i = 0; i < slot_of.size(); ++i)
+      if (slot_of[i] >= 0) want[static_cast<size_t>(slot_of[i])] = r.fields[i];
+    EXPECT_TRUE(got.fields == want);
+    for (size_t n = 0; n < bytes.size(); ++n) EXPECT_FALSE(decode_record(bytes.substr(0, n), slot_of, slots, got)) << n;
+    EXPECT_FALSE(decode_record(bytes + "x", slot_of, slots, got));
+  }
+}
+
 TEST(ParseTextAs, ConvertsOrExplains) {
   EXPECT_EQ(std::get<double>(*parse_text_as("-13", field_type::float64)), -13.0);
   EXPECT_EQ(std::get<int64_t>(*parse_text_as("2176", field_type::int64)), 2176);
