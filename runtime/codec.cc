@@ -222,15 +222,24 @@ std::string encode_record(const record& r) {
   return s;
 }
 
-bool decode_record(std::string_view s, const std::vector<int>& slot_of, size_t slots, record& r) {
+namespace {
+// A record's format version, time, sequence, index and field count; `s` moves past them.
+bool decode_record_head(std::string_view& s, record& r, uint32_t& n) {
   if (s.empty() || s[0] != 1) return false;
   s.remove_prefix(1);
   uint64_t t, seq;
-  uint32_t idx, n;
+  uint32_t idx;
   if (!get_u64(s, t) || !get_u64(s, seq) || !get_u32(s, idx) || !get_u32(s, n) || n > 4096) return false;
   r.time = static_cast<int64_t>(t);
   r.seq = seq;
   r.idx = idx;
+  return true;
+}
+}  // namespace
+
+bool decode_record(std::string_view s, const std::vector<int>& slot_of, size_t slots, record& r) {
+  uint32_t n = 0;
+  if (!decode_record_head(s, r, n)) return false;
   r.fields.assign(slots, std::monostate{});
   for (uint32_t i = 0; i < n; ++i) {
     if (s.empty()) return false;
@@ -271,14 +280,8 @@ bool decode_record(std::string_view s, const std::vector<int>& slot_of, size_t s
 }
 
 bool decode_record(std::string_view s, record& r) {
-  if (s.empty() || s[0] != 1) return false;
-  s.remove_prefix(1);
-  uint64_t t, seq;
-  uint32_t idx, n;
-  if (!get_u64(s, t) || !get_u64(s, seq) || !get_u32(s, idx) || !get_u32(s, n) || n > 4096) return false;
-  r.time = static_cast<int64_t>(t);
-  r.seq = seq;
-  r.idx = idx;
+  uint32_t n = 0;
+  if (!decode_record_head(s, r, n)) return false;
   r.fields.clear();
   r.fields.reserve(n);
   for (uint32_t i = 0; i < n; ++i) {

@@ -286,16 +286,22 @@ std::string edited_example(const std::string& dir, const std::string& from, cons
   return dir + "/edited.lua";
 }
 
-TEST(DatasetValues, NonFiniteValuesAreLeftEmptyAndCounted) {
-  temp_dir dir;
-  // An on-demand feature that overflows to infinity for every flight with a distance.
-  auto defs = edited_example(dir.path, "on_demand = { distance = \"distance\",", "on_demand = { huge = \"distance * 1e300 * 1e300\", distance = \"distance\",");
-  node_harness h(dir.path + "/node", 5 * 60 * 1000, defs);
+// A node in dir/node with `defs` that replayed the flights slice and built label `late` into
+// dir/d.csv (stopped on return).
+void build_slice_dataset(const std::string& dir, const std::string& defs) {
+  node_harness h(dir + "/node", 5 * 60 * 1000, defs);
   ASSERT_TRUE(h.n);
   std::string out;
   ASSERT_EQ(run_cli("ingest --quiet --replay --rpc " + h.rpc() + " --stream flights " + slice_path(), &out), 0) << out;
   ASSERT_EQ(wait_applied(h.rpc(), 2 * slice().size()), 2 * slice().size());
-  ASSERT_EQ(run_cli("dataset build late --quiet --rpc " + h.rpc() + " -o " + dir.path + "/d.csv", &out), 0) << out;
+  ASSERT_EQ(run_cli("dataset build late --quiet --rpc " + h.rpc() + " -o " + dir + "/d.csv", &out), 0) << out;
+}
+
+TEST(DatasetValues, NonFiniteValuesAreLeftEmptyAndCounted) {
+  temp_dir dir;
+  // An on-demand feature that overflows to infinity for every flight with a distance.
+  auto defs = edited_example(dir.path, "on_demand = { distance = \"distance\",", "on_demand = { huge = \"distance * 1e300 * 1e300\", distance = \"distance\",");
+  ASSERT_NO_FATAL_FAILURE(build_slice_dataset(dir.path, defs));
   csv_file d = read_csv(dir.path + "/d.csv");
   ASSERT_EQ(d.rows.size(), slice().size());
   for (auto& r : d.rows) ASSERT_EQ(r[d.col("huge")], "");
@@ -316,12 +322,7 @@ TEST(DatasetValues, TextValuesAreWrittenQuotedInTheirRows) {
   ASSERT_NE(text.find(from), std::string::npos);
   text.replace(text.find(from), from.size(), from + "\n    last { \"last_dest_24h\", field = \"destination\", window = \"24h\" },");
   std::ofstream(defs) << text;
-  node_harness h(dir.path + "/node", 5 * 60 * 1000, defs);
-  ASSERT_TRUE(h.n);
-  std::string out;
-  ASSERT_EQ(run_cli("ingest --quiet --replay --rpc " + h.rpc() + " --stream flights " + slice_path(), &out), 0) << out;
-  ASSERT_EQ(wait_applied(h.rpc(), 2 * slice().size()), 2 * slice().size());
-  ASSERT_EQ(run_cli("dataset build late --quiet --rpc " + h.rpc() + " -o " + dir.path + "/d.csv", &out), 0) << out;
+  ASSERT_NO_FATAL_FAILURE(build_slice_dataset(dir.path, defs));
   std::ifstream raw(dir.path + "/d.csv");
   std::string header, first;
   std::getline(raw, header);
