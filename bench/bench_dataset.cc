@@ -152,7 +152,7 @@ int main(int argc, char** argv) {
   }
   const double brute_s = seconds_since(t0);
   // Two figures per build: the CLI's own (first request to manifest) and the whole process
-  // (which adds ~0.6 s of process start here: the binary loads libtorch for the node).
+  // (which adds the process start, the connection and the shard map).
   std::printf("\n%-56s %10s %12s %14s\n", "point-in-time join of every flight (node: 2 workers)", "seconds", "rows/s",
               "process rows/s");
   const char* names[3] = {"tessera dataset build, 1st (airport logs read, indexed)", "tessera dataset build, 2nd (airport indexes cached)",
