@@ -168,8 +168,13 @@ void cluster_agent::leave(std::chrono::milliseconds budget) {
     if (snapshot_current(s)) continue;
     if (auto st = snapshot(s); !st) spdlog::warn("cluster: snapshot of shard {} on leave failed: {}", s, st.error_message());
   }
-  nodes_->erase(opts_.node_id);
-  if (leader_) lease_->erase(kLeaseKey);
+  // A failed erase only makes the others wait: a member entry counts until its heartbeat
+  // expires, a lapsed lease is taken over.
+  if (auto st = nodes_->erase(opts_.node_id); !st)
+    spdlog::warn("cluster: {} left, but its member entry stays until its heartbeat expires: {}", opts_.node_id, st.error_message());
+  if (leader_)
+    if (auto st = lease_->erase(kLeaseKey); !st)
+      spdlog::warn("cluster: {} left, but its leader lease stays until it lapses: {}", opts_.node_id, st.error_message());
 }
 
 std::vector<std::string> cluster_agent::live_members(bool include_leaving) const {
