@@ -233,12 +233,21 @@ std::string log_time_key(const std::string& entity_prefix, int64_t t) {
   put_be64(k, static_cast<uint64_t>(t) ^ (1ULL << 63));
   return k;
 }
-bool decode_log(rocksdb::Slice v, log_entry& e) {
+// An offline-log value: u64 known time, then the record; every field, or those of `slot_of`
+// (see decode_record) when `slot_of` is given.
+bool decode_log(rocksdb::Slice v, log_entry& e, const std::vector<int>* slot_of = nullptr, size_t slots = 0) {
   if (v.size() < 8) return false;
   uint64_t known = 0;
   for (int i = 0; i < 8; ++i) known = (known << 8) | static_cast<uint8_t>(v.data()[i]);
   e.known = static_cast<int64_t>(known);
-  return decode_record(std::string_view(v.data() + 8, v.size() - 8), e.r);
+  const std::string_view rec(v.data() + 8, v.size() - 8);
+  return slot_of ? decode_record(rec, *slot_of, slots, e.r) : decode_record(rec, e.r);
+}
+// The keys of one entity's offline log start with this.
+std::string entity_log_prefix(const shard_id& s, const std::string& key) {
+  std::string prefix = "o/" + shard_part(s) + "/" + key;
+  prefix.push_back('\0');
+  return prefix;
 }
 }  // namespace
 
@@ -248,13 +257,17 @@ status store::scan_log(const shard_id& s, const std::string& key, int64_t from, 
 
 status store::for_each_entry(const shard_id& s, const std::string& key, int64_t from, int64_t to,
                              const std::function<void(log_entry&)>& fn) const {
-  return for_each_entry(s, key, from, to, {}, SIZE_MAX, fn);
+  return for_each_entry(s, key, from, to, nullptr, 0, fn);
 }
 
 status store::for_each_entry(const shard_id& s, const std::string& key, int64_t from, int64_t to, const std::vector<int>& slot_of, size_t slots,
                              const std::function<void(log_entry&)>& fn) const {
-  std::string prefix = "o/" + shard_part(s) + "/" + key;
-  prefix.push_back('\0');
+  return for_each_entry(s, key, from, to, &slot_of, slots, fn);
+}
+
+status store::for_each_entry(const shard_id& s, const std::string& key, int64_t from, int64_t to, const std::vector<int>* slot_of, size_t slots,
+                             const std::function<void(log_entry&)>& fn) const {
+  const std::string prefix = entity_log_prefix(s, key);
   const std::string end = log_time_key(prefix, to + 1);
   const rocksdb::Slice upper(end);
   rocksdb::ReadOptions ro;
@@ -263,16 +276,7 @@ status store::for_each_entry(const shard_id& s, const std::string& key, int64_t 
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
   log_entry e;
   for (it->Seek(log_time_key(prefix, from + 1)); it->Valid() && it->key().compare(end) < 0; it->Next()) {
-    const rocksdb::Slice v = it->value();
-    bool ok = v.size() >= 8;
-    if (ok) {
-      uint64_t known = 0;
-      for (int i = 0; i < 8; ++i) known = (known << 8) | static_cast<uint8_t>(v.data()[i]);
-      e.known = static_cast<int64_t>(known);
-      const std::string_view rec(v.data() + 8, v.size() - 8);
-      ok = slots == SIZE_MAX ? decode_record(rec, e.r) : decode_record(rec, slot_of, slots, e.r);
-    }
-    if (!ok) return make_error("corrupt offline log entry of entity '" + key + "' in shard " + s.name());
+    if (!decode_log(it->value(), e, slot_of, slots)) return make_error("corrupt offline log entry of entity '" + key + "' in shard " + s.name());
     fn(e);
   }
   if (!it->status().ok()) return make_error("RocksDB read failed: " + it->status().ToString());
@@ -280,8 +284,7 @@ status store::for_each_entry(const shard_id& s, const std::string& key, int64_t 
 }
 
 uint64_t store::approximate_log_bytes(const shard_id& s, const std::string& key) const {
-  std::string prefix = "o/" + shard_part(s) + "/" + key;
-  prefix.push_back('\0');
+  const std::string prefix = entity_log_prefix(s, key);
   const std::string end = log_time_key(prefix, INT64_MAX);
   rocksdb::Range r(prefix, end);
   uint64_t size = 0;

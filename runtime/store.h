@@ -124,6 +124,9 @@ class store {
 
  private:
   store() = default;
+  status for_each_entry(const shard_id& s, const std::string& key, int64_t from, int64_t to, const std::vector<int>* slot_of, size_t slots,
+                        const std::function<void(log_entry&)>& fn) const;  // slot_of null: every field
+
   std::unique_ptr<rocksdb::DB> db_;
   bool sync_ = false;
 };
