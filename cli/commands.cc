@@ -76,7 +76,7 @@ int run_ingest(const ingest_args& a) {
       chunk c;
       kj::Promise<capnp::Response<wire::Gateway::IngestResults>> p;
     };
-    uint64_t sent = 0, accepted = 0, duplicates = 0, rejected = 0, bad_rows = 0, chunk_no = 0;
+    uint64_t sent = 0, accepted = 0, duplicates = 0, rejected = 0, bad_rows = 0, chunk_no = 0, late = 0;
     std::deque<inflight> window;
     auto start = clock_type::now();
     auto last_draw = start;
@@ -131,6 +131,7 @@ int run_ingest(const ingest_args& a) {
         auto r = f.p.wait(ws);
         accepted += r.getAccepted() - r.getDuplicates();
         duplicates += r.getDuplicates();
+        late += r.getLate();
         for (auto rj : r.getRejected()) {
           ++rejected;
           uint64_t line = rj.getIndex() < f.c.rows.size() ? f.c.rows[rj.getIndex()].line : 0;
@@ -190,6 +191,9 @@ int run_ingest(const ingest_args& a) {
     double secs = std::chrono::duration<double>(clock_type::now() - start).count();
     std::fprintf(stderr, "ingested %s events into %s in %.1f s (%s already stored, skipped), %s rejected\n",
                  human(accepted).c_str(), a.stream.c_str(), secs, human(duplicates).c_str(), human(rejected + bad_rows).c_str());
+    if (late)
+      std::fprintf(stderr, "%s events older than the online windows: kept for training sets only (see the stream's clock in tessera status)\n",
+                   human(late).c_str());
     for (auto& p : problems) std::fprintf(stderr, "  %s\n", p.c_str());
     if (rejected + bad_rows > problems.size()) std::fprintf(stderr, "  … and %s more\n", human(rejected + bad_rows - problems.size()).c_str());
     return (rejected + bad_rows) ? 1 : 0;
@@ -306,6 +310,13 @@ int run_status(const status_args& a) {
                              {"epoch", jb.getEpoch()}, {"epochs", jb.getEpochs()}, {"fraction", jb.getFraction()},
                              {"loss", jb.getLoss()}, {"version", jb.getVersion()}, {"test_auc", jb.getTestAuc()},
                              {"error", jb.getError().cStr()}});
+      j["clocks"] = nlohmann::json::array();
+      for (auto c : st.getClocks())
+        j["clocks"].push_back({{"stream", c.getStream().cStr()}, {"mode", c.getMode().cStr()},
+                               {"read_time", c.getReadTime() ? format_timestamp(c.getReadTime()) : ""},
+                               {"watermark", c.getWatermark() ? format_timestamp(c.getWatermark()) : ""},
+                               {"max_future", format_duration(c.getMaxFuture())}, {"max_jump", format_duration(c.getMaxJump())},
+                               {"late", c.getLate()}, {"refused", c.getRefused()}});
       j["shard_owners"] = nlohmann::json::array();
       for (auto o : st.getShardOwners()) j["shard_owners"].push_back(o.cStr());
       j["apply_stages"] = nlohmann::json::array();
@@ -334,6 +345,11 @@ int run_status(const status_args& a) {
                     m.getRpc().cStr(), m.getLeaving() ? "leaving" : m.getAlive() ? "alive" : "DEAD", owned[m.getNodeId().cStr()],
                     m.getShardsServed(), human(m.getEventsApplied()).c_str(), m.getSilentSeconds());
     }
+    for (auto c : st.getClocks())
+      std::printf("stream %s: %s clock, reads at %s (watermark %s); max_future %s, max_jump %s; late %s, refused %s\n", c.getStream().cStr(),
+                  c.getMode().cStr(), c.getReadTime() ? format_timestamp(c.getReadTime()).c_str() : "- (no event yet)",
+                  c.getWatermark() ? format_timestamp(c.getWatermark()).c_str() : "-", format_duration(c.getMaxFuture()).c_str(),
+                  format_duration(c.getMaxJump()).c_str(), human(c.getLate()).c_str(), human(c.getRefused()).c_str());
     for (auto jb : st.getJobs()) {
       std::string state = jb.getState().cStr();
       std::printf("job %-34s %-8s %-9s", jb.getId().cStr(), state.c_str(), jb.getNode().cStr());

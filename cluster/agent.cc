@@ -13,6 +13,7 @@
 #include "definitions.h"
 #include "metrics.h"
 #include "store.h"
+#include "stream_clock.h"
 #include "time_util.h"
 
 namespace tessera {
@@ -199,6 +200,11 @@ void cluster_agent::beat() {
                    {"events_applied", d_.metrics ? d_.metrics->events_applied.load() : 0},
                    {"read_calls", d_.metrics ? d_.metrics->read_calls.load() : 0},
                    {"started_us", started_us_},  {"time", format_timestamp(now_micros())}};
+  if (d_.clocks) {
+    nlohmann::json clocks = nlohmann::json::object();
+    for (auto& f : d_.clocks->local()) clocks[f.stream] = {f.watermark, f.accepted};
+    j["clocks"] = std::move(clocks);
+  }
   auto w = nodes_->put(opts_.node_id, j.dump());
   if (!w.ok) {
     static log_limiter limiter;
@@ -273,6 +279,11 @@ void cluster_agent::members_loop() {
       o.leaving = j.value("leaving", false);
       o.events_applied = j.value("events_applied", uint64_t(0));
       for (auto& s : j.at("served")) o.served.insert(s.get<uint32_t>());
+      if (d_.clocks && j.contains("clocks"))
+        for (auto& [stream, wm] : j["clocks"].items()) {
+          d_.clocks->advance_remote(stream, wm.at(0).get<int64_t>());
+          d_.clocks->advance_remote_accepted(stream, wm.at(1).get<int64_t>());
+        }
     } catch (const std::exception&) {
       // An unreadable heartbeat counts as a member that serves nothing.
     }
@@ -384,7 +395,13 @@ void cluster_agent::control_loop() {
         mi.push_back(std::move(x));
       }
     }
-    d_.view->set_members(std::move(mi), leader_ ? opts_.node_id : lease_holder_);
+    // Never name as leader a member this node considers dead: its lease may not have lapsed yet,
+    // but it leads nothing (status shows no leader until the lease has a live holder).
+    std::string leader = leader_ ? opts_.node_id : "";
+    if (!leader_)
+      for (auto& m : mi)
+        if (m.id == lease_holder_ && m.alive && !lease_holder_.empty()) leader = lease_holder_;
+    d_.view->set_members(std::move(mi), std::move(leader));
     std::unique_lock<std::mutex> l(mu_);
     cv_.wait_for(l, opts_.tick, [this] { return stop_.load(); });
   }

@@ -40,6 +40,7 @@ class bus;
 class store;
 class definitions;
 class vector_cache;
+class stream_clocks;
 struct node_metrics;
 
 struct agent_options {
@@ -67,6 +68,9 @@ class cluster_agent {
     cluster_view* view = nullptr;
     vector_cache* cache = nullptr;
     const node_metrics* metrics = nullptr;  // load figures for the heartbeat
+    // The streams' clocks: this node's watermarks go out with its heartbeat, the other
+    // members' come in from theirs, so every node reads a stream at the same time.
+    stream_clocks* clocks = nullptr;
   };
   // Opens the buckets and checks the cluster's shard count; starts the threads.
   static result<std::unique_ptr<cluster_agent>> start(const agent_options& o, deps d);

@@ -31,6 +31,11 @@ feature_vector compute_in(const view_def& view, It records_begin, It records_end
                               [](int64_t tt, const record& r) { return tt < r.time; });
   const int64_t max_w = view.max_window_us();
   if (end != records_begin && std::prev(end)->time > t - max_w) out.event_time = std::prev(end)->time;
+  // Until when this vector stays the same: the next record enters the windows at its time, the
+  // oldest record of each window leaves it at its time + W, the status turns stale after ttl
+  // (and missing after the longest window), and time_since_last changes all the time.
+  int64_t valid_until = end == records_end ? INT64_MAX : end->time;
+  if (out.event_time) valid_until = std::min({valid_until, out.event_time + view.ttl_us + 1, out.event_time + max_w});
 
   for (const auto& f : view.features) {
     feature_value fv;
@@ -38,6 +43,7 @@ feature_vector compute_in(const view_def& view, It records_begin, It records_end
     const int64_t lo = t - f.window_us;  // exclusive
     auto begin = std::upper_bound(records_begin, end, lo,
                                   [](int64_t tt, const record& r) { return tt < r.time; });
+    if (begin != end) valid_until = std::min(valid_until, begin->time + f.window_us);
     int64_t n = 0;
     double sum = 0, mn = 0, mx = 0;
     int64_t latest = 0;
@@ -95,7 +101,10 @@ feature_vector compute_in(const view_def& view, It records_begin, It records_end
         break;
       }
       case agg_kind::time_since_last:
-        if (n) fv.v = static_cast<double>(t - latest) / 1e6;
+        if (n) {
+          fv.v = static_cast<double>(t - latest) / 1e6;
+          valid_until = std::min(valid_until, t + 1);
+        }
         break;
     }
     out.values.push_back(std::move(fv));
@@ -103,6 +112,7 @@ feature_vector compute_in(const view_def& view, It records_begin, It records_end
   if (out.event_time == 0) out.status = vector_status::missing;
   else if (t - out.event_time > view.ttl_us) out.status = vector_status::stale;
   else out.status = vector_status::fresh;
+  out.valid_until = std::max(valid_until, t + 1);
   return out;
 }
 

@@ -41,7 +41,13 @@ struct feature_vector {
   int64_t event_time = 0;
   vector_status status = vector_status::missing;
   std::vector<feature_value> values;
+  // Not sent anywhere: the same records give this very vector (but for as_of) at every read
+  // time in [as_of, valid_until): no record enters or leaves a window, no status changes.
+  int64_t valid_until = 0;
 };
+
+// The vector computed at `v.as_of` re-read at t, if still valid (see valid_until).
+inline bool still_valid(const feature_vector& v, int64_t t) { return t >= v.as_of && t < v.valid_until; }
 
 // Computes `view` at time t over records sorted by (time, seq, idx). Windows cover (t - W, t].
 feature_vector compute_vector(const view_def& view, const std::deque<record>& records, int64_t t,

@@ -149,8 +149,14 @@ bool normalize_event(wire::Event::Reader e, const stream_def& s, normalized_even
     err = {s.time_field, s.fields[ti].derive ? "missing event time (derived from " + s.fields[ti].derive_src + ")" : "missing event time"};
     return false;
   }
-  if (!timestamp_is_sane(out.time, kMaxFutureUs)) {
-    err = {s.time_field, "absurd event time " + std::to_string(out.time) + " µs (before 1970 or more than a day ahead of now)"};
+  if (out.time < 0) {
+    err = {s.time_field, "absurd event time " + std::to_string(out.time) + " µs (before 1970)"};
+    return false;
+  }
+  if (const int64_t now = now_micros(); out.time > now + s.max_future_us) {
+    err = {s.time_field, "event time " + format_timestamp(out.time) + " is more than max_future (" + format_duration(s.max_future_us) +
+                             ") past the wall clock (" + format_timestamp(now) + "); refused"};
+    err.outlier = true;
     return false;
   }
   return true;

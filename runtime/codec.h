@@ -34,6 +34,7 @@ struct normalized_event {
 struct event_error {
   std::string field;  // empty when about the event as a whole
   std::string reason;
+  bool outlier = false;  // the event time is past the stream's max_future (counted as refused)
 };
 // Checks types, the time field and text sizes. `err` is filled when it returns false.
 bool normalize_event(wire::Event::Reader e, const stream_def& s, normalized_event& out, event_error& err);

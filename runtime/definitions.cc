@@ -13,6 +13,8 @@
 
 namespace tessera {
 
+const char* clock_mode_name(clock_mode m) { return m == clock_mode::live ? "live" : "replay"; }
+
 const char* agg_name(agg_kind k) {
   switch (k) {
     case agg_kind::count: return "count";
@@ -370,7 +372,7 @@ class definitions_builder {
       stream_def s;
       s.name = str_field(L, t, "name");
       if (!valid_name(s.name)) return make_error(where(t) + "stream needs a name of letters, digits and _ (got '" + s.name + "')");
-      if (auto bad = unknown_keys(L, t, {"name", "time_field", "fields", "derive", "max_age", "duplicate_window", "offline_retention"}); !bad.empty())
+      if (auto bad = unknown_keys(L, t, {"name", "time_field", "fields", "derive", "max_age", "duplicate_window", "offline_retention", "clock", "max_future", "max_jump"}); !bad.empty())
         return make_error(where(t) + "stream " + s.name + ": unknown key(s) " + bad);
       if (defs->find_stream(s.name)) return make_error(where(t) + "stream " + s.name + " defined twice");
       s.time_field = str_field(L, t, "time_field");
@@ -427,11 +429,20 @@ class definitions_builder {
       if (ti < 0 || s.fields[ti].type != field_type::timestamp)
         return make_error(where(t) + "stream " + s.name + ": time_field must name a field of type timestamp");
       for (auto [key, dst] : {std::pair{"max_age", &s.max_age_us}, std::pair{"duplicate_window", &s.duplicate_window_us},
-                              std::pair{"offline_retention", &s.offline_retention_us}}) {
+                              std::pair{"offline_retention", &s.offline_retention_us}, std::pair{"max_future", &s.max_future_us},
+                              std::pair{"max_jump", &s.max_jump_us}}) {
         if (!has_field(L, t, key)) continue;
         auto d = parse_duration(str_field(L, t, key));
         if (!d) return make_error(where(t) + "stream " + s.name + ": " + key + ": " + d.error_message());
+        if (*d <= 0 && (std::string(key) == "max_future" || std::string(key) == "max_jump"))
+          return make_error(where(t) + "stream " + s.name + ": " + key + " must be positive");
         *dst = *d;
+      }
+      if (has_field(L, t, "clock")) {
+        std::string c = str_field(L, t, "clock");
+        if (c == "live") s.clock = clock_mode::live;
+        else if (c == "replay") s.clock = clock_mode::replay;
+        else return make_error(where(t) + "stream " + s.name + ": clock must be \"live\" (reads at the wall clock) or \"replay\" (reads at the stream's watermark), not '" + c + "'");
       }
       defs->streams_.push_back(std::move(s));
       lua_pop(L, 1);

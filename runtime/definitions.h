@@ -22,6 +22,14 @@ struct field_def {
   std::shared_ptr<const expr> derive;  // slots = indices into stream_def::fields
 };
 
+// How a stream's clock runs (DESIGN.md, "One clock per stream"): the default read time of every
+// entity of the stream, on every node.
+//   live:   the wall clock. Windows decay as time passes, even for an entity with no events.
+//   replay: the stream's watermark, the latest event time applied on any of its shards on any
+//           node (history replayed at its own pace). It stops when the stream stops.
+enum class clock_mode : uint8_t { live, replay };
+const char* clock_mode_name(clock_mode m);
+
 struct stream_def {
   std::string name;
   std::string time_field;  // event-time field, of type timestamp
@@ -31,6 +39,12 @@ struct stream_def {
   // How long the offline log (every event with its event and known time) keeps an event,
   // counted back from the shard's watermark in event time.
   int64_t offline_retention_us = 365LL * 86400 * 1000000;
+  clock_mode clock = clock_mode::live;
+  // Outliers are refused, never applied: an event more than max_future past the wall clock, or
+  // more than max_jump past the stream's watermark. The defaults accept real data's spread (in
+  // the flights file an arrival lies up to 24.5 h past every arrival replayed before it).
+  int64_t max_future_us = 86400LL * 1000000;    // 1d
+  int64_t max_jump_us = 2 * 86400LL * 1000000;  // 2d
   int field_index(const std::string& name) const;
 };
 

@@ -23,6 +23,7 @@
 #include "codec.h"
 #include "reader.h"
 #include "hash.h"
+#include "stream_clock.h"
 #include "time_util.h"
 
 namespace tessera {
@@ -82,7 +83,9 @@ class gateway_impl final : public wire::Gateway::Server {
     std::map<std::pair<size_t, uint32_t>, std::vector<std::pair<uint32_t, std::string>>> groups;  // -> (event index, key)
     std::vector<normalized_event> normalized(events.size());
     std::vector<int64_t> known(events.size(), 0);
-    uint32_t accepted = 0;
+    std::vector<bool> decoded(events.size(), false), is_late(events.size(), false);
+    uint32_t accepted = 0, refused = 0;
+    std::vector<int64_t> times;
     for (uint32_t i = 0; i < events.size(); ++i) {
       auto e = events[i];
       event_error err;
@@ -91,7 +94,42 @@ class gateway_impl final : public wire::Gateway::Server {
         continue;
       }
       if (!normalize_event(e, *s, normalized[i], err)) {
+        if (err.outlier) ++refused;
         rejected.push_back({i, err});
+        continue;
+      }
+      decoded[i] = true;
+      times.push_back(normalized[i].time);
+    }
+    // The stream's clock (runtime/stream_clock.h) as this call arrives: now for a live stream,
+    // else the latest event time applied or accepted anywhere (a replay's accepted events run
+    // ahead of its applied ones). Late events (older than the online windows) are judged by it,
+    // here and by the shards (EventBatch.clock). Outliers are measured from it and, within this
+    // call, from the events accepted before them. A stream's very first call has no such time:
+    // it is measured from the median of the call's own events, so a few bad ones among many good
+    // are refused (a first call of only bad events cannot be told from good ones: they set the
+    // clock, and the later good events are then reported late, or refused when far behind).
+    stream_clocks* clocks = ctx_->clocks;
+    const bool live = s->clock == clock_mode::live;
+    const int64_t now = now_micros();
+    const int64_t replay_ref = clocks ? clocks->jump_reference(stream_name) : 0;
+    const int64_t call_clock = live ? now : replay_ref;
+    int64_t jump_ref = replay_ref;
+    if (jump_ref == 0 && !times.empty()) {
+      std::nth_element(times.begin(), times.begin() + times.size() / 2, times.end());
+      jump_ref = times[times.size() / 2];
+    }
+    int64_t longest_retention = 0;
+    for (auto* p : plans) longest_retention = std::max(longest_retention, p->retention_us);
+    int64_t batch_max = 0;
+    for (uint32_t i = 0; i < events.size(); ++i) {
+      if (!decoded[i]) continue;
+      auto e = events[i];
+      event_error err;
+      const int64_t t = normalized[i].time;
+      if (std::string why = jump_refusal(*s, t, std::max(jump_ref, batch_max)); !why.empty()) {
+        ++refused;
+        rejected.push_back({i, {s->time_field, why}});
         continue;
       }
       const int64_t kt = e.getKnownTime();
@@ -117,6 +155,14 @@ class gateway_impl final : public wire::Gateway::Server {
       }
       for (auto& [pi, key] : keys) groups[{pi, shard_of(key, ctx_->opts.shard_count)}].emplace_back(i, std::move(key));
       ++accepted;
+      // Older than every online window, yet within the offline retention (older ones become
+      // dead letters at the shard, as a re-run ingest's duplicates would not be told apart here).
+      is_late[i] = call_clock > 0 && t <= call_clock - longest_retention && t > call_clock - s->offline_retention_us;
+      batch_max = std::max(batch_max, t);
+    }
+    if (clocks) {
+      if (batch_max) clocks->advance_accepted(stream_name, batch_max);
+      if (refused) clocks->count_refused(stream_name, refused);
     }
     if (!rejected.empty()) {
       ctx_->metrics->rejected_at_gateway += rejected.size();
@@ -141,13 +187,18 @@ class gateway_impl final : public wire::Gateway::Server {
       size_t left = 0;
       std::string error;
       uint32_t duplicate_events = 0;
+      uint32_t late_events = 0;  // in messages JetStream stored (not in duplicates)
       std::shared_ptr<xthread<void>> done;
     };
     auto pc = std::make_shared<pending_call>();
     auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
     pc->done = std::make_shared<xthread<void>>(xthread<void>{kj::mv(paf.fulfiller)});
     std::vector<std::pair<std::string, kj::Array<capnp::word>>> messages;
-    std::vector<std::pair<std::string, uint32_t>> ids;  // (msg id, events counted for duplicates)
+    struct message_counts {
+      std::string id;
+      uint32_t events = 0, late = 0;  // counted through the first plan's messages only
+    };
+    std::vector<message_counts> ids;
     int64_t ingest_time = now_micros();
     for (auto& [gk, members] : groups) {
       const kind_plan* plan = plans[gk.first];
@@ -156,10 +207,13 @@ class gateway_impl final : public wire::Gateway::Server {
         capnp::MallocMessageBuilder mb;
         auto batch = mb.initRoot<wire::EventBatch>();
         batch.setIngestTime(ingest_time);
+        batch.setClock(call_clock > 0 ? call_clock : 1);  // 1: judged, with no clock yet
         auto out = batch.initEvents(static_cast<unsigned>(n));
+        uint32_t late_here = 0;
         for (size_t k = 0; k < n; ++k) {
           auto& [idx, key] = members[off + k];
           const normalized_event& ne = normalized[idx];
+          late_here += is_late[idx];
           auto ev = out[static_cast<unsigned>(k)];
           ev.setStream(stream_name);
           ev.setKey(key);
@@ -180,7 +234,7 @@ class gateway_impl final : public wire::Gateway::Server {
         std::string id = batch_id.empty() ? "" : batch_id + "." + plan->entity + "." + std::to_string(gk.second) + "." + std::to_string(chunk);
         messages.emplace_back(subject, capnp::messageToFlatArray(mb));
         // Every plan carries the same events: count duplicates through the first plan only.
-        ids.emplace_back(id, gk.first == 0 ? static_cast<uint32_t>(n) : 0u);
+        ids.push_back(gk.first == 0 ? message_counts{id, static_cast<uint32_t>(n), late_here} : message_counts{id});
       }
     }
     call.releaseParams();
@@ -194,6 +248,7 @@ class gateway_impl final : public wire::Gateway::Server {
       auto r = call.getResults();
       r.setAccepted(accepted);
       r.setDuplicates(std::min(pc->duplicate_events, accepted));
+      r.setLate(pc->late_events);
       fill_rejections(r);
     });
     if (messages.empty()) {
@@ -202,12 +257,13 @@ class gateway_impl final : public wire::Gateway::Server {
     }
     for (size_t m = 0; m < messages.size(); ++m) {
       auto bytes = messages[m].second.asBytes();
-      uint32_t n_events = ids[m].second;
-      ctx_->nats->publish(messages[m].first, bytes.begin(), bytes.size(), ids[m].first,
-                          [pc, n_events](const std::string& err, bool dup) {
+      const uint32_t n_events = ids[m].events, n_late = ids[m].late;
+      ctx_->nats->publish(messages[m].first, bytes.begin(), bytes.size(), ids[m].id,
+                          [pc, n_events, n_late](const std::string& err, bool dup) {
                             std::lock_guard<std::mutex> g(pc->mu);
                             if (!err.empty() && pc->error.empty()) pc->error = err;
                             if (dup) pc->duplicate_events += n_events;
+                            else pc->late_events += n_late;
                             if (--pc->left == 0) pc->done->f->fulfill();
                           });
     }
@@ -475,6 +531,21 @@ class gateway_impl final : public wire::Gateway::Server {
         auto jobs = t->jobs();
         auto jl = st.initJobs(static_cast<unsigned>(jobs.size()));
         for (size_t i = 0; i < jobs.size(); ++i) write_job(jl[static_cast<unsigned>(i)], jobs[i]);
+      }
+      if (auto* clocks = ctx_->clocks) {
+        auto cl = st.initClocks(static_cast<unsigned>(streams.size()));
+        for (size_t i = 0; i < streams.size(); ++i) {
+          auto c = cl[static_cast<unsigned>(i)];
+          const std::string& n = streams[i].name;
+          c.setStream(n);
+          c.setMode(clock_mode_name(streams[i].clock));
+          c.setReadTime(clocks->read_time(n));
+          c.setWatermark(clocks->watermark(n));
+          c.setMaxFuture(streams[i].max_future_us);
+          c.setMaxJump(streams[i].max_jump_us);
+          c.setLate(clocks->late(n));
+          c.setRefused(clocks->refused(n));
+        }
       }
       st.setUptimeSeconds(std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count());
       if (ctx_->cluster) {

@@ -42,6 +42,7 @@ struct node::impl {
   std::unique_ptr<cluster_agent> agent;
   shard_directory directory;
   vector_cache cache;
+  std::unique_ptr<stream_clocks> clocks;
   std::unique_ptr<caf::actor_system_config> caf_cfg;
   std::unique_ptr<caf::actor_system> sys;
   caf::actor supervisor;
@@ -129,6 +130,8 @@ result<std::unique_ptr<node>> node::start(const node_config& cfg) {
   ctx->cluster = im->view.get();
   ctx->directory = &im->directory;
   ctx->cache = &im->cache;
+  im->clocks = std::make_unique<stream_clocks>(**defs);
+  ctx->clocks = im->clocks.get();
   ctx->node_id = im->node_id;
   ctx->opts.shard_count = cfg.shards;
   ctx->opts.entity_idle = std::chrono::milliseconds(cfg.entity_idle_ms);
@@ -186,6 +189,7 @@ result<std::unique_ptr<node>> node::start(const node_config& cfg) {
   deps.supervisor = im->supervisor;
   deps.view = im->view.get();
   deps.cache = &im->cache;
+  deps.clocks = im->clocks.get();
   deps.metrics = &im->metrics;
   auto agent = cluster_agent::start(ao, deps);
   if (!agent) {

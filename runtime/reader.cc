@@ -12,6 +12,7 @@
 #include "cluster/cluster_view.h"
 #include "codec.h"
 #include "hash.h"
+#include "time_util.h"
 #include "schemas/tessera.capnp.h"
 
 namespace tessera {
@@ -60,9 +61,10 @@ struct answer_once {
   }
 };
 
-std::string encode_forward(const std::string& view, const std::vector<std::string>& keys, int64_t as_of) {
+std::string encode_forward(const std::string& view, const std::vector<std::string>& keys, int64_t as_of, bool at_clock) {
   capnp::MallocMessageBuilder mb;
   auto r = mb.initRoot<wire::ForwardedRead>();
+  r.setAtClock(at_clock);
   r.setView(view);
   auto l = r.initEntities(static_cast<unsigned>(keys.size()));
   for (size_t i = 0; i < keys.size(); ++i) l.set(static_cast<unsigned>(i), keys[i]);
@@ -72,9 +74,10 @@ std::string encode_forward(const std::string& view, const std::vector<std::strin
   return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
 }
 
-std::string encode_reply(const result<std::vector<feature_vector>>& res, bool retryable) {
+std::string encode_reply(const result<std::vector<feature_vector>>& res, bool retryable, int64_t clock) {
   capnp::MallocMessageBuilder mb;
   auto r = mb.initRoot<wire::ForwardedReadReply>();
+  r.setClock(clock);
   if (res) {
     auto l = r.initVectors(static_cast<unsigned>(res->size()));
     for (size_t i = 0; i < res->size(); ++i) write_vector(l[static_cast<unsigned>(i)], (*res)[i]);
@@ -90,10 +93,27 @@ std::string encode_reply(const result<std::vector<feature_vector>>& res, bool re
 }  // namespace
 
 void feature_reader::read(const view_def* v, std::vector<std::string> keys, int64_t as_of, bool forward, done_fn done) const {
+  read_at(v, std::move(keys), as_of, as_of == 0, forward, std::move(done));
+}
+
+void feature_reader::read_at(const view_def* v, std::vector<std::string> keys, int64_t as_of, bool at_clock, bool forward,
+                             done_fn done) const {
   const kind_plan* plan = ctx_->defs->find_plan(v->stream, v->entity);
   uint32_t view_idx = 0;
   while (plan->views[view_idx] != v) ++view_idx;
   const std::string qualified = v->qualified();
+  // One read time for the whole read, on every shard and node: the stream's clock unless the
+  // caller named one (a forwarded part always names it).
+  const int64_t clock = ctx_->clocks ? ctx_->clocks->read_time(v->stream) : 0;
+  if (as_of == 0) {
+    as_of = clock;
+  } else if (!at_clock && clock != 0 && as_of <= clock - v->as_of_horizon_us) {
+    done(make_error("as-of " + format_timestamp(as_of) + " is before the retained window of view " + v->qualified() +
+                        " (earliest " + format_timestamp(clock - v->as_of_horizon_us + 1) + ", the stream's " +
+                        clock_mode_name(ctx_->clocks->mode(v->stream)) + " clock " + format_timestamp(clock) + " less its as_of_horizon)"),
+         false);
+    return;
+  }
 
   auto g = std::make_shared<gather>();
   g->out.resize(keys.size());
@@ -138,11 +158,11 @@ void feature_reader::read(const view_def* v, std::vector<std::string> keys, int6
     shard_read req;
     req.view = view_idx;
     req.as_of = as_of;
+    req.at_clock = at_clock;
     std::vector<uint32_t> miss_pos;
-    int64_t wm = as_of == 0 ? ctx_->directory->watermark(id.name()) : 0;
     for (size_t k = 0; k < part.first.size(); ++k) {
-      if (wm != 0)
-        if (auto hit = ctx_->cache->get(qualified, sh, part.first[k], wm)) {
+      if (as_of != 0)
+        if (auto hit = ctx_->cache->get(qualified, sh, part.first[k], as_of)) {
           g->out[part.second[k]] = std::move(*hit);
           continue;
         }
@@ -178,14 +198,15 @@ void feature_reader::read(const view_def* v, std::vector<std::string> keys, int6
   // Phase 2: send. Answers may arrive (even on this thread) from here on.
   for (auto& ls : locals) caf::anon_send(ls.shard, read_atom::value, std::move(ls.req));
   for (auto& [owner, part] : remote) {
-    std::string req = encode_forward(qualified, part.first, as_of);
+    std::string req = encode_forward(qualified, part.first, as_of, at_clock);
     nats_->request(node_read_subject(owner), req, forward_timeout_ms_,
-                   [g, owner = owner, positions = std::move(part.second)](result<std::string> rep) {
+                   [g, owner = owner, positions = std::move(part.second), clocks = ctx_->clocks, stream = v->stream](result<std::string> rep) {
                      std::lock_guard<std::mutex> l(g->mu);
                      if (!rep) {
                        g->fail("node " + owner + " did not answer (" + rep.error_message() + "); retry", true);
                      } else {
                        bool ok = with_message<wire::ForwardedReadReply>(*rep, [&](wire::ForwardedReadReply::Reader r) {
+                         if (clocks && r.getClock() > 0) clocks->advance_remote(stream, r.getClock());
                          if (r.getError().size()) {
                            g->fail(std::string(r.getError().cStr()) + " (at node " + owner + ")", r.getRetryable());
                            return;
@@ -215,20 +236,23 @@ status feature_reader::serve() const {
     std::string view;
     std::vector<std::string> keys;
     int64_t as_of = 0;
+    bool at_clock = false;
     bool ok = with_message<wire::ForwardedRead>(data, [&](wire::ForwardedRead::Reader r) {
       view = r.getView();
       for (auto e : r.getEntities()) keys.emplace_back(e.cStr(), e.size());
       as_of = r.getAsOf();
+      at_clock = r.getAtClock();
     });
-    auto respond = [self, reply_subject](result<std::vector<feature_vector>> res, bool retryable) {
-      self.nats_->respond(reply_subject, encode_reply(res, retryable));
+    const view_def* v = ok ? self.ctx_->defs->find_view(view) : nullptr;
+    const int64_t clock = v && self.ctx_->clocks ? self.ctx_->clocks->watermark(v->stream) : 0;
+    auto respond = [self, reply_subject, clock](result<std::vector<feature_vector>> res, bool retryable) {
+      self.nats_->respond(reply_subject, encode_reply(res, retryable, clock));
     };
     if (!ok) return respond(make_error("malformed ForwardedRead"), false);
-    const view_def* v = self.ctx_->defs->find_view(view);
     if (!v) return respond(make_error("unknown view '" + view + "' (the nodes run different definitions?)"), false);
     for (auto& k : keys)
       if (!key_is_valid(k)) return respond(make_error("invalid entity key in a forwarded read"), false);
-    self.read(v, std::move(keys), as_of, /*forward=*/false, respond);
+    self.read_at(v, std::move(keys), as_of, at_clock || as_of == 0, /*forward=*/false, respond);
   });
 }
 

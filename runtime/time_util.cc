@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <utility>
 
 namespace tessera {
 namespace {
@@ -143,6 +144,15 @@ int64_t now_micros() {
   return std::chrono::duration_cast<std::chrono::microseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
+}
+
+std::string format_duration(int64_t micros) {
+  static constexpr std::pair<int64_t, const char*> units[] = {
+      {86400LL * 1000000, "d"}, {3600LL * 1000000, "h"}, {60LL * 1000000, "m"}, {1000000, "s"}, {1000, "ms"}};
+  if (micros == 0) return "0s";
+  for (auto [u, name] : units)
+    if (micros % u == 0) return std::to_string(micros / u) + name;
+  return std::to_string(micros) + "us";
 }
 
 bool timestamp_is_sane(int64_t micros, int64_t max_future_micros) {

@@ -18,6 +18,8 @@ result<int64_t> parse_duration(std::string_view s);
 // "2001-01-01T00:01:00Z" (fractional seconds only when non-zero).
 std::string format_timestamp(int64_t micros);
 int64_t now_micros();
+// The largest whole unit that divides it: "2d", "21h", "90s", "250ms", "7us".
+std::string format_duration(int64_t micros);
 
 // Bounds outside of which an event time is absurd: before 1970 or more than `max_future`
 // ahead of the wall clock.

@@ -45,6 +45,13 @@ struct Event {
 struct EventBatch {
   events @0 :List(Event);
   ingestTime @1 :Int64;      # microseconds since the epoch, set by the publisher
+  # Set by the gateway: the stream's clock when it accepted these events (µs; for a replay
+  # stream the latest event time applied or accepted before the call). It already refused
+  # outliers (max_jump) against it, and the shard judges late events (older than the online
+  # windows) by it, so the verdict does not depend on when the batch is applied. 0 (producers
+  # publishing directly): the shard checks max_jump itself and judges lateness by its own
+  # watermark.
+  clock @2 :Int64;
 }
 
 enum Status {
@@ -125,6 +132,21 @@ struct NodeStatus {
   eventsOfflineOnly @22 :UInt64;
   # Training jobs of the last day, as this node last saw them.
   jobs @23 :List(JobStatus);
+  # Every stream's clock as this node sees it (the default read time of its entities).
+  clocks @24 :List(StreamClock);
+}
+
+struct StreamClock {
+  stream @0 :Text;
+  mode @1 :Text;            # "live": reads at the wall clock; "replay": at the watermark
+  readTime @2 :Int64;       # the default read time now (µs); 0: a replay stream with no event yet
+  watermark @3 :Int64;      # latest event time applied on any shard of the stream (any node)
+  maxFuture @4 :Int64;      # µs: events further past the wall clock are refused
+  maxJump @5 :Int64;        # µs: events further past the watermark are refused
+  # Since this node started: events of its shards kept for training sets only (older than the
+  # online windows at the clock), and events refused as outliers (at this gateway or its shards).
+  late @6 :UInt64;
+  refused @7 :UInt64;
 }
 
 struct MemberStatus {
@@ -143,12 +165,17 @@ struct ForwardedRead {
   view @0 :Text;
   entities @1 :List(Text);
   asOf @2 :Int64;
+  # asOf is the sending node's reading of the stream's clock (no explicit time was asked for):
+  # if this node's shards have moved past it by more than the as-of horizon, the answer is a
+  # retryable error, and `clock` in the reply lets the sender read again at a newer time.
+  atClock @3 :Bool;
 }
 
 struct ForwardedReadReply {
   vectors @0 :List(FeatureVector);
   error @1 :Text;         # empty on success
   retryable @2 :Bool;     # the shard is moving: the caller may retry
+  clock @3 :Int64;        # the stream's watermark as the answering node knows it
 }
 
 # Node-to-node (NATS request/reply on tsr.node.<node id>.pit): point-in-time vectors from the
@@ -179,10 +206,14 @@ interface Gateway {
   # accepted event. Events that fail validation are listed in `rejected`; the others are kept.
   # `batchId` makes the call idempotent: the same id (within the stream's duplicate window) is
   # stored once, so a retried or re-run ingest counts nothing twice.
-  ingest @0 (stream :Text, events :List(Event), batchId :Text) -> (accepted :UInt32, rejected :List(Rejection), duplicates :UInt32);
+  # `late`: accepted events older than the online windows at the stream's clock (as the gateway
+  # judged it): kept in the offline log for training sets only. Events past the stream's
+  # max_future (wall clock) or max_jump (watermark) are rejected with that reason.
+  ingest @0 (stream :Text, events :List(Event), batchId :Text) -> (accepted :UInt32, rejected :List(Rejection), duplicates :UInt32, late :UInt32);
 
-  # Feature vectors of `view` for each entity, in request order. asOf = 0 reads at each shard's
-  # watermark; otherwise at asOf, which must lie within the view's retained window.
+  # Feature vectors of `view` for each entity, in request order, all at one read time: asOf, or
+  # with asOf = 0 the stream's clock (now for a live stream, the stream's watermark for a replay
+  # one). asOf must lie within the view's retained window before the clock.
   getFeatures @1 (view :Text, entities :List(Text), asOf :Int64) -> (vectors :List(FeatureVector));
 
   status @2 () -> (status :NodeStatus);

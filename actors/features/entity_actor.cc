@@ -12,17 +12,22 @@ caf::behavior entity_actor(caf::stateful_actor<entity_state>* self, std::string 
   self->state.plan = plan;
   self->state.records = std::move(records);
   self->state.cache.resize(plan->views.size());
-  auto compute = [self, cache, shard_no](uint32_t view, int64_t t) -> const feature_vector& {
+  // The vector at t: the last one computed while it is still valid at t (the stream's clock
+  // moves on every read), else computed anew and published to the node's vector cache.
+  auto compute = [self, cache, shard_no](uint32_t view, int64_t t) -> feature_vector {
     auto& c = self->state.cache[view];
-    if (!c || c->first != t) {
+    if (!c || !still_valid(c->second, t)) {
       const view_def* v = self->state.plan->views[view];
       c.emplace(t, compute_vector(*v, self->state.records, t, self->state.key));
-      if (cache) cache->put(v->qualified(), shard_no, self->state.key, t, c->second);
+      if (cache) cache->put(v->qualified(), shard_no, self->state.key, c->second);
     }
-    return c->second;
+    feature_vector out = c->second;
+    out.as_of = t;
+    return out;
   };
   return {
-      [=](apply_atom, const record_batch& batch, int64_t watermark) -> entity_delta {
+      // `prune_at`, `clock`: see shard_actor.cc, apply_job.
+      [=](apply_atom, const record_batch& batch, int64_t prune_at, int64_t clock) -> entity_delta {
         if (self->state.TEST_crash_next) {
           self->state.TEST_crash_next = false;
           throw std::runtime_error("TEST_crash requested");
@@ -36,7 +41,7 @@ caf::behavior entity_actor(caf::stateful_actor<entity_state>* self, std::string 
         entity_delta d;
         d.key = st.key;
         // Drop what no window or as-of read can reach any more.
-        const int64_t cutoff = watermark - st.plan->retention_us;
+        const int64_t cutoff = prune_at - st.plan->retention_us;
         while (!st.records.empty() && st.records.front().time <= cutoff) {
           const auto& r = st.records.front();
           d.pruned.push_back({r.time, r.seq, r.idx});
@@ -46,7 +51,7 @@ caf::behavior entity_actor(caf::stateful_actor<entity_state>* self, std::string 
         if (now - st.last_materialized >= materialize_every) {
           st.last_materialized = now;
           for (uint32_t v = 0; v < st.plan->views.size(); ++v)
-            d.vectors.emplace_back(st.plan->views[v]->qualified(), encode_vector(compute(v, watermark)));
+            d.vectors.emplace_back(st.plan->views[v]->qualified(), encode_vector(compute(v, clock)));
         }
         return d;
       },

@@ -12,7 +12,7 @@
 //                                                    replies via callback)
 //               <- status_atom -> shard_status
 //               <- passivate_atom, std::string key  (from an idle entity)
-//   entity      <- apply_atom, shared_ptr<const vector<record>>, int64 watermark -> entity_delta
+//   entity      <- apply_atom, shared_ptr<const vector<record>>, int64 prune_at, int64 clock -> entity_delta
 //               <- read_atom, uint32 view, int64 t -> feature_vector
 //               <- stop_atom                        (passivation: state is already persisted)
 //
@@ -34,6 +34,7 @@
 #include "definitions.h"
 #include "metrics.h"
 #include "store.h"
+#include "stream_clock.h"
 
 namespace tessera {
 
@@ -77,6 +78,7 @@ struct features_context {
   shard_directory* directory = nullptr;
   const cluster_view* cluster = nullptr;  // routing: which shards this node serves, who owns the rest
   vector_cache* cache = nullptr;
+  stream_clocks* clocks = nullptr;  // the streams' read clocks (runtime/stream_clock.h)
   dataset_service* datasets = nullptr;  // training-set parts (actors/training/dataset.h)
   mutable std::atomic<training_service*> training{nullptr};  // jobs and the registry (set once the node has joined)
   std::string node_id;
@@ -112,6 +114,7 @@ struct shard_read {
   uint32_t view = 0;  // index into the shard's kind_plan::views
   std::vector<std::string> keys;
   int64_t as_of = 0;
+  bool at_clock = false;  // as_of is the caller's reading of the stream's clock, not a time asked for
   std::function<void(result<std::vector<feature_vector>>)> done;
 };
 
@@ -124,16 +127,6 @@ class shard_directory {
     auto& e = map_[shard];
     e.first = std::move(a);
     e.second = std::move(why_not);
-  }
-  // The shard's committed watermark, published by the shard after each commit.
-  void set_watermark(const std::string& shard, int64_t wm) {
-    std::lock_guard<std::mutex> g(mu_);
-    watermarks_[shard] = wm;
-  }
-  int64_t watermark(const std::string& shard) const {
-    std::lock_guard<std::mutex> g(mu_);
-    auto it = watermarks_.find(shard);
-    return it == watermarks_.end() ? 0 : it->second;
   }
   // The shard's actor, or an invalid handle and the reason (not owned, restarting, failed).
   caf::actor get(const std::string& shard, std::string& why_not) const {
@@ -150,7 +143,6 @@ class shard_directory {
  private:
   mutable std::mutex mu_;
   std::unordered_map<std::string, std::pair<caf::actor, std::string>> map_;
-  std::unordered_map<std::string, int64_t> watermarks_;
 };
 
 struct status_request {

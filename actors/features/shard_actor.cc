@@ -44,8 +44,15 @@ struct apply_job {
   std::unordered_map<std::string, size_t> index;
   size_t outstanding = 0;
   uint64_t max_seq = 0;
-  int64_t watermark = 0;
+  int64_t watermark = 0;  // the shard's: latest event time applied
+  // What the entities of this batch prune at (now for a live stream, else the shard's own
+  // watermark: reads on other nodes may lag this node's view of the stream) and the stream's
+  // clock they materialise their vectors at (now, or the stream's watermark).
+  int64_t prune_at = 0;
+  int64_t clock = 0;
   uint64_t events = 0;
+  uint64_t refused = 0;  // outliers (max_jump) dead-lettered
+  uint64_t late = 0;     // events of the stream kept for training sets only (see counts_stream_late)
   std::string ack_subject;
   std::vector<std::string> dead_letters;  // JSON records for tsr.dlq.<stream>
   std::vector<std::pair<std::string, log_entry>> offline_only;  // too old for online windows
@@ -77,6 +84,11 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
   st.id = id;
   st.plan = ctx->defs->find_plan(id.stream, id.kind);
   st.stream = ctx->defs->find_stream(id.stream);
+  {
+    auto plans = ctx->defs->plans_for_stream(id.stream);
+    st.counts_stream_late = !plans.empty() && plans.front() == st.plan;
+    for (auto* p : plans) st.stream_retention = std::max(st.stream_retention, p->retention_us);
+  }
   auto job = std::make_shared<std::unique_ptr<apply_job>>();
 
   auto warn_limited = [self](const std::string& what, const std::string& detail) {
@@ -162,7 +174,7 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
     m.events_applied += applied;
     // The offline log, pruned per entity once its cutoff moved by 1/64 of the retention.
     const int64_t log_retention = s.stream->offline_retention_us;
-    const int64_t log_cutoff = m.watermark - log_retention;
+    const int64_t log_cutoff = j.prune_at - log_retention;
     for (auto& g : j.groups) {
       if (g.dead_lettered) continue;
       for (auto& e : g.log) b.put_log(g.key, e);
@@ -189,7 +201,11 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
     }
     s.meta = m;
     s.inflight_watermark = 0;
-    s.ctx->directory->set_watermark(s.id.name(), m.watermark);
+    if (auto* clocks = s.ctx->clocks) {
+      clocks->advance_local(s.id.stream, m.watermark);
+      if (j.late) clocks->count_late(s.id.stream, j.late);
+      if (j.refused) clocks->count_refused(s.id.stream, j.refused);
+    }
     for (auto& g : j.groups)
       if (!g.dead_lettered) s.known.insert(g.key);
     s.ctx->metrics->events_applied += applied;
@@ -225,7 +241,7 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
     auto& s = self->state;
     group& g = (*job)->groups[gi];
     caf::actor a = activate(g.key);
-    self->request(a, kRequestTimeout, apply_atom::value, record_batch(g.recs), (*job)->watermark)
+    self->request(a, kRequestTimeout, apply_atom::value, record_batch(g.recs), (*job)->prune_at, (*job)->clock)
         .then(
             [self, job, gi, finish_group](entity_delta& d) {
               group& g = (*job)->groups[gi];
@@ -277,6 +293,15 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
     apply_job& j = **job;
     j.watermark = s.meta.watermark;
     const int64_t retention = s.plan->retention_us;
+    // The stream's clock (see runtime/stream_clock.h). Late events are judged by the clock the
+    // gateway saw when it accepted them (EventBatch.clock) or, for a live stream, now; events
+    // published straight to JetStream by the shard's own watermark. Either way the verdict does
+    // not depend on how far other shards have got when this one applies.
+    const bool live = s.stream->clock == clock_mode::live;
+    stream_clocks* clocks = s.ctx->clocks;
+    const int64_t now = now_micros();
+    const int64_t stream_wm = clocks ? clocks->watermark(s.id.stream) : 0;
+    const int64_t jump_ref = clocks ? clocks->jump_reference(s.id.stream) : 0;
     for (auto& d : batch) {
       if (d.seq <= s.meta.applied_seq || d.seq <= j.max_seq) continue;  // already applied: exactly once
       j.max_seq = d.seq;
@@ -301,6 +326,7 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
         capnp::FlatArrayMessageReader reader(words);
         auto root = reader.getRoot<wire::EventBatch>();
         auto events = root.getEvents();
+        const int64_t gateway_clock = root.getClock();  // 0: not through a gateway
         // Known time: the producer's, else when JetStream stored the message, else the batch's.
         const int64_t stored_us = d.stored_ns > 0 ? d.stored_ns / 1000 : root.getIngestTime();
         // The offline-log entry of an event (takes its fields: call it last).
@@ -317,6 +343,7 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
           event_error err;
           if (!normalize_event(e, *s.stream, ne, err)) {
             dead(i, (err.field.empty() ? "" : "field " + err.field + ": ") + err.reason);
+            j.refused += err.outlier;
             continue;
           }
           std::string key = entity_key(ne, *s.plan, err);
@@ -333,15 +360,28 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
                         ", not " + std::to_string(s.id.shard) + " (see schemas/SUBJECTS.md)");
             continue;
           }
-          if (j.watermark > 0 && ne.time <= j.watermark - retention && ne.time > j.watermark - s.stream->offline_retention_us) {
+          if (gateway_clock == 0) {
+            // Published straight to JetStream: nobody judged its time yet. Far ahead of the
+            // stream, it would age out every other entity's windows: refused.
+            std::string why = jump_refusal(*s.stream, ne.time, std::max(j.watermark, jump_ref));
+            if (!why.empty()) {
+              dead(i, "field " + s.stream->time_field + ": " + why);
+              ++j.refused;
+              continue;
+            }
+          }
+          const int64_t clock = live ? now : std::max(gateway_clock, j.watermark);
+          if (s.counts_stream_late && clock > 0 && ne.time <= clock - s.stream_retention && ne.time > clock - s.stream->offline_retention_us)
+            ++j.late;
+          if (clock > 0 && ne.time <= clock - retention && ne.time > clock - s.stream->offline_retention_us) {
             // Late: no online window or as-of read reaches it, but it is history a training set
             // may use (at its known time).
             j.offline_only.emplace_back(key, to_log(ne, e.getKnownTime(), i));
             continue;
           }
-          if (j.watermark > 0 && ne.time <= j.watermark - retention) {
-            dead(i, "event time " + format_timestamp(ne.time) + " is before the retained window (watermark " +
-                        format_timestamp(j.watermark) + ")");
+          if (clock > 0 && ne.time <= clock - retention) {
+            dead(i, "event time " + format_timestamp(ne.time) + " is older than the offline retention (" +
+                        format_duration(s.stream->offline_retention_us) + ") before the stream's clock (" + format_timestamp(clock) + ")");
             continue;
           }
           record r;
@@ -370,8 +410,13 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
       job->reset();
       return;
     }
+    j.prune_at = live ? now : j.watermark;
+    j.clock = live ? now : std::max(j.watermark, stream_wm);
     s.applying = true;
     s.inflight_watermark = j.watermark;
+    // Reads on this node take the clock from here on: none can ask for a time before what
+    // this batch's entities are about to prune (see the read_atom handler).
+    if (clocks && !live) clocks->advance_local(s.id.stream, j.watermark);
     j.outstanding = j.groups.size();
     if (j.groups.empty()) {  // (possibly only offline-only events)
       commit();
@@ -404,7 +449,7 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
     s.meta = s.ctx->db->load_meta(s.id);
     // Vectors cached by an earlier incarnation may include applied-but-uncommitted events.
     if (s.ctx->cache) s.ctx->cache->clear_shard(s.id.shard);
-    s.ctx->directory->set_watermark(s.id.name(), s.meta.watermark);
+    if (s.ctx->clocks) s.ctx->clocks->advance_local(s.id.stream, s.meta.watermark);
     s.known.clear();
     for (auto& k : s.ctx->db->known_entities(s.id)) s.known.insert(k);
     caf::actor me = caf::actor_cast<caf::actor>(self);
@@ -548,7 +593,18 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
         }
         const view_def* v = s.plan->views[req.view];
         const int64_t wm = std::max(s.meta.watermark, s.inflight_watermark);
-        int64_t t = req.as_of ? req.as_of : wm;
+        // Callers resolve the stream's clock once for a whole read (feature_reader); a bare
+        // read takes it here.
+        int64_t t = req.as_of ? req.as_of : (s.ctx->clocks ? s.ctx->clocks->read_time(s.id.stream) : 0);
+        if (t == 0) t = wm;
+        if (req.as_of && wm && req.as_of <= wm - v->as_of_horizon_us && req.at_clock) {
+          // The caller's clock lags this shard (another node's heartbeat, or a batch that
+          // started applying after the caller read the clock): this shard may have pruned what a
+          // read that far back needs. A fresh look at the clock will do.
+          req.done(make_error("the stream's clock moved on while reading shard " + s.id.name() + " (it applies events up to " +
+                              format_timestamp(wm) + "); retry"));
+          return;
+        }
         if (req.as_of && wm && req.as_of <= wm - v->as_of_horizon_us) {
           req.done(make_error("as-of " + format_timestamp(req.as_of) + " is before the retained window of view " + v->qualified() +
                               " (earliest " + format_timestamp(wm - v->as_of_horizon_us + 1) + ")"));

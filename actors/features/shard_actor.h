@@ -20,6 +20,10 @@ struct shard_state {
   const stream_def* stream = nullptr;
   shard_meta meta;
   bool ready = false;
+  // Events too old for the online windows of every kind of the stream are counted as the
+  // stream's late events, by the shards of its first kind only (so each is counted once).
+  bool counts_stream_late = false;
+  int64_t stream_retention = 0;  // the longest online retention over the stream's kinds
 
   std::unordered_map<std::string, caf::actor> active;
   std::unordered_map<caf::actor_addr, std::string> by_addr;

@@ -1,7 +1,9 @@
 // Vectors the entity actors computed, readable from any thread, so the gateway answers the
-// common read (a known entity at its shard's watermark) on its own thread without a hop into
-// the actor system. Entries are (view@version, shard, entity) -> (t, vector); a hit requires
-// the caller's t (the shard's committed watermark) to equal the entry's t. An entity erases
+// common read (a known entity at the stream's clock) on its own thread without a hop into the
+// actor system. Entries are (view@version, shard, entity) -> vector; a hit requires the
+// caller's t to lie in the vector's validity [as_of, valid_until) (see feature_vector), so a
+// live stream's clock, which moves on every read, still hits until a window edge passes, and
+// the answer is exactly what the entity would compute at t. An entity erases
 // its entries before it applies events, and a shard clears its entries when it (re)starts, so
 // an entry never outlives the state it was computed from.
 // Thread-safe (striped mutexes); owned by the node, outlives the actors and the gateway.
@@ -20,19 +22,22 @@ namespace tessera {
 
 class vector_cache {
  public:
-  void put(const std::string& view, uint32_t shard, const std::string& key, int64_t t, const feature_vector& v) {
+  void put(const std::string& view, uint32_t shard, const std::string& key, const feature_vector& v) {
     auto k = make_key(view, shard, key);
     auto& s = stripe(k);
     std::lock_guard<std::mutex> g(s.mu);
-    s.map[std::move(k)] = {t, v};
+    s.map[std::move(k)] = v;
   }
+  // The entity's vector at t, if the cached one is valid at t (its as_of set to t).
   std::optional<feature_vector> get(const std::string& view, uint32_t shard, const std::string& key, int64_t t) const {
     auto k = make_key(view, shard, key);
     auto& s = stripe(k);
     std::lock_guard<std::mutex> g(s.mu);
     auto it = s.map.find(k);
-    if (it == s.map.end() || it->second.first != t) return std::nullopt;
-    return it->second.second;
+    if (it == s.map.end() || !still_valid(it->second, t)) return std::nullopt;
+    feature_vector out = it->second;
+    out.as_of = t;
+    return out;
   }
   void erase(const std::string& view, uint32_t shard, const std::string& key) {
     auto k = make_key(view, shard, key);
@@ -55,7 +60,7 @@ class vector_cache {
  private:
   struct stripe_t {
     mutable std::mutex mu;
-    std::unordered_map<std::string, std::pair<int64_t, feature_vector>> map;
+    std::unordered_map<std::string, feature_vector> map;
   };
   static std::string shard_tag(uint32_t shard) { return std::to_string(shard) + '\x1f'; }
   static std::string make_key(const std::string& view, uint32_t shard, const std::string& key) {

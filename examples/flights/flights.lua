@@ -15,6 +15,7 @@ stream {
   },
   duplicate_window = "2h",      -- a re-run ingest within this window counts nothing twice
   offline_retention = "400d",   -- the offline log keeps every event this long (training sets)
+  clock = "replay",             -- history replayed: reads default to the stream's watermark, not now
 }
 
 entity { name = "origin", key = "origin" }                       -- e.g. "LAX"

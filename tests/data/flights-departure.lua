@@ -9,6 +9,7 @@ stream {
   fields = { date = "timestamp", delay = "float", distance = "float", origin = "text", destination = "text" },
   duplicate_window = "2h",   -- a re-run ingest within this window counts nothing twice
   offline_retention = "2d",  -- short: events older than this (and the online windows) are dead letters
+  clock = "replay",             -- history replayed: reads default to the stream's watermark, not now
 }
 
 entity { name = "origin", key = "origin" }                       -- e.g. "LAX"

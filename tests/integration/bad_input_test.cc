@@ -83,7 +83,8 @@ TEST_F(BadInput, BadEventsAreRejectedByNameAndGoodOnesAroundThemApply) {
   EXPECT_EQ(rej[1].first, "delay");
   EXPECT_NE(rej[1].second.find("expected float, got 'late'"), std::string::npos) << rej[1].second;
   EXPECT_EQ(rej[2].first, "origin");
-  EXPECT_NE(rej[3].second.find("absurd"), std::string::npos);
+  EXPECT_EQ(rej[3].first, "date");
+  EXPECT_NE(rej[3].second.find("more than max_future (1d) past the wall clock"), std::string::npos) << rej[3].second;
   EXPECT_EQ(rej[4].first, "date");
   EXPECT_EQ(rej[5].first, "date");
   ASSERT_EQ(wait_applied(h->rpc(), 4), 4u);
@@ -185,7 +186,7 @@ TEST_F(BadInput, MalformedMessagesPublishedStraightToJetStreamAreDeadLettered) {
   auto bytes = words.asBytes();
   ASSERT_EQ(js_Publish(nullptr, js, subj.c_str(), bytes.begin(), static_cast<int>(bytes.size()), nullptr, nullptr), NATS_OK);
 
-  // 3: an event from before the retained window (origin keeps 24h + 24h of as-of horizon).
+  // 3: an event from before the offline retention (2d before the shard's watermark).
   capnp::MallocMessageBuilder old_mb;
   set_flight(old_mb.initRoot<wire::EventBatch>().initEvents(1)[0], "2000-12-25T00:00:00Z", "99", "LAX", "SFO");
   auto old_words = capnp::messageToFlatArray(old_mb);
@@ -217,7 +218,7 @@ TEST_F(BadInput, MalformedMessagesPublishedStraightToJetStreamAreDeadLettered) {
   EXPECT_NE(reasons[0].find("malformed EventBatch"), std::string::npos) << reasons[0];
   EXPECT_NE(reasons[1].find("belongs to shard"), std::string::npos) << reasons[1];
   EXPECT_NE(reasons[2].find("expected float, got 'oops'"), std::string::npos) << reasons[2];
-  EXPECT_NE(reasons[3].find("before the retained window"), std::string::npos) << reasons[3];
+  EXPECT_NE(reasons[3].find("older than the offline retention (2d)"), std::string::npos) << reasons[3];
   jsCtx_Destroy(js);
   natsConnection_Destroy(nc);
 }
