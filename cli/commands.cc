@@ -205,7 +205,15 @@ int run_ingest(const ingest_args& a) {
 
 int run_features(const features_args& a) {
   int64_t as_of = 0;
-  if (!a.as_of.empty()) {
+  if (!a.as_of.empty() && a.as_of[0] == '-') {
+    // Relative to the stream's clock: the gateway takes a negative asOf as that much before it.
+    auto d = parse_duration(a.as_of.substr(1));
+    if (!d || *d <= 0) {
+      std::fprintf(stderr, "error: --as-of %s: %s\n", a.as_of.c_str(), d ? "give a positive duration after '-', e.g. -6h" : d.error_message().c_str());
+      return 2;
+    }
+    as_of = -*d;
+  } else if (!a.as_of.empty()) {
     auto t = parse_timestamp(a.as_of);
     if (!t) {
       std::fprintf(stderr, "error: --as-of: %s\n", t.error_message().c_str());
@@ -299,7 +307,10 @@ int run_status(const status_args& a) {
         j["members"].push_back({{"node_id", m.getNodeId().cStr()}, {"rpc", m.getRpc().cStr()}, {"alive", m.getAlive()},
                                 {"leaving", m.getLeaving()}, {"shards_served", m.getShardsServed()},
                                 {"silent_seconds", m.getSilentSeconds()}, {"events_applied", m.getEventsApplied()}});
-      j["snapshots"] = {{"written", st.getSnapshotsWritten()}, {"restored", st.getSnapshotsRestored()}, {"refused", st.getSnapshotsRefused()}};
+      j["snapshots"] = {{"written", st.getSnapshotsWritten()},
+                        {"restored", st.getSnapshotsRestored()},
+                        {"refused", st.getSnapshotsRefused()},
+                        {"unchanged", st.getSnapshotsUnchanged()}};
       j["shards_acquired"] = st.getShardsAcquired();
       j["shards_released"] = st.getShardsReleased();
       j["map_conflicts"] = st.getMapConflicts();

@@ -102,7 +102,7 @@ int main(int argc, char** argv) {
   auto* feat_cmd = app.add_subcommand("features", "read feature vectors of entities");
   add_rpc(feat_cmd, fa.rpc);
   feat_cmd->add_flag("--json", fa.json, "JSON output");
-  feat_cmd->add_option("--as-of", fa.as_of, "read time (ISO-8601 or epoch); default: the shard's watermark");
+  feat_cmd->add_option("--as-of", fa.as_of, "read time: ISO-8601 or epoch, or a duration before the stream's clock such as -6h; default: the stream's clock (now for a live stream, its watermark for a replay)");
   feat_cmd->add_option("view", fa.view, "view name, or name@version")->required();
   feat_cmd->add_option("entities", fa.entities, "entity keys")->required();
 

@@ -580,6 +580,7 @@ void cluster_agent::periodic_snapshot() {
     if (it != last_snapshot_.end() && now - it->second < opts_.snapshot_every) continue;
     if (snapshot_current(s)) {
       last_snapshot_[s] = now;  // nothing new
+      d_.view->metrics.snapshots_unchanged++;
       continue;
     }
     if (auto st = snapshot(s); !st) {

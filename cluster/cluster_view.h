@@ -38,6 +38,8 @@ struct agent_metrics {
   std::atomic<uint64_t> shards_acquired{0};
   std::atomic<uint64_t> shards_released{0};
   std::atomic<uint64_t> map_conflicts{0};  // CAS lost to another writer
+  // Periodic snapshots found due but not written: the shard equals its stored snapshot.
+  std::atomic<uint64_t> snapshots_unchanged{0};
 };
 
 class cluster_view {

@@ -281,8 +281,9 @@ class gateway_impl final : public wire::Gateway::Server {
     if (ents.size() > opts_.max_entities_per_read)
       fail(std::to_string(ents.size()) + " entities in one call exceeds the limit of " + std::to_string(opts_.max_entities_per_read));
     int64_t as_of = p.getAsOf();
-    if (as_of != 0 && !timestamp_is_sane(as_of, 100LL * 365 * 86400 * 1000000))
+    if (as_of > 0 && !timestamp_is_sane(as_of, 100LL * 365 * 86400 * 1000000))
       fail("asOf " + std::to_string(as_of) + " is not a plausible time in microseconds since the epoch");
+    if (as_of < -100LL * 365 * 86400 * 1000000) fail("asOf " + std::to_string(as_of) + " reaches back more than a century before the clock");
     std::vector<std::string> keys;
     keys.reserve(ents.size());
     for (uint32_t i = 0; i < ents.size(); ++i) {
@@ -573,6 +574,7 @@ class gateway_impl final : public wire::Gateway::Server {
         st.setShardsAcquired(cm.shards_acquired.load());
         st.setShardsReleased(cm.shards_released.load());
         st.setMapConflicts(cm.map_conflicts.load());
+        st.setSnapshotsUnchanged(cm.snapshots_unchanged.load());
       }
       const auto& sg = ctx_->metrics->stages;
       const std::pair<const char*, const latency_histogram*> stages[] = {

@@ -252,8 +252,12 @@ const std::string& node::nats_url() const { return impl_->nats_url; }
 const std::string& node::node_id() const { return impl_->node_id; }
 uint64_t node::events_applied() const { return impl_->metrics.events_applied.load(); }
 
-void node::TEST_crash_entity(const std::string& stream, const std::string& kind, const std::string& key) {
-  caf::anon_send(impl_->supervisor, crash_atom::value, stream, kind, key);
+bool node::TEST_crash_entity(const std::string& stream, const std::string& kind, const std::string& key) {
+  caf::scoped_actor self{*impl_->sys};
+  bool armed = false;
+  self->request(impl_->supervisor, std::chrono::seconds(60), crash_atom::value, stream, kind, key)
+      .receive([&](bool ok) { armed = ok; }, [&](caf::error&) { armed = false; });
+  return armed;
 }
 
 void node::wait_for_stop_signal() {

@@ -105,6 +105,13 @@ void feature_reader::read_at(const view_def* v, std::vector<std::string> keys, i
   // One read time for the whole read, on every shard and node: the stream's clock unless the
   // caller named one (a forwarded part always names it).
   const int64_t clock = ctx_->clocks ? ctx_->clocks->read_time(v->stream) : 0;
+  if (as_of < 0) {  // that long before the stream's clock
+    if (clock == 0) {
+      done(make_error("as-of " + format_duration(-as_of) + " before the clock of stream " + v->stream + ", which has no event yet"), false);
+      return;
+    }
+    as_of += clock;
+  }
   if (as_of == 0) {
     as_of = clock;
   } else if (!at_clock && clock != 0 && as_of <= clock - v->as_of_horizon_us) {

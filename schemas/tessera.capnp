@@ -134,6 +134,8 @@ struct NodeStatus {
   jobs @23 :List(JobStatus);
   # Every stream's clock as this node sees it (the default read time of its entities).
   clocks @24 :List(StreamClock);
+  # Periodic snapshots that were due but not written, the shard being equal to its stored one.
+  snapshotsUnchanged @25 :UInt64;
 }
 
 struct StreamClock {
@@ -213,7 +215,8 @@ interface Gateway {
 
   # Feature vectors of `view` for each entity, in request order, all at one read time: asOf, or
   # with asOf = 0 the stream's clock (now for a live stream, the stream's watermark for a replay
-  # one). asOf must lie within the view's retained window before the clock.
+  # one), or with asOf < 0 that many µs before the clock. asOf must lie within the view's
+  # retained window before the clock (its as_of_horizon).
   getFeatures @1 (view :Text, entities :List(Text), asOf :Int64) -> (vectors :List(FeatureVector));
 
   status @2 () -> (status :NodeStatus);

@@ -59,7 +59,10 @@ caf::behavior entity_actor(caf::stateful_actor<entity_state>* self, std::string 
         if (view >= self->state.plan->views.size()) throw std::out_of_range("view index");
         return compute(view, t);
       },
-      [=](crash_atom) { self->state.TEST_crash_next = true; },
+      [=](crash_atom) {
+        self->state.TEST_crash_next = true;
+        return true;
+      },
       [=](stop_atom) { self->quit(); },
       caf::after(idle) >> [=] { self->send(shard, passivate_atom::value, self->state.key); },
   };

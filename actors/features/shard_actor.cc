@@ -661,8 +661,9 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
         return out;
       },
       [=](crash_atom, const std::string& key) {
-        // Test hook: the entity's next apply throws, exercising one-for-one restart.
-        self->send(activate(key), crash_atom::value);
+        // Test hook: the entity's next apply throws, exercising one-for-one restart. Answers
+        // once the entity has taken it (so the caller's next events surely meet it).
+        return self->delegate(activate(key), crash_atom::value);
       },
       [=](stop_atom) { self->quit(); },
   };

@@ -165,10 +165,14 @@ caf::behavior feature_supervisor(caf::stateful_actor<supervisor_state>* self, co
         }
         if (g->left == 0) g->req.done(std::move(g->out));
       },
-      [=](crash_atom, const std::string& stream, const std::string& kind, const std::string& key) {
+      [=](crash_atom, const std::string& stream, const std::string& kind, const std::string& key) -> caf::result<bool> {
         shard_id id{stream, kind, shard_of(key, self->state.ctx->opts.shard_count)};
         auto it = self->state.shards.find(id.name());
-        if (it != self->state.shards.end() && it->second.actor) self->send(it->second.actor, crash_atom::value, key);
+        if (it == self->state.shards.end() || !it->second.actor) return false;
+        auto rp = self->make_response_promise<bool>();
+        self->request(it->second.actor, std::chrono::seconds(30), crash_atom::value, key)
+            .then([rp](bool ok) mutable { rp.deliver(ok); }, [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
+        return rp;
       },
       [=](stop_atom) {
         auto& s = self->state;

@@ -54,7 +54,8 @@ class node {
   // Events applied since start, summed over entity kinds (a cheap counter for monitoring).
   uint64_t events_applied() const;
   // Test hook: the next apply of this entity's actor throws (one-for-one restart path).
-  void TEST_crash_entity(const std::string& stream, const std::string& kind, const std::string& key);
+  // Returns once the entity actor has taken the order (false: its shard is not served here).
+  bool TEST_crash_entity(const std::string& stream, const std::string& kind, const std::string& key);
   // Blocks until SIGINT or SIGTERM.
   static void wait_for_stop_signal();
 

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <fstream>
 #include <thread>
 
@@ -42,22 +43,35 @@ TEST(Crash, SigkillMidIngestLosesNothingAndCountsNothingTwice) {
   // Ingest in small calls from a background process, and kill the node part-way.
   std::string cmd = std::string(TSR_BINARY) + " ingest --quiet --batch 300 --window 1 --rpc " + rpc +
                     " --stream flights " + slice_path() + " >/dev/null 2>&1";
-  std::thread ingest([&] { (void)std::system(cmd.c_str()); });
+  std::atomic<bool> ingest_done{false};
+  std::thread ingest([&] {
+    (void)std::system(cmd.c_str());
+    ingest_done = true;
+  });
   // Poll with a fresh connection each time: an RPC error must not abort the test with the ingest
   // thread still running (seen once as "terminate called without an active exception").
-  for (int i = 0; i < 300; ++i) {
-    try {
-      capnp::EzRpcClient client(rpc);
-      auto st = client.getMain<wire::Gateway>().statusRequest().send().wait(client.getWaitScope());
-      if (st.getStatus().getEventsApplied() > 8000) break;
-    } catch (const kj::Exception& e) {
-      // Not fatal here: what the node applied is checked after the restart, with its log.
-      std::fprintf(stderr, "status during ingest failed (retrying): %s\n", e.getDescription().cStr());
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+  uint64_t applied = 0;
+  bool reached = eventually(
+      [&] {
+        try {
+          capnp::EzRpcClient client(rpc);
+          auto st = client.getMain<wire::Gateway>().statusRequest().send().wait(client.getWaitScope());
+          applied = st.getStatus().getEventsApplied();
+        } catch (const kj::Exception& e) {
+          // Not fatal here: what the node applied is checked after the restart, with its log.
+          std::fprintf(stderr, "status during ingest failed (retrying): %s\n", e.getDescription().cStr());
+        }
+        return applied > 8000 || ingest_done;
+      },
+      std::chrono::seconds(120), std::chrono::milliseconds(20));
+  const bool mid_ingest = !ingest_done;
   int nats = embedded_nats_pid(dir.path);
   ASSERT_EQ(::kill(node, SIGKILL), 0);
+  std::printf("[ crash ] SIGKILL after %llu of %zu events applied, ingest %s\n", static_cast<unsigned long long>(applied),
+              2 * slice().size(), mid_ingest ? "still running" : "already finished");
+  EXPECT_TRUE(reached) << "the node applied only " << applied << " events in 120 s";
+  EXPECT_TRUE(mid_ingest) << "the ingest finished before the kill: this run did not test a kill mid-ingest";
+  EXPECT_LT(applied, 2 * slice().size());
   ::waitpid(node, nullptr, 0);
   ingest.join();
   // The embedded nats-server must not outlive its node.

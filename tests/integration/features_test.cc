@@ -76,8 +76,7 @@ TEST_F(FlightsNode, UnknownEntitiesAreMissingNotErrors) {
 }
 
 TEST_F(FlightsNode, CrashedEntityRestartsFromPersistedStateWithoutLosingEvents) {
-  harness_->n->TEST_crash_entity("flights", "origin", "LAX");
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  ASSERT_TRUE(harness_->n->TEST_crash_entity("flights", "origin", "LAX"));
   // Three more LAX flights after the slice's end: the first apply of LAX throws once.
   std::vector<flight> more = slice();
   int64_t last = 0;

@@ -127,21 +127,26 @@ TEST(TrainingJobs, AJobWhoseNodeIsKilledIsFinishedByAnotherNode) {
     auto j = resp.getJob();
     return std::tuple<std::string, std::string, std::string, uint32_t>{j.getState().cStr(), j.getNode().cStr(), j.getPhase().cStr(), j.getAttempt()};
   };
-  for (int i = 0; i < 600 && runner.empty(); ++i) {
-    auto [state, node, phase, attempt] = poll(nodes["a"]->rpc());
-    if (state == "running" && phase == "training") runner = node;
-    else std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  ASSERT_TRUE(nodes.count(runner)) << "job " << job << " never ran";
+  std::string last_state;
+  eventually(
+      [&] {
+        auto [state, node, phase, attempt] = poll(nodes["a"]->rpc());
+        last_state = state + " " + phase + " on '" + node + "'";
+        if (state == "running" && phase == "training") runner = node;
+        return !runner.empty() || state == "done" || state == "failed";
+      },
+      std::chrono::seconds(120), std::chrono::milliseconds(50));
+  ASSERT_TRUE(nodes.count(runner)) << "job " << job << " never seen training within 120 s; last seen " << last_state;
   const std::string survivor = runner == "a" ? "b" : "a";
   nodes[runner]->kill(SIGKILL);
   std::string state, node, phase;
   uint32_t attempt = 0;
-  for (int i = 0; i < 1200; ++i) {
-    std::tie(state, node, phase, attempt) = poll(nodes[survivor]->rpc());
-    if (state == "done" || state == "failed") break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
+  eventually(
+      [&] {
+        std::tie(state, node, phase, attempt) = poll(nodes[survivor]->rpc());
+        return state == "done" || state == "failed";
+      },
+      std::chrono::seconds(180));
   EXPECT_EQ(state, "done") << nodes[survivor]->log_tail(20);
   EXPECT_EQ(node, survivor);
   EXPECT_EQ(attempt, 2u);
@@ -184,10 +189,13 @@ TEST(DatasetsInACluster, TwoNodesBuildTheSameBytesAsOne) {
   ASSERT_EQ(wait_cluster_applied({a.rpc(), b.rpc()}, 2 * slice().size()), 2 * slice().size());
   // Each node's parts wait on the other's point-in-time reads. When reads queued behind parts,
   // both nodes' workers waited on each other until the read timeout (30 s), chunk after chunk:
-  // the build took minutes. Not a speed test: a stall shows as a multiple of 30 s.
+  // the build took minutes. Not a speed test: a stall shows as a multiple of 30 s (the build
+  // itself takes well under a second), so the bound is generous and the figure is printed.
   auto t0 = std::chrono::steady_clock::now();
   ASSERT_EQ(run_cli("dataset build late --quiet --rpc " + b.rpc() + " -o " + dir.path + "/two.csv", &out), 0) << out;
-  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 30.0) << "nodes waited on each other";
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("[ two-node build ] %.2f s\n", took);
+  EXPECT_LT(took, 90.0) << "nodes waited on each other (a stall is a multiple of the 30 s read timeout)";
   const std::string one = file_bytes(dir.path + "/one.csv"), two = file_bytes(dir.path + "/two.csv");
   EXPECT_GT(one.size(), 1000u);
   EXPECT_TRUE(one == two) << "a two-node build differs from a one-node build (" << one.size() << " vs " << two.size() << " bytes)";

@@ -3,6 +3,9 @@
 #pragma once
 #include <capnp/ez-rpc.h>
 
+#include <chrono>
+#include <thread>
+
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -14,6 +17,18 @@
 #include "tessera/node.h"
 
 namespace tessera::test {
+
+// Polls `cond` every `every` until it holds or `timeout` passes; returns whether it held. Tests
+// wait for conditions with generous deadlines (a loaded 2-core machine), never for a sleep.
+template <typename F>
+bool eventually(F cond, std::chrono::milliseconds timeout, std::chrono::milliseconds every = std::chrono::milliseconds(100)) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!cond()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(every);
+  }
+  return true;
+}
 
 struct temp_dir {
   temp_dir();

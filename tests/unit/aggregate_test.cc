@@ -198,6 +198,54 @@ TEST_F(AggregateTest, RandomEventsMatchBruteForce) {
   for (auto& e : ref.evs) check(e.t), check(e.t + H), check(e.t + 3 * H - 1);
 }
 
+// A vector stays valid over [as_of, valid_until): re-read anywhere in there, the same records
+// give the same values, event times and status. This is what lets the vector cache answer reads
+// at a clock that moves on every read (a live stream's now). Checked against a fresh
+// computation at random times inside and at the edge of each interval.
+TEST_F(AggregateTest, AVectorIsTheSameAnywhereInItsValidity) {
+  auto d = definitions::load_string(R"lua(
+stream { name = "s", time_field = "t", fields = { t = "timestamp", x = "float", tag = "text" } }
+entity { name = "e", key = "tag" }
+view { name = "w", entity = "e", stream = "s", ttl = "2h", features = {
+  count { "n_1h", window = "1h" }, sum { "sum_3h", field = "x", window = "3h" },
+  max { "max_1h", field = "x", window = "1h" }, last { "last_1h", field = "x", window = "1h" },
+  count { "big_3h", window = "3h", filter = "x > 5" },
+} }
+)lua");
+  ASSERT_TRUE(d.ok()) << d.error_message();
+  const view_def* w = (*d)->find_view("w");
+  std::mt19937_64 rng(7);
+  std::uniform_int_distribution<int64_t> minute(0, 24 * 60);
+  for (int i = 0; i < 120; ++i) add(50 * H + minute(rng) * 60 * 1000000, static_cast<double>(rng() % 10), "a");
+  auto same = [](const feature_vector& a, const feature_vector& b) {
+    if (a.status != b.status || a.event_time != b.event_time || a.values.size() != b.values.size()) return false;
+    for (size_t i = 0; i < a.values.size(); ++i)
+      if (to_text(a.values[i].v) != to_text(b.values[i].v) || a.values[i].event_time != b.values[i].event_time) return false;
+    return true;
+  };
+  size_t intervals = 0, long_ones = 0, reads = 0;
+  for (int64_t t0 = 48 * H; t0 < 80 * H; t0 += 7 * 60 * 1000000 + 13) {
+    auto v0 = compute_vector(*w, records, t0, "k");
+    ASSERT_GT(v0.valid_until, t0);
+    ++intervals;
+    const int64_t end = std::min(v0.valid_until, t0 + 30 * H);
+    long_ones += end - t0 > 60 * 1000000;
+    std::uniform_int_distribution<int64_t> inside(t0, end - 1);
+    for (int k = 0; k < 20; ++k) {
+      int64_t t = k == 0 ? end - 1 : inside(rng);
+      EXPECT_TRUE(same(v0, compute_vector(*w, records, t, "k"))) << "computed at " << t0 << ", valid until " << v0.valid_until
+                                                                 << ", differs at " << t;
+      ++reads;
+    }
+  }
+  std::fprintf(stderr, "%zu intervals (%zu longer than a minute), %zu reads inside them\n", intervals, long_ones, reads);
+  EXPECT_GT(long_ones, intervals / 4);  // the cache has something to hit
+  // time_since_last changes with every read: such a vector is valid at its own time only.
+  add(100 * H, 1.0, "a");
+  auto v = compute_vector(*view, records, 100 * H + 5, "k");
+  EXPECT_EQ(v.valid_until, 100 * H + 6);
+}
+
 TEST(InsertRecord, KeepsOrderAndRejectsDuplicates) {
   std::deque<record> rs;
   EXPECT_TRUE(insert_record(rs, record{5, 1, 0, {}}));
