@@ -114,7 +114,9 @@ class gateway_impl final : public wire::Gateway::Server {
     const int64_t now = now_micros();
     const int64_t replay_ref = clocks ? clocks->jump_reference(stream_name) : 0;
     const int64_t call_clock = live ? now : replay_ref;
-    int64_t jump_ref = replay_ref;
+    // A live stream's reference is never behind the wall clock: a quiet stream's next event at
+    // now is no jump (max_future bounds it from the other side).
+    int64_t jump_ref = live ? std::max(replay_ref, now) : replay_ref;
     if (jump_ref == 0 && !times.empty()) {
       std::nth_element(times.begin(), times.begin() + times.size() / 2, times.end());
       jump_ref = times[times.size() / 2];

@@ -301,7 +301,8 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
     stream_clocks* clocks = s.ctx->clocks;
     const int64_t now = now_micros();
     const int64_t stream_wm = clocks ? clocks->watermark(s.id.stream) : 0;
-    const int64_t jump_ref = clocks ? clocks->jump_reference(s.id.stream) : 0;
+    // A live stream's reference is never behind the wall clock (see the gateway's ingest).
+    const int64_t jump_ref = std::max(clocks ? clocks->jump_reference(s.id.stream) : 0, live ? now : int64_t{0});
     for (auto& d : batch) {
       if (d.seq <= s.meta.applied_seq || d.seq <= j.max_seq) continue;  // already applied: exactly once
       j.max_seq = d.seq;
@@ -414,6 +415,7 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
     j.clock = live ? now : std::max(j.watermark, stream_wm);
     s.applying = true;
     s.inflight_watermark = j.watermark;
+    s.pruned_to = std::max(s.pruned_to, j.prune_at);
     // Reads on this node take the clock from here on: none can ask for a time before what
     // this batch's entities are about to prune (see the read_atom handler).
     if (clocks && !live) clocks->advance_local(s.id.stream, j.watermark);
@@ -450,6 +452,9 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
     // Vectors cached by an earlier incarnation may include applied-but-uncommitted events.
     if (s.ctx->cache) s.ctx->cache->clear_shard(s.id.shard);
     if (s.ctx->clocks) s.ctx->clocks->advance_local(s.id.stream, s.meta.watermark);
+    // Entities persisted by an earlier incarnation were pruned at most at its watermark (replay)
+    // or at a wall-clock time before now (live, judged at the next apply).
+    s.pruned_to = s.stream->clock == clock_mode::replay ? s.meta.watermark : 0;
     s.known.clear();
     for (auto& k : s.ctx->db->known_entities(s.id)) s.known.insert(k);
     caf::actor me = caf::actor_cast<caf::actor>(self);
@@ -597,17 +602,18 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
         // read takes it here.
         int64_t t = req.as_of ? req.as_of : (s.ctx->clocks ? s.ctx->clocks->read_time(s.id.stream) : 0);
         if (t == 0) t = wm;
-        if (req.as_of && wm && req.as_of <= wm - v->as_of_horizon_us && req.at_clock) {
+        const int64_t pruned = s.pruned_to;
+        if (req.as_of && pruned && req.as_of <= pruned - v->as_of_horizon_us && req.at_clock) {
           // The caller's clock lags this shard (another node's heartbeat, or a batch that
           // started applying after the caller read the clock): this shard may have pruned what a
           // read that far back needs. A fresh look at the clock will do.
           req.done(make_error("the stream's clock moved on while reading shard " + s.id.name() + " (it applies events up to " +
-                              format_timestamp(wm) + "); retry"));
+                              format_timestamp(pruned) + "); retry"));
           return;
         }
-        if (req.as_of && wm && req.as_of <= wm - v->as_of_horizon_us) {
+        if (req.as_of && pruned && req.as_of <= pruned - v->as_of_horizon_us) {
           req.done(make_error("as-of " + format_timestamp(req.as_of) + " is before the retained window of view " + v->qualified() +
-                              " (earliest " + format_timestamp(wm - v->as_of_horizon_us + 1) + ")"));
+                              " (earliest " + format_timestamp(pruned - v->as_of_horizon_us + 1) + ")"));
           return;
         }
         struct gather {

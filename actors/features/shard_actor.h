@@ -53,6 +53,10 @@ struct shard_state {
   // Watermark of the batch being applied: its entities may already hold (and have pruned
   // for) it before the commit, so reads use max(meta.watermark, inflight_watermark).
   int64_t inflight_watermark = 0;
+  // The latest time its entities pruned at (apply_job::prune_at: now for a live stream, the
+  // shard's watermark for a replay one): a read at or before pruned_to - as_of_horizon may lack
+  // records, so it is refused.
+  int64_t pruned_to = 0;
   uint64_t last_pending = 0;
   // Watchdog: when the shard has received nothing for a while, it asks the server whether its
   // consumer has messages waiting; if so (or the consumer is gone) the consumer is re-created.

@@ -112,9 +112,11 @@ TEST(StreamClock, ALiveStreamsWindowDecaysWithoutNewEvents) {
   const std::string defs = dir.path + "/live.lua";
   std::ofstream(defs) << R"lua(
 stream { name = "clicks", time_field = "t", fields = { t = "timestamp", user = "text", ms = "float" } }
+stream { name = "pings", time_field = "t", fields = { t = "timestamp", user = "text" }, max_jump = "1s" }
 entity { name = "user", key = "user" }
 view { name = "recent", entity = "user", stream = "clicks", features = {
   count { "clicks_2s", window = "2s" }, mean { "ms_2s", field = "ms", window = "2s" } } }
+view { name = "pinged", entity = "user", stream = "pings", features = { count { "pings_1m", window = "1m" } } }
 )lua";
   node_harness h(dir.path + "/node", 5 * 60 * 1000, defs);
   ASSERT_TRUE(h.n);
@@ -123,27 +125,33 @@ view { name = "recent", entity = "user", stream = "clicks", features = {
   const int64_t sent = now_micros();
   auto req = gw.ingestRequest();
   req.setStream("clicks");
-  auto l = req.initEvents(2);
-  for (unsigned i = 0; i < 2; ++i) {
+  // ann and bob click now; cat's device clock runs 10 minutes fast (within max_future): its
+  // click counts only once the wall clock gets there, and reads of cat's shard keep working.
+  auto l = req.initEvents(3);
+  const char* users[] = {"ann", "bob", "cat"};
+  for (unsigned i = 0; i < 3; ++i) {
     auto f = l[i].initFields(3);
-    f[0].setName("t"), f[0].initValue().setTimestamp(sent);
-    f[1].setName("user"), f[1].initValue().setText(i == 0 ? "ann" : "bob");
+    f[0].setName("t"), f[0].initValue().setTimestamp(i == 2 ? sent + 10 * kMinute : sent);
+    f[1].setName("user"), f[1].initValue().setText(users[i]);
     f[2].setName("ms"), f[2].initValue().setFloat(10);
   }
   auto r = req.send().wait(c.getWaitScope());
-  ASSERT_EQ(r.getAccepted(), 2u);
-  ASSERT_EQ(wait_applied(h.rpc(), 2), 2u);
+  ASSERT_EQ(r.getAccepted(), 3u);
+  ASSERT_EQ(wait_applied(h.rpc(), 3), 3u);
+  EXPECT_EQ(clock_of(h.rpc(), "clicks").refused, 0u);
   EXPECT_EQ(clock_of(h.rpc(), "clicks").mode, "live");
 
   // Every read is at now: the same as_of for both users, after the event, never before it.
   auto read = [&](std::vector<int64_t>& as_ofs) {
     as_ofs.clear();
-    return read_vectors(h.rpc(), "recent", {"ann", "bob"}, 0, nullptr, &as_ofs);
+    return read_vectors(h.rpc(), "recent", {"ann", "bob", "cat"}, 0, nullptr, &as_ofs);
   };
   std::vector<int64_t> as_ofs;
   auto v = read(as_ofs);
-  ASSERT_EQ(as_ofs.size(), 2u);
+  ASSERT_EQ(as_ofs.size(), 3u);
   EXPECT_EQ(as_ofs[0], as_ofs[1]);
+  EXPECT_EQ(as_ofs[0], as_ofs[2]);
+  EXPECT_EQ(v[2].second["clicks_2s"], 0) << "an event 10 minutes ahead counts only when its time comes";
   EXPECT_GE(as_ofs[0], sent);
   // Within the window the event counts (unless this loaded machine took 2 s to get here).
   const double want = as_ofs[0] - sent < 2 * 1000000 ? 1 : 0;
@@ -164,6 +172,19 @@ view { name = "recent", entity = "user", stream = "clicks", features = {
   std::vector<int64_t> times;
   read_vectors(h.rpc(), "recent", {"ann"}, 0, &times);
   EXPECT_EQ(times[0], 0) << "an empty window has no last event";
+
+  // A quiet live stream's next event at now is no jump, though its watermark is more than
+  // max_jump (1s for pings) behind: a live stream measures jumps from the wall clock at least.
+  for (int64_t ago : {10 * 1000000LL, 0LL}) {
+    auto ping = gw.ingestRequest();
+    ping.setStream("pings");
+    auto f = ping.initEvents(1)[0].initFields(2);
+    f[0].setName("t"), f[0].initValue().setTimestamp(now_micros() - ago);
+    f[1].setName("user"), f[1].initValue().setText("ann");
+    auto r2 = ping.send().wait(c.getWaitScope());
+    EXPECT_EQ(r2.getAccepted(), 1u);
+    EXPECT_EQ(r2.getRejected().size(), 0u) << (r2.getRejected().size() ? r2.getRejected()[0].getReason().cStr() : "");
+  }
 }
 
 // Events too old for every online window at the stream's clock go to the offline log only; the
