@@ -28,7 +28,7 @@ pid_t start_node(const std::string& dir, int port) {
             flights_definitions().c_str(), nullptr);
     ::_exit(127);
   }
-  for (int i = 0; i < 200 && !tcp_port_open(port); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  eventually([&] { return tcp_port_open(port); }, std::chrono::seconds(60), std::chrono::milliseconds(50));
   return pid;
 }
 

@@ -3,6 +3,7 @@
 // ingest: nothing is lost, every value read through either node equals the reference.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <thread>
 
 #include "test_support.h"
@@ -26,6 +27,7 @@ TEST(NatsCluster, LosingOneOfThreeServersLosesNothing) {
   ASSERT_EQ(std::system((script + "up --nodes 2 --definitions " + flights_definitions() + " >/dev/null").c_str()), 0);
   std::vector<std::string> rpcs{"127.0.0.1:7401", "127.0.0.1:7402"};
   EXPECT_GE(wait_all_served(rpcs[0], 64, 60, "", 2), 0);
+  std::atomic<bool> ingest_done{false};
   std::thread ingest([&] {
     std::string out;
     // The client goes through node 1; its calls may fail while NATS fails over: retry (the
@@ -34,8 +36,15 @@ TEST(NatsCluster, LosingOneOfThreeServersLosesNothing) {
       if (run_cli("ingest --quiet --batch 500 --rpc " + rpcs[0] + " --stream flights " + slice_path(), &out) == 0) break;
       std::printf("ingest run %d failed: %s\n", i + 1, out.c_str());  // which batches, and why
     }
+    ingest_done = true;
   });
-  for (int i = 0; i < 300 && cluster_applied(rpcs).applied < 15000; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  uint64_t applied = 0;
+  EXPECT_TRUE(eventually([&] { return (applied = cluster_applied(rpcs).applied) >= 15000 || ingest_done; }, std::chrono::seconds(120),
+                         std::chrono::milliseconds(20)))
+      << "only " << applied << " events applied after 120 s";
+  std::printf("killing NATS server 2 with %llu events applied, ingest %s\n", static_cast<unsigned long long>(applied),
+              ingest_done ? "finished (not mid-ingest)" : "running");
+  EXPECT_FALSE(ingest_done) << "the ingest finished before the NATS server was killed: not a kill mid-ingest";
   EXPECT_EQ(std::system((script + "kill-nats 2").c_str()), 0);
   const auto killed = std::chrono::steady_clock::now();
   ingest.join();

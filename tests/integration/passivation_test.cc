@@ -22,16 +22,18 @@ TEST(Passivation, IdleEntitiesPassivateAndReactivateWithEqualValues) {
   capnp::EzRpcClient client(h.rpc());
   auto gw = client.getMain<wire::Gateway>();
   uint64_t active = 1, passive = 0;
-  for (int i = 0; i < 100 && active > 0; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    auto st = gw.statusRequest().send().wait(client.getWaitScope());
-    active = passive = 0;
-    for (auto s : st.getStatus().getShards()) {
-      active += s.getEntitiesActive();
-      passive += s.getEntitiesPassivated();
-    }
-  }
-  EXPECT_EQ(active, 0u);
+  eventually(
+      [&] {
+        auto st = gw.statusRequest().send().wait(client.getWaitScope());
+        active = passive = 0;
+        for (auto s : st.getStatus().getShards()) {
+          active += s.getEntitiesActive();
+          passive += s.getEntitiesPassivated();
+        }
+        return active == 0;
+      },
+      std::chrono::seconds(60));
+  EXPECT_EQ(active, 0u) << "entities still active 60 s after the ingest (idle timeout 300 ms)";
   std::set<std::string> entities;
   for (auto& f : slice()) entities.insert(f.origin), entities.insert(f.origin + "-" + f.destination);
   EXPECT_EQ(passive, entities.size());
