@@ -6,9 +6,8 @@
 
 #include <algorithm>
 
-#include "actors/features/messages.h"
-#include "actors/features/vector_cache.h"
 #include "assignment.h"
+#include "shard_host.h"
 #include "bus.h"
 #include "definitions.h"
 #include "metrics.h"
@@ -504,10 +503,16 @@ bool cluster_agent::acquire(uint32_t shard) {
 // threads are busy, and a message per shard would start the last shards seconds late.
 size_t cluster_agent::start_shards(const std::vector<uint32_t>& shards) {
   if (shards.empty()) return 0;
-  caf::scoped_actor self{*d_.sys};
-  std::vector<uint32_t> started;
-  self->request(d_.supervisor, std::chrono::seconds(30), own_atom::value, shards)
-      .receive([&](std::vector<uint32_t>& r) { started = std::move(r); }, [&](caf::error&) {});
+  // A shard is served once every family serves it; the rest are offered again next tick.
+  std::vector<uint32_t> started = shards;
+  for (shard_host* h : d_.hosts) {
+    auto got = h->start_shards(shards);
+    std::sort(got.begin(), got.end());
+    std::vector<uint32_t> both;
+    for (uint32_t s : started)
+      if (std::binary_search(got.begin(), got.end(), s)) both.push_back(s);
+    started = std::move(both);
+  }
   for (uint32_t s : started) {  // the rest (e.g. still stopping from an earlier release): next tick
     d_.view->set_local(s, shard_local::serving);
     acquiring_since_.erase(s);
@@ -521,14 +526,8 @@ size_t cluster_agent::start_shards(const std::vector<uint32_t>& shards) {
 // drops their consumers, then tells the others with one heartbeat.
 void cluster_agent::release(const std::vector<uint32_t>& shards) {
   for (uint32_t s : shards) d_.view->set_local(s, shard_local::releasing);
-  caf::scoped_actor self{*d_.sys};
-  for (uint32_t s : shards) self->send(d_.supervisor, release_atom::value, s);
-  for (size_t i = 0; i < shards.size(); ++i)
-    self->receive([](bool) {}, caf::after(std::chrono::seconds(30)) >> [&] {
-      spdlog::warn("cluster: shard actors did not stop within 30 s");
-    });
+  for (shard_host* h : d_.hosts) h->stop_shards(shards);
   for (uint32_t s : shards) {
-    if (d_.cache) d_.cache->clear_shard(s);
     if (!snapshot_current(s))
       if (auto st = snapshot(s); !st) spdlog::warn("cluster: shard {}: snapshot on release failed: {}", s, st.error_message());
     for (auto& sl : slices_of(*d_.defs)) d_.nats->delete_consumer_async(sl.stream, sl.kind, s);

@@ -16,8 +16,6 @@
 // latest snapshot, and replays the stream from there.
 // Threads: a heartbeat thread and a control thread; blocking NATS calls never run on actors.
 #pragma once
-#include <caf/all.hpp>
-
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -39,7 +37,7 @@ namespace tessera {
 class bus;
 class store;
 class definitions;
-class vector_cache;
+class shard_host;
 class stream_clocks;
 struct node_metrics;
 
@@ -63,10 +61,10 @@ class cluster_agent {
     bus* nats = nullptr;
     store* db = nullptr;
     std::shared_ptr<const definitions> defs;
-    caf::actor_system* sys = nullptr;
-    caf::actor supervisor;
+    // The families that keep per-shard state (cluster/shard_host.h), in start order; stopped
+    // in the same order before a shard's snapshot. Borrowed: they outlive the agent.
+    std::vector<shard_host*> hosts;
     cluster_view* view = nullptr;
-    vector_cache* cache = nullptr;
     const node_metrics* metrics = nullptr;  // load figures for the heartbeat
     // The streams' clocks: this node's watermarks go out with its heartbeat, the other
     // members' come in from theirs, so every node reads a stream at the same time.

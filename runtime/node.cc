@@ -13,6 +13,7 @@
 
 #include "actors/features/messages.h"
 #include "actors/features/supervisor.h"
+#include "actors/features/feature_shards.h"
 #include "actors/features/vector_cache.h"
 #include "actors/training/dataset.h"
 #include "actors/training/training_service.h"
@@ -43,6 +44,7 @@ struct node::impl {
   shard_directory directory;
   vector_cache cache;
   std::unique_ptr<stream_clocks> clocks;
+  std::unique_ptr<feature_shards> shard_host;  // the agent's shard host: outlives the agent
   std::unique_ptr<caf::actor_system_config> caf_cfg;
   std::unique_ptr<caf::actor_system> sys;
   caf::actor supervisor;
@@ -185,10 +187,9 @@ result<std::unique_ptr<node>> node::start(const node_config& cfg) {
   deps.nats = im->nats.get();
   deps.db = im->db.get();
   deps.defs = *defs;
-  deps.sys = im->sys.get();
-  deps.supervisor = im->supervisor;
+  im->shard_host = std::make_unique<feature_shards>(*im->sys, im->supervisor, &im->cache);
+  deps.hosts = {im->shard_host.get()};
   deps.view = im->view.get();
-  deps.cache = &im->cache;
   deps.clocks = im->clocks.get();
   deps.metrics = &im->metrics;
   auto agent = cluster_agent::start(ao, deps);
@@ -231,6 +232,7 @@ void node::stop() {
   impl_->supervisor = caf::actor();
   impl_->sys->await_all_actors_done();
   impl_->agent.reset();
+  impl_->shard_host.reset();  // after the agent, its only caller
   impl_->sys.reset();
   impl_->ctx.reset();
   impl_->nats.reset();
