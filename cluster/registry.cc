@@ -161,7 +161,7 @@ status model_registry::promote(const std::string& name, uint32_t version, const 
     if (w.ok) return ok_status();
     if (!w.conflict) return make_error("cannot promote " + name + ": " + w.error);
   }
-  return make_error("cannot promote " + name + ": the registry kept changing under concurrent writers; retry");
+  return make_error("cannot promote " + name + ": the registry kept changing under concurrent writers; retry", errc::retryable);
 }
 
 result<uint32_t> model_registry::rollback(const std::string& name) {
@@ -181,7 +181,7 @@ result<uint32_t> model_registry::rollback(const std::string& name) {
     if (w.ok) return back;
     if (!w.conflict) return make_error("cannot roll back " + name + ": " + w.error);
   }
-  return make_error("cannot roll back " + name + ": the registry kept changing under concurrent writers; retry");
+  return make_error("cannot roll back " + name + ": the registry kept changing under concurrent writers; retry", errc::retryable);
 }
 
 }  // namespace tessera

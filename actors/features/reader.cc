@@ -57,7 +57,7 @@ struct answer_once {
     fn(std::move(r));
   }
   ~answer_once() {
-    if (!done) fn(make_error("the shard stopped before answering (it is moving between nodes); retry"));
+    if (!done) fn(make_error("the shard stopped before answering (it is moving between nodes); retry", errc::retryable));
   }
 };
 
@@ -186,7 +186,7 @@ void feature_reader::read_at(const view_def* v, std::vector<std::string> keys, i
     auto once = std::make_shared<answer_once>();
     once->fn = [g, positions = std::move(miss_pos)](result<std::vector<feature_vector>> res) {
       std::lock_guard<std::mutex> l(g->mu);
-      if (!res) g->fail(res.error_message(), res.error_message().find("retry") != std::string::npos);
+      if (!res) g->fail(res.error_message(), is_retryable(res.error_code()));
       else
         for (size_t k = 0; k < res->size() && k < positions.size(); ++k) g->out[positions[k]] = std::move((*res)[k]);
       g->finish_one();

@@ -593,7 +593,7 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
       [=](read_atom, shard_read& req) {
         auto& s = self->state;
         if (req.view >= s.plan->views.size()) {
-          req.done(make_error("view index out of range"));
+          req.done(make_error("view index out of range", errc::invalid));
           return;
         }
         const view_def* v = s.plan->views[req.view];
@@ -608,12 +608,14 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
           // started applying after the caller read the clock): this shard may have pruned what a
           // read that far back needs. A fresh look at the clock will do.
           req.done(make_error("the stream's clock moved on while reading shard " + s.id.name() + " (it applies events up to " +
-                              format_timestamp(pruned) + "); retry"));
+                              format_timestamp(pruned) + "); retry",
+                              errc::retryable));
           return;
         }
         if (req.as_of && pruned && req.as_of <= pruned - v->as_of_horizon_us) {
           req.done(make_error("as-of " + format_timestamp(req.as_of) + " is before the retained window of view " + v->qualified() +
-                              " (earliest " + format_timestamp(pruned - v->as_of_horizon_us + 1) + ")"));
+                                  " (earliest " + format_timestamp(pruned - v->as_of_horizon_us + 1) + ")",
+                              errc::invalid));
           return;
         }
         struct gather {
@@ -646,7 +648,7 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
                     if (--in[key] <= 0) in.erase(key);
                     if (!g->failed) {
                       g->failed = true;
-                      g->req.done(make_error("reading entity " + key + " failed: " + self->system().render(err) + "; retry"));
+                      g->req.done(make_error("reading entity " + key + " failed: " + self->system().render(err) + "; retry", errc::retryable));
                     }
                   });
         }

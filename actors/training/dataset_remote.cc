@@ -53,7 +53,7 @@ result<std::vector<feature_vector>> dataset_service::impl::remote_pit(const view
       il[static_cast<unsigned>(k)].setTime(items[off + k].t);
     }
     auto rep = request_sync(ctx->nats, node_pit_subject(owner), flat(mb), kPitTimeoutMs);
-    if (!rep) return make_error("node " + owner + " did not answer a point-in-time read (" + rep.error_message() + "); retry");
+    if (!rep) return make_error("node " + owner + " did not answer a point-in-time read (" + rep.error_message() + "); retry", errc::retryable);
     std::string err;
     size_t got = 0;
     bool ok = with_message<wire::ForwardedReadReply>(*rep, [&](wire::ForwardedReadReply::Reader r) {
@@ -89,7 +89,7 @@ result<dataset_part> dataset_service::fetch_part(const label_def& label, uint32_
     req.append(reinterpret_cast<const char*>(&page), sizeof page);  // the page number follows the message
     auto rep = request_sync(ctx->nats, node_part_subject(r.owner), req, 120000);
     retryable = true;
-    if (!rep) return make_error("node " + r.owner + " did not answer for shard " + std::to_string(shard) + " (" + rep.error_message() + "); retry");
+    if (!rep) return make_error("node " + r.owner + " did not answer for shard " + std::to_string(shard) + " (" + rep.error_message() + "); retry", errc::retryable);
     std::string err;
     bool ok = with_message<wire::DatasetPart>(*rep, [&](wire::DatasetPart::Reader p) {
       if (p.getError().size()) {
