@@ -44,14 +44,16 @@ struct proc {
 void start(proc& p, const std::string& nats) {
   if (!p.port) p.port = find_free_port();
   std::filesystem::create_directories(p.dir);
-  std::string cmd = std::string("exec ") + TSR_BINARY + " node --data-dir " + p.dir + " --node-id " + p.id + " --rpc " + p.rpc() +
-                    " --nats " + nats + " --definitions " + kDefs + " >>" + p.dir + "/node.log 2>&1";
+  std::string cmd = std::string("exec ") + TSR_BINARY + " node --data-dir " + p.dir +
+                    " --node-id " + p.id + " --rpc " + p.rpc() + " --nats " + nats +
+                    " --definitions " + kDefs + " >>" + p.dir + "/node.log 2>&1";
   p.pid = ::fork();
   if (p.pid == 0) {
     ::execl("/bin/sh", "sh", "-c", cmd.c_str(), nullptr);
     ::_exit(127);
   }
-  for (int i = 0; i < 600 && !tcp_port_open(p.port); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  for (int i = 0; i < 600 && !tcp_port_open(p.port); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
 }
 
 void kill9(proc& p) {
@@ -74,7 +76,8 @@ double wait_served(const std::string& rpc, const std::string& gone, double timeo
   while (seconds_since(t0) < timeout_s) {
     try {
       capnp::EzRpcClient client(rpc);
-      auto resp = client.getMain<wire::Gateway>().statusRequest().send().wait(client.getWaitScope());
+      auto resp =
+          client.getMain<wire::Gateway>().statusRequest().send().wait(client.getWaitScope());
       if (every_shard_served(resp.getStatus(), 64, gone)) return seconds_since(t0);
     } catch (const kj::Exception&) {
     }
@@ -88,10 +91,12 @@ uint64_t applied(const std::vector<proc*>& nodes) {
   for (auto* n : nodes) {
     try {
       capnp::EzRpcClient client(n->rpc());
-      auto resp = client.getMain<wire::Gateway>().statusRequest().send().wait(client.getWaitScope());
+      auto resp =
+          client.getMain<wire::Gateway>().statusRequest().send().wait(client.getWaitScope());
       for (auto s : resp.getStatus().getShards())
         by[std::string(s.getKind().cStr()) + std::to_string(s.getShard())] =
-            std::max<uint64_t>(by[std::string(s.getKind().cStr()) + std::to_string(s.getShard())], s.getEventsApplied());
+            std::max<uint64_t>(by[std::string(s.getKind().cStr()) + std::to_string(s.getShard())],
+                               s.getEventsApplied());
     } catch (const kj::Exception&) {
     }
   }
@@ -110,7 +115,8 @@ int main(int argc, char** argv) {
   auto nats = embedded_nats::start(root + "/nats");
   if (!nats) return std::fprintf(stderr, "%s\n", nats.error_message().c_str()), 2;
   std::string url = (*nats)->url();
-  std::printf("bench_cluster: %u cores shared by nats-server and every node\n", std::thread::hardware_concurrency());
+  std::printf("bench_cluster: %u cores shared by nats-server and every node\n",
+              std::thread::hardware_concurrency());
 
   // Recovery.
   {
@@ -130,14 +136,17 @@ int main(int argc, char** argv) {
       kill9(ps[v]);
       double t = wait_served(ps[watcher].rpc(), ps[v].id);
       rec.push_back(t);
-      std::printf("  round %d: killed %s, every shard served again after %.2f s\n", r + 1, ps[v].id.c_str(), t);
+      std::printf("  round %d: killed %s, every shard served again after %.2f s\n", r + 1,
+                  ps[v].id.c_str(), t);
       start(ps[v], url);  // rejoins with its data dir; wait until the map has settled again
       wait_served(ps[watcher].rpc(), "");
       std::this_thread::sleep_for(std::chrono::milliseconds(500));
     }
     auto s = summarize(rec);
-    std::printf("recovery (SIGKILL → every shard served again, 3 nodes, dead-after 1.5 s): p50=%.2f s max=%.2f s (n=%zu)\n", s.p50,
-                s.max, s.n);
+    std::printf(
+        "recovery (SIGKILL → every shard served again, 3 nodes, dead-after 1.5 s): p50=%.2f s "
+        "max=%.2f s (n=%zu)\n",
+        s.p50, s.max, s.n);
     for (auto& p : ps) stop(p);
   }
 
@@ -164,10 +173,13 @@ int main(int argc, char** argv) {
       start(ps[i], url);
       ptrs.push_back(&ps[i]);
     }
-    while (applied(ptrs) < 2 * fs.size() && seconds_since(t0) < 600) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    while (applied(ptrs) < 2 * fs.size() && seconds_since(t0) < 600)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
     double secs = seconds_since(t0);
-    std::printf("ingest with %d node%s: %zu events (x2 entity kinds) applied in %.2f s from process start = %.0f events/s\n", n,
-                n > 1 ? "s" : "", fs.size(), secs, fs.size() / secs);
+    std::printf(
+        "ingest with %d node%s: %zu events (x2 entity kinds) applied in %.2f s from process start "
+        "= %.0f events/s\n",
+        n, n > 1 ? "s" : "", fs.size(), secs, fs.size() / secs);
     if (n == 3) {
       // Routing: one airport read through its owner and through another node.
       capnp::EzRpcClient c0(ps[0].rpc());
@@ -190,7 +202,9 @@ int main(int argc, char** argv) {
           req.send().wait(client.getWaitScope());
           lat.push_back(seconds_since(t) * 1e3);
         }
-        print_stats(p == own ? "  read ATL through its owner (ms)" : "  read ATL through another node (ms)", summarize(lat), "ms");
+        print_stats(
+            p == own ? "  read ATL through its owner (ms)" : "  read ATL through another node (ms)",
+            summarize(lat), "ms");
       }
     }
     for (auto& p : ps) stop(p);
@@ -221,8 +235,11 @@ int main(int argc, char** argv) {
         if (!got || got->size() != blob.size()) std::printf("  snapshot read failed\n");
       }
       auto sw = summarize(w), sr = summarize(r);
-      std::printf("snapshot of %6.0f KiB: write p50 %.1f ms max %.1f ms (%.0f MB/s); read+verify p50 %.1f ms max %.1f ms (%.0f MB/s)\n",
-                  bytes / 1024.0, sw.p50, sw.max, bytes / 1e3 / sw.p50, sr.p50, sr.max, bytes / 1e3 / sr.p50);
+      std::printf(
+          "snapshot of %6.0f KiB: write p50 %.1f ms max %.1f ms (%.0f MB/s); read+verify p50 %.1f "
+          "ms max %.1f ms (%.0f MB/s)\n",
+          bytes / 1024.0, sw.p50, sw.max, bytes / 1e3 / sw.p50, sr.p50, sr.max,
+          bytes / 1e3 / sr.p50);
     }
   }
   return 0;

@@ -40,21 +40,24 @@ std::vector<flight> load_flights(size_t max_rows) {
   while (out.size() < max_rows && gzgets(f, buf, sizeof buf)) {
     char date[40], origin[8], dest[8];
     double delay, distance;
-    if (std::sscanf(buf, "%39[^,],%lf,%lf,%7[^,],%7[^,\r\n]", date, &delay, &distance, origin, dest) != 5) continue;
+    if (std::sscanf(buf, "%39[^,],%lf,%lf,%7[^,],%7[^,\r\n]", date, &delay, &distance, origin,
+                    dest) != 5)
+      continue;
     out.push_back({*parse_timestamp(date), delay, distance, origin, dest});
   }
   gzclose(f);
   return out;
 }
 
-size_t publish_flights(bus& b, const definitions& defs, const std::vector<flight>& fs, size_t begin, size_t end,
-                       size_t per_msg, uint32_t shards) {
+size_t publish_flights(bus& b, const definitions& defs, const std::vector<flight>& fs, size_t begin,
+                       size_t end, size_t per_msg, uint32_t shards) {
   const stream_def* s = defs.find_stream("flights");
   auto plans = defs.plans_for_stream("flights");
   std::map<std::pair<size_t, uint32_t>, std::vector<size_t>> groups;
   for (size_t i = begin; i < end; ++i) {
     for (size_t p = 0; p < plans.size(); ++p) {
-      std::string key = plans[p]->entity == "route" ? fs[i].origin + "-" + fs[i].destination : fs[i].origin;
+      std::string key =
+          plans[p]->entity == "route" ? fs[i].origin + "-" + fs[i].destination : fs[i].origin;
       groups[{p, shard_of(key, shards)}].push_back(i);
     }
   }
@@ -94,8 +97,8 @@ size_t publish_flights(bus& b, const definitions& defs, const std::vector<flight
         std::lock_guard<std::mutex> l(w.mu);
         ++w.left;
       }
-      b.publish(event_subject("flights", plans[g.first]->entity, g.second), bytes.begin(), bytes.size(), "",
-                [&w](const std::string& err, bool) {
+      b.publish(event_subject("flights", plans[g.first]->entity, g.second), bytes.begin(),
+                bytes.size(), "", [&w](const std::string& err, bool) {
                   if (!err.empty()) std::fprintf(stderr, "publish error: %s\n", err.c_str());
                   std::lock_guard<std::mutex> l(w.mu);
                   if (--w.left == 0) w.cv.notify_all();
@@ -114,7 +117,9 @@ stats summarize(std::vector<double> xs) {
   s.n = xs.size();
   if (xs.empty()) return s;
   std::sort(xs.begin(), xs.end());
-  auto at = [&](double q) { return xs[std::min(xs.size() - 1, static_cast<size_t>(q * xs.size()))]; };
+  auto at = [&](double q) {
+    return xs[std::min(xs.size() - 1, static_cast<size_t>(q * xs.size()))];
+  };
   s.p50 = at(0.5), s.p90 = at(0.9), s.p99 = at(0.99), s.p999 = at(0.999), s.max = xs.back();
   double sum = 0;
   for (double x : xs) sum += x;
@@ -123,8 +128,8 @@ stats summarize(std::vector<double> xs) {
 }
 
 void print_stats(const char* what, const stats& s, const char* unit) {
-  std::printf("%-44s n=%-7zu p50=%.3f p90=%.3f p99=%.3f p99.9=%.3f max=%.3f mean=%.3f %s\n", what, s.n, s.p50, s.p90, s.p99,
-              s.p999, s.max, s.mean, unit);
+  std::printf("%-44s n=%-7zu p50=%.3f p90=%.3f p99=%.3f p99.9=%.3f max=%.3f mean=%.3f %s\n", what,
+              s.n, s.p50, s.p90, s.p99, s.p999, s.max, s.mean, unit);
 }
 
 }  // namespace tessera::bench

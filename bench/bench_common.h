@@ -29,8 +29,8 @@ std::vector<flight> load_flights(size_t max_rows);
 
 // Publishes flights [begin, end) keyed per entity kind and shard, up to `per_msg` events per
 // message, and waits for every JetStream ack. Returns the number of messages.
-size_t publish_flights(bus& b, const definitions& defs, const std::vector<flight>& fs, size_t begin, size_t end,
-                       size_t per_msg, uint32_t shards = 64);
+size_t publish_flights(bus& b, const definitions& defs, const std::vector<flight>& fs, size_t begin,
+                       size_t end, size_t per_msg, uint32_t shards = 64);
 
 struct stats {
   double p50, p90, p99, p999, max, mean;

@@ -66,7 +66,9 @@ double manifest_seconds(const std::string& path) {
 
 int main(int argc, char** argv) {
   const size_t rows = argc > 1 ? std::stoul(argv[1]) : 3'000'000;
-  const std::string dir = argc > 2 ? argv[2] : std::string(TSR_SOURCE_DIR) + "/data/bench-dataset-node-" + std::to_string(rows);
+  const std::string dir =
+      argc > 2 ? argv[2]
+               : std::string(TSR_SOURCE_DIR) + "/data/bench-dataset-node-" + std::to_string(rows);
   const std::string bin = TSR_BINARY, rpc = "127.0.0.1:7491";
   auto flights = load_flights(rows);
   std::printf("bench_dataset: %zu flights from %s\n", flights.size(), flights_path().c_str());
@@ -77,16 +79,21 @@ int main(int argc, char** argv) {
   if (!std::filesystem::exists(input)) {
     std::ofstream out(input);
     out << "date,delay,distance,origin,destination\n";
-    for (auto& f : flights) out << format_timestamp(f.time) << ',' << f.delay << ',' << f.distance << ',' << f.origin << ',' << f.destination << '\n';
+    for (auto& f : flights)
+      out << format_timestamp(f.time) << ',' << f.delay << ',' << f.distance << ',' << f.origin
+          << ',' << f.destination << '\n';
   }
-  std::string node_cmd = bin + " node --data-dir " + dir + "/node --rpc " + rpc + " --definitions " + TSR_SOURCE_DIR +
-                         "/examples/flights/flights.lua --log-level warn >> " + dir + "/node.log 2>&1 & echo $! > " + dir + "/node.pid";
+  std::string node_cmd = bin + " node --data-dir " + dir + "/node --rpc " + rpc +
+                         " --definitions " + TSR_SOURCE_DIR +
+                         "/examples/flights/flights.lua --log-level warn >> " + dir +
+                         "/node.log 2>&1 & echo $! > " + dir + "/node.pid";
   if (port_answers(rpc)) {
     std::fprintf(stderr, "a node already answers on %s: stop it first\n", rpc.c_str());
     return 2;
   }
   if (std::system(node_cmd.c_str()) != 0) return 2;
-  for (int i = 0; i < 300 && !port_answers(rpc); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  for (int i = 0; i < 300 && !port_answers(rpc); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
   if (!port_answers(rpc)) {
     std::fprintf(stderr, "the node did not start; see %s/node.log\n", dir.c_str());
     return 2;
@@ -98,11 +105,14 @@ int main(int argc, char** argv) {
   const std::string marker = dir + "/replayed";
   if (!std::filesystem::exists(marker)) {
     std::printf("replaying %zu flights (tessera ingest --replay)...\n", flights.size());
-    if (std::system((bin + " ingest --quiet --replay --rpc " + rpc + " --stream flights " + input).c_str()) != 0) return 2;
+    if (std::system((bin + " ingest --quiet --replay --rpc " + rpc + " --stream flights " + input)
+                        .c_str()) != 0)
+      return 2;
     std::ofstream(marker) << flights.size() << "\n";
   }
   // Every event applied (each flight feeds two entity kinds) before the build starts.
-  while (applied(rpc) < 2 * flights.size()) std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  while (applied(rpc) < 2 * flights.size())
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
   std::printf("node ready, every event applied (%.1f s)\n", seconds_since(t0));
 
   // 1. Tessera: the CLI asks each shard's owner for its part (two in flight). Three builds on
@@ -119,23 +129,28 @@ int main(int argc, char** argv) {
     build_s[round] = manifest_seconds(out + ".manifest.json");
   }
   // Stopped and waited for, so that a second run right after finds the port free.
-  std::system(("pid=$(cat " + dir + "/node.pid); kill $pid; while kill -0 $pid 2>/dev/null; do sleep 0.1; done").c_str());
+  std::system(("pid=$(cat " + dir +
+               "/node.pid); kill $pid; while kill -0 $pid 2>/dev/null; do sleep 0.1; done")
+                  .c_str());
   if (rc != 0) return 2;
 
   // 2. Brute force, single thread: per-entity arrays sorted by arrival, a window scan per feature.
   t0 = std::chrono::steady_clock::now();
   std::unordered_map<std::string, std::vector<event>> by_origin, by_route;
   for (auto& f : flights) {
-    const int64_t arrival = std::llround(static_cast<double>(f.time) + 60000000.0 * (30.0 + f.distance / 8.0 + f.delay));
+    const int64_t arrival = std::llround(static_cast<double>(f.time) +
+                                         60000000.0 * (30.0 + f.distance / 8.0 + f.delay));
     by_origin[f.origin].push_back({arrival, f.delay});
     by_route[f.origin + "-" + f.destination].push_back({arrival, f.delay});
   }
   for (auto* m : {&by_origin, &by_route})
-    for (auto& [k, v] : *m) std::sort(v.begin(), v.end(), [](auto& a, auto& b) { return a.arrival < b.arrival; });
+    for (auto& [k, v] : *m)
+      std::sort(v.begin(), v.end(), [](auto& a, auto& b) { return a.arrival < b.arrival; });
   const int64_t h = 3600LL * 1000000;
   double checksum = 0;
   auto window = [](const std::vector<event>& v, int64_t t, int64_t w, auto&& fn) {
-    auto lo = std::upper_bound(v.begin(), v.end(), t - w, [](int64_t x, const event& e) { return x < e.arrival; });
+    auto lo = std::upper_bound(v.begin(), v.end(), t - w,
+                               [](int64_t x, const event& e) { return x < e.arrival; });
     for (auto it = lo; it != v.end() && it->arrival <= t; ++it) fn(*it);
   };
   for (auto& f : flights) {
@@ -144,23 +159,30 @@ int main(int argc, char** argv) {
     int64_t n1 = 0, n24 = 0, late = 0;
     double s1 = 0, s24 = 0, mx = -1e300;
     window(o, t, h, [&](const event& e) { ++n1, s1 += e.delay; });
-    window(o, t, 24 * h, [&](const event& e) { ++n24, s24 += e.delay, mx = std::max(mx, e.delay), late += e.delay > 15; });
+    window(o, t, 24 * h, [&](const event& e) {
+      ++n24, s24 += e.delay, mx = std::max(mx, e.delay), late += e.delay > 15;
+    });
     int64_t n7 = 0;
     double s7 = 0;
-    window(by_route[f.origin + "-" + f.destination], t, 7 * 24 * h, [&](const event& e) { ++n7, s7 += e.delay; });
-    checksum += n1 + n24 + late + n7 + (n1 ? s1 / n1 : 0) + (n24 ? s24 / n24 + mx : 0) + (n7 ? s7 / n7 : 0);
+    window(by_route[f.origin + "-" + f.destination], t, 7 * 24 * h,
+           [&](const event& e) { ++n7, s7 += e.delay; });
+    checksum +=
+        n1 + n24 + late + n7 + (n1 ? s1 / n1 : 0) + (n24 ? s24 / n24 + mx : 0) + (n7 ? s7 / n7 : 0);
   }
   const double brute_s = seconds_since(t0);
   // Two figures per build: the CLI's own (first request to manifest) and the whole process
   // (which adds the process start, the connection and the shard map).
-  std::printf("\n%-56s %10s %12s %14s\n", "point-in-time join of every flight (node: 2 workers)", "seconds", "rows/s",
-              "process rows/s");
-  const char* names[3] = {"tessera dataset build, 1st (airport logs read, indexed)", "tessera dataset build, 2nd (airport indexes cached)",
+  std::printf("\n%-56s %10s %12s %14s\n", "point-in-time join of every flight (node: 2 workers)",
+              "seconds", "rows/s", "process rows/s");
+  const char* names[3] = {"tessera dataset build, 1st (airport logs read, indexed)",
+                          "tessera dataset build, 2nd (airport indexes cached)",
                           "tessera dataset build, 3rd"};
   for (int round = 0; round < 3; ++round)
-    std::printf("%-56s %10.2f %12.0f %14.0f\n", names[round], build_s[round], build_s[round] > 0 ? flights.size() / build_s[round] : 0.0,
+    std::printf("%-56s %10.2f %12.0f %14.0f\n", names[round], build_s[round],
+                build_s[round] > 0 ? flights.size() / build_s[round] : 0.0,
                 flights.size() / tessera_s[round]);
-  std::printf("%-56s %10.2f %12.0f\n", "brute force, 1 thread, in memory (no log, no RPC)", brute_s, flights.size() / brute_s);
+  std::printf("%-56s %10.2f %12.0f\n", "brute force, 1 thread, in memory (no log, no RPC)", brute_s,
+              flights.size() / brute_s);
   std::printf("(checksum %.6g; dataset %s)\n", checksum, out.c_str());
   return 0;
 }

@@ -22,9 +22,9 @@ using clk = std::chrono::steady_clock;
 namespace {
 
 // One rate: returns the probe latencies in ms.
-std::vector<double> run_rate(bus& b, const definitions& defs, const std::vector<flight>& fs, size_t& cursor,
-                             double rate, double seconds, const std::string& rpc, uint32_t shards,
-                             std::vector<double>& ack_ms) {
+std::vector<double> run_rate(bus& b, const definitions& defs, const std::vector<flight>& fs,
+                             size_t& cursor, double rate, double seconds, const std::string& rpc,
+                             uint32_t shards, std::vector<double>& ack_ms) {
   std::atomic<bool> stop{false};
   std::atomic<size_t> published{0};
   std::thread load([&] {
@@ -63,7 +63,8 @@ std::vector<double> run_rate(bus& b, const definitions& defs, const std::vector<
       // Poll every 0.1 ms for the first 5 ms, then every 1 ms: a tight loop would take a whole
       // core (and the gateway thread) away from the node and nats-server on this 2-core
       // machine, and the coarser step only matters when the probe is already late.
-      std::this_thread::sleep_for(std::chrono::microseconds(seconds_since(sent) < 0.005 ? 100 : 1000));
+      std::this_thread::sleep_for(
+          std::chrono::microseconds(seconds_since(sent) < 0.005 ? 100 : 1000));
     }
     lat.push_back(seconds_since(sent) * 1000);
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -108,8 +109,9 @@ int main(int argc, char** argv) {
   auto b = bus::connect({(*nats)->url(), "bench"});
   std::string rpc = "127.0.0.1:" + std::to_string((*nd)->rpc_port());
   size_t cursor = 0;
-  std::printf("bench_freshness: publish → readable over RPC, %.0f s per rate, %u shards, %u cores\n", secs, shards,
-              std::thread::hardware_concurrency());
+  std::printf(
+      "bench_freshness: publish → readable over RPC, %.0f s per rate, %u shards, %u cores\n", secs,
+      shards, std::thread::hardware_concurrency());
   std::vector<double> rates{0.0, 10000.0, 100000.0};
   if (argc > 3) {  // e.g. "10000" or "0,10000"
     rates.clear();
@@ -128,9 +130,10 @@ int main(int argc, char** argv) {
     capnp::EzRpcClient client(rpc);
     auto resp = client.getMain<wire::Gateway>().statusRequest().send().wait(client.getWaitScope());
     for (auto l : resp.getStatus().getApplyStages())
-      std::printf("    node apply stage %-9s p50=%.3f p99=%.3f p99.9=%.3f ms (%llu batches, cumulative)\n", l.getStage().cStr(),
-                  l.getP50Micros() / 1e3, l.getP99Micros() / 1e3, l.getP999Micros() / 1e3,
-                  static_cast<unsigned long long>(l.getCount()));
+      std::printf(
+          "    node apply stage %-9s p50=%.3f p99=%.3f p99.9=%.3f ms (%llu batches, cumulative)\n",
+          l.getStage().cStr(), l.getP50Micros() / 1e3, l.getP99Micros() / 1e3,
+          l.getP999Micros() / 1e3, static_cast<unsigned long long>(l.getCount()));
   }
   (*nd)->stop();
   return 0;

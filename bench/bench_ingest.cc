@@ -73,8 +73,8 @@ int main(int argc, char** argv) {
   std::string dir = "/tmp/tessera-bench-ingest";
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
-  std::printf("bench_ingest: %zu flights, up to %zu events per JetStream message, %u cores\n", n, per_msg,
-              std::thread::hardware_concurrency());
+  std::printf("bench_ingest: %zu flights, up to %zu events per JetStream message, %u cores\n", n,
+              per_msg, std::thread::hardware_concurrency());
   auto fs = load_flights(n);
   auto defs = definitions::load_file(TSR_SOURCE_DIR "/examples/flights/flights.lua");
   auto nats = embedded_nats::start(dir);
@@ -85,13 +85,17 @@ int main(int argc, char** argv) {
   auto t0 = clk::now();
   size_t msgs = publish_flights(**b, **defs, fs, 0, fs.size(), per_msg);
   double pub = seconds_since(t0);
-  std::printf("preload: %zu events as %zu messages (%zu entity copies) in %.2f s = %.0f events/s published\n", fs.size(),
-              msgs, 2 * fs.size(), pub, fs.size() / pub);
+  std::printf(
+      "preload: %zu events as %zu messages (%zu entity copies) in %.2f s = %.0f events/s "
+      "published\n",
+      fs.size(), msgs, 2 * fs.size(), pub, fs.size() / pub);
 
   size_t raw_events = 0;
   double raw = raw_consume((*nats)->url(), msgs, raw_events);
-  std::printf("baseline raw JetStream pull+decode: %zu event copies in %.2f s = %.0f event copies/s (%.0f events/s)\n", raw_events,
-              raw, raw_events / raw, raw_events / 2 / raw);
+  std::printf(
+      "baseline raw JetStream pull+decode: %zu event copies in %.2f s = %.0f event copies/s (%.0f "
+      "events/s)\n",
+      raw_events, raw, raw_events / raw, raw_events / 2 / raw);
 
   node_config cfg;
   cfg.data_dir = dir + "/node";
@@ -120,8 +124,10 @@ int main(int argc, char** argv) {
   while (first < rates.size() && rates[first] == 0) ++first;
   auto mid = samples.empty() ? std::make_pair(0.0, uint64_t(0)) : samples[samples.size() / 2];
   double steady = total > mid.first ? (2 * fs.size() - mid.second) / (total - mid.first) : 0;
-  std::printf("  first applications after %.2f s; steady state (second half of the run): %.0f events/s = %.0f entity applications/s\n",
-              first * 0.25, steady / 2, steady);
+  std::printf(
+      "  first applications after %.2f s; steady state (second half of the run): %.0f events/s = "
+      "%.0f entity applications/s\n",
+      first * 0.25, steady / 2, steady);
   std::printf("  applications/s per 0.25 s interval, in order:");
   for (double r : rates) std::printf(" %.0fk", r / 1000);
   std::printf("\n");
@@ -129,11 +135,13 @@ int main(int argc, char** argv) {
   if (rates.size() > 1) rates.pop_back();
   auto s = summarize(rates);
   std::sort(rates.begin(), rates.end());
-  std::printf("tessera apply (node start → all applied, RocksDB state+sequence per batch): %.2f s\n", total);
-  std::printf("  = %.0f events/s (each event into both views) = %.0f entity applications/s\n", fs.size() / total,
-              2 * fs.size() / total);
-  std::printf("  per 0.25 s interval, entity applications/s: p50=%.0f p10=%.0f max=%.0f (n=%zu)\n", s.p50,
-              rates.empty() ? 0.0 : rates[rates.size() / 10], s.max, s.n);
+  std::printf(
+      "tessera apply (node start → all applied, RocksDB state+sequence per batch): %.2f s\n",
+      total);
+  std::printf("  = %.0f events/s (each event into both views) = %.0f entity applications/s\n",
+              fs.size() / total, 2 * fs.size() / total);
+  std::printf("  per 0.25 s interval, entity applications/s: p50=%.0f p10=%.0f max=%.0f (n=%zu)\n",
+              s.p50, rates.empty() ? 0.0 : rates[rates.size() / 10], s.max, s.n);
   std::printf("  ratio to raw consume: %.2f\n", (fs.size() / total) / (raw_events / 2 / raw));
   (*nd)->stop();
   return 0;

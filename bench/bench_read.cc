@@ -31,27 +31,32 @@ int main(int argc, char** argv) {
   if (!nd) return std::fprintf(stderr, "%s\n", nd.error_message().c_str()), 2;
   auto b = bus::connect({(*nd)->nats_url(), "bench"});
   publish_flights(**b, **defs, fs, 0, fs.size(), 1000);
-  while ((*nd)->events_applied() < 2 * fs.size()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  while ((*nd)->events_applied() < 2 * fs.size())
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
   std::set<std::string> origin_set, route_set;
   for (auto& f : fs) origin_set.insert(f.origin), route_set.insert(f.origin + "-" + f.destination);
-  std::vector<std::string> origins(origin_set.begin(), origin_set.end()), routes(route_set.begin(), route_set.end());
-  std::printf("bench_read: %zu flights loaded (%zu airports, %zu routes); %zu sequential calls per case, 1 client\n", fs.size(),
-              origins.size(), routes.size(), calls);
+  std::vector<std::string> origins(origin_set.begin(), origin_set.end()),
+      routes(route_set.begin(), route_set.end());
+  std::printf(
+      "bench_read: %zu flights loaded (%zu airports, %zu routes); %zu sequential calls per case, 1 "
+      "client\n",
+      fs.size(), origins.size(), routes.size(), calls);
 
   capnp::EzRpcClient client("127.0.0.1:" + std::to_string((*nd)->rpc_port()));
   auto gw = client.getMain<wire::Gateway>();
   std::mt19937 rng(7);
   int64_t last_time = 0;
   for (auto& f : fs) last_time = std::max(last_time, f.time);
-  auto run = [&](const char* what, const std::string& view, const std::vector<std::string>& keys, size_t per_call, size_t n,
-                 int64_t as_of = 0, int64_t as_of_step = 0) {
+  auto run = [&](const char* what, const std::string& view, const std::vector<std::string>& keys,
+                 size_t per_call, size_t n, int64_t as_of = 0, int64_t as_of_step = 0) {
     std::vector<double> lat;
     for (size_t i = 0; i < n + n / 10; ++i) {  // first 10% warm up
       auto req = gw.getFeaturesRequest();
       req.setView(view);
       req.setAsOf(as_of ? as_of - static_cast<int64_t>(i) * as_of_step : 0);
       auto el = req.initEntities(static_cast<unsigned>(per_call));
-      for (size_t k = 0; k < per_call; ++k) el.set(static_cast<unsigned>(k), keys[rng() % keys.size()]);
+      for (size_t k = 0; k < per_call; ++k)
+        el.set(static_cast<unsigned>(k), keys[rng() % keys.size()]);
       auto t = clk::now();
       auto r = req.send().wait(client.getWaitScope());
       double us = seconds_since(t) * 1e6;
@@ -65,23 +70,30 @@ int main(int argc, char** argv) {
   run("tessera getFeatures, 100 routes per call", "route_delay", routes, 100, calls / 10);
   // An explicit as-of inside a cached vector's validity is answered from the cache; one that
   // moves back a microsecond per call always misses it: the entity actor computes it.
-  run("tessera getFeatures, 1 airport, as-of 1 h back", "airport_delay", origins, 1, calls, last_time - 3600LL * 1000000);
-  run("tessera getFeatures, 1 airport, as-of (actor)", "airport_delay", origins, 1, calls, last_time - 3600LL * 1000000, 1);
+  run("tessera getFeatures, 1 airport, as-of 1 h back", "airport_delay", origins, 1, calls,
+      last_time - 3600LL * 1000000);
+  run("tessera getFeatures, 1 airport, as-of (actor)", "airport_delay", origins, 1, calls,
+      last_time - 3600LL * 1000000, 1);
 
   // Baseline: Redis GET, one client, no pipelining, same machine, same run.
   int port = find_free_port();
   std::string rdir = dir + "/redis";
   std::filesystem::create_directories(rdir);
-  std::string start = "redis-server --port " + std::to_string(port) + " --bind 127.0.0.1 --save '' --appendonly no --dir " + rdir +
-                      " --daemonize yes --pidfile " + rdir + "/redis.pid --logfile " + rdir + "/redis.log";
+  std::string start = "redis-server --port " + std::to_string(port) +
+                      " --bind 127.0.0.1 --save '' --appendonly no --dir " + rdir +
+                      " --daemonize yes --pidfile " + rdir + "/redis.pid --logfile " + rdir +
+                      "/redis.log";
   if (std::system(start.c_str()) != 0) {
     std::printf("redis-server not available: no baseline\n");
     return 0;
   }
-  for (int i = 0; i < 100 && !tcp_port_open(port); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  std::string cmd = "redis-benchmark -h 127.0.0.1 -p " + std::to_string(port) + " -t set,get -n " + std::to_string(calls) +
-                    " -c 1 -d 200 --precision 3 -q 2>&1; redis-benchmark -h 127.0.0.1 -p " + std::to_string(port) +
-                    " -t get -n " + std::to_string(calls) + " -c 1 -d 200 --precision 3 2>&1 | grep -A2 'latency summary'";
+  for (int i = 0; i < 100 && !tcp_port_open(port); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  std::string cmd = "redis-benchmark -h 127.0.0.1 -p " + std::to_string(port) + " -t set,get -n " +
+                    std::to_string(calls) +
+                    " -c 1 -d 200 --precision 3 -q 2>&1; redis-benchmark -h 127.0.0.1 -p " +
+                    std::to_string(port) + " -t get -n " + std::to_string(calls) +
+                    " -c 1 -d 200 --precision 3 2>&1 | grep -A2 'latency summary'";
   std::printf("baseline redis-benchmark GET (-c 1, 200-byte values):\n");
   std::fflush(stdout);
   (void)std::system(cmd.c_str());

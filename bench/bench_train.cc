@@ -22,7 +22,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", t.error_message().c_str());
     return 2;
   }
-  std::printf("read %zu rows x %zu features in %.1f s\n", t->rows, t->columns.size(), bench::seconds_since(t0));
+  std::printf("read %zu rows x %zu features in %.1f s\n", t->rows, t->columns.size(),
+              bench::seconds_since(t0));
   std::printf("%-16s %8s %14s %10s %10s\n", "model", "epochs", "examples/s", "seconds", "test AUC");
   for (const char* name : {"late_logistic", "late_mlp"}) {
     const model_def* m = (*defs)->find_model(name);
@@ -31,7 +32,8 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "%s: %s\n", name, r.error_message().c_str());
       return 2;
     }
-    std::printf("%-16s %8d %14.0f %10.1f %10.4f\n", name, m->epochs, r->examples_per_second, r->seconds, r->test.auc);
+    std::printf("%-16s %8d %14.0f %10.1f %10.4f\n", name, m->epochs, r->examples_per_second,
+                r->seconds, r->test.auc);
   }
   return 0;
 }

@@ -17,7 +17,9 @@ inline std::string describe(const kj::Exception& e) {
 }
 
 inline void fail_connect(const std::string& rpc, const kj::Exception& e) {
-  std::fprintf(stderr, "error: cannot reach a Tessera node at %s: %s\n  Is `tessera node` running there? (--rpc HOST:PORT)\n",
+  std::fprintf(stderr,
+               "error: cannot reach a Tessera node at %s: %s\n  Is `tessera node` running there? "
+               "(--rpc HOST:PORT)\n",
                rpc.c_str(), describe(e).c_str());
 }
 
@@ -30,7 +32,8 @@ inline std::string human(uint64_t n) {
 
 // True for an error the server raised on purpose (not a lost connection).
 inline bool is_remote_error(const kj::Exception& e) {
-  return e.getType() != kj::Exception::Type::DISCONNECTED || e.getDescription().startsWith("remote exception");
+  return e.getType() != kj::Exception::Type::DISCONNECTED ||
+         e.getDescription().startsWith("remote exception");
 }
 
 }  // namespace tessera::cli

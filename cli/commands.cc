@@ -2,8 +2,8 @@
 
 #include <capnp/ez-rpc.h>
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <unistd.h>
+#include <nlohmann/json.hpp>
 
 #include <chrono>
 #include <cstdio>
@@ -23,15 +23,20 @@ namespace {
 
 using clock_type = std::chrono::steady_clock;
 
-
 nlohmann::json value_json(wire::Value::Reader v) {
   switch (v.which()) {
-    case wire::Value::NULL_: return nullptr;
-    case wire::Value::INT: return v.getInt();
-    case wire::Value::FLOAT: return v.getFloat();
-    case wire::Value::TEXT: return std::string(v.getText().cStr());
-    case wire::Value::BOOL: return v.getBool();
-    case wire::Value::TIMESTAMP: return format_timestamp(v.getTimestamp());
+    case wire::Value::NULL_:
+      return nullptr;
+    case wire::Value::INT:
+      return v.getInt();
+    case wire::Value::FLOAT:
+      return v.getFloat();
+    case wire::Value::TEXT:
+      return std::string(v.getText().cStr());
+    case wire::Value::BOOL:
+      return v.getBool();
+    case wire::Value::TIMESTAMP:
+      return format_timestamp(v.getTimestamp());
     case wire::Value::TEXT_LIST: {
       auto a = nlohmann::json::array();
       for (auto t : v.getTextList()) a.push_back(std::string(t.cStr()));
@@ -43,12 +48,14 @@ nlohmann::json value_json(wire::Value::Reader v) {
 
 const char* status_name(wire::Status s) {
   switch (s) {
-    case wire::Status::FRESH: return "fresh";
-    case wire::Status::STALE: return "stale";
-    default: return "missing";
+    case wire::Status::FRESH:
+      return "fresh";
+    case wire::Status::STALE:
+      return "stale";
+    default:
+      return "missing";
   }
 }
-
 
 }  // namespace
 
@@ -76,7 +83,8 @@ int run_ingest(const ingest_args& a) {
       chunk c;
       kj::Promise<capnp::Response<wire::Gateway::IngestResults>> p;
     };
-    uint64_t sent = 0, accepted = 0, duplicates = 0, rejected = 0, bad_rows = 0, chunk_no = 0, late = 0;
+    uint64_t sent = 0, accepted = 0, duplicates = 0, rejected = 0, bad_rows = 0, chunk_no = 0,
+             late = 0;
     std::deque<inflight> window;
     auto start = clock_type::now();
     auto last_draw = start;
@@ -94,9 +102,11 @@ int run_ingest(const ingest_args& a) {
       double frac = final ? 1.0 : (*reader)->progress();
       int bars = static_cast<int>(frac * 30);
       if (a.quiet && !final) return;
-      std::fprintf(stderr, "%s[%.*s%*s] %3.0f%%  %s events  %s ev/s  %s rejected%s", tty ? "\r" : "", bars,
-                   "##############################", 30 - bars, "", frac * 100, human(accepted + duplicates).c_str(),
-                   human(static_cast<uint64_t>(rate)).c_str(), human(rejected + bad_rows).c_str(), (final || !tty) ? "\n" : "");
+      std::fprintf(stderr, "%s[%.*s%*s] %3.0f%%  %s events  %s ev/s  %s rejected%s",
+                   tty ? "\r" : "", bars, "##############################", 30 - bars, "",
+                   frac * 100, human(accepted + duplicates).c_str(),
+                   human(static_cast<uint64_t>(rate)).c_str(), human(rejected + bad_rows).c_str(),
+                   (final || !tty) ? "\n" : "");
       std::fflush(stderr);
     };
     auto send = [&](chunk c) {
@@ -107,18 +117,29 @@ int run_ingest(const ingest_args& a) {
       for (size_t i = 0; i < c.rows.size(); ++i) {
         auto& row = c.rows[i];
         if (a.replay) evs[static_cast<unsigned>(i)].setKnownTime(-1);
-        auto fl = evs[static_cast<unsigned>(i)].initFields(static_cast<unsigned>(row.fields.size()));
+        auto fl =
+            evs[static_cast<unsigned>(i)].initFields(static_cast<unsigned>(row.fields.size()));
         for (size_t k = 0; k < row.fields.size(); ++k) {
           auto& f = row.fields[k];
           auto fb = fl[static_cast<unsigned>(k)];
           fb.setName(f.name);
           auto v = fb.initValue();
           switch (f.k) {
-            case input_field::text: v.setText(f.text_value); break;
-            case input_field::number_int: v.setInt(f.i); break;
-            case input_field::number_float: v.setFloat(f.f); break;
-            case input_field::boolean: v.setBool(f.b); break;
-            case input_field::null: v.setNull(); break;
+            case input_field::text:
+              v.setText(f.text_value);
+              break;
+            case input_field::number_int:
+              v.setInt(f.i);
+              break;
+            case input_field::number_float:
+              v.setFloat(f.f);
+              break;
+            case input_field::boolean:
+              v.setBool(f.b);
+              break;
+            case input_field::null:
+              v.setNull();
+              break;
           }
         }
       }
@@ -139,12 +160,16 @@ int run_ingest(const ingest_args& a) {
           note(line, (field.empty() ? "" : "field " + field + ": ") + rj.getReason().cStr());
         }
       } catch (const kj::Exception& e) {
-        bool retryable = e.getType() == kj::Exception::Type::OVERLOADED || e.getType() == kj::Exception::Type::DISCONNECTED;
-        if (!retryable || ++f.c.attempts > 5 || e.getDescription().startsWith("remote exception") == false) {
+        bool retryable = e.getType() == kj::Exception::Type::OVERLOADED ||
+                         e.getType() == kj::Exception::Type::DISCONNECTED;
+        if (!retryable || ++f.c.attempts > 5 ||
+            e.getDescription().startsWith("remote exception") == false) {
           std::fprintf(stderr, "\nerror: ingest of lines %llu-%llu failed: %s\n",
                        static_cast<unsigned long long>(f.c.rows.front().line),
                        static_cast<unsigned long long>(f.c.rows.back().line), describe(e).c_str());
-          std::fprintf(stderr, "  re-running the same command resumes safely: batches already stored are not counted twice\n");
+          std::fprintf(stderr,
+                       "  re-running the same command resumes safely: batches already stored are "
+                       "not counted twice\n");
           return false;
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(200 << f.c.attempts));
@@ -165,7 +190,8 @@ int run_ingest(const ingest_args& a) {
           note(row.line, row.error);
           continue;
         }
-        for (auto& f : row.fields) content_hash = (content_hash ^ stable_hash(f.text_value)) * 1099511628211ULL;
+        for (auto& f : row.fields)
+          content_hash = (content_hash ^ stable_hash(f.text_value)) * 1099511628211ULL;
         cur.rows.push_back(std::move(row));
         row = input_row();
       }
@@ -173,7 +199,8 @@ int run_ingest(const ingest_args& a) {
         // The id depends on the stream, the chunk's position and content: a re-run of the same
         // file produces the same ids, which JetStream de-duplicates.
         char idbuf[64];
-        std::snprintf(idbuf, sizeof idbuf, "%016llx-%llu", static_cast<unsigned long long>(content_hash ^ stable_hash(a.stream)),
+        std::snprintf(idbuf, sizeof idbuf, "%016llx-%llu",
+                      static_cast<unsigned long long>(content_hash ^ stable_hash(a.stream)),
                       static_cast<unsigned long long>(chunk_no++));
         cur.id = idbuf;
         sent += cur.rows.size();
@@ -189,13 +216,19 @@ int run_ingest(const ingest_args& a) {
       if (!settle_front()) return 2;
     draw(true);
     double secs = std::chrono::duration<double>(clock_type::now() - start).count();
-    std::fprintf(stderr, "ingested %s events into %s in %.1f s (%s already stored, skipped), %s rejected\n",
-                 human(accepted).c_str(), a.stream.c_str(), secs, human(duplicates).c_str(), human(rejected + bad_rows).c_str());
+    std::fprintf(stderr,
+                 "ingested %s events into %s in %.1f s (%s already stored, skipped), %s rejected\n",
+                 human(accepted).c_str(), a.stream.c_str(), secs, human(duplicates).c_str(),
+                 human(rejected + bad_rows).c_str());
     if (late)
-      std::fprintf(stderr, "%s events older than the online windows: kept for training sets only (see the stream's clock in tessera status)\n",
+      std::fprintf(stderr,
+                   "%s events older than the online windows: kept for training sets only (see the "
+                   "stream's clock in tessera status)\n",
                    human(late).c_str());
     for (auto& p : problems) std::fprintf(stderr, "  %s\n", p.c_str());
-    if (rejected + bad_rows > problems.size()) std::fprintf(stderr, "  … and %s more\n", human(rejected + bad_rows - problems.size()).c_str());
+    if (rejected + bad_rows > problems.size())
+      std::fprintf(stderr, "  … and %s more\n",
+                   human(rejected + bad_rows - problems.size()).c_str());
     return (rejected + bad_rows) ? 1 : 0;
   } catch (const kj::Exception& e) {
     fail_connect(a.rpc, e);
@@ -209,7 +242,8 @@ int run_features(const features_args& a) {
     // Relative to the stream's clock: the gateway takes a negative asOf as that much before it.
     auto d = parse_duration(a.as_of.substr(1));
     if (!d || *d <= 0) {
-      std::fprintf(stderr, "error: --as-of %s: %s\n", a.as_of.c_str(), d ? "give a positive duration after '-', e.g. -6h" : d.error_message().c_str());
+      std::fprintf(stderr, "error: --as-of %s: %s\n", a.as_of.c_str(),
+                   d ? "give a positive duration after '-', e.g. -6h" : d.error_message().c_str());
       return 2;
     }
     as_of = -*d;
@@ -233,7 +267,9 @@ int run_features(const features_args& a) {
       try {
         return req.send().wait(ws);
       } catch (const kj::Exception& e) {
-        if (e.getType() == kj::Exception::Type::DISCONNECTED && !e.getDescription().startsWith("remote exception")) throw;
+        if (e.getType() == kj::Exception::Type::DISCONNECTED &&
+            !e.getDescription().startsWith("remote exception"))
+          throw;
         std::fprintf(stderr, "error: %s\n", describe(e).c_str());
         std::exit(2);
       }
@@ -244,22 +280,27 @@ int run_features(const features_args& a) {
         nlohmann::json values = nlohmann::json::object(), times = nlohmann::json::object();
         for (auto f : v.getValues()) {
           values[f.getName().cStr()] = value_json(f.getValue());
-          times[f.getName().cStr()] = f.getEventTime() ? nlohmann::json(format_timestamp(f.getEventTime())) : nlohmann::json(nullptr);
+          times[f.getName().cStr()] = f.getEventTime()
+                                          ? nlohmann::json(format_timestamp(f.getEventTime()))
+                                          : nlohmann::json(nullptr);
         }
-        arr.push_back({{"entity", v.getEntity().cStr()},
-                       {"view", std::string(v.getView().cStr()) + "@" + std::to_string(v.getVersion())},
-                       {"values", values},
-                       {"feature_event_times", times},
-                       {"event_time", v.getEventTime() ? nlohmann::json(format_timestamp(v.getEventTime())) : nlohmann::json(nullptr)},
-                       {"as_of", format_timestamp(v.getAsOf())},
-                       {"status", status_name(v.getStatus())}});
+        arr.push_back(
+            {{"entity", v.getEntity().cStr()},
+             {"view", std::string(v.getView().cStr()) + "@" + std::to_string(v.getVersion())},
+             {"values", values},
+             {"feature_event_times", times},
+             {"event_time", v.getEventTime() ? nlohmann::json(format_timestamp(v.getEventTime()))
+                                             : nlohmann::json(nullptr)},
+             {"as_of", format_timestamp(v.getAsOf())},
+             {"status", status_name(v.getStatus())}});
       }
       std::cout << arr.dump(2) << "\n";
       return 0;
     }
     for (auto v : resp.getVectors()) {
-      std::printf("%s  (%s@%u, %s, as of %s, last event %s)\n", v.getEntity().cStr(), v.getView().cStr(), v.getVersion(),
-                  status_name(v.getStatus()), format_timestamp(v.getAsOf()).c_str(),
+      std::printf("%s  (%s@%u, %s, as of %s, last event %s)\n", v.getEntity().cStr(),
+                  v.getView().cStr(), v.getVersion(), status_name(v.getStatus()),
+                  format_timestamp(v.getAsOf()).c_str(),
                   v.getEventTime() ? format_timestamp(v.getEventTime()).c_str() : "none");
       for (auto f : v.getValues()) {
         auto j = value_json(f.getValue());
@@ -295,18 +336,29 @@ int run_status(const status_args& a) {
       for (auto s : st.getViews()) j["views"].push_back(s.cStr());
       j["shards"] = nlohmann::json::array();
       for (auto s : st.getShards())
-        j["shards"].push_back({{"stream", s.getStream().cStr()}, {"kind", s.getKind().cStr()}, {"shard", s.getShard()},
-                               {"applied_seq", s.getAppliedSeq()}, {"watermark", s.getWatermark() ? format_timestamp(s.getWatermark()) : ""},
-                               {"lag", s.getLag()}, {"entities_active", s.getEntitiesActive()},
-                               {"entities_passivated", s.getEntitiesPassivated()}, {"dead_letters", s.getDeadLetters()},
-                               {"restarts", s.getRestarts()}, {"failed", s.getFailed().cStr()}});
+        j["shards"].push_back(
+            {{"stream", s.getStream().cStr()},
+             {"kind", s.getKind().cStr()},
+             {"shard", s.getShard()},
+             {"applied_seq", s.getAppliedSeq()},
+             {"watermark", s.getWatermark() ? format_timestamp(s.getWatermark()) : ""},
+             {"lag", s.getLag()},
+             {"entities_active", s.getEntitiesActive()},
+             {"entities_passivated", s.getEntitiesPassivated()},
+             {"dead_letters", s.getDeadLetters()},
+             {"restarts", s.getRestarts()},
+             {"failed", s.getFailed().cStr()}});
       j["leader"] = st.getLeader().cStr();
       j["map_epoch"] = st.getMapEpoch();
       j["members"] = nlohmann::json::array();
       for (auto m : st.getMembers())
-        j["members"].push_back({{"node_id", m.getNodeId().cStr()}, {"rpc", m.getRpc().cStr()}, {"alive", m.getAlive()},
-                                {"leaving", m.getLeaving()}, {"shards_served", m.getShardsServed()},
-                                {"silent_seconds", m.getSilentSeconds()}, {"events_applied", m.getEventsApplied()}});
+        j["members"].push_back({{"node_id", m.getNodeId().cStr()},
+                                {"rpc", m.getRpc().cStr()},
+                                {"alive", m.getAlive()},
+                                {"leaving", m.getLeaving()},
+                                {"shards_served", m.getShardsServed()},
+                                {"silent_seconds", m.getSilentSeconds()},
+                                {"events_applied", m.getEventsApplied()}});
       j["snapshots"] = {{"written", st.getSnapshotsWritten()},
                         {"restored", st.getSnapshotsRestored()},
                         {"refused", st.getSnapshotsRefused()},
@@ -316,57 +368,92 @@ int run_status(const status_args& a) {
       j["map_conflicts"] = st.getMapConflicts();
       j["jobs"] = nlohmann::json::array();
       for (auto jb : st.getJobs())
-        j["jobs"].push_back({{"id", jb.getId().cStr()}, {"model", jb.getModel().cStr()}, {"state", jb.getState().cStr()},
-                             {"node", jb.getNode().cStr()}, {"attempt", jb.getAttempt()}, {"phase", jb.getPhase().cStr()},
-                             {"epoch", jb.getEpoch()}, {"epochs", jb.getEpochs()}, {"fraction", jb.getFraction()},
-                             {"loss", jb.getLoss()}, {"version", jb.getVersion()}, {"test_auc", jb.getTestAuc()},
+        j["jobs"].push_back({{"id", jb.getId().cStr()},
+                             {"model", jb.getModel().cStr()},
+                             {"state", jb.getState().cStr()},
+                             {"node", jb.getNode().cStr()},
+                             {"attempt", jb.getAttempt()},
+                             {"phase", jb.getPhase().cStr()},
+                             {"epoch", jb.getEpoch()},
+                             {"epochs", jb.getEpochs()},
+                             {"fraction", jb.getFraction()},
+                             {"loss", jb.getLoss()},
+                             {"version", jb.getVersion()},
+                             {"test_auc", jb.getTestAuc()},
                              {"error", jb.getError().cStr()}});
       j["clocks"] = nlohmann::json::array();
       for (auto c : st.getClocks())
-        j["clocks"].push_back({{"stream", c.getStream().cStr()}, {"mode", c.getMode().cStr()},
-                               {"read_time", c.getReadTime() ? format_timestamp(c.getReadTime()) : ""},
-                               {"watermark", c.getWatermark() ? format_timestamp(c.getWatermark()) : ""},
-                               {"max_future", format_duration(c.getMaxFuture())}, {"max_jump", format_duration(c.getMaxJump())},
-                               {"late", c.getLate()}, {"refused", c.getRefused()}});
+        j["clocks"].push_back(
+            {{"stream", c.getStream().cStr()},
+             {"mode", c.getMode().cStr()},
+             {"read_time", c.getReadTime() ? format_timestamp(c.getReadTime()) : ""},
+             {"watermark", c.getWatermark() ? format_timestamp(c.getWatermark()) : ""},
+             {"max_future", format_duration(c.getMaxFuture())},
+             {"max_jump", format_duration(c.getMaxJump())},
+             {"late", c.getLate()},
+             {"refused", c.getRefused()}});
       j["shard_owners"] = nlohmann::json::array();
       for (auto o : st.getShardOwners()) j["shard_owners"].push_back(o.cStr());
       j["apply_stages"] = nlohmann::json::array();
       for (auto l : st.getApplyStages())
-        j["apply_stages"].push_back({{"stage", l.getStage().cStr()}, {"count", l.getCount()}, {"p50_ms", l.getP50Micros() / 1e3},
-                                     {"p99_ms", l.getP99Micros() / 1e3}, {"p999_ms", l.getP999Micros() / 1e3}});
+        j["apply_stages"].push_back({{"stage", l.getStage().cStr()},
+                                     {"count", l.getCount()},
+                                     {"p50_ms", l.getP50Micros() / 1e3},
+                                     {"p99_ms", l.getP99Micros() / 1e3},
+                                     {"p999_ms", l.getP999Micros() / 1e3}});
       std::cout << j.dump(2) << "\n";
       return 0;
     }
-    std::printf("node %s  up %.0f s  NATS %s  %u shards\n", st.getNodeId().cStr(), st.getUptimeSeconds(), st.getNatsUrl().cStr(),
-                st.getShardCount());
-    std::printf("events applied %s (offline only %s)  dead letters %s  rejected at gateway %s  entity restarts %s\n",
-                human(st.getEventsApplied()).c_str(), human(st.getEventsOfflineOnly()).c_str(), human(st.getDeadLetters()).c_str(),
-                human(st.getRejectedAtGateway()).c_str(), human(st.getEntityRestarts()).c_str());
+    std::printf("node %s  up %.0f s  NATS %s  %u shards\n", st.getNodeId().cStr(),
+                st.getUptimeSeconds(), st.getNatsUrl().cStr(), st.getShardCount());
+    std::printf(
+        "events applied %s (offline only %s)  dead letters %s  rejected at gateway %s  entity "
+        "restarts %s\n",
+        human(st.getEventsApplied()).c_str(), human(st.getEventsOfflineOnly()).c_str(),
+        human(st.getDeadLetters()).c_str(), human(st.getRejectedAtGateway()).c_str(),
+        human(st.getEntityRestarts()).c_str());
     if (st.getMembers().size()) {
-      std::printf("cluster: leader %s, shard map epoch %llu, %u members\n", st.getLeader().size() ? st.getLeader().cStr() : "(none)",
+      std::printf("cluster: leader %s, shard map epoch %llu, %u members\n",
+                  st.getLeader().size() ? st.getLeader().cStr() : "(none)",
                   static_cast<unsigned long long>(st.getMapEpoch()), st.getMembers().size());
       std::map<std::string, unsigned> owned;
       for (auto o : st.getShardOwners()) owned[o.cStr()]++;
-      std::printf("  snapshots written %llu, restored %llu, refused %llu; shards acquired %llu, released %llu\n",
-                  static_cast<unsigned long long>(st.getSnapshotsWritten()), static_cast<unsigned long long>(st.getSnapshotsRestored()),
-                  static_cast<unsigned long long>(st.getSnapshotsRefused()), static_cast<unsigned long long>(st.getShardsAcquired()),
-                  static_cast<unsigned long long>(st.getShardsReleased()));
+      std::printf(
+          "  snapshots written %llu, restored %llu, refused %llu; shards acquired %llu, released "
+          "%llu\n",
+          static_cast<unsigned long long>(st.getSnapshotsWritten()),
+          static_cast<unsigned long long>(st.getSnapshotsRestored()),
+          static_cast<unsigned long long>(st.getSnapshotsRefused()),
+          static_cast<unsigned long long>(st.getShardsAcquired()),
+          static_cast<unsigned long long>(st.getShardsReleased()));
       for (auto m : st.getMembers())
-        std::printf("  %-20s %-22s %-8s owns %3u  serves %3u  applied %8s  heartbeat %.1f s ago\n", m.getNodeId().cStr(),
-                    m.getRpc().cStr(), m.getLeaving() ? "leaving" : m.getAlive() ? "alive" : "DEAD", owned[m.getNodeId().cStr()],
-                    m.getShardsServed(), human(m.getEventsApplied()).c_str(), m.getSilentSeconds());
+        std::printf("  %-20s %-22s %-8s owns %3u  serves %3u  applied %8s  heartbeat %.1f s ago\n",
+                    m.getNodeId().cStr(), m.getRpc().cStr(),
+                    m.getLeaving() ? "leaving"
+                    : m.getAlive() ? "alive"
+                                   : "DEAD",
+                    owned[m.getNodeId().cStr()], m.getShardsServed(),
+                    human(m.getEventsApplied()).c_str(), m.getSilentSeconds());
     }
     for (auto c : st.getClocks())
-      std::printf("stream %s: %s clock, reads at %s (watermark %s); max_future %s, max_jump %s; late %s, refused %s\n", c.getStream().cStr(),
-                  c.getMode().cStr(), c.getReadTime() ? format_timestamp(c.getReadTime()).c_str() : "- (no event yet)",
-                  c.getWatermark() ? format_timestamp(c.getWatermark()).c_str() : "-", format_duration(c.getMaxFuture()).c_str(),
-                  format_duration(c.getMaxJump()).c_str(), human(c.getLate()).c_str(), human(c.getRefused()).c_str());
+      std::printf(
+          "stream %s: %s clock, reads at %s (watermark %s); max_future %s, max_jump %s; late %s, "
+          "refused %s\n",
+          c.getStream().cStr(), c.getMode().cStr(),
+          c.getReadTime() ? format_timestamp(c.getReadTime()).c_str() : "- (no event yet)",
+          c.getWatermark() ? format_timestamp(c.getWatermark()).c_str() : "-",
+          format_duration(c.getMaxFuture()).c_str(), format_duration(c.getMaxJump()).c_str(),
+          human(c.getLate()).c_str(), human(c.getRefused()).c_str());
     for (auto jb : st.getJobs()) {
       std::string state = jb.getState().cStr();
       std::printf("job %-34s %-8s %-9s", jb.getId().cStr(), state.c_str(), jb.getNode().cStr());
       if (state == "running")
         std::printf(" %s %3.0f%%%s", jb.getPhase().cStr(), jb.getFraction() * 100,
-                    std::string(jb.getPhase().cStr()) == "training" ? fmt::format(" epoch {}/{} loss {:.4f}", jb.getEpoch(), jb.getEpochs(), jb.getLoss()).c_str() : "");
+                    std::string(jb.getPhase().cStr()) == "training"
+                        ? fmt::format(" epoch {}/{} loss {:.4f}", jb.getEpoch(), jb.getEpochs(),
+                                      jb.getLoss())
+                              .c_str()
+                        : "");
       else if (state == "done")
         std::printf(" version %u, test AUC %.4f", jb.getVersion(), jb.getTestAuc());
       else if (state == "failed")
@@ -375,8 +462,9 @@ int run_status(const status_args& a) {
     }
     for (auto l : st.getApplyStages())
       if (l.getCount())
-        std::printf("apply %-9s p50 %8.2f ms  p99 %8.2f ms  p99.9 %8.2f ms  (%s batches)\n", l.getStage().cStr(), l.getP50Micros() / 1e3,
-                    l.getP99Micros() / 1e3, l.getP999Micros() / 1e3, human(l.getCount()).c_str());
+        std::printf("apply %-9s p50 %8.2f ms  p99 %8.2f ms  p99.9 %8.2f ms  (%s batches)\n",
+                    l.getStage().cStr(), l.getP50Micros() / 1e3, l.getP99Micros() / 1e3,
+                    l.getP999Micros() / 1e3, human(l.getCount()).c_str());
     struct agg {
       uint64_t lag = 0, active = 0, passive = 0, dead = 0, shards = 0, failed = 0;
       int64_t wm = 0;
@@ -392,19 +480,24 @@ int run_status(const status_args& a) {
       g.failed += s.getFailed().size() > 0;
       g.wm = std::max(g.wm, s.getWatermark());
     }
-    std::printf("%-24s %7s %10s %10s %12s %8s %8s  %s\n", "stream/kind", "shards", "lag", "active", "passivated", "dead", "failed",
-                "watermark");
+    std::printf("%-24s %7s %10s %10s %12s %8s %8s  %s\n", "stream/kind", "shards", "lag", "active",
+                "passivated", "dead", "failed", "watermark");
     for (auto& [k, g] : by)
-      std::printf("%-24s %7llu %10s %10s %12s %8s %8llu  %s\n", k.c_str(), static_cast<unsigned long long>(g.shards), human(g.lag).c_str(),
-                  human(g.active).c_str(), human(g.passive).c_str(), human(g.dead).c_str(), static_cast<unsigned long long>(g.failed),
+      std::printf("%-24s %7llu %10s %10s %12s %8s %8llu  %s\n", k.c_str(),
+                  static_cast<unsigned long long>(g.shards), human(g.lag).c_str(),
+                  human(g.active).c_str(), human(g.passive).c_str(), human(g.dead).c_str(),
+                  static_cast<unsigned long long>(g.failed),
                   g.wm ? format_timestamp(g.wm).c_str() : "-");
     for (auto s : st.getShards()) {
       if (!a.all_shards && s.getFailed().size() == 0 && s.getRestarts() == 0) continue;
-      std::printf("  shard %s/%s/%u: seq %llu lag %llu active %u passivated %u dead %llu restarts %u %s\n", s.getStream().cStr(),
-                  s.getKind().cStr(), s.getShard(), static_cast<unsigned long long>(s.getAppliedSeq()),
-                  static_cast<unsigned long long>(s.getLag()), s.getEntitiesActive(), s.getEntitiesPassivated(),
-                  static_cast<unsigned long long>(s.getDeadLetters()), s.getRestarts(),
-                  s.getFailed().size() ? (std::string("FAILED: ") + s.getFailed().cStr()).c_str() : "");
+      std::printf(
+          "  shard %s/%s/%u: seq %llu lag %llu active %u passivated %u dead %llu restarts %u %s\n",
+          s.getStream().cStr(), s.getKind().cStr(), s.getShard(),
+          static_cast<unsigned long long>(s.getAppliedSeq()),
+          static_cast<unsigned long long>(s.getLag()), s.getEntitiesActive(),
+          s.getEntitiesPassivated(), static_cast<unsigned long long>(s.getDeadLetters()),
+          s.getRestarts(),
+          s.getFailed().size() ? (std::string("FAILED: ") + s.getFailed().cStr()).c_str() : "");
     }
     return 0;
   } catch (const kj::Exception& e) {

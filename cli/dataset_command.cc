@@ -1,12 +1,12 @@
 // `tessera dataset build`: asks each shard's owner for its part of a point-in-time training set
 // (Gateway.datasetShard) and writes them, in shard order, to one CSV file plus a manifest.
 #include <capnp/ez-rpc.h>
-#include <nlohmann/json.hpp>
 #include <unistd.h>
+#include <nlohmann/json.hpp>
 
 #include <chrono>
-#include <deque>
 #include <cstdio>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -16,8 +16,8 @@
 
 #include "cli_util.h"
 #include "commands.h"
-#include "schemas/tessera.capnp.h"
 #include "hash.h"
+#include "schemas/tessera.capnp.h"
 #include "time_util.h"
 
 namespace tessera::cli {
@@ -48,12 +48,12 @@ cluster_map read_map(capnp::EzRpcClient& client, const std::string& fallback_rpc
   return m;
 }
 
-
 }  // namespace
 
 int run_dataset_build(const dataset_args& a) {
   int64_t from = INT64_MIN / 2, to = INT64_MAX / 2;
-  for (auto [text, dst, name] : {std::tuple{&a.from, &from, "--from"}, std::tuple{&a.to, &to, "--to"}}) {
+  for (auto [text, dst, name] :
+       {std::tuple{&a.from, &from, "--from"}, std::tuple{&a.to, &to, "--to"}}) {
     if (text->empty()) continue;
     auto t = parse_timestamp(*text);
     if (!t) {
@@ -84,7 +84,8 @@ int run_dataset_build(const dataset_args& a) {
     }
     const bool tty = isatty(STDERR_FILENO) && !a.quiet;
     const auto start = clock_type::now();
-    uint64_t hash = kFnvOffsetBasis, bytes = 0, rows = 0, examples = 0, outside = 0, unlabelled = 0, non_finite = 0;
+    uint64_t hash = kFnvOffsetBasis, bytes = 0, rows = 0, examples = 0, outside = 0, unlabelled = 0,
+             non_finite = 0;
     std::vector<std::string> columns;
     auto write = [&](const char* p, size_t n) {
       out.write(p, static_cast<std::streamsize>(n));
@@ -95,8 +96,10 @@ int run_dataset_build(const dataset_args& a) {
       if ((a.quiet || !tty) && !final) return;  // a log file gets the final line only
       double secs = std::chrono::duration<double>(clock_type::now() - start).count();
       int bars = static_cast<int>(30.0 * done / std::max<uint32_t>(1, map.shard_count));
-      std::fprintf(stderr, "%s[%.*s%*s] %u/%u shards  %s rows  %s rows/s%s", tty ? "\r" : "", bars, "##############################",
-                   30 - bars, "", done, map.shard_count, human(rows).c_str(), human(static_cast<uint64_t>(rows / std::max(secs, 1e-3))).c_str(),
+      std::fprintf(stderr, "%s[%.*s%*s] %u/%u shards  %s rows  %s rows/s%s", tty ? "\r" : "", bars,
+                   "##############################", 30 - bars, "", done, map.shard_count,
+                   human(rows).c_str(),
+                   human(static_cast<uint64_t>(rows / std::max(secs, 1e-3))).c_str(),
                    (final || !tty) ? "\n" : "");
       std::fflush(stderr);
     };
@@ -130,13 +133,15 @@ int run_dataset_build(const dataset_args& a) {
         } catch (const kj::Exception& e) {
           // A shard moving between nodes, or an owner that changed: re-read the map and retry.
           if (!is_remote_error(e) && clients.size() == 1) throw;
-          if (e.getType() != kj::Exception::Type::OVERLOADED && describe(e).find("ask that node") == std::string::npos) {
+          if (e.getType() != kj::Exception::Type::OVERLOADED &&
+              describe(e).find("ask that node") == std::string::npos) {
             std::fprintf(stderr, "%serror: %s\n", tty ? "\n" : "", describe(e).c_str());
             std::filesystem::remove(tmp);
             return 2;
           }
           if (attempt >= 20) {
-            std::fprintf(stderr, "%serror: shard %u: %s (gave up after %d tries)\n", tty ? "\n" : "", f.shard, describe(e).c_str(), attempt + 1);
+            std::fprintf(stderr, "%serror: shard %u: %s (gave up after %d tries)\n",
+                         tty ? "\n" : "", f.shard, describe(e).c_str(), attempt + 1);
             std::filesystem::remove(tmp);
             return 2;
           }
@@ -168,11 +173,15 @@ int run_dataset_build(const dataset_args& a) {
     if (rows == 0) {
       std::filesystem::remove(tmp);
       if (examples == 0)
-        std::fprintf(stderr, "error: empty dataset: no example of label %s has a prediction time in [%s, %s)\n", a.label.c_str(),
-                     a.from.empty() ? "the beginning" : a.from.c_str(), a.to.empty() ? "the end" : a.to.c_str());
+        std::fprintf(
+            stderr,
+            "error: empty dataset: no example of label %s has a prediction time in [%s, %s)\n",
+            a.label.c_str(), a.from.empty() ? "the beginning" : a.from.c_str(),
+            a.to.empty() ? "the end" : a.to.c_str());
       else
         std::fprintf(stderr,
-                     "error: empty dataset: of %s examples, %s have a prediction time outside the offline retention (a feature "
+                     "error: empty dataset: of %s examples, %s have a prediction time outside the "
+                     "offline retention (a feature "
                      "window reaches before the oldest logged event) and %s no label\n",
                      human(examples).c_str(), human(outside).c_str(), human(unlabelled).c_str());
       return 2;
@@ -180,26 +189,30 @@ int run_dataset_build(const dataset_args& a) {
     std::filesystem::rename(tmp, a.out);
     char hex[20];
     std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(hash));
-    nlohmann::json m{{"format", 1},
-                     {"label", a.label},
-                     {"file", std::filesystem::path(a.out).filename().string()},
-                     {"columns", columns},
-                     {"rows", rows},
-                     {"examples", examples},
-                     {"dropped_outside_retention", outside},
-                     {"dropped_unlabelled", unlabelled},
-                     {"non_finite_values", non_finite},
-                     {"from", a.from.empty() ? nlohmann::json(nullptr) : nlohmann::json(format_timestamp(from))},
-                     {"to", a.to.empty() ? nlohmann::json(nullptr) : nlohmann::json(format_timestamp(to))},
-                     {"bytes", bytes},
-                     {"fnv1a64", hex},
-                     {"shards", map.shard_count},
-                     {"created", format_timestamp(now_micros())},
-                     {"build_seconds", secs}};
+    nlohmann::json m{
+        {"format", 1},
+        {"label", a.label},
+        {"file", std::filesystem::path(a.out).filename().string()},
+        {"columns", columns},
+        {"rows", rows},
+        {"examples", examples},
+        {"dropped_outside_retention", outside},
+        {"dropped_unlabelled", unlabelled},
+        {"non_finite_values", non_finite},
+        {"from", a.from.empty() ? nlohmann::json(nullptr) : nlohmann::json(format_timestamp(from))},
+        {"to", a.to.empty() ? nlohmann::json(nullptr) : nlohmann::json(format_timestamp(to))},
+        {"bytes", bytes},
+        {"fnv1a64", hex},
+        {"shards", map.shard_count},
+        {"created", format_timestamp(now_micros())},
+        {"build_seconds", secs}};
     std::ofstream(a.out + ".manifest.json") << m.dump(2) << "\n";
-    std::fprintf(stderr, "dataset %s: %s rows (%s examples; dropped %s outside retention, %s unlabelled; %s non-finite values) in %.1f s, %s rows/s\n",
-                 a.out.c_str(), human(rows).c_str(), human(examples).c_str(), human(outside).c_str(), human(unlabelled).c_str(),
-                 human(non_finite).c_str(), secs, human(static_cast<uint64_t>(rows / std::max(secs, 1e-3))).c_str());
+    std::fprintf(stderr,
+                 "dataset %s: %s rows (%s examples; dropped %s outside retention, %s unlabelled; "
+                 "%s non-finite values) in %.1f s, %s rows/s\n",
+                 a.out.c_str(), human(rows).c_str(), human(examples).c_str(),
+                 human(outside).c_str(), human(unlabelled).c_str(), human(non_finite).c_str(), secs,
+                 human(static_cast<uint64_t>(rows / std::max(secs, 1e-3))).c_str());
     std::fprintf(stderr, "manifest %s.manifest.json (fnv1a64 %s)\n", a.out.c_str(), hex);
     return 0;
   } catch (const kj::Exception& e) {

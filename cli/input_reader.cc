@@ -1,8 +1,8 @@
 #include "input_reader.h"
 
-#include <nlohmann/json.hpp>
 #include <sys/stat.h>
 #include <zlib.h>
+#include <nlohmann/json.hpp>
 
 namespace tessera::cli {
 
@@ -73,7 +73,8 @@ class csv_reader final : public input_reader {
     std::string line;
     if (!src_->getline(line)) return make_error("empty file: expected a CSV header row");
     ++line_no_;
-    if (!split_csv(line, header_) || header_.empty()) return make_error("line 1: cannot parse the CSV header");
+    if (!split_csv(line, header_) || header_.empty())
+      return make_error("line 1: cannot parse the CSV header");
     return ok_status();
   }
   bool next(input_row& row) override {
@@ -90,7 +91,8 @@ class csv_reader final : public input_reader {
       return true;
     }
     if (cells_.size() != header_.size()) {
-      row.error = "has " + std::to_string(cells_.size()) + " columns, the header has " + std::to_string(header_.size());
+      row.error = "has " + std::to_string(cells_.size()) + " columns, the header has " +
+                  std::to_string(header_.size());
       return true;
     }
     for (size_t i = 0; i < cells_.size(); ++i) {
@@ -129,11 +131,16 @@ class jsonl_reader final : public input_reader {
     for (auto& [k, v] : j.items()) {
       input_field f;
       f.name = k;
-      if (v.is_null()) f.k = input_field::null;
-      else if (v.is_boolean()) f.k = input_field::boolean, f.b = v.get<bool>();
-      else if (v.is_number_integer()) f.k = input_field::number_int, f.i = v.get<int64_t>();
-      else if (v.is_number()) f.k = input_field::number_float, f.f = v.get<double>();
-      else if (v.is_string()) f.text_value = v.get<std::string>();
+      if (v.is_null())
+        f.k = input_field::null;
+      else if (v.is_boolean())
+        f.k = input_field::boolean, f.b = v.get<bool>();
+      else if (v.is_number_integer())
+        f.k = input_field::number_int, f.i = v.get<int64_t>();
+      else if (v.is_number())
+        f.k = input_field::number_float, f.f = v.get<double>();
+      else if (v.is_string())
+        f.text_value = v.get<std::string>();
       else {
         row.error = "field " + k + ": nested objects and arrays are not supported";
         return true;
@@ -155,16 +162,22 @@ bool ends_with(const std::string& s, const std::string& suf) {
 
 }  // namespace
 
-result<std::unique_ptr<input_reader>> input_reader::open(const std::string& path, const std::string& format) {
+result<std::unique_ptr<input_reader>> input_reader::open(const std::string& path,
+                                                         const std::string& format) {
   std::string fmt = format;
   std::string base = ends_with(path, ".gz") ? path.substr(0, path.size() - 3) : path;
   if (fmt.empty()) {
-    if (ends_with(base, ".csv")) fmt = "csv";
-    else if (ends_with(base, ".jsonl") || ends_with(base, ".json") || ends_with(base, ".ndjson")) fmt = "jsonl";
-    else return make_error("cannot tell the format of " + path + " from its name: pass --format csv or --format jsonl");
+    if (ends_with(base, ".csv"))
+      fmt = "csv";
+    else if (ends_with(base, ".jsonl") || ends_with(base, ".json") || ends_with(base, ".ndjson"))
+      fmt = "jsonl";
+    else
+      return make_error("cannot tell the format of " + path +
+                        " from its name: pass --format csv or --format jsonl");
   }
-  if (fmt != "csv" && fmt != "jsonl") return make_error("unknown --format '" + fmt + "' (csv or jsonl)");
-  struct stat sb{};
+  if (fmt != "csv" && fmt != "jsonl")
+    return make_error("unknown --format '" + fmt + "' (csv or jsonl)");
+  struct stat sb {};
   if (::stat(path.c_str(), &sb) != 0) return make_error("cannot open " + path);
   gzFile f = gzopen(path.c_str(), "rb");
   if (!f) return make_error("cannot open " + path);

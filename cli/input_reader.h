@@ -29,7 +29,8 @@ struct input_row {
 class input_reader {
  public:
   // format: "csv", "jsonl" or "" (from the file name: .csv, .jsonl, .json, optionally .gz).
-  static result<std::unique_ptr<input_reader>> open(const std::string& path, const std::string& format);
+  static result<std::unique_ptr<input_reader>> open(const std::string& path,
+                                                    const std::string& format);
   virtual ~input_reader() = default;
   // False at end of input.
   virtual bool next(input_row& row) = 0;

@@ -1,8 +1,8 @@
 // `tessera`: launch a node, or talk to one over its Cap'n Proto RPC gateway.
-#include <CLI/CLI.hpp>
 #include <malloc.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 #include <cstdio>
 
@@ -13,7 +13,9 @@
 namespace {
 
 void add_rpc(CLI::App* cmd, std::string& rpc) {
-  cmd->add_option("--rpc", rpc, "node RPC address HOST:PORT")->envname("TESSERA_RPC")->capture_default_str();
+  cmd->add_option("--rpc", rpc, "node RPC address HOST:PORT")
+      ->envname("TESSERA_RPC")
+      ->capture_default_str();
 }
 
 }  // namespace
@@ -21,32 +23,82 @@ void add_rpc(CLI::App* cmd, std::string& rpc) {
 int main(int argc, char** argv) {
   CLI::App app{"Tessera: a real-time machine-learning runtime"};
   app.require_subcommand(1);
-  app.set_config("--config", "", "config file (TOML or INI; keys as the long flags, e.g. data-dir = \"/var/lib/tessera\")");
+  app.set_config(
+      "--config", "",
+      "config file (TOML or INI; keys as the long flags, e.g. data-dir = \"/var/lib/tessera\")");
 
   tessera::node_config nc;
   std::string log_level = "info", idle = "5m";
-  auto* node_cmd = app.add_subcommand("node", "run a node (starts its own nats-server unless --nats is given)");
-  node_cmd->add_option("--data-dir", nc.data_dir, "data directory (RocksDB, embedded NATS storage)")->envname("TESSERA_DATA_DIR")->capture_default_str();
-  node_cmd->add_option("--rpc", nc.rpc, "RPC listen address HOST:PORT (port 0 = any free)")->envname("TESSERA_RPC")->capture_default_str();
-  node_cmd->add_option("--nats", nc.nats_url, "NATS URL; without it an embedded nats-server runs on loopback")->envname("TESSERA_NATS");
-  node_cmd->add_option("--definitions", nc.definitions, "Lua definitions file")->envname("TESSERA_DEFINITIONS")->required();
-  node_cmd->add_option("--shards", nc.shards, "logical shards (fixed when the data dir is created)")->envname("TESSERA_SHARDS")->capture_default_str();
-  node_cmd->add_option("--node-id", nc.node_id, "node id (default: kept in DATA_DIR/node_id)")->envname("TESSERA_NODE_ID");
-  node_cmd->add_option("--entity-idle", idle, "passivate entity actors idle this long (e.g. 30s, 5m)")->envname("TESSERA_ENTITY_IDLE")->capture_default_str();
-  node_cmd->add_option("--threads", nc.threads, "actor scheduler threads (0 = cores)")->envname("TESSERA_THREADS");
-  node_cmd->add_option("--advertise", nc.advertise, "RPC address other nodes and clients use (default: the bound one)")->envname("TESSERA_ADVERTISE");
-  node_cmd->add_option("--replicas", nc.replicas, "JetStream replicas of streams, KV buckets and snapshots (3 on a 3-server NATS cluster)")->envname("TESSERA_REPLICAS")->capture_default_str();
-  node_cmd->add_option("--heartbeat-ms", nc.heartbeat_ms, "cluster heartbeat interval")->envname("TESSERA_HEARTBEAT_MS")->capture_default_str();
-  node_cmd->add_option("--dead-after-ms", nc.dead_after_ms, "a member silent this long is dead and its shards move")->envname("TESSERA_DEAD_AFTER_MS")->capture_default_str();
-  node_cmd->add_option("--handoff-wait-ms", nc.handoff_wait_ms, "a new owner waits at most this long for the old one to let go of a shard")->envname("TESSERA_HANDOFF_WAIT_MS")->capture_default_str();
-  node_cmd->add_option("--snapshot-every", nc.snapshot_every_s, "seconds between shard snapshots (when changed)")->envname("TESSERA_SNAPSHOT_EVERY")->capture_default_str();
-  node_cmd->add_option("--leave-timeout-ms", nc.leave_timeout_ms, "graceful stop: time to hand shards to other nodes")->envname("TESSERA_LEAVE_TIMEOUT_MS")->capture_default_str();
-  node_cmd->add_flag("--sync", nc.sync_writes, "fsync every state write (survives power loss, slower)")->envname("TESSERA_SYNC");
-  node_cmd->add_option("--log-level", log_level, "trace, debug, info, warn, error")->envname("TESSERA_LOG_LEVEL")->capture_default_str();
+  auto* node_cmd =
+      app.add_subcommand("node", "run a node (starts its own nats-server unless --nats is given)");
+  node_cmd->add_option("--data-dir", nc.data_dir, "data directory (RocksDB, embedded NATS storage)")
+      ->envname("TESSERA_DATA_DIR")
+      ->capture_default_str();
+  node_cmd->add_option("--rpc", nc.rpc, "RPC listen address HOST:PORT (port 0 = any free)")
+      ->envname("TESSERA_RPC")
+      ->capture_default_str();
+  node_cmd
+      ->add_option("--nats", nc.nats_url,
+                   "NATS URL; without it an embedded nats-server runs on loopback")
+      ->envname("TESSERA_NATS");
+  node_cmd->add_option("--definitions", nc.definitions, "Lua definitions file")
+      ->envname("TESSERA_DEFINITIONS")
+      ->required();
+  node_cmd->add_option("--shards", nc.shards, "logical shards (fixed when the data dir is created)")
+      ->envname("TESSERA_SHARDS")
+      ->capture_default_str();
+  node_cmd->add_option("--node-id", nc.node_id, "node id (default: kept in DATA_DIR/node_id)")
+      ->envname("TESSERA_NODE_ID");
+  node_cmd
+      ->add_option("--entity-idle", idle, "passivate entity actors idle this long (e.g. 30s, 5m)")
+      ->envname("TESSERA_ENTITY_IDLE")
+      ->capture_default_str();
+  node_cmd->add_option("--threads", nc.threads, "actor scheduler threads (0 = cores)")
+      ->envname("TESSERA_THREADS");
+  node_cmd
+      ->add_option("--advertise", nc.advertise,
+                   "RPC address other nodes and clients use (default: the bound one)")
+      ->envname("TESSERA_ADVERTISE");
+  node_cmd
+      ->add_option(
+          "--replicas", nc.replicas,
+          "JetStream replicas of streams, KV buckets and snapshots (3 on a 3-server NATS cluster)")
+      ->envname("TESSERA_REPLICAS")
+      ->capture_default_str();
+  node_cmd->add_option("--heartbeat-ms", nc.heartbeat_ms, "cluster heartbeat interval")
+      ->envname("TESSERA_HEARTBEAT_MS")
+      ->capture_default_str();
+  node_cmd
+      ->add_option("--dead-after-ms", nc.dead_after_ms,
+                   "a member silent this long is dead and its shards move")
+      ->envname("TESSERA_DEAD_AFTER_MS")
+      ->capture_default_str();
+  node_cmd
+      ->add_option("--handoff-wait-ms", nc.handoff_wait_ms,
+                   "a new owner waits at most this long for the old one to let go of a shard")
+      ->envname("TESSERA_HANDOFF_WAIT_MS")
+      ->capture_default_str();
+  node_cmd
+      ->add_option("--snapshot-every", nc.snapshot_every_s,
+                   "seconds between shard snapshots (when changed)")
+      ->envname("TESSERA_SNAPSHOT_EVERY")
+      ->capture_default_str();
+  node_cmd
+      ->add_option("--leave-timeout-ms", nc.leave_timeout_ms,
+                   "graceful stop: time to hand shards to other nodes")
+      ->envname("TESSERA_LEAVE_TIMEOUT_MS")
+      ->capture_default_str();
+  node_cmd
+      ->add_flag("--sync", nc.sync_writes, "fsync every state write (survives power loss, slower)")
+      ->envname("TESSERA_SYNC");
+  node_cmd->add_option("--log-level", log_level, "trace, debug, info, warn, error")
+      ->envname("TESSERA_LOG_LEVEL")
+      ->capture_default_str();
 
   tessera::cli::ingest_args ia;
   ia.rpc = "127.0.0.1:7400";
-  auto* ingest_cmd = app.add_subcommand("ingest", "send events from a CSV or JSON-lines file (optionally .gz)");
+  auto* ingest_cmd =
+      app.add_subcommand("ingest", "send events from a CSV or JSON-lines file (optionally .gz)");
   add_rpc(ingest_cmd, ia.rpc);
   ingest_cmd->add_option("--stream", ia.stream, "stream name")->required();
   ingest_cmd->add_option("--format", ia.format, "csv or jsonl (default: from the file name)");
@@ -54,7 +106,8 @@ int main(int argc, char** argv) {
   ingest_cmd->add_option("--window", ia.window, "RPC calls in flight")->capture_default_str();
   ingest_cmd->add_flag("--quiet", ia.quiet, "no progress bar");
   ingest_cmd->add_flag("--replay", ia.replay,
-                       "the file is history: each event was known at its own event time (default: known when stored)");
+                       "the file is history: each event was known at its own event time (default: "
+                       "known when stored)");
   ingest_cmd->add_option("file", ia.file, "input file")->required();
 
   tessera::cli::features_args fa;
@@ -63,19 +116,24 @@ int main(int argc, char** argv) {
   da.rpc = "127.0.0.1:7400";
   auto* dataset_cmd = app.add_subcommand("dataset", "point-in-time training sets");
   dataset_cmd->require_subcommand(1);
-  auto* ds_build = dataset_cmd->add_subcommand("build", "join a label's examples to its features as known at prediction time");
+  auto* ds_build = dataset_cmd->add_subcommand(
+      "build", "join a label's examples to its features as known at prediction time");
   add_rpc(ds_build, da.rpc);
-  ds_build->add_option("label", da.label, "label name (label { ... } in the definitions)")->required();
-  ds_build->add_option("--out,-o", da.out, "CSV file to write (a manifest goes beside it)")->required();
+  ds_build->add_option("label", da.label, "label name (label { ... } in the definitions)")
+      ->required();
+  ds_build->add_option("--out,-o", da.out, "CSV file to write (a manifest goes beside it)")
+      ->required();
   ds_build->add_option("--from", da.from, "first prediction time (ISO-8601, inclusive)");
   ds_build->add_option("--to", da.to, "last prediction time (ISO-8601, exclusive)");
   ds_build->add_flag("--quiet", da.quiet, "no progress bar");
 
   tessera::cli::train_args ta;
   ta.rpc = "127.0.0.1:7400";
-  auto* train_cmd = app.add_subcommand("train", "train a model of the definitions (some node claims the job) and follow it");
+  auto* train_cmd = app.add_subcommand(
+      "train", "train a model of the definitions (some node claims the job) and follow it");
   add_rpc(train_cmd, ta.rpc);
-  train_cmd->add_option("model", ta.model, "model name (model { ... } in the definitions)")->required();
+  train_cmd->add_option("model", ta.model, "model name (model { ... } in the definitions)")
+      ->required();
   train_cmd->add_flag("--no-wait", ta.no_wait, "print the job id and return");
   train_cmd->add_flag("--quiet", ta.quiet, "no progress");
 
@@ -85,30 +143,43 @@ int main(int argc, char** argv) {
   models_cmd->require_subcommand(1);
   auto* m_list = models_cmd->add_subcommand("list", "every model with its versions and stages");
   auto* m_show = models_cmd->add_subcommand("show", "one version: lineage, metrics, inputs");
-  auto* m_promote = models_cmd->add_subcommand("promote", "move a version to a stage (default production; atomic)");
-  auto* m_rollback = models_cmd->add_subcommand("rollback", "production goes back to the previous production version");
-  auto* m_import = models_cmd->add_subcommand("import", "register a TorchScript file (e.g. from PyTorch) as a candidate");
-  auto* m_export = models_cmd->add_subcommand("export", "write a version's TorchScript artifact to a file");
+  auto* m_promote = models_cmd->add_subcommand(
+      "promote", "move a version to a stage (default production; atomic)");
+  auto* m_rollback = models_cmd->add_subcommand(
+      "rollback", "production goes back to the previous production version");
+  auto* m_import = models_cmd->add_subcommand(
+      "import", "register a TorchScript file (e.g. from PyTorch) as a candidate");
+  auto* m_export =
+      models_cmd->add_subcommand("export", "write a version's TorchScript artifact to a file");
   for (auto* c : {m_list, m_show, m_promote, m_rollback, m_import, m_export}) add_rpc(c, ma.rpc);
   for (auto* c : {m_list, m_show}) c->add_flag("--json", ma.json, "JSON output");
-  for (auto* c : {m_show, m_promote, m_rollback, m_import, m_export}) c->add_option("name", ma.name, "model name")->required();
-  for (auto* c : {m_show, m_export}) c->add_option("--version,-v", ma.version, "version (default: production, else the latest)");
+  for (auto* c : {m_show, m_promote, m_rollback, m_import, m_export})
+    c->add_option("name", ma.name, "model name")->required();
+  for (auto* c : {m_show, m_export})
+    c->add_option("--version,-v", ma.version, "version (default: production, else the latest)");
   m_promote->add_option("version", ma.version, "version")->required();
-  m_promote->add_option("--stage", ma.stage, "candidate, shadow, canary, production or archived")->capture_default_str();
+  m_promote->add_option("--stage", ma.stage, "candidate, shadow, canary, production or archived")
+      ->capture_default_str();
   m_import->add_option("file", ma.file, "TorchScript file (torch.jit.save)")->required();
-  m_import->add_option("--label", ma.label, "the label whose feature columns are the model's inputs")->required();
+  m_import
+      ->add_option("--label", ma.label, "the label whose feature columns are the model's inputs")
+      ->required();
   m_export->add_option("file", ma.file, "file to write")->required();
 
   auto* feat_cmd = app.add_subcommand("features", "read feature vectors of entities");
   add_rpc(feat_cmd, fa.rpc);
   feat_cmd->add_flag("--json", fa.json, "JSON output");
-  feat_cmd->add_option("--as-of", fa.as_of, "read time: ISO-8601 or epoch, or a duration before the stream's clock such as -6h; default: the stream's clock (now for a live stream, its watermark for a replay)");
+  feat_cmd->add_option(
+      "--as-of", fa.as_of,
+      "read time: ISO-8601 or epoch, or a duration before the stream's clock such as -6h; default: "
+      "the stream's clock (now for a live stream, its watermark for a replay)");
   feat_cmd->add_option("view", fa.view, "view name, or name@version")->required();
   feat_cmd->add_option("entities", fa.entities, "entity keys")->required();
 
   tessera::cli::status_args sa;
   sa.rpc = "127.0.0.1:7400";
-  auto* status_cmd = app.add_subcommand("status", "streams, shards, lag, entities and dead letters of a node");
+  auto* status_cmd =
+      app.add_subcommand("status", "streams, shards, lag, entities and dead letters of a node");
   add_rpc(status_cmd, sa.rpc);
   status_cmd->add_flag("--json", sa.json, "JSON output");
   status_cmd->add_flag("--shards", sa.all_shards, "list every shard");
@@ -134,7 +205,8 @@ int main(int argc, char** argv) {
     spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
     auto d = tessera::parse_duration(idle);
     if (!d || *d <= 0) {
-      std::fprintf(stderr, "error: --entity-idle: %s\n", d ? "must be positive" : d.error_message().c_str());
+      std::fprintf(stderr, "error: --entity-idle: %s\n",
+                   d ? "must be positive" : d.error_message().c_str());
       return 2;
     }
     nc.entity_idle_ms = *d / 1000;
@@ -143,7 +215,8 @@ int main(int argc, char** argv) {
       spdlog::error("{}", n.error_message());
       return 2;
     }
-    std::printf("tessera node %s listening on RPC port %d\n", (*n)->node_id().c_str(), (*n)->rpc_port());
+    std::printf("tessera node %s listening on RPC port %d\n", (*n)->node_id().c_str(),
+                (*n)->rpc_port());
     std::fflush(stdout);
     tessera::node::wait_for_stop_signal();
     (*n)->stop();

@@ -1,16 +1,16 @@
 #include "agent.h"
 
 #include <nats/nats.h>
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 
 #include "assignment.h"
-#include "shard_host.h"
 #include "bus.h"
 #include "definitions.h"
 #include "metrics.h"
+#include "shard_host.h"
 #include "store.h"
 #include "stream_clock.h"
 #include "time_util.h"
@@ -33,7 +33,9 @@ std::vector<store::slice> slices_of(const definitions& defs) {
   return out;
 }
 
-std::string slice_name(const store::slice& s) { return s.stream + "/" + s.kind; }
+std::string slice_name(const store::slice& s) {
+  return s.stream + "/" + s.kind;
+}
 
 }  // namespace
 
@@ -85,10 +87,14 @@ result<std::unique_ptr<cluster_agent>> cluster_agent::start(const agent_options&
           auto j = nlohmann::json::parse((*cur)->value);
           uint32_t n = j.at("shard_count").get<uint32_t>();
           if (n != o.shard_count)
-            return make_error("FATAL the cluster at this NATS has " + std::to_string(n) + " shards; this node is configured with " +
-                              std::to_string(o.shard_count) + " (the shard count is fixed when the cluster is created)");
+            return make_error("FATAL the cluster at this NATS has " + std::to_string(n) +
+                              " shards; this node is configured with " +
+                              std::to_string(o.shard_count) +
+                              " (the shard count is fixed when the cluster is created)");
         } catch (const std::exception& e) {
-          spdlog::warn("cluster: the stored shard map is unreadable ({}); the leader will rewrite it", e.what());
+          spdlog::warn(
+              "cluster: the stored shard map is unreadable ({}); the leader will rewrite it",
+              e.what());
         }
       }
       return ok_status();
@@ -133,8 +139,10 @@ bool cluster_agent::wait_ready(std::chrono::milliseconds timeout) {
       if (map_.present) {
         bool ready = true;
         for (uint32_t s = 0; s < map_.owners.size(); ++s)
-          if (map_.owners[s] == opts_.node_id && d_.view->local(s) != shard_local::serving) ready = false;
-        bool listed = std::find(map_.members.begin(), map_.members.end(), opts_.node_id) != map_.members.end();
+          if (map_.owners[s] == opts_.node_id && d_.view->local(s) != shard_local::serving)
+            ready = false;
+        bool listed = std::find(map_.members.begin(), map_.members.end(), opts_.node_id) !=
+                      map_.members.end();
         if (ready && listed) return true;
       }
     }
@@ -155,7 +163,8 @@ void cluster_agent::leave(std::chrono::milliseconds budget) {
   }
   if (others) {
     spdlog::info("cluster: {} leaving; handing its shards to the other members", opts_.node_id);
-    while (clk::now() < deadline && !d_.view->serving().empty()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    while (clk::now() < deadline && !d_.view->serving().empty())
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   stop_ = true;
   cv_.notify_all();
@@ -166,15 +175,18 @@ void cluster_agent::leave(std::chrono::milliseconds budget) {
   for (uint32_t s : d_.view->serving()) {
     if (clk::now() >= deadline) break;
     if (snapshot_current(s)) continue;
-    if (auto st = snapshot(s); !st) spdlog::warn("cluster: snapshot of shard {} on leave failed: {}", s, st.error_message());
+    if (auto st = snapshot(s); !st)
+      spdlog::warn("cluster: snapshot of shard {} on leave failed: {}", s, st.error_message());
   }
   // A failed erase only makes the others wait: a member entry counts until its heartbeat
   // expires, a lapsed lease is taken over.
   if (auto st = nodes_->erase(opts_.node_id); !st)
-    spdlog::warn("cluster: {} left, but its member entry stays until its heartbeat expires: {}", opts_.node_id, st.error_message());
+    spdlog::warn("cluster: {} left, but its member entry stays until its heartbeat expires: {}",
+                 opts_.node_id, st.error_message());
   if (leader_)
     if (auto st = lease_->erase(kLeaseKey); !st)
-      spdlog::warn("cluster: {} left, but its leader lease stays until it lapses: {}", opts_.node_id, st.error_message());
+      spdlog::warn("cluster: {} left, but its leader lease stays until it lapses: {}",
+                   opts_.node_id, st.error_message());
 }
 
 std::vector<std::string> cluster_agent::live_members(bool include_leaving) const {
@@ -194,11 +206,15 @@ void cluster_agent::beat() {
     auto st = d_.view->local(s);
     if (st == shard_local::serving || st == shard_local::releasing) served.push_back(s);
   }
-  nlohmann::json j{{"id", opts_.node_id},         {"rpc", opts_.rpc_address}, {"served", served},
-                   {"leaving", leaving_.load()}, {"shard_count", opts_.shard_count},
+  nlohmann::json j{{"id", opts_.node_id},
+                   {"rpc", opts_.rpc_address},
+                   {"served", served},
+                   {"leaving", leaving_.load()},
+                   {"shard_count", opts_.shard_count},
                    {"events_applied", d_.metrics ? d_.metrics->events_applied.load() : 0},
                    {"read_calls", d_.metrics ? d_.metrics->read_calls.load() : 0},
-                   {"started_us", started_us_},  {"time", format_timestamp(now_micros())}};
+                   {"started_us", started_us_},
+                   {"time", format_timestamp(now_micros())}};
   if (d_.clocks) {
     nlohmann::json clocks = nlohmann::json::object();
     for (auto& f : d_.clocks->local()) clocks[f.stream] = {f.watermark, f.accepted};
@@ -208,7 +224,8 @@ void cluster_agent::beat() {
   if (!w.ok) {
     static log_limiter limiter;
     uint64_t suppressed = 0;
-    if (limiter.allow("heartbeat", suppressed)) spdlog::warn("cluster: heartbeat failed: {}", w.error.empty() ? "conflict" : w.error);
+    if (limiter.allow("heartbeat", suppressed))
+      spdlog::warn("cluster: heartbeat failed: {}", w.error.empty() ? "conflict" : w.error);
   }
 }
 
@@ -234,7 +251,8 @@ void cluster_agent::renew_lease() {
     lease_renewed_ = now;
   } else if (w.conflict || now - lease_renewed_ > opts_.lease_ttl) {
     leader_ = false;
-    spdlog::warn("cluster: {} lost the leader lease{}", opts_.node_id, w.conflict ? " (another node holds it)" : "");
+    spdlog::warn("cluster: {} lost the leader lease{}", opts_.node_id,
+                 w.conflict ? " (another node holds it)" : "");
   }
 }
 
@@ -299,7 +317,8 @@ void cluster_agent::run_lease() {
   if (!cur) return;
   lease_holder_ = cur->has_value() ? (*cur)->value : "";
   if (cur->has_value() && (*cur)->value != opts_.node_id) return;  // someone else leads
-  kv_write w = cur->has_value() ? lease_->update(kLeaseKey, opts_.node_id, (*cur)->revision)  // ours from an earlier run
+  kv_write w = cur->has_value() ? lease_->update(kLeaseKey, opts_.node_id,
+                                                 (*cur)->revision)  // ours from an earlier run
                                 : lease_->create(kLeaseKey, opts_.node_id);
   if (w.ok) {
     leader_ = true;
@@ -341,7 +360,9 @@ void cluster_agent::run_map() {
       static log_limiter limiter;
       uint64_t suppressed = 0;
       if (limiter.allow("stale members", suppressed))
-        spdlog::warn("cluster: own heartbeat not seen back for {} ms; keeping the shard map until it is", opts_.dead_after.count());
+        spdlog::warn(
+            "cluster: own heartbeat not seen back for {} ms; keeping the shard map until it is",
+            opts_.dead_after.count());
       alive = m.members;  // the same members give the same assignment: nothing moves
     } else if (!own_seen) {
       alive.push_back(opts_.node_id);
@@ -349,13 +370,17 @@ void cluster_agent::run_map() {
     std::sort(alive.begin(), alive.end());
     auto owners = assign_shards(opts_.shard_count, alive);
     if (!m.present || owners != m.owners || alive != m.members) {
-      nlohmann::json j{{"epoch", m.epoch + 1}, {"shard_count", opts_.shard_count}, {"owners", owners}, {"members", alive},
+      nlohmann::json j{{"epoch", m.epoch + 1},    {"shard_count", opts_.shard_count},
+                       {"owners", owners},        {"members", alive},
                        {"leader", opts_.node_id}, {"time", format_timestamp(now_micros())}};
-      kv_write w = m.revision ? map_kv_->update(kMapKey, j.dump(), m.revision) : map_kv_->create(kMapKey, j.dump());
+      kv_write w = m.revision ? map_kv_->update(kMapKey, j.dump(), m.revision)
+                              : map_kv_->create(kMapKey, j.dump());
       if (w.ok) {
         size_t moved = 0;
-        for (uint32_t s = 0; s < owners.size(); ++s) moved += !m.present || m.owners[s] != owners[s];
-        spdlog::info("cluster: shard map epoch {}: {} members, {} shards moved", m.epoch + 1, alive.size(), moved);
+        for (uint32_t s = 0; s < owners.size(); ++s)
+          moved += !m.present || m.owners[s] != owners[s];
+        spdlog::info("cluster: shard map epoch {}: {} members, {} shards moved", m.epoch + 1,
+                     alive.size(), moved);
         m.present = true;
         m.revision = w.revision;
         m.epoch += 1;
@@ -446,11 +471,13 @@ void cluster_agent::reconcile() {
     }
     if (!holder.empty() && clk::now() - acquiring_since_[s] < opts_.handoff_wait) continue;
     if (!holder.empty())
-      spdlog::warn("cluster: {} still claims shard {} after {} ms; taking it over as the shard map says", holder, s,
-                   opts_.handoff_wait.count());
+      spdlog::warn(
+          "cluster: {} still claims shard {} after {} ms; taking it over as the shard map says",
+          holder, s, opts_.handoff_wait.count());
     if (acquire(s)) ready.push_back(s);
   }
-  if (start_shards(ready)) beat();  // one heartbeat for the batch: the served list is what others wait on
+  if (start_shards(ready))
+    beat();  // one heartbeat for the batch: the served list is what others wait on
 }
 
 bool cluster_agent::acquire(uint32_t shard) {
@@ -461,8 +488,10 @@ bool cluster_agent::acquire(uint32_t shard) {
   auto latest = snaps_->latest(shard);
   if (!latest) {
     d_.view->metrics.snapshots_refused++;
-    spdlog::error("cluster: shard {}: refusing its snapshot ({}); continuing from local state and replaying the stream", shard,
-                  latest.error_message());
+    spdlog::error(
+        "cluster: shard {}: refusing its snapshot ({}); continuing from local state and replaying "
+        "the stream",
+        shard, latest.error_message());
   } else if (latest->has_value()) {
     const auto& man = **latest;
     std::vector<store::slice> newer;
@@ -472,15 +501,18 @@ bool cluster_agent::acquire(uint32_t shard) {
     }
     if (!newer.empty()) {
       auto blob = snaps_->fetch(man);
-      status st = blob ? d_.db->import_slices(shard, newer, *blob) : make_error(blob.error_message());
+      status st =
+          blob ? d_.db->import_slices(shard, newer, *blob) : make_error(blob.error_message());
       if (!st) {
         d_.view->metrics.snapshots_refused++;
-        spdlog::error("cluster: shard {}: refusing its snapshot from {} ({}); continuing from local state and replaying the stream",
-                      shard, man.node, st.error_message());
+        spdlog::error(
+            "cluster: shard {}: refusing its snapshot from {} ({}); continuing from local state "
+            "and replaying the stream",
+            shard, man.node, st.error_message());
       } else {
         d_.view->metrics.snapshots_restored++;
-        spdlog::info("cluster: shard {}: restored {} slice(s) from the snapshot of {} ({} bytes)", shard, newer.size(), man.node,
-                     man.bytes);
+        spdlog::info("cluster: shard {}: restored {} slice(s) from the snapshot of {} ({} bytes)",
+                     shard, newer.size(), man.node, man.bytes);
       }
     }
     // Local state now equal to the stored snapshot, slice by slice: nothing to snapshot until
@@ -489,12 +521,15 @@ bool cluster_agent::acquire(uint32_t shard) {
     uint64_t total = 0;
     for (size_t i = 0; i < sl.size() && same; ++i) {
       auto it = man.applied.find(slice_name(sl[i]));
-      const uint64_t applied = d_.db->load_meta(shard_id{sl[i].stream, sl[i].kind, shard}).applied_seq;
+      const uint64_t applied =
+          d_.db->load_meta(shard_id{sl[i].stream, sl[i].kind, shard}).applied_seq;
       same = it != man.applied.end() && it->second == applied;
       total += applied;
     }
-    if (same) snapshot_applied_[shard] = total;
-    else snapshot_applied_.erase(shard);
+    if (same)
+      snapshot_applied_[shard] = total;
+    else
+      snapshot_applied_.erase(shard);
   }
   return true;
 }
@@ -529,7 +564,8 @@ void cluster_agent::release(const std::vector<uint32_t>& shards) {
   for (shard_host* h : d_.hosts) h->stop_shards(shards);
   for (uint32_t s : shards) {
     if (!snapshot_current(s))
-      if (auto st = snapshot(s); !st) spdlog::warn("cluster: shard {}: snapshot on release failed: {}", s, st.error_message());
+      if (auto st = snapshot(s); !st)
+        spdlog::warn("cluster: shard {}: snapshot on release failed: {}", s, st.error_message());
     for (auto& sl : slices_of(*d_.defs)) d_.nats->delete_consumer_async(sl.stream, sl.kind, s);
     d_.view->set_local(s, shard_local::none);
     d_.view->metrics.shards_released++;
@@ -544,7 +580,8 @@ bool cluster_agent::snapshot_current(uint32_t shard) const {
   auto known = snapshot_applied_.find(shard);
   if (known == snapshot_applied_.end()) return false;
   uint64_t total = 0;
-  for (auto& sl : slices_of(*d_.defs)) total += d_.db->load_meta(shard_id{sl.stream, sl.kind, shard}).applied_seq;
+  for (auto& sl : slices_of(*d_.defs))
+    total += d_.db->load_meta(shard_id{sl.stream, sl.kind, shard}).applied_seq;
   return known->second == total;
 }
 

@@ -45,7 +45,7 @@ struct agent_options {
   std::string node_id;
   std::string rpc_address;  // advertised to the other members
   uint32_t shard_count = 64;
-  int replicas = 1;         // of the KV buckets and the snapshot stream
+  int replicas = 1;  // of the KV buckets and the snapshot stream
   std::chrono::milliseconds heartbeat{400};
   std::chrono::milliseconds dead_after{1500};
   std::chrono::milliseconds lease_ttl{1500};

@@ -22,7 +22,8 @@ inline uint64_t rendezvous_weight(const std::string& node, uint32_t shard) {
 
 // Owner of every shard; empty strings when there are no nodes. Ties (practically impossible)
 // go to the smaller node id, so the result does not depend on the order of `nodes`.
-inline std::vector<std::string> assign_shards(uint32_t shard_count, const std::vector<std::string>& nodes) {
+inline std::vector<std::string> assign_shards(uint32_t shard_count,
+                                              const std::vector<std::string>& nodes) {
   std::vector<std::string> owners(shard_count);
   for (uint32_t s = 0; s < shard_count; ++s) {
     uint64_t best = 0;

@@ -13,12 +13,12 @@ namespace tessera {
 
 struct member_info {
   std::string id;
-  std::string rpc;           // the member's RPC address (HOST:PORT) as it advertises it
-  bool alive = false;        // heartbeat changed within the dead-after timeout
-  bool leaving = false;      // graceful leave in progress
+  std::string rpc;       // the member's RPC address (HOST:PORT) as it advertises it
+  bool alive = false;    // heartbeat changed within the dead-after timeout
+  bool leaving = false;  // graceful leave in progress
   uint32_t shards_served = 0;
   uint64_t events_applied = 0;
-  double silent_s = 0;       // seconds since its heartbeat last changed (as this node saw it)
+  double silent_s = 0;  // seconds since its heartbeat last changed (as this node saw it)
 };
 
 // The local state of one shard number (every (stream, kind) slice of it moves together).
@@ -47,7 +47,9 @@ class cluster_view {
   agent_metrics metrics;  // written by the agent, read by status
 
   explicit cluster_view(std::string node_id, uint32_t shard_count)
-      : node_id_(std::move(node_id)), local_(shard_count, shard_local::none), owners_(shard_count) {}
+      : node_id_(std::move(node_id)),
+        local_(shard_count, shard_local::none),
+        owners_(shard_count) {}
 
   const std::string& node_id() const { return node_id_; }
   uint32_t shard_count() const { return static_cast<uint32_t>(local_.size()); }
@@ -110,18 +112,22 @@ class cluster_view {
         r.kind = route::local;
         return r;
       case shard_local::acquiring:
-        r.why = "shard " + std::to_string(shard) + " is moving to this node (restoring its state); retry";
+        r.why = "shard " + std::to_string(shard) +
+                " is moving to this node (restoring its state); retry";
         return r;
       case shard_local::releasing:
-        r.why = "shard " + std::to_string(shard) + " is moving from this node to " + (owner.empty() ? "another node" : owner) + "; retry";
+        r.why = "shard " + std::to_string(shard) + " is moving from this node to " +
+                (owner.empty() ? "another node" : owner) + "; retry";
         return r;
       case shard_local::none:
         break;
     }
     if (owner.empty()) {
-      r.why = "shard " + std::to_string(shard) + " has no owner yet (the cluster is forming); retry";
+      r.why =
+          "shard " + std::to_string(shard) + " has no owner yet (the cluster is forming); retry";
     } else if (owner == node_id_) {
-      r.why = "shard " + std::to_string(shard) + " is assigned to this node, which is not serving it yet; retry";
+      r.why = "shard " + std::to_string(shard) +
+              " is assigned to this node, which is not serving it yet; retry";
     } else {
       r.kind = route::remote;
       r.owner = owner;

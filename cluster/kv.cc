@@ -17,8 +17,10 @@ kv_write write_result(natsStatus s, uint64_t rev, jsErrCode jerr_hint = static_c
   // A revision mismatch comes back as a JetStream API error (wrong last sequence, 10071).
   const char* last = nats_GetLastError(nullptr);
   std::string text = last ? last : "";
-  if (s == NATS_ERR && (text.find("wrong last sequence") != std::string::npos || text.find("10071") != std::string::npos ||
-                        text.find("key exists") != std::string::npos || jerr_hint == JSStreamWrongLastSequenceErr)) {
+  if (s == NATS_ERR &&
+      (text.find("wrong last sequence") != std::string::npos ||
+       text.find("10071") != std::string::npos || text.find("key exists") != std::string::npos ||
+       jerr_hint == JSStreamWrongLastSequenceErr)) {
     w.conflict = true;
     return w;
   }
@@ -59,7 +61,8 @@ result<std::optional<kv_entry>> kv_bucket::get(const std::string& key) const {
   if (s == NATS_NOT_FOUND) return std::optional<kv_entry>();
   if (s != NATS_OK) return make_error("cannot read " + name_ + "/" + key + ": " + nats_text(s));
   kv_entry out;
-  out.value.assign(static_cast<const char*>(kvEntry_Value(e)), static_cast<size_t>(kvEntry_ValueLen(e)));
+  out.value.assign(static_cast<const char*>(kvEntry_Value(e)),
+                   static_cast<size_t>(kvEntry_ValueLen(e)));
   out.revision = kvEntry_Revision(e);
   out.created_ns = kvEntry_Created(e);
   kvEntry_Destroy(e);
@@ -85,19 +88,23 @@ kv_write kv_bucket::put(const std::string& key, const std::string& value) {
 
 kv_write kv_bucket::create(const std::string& key, const std::string& value) {
   uint64_t rev = 0;
-  natsStatus s = kvStore_Create(&rev, kv_, key.c_str(), value.data(), static_cast<int>(value.size()));
+  natsStatus s =
+      kvStore_Create(&rev, kv_, key.c_str(), value.data(), static_cast<int>(value.size()));
   return write_result(s, rev);
 }
 
-kv_write kv_bucket::update(const std::string& key, const std::string& value, uint64_t expected_revision) {
+kv_write kv_bucket::update(const std::string& key, const std::string& value,
+                           uint64_t expected_revision) {
   uint64_t rev = 0;
-  natsStatus s = kvStore_Update(&rev, kv_, key.c_str(), value.data(), static_cast<int>(value.size()), expected_revision);
+  natsStatus s = kvStore_Update(&rev, kv_, key.c_str(), value.data(),
+                                static_cast<int>(value.size()), expected_revision);
   return write_result(s, rev);
 }
 
 status kv_bucket::erase(const std::string& key) {
   natsStatus s = kvStore_Delete(kv_, key.c_str());
-  if (s != NATS_OK && s != NATS_NOT_FOUND) return make_error("cannot delete " + name_ + "/" + key + ": " + nats_text(s));
+  if (s != NATS_OK && s != NATS_NOT_FOUND)
+    return make_error("cannot delete " + name_ + "/" + key + ": " + nats_text(s));
   return ok_status();
 }
 
@@ -122,7 +129,8 @@ result<std::optional<kv_bucket::watcher::update>> kv_bucket::watcher::next(int64
   if (s != NATS_OK) return make_error(std::string("watch failed: ") + nats_text(s));
   update u;
   u.key = kvEntry_Key(e);
-  u.entry.value.assign(static_cast<const char*>(kvEntry_Value(e)), static_cast<size_t>(kvEntry_ValueLen(e)));
+  u.entry.value.assign(static_cast<const char*>(kvEntry_Value(e)),
+                       static_cast<size_t>(kvEntry_ValueLen(e)));
   u.entry.revision = kvEntry_Revision(e);
   u.entry.created_ns = kvEntry_Created(e);
   u.deleted = kvEntry_Operation(e) != kvOp_Put;

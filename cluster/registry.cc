@@ -10,7 +10,8 @@ namespace {
 constexpr int kCasAttempts = 50;
 
 std::string random_id() {
-  static thread_local std::mt19937_64 rng(std::random_device{}() ^ static_cast<uint64_t>(now_micros()));
+  static thread_local std::mt19937_64 rng(std::random_device{}() ^
+                                          static_cast<uint64_t>(now_micros()));
   char buf[20];
   std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(rng()));
   return buf;
@@ -44,7 +45,8 @@ result<std::pair<nlohmann::json, uint64_t>> model_registry::head(const std::stri
   }
 }
 
-result<uint32_t> model_registry::register_version(const std::string& name, nlohmann::json meta, const std::string& artifact) {
+result<uint32_t> model_registry::register_version(const std::string& name, nlohmann::json meta,
+                                                  const std::string& artifact) {
   const std::string id = random_id();
   auto ref = objects_->put("tsr.obj.model." + name + "." + id, artifact);
   if (!ref) return make_error(ref.error_message());
@@ -63,10 +65,15 @@ result<uint32_t> model_registry::register_version(const std::string& name, nlohm
     auto h = head(name);
     if (!h) return undo(h.error_message());
     auto [j, rev] = std::move(h.value());
-    if (j.is_null()) j = {{"name", name}, {"next_version", 1}, {"versions", nlohmann::json::object()}, {"production_history", nlohmann::json::array()}};
+    if (j.is_null())
+      j = {{"name", name},
+           {"next_version", 1},
+           {"versions", nlohmann::json::object()},
+           {"production_history", nlohmann::json::array()}};
     const uint32_t v = j["next_version"].get<uint32_t>();
     j["next_version"] = v + 1;
-    j["versions"][std::to_string(v)] = {{"record", id}, {"stage", "candidate"}, {"created", meta["created"]}};
+    j["versions"][std::to_string(v)] = {
+        {"record", id}, {"stage", "candidate"}, {"created", meta["created"]}};
     kv_write cw = rev == 0 ? kv_->create(name, j.dump()) : kv_->update(name, j.dump(), rev);
     if (cw.ok) return v;
     if (!cw.conflict) return undo("cannot register " + name + ": " + cw.error);
@@ -86,21 +93,24 @@ result<nlohmann::json> model_registry::list() const {
     auto& j = h->first;
     nlohmann::json m{{"name", k}, {"versions", nlohmann::json::array()}, {"production", nullptr}};
     for (auto& [v, e] : j["versions"].items()) {
-      m["versions"].push_back({{"version", std::stoul(v)}, {"stage", e["stage"]}, {"created", e["created"]}});
+      m["versions"].push_back(
+          {{"version", std::stoul(v)}, {"stage", e["stage"]}, {"created", e["created"]}});
       if (e["stage"] == "production") m["production"] = std::stoul(v);
     }
-    std::sort(m["versions"].begin(), m["versions"].end(), [](auto& a, auto& b) { return a["version"] < b["version"]; });
+    std::sort(m["versions"].begin(), m["versions"].end(),
+              [](auto& a, auto& b) { return a["version"] < b["version"]; });
     out.push_back(std::move(m));
   }
   return out;
 }
 
-result<uint32_t> model_registry::resolve(const nlohmann::json& j, const std::string& name, uint32_t version) const {
+result<uint32_t> model_registry::resolve(const nlohmann::json& j, const std::string& name,
+                                         uint32_t version) const {
   if (j.is_null()) return make_error("unknown model '" + name + "'");
   if (version != 0) {
     if (!j["versions"].contains(std::to_string(version)))
-      return make_error("model " + name + " has no version " + std::to_string(version) + " (latest: " +
-                        std::to_string(j["next_version"].get<uint32_t>() - 1) + ")");
+      return make_error("model " + name + " has no version " + std::to_string(version) +
+                        " (latest: " + std::to_string(j["next_version"].get<uint32_t>() - 1) + ")");
     return version;
   }
   uint32_t latest = 0;
@@ -120,9 +130,13 @@ result<nlohmann::json> model_registry::show(const std::string& name, uint32_t ve
   auto& e = h->first["versions"][std::to_string(*v)];
   auto rec = kv_->get(name + "." + e["record"].get<std::string>());
   if (!rec) return make_error(rec.error_message());
-  if (!rec->has_value()) return make_error("model " + name + " version " + std::to_string(*v) + ": its record is missing");
+  if (!rec->has_value())
+    return make_error("model " + name + " version " + std::to_string(*v) +
+                      ": its record is missing");
   nlohmann::json j = nlohmann::json::parse((*rec)->value, nullptr, false);
-  if (j.is_discarded()) return make_error("model " + name + " version " + std::to_string(*v) + ": its record is unreadable");
+  if (j.is_discarded())
+    return make_error("model " + name + " version " + std::to_string(*v) +
+                      ": its record is unreadable");
   j["version"] = *v;
   j["stage"] = e["stage"];
   j["production_history"] = h->first["production_history"];
@@ -134,11 +148,15 @@ result<std::string> model_registry::artifact(const std::string& name, uint32_t v
   if (!j) return make_error(j.error_message());
   auto ref = object_ref::from_json((*j)["artifact"]);
   if (!ref) return make_error(ref.error_message());
-  return objects_->get(*ref, "artifact of " + name + " version " + std::to_string((*j)["version"].get<uint32_t>()));
+  return objects_->get(
+      *ref, "artifact of " + name + " version " + std::to_string((*j)["version"].get<uint32_t>()));
 }
 
-status model_registry::promote(const std::string& name, uint32_t version, const std::string& stage) {
-  if (!valid_stage(stage)) return make_error("unknown stage '" + stage + "' (candidate, shadow, canary, production, archived)");
+status model_registry::promote(const std::string& name, uint32_t version,
+                               const std::string& stage) {
+  if (!valid_stage(stage))
+    return make_error("unknown stage '" + stage +
+                      "' (candidate, shadow, canary, production, archived)");
   for (int attempt = 0; attempt < kCasAttempts; ++attempt) {
     auto h = head(name);
     if (!h) return make_error(h.error_message());
@@ -161,7 +179,9 @@ status model_registry::promote(const std::string& name, uint32_t version, const 
     if (w.ok) return ok_status();
     if (!w.conflict) return make_error("cannot promote " + name + ": " + w.error);
   }
-  return make_error("cannot promote " + name + ": the registry kept changing under concurrent writers; retry", errc::retryable);
+  return make_error(
+      "cannot promote " + name + ": the registry kept changing under concurrent writers; retry",
+      errc::retryable);
 }
 
 result<uint32_t> model_registry::rollback(const std::string& name) {
@@ -171,7 +191,8 @@ result<uint32_t> model_registry::rollback(const std::string& name) {
     auto [j, rev] = std::move(h.value());
     if (j.is_null()) return make_error("unknown model '" + name + "'");
     auto& hist = j["production_history"];
-    if (hist.empty()) return make_error("model " + name + " has no earlier production version to roll back to");
+    if (hist.empty())
+      return make_error("model " + name + " has no earlier production version to roll back to");
     const uint32_t back = hist.back().get<uint32_t>();
     hist.erase(hist.size() - 1);
     for (auto& [v, e] : j["versions"].items())
@@ -181,7 +202,9 @@ result<uint32_t> model_registry::rollback(const std::string& name) {
     if (w.ok) return back;
     if (!w.conflict) return make_error("cannot roll back " + name + ": " + w.error);
   }
-  return make_error("cannot roll back " + name + ": the registry kept changing under concurrent writers; retry", errc::retryable);
+  return make_error(
+      "cannot roll back " + name + ": the registry kept changing under concurrent writers; retry",
+      errc::retryable);
 }
 
 }  // namespace tessera

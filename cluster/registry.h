@@ -35,7 +35,8 @@ class model_registry {
 
   // Stores the artifact and registers a new version (stage candidate) with `meta` (JSON
   // object: lineage, metrics, inputs, ...). Returns the version number.
-  result<uint32_t> register_version(const std::string& name, nlohmann::json meta, const std::string& artifact);
+  result<uint32_t> register_version(const std::string& name, nlohmann::json meta,
+                                    const std::string& artifact);
   // Every model: {name, versions: [{version, stage, created}], production}.
   result<nlohmann::json> list() const;
   // One version's record plus its stage; version 0 = the production version, else the latest.
@@ -51,7 +52,8 @@ class model_registry {
  private:
   model_registry() = default;
   result<std::pair<nlohmann::json, uint64_t>> head(const std::string& name) const;
-  result<uint32_t> resolve(const nlohmann::json& head, const std::string& name, uint32_t version) const;
+  result<uint32_t> resolve(const nlohmann::json& head, const std::string& name,
+                           uint32_t version) const;
   std::unique_ptr<kv_bucket> kv_;
   std::unique_ptr<object_store> objects_;
 };

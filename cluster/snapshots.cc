@@ -1,8 +1,8 @@
 #include "snapshots.h"
 
 #include <nats/nats.h>
-#include <nlohmann/json.hpp>
 #include <zlib.h>
+#include <nlohmann/json.hpp>
 
 #include "objects.h"
 #include "time_util.h"
@@ -12,19 +12,32 @@ namespace {
 
 constexpr const char* kStream = "TSR_SNAP";
 
-std::string chunk_subject(uint32_t shard) { return "tsr.snap." + std::to_string(shard); }
-std::string manifest_key(uint32_t shard) { return "shard-" + std::to_string(shard); }
+std::string chunk_subject(uint32_t shard) {
+  return "tsr.snap." + std::to_string(shard);
+}
+std::string manifest_key(uint32_t shard) {
+  return "shard-" + std::to_string(shard);
+}
 
-uint32_t crc_of(const char* p, size_t n) { return crc32_of(p, n); }
+uint32_t crc_of(const char* p, size_t n) {
+  return crc32_of(p, n);
+}
 
 }  // namespace
 
 std::string snapshot_manifest::to_json() const {
-  nlohmann::json j{{"format", format}, {"shard", shard},   {"node", node},   {"epoch", epoch},
-                   {"created", format_timestamp(created_us)}, {"created_us", created_us},
-                   {"bytes", bytes},   {"crc32", crc32},   {"applied", applied}};
+  nlohmann::json j{{"format", format},
+                   {"shard", shard},
+                   {"node", node},
+                   {"epoch", epoch},
+                   {"created", format_timestamp(created_us)},
+                   {"created_us", created_us},
+                   {"bytes", bytes},
+                   {"crc32", crc32},
+                   {"applied", applied}};
   j["chunks"] = nlohmann::json::array();
-  for (auto& c : chunks) j["chunks"].push_back({{"seq", c.seq}, {"len", c.len}, {"crc32", c.crc32}});
+  for (auto& c : chunks)
+    j["chunks"].push_back({{"seq", c.seq}, {"len", c.len}, {"crc32", c.crc32}});
   return j.dump();
 }
 
@@ -34,8 +47,8 @@ result<snapshot_manifest> snapshot_manifest::from_json(const std::string& text) 
     snapshot_manifest m;
     m.format = j.at("format").get<int>();
     if (m.format != kFormat)
-      return make_error("snapshot manifest has format " + std::to_string(m.format) + "; this node reads format " +
-                        std::to_string(kFormat));
+      return make_error("snapshot manifest has format " + std::to_string(m.format) +
+                        "; this node reads format " + std::to_string(kFormat));
     m.shard = j.at("shard").get<uint32_t>();
     m.node = j.at("node").get<std::string>();
     m.epoch = j.at("epoch").get<uint64_t>();
@@ -43,7 +56,9 @@ result<snapshot_manifest> snapshot_manifest::from_json(const std::string& text) 
     m.bytes = j.at("bytes").get<uint64_t>();
     m.crc32 = j.at("crc32").get<uint32_t>();
     m.applied = j.at("applied").get<std::map<std::string, uint64_t>>();
-    for (auto& c : j.at("chunks")) m.chunks.push_back({c.at("seq").get<uint64_t>(), c.at("len").get<uint32_t>(), c.at("crc32").get<uint32_t>()});
+    for (auto& c : j.at("chunks"))
+      m.chunks.push_back({c.at("seq").get<uint64_t>(), c.at("len").get<uint32_t>(),
+                          c.at("crc32").get<uint32_t>()});
     return m;
   } catch (const std::exception& e) {
     return make_error(std::string("malformed snapshot manifest: ") + e.what());
@@ -71,7 +86,9 @@ result<bool> snapshot_store::save(snapshot_manifest m, const std::string& blob) 
   m.crc32 = crc_of(blob.data(), blob.size());
   m.chunks.clear();
   auto ref = objects_->put(chunk_subject(m.shard), blob);
-  if (!ref) return make_error("cannot store a snapshot chunk of shard " + std::to_string(m.shard) + ": " + ref.error_message());
+  if (!ref)
+    return make_error("cannot store a snapshot chunk of shard " + std::to_string(m.shard) + ": " +
+                      ref.error_message());
   for (auto& c : ref->chunks) m.chunks.push_back({c.seq, c.len, c.crc32});
   // Install the manifest unless the stored one holds more; retry on a concurrent change.
   for (int attempt = 0; attempt < 5; ++attempt) {
@@ -100,9 +117,12 @@ result<bool> snapshot_store::save(snapshot_manifest m, const std::string& blob) 
       }
       return true;
     }
-    if (!w.conflict) return make_error("cannot install the snapshot manifest of shard " + std::to_string(m.shard) + ": " + w.error);
+    if (!w.conflict)
+      return make_error("cannot install the snapshot manifest of shard " + std::to_string(m.shard) +
+                        ": " + w.error);
   }
-  return make_error("snapshot manifest of shard " + std::to_string(m.shard) + " kept changing under concurrent writers");
+  return make_error("snapshot manifest of shard " + std::to_string(m.shard) +
+                    " kept changing under concurrent writers");
 }
 
 result<std::optional<snapshot_manifest>> snapshot_store::latest(uint32_t shard) const {
@@ -111,7 +131,9 @@ result<std::optional<snapshot_manifest>> snapshot_store::latest(uint32_t shard) 
   if (!cur->has_value()) return std::optional<snapshot_manifest>();
   auto m = snapshot_manifest::from_json((*cur)->value);
   if (!m) return make_error("shard " + std::to_string(shard) + ": " + m.error_message());
-  if (m->shard != shard) return make_error("snapshot manifest under shard-" + std::to_string(shard) + " names shard " + std::to_string(m->shard));
+  if (m->shard != shard)
+    return make_error("snapshot manifest under shard-" + std::to_string(shard) + " names shard " +
+                      std::to_string(m->shard));
   m->revision = (*cur)->revision;
   return std::optional<snapshot_manifest>(std::move(m.value()));
 }
@@ -125,6 +147,8 @@ result<std::string> snapshot_store::fetch(const snapshot_manifest& m) const {
   return objects_->get(ref, "snapshot of shard " + std::to_string(m.shard));
 }
 
-kv_write snapshot_store::TEST_put_manifest(uint32_t shard, const std::string& json) { return manifests_->put(manifest_key(shard), json); }
+kv_write snapshot_store::TEST_put_manifest(uint32_t shard, const std::string& json) {
+  return manifests_->put(manifest_key(shard), json);
+}
 
 }  // namespace tessera

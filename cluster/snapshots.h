@@ -31,13 +31,13 @@ struct snapshot_manifest {
   static constexpr int kFormat = 1;
   int format = kFormat;
   uint32_t shard = 0;
-  std::string node;        // who wrote it
-  uint64_t epoch = 0;      // shard-map epoch it was written under
+  std::string node;    // who wrote it
+  uint64_t epoch = 0;  // shard-map epoch it was written under
   int64_t created_us = 0;
   uint64_t bytes = 0;
-  uint32_t crc32 = 0;      // of the whole blob
+  uint32_t crc32 = 0;  // of the whole blob
   struct chunk {
-    uint64_t seq = 0;      // stream sequence in TSR_SNAP
+    uint64_t seq = 0;  // stream sequence in TSR_SNAP
     uint32_t len = 0;
     uint32_t crc32 = 0;
   };

@@ -11,10 +11,12 @@ namespace tessera {
 // exactly as many shards as the map gives it (so no shard is between two owners), all of them
 // together serving all `shard_count` shards.
 // With `members` > 0, also exactly that many live members, each owning at least one shard.
-inline bool every_shard_served(wire::NodeStatus::Reader st, uint32_t shard_count, const std::string& gone = "", size_t members = 0) {
+inline bool every_shard_served(wire::NodeStatus::Reader st, uint32_t shard_count,
+                               const std::string& gone = "", size_t members = 0) {
   std::map<std::string, uint32_t> served;
   for (auto m : st.getMembers())
-    if (m.getAlive() && gone != m.getNodeId().cStr()) served[m.getNodeId().cStr()] = m.getShardsServed();
+    if (m.getAlive() && gone != m.getNodeId().cStr())
+      served[m.getNodeId().cStr()] = m.getShardsServed();
   uint32_t total = 0;
   for (auto& [id, n] : served) total += n;
   bool owners_alive = st.getShardOwners().size() == shard_count;

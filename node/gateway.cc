@@ -3,8 +3,8 @@
 #include <capnp/ez-rpc.h>
 #include <capnp/message.h>
 #include <capnp/serialize.h>
-#include <kj/async.h>
 #include <kj/async-io.h>
+#include <kj/async.h>
 #include <kj/timer.h>
 #include <spdlog/spdlog.h>
 
@@ -18,11 +18,11 @@
 #include "actors/training/dataset.h"
 #include "actors/training/trainer.h"
 #include "actors/training/training_service.h"
-#include "cluster/registry.h"
 #include "cluster/cluster_view.h"
+#include "cluster/registry.h"
 #include "codec.h"
-#include "reader.h"
 #include "hash.h"
+#include "reader.h"
 #include "stream_clock.h"
 #include "time_util.h"
 
@@ -39,10 +39,12 @@ namespace {
 constexpr size_t kEventsPerMessage = 1000;
 
 [[noreturn]] void fail(const std::string& msg) {
-  kj::throwFatalException(kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__, kj::str(msg.c_str())));
+  kj::throwFatalException(
+      kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__, kj::str(msg.c_str())));
 }
 [[noreturn]] void overloaded(const std::string& msg) {
-  kj::throwFatalException(kj::Exception(kj::Exception::Type::OVERLOADED, __FILE__, __LINE__, kj::str(msg.c_str())));
+  kj::throwFatalException(
+      kj::Exception(kj::Exception::Type::OVERLOADED, __FILE__, __LINE__, kj::str(msg.c_str())));
 }
 
 template <typename T>
@@ -53,7 +55,11 @@ struct xthread {
 class gateway_impl final : public wire::Gateway::Server {
  public:
   gateway_impl(std::shared_ptr<const features_context> ctx, caf::actor sup, gateway_options opts)
-      : ctx_(ctx), sup_(std::move(sup)), opts_(std::move(opts)), started_(std::chrono::steady_clock::now()), reader_(ctx, ctx->nats) {}
+      : ctx_(ctx),
+        sup_(std::move(sup)),
+        opts_(std::move(opts)),
+        started_(std::chrono::steady_clock::now()),
+        reader_(ctx, ctx->nats) {}
 
   kj::Promise<void> ingest(IngestContext call) override {
     ctx_->metrics->ingest_calls++;
@@ -62,7 +68,8 @@ class gateway_impl final : public wire::Gateway::Server {
     const stream_def* s = ctx_->defs->find_stream(stream_name);
     if (!s) fail("unknown stream '" + stream_name + "'" + known_streams());
     auto plans = ctx_->defs->plans_for_stream(stream_name);
-    if (plans.empty()) fail("stream '" + stream_name + "' feeds no feature view; nothing would read these events");
+    if (plans.empty())
+      fail("stream '" + stream_name + "' feeds no feature view; nothing would read these events");
     auto events = p.getEvents();
     if (events.size() > opts_.max_events_per_call)
       fail("batch of " + std::to_string(events.size()) + " events exceeds the limit of " +
@@ -72,7 +79,8 @@ class gateway_impl final : public wire::Gateway::Server {
     for (char c : batch_id)
       if (c < 0x21 || c > 0x7e) fail("batchId must be printable ASCII without spaces");
     if (in_flight_.load() + events.size() > opts_.max_events_in_flight)
-      overloaded("gateway overloaded: " + std::to_string(in_flight_.load()) + " events await JetStream; retry later");
+      overloaded("gateway overloaded: " + std::to_string(in_flight_.load()) +
+                 " events await JetStream; retry later");
 
     // Validate every event; keep the good ones grouped by (kind, shard).
     struct rejected_event {
@@ -80,7 +88,8 @@ class gateway_impl final : public wire::Gateway::Server {
       event_error err;
     };
     std::vector<rejected_event> rejected;
-    std::map<std::pair<size_t, uint32_t>, std::vector<std::pair<uint32_t, std::string>>> groups;  // -> (event index, key)
+    std::map<std::pair<size_t, uint32_t>, std::vector<std::pair<uint32_t, std::string>>>
+        groups;  // -> (event index, key)
     std::vector<normalized_event> normalized(events.size());
     std::vector<int64_t> known(events.size(), 0);
     std::vector<bool> decoded(events.size(), false), is_late(events.size(), false);
@@ -90,7 +99,9 @@ class gateway_impl final : public wire::Gateway::Server {
       auto e = events[i];
       event_error err;
       if (e.getStream().size() && std::string(e.getStream().cStr()) != stream_name) {
-        rejected.push_back({i, {"", "event names stream '" + std::string(e.getStream().cStr()) + "' in a call for '" + stream_name + "'"}});
+        rejected.push_back({i,
+                            {"", "event names stream '" + std::string(e.getStream().cStr()) +
+                                     "' in a call for '" + stream_name + "'"}});
         continue;
       }
       if (!normalize_event(e, *s, normalized[i], err)) {
@@ -139,7 +150,9 @@ class gateway_impl final : public wire::Gateway::Server {
         known[i] = normalized[i].time;
       } else if (kt != 0) {
         if (!timestamp_is_sane(kt, kMaxFutureUs)) {
-          rejected.push_back({i, {"knownTime", "absurd known time " + std::to_string(kt) + " µs (use 0 for now, -1 for the event time)"}});
+          rejected.push_back({i,
+                              {"knownTime", "absurd known time " + std::to_string(kt) +
+                                                " µs (use 0 for now, -1 for the event time)"}});
           continue;
         }
         known[i] = kt;
@@ -148,18 +161,22 @@ class gateway_impl final : public wire::Gateway::Server {
       bool ok = true;
       for (size_t pi = 0; pi < plans.size() && ok; ++pi) {
         std::string key = entity_key(normalized[i], *plans[pi], err);
-        if (key.empty()) ok = false;
-        else keys.emplace_back(pi, std::move(key));
+        if (key.empty())
+          ok = false;
+        else
+          keys.emplace_back(pi, std::move(key));
       }
       if (!ok) {
         rejected.push_back({i, err});
         continue;
       }
-      for (auto& [pi, key] : keys) groups[{pi, shard_of(key, ctx_->opts.shard_count)}].emplace_back(i, std::move(key));
+      for (auto& [pi, key] : keys)
+        groups[{pi, shard_of(key, ctx_->opts.shard_count)}].emplace_back(i, std::move(key));
       ++accepted;
       // Older than every online window, yet within the offline retention (older ones become
       // dead letters at the shard, as a re-run ingest's duplicates would not be told apart here).
-      is_late[i] = call_clock > 0 && t <= call_clock - longest_retention && t > call_clock - s->offline_retention_us;
+      is_late[i] = call_clock > 0 && t <= call_clock - longest_retention &&
+                   t > call_clock - s->offline_retention_us;
       batch_max = std::max(batch_max, t);
     }
     if (clocks) {
@@ -170,8 +187,9 @@ class gateway_impl final : public wire::Gateway::Server {
       ctx_->metrics->rejected_at_gateway += rejected.size();
       uint64_t suppressed = 0;
       if (ctx_->limiter->allow("gateway:rejected", suppressed))
-        spdlog::warn("ingest {}: rejected {} of {} events, first at {}: {} {}{}", stream_name, rejected.size(), events.size(),
-                     rejected[0].index, rejected[0].err.field, rejected[0].err.reason,
+        spdlog::warn("ingest {}: rejected {} of {} events, first at {}: {} {}{}", stream_name,
+                     rejected.size(), events.size(), rejected[0].index, rejected[0].err.field,
+                     rejected[0].err.reason,
                      suppressed ? fmt::format(" ({} similar suppressed)", suppressed) : "");
     }
     auto fill_rejections = [rejected](wire::Gateway::IngestResults::Builder r) {
@@ -233,26 +251,34 @@ class gateway_impl final : public wire::Gateway::Server {
           }
         }
         std::string subject = event_subject(stream_name, plan->entity, gk.second);
-        std::string id = batch_id.empty() ? "" : batch_id + "." + plan->entity + "." + std::to_string(gk.second) + "." + std::to_string(chunk);
+        std::string id = batch_id.empty()
+                             ? ""
+                             : batch_id + "." + plan->entity + "." + std::to_string(gk.second) +
+                                   "." + std::to_string(chunk);
         messages.emplace_back(subject, capnp::messageToFlatArray(mb));
         // Every plan carries the same events: count duplicates through the first plan only.
-        ids.push_back(gk.first == 0 ? message_counts{id, static_cast<uint32_t>(n), late_here} : message_counts{id});
+        ids.push_back(gk.first == 0 ? message_counts{id, static_cast<uint32_t>(n), late_here}
+                                    : message_counts{id});
       }
     }
     call.releaseParams();
     size_t total_events = accepted;
     in_flight_ += total_events;
     pc->left = messages.size();
-    auto results_ready = paf.promise.then([this, pc, accepted, total_events, fill_rejections, call]() mutable {
-      in_flight_ -= total_events;
-      if (!pc->error.empty()) kj::throwFatalException(kj::Exception(kj::Exception::Type::DISCONNECTED, __FILE__, __LINE__,
-                                                                    kj::str("JetStream did not store the batch: ", pc->error.c_str(), "; retry with the same batchId")));
-      auto r = call.getResults();
-      r.setAccepted(accepted);
-      r.setDuplicates(std::min(pc->duplicate_events, accepted));
-      r.setLate(pc->late_events);
-      fill_rejections(r);
-    });
+    auto results_ready =
+        paf.promise.then([this, pc, accepted, total_events, fill_rejections, call]() mutable {
+          in_flight_ -= total_events;
+          if (!pc->error.empty())
+            kj::throwFatalException(
+                kj::Exception(kj::Exception::Type::DISCONNECTED, __FILE__, __LINE__,
+                              kj::str("JetStream did not store the batch: ", pc->error.c_str(),
+                                      "; retry with the same batchId")));
+          auto r = call.getResults();
+          r.setAccepted(accepted);
+          r.setDuplicates(std::min(pc->duplicate_events, accepted));
+          r.setLate(pc->late_events);
+          fill_rejections(r);
+        });
     if (messages.empty()) {
       pc->done->f->fulfill();
       return results_ready;
@@ -264,8 +290,10 @@ class gateway_impl final : public wire::Gateway::Server {
                           [pc, n_events, n_late](const std::string& err, bool dup) {
                             std::lock_guard<std::mutex> g(pc->mu);
                             if (!err.empty() && pc->error.empty()) pc->error = err;
-                            if (dup) pc->duplicate_events += n_events;
-                            else pc->late_events += n_late;
+                            if (dup)
+                              pc->duplicate_events += n_events;
+                            else
+                              pc->late_events += n_late;
                             if (--pc->left == 0) pc->done->f->fulfill();
                           });
     }
@@ -281,16 +309,20 @@ class gateway_impl final : public wire::Gateway::Server {
     auto ents = p.getEntities();
     if (ents.size() == 0) fail("no entities given");
     if (ents.size() > opts_.max_entities_per_read)
-      fail(std::to_string(ents.size()) + " entities in one call exceeds the limit of " + std::to_string(opts_.max_entities_per_read));
+      fail(std::to_string(ents.size()) + " entities in one call exceeds the limit of " +
+           std::to_string(opts_.max_entities_per_read));
     int64_t as_of = p.getAsOf();
     if (as_of > 0 && !timestamp_is_sane(as_of, 100LL * 365 * 86400 * 1000000))
-      fail("asOf " + std::to_string(as_of) + " is not a plausible time in microseconds since the epoch");
-    if (as_of < -100LL * 365 * 86400 * 1000000) fail("asOf " + std::to_string(as_of) + " reaches back more than a century before the clock");
+      fail("asOf " + std::to_string(as_of) +
+           " is not a plausible time in microseconds since the epoch");
+    if (as_of < -100LL * 365 * 86400 * 1000000)
+      fail("asOf " + std::to_string(as_of) + " reaches back more than a century before the clock");
     std::vector<std::string> keys;
     keys.reserve(ents.size());
     for (uint32_t i = 0; i < ents.size(); ++i) {
       std::string k(ents[i].cStr(), ents[i].size());
-      if (!key_is_valid(k)) fail("invalid entity key (empty, longer than 256 bytes, or containing NUL)");
+      if (!key_is_valid(k))
+        fail("invalid entity key (empty, longer than 256 bytes, or containing NUL)");
       keys.push_back(std::move(k));
     }
     auto deadline = std::chrono::steady_clock::now() + opts_.move_wait;
@@ -300,7 +332,8 @@ class gateway_impl final : public wire::Gateway::Server {
         fail(a.vectors.error_message());
       }
       auto vl = call.getResults().initVectors(static_cast<unsigned>(a.vectors->size()));
-      for (size_t i = 0; i < a.vectors->size(); ++i) write_vector(vl[static_cast<unsigned>(i)], (*a.vectors)[i]);
+      for (size_t i = 0; i < a.vectors->size(); ++i)
+        write_vector(vl[static_cast<unsigned>(i)], (*a.vectors)[i]);
     });
   }
 
@@ -311,7 +344,8 @@ class gateway_impl final : public wire::Gateway::Server {
     if (!l) fail("unknown label '" + name + "'" + known_labels());
     const uint32_t shard = p.getShard();
     if (shard >= ctx_->opts.shard_count)
-      fail("shard " + std::to_string(shard) + " does not exist (the cluster has " + std::to_string(ctx_->opts.shard_count) + ")");
+      fail("shard " + std::to_string(shard) + " does not exist (the cluster has " +
+           std::to_string(ctx_->opts.shard_count) + ")");
     const int64_t from = p.getFrom(), to = p.getTo();
     if (from >= to) fail("empty time range: from must be before to");
     if (!ctx_->datasets) fail("this node builds no datasets");
@@ -332,8 +366,10 @@ class gateway_impl final : public wire::Gateway::Server {
       }
       auto out = call.getResults().initPart();
       auto cl = out.initColumns(static_cast<unsigned>(a.part->columns.size()));
-      for (size_t i = 0; i < a.part->columns.size(); ++i) cl.set(static_cast<unsigned>(i), a.part->columns[i]);
-      out.setCsv(kj::arrayPtr(reinterpret_cast<const kj::byte*>(a.part->csv.data()), a.part->csv.size()));
+      for (size_t i = 0; i < a.part->columns.size(); ++i)
+        cl.set(static_cast<unsigned>(i), a.part->columns[i]);
+      out.setCsv(
+          kj::arrayPtr(reinterpret_cast<const kj::byte*>(a.part->csv.data()), a.part->csv.size()));
       out.setRows(a.part->rows);
       out.setExamples(a.part->examples);
       out.setOutsideRetention(a.part->outside_retention);
@@ -344,16 +380,18 @@ class gateway_impl final : public wire::Gateway::Server {
 
   kj::Promise<void> train(TrainContext call) override {
     std::string model = call.getParams().getModel();
-    return off_thread<std::string>([t = training(), model] { return t->submit(model); }).then([call](result<std::string> r) mutable {
-      call.getResults().setJobId(value_or_fail(std::move(r)));
-    });
+    return off_thread<std::string>([t = training(), model] { return t->submit(model); })
+        .then([call](result<std::string> r) mutable {
+          call.getResults().setJobId(value_or_fail(std::move(r)));
+        });
   }
 
   kj::Promise<void> job(JobContext call) override {
     std::string id = call.getParams().getJobId();
-    return off_thread<job_info>([t = training(), id] { return t->job(id); }).then([call](result<job_info> r) mutable {
-      write_job(call.getResults().initJob(), value_or_fail(std::move(r)));
-    });
+    return off_thread<job_info>([t = training(), id] { return t->job(id); })
+        .then([call](result<job_info> r) mutable {
+          write_job(call.getResults().initJob(), value_or_fail(std::move(r)));
+        });
   }
 
   kj::Promise<void> listModels(ListModelsContext call) override {
@@ -362,7 +400,9 @@ class gateway_impl final : public wire::Gateway::Server {
              if (!l) return make_error(l.error_message());
              return l->dump();
            })
-        .then([call](result<std::string> r) mutable { call.getResults().setJson(value_or_fail(std::move(r))); });
+        .then([call](result<std::string> r) mutable {
+          call.getResults().setJson(value_or_fail(std::move(r)));
+        });
   }
 
   kj::Promise<void> showModel(ShowModelContext call) override {
@@ -373,7 +413,9 @@ class gateway_impl final : public wire::Gateway::Server {
              if (!j) return make_error(j.error_message());
              return j->dump();
            })
-        .then([call](result<std::string> r) mutable { call.getResults().setJson(value_or_fail(std::move(r))); });
+        .then([call](result<std::string> r) mutable {
+          call.getResults().setJson(value_or_fail(std::move(r)));
+        });
   }
 
   kj::Promise<void> promoteModel(PromoteModelContext call) override {
@@ -397,7 +439,9 @@ class gateway_impl final : public wire::Gateway::Server {
              if (v) spdlog::info("registry: {} rolled back to version {}", name, *v);
              return v;
            })
-        .then([call](result<uint32_t> r) mutable { call.getResults().setVersion(value_or_fail(std::move(r))); });
+        .then([call](result<uint32_t> r) mutable {
+          call.getResults().setVersion(value_or_fail(std::move(r)));
+        });
   }
 
   kj::Promise<void> importModel(ImportModelContext call) override {
@@ -406,20 +450,28 @@ class gateway_impl final : public wire::Gateway::Server {
     const label_def* l = ctx_->defs->find_label(label);
     if (!l) fail("unknown label '" + label + "'" + known_labels());
     bool name_ok = !name.empty() && name.size() <= 64;
-    for (char c : name) name_ok = name_ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '_');
+    for (char c : name)
+      name_ok = name_ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '_');
     if (!name_ok) fail("model names are letters, digits and _ (at most 64)");
     auto bytes = p.getArtifact();
     std::string artifact(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
-    return off_thread<uint32_t>([t = training(), name, l, artifact = std::move(artifact)]() -> result<uint32_t> {
-             auto cols = l->feature_columns();
-             auto ok = check_torchscript(artifact, cols.size());
-             if (!ok) return make_error("refused: " + ok.error_message());
-             nlohmann::json views = nlohmann::json::array();
-             for (const view_def* v : l->views) views.push_back(v->qualified());
-             return t->registry().register_version(
-                 name, {{"kind", "imported"}, {"inputs", cols}, {"lineage", {{"label", l->name}, {"views", views}, {"imported", true}}}}, artifact);
-           })
-        .then([call](result<uint32_t> r) mutable { call.getResults().setVersion(value_or_fail(std::move(r))); });
+    return off_thread<uint32_t>(
+               [t = training(), name, l, artifact = std::move(artifact)]() -> result<uint32_t> {
+                 auto cols = l->feature_columns();
+                 auto ok = check_torchscript(artifact, cols.size());
+                 if (!ok) return make_error("refused: " + ok.error_message());
+                 nlohmann::json views = nlohmann::json::array();
+                 for (const view_def* v : l->views) views.push_back(v->qualified());
+                 return t->registry().register_version(
+                     name,
+                     {{"kind", "imported"},
+                      {"inputs", cols},
+                      {"lineage", {{"label", l->name}, {"views", views}, {"imported", true}}}},
+                     artifact);
+               })
+        .then([call](result<uint32_t> r) mutable {
+          call.getResults().setVersion(value_or_fail(std::move(r)));
+        });
   }
 
   kj::Promise<void> exportModel(ExportModelContext call) override {
@@ -439,7 +491,8 @@ class gateway_impl final : public wire::Gateway::Server {
            })
         .then([call](result<exported> r) mutable {
           auto e = value_or_fail(std::move(r));
-          call.getResults().setArtifact(kj::arrayPtr(reinterpret_cast<const kj::byte*>(e.bytes.data()), e.bytes.size()));
+          call.getResults().setArtifact(
+              kj::arrayPtr(reinterpret_cast<const kj::byte*>(e.bytes.data()), e.bytes.size()));
           call.getResults().setVersion(e.version);
         });
   }
@@ -459,14 +512,19 @@ class gateway_impl final : public wire::Gateway::Server {
     auto paf = kj::newPromiseAndCrossThreadFulfiller<answer>();
     auto f = std::make_shared<xthread<answer>>();
     f->f = kj::mv(paf.fulfiller);
-    reader_.read(v, keys, as_of, /*forward=*/true, [f](result<std::vector<feature_vector>> r, bool retryable) {
-      f->f->fulfill(answer{std::move(r), retryable});
-    });
-    return paf.promise.then([this, v, keys = std::move(keys), as_of, deadline](answer a) mutable -> kj::Promise<answer> {
-      if (a.vectors || !a.retryable || !timer || std::chrono::steady_clock::now() + kRetryStep >= deadline) return kj::mv(a);
-      return timer->afterDelay(20 * kj::MILLISECONDS).then([this, v, keys = std::move(keys), as_of, deadline]() mutable {
-        return read_until(v, std::move(keys), as_of, deadline);
-      });
+    reader_.read(v, keys, as_of, /*forward=*/true,
+                 [f](result<std::vector<feature_vector>> r, bool retryable) {
+                   f->f->fulfill(answer{std::move(r), retryable});
+                 });
+    return paf.promise.then([this, v, keys = std::move(keys), as_of,
+                             deadline](answer a) mutable -> kj::Promise<answer> {
+      if (a.vectors || !a.retryable || !timer ||
+          std::chrono::steady_clock::now() + kRetryStep >= deadline)
+        return kj::mv(a);
+      return timer->afterDelay(20 * kj::MILLISECONDS)
+          .then([this, v, keys = std::move(keys), as_of, deadline]() mutable {
+            return read_until(v, std::move(keys), as_of, deadline);
+          });
     });
   }
   static constexpr auto kRetryStep = std::chrono::milliseconds(20);
@@ -495,7 +553,8 @@ class gateway_impl final : public wire::Gateway::Server {
     };
     caf::anon_send(sup_, status_atom::value, std::move(req));
     return paf.promise.then([this, call](std::vector<shard_status> shards) mutable {
-      std::sort(shards.begin(), shards.end(), [](auto& a, auto& b) { return a.id.name() < b.id.name(); });
+      std::sort(shards.begin(), shards.end(),
+                [](auto& a, auto& b) { return a.id.name() < b.id.name(); });
       auto st = call.getResults().initStatus();
       st.setNodeId(ctx_->node_id);
       st.setNatsUrl(opts_.nats_url);
@@ -505,7 +564,8 @@ class gateway_impl final : public wire::Gateway::Server {
       for (size_t i = 0; i < streams.size(); ++i) sl.set(static_cast<unsigned>(i), streams[i].name);
       auto& views = ctx_->defs->views();
       auto vl = st.initViews(static_cast<unsigned>(views.size()));
-      for (size_t i = 0; i < views.size(); ++i) vl.set(static_cast<unsigned>(i), views[i].qualified());
+      for (size_t i = 0; i < views.size(); ++i)
+        vl.set(static_cast<unsigned>(i), views[i].qualified());
       auto shl = st.initShards(static_cast<unsigned>(shards.size()));
       uint64_t dead = 0;
       for (size_t i = 0; i < shards.size(); ++i) {
@@ -550,7 +610,8 @@ class gateway_impl final : public wire::Gateway::Server {
           c.setRefused(clocks->refused(n));
         }
       }
-      st.setUptimeSeconds(std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count());
+      st.setUptimeSeconds(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count());
       if (ctx_->cluster) {
         auto members = ctx_->cluster->members();
         auto ml = st.initMembers(static_cast<unsigned>(members.size()));
@@ -579,8 +640,10 @@ class gateway_impl final : public wire::Gateway::Server {
         st.setSnapshotsUnchanged(cm.snapshots_unchanged.load());
       }
       const auto& sg = ctx_->metrics->stages;
-      const std::pair<const char*, const latency_histogram*> stages[] = {
-          {"delivery", &sg.delivery}, {"queued", &sg.queued}, {"applying", &sg.applying}, {"total", &sg.total}};
+      const std::pair<const char*, const latency_histogram*> stages[] = {{"delivery", &sg.delivery},
+                                                                         {"queued", &sg.queued},
+                                                                         {"applying", &sg.applying},
+                                                                         {"total", &sg.total}};
       auto ls = st.initApplyStages(4);
       for (unsigned i = 0; i < 4; ++i) {
         ls[i].setStage(stages[i].first);
@@ -600,7 +663,9 @@ class gateway_impl final : public wire::Gateway::Server {
   }
   training_service* training() const {
     training_service* t = ctx_->training.load();
-    if (!t) overloaded("training and the registry are not ready on this node yet (it is still joining); retry");
+    if (!t)
+      overloaded(
+          "training and the registry are not ready on this node yet (it is still joining); retry");
     return t;
   }
   // Runs `fn` on the training service's worker (blocking NATS calls stay off the kj thread).
@@ -654,7 +719,8 @@ class gateway_impl final : public wire::Gateway::Server {
 
 }  // namespace
 
-result<std::unique_ptr<gateway>> gateway::start(const gateway_options& o, std::shared_ptr<const features_context> ctx,
+result<std::unique_ptr<gateway>> gateway::start(const gateway_options& o,
+                                                std::shared_ptr<const features_context> ctx,
                                                 caf::actor supervisor) {
   std::unique_ptr<gateway> g(new gateway());
   g->stop_ = std::make_shared<stop_signal>();

@@ -32,14 +32,16 @@ struct gateway_options {
 
 class gateway {
  public:
-  static result<std::unique_ptr<gateway>> start(const gateway_options& o, std::shared_ptr<const features_context> ctx,
+  static result<std::unique_ptr<gateway>> start(const gateway_options& o,
+                                                std::shared_ptr<const features_context> ctx,
                                                 caf::actor supervisor);
   ~gateway();
   int port() const { return port_; }
 
  private:
   gateway() = default;
-  void run(const gateway_options& o, std::shared_ptr<const features_context> ctx, caf::actor supervisor);
+  void run(const gateway_options& o, std::shared_ptr<const features_context> ctx,
+           caf::actor supervisor);
 
   std::thread thread_;
   std::atomic<int> port_{0};

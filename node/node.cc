@@ -1,19 +1,19 @@
 #include "tessera/node.h"
 
-#include <caf/all.hpp>
 #include <fcntl.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/file.h>
 #include <unistd.h>
+#include <caf/all.hpp>
 
 #include <filesystem>
 #include <fstream>
 #include <random>
 
+#include "actors/features/feature_shards.h"
 #include "actors/features/messages.h"
 #include "actors/features/supervisor.h"
-#include "actors/features/feature_shards.h"
 #include "actors/features/vector_cache.h"
 #include "actors/training/dataset.h"
 #include "actors/training/training_service.h"
@@ -21,9 +21,9 @@
 #include "cluster/agent.h"
 #include "cluster/cluster_view.h"
 #include "gateway.h"
-#include "reader.h"
 #include "metrics.h"
 #include "nats_server.h"
+#include "reader.h"
 #include "store.h"
 
 namespace tessera {
@@ -52,8 +52,8 @@ struct node::impl {
   // gone (an entity can still be running when its shard and the supervisor have exited).
   std::shared_ptr<const features_context> ctx;
   std::unique_ptr<gateway> gw;
-  std::unique_ptr<feature_reader> reader;  // answers reads forwarded by other nodes
-  std::unique_ptr<dataset_service> datasets;  // training-set parts and point-in-time reads
+  std::unique_ptr<feature_reader> reader;      // answers reads forwarded by other nodes
+  std::unique_ptr<dataset_service> datasets;   // training-set parts and point-in-time reads
   std::unique_ptr<training_service> training;  // training jobs and the model registry
   std::string nats_url;
   bool stopped = false;
@@ -75,7 +75,8 @@ result<std::string> read_or_create(const fs::path& p, const std::string& fresh) 
 result<std::unique_ptr<node>> node::start(const node_config& cfg) {
   auto im = std::make_unique<impl>();
   im->cfg = cfg;
-  if (cfg.definitions.empty()) return make_error("no definitions file given (--definitions FILE.lua)");
+  if (cfg.definitions.empty())
+    return make_error("no definitions file given (--definitions FILE.lua)");
   auto defs = definitions::load_file(cfg.definitions);
   if (!defs) return make_error("invalid definitions: " + defs.error_message());
   if (cfg.shards == 0 || cfg.shards > 4096) return make_error("shards must be between 1 and 4096");
@@ -91,15 +92,18 @@ result<std::unique_ptr<node>> node::start(const node_config& cfg) {
   std::random_device rd;
   char idbuf[16];
   std::snprintf(idbuf, sizeof idbuf, "n%08x", rd());
-  auto id = cfg.node_id.empty() ? read_or_create(fs::path(cfg.data_dir) / "node_id", idbuf) : result<std::string>(cfg.node_id);
+  auto id = cfg.node_id.empty() ? read_or_create(fs::path(cfg.data_dir) / "node_id", idbuf)
+                                : result<std::string>(cfg.node_id);
   if (!id) return make_error(id.error_message());
   im->node_id = *id;
   for (char c : im->node_id)
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_')) return make_error("node id may hold letters, digits, - and _ only");
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_'))
+      return make_error("node id may hold letters, digits, - and _ only");
   auto shards = read_or_create(fs::path(cfg.data_dir) / "shard_count", std::to_string(cfg.shards));
   if (!shards) return make_error(shards.error_message());
   if (std::stoul(*shards) != cfg.shards)
-    return make_error("data dir " + cfg.data_dir + " was created with " + *shards + " shards; the shard count is fixed (got --shards " +
+    return make_error("data dir " + cfg.data_dir + " was created with " + *shards +
+                      " shards; the shard count is fixed (got --shards " +
                       std::to_string(cfg.shards) + ")");
 
   auto db = store::open((fs::path(cfg.data_dir) / "rocksdb").string(), cfg.sync_writes);
@@ -139,7 +143,9 @@ result<std::unique_ptr<node>> node::start(const node_config& cfg) {
   ctx->opts.entity_idle = std::chrono::milliseconds(cfg.entity_idle_ms);
 
   im->caf_cfg = std::make_unique<caf::actor_system_config>();
-  int threads = cfg.threads > 0 ? cfg.threads : static_cast<int>(std::max(2u, std::thread::hardware_concurrency()));
+  int threads = cfg.threads > 0
+                    ? cfg.threads
+                    : static_cast<int>(std::max(2u, std::thread::hardware_concurrency()));
   im->caf_cfg->set("scheduler.max-threads", threads);
   im->caf_cfg->set("logger.verbosity", caf::atom("quiet"));
   // Work stealing lets idle workers sleep up to 10 ms before they look for work again, which
@@ -201,23 +207,29 @@ result<std::unique_ptr<node>> node::start(const node_config& cfg) {
   }
   im->agent = std::move(agent.value());
   if (!im->agent->wait_ready(std::chrono::seconds(20)))
-    spdlog::warn("node {}: not serving its shards after 20 s (the cluster is still forming); continuing", im->node_id);
+    spdlog::warn(
+        "node {}: not serving its shards after 20 s (the cluster is still forming); continuing",
+        im->node_id);
   training_service::options to;
   to.data_dir = cfg.data_dir;
   to.replicas = cfg.replicas;
   auto training = training_service::start(ctx, to);
-  if (!training) spdlog::error("node {}: training and the registry are unavailable: {}", im->node_id, training.error_message());
+  if (!training)
+    spdlog::error("node {}: training and the registry are unavailable: {}", im->node_id,
+                  training.error_message());
   else {
     im->training = std::move(training.value());
     ctx->training = im->training.get();
   }
-  spdlog::info("node {} ready: RPC on port {}, NATS {}, {} shards, data in {}", im->node_id, im->gw->port(), im->nats_url,
-               cfg.shards, cfg.data_dir);
+  spdlog::info("node {} ready: RPC on port {}, NATS {}, {} shards, data in {}", im->node_id,
+               im->gw->port(), im->nats_url, cfg.shards, cfg.data_dir);
   return std::unique_ptr<node>(new node(std::move(im)));
 }
 
 node::node(std::unique_ptr<impl> i) : impl_(std::move(i)) {}
-node::~node() { stop(); }
+node::~node() {
+  stop();
+}
 
 void node::stop() {
   if (!impl_ || impl_->stopped) return;
@@ -226,7 +238,8 @@ void node::stop() {
   if (impl_->agent) impl_->agent->leave(std::chrono::milliseconds(impl_->cfg.leave_timeout_ms));
   impl_->gw.reset();  // no new calls
   if (impl_->ctx) impl_->ctx->training = nullptr;
-  impl_->training.reset();  // stops its runner; a running job is cancelled (another node re-runs it)
+  impl_->training
+      .reset();  // stops its runner; a running job is cancelled (another node re-runs it)
   impl_->datasets.reset();  // joins its workers (they read RocksDB)
   caf::anon_send(impl_->supervisor, stop_atom::value);
   impl_->supervisor = caf::actor();
@@ -247,14 +260,25 @@ void node::TEST_stop_without_leaving() {
   stop();
 }
 
-std::vector<uint32_t> node::serving() const { return impl_->view ? impl_->view->serving() : std::vector<uint32_t>{}; }
+std::vector<uint32_t> node::serving() const {
+  return impl_->view ? impl_->view->serving() : std::vector<uint32_t>{};
+}
 
-int node::rpc_port() const { return impl_->gw ? impl_->gw->port() : 0; }
-const std::string& node::nats_url() const { return impl_->nats_url; }
-const std::string& node::node_id() const { return impl_->node_id; }
-uint64_t node::events_applied() const { return impl_->metrics.events_applied.load(); }
+int node::rpc_port() const {
+  return impl_->gw ? impl_->gw->port() : 0;
+}
+const std::string& node::nats_url() const {
+  return impl_->nats_url;
+}
+const std::string& node::node_id() const {
+  return impl_->node_id;
+}
+uint64_t node::events_applied() const {
+  return impl_->metrics.events_applied.load();
+}
 
-bool node::TEST_crash_entity(const std::string& stream, const std::string& kind, const std::string& key) {
+bool node::TEST_crash_entity(const std::string& stream, const std::string& kind,
+                             const std::string& key) {
   caf::scoped_actor self{*impl_->sys};
   bool armed = false;
   self->request(impl_->supervisor, std::chrono::seconds(60), crash_atom::value, stream, kind, key)

@@ -20,7 +20,8 @@ bool insert_record(std::deque<record>& records, record r) {
 namespace {
 
 template <typename It>
-feature_vector compute_in(const view_def& view, It records_begin, It records_end, int64_t t, const std::string& entity) {
+feature_vector compute_in(const view_def& view, It records_begin, It records_end, int64_t t,
+                          const std::string& entity) {
   feature_vector out;
   out.view = view.name;
   out.version = view.version;
@@ -30,12 +31,14 @@ feature_vector compute_in(const view_def& view, It records_begin, It records_end
   auto end = std::upper_bound(records_begin, records_end, t,
                               [](int64_t tt, const record& r) { return tt < r.time; });
   const int64_t max_w = view.max_window_us();
-  if (end != records_begin && std::prev(end)->time > t - max_w) out.event_time = std::prev(end)->time;
+  if (end != records_begin && std::prev(end)->time > t - max_w)
+    out.event_time = std::prev(end)->time;
   // Until when this vector stays the same: the next record enters the windows at its time, the
   // oldest record of each window leaves it at its time + W, the status turns stale after ttl
   // (and missing after the longest window), and time_since_last changes all the time.
   int64_t valid_until = end == records_end ? INT64_MAX : end->time;
-  if (out.event_time) valid_until = std::min({valid_until, out.event_time + view.ttl_us + 1, out.event_time + max_w});
+  if (out.event_time)
+    valid_until = std::min({valid_until, out.event_time + view.ttl_us + 1, out.event_time + max_w});
 
   for (const auto& f : view.features) {
     feature_value fv;
@@ -67,11 +70,21 @@ feature_vector compute_in(const view_def& view, It records_begin, It records_end
     }
     fv.event_time = latest;
     switch (f.agg) {
-      case agg_kind::count: fv.v = n; break;
-      case agg_kind::sum: fv.v = sum; break;
-      case agg_kind::mean: if (n) fv.v = sum / static_cast<double>(n); break;
-      case agg_kind::min: if (n) fv.v = mn; break;
-      case agg_kind::max: if (n) fv.v = mx; break;
+      case agg_kind::count:
+        fv.v = n;
+        break;
+      case agg_kind::sum:
+        fv.v = sum;
+        break;
+      case agg_kind::mean:
+        if (n) fv.v = sum / static_cast<double>(n);
+        break;
+      case agg_kind::min:
+        if (n) fv.v = mn;
+        break;
+      case agg_kind::max:
+        if (n) fv.v = mx;
+        break;
       case agg_kind::stddev:
         if (n) {
           // Population standard deviation, two-pass for accuracy.
@@ -85,7 +98,9 @@ feature_vector compute_in(const view_def& view, It records_begin, It records_end
           fv.v = std::sqrt(ss / static_cast<double>(n));
         }
         break;
-      case agg_kind::last: if (last_rec) fv.v = last_rec->fields[f.slot]; break;
+      case agg_kind::last:
+        if (last_rec) fv.v = last_rec->fields[f.slot];
+        break;
       case agg_kind::last_n_distinct: {
         if (!n) break;
         std::vector<std::string> vals;
@@ -109,35 +124,45 @@ feature_vector compute_in(const view_def& view, It records_begin, It records_end
     }
     out.values.push_back(std::move(fv));
   }
-  if (out.event_time == 0) out.status = vector_status::missing;
-  else if (t - out.event_time > view.ttl_us) out.status = vector_status::stale;
-  else out.status = vector_status::fresh;
+  if (out.event_time == 0)
+    out.status = vector_status::missing;
+  else if (t - out.event_time > view.ttl_us)
+    out.status = vector_status::stale;
+  else
+    out.status = vector_status::fresh;
   out.valid_until = std::max(valid_until, t + 1);
   return out;
 }
 
 }  // namespace
 
-feature_vector compute_vector(const view_def& view, const std::deque<record>& records, int64_t t, const std::string& entity) {
+feature_vector compute_vector(const view_def& view, const std::deque<record>& records, int64_t t,
+                              const std::string& entity) {
   return compute_in(view, records.begin(), records.end(), t, entity);
 }
 
-feature_vector compute_vector(const view_def& view, const std::vector<record>& records, int64_t t, const std::string& entity) {
+feature_vector compute_vector(const view_def& view, const std::vector<record>& records, int64_t t,
+                              const std::string& entity) {
   return compute_in(view, records.begin(), records.end(), t, entity);
 }
 
 std::string to_text(const value& v) {
   switch (v.index()) {
-    case 0: return "";
-    case 1: return std::to_string(std::get<int64_t>(v));
+    case 0:
+      return "";
+    case 1:
+      return std::to_string(std::get<int64_t>(v));
     case 2: {
       char buf[64];
       snprintf(buf, sizeof buf, "%.17g", std::get<double>(v));
       return buf;
     }
-    case 3: return std::get<std::string>(v);
-    case 4: return std::get<bool>(v) ? "true" : "false";
-    case 5: return std::to_string(std::get<timestamp_value>(v).micros);
+    case 3:
+      return std::get<std::string>(v);
+    case 4:
+      return std::get<bool>(v) ? "true" : "false";
+    case 5:
+      return std::to_string(std::get<timestamp_value>(v).micros);
     default: {
       std::string s;
       for (auto& x : std::get<std::vector<std::string>>(v)) s += (s.empty() ? "" : ",") + x;

@@ -15,8 +15,8 @@ namespace tessera {
 // order and idempotence), and the kind plan's stored fields.
 struct record {
   int64_t time = 0;
-  uint64_t seq = 0;    // JetStream stream sequence of the message that carried it
-  uint32_t idx = 0;    // position inside that message's batch
+  uint64_t seq = 0;  // JetStream stream sequence of the message that carried it
+  uint32_t idx = 0;  // position inside that message's batch
   std::vector<value> fields;
   bool operator<(const record& o) const {
     if (time != o.time) return time < o.time;
@@ -47,7 +47,9 @@ struct feature_vector {
 };
 
 // The vector computed at `v.as_of` re-read at t, if still valid (see valid_until).
-inline bool still_valid(const feature_vector& v, int64_t t) { return t >= v.as_of && t < v.valid_until; }
+inline bool still_valid(const feature_vector& v, int64_t t) {
+  return t >= v.as_of && t < v.valid_until;
+}
 
 // Computes `view` at time t over records sorted by (time, seq, idx). Windows cover (t - W, t].
 feature_vector compute_vector(const view_def& view, const std::deque<record>& records, int64_t t,

@@ -8,11 +8,15 @@
 
 namespace tessera {
 
-std::string stream_subject_prefix(const std::string& stream) { return "tsr.ev." + stream; }
+std::string stream_subject_prefix(const std::string& stream) {
+  return "tsr.ev." + stream;
+}
 std::string event_subject(const std::string& stream, const std::string& kind, uint32_t shard) {
   return "tsr.ev." + stream + "." + kind + "." + std::to_string(shard);
 }
-std::string jetstream_name(const std::string& stream) { return "TSR_" + stream; }
+std::string jetstream_name(const std::string& stream) {
+  return "TSR_" + stream;
+}
 constexpr int64_t kPublishAckWaitMs = 5000;  // see bus::publish
 std::string consumer_name(const std::string& kind, uint32_t shard, const std::string& node_id) {
   return kind + "_" + std::to_string(shard) + "_" + node_id;
@@ -75,7 +79,8 @@ result<std::unique_ptr<bus>> bus::connect(const options& o) {
   nats_SetMessageDeliveryPoolSize(2);
   natsStatus s = natsConnection_Connect(&b->nc_, opts);
   natsOptions_Destroy(opts);
-  if (s != NATS_OK) return make_error(nats_error(s, ("cannot connect to NATS at " + o.url).c_str()));
+  if (s != NATS_OK)
+    return make_error(nats_error(s, ("cannot connect to NATS at " + o.url).c_str()));
 
   jsOptions jo;
   jsOptions_Init(&jo);
@@ -87,7 +92,8 @@ result<std::unique_ptr<bus>> bus::connect(const options& o) {
   s = natsConnection_JetStream(&b->js_, b->nc_, &jo);
   if (s != NATS_OK) return make_error(nats_error(s, "cannot open JetStream context"));
 
-  s = natsConnection_Subscribe(&b->reply_sub_, b->nc_, (b->inbox_prefix_ + ".rpc.*").c_str(), &bus::on_reply, b.get());
+  s = natsConnection_Subscribe(&b->reply_sub_, b->nc_, (b->inbox_prefix_ + ".rpc.*").c_str(),
+                               &bus::on_reply, b.get());
   if (s != NATS_OK) return make_error(nats_error(s, "cannot subscribe to the reply inbox"));
   natsSubscription_SetPendingLimits(b->reply_sub_, -1, -1);
   b->sweeper_ = std::thread([bp = b.get()] { bp->sweep_loop(); });
@@ -130,7 +136,9 @@ bus::~bus() {
   if (nc_) natsConnection_Destroy(nc_);
 }
 
-bool bus::connected() const { return natsConnection_Status(nc_) == NATS_CONN_STATUS_CONNECTED; }
+bool bus::connected() const {
+  return natsConnection_Status(nc_) == NATS_CONN_STATUS_CONNECTED;
+}
 
 status bus::ensure_stream(const stream_def& sd) {
   jsStreamConfig cfg;
@@ -149,9 +157,11 @@ status bus::ensure_stream(const stream_def& sd) {
   jsStreamInfo* si = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
   natsStatus s = js_AddStream(&si, js_, &cfg, nullptr, &jerr);
-  if (s != NATS_OK && jerr == JSStreamNameExistErr) s = js_UpdateStream(&si, js_, &cfg, nullptr, &jerr);
+  if (s != NATS_OK && jerr == JSStreamNameExistErr)
+    s = js_UpdateStream(&si, js_, &cfg, nullptr, &jerr);
   if (si) jsStreamInfo_Destroy(si);
-  if (s != NATS_OK) return make_error(nats_error(s, ("cannot create JetStream stream " + name).c_str()));
+  if (s != NATS_OK)
+    return make_error(nats_error(s, ("cannot create JetStream stream " + name).c_str()));
   return ok_status();
 }
 
@@ -175,7 +185,8 @@ status bus::ensure_dlq_stream() {
   return ok_status();
 }
 
-result<uint64_t> bus::open_consumer(const std::string& stream, const std::string& kind, uint32_t shard, uint64_t start_seq) {
+result<uint64_t> bus::open_consumer(const std::string& stream, const std::string& kind,
+                                    uint32_t shard, uint64_t start_seq) {
   std::string sname = jetstream_name(stream), cname = consumer_name(kind, shard, node_id_);
   std::string filter = event_subject(stream, kind, shard);
   jsErrCode jerr = static_cast<jsErrCode>(0);
@@ -191,9 +202,11 @@ result<uint64_t> bus::open_consumer(const std::string& stream, const std::string
   jo.Wait = 2500;
   if (first_open) {
     jsConsumerInfo* info = nullptr;
-    if (js_GetConsumerInfo(&info, js_, sname.c_str(), cname.c_str(), &jo, &jerr) == NATS_OK && info) {
-      bool reuse = info->Config && info->Config->FilterSubject && filter == info->Config->FilterSubject &&
-                   info->Config->AckPolicy == js_AckNone && info->Delivered.Stream + 1 == start_seq;
+    if (js_GetConsumerInfo(&info, js_, sname.c_str(), cname.c_str(), &jo, &jerr) == NATS_OK &&
+        info) {
+      bool reuse = info->Config && info->Config->FilterSubject &&
+                   filter == info->Config->FilterSubject && info->Config->AckPolicy == js_AckNone &&
+                   info->Delivered.Stream + 1 == start_seq;
       const uint64_t next = info->Delivered.Consumer + 1;
       jsConsumerInfo_Destroy(info);
       if (reuse) return next;
@@ -211,9 +224,13 @@ result<uint64_t> bus::open_consumer(const std::string& stream, const std::string
   if (s != NATS_OK && jerr != JSConsumerNotFoundErr && s != NATS_NOT_FOUND) {
     // Its server may be gone for good: create a consumer under a new name instead of waiting
     // (the old one expires on its own; see InactiveThreshold).
-    name = cname + "-" + std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                            std::chrono::system_clock::now().time_since_epoch()).count() % 1000000000);
-    spdlog::debug("consumer {} cannot be deleted ({}); creating {}", current, natsStatus_GetText(s), name);
+    name = cname + "-" +
+           std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count() %
+                          1000000000);
+    spdlog::debug("consumer {} cannot be deleted ({}); creating {}", current, natsStatus_GetText(s),
+                  name);
   }
   jsConsumerConfig cc;
   jsConsumerConfig_Init(&cc);
@@ -261,7 +278,8 @@ result<std::unique_ptr<bus::inbox>> bus::open_inbox(delivery_fn fn) {
   box->fn = std::move(fn);
   in->owner_ = this;
   in->box_ = box;
-  natsStatus s = natsConnection_Subscribe(&in->sub_, nc_, (in->subject_ + ".*").c_str(), &bus::on_inbox, box);
+  natsStatus s =
+      natsConnection_Subscribe(&in->sub_, nc_, (in->subject_ + ".*").c_str(), &bus::on_inbox, box);
   if (s != NATS_OK) {
     delete box;
     return make_error(nats_error(s, "cannot subscribe to a delivery inbox"));
@@ -286,18 +304,22 @@ void bus::retire(__natsSubscription* sub, void* box) {
   retired_.emplace_back(sub, box);
 }
 
-uint64_t bus::pull(const std::string& stream, const std::string& kind, uint32_t shard, const inbox& in, int batch,
-                   int64_t expires_ms) {
+uint64_t bus::pull(const std::string& stream, const std::string& kind, uint32_t shard,
+                   const inbox& in, int batch, int64_t expires_ms) {
   uint64_t no = next_pull_++;
-  std::string subj = "$JS.API.CONSUMER.MSG.NEXT." + jetstream_name(stream) + "." + consumer_name(kind, shard, node_id_);
+  std::string subj = "$JS.API.CONSUMER.MSG.NEXT." + jetstream_name(stream) + "." +
+                     consumer_name(kind, shard, node_id_);
   std::string reply = in.subject() + "." + std::to_string(no);
   {
     std::lock_guard<std::mutex> g(mu_);
     auto it = current_.find(jetstream_name(stream) + "/" + consumer_name(kind, shard, node_id_));
-    if (it != current_.end()) subj = "$JS.API.CONSUMER.MSG.NEXT." + jetstream_name(stream) + "." + it->second;
+    if (it != current_.end())
+      subj = "$JS.API.CONSUMER.MSG.NEXT." + jetstream_name(stream) + "." + it->second;
   }
-  std::string body = "{\"batch\":" + std::to_string(batch) + ",\"expires\":" + std::to_string(expires_ms * 1000000) + "}";
-  natsStatus s = natsConnection_PublishRequest(nc_, subj.c_str(), reply.c_str(), body.data(), static_cast<int>(body.size()));
+  std::string body = "{\"batch\":" + std::to_string(batch) +
+                     ",\"expires\":" + std::to_string(expires_ms * 1000000) + "}";
+  natsStatus s = natsConnection_PublishRequest(nc_, subj.c_str(), reply.c_str(), body.data(),
+                                               static_cast<int>(body.size()));
   return s == NATS_OK ? no : 0;
 }
 
@@ -305,9 +327,11 @@ void bus::ack(const std::string& ack_subject) {
   if (!ack_subject.empty()) natsConnection_Publish(nc_, ack_subject.c_str(), "+ACK", 4);
 }
 
-void bus::open_consumer_async(const std::string& stream, const std::string& kind, uint32_t shard, uint64_t start_seq,
-                              std::function<void(result<uint64_t>)> done) {
-  run_async([this, stream, kind, shard, start_seq, done = std::move(done)] { done(open_consumer(stream, kind, shard, start_seq)); });
+void bus::open_consumer_async(const std::string& stream, const std::string& kind, uint32_t shard,
+                              uint64_t start_seq, std::function<void(result<uint64_t>)> done) {
+  run_async([this, stream, kind, shard, start_seq, done = std::move(done)] {
+    done(open_consumer(stream, kind, shard, start_seq));
+  });
 }
 
 void bus::run_async(std::function<void()> job) {
@@ -316,7 +340,8 @@ void bus::run_async(std::function<void()> job) {
   jobs_cv_.notify_one();
 }
 
-void bus::delete_consumer_async(const std::string& stream, const std::string& kind, uint32_t shard) {
+void bus::delete_consumer_async(const std::string& stream, const std::string& kind,
+                                uint32_t shard) {
   run_async([this, stream, kind, shard] { delete_consumer(stream, kind, shard); });
 }
 
@@ -334,7 +359,8 @@ void bus::consumer_pending_async(const std::string& stream, const std::string& k
     jo.Wait = 2500;
     jsConsumerInfo* info = nullptr;
     jsErrCode jerr = static_cast<jsErrCode>(0);
-    natsStatus s = js_GetConsumerInfo(&info, js_, jetstream_name(stream).c_str(), name.c_str(), &jo, &jerr);
+    natsStatus s =
+        js_GetConsumerInfo(&info, js_, jetstream_name(stream).c_str(), name.c_str(), &jo, &jerr);
     if (s != NATS_OK || !info) {
       done(make_error(nats_error(s, ("consumer " + name).c_str())));
       return;
@@ -344,7 +370,9 @@ void bus::consumer_pending_async(const std::string& stream, const std::string& k
     // (The consumer's own delivered sequence is no use here: a filtered consumer reports the
     // stream's last sequence once it has scanned past it.)
     natsMsg* last = nullptr;
-    if (js_GetLastMsg(&last, js_, jetstream_name(stream).c_str(), event_subject(stream, kind, shard).c_str(), &jo, &jerr) == NATS_OK && last) {
+    if (js_GetLastMsg(&last, js_, jetstream_name(stream).c_str(),
+                      event_subject(stream, kind, shard).c_str(), &jo, &jerr) == NATS_OK &&
+        last) {
       at.last = natsMsg_GetSequence(last);
       natsMsg_Destroy(last);
     }
@@ -382,14 +410,17 @@ void bus::delete_consumer(const std::string& stream, const std::string& kind, ui
   js_DeleteConsumer(js_, jetstream_name(stream).c_str(), name.c_str(), &jo, &jerr);
 }
 
-void bus::request(const std::string& subject, const std::string& data, int64_t timeout_ms, reply_fn reply) {
+void bus::request(const std::string& subject, const std::string& data, int64_t timeout_ms,
+                  reply_fn reply) {
   uint64_t tok = next_request_++;
   {
     std::lock_guard<std::mutex> g(req_mu_);
-    requests_[tok] = {std::move(reply), std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms)};
+    requests_[tok] = {std::move(reply),
+                      std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms)};
   }
   std::string reply_subject = inbox_prefix_ + ".rpc." + std::to_string(tok);
-  natsStatus s = natsConnection_PublishRequest(nc_, subject.c_str(), reply_subject.c_str(), data.data(), static_cast<int>(data.size()));
+  natsStatus s = natsConnection_PublishRequest(nc_, subject.c_str(), reply_subject.c_str(),
+                                               data.data(), static_cast<int>(data.size()));
   if (s != NATS_OK) {
     reply_fn fn;
     {
@@ -409,8 +440,10 @@ void bus::on_reply(__natsConnection*, __natsSubscription*, __natsMsg* msg, void*
   const char* dot = std::strrchr(subj, '.');
   uint64_t tok = dot ? std::strtoull(dot + 1, nullptr, 10) : 0;
   const char* st = nullptr;
-  bool no_responders = natsMsgHeader_Get(msg, "Status", &st) == NATS_OK && st && std::string(st) == "503";
-  std::string data(natsMsg_GetData(msg) ? natsMsg_GetData(msg) : "", static_cast<size_t>(natsMsg_GetDataLength(msg)));
+  bool no_responders =
+      natsMsgHeader_Get(msg, "Status", &st) == NATS_OK && st && std::string(st) == "503";
+  std::string data(natsMsg_GetData(msg) ? natsMsg_GetData(msg) : "",
+                   static_cast<size_t>(natsMsg_GetDataLength(msg)));
   natsMsg_Destroy(msg);
   reply_fn fn;
   {
@@ -420,8 +453,10 @@ void bus::on_reply(__natsConnection*, __natsSubscription*, __natsMsg* msg, void*
     fn = std::move(it->second.fn);
     self->requests_.erase(it);
   }
-  if (no_responders) fn(make_error("no node is listening"));
-  else fn(std::move(data));
+  if (no_responders)
+    fn(make_error("no node is listening"));
+  else
+    fn(std::move(data));
 }
 
 void bus::sweep_loop() {
@@ -461,7 +496,8 @@ status bus::serve(const std::string& subject, serve_fn fn) {
 void bus::on_serve(__natsConnection*, __natsSubscription*, __natsMsg* msg, void* closure) {
   auto* fn = static_cast<serve_fn*>(closure);
   const char* reply = natsMsg_GetReply(msg);
-  std::string data(natsMsg_GetData(msg) ? natsMsg_GetData(msg) : "", static_cast<size_t>(natsMsg_GetDataLength(msg)));
+  std::string data(natsMsg_GetData(msg) ? natsMsg_GetData(msg) : "",
+                   static_cast<size_t>(natsMsg_GetDataLength(msg)));
   std::string reply_subject = reply ? reply : "";
   natsMsg_Destroy(msg);
   if (!reply_subject.empty()) (*fn)(std::move(data), std::move(reply_subject));
@@ -504,7 +540,9 @@ void bus::on_inbox(__natsConnection*, __natsSubscription*, __natsMsg* msg, void*
       d.pending = std::strtoull(at[10].c_str(), nullptr, 10);
     }
   }
-  d.received_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  d.received_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count();
   d.data.assign(natsMsg_GetData(msg), static_cast<size_t>(natsMsg_GetDataLength(msg)));
   natsMsg_Destroy(msg);
   if (d.seq == 0) return;  // not a JetStream delivery
@@ -512,14 +550,16 @@ void bus::on_inbox(__natsConnection*, __natsSubscription*, __natsMsg* msg, void*
   if (box->fn) box->fn(std::move(d));
 }
 
-void bus::publish(const std::string& subject, const void* data, size_t len, const std::string& msg_id, ack_fn done) {
+void bus::publish(const std::string& subject, const void* data, size_t len,
+                  const std::string& msg_id, ack_fn done) {
   uint64_t tok = next_token_++;
   {
     std::lock_guard<std::mutex> g(mu_);
     pending_acks_[tok] = std::move(done);
   }
   natsMsg* m = nullptr;
-  natsMsg_Create(&m, subject.c_str(), nullptr, static_cast<const char*>(data), static_cast<int>(len));
+  natsMsg_Create(&m, subject.c_str(), nullptr, static_cast<const char*>(data),
+                 static_cast<int>(len));
   natsMsgHeader_Set(m, "Tsr-Tok", std::to_string(tok).c_str());
   jsPubOptions po;
   jsPubOptions_Init(&po);
@@ -564,8 +604,10 @@ void bus::on_pub_ack(__jsCtx*, __natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, v
   } else {
     std::string err = "JetStream refused the message";
     if (pae && pae->Err == NATS_TIMEOUT)
-      err = "JetStream did not acknowledge the message within " + std::to_string(kPublishAckWaitMs / 1000) + " s (a NATS server failing over?); retry";
-    else if (pae) err += std::string(": ") + (pae->ErrText ? pae->ErrText : natsStatus_GetText(pae->Err));
+      err = "JetStream did not acknowledge the message within " +
+            std::to_string(kPublishAckWaitMs / 1000) + " s (a NATS server failing over?); retry";
+    else if (pae)
+      err += std::string(": ") + (pae->ErrText ? pae->ErrText : natsStatus_GetText(pae->Err));
     fn(err, false);
   }
 }

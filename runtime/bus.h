@@ -7,15 +7,15 @@
 // thread-safe.
 #pragma once
 #include <atomic>
-#include <cstdint>
-#include <functional>
-#include <memory>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <deque>
+#include <functional>
+#include <memory>
 #include <mutex>
-#include <thread>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -41,15 +41,15 @@ std::string consumer_name(const std::string& kind, uint32_t shard, const std::st
 // One message delivered to a consumer's pull, or the end of a pull.
 struct delivery {
   uint64_t pull_no = 0;
-  bool end = false;          // the pull request finished (timeout, or server status)
-  std::string status;        // the status code when `end`
-  uint64_t seq = 0;          // stream sequence
-  uint64_t cseq = 0;         // consumer sequence: +1 per delivery of the consumer, without gaps
-  uint64_t pending = 0;      // messages left in the consumer after this one
-  int64_t stored_ns = 0;     // when JetStream stored it (ns since the epoch)
-  int64_t received_ns = 0;   // when this process received it (ns since the epoch)
-  uint64_t inbox_gen = 0;    // set by the receiver: which of its inboxes it came through
-  std::string ack_subject;   // reply subject for acknowledgement
+  bool end = false;         // the pull request finished (timeout, or server status)
+  std::string status;       // the status code when `end`
+  uint64_t seq = 0;         // stream sequence
+  uint64_t cseq = 0;        // consumer sequence: +1 per delivery of the consumer, without gaps
+  uint64_t pending = 0;     // messages left in the consumer after this one
+  int64_t stored_ns = 0;    // when JetStream stored it (ns since the epoch)
+  int64_t received_ns = 0;  // when this process received it (ns since the epoch)
+  uint64_t inbox_gen = 0;   // set by the receiver: which of its inboxes it came through
+  std::string ack_subject;  // reply subject for acknowledgement
   std::string data;
 };
 
@@ -76,10 +76,11 @@ class bus {
   // slow on nats-server 2.9); otherwise, and on every later open, it is deleted and re-created.
   // Returns the consumer sequence its next delivery carries (1 for a new consumer): deliveries
   // are numbered without gaps, so a gap means some were lost on the way (see delivery::cseq).
-  result<uint64_t> open_consumer(const std::string& stream, const std::string& kind, uint32_t shard, uint64_t start_seq);
+  result<uint64_t> open_consumer(const std::string& stream, const std::string& kind, uint32_t shard,
+                                 uint64_t start_seq);
   // The same, on the bus's worker threads; `done` runs there.
-  void open_consumer_async(const std::string& stream, const std::string& kind, uint32_t shard, uint64_t start_seq,
-                           std::function<void(result<uint64_t>)> done);
+  void open_consumer_async(const std::string& stream, const std::string& kind, uint32_t shard,
+                           uint64_t start_seq, std::function<void(result<uint64_t>)> done);
 
   // A private inbox for one consumer's deliveries. Each shard incarnation opens its own, so a
   // delivery meant for an earlier incarnation can never reach a later one. Unsubscribes when
@@ -100,8 +101,8 @@ class bus {
   result<std::unique_ptr<inbox>> open_inbox(delivery_fn fn);
   // Asks for up to `batch` messages, delivered to `in` (data messages carry pull_no 0; the
   // end of the pull carries its number). Returns the pull number, or 0 if not sent.
-  uint64_t pull(const std::string& stream, const std::string& kind, uint32_t shard, const inbox& in, int batch,
-                int64_t expires_ms);
+  uint64_t pull(const std::string& stream, const std::string& kind, uint32_t shard, const inbox& in,
+                int batch, int64_t expires_ms);
   void ack(const std::string& ack_subject);
   // Deletes this node's consumer of (stream, kind, shard), e.g. after handing the shard off.
   void delete_consumer(const std::string& stream, const std::string& kind, uint32_t shard);
@@ -109,8 +110,8 @@ class bus {
   // Where the consumer is (server's view), on a worker thread; an error when the consumer is
   // missing or does not answer.
   struct consumer_position {
-    uint64_t pending = 0;    // messages not delivered yet (NumPending)
-    uint64_t last = 0;       // stream sequence of the shard's newest message (0: none, or unknown)
+    uint64_t pending = 0;  // messages not delivered yet (NumPending)
+    uint64_t last = 0;     // stream sequence of the shard's newest message (0: none, or unknown)
   };
   void consumer_pending_async(const std::string& stream, const std::string& kind, uint32_t shard,
                               std::function<void(result<consumer_position>)> done);
@@ -118,7 +119,8 @@ class bus {
   // Core NATS request/reply between nodes. `reply` runs on a libnats thread with the answer,
   // or with an error after `timeout_ms` or when nobody listens.
   using reply_fn = std::function<void(result<std::string>)>;
-  void request(const std::string& subject, const std::string& data, int64_t timeout_ms, reply_fn reply);
+  void request(const std::string& subject, const std::string& data, int64_t timeout_ms,
+               reply_fn reply);
   // Serves requests on `subject`: `fn(data, reply_subject)` runs on a libnats thread and must
   // not block; answer later with respond().
   using serve_fn = std::function<void(std::string data, std::string reply_subject)>;
@@ -130,7 +132,8 @@ class bus {
   // Publishes to JetStream; `done(error, duplicate)` runs on a libnats thread once the server
   // stored (or refused) the message. `msg_id` (may be empty) de-duplicates within the window.
   using ack_fn = std::function<void(const std::string& error, bool duplicate)>;
-  void publish(const std::string& subject, const void* data, size_t len, const std::string& msg_id, ack_fn done);
+  void publish(const std::string& subject, const void* data, size_t len, const std::string& msg_id,
+               ack_fn done);
   // Publishes a dead-letter record on tsr.dlq.<stream> (fire and forget).
   void publish_dead_letter(const std::string& stream, const std::string& json);
 
@@ -155,7 +158,7 @@ class bus {
   // Unsubscribed inboxes, destroyed only with the connection: libnats' shared delivery
   // threads may still touch a subscription for a moment after it is unsubscribed.
   std::vector<std::pair<__natsSubscription*, void*>> retired_;
-  std::unordered_map<std::string, int> opened_;  // consumer → opens in this process
+  std::unordered_map<std::string, int> opened_;           // consumer → opens in this process
   std::unordered_map<std::string, std::string> current_;  // consumer → its name on the server now
   std::unordered_map<uint64_t, ack_fn> pending_acks_;
 

@@ -13,12 +13,18 @@ namespace tessera {
 
 value read_value(wire::Value::Reader v) {
   switch (v.which()) {
-    case wire::Value::NULL_: return std::monostate{};
-    case wire::Value::INT: return v.getInt();
-    case wire::Value::FLOAT: return v.getFloat();
-    case wire::Value::TEXT: return std::string(v.getText().cStr(), v.getText().size());
-    case wire::Value::BOOL: return v.getBool();
-    case wire::Value::TIMESTAMP: return timestamp_value{v.getTimestamp()};
+    case wire::Value::NULL_:
+      return std::monostate{};
+    case wire::Value::INT:
+      return v.getInt();
+    case wire::Value::FLOAT:
+      return v.getFloat();
+    case wire::Value::TEXT:
+      return std::string(v.getText().cStr(), v.getText().size());
+    case wire::Value::BOOL:
+      return v.getBool();
+    case wire::Value::TIMESTAMP:
+      return timestamp_value{v.getTimestamp()};
     case wire::Value::TEXT_LIST: {
       std::vector<std::string> out;
       for (auto t : v.getTextList()) out.emplace_back(t.cStr(), t.size());
@@ -30,12 +36,24 @@ value read_value(wire::Value::Reader v) {
 
 void write_value(wire::Value::Builder b, const value& v) {
   switch (v.index()) {
-    case 0: b.setNull(); break;
-    case 1: b.setInt(std::get<int64_t>(v)); break;
-    case 2: b.setFloat(std::get<double>(v)); break;
-    case 3: b.setText(std::get<std::string>(v)); break;
-    case 4: b.setBool(std::get<bool>(v)); break;
-    case 5: b.setTimestamp(std::get<timestamp_value>(v).micros); break;
+    case 0:
+      b.setNull();
+      break;
+    case 1:
+      b.setInt(std::get<int64_t>(v));
+      break;
+    case 2:
+      b.setFloat(std::get<double>(v));
+      break;
+    case 3:
+      b.setText(std::get<std::string>(v));
+      break;
+    case 4:
+      b.setBool(std::get<bool>(v));
+      break;
+    case 5:
+      b.setTimestamp(std::get<timestamp_value>(v).micros);
+      break;
     case 6: {
       auto& l = std::get<std::vector<std::string>>(v);
       auto lb = b.initTextList(static_cast<unsigned>(l.size()));
@@ -48,7 +66,8 @@ void write_value(wire::Value::Builder b, const value& v) {
 result<value> parse_text_as(std::string_view s, field_type t) {
   auto bad = [&](const char* what) {
     std::string shown(s.substr(0, 40));
-    return make_error(std::string("expected ") + what + ", got '" + shown + (s.size() > 40 ? "…" : "") + "'");
+    return make_error(std::string("expected ") + what + ", got '" + shown +
+                      (s.size() > 40 ? "…" : "") + "'");
   };
   switch (t) {
     case field_type::text:
@@ -82,10 +101,12 @@ result<value> parse_text_as(std::string_view s, field_type t) {
 
 result<value> convert_value(wire::Value::Reader v, field_type t) {
   switch (v.which()) {
-    case wire::Value::NULL_: return value(std::monostate{});
+    case wire::Value::NULL_:
+      return value(std::monostate{});
     case wire::Value::TEXT: {
       auto txt = v.getText();
-      if (txt.size() == 0 && t != field_type::text) return value(std::monostate{});  // empty CSV cell
+      if (txt.size() == 0 && t != field_type::text)
+        return value(std::monostate{});  // empty CSV cell
       return parse_text_as(std::string_view(txt.cStr(), txt.size()), t);
     }
     case wire::Value::INT:
@@ -98,7 +119,8 @@ result<value> convert_value(wire::Value::Reader v, field_type t) {
         if (!std::isfinite(v.getFloat())) return make_error("expected a finite float");
         return value(v.getFloat());
       }
-      if (t == field_type::int64 && std::trunc(v.getFloat()) == v.getFloat() && std::fabs(v.getFloat()) < 9e15)
+      if (t == field_type::int64 && std::trunc(v.getFloat()) == v.getFloat() &&
+          std::fabs(v.getFloat()) < 9e15)
         return value(static_cast<int64_t>(v.getFloat()));
       break;
     case wire::Value::BOOL:
@@ -107,18 +129,22 @@ result<value> convert_value(wire::Value::Reader v, field_type t) {
     case wire::Value::TIMESTAMP:
       if (t == field_type::timestamp) return value(timestamp_value{v.getTimestamp()});
       break;
-    case wire::Value::TEXT_LIST: break;
+    case wire::Value::TEXT_LIST:
+      break;
   }
   static const char* names[] = {"null", "int", "float", "text", "bool", "timestamp", "textList"};
-  return make_error(std::string("expected ") + type_name(t) + ", got " + names[static_cast<int>(v.which())]);
+  return make_error(std::string("expected ") + type_name(t) + ", got " +
+                    names[static_cast<int>(v.which())]);
 }
 
-bool normalize_event(wire::Event::Reader e, const stream_def& s, normalized_event& out, event_error& err) {
+bool normalize_event(wire::Event::Reader e, const stream_def& s, normalized_event& out,
+                     event_error& err) {
   out.fields.assign(s.fields.size(), std::monostate{});
   for (auto f : e.getFields()) {
     std::string name(f.getName().cStr(), f.getName().size());
     int i = s.field_index(name);
-    if (i < 0 || s.fields[i].derive) continue;  // unknown fields are ignored: producers may send more than we read
+    if (i < 0 || s.fields[i].derive)
+      continue;  // unknown fields are ignored: producers may send more than we read
     auto v = convert_value(f.getValue(), s.fields[i].type);
     if (!v) {
       err = {name, v.error_message()};
@@ -133,10 +159,18 @@ bool normalize_event(wire::Event::Reader e, const stream_def& s, normalized_even
     double x;
     if (!as_number(f.derive->eval(out.fields), x) || !std::isfinite(x)) continue;  // stays null
     switch (f.type) {
-      case field_type::int64: out.fields[i] = static_cast<int64_t>(std::llround(x)); break;
-      case field_type::timestamp: out.fields[i] = timestamp_value{static_cast<int64_t>(std::llround(x))}; break;
-      case field_type::boolean: out.fields[i] = x != 0; break;
-      default: out.fields[i] = x; break;
+      case field_type::int64:
+        out.fields[i] = static_cast<int64_t>(std::llround(x));
+        break;
+      case field_type::timestamp:
+        out.fields[i] = timestamp_value{static_cast<int64_t>(std::llround(x))};
+        break;
+      case field_type::boolean:
+        out.fields[i] = x != 0;
+        break;
+      default:
+        out.fields[i] = x;
+        break;
     }
   }
   int ti = s.field_index(s.time_field);
@@ -146,7 +180,9 @@ bool normalize_event(wire::Event::Reader e, const stream_def& s, normalized_even
   } else if (auto* ts = std::get_if<timestamp_value>(&out.fields[ti])) {
     out.time = ts->micros;
   } else {
-    err = {s.time_field, s.fields[ti].derive ? "missing event time (derived from " + s.fields[ti].derive_src + ")" : "missing event time"};
+    err = {s.time_field, s.fields[ti].derive
+                             ? "missing event time (derived from " + s.fields[ti].derive_src + ")"
+                             : "missing event time"};
     return false;
   }
   if (out.time < 0) {
@@ -154,8 +190,9 @@ bool normalize_event(wire::Event::Reader e, const stream_def& s, normalized_even
     return false;
   }
   if (const int64_t now = now_micros(); out.time > now + s.max_future_us) {
-    err = {s.time_field, "event time " + format_timestamp(out.time) + " is more than max_future (" + format_duration(s.max_future_us) +
-                             ") past the wall clock (" + format_timestamp(now) + "); refused"};
+    err = {s.time_field, "event time " + format_timestamp(out.time) + " is more than max_future (" +
+                             format_duration(s.max_future_us) + ") past the wall clock (" +
+                             format_timestamp(now) + "); refused"};
     err.outlier = true;
     return false;
   }
@@ -166,7 +203,9 @@ bool key_is_valid(std::string_view key) {
   return !key.empty() && key.size() <= kMaxKeyBytes && key.find('\0') == std::string_view::npos;
 }
 
-std::string entity_key(const normalized_event& e, const kind_plan& p, event_error& err) { return entity_key(e.fields, p, err); }
+std::string entity_key(const normalized_event& e, const kind_plan& p, event_error& err) {
+  return entity_key(e.fields, p, err);
+}
 
 std::string entity_key(const std::vector<value>& fields, const kind_plan& p, event_error& err) {
   std::string key;
@@ -189,8 +228,12 @@ std::string entity_key(const std::vector<value>& fields, const kind_plan& p, eve
 
 namespace {
 
-void put_u64(std::string& s, uint64_t x) { s.append(reinterpret_cast<const char*>(&x), 8); }
-void put_u32(std::string& s, uint32_t x) { s.append(reinterpret_cast<const char*>(&x), 4); }
+void put_u64(std::string& s, uint64_t x) {
+  s.append(reinterpret_cast<const char*>(&x), 8);
+}
+void put_u32(std::string& s, uint32_t x) {
+  s.append(reinterpret_cast<const char*>(&x), 4);
+}
 bool get_u64(std::string_view& s, uint64_t& x) {
   if (s.size() < 8) return false;
   std::memcpy(&x, s.data(), 8);
@@ -217,12 +260,30 @@ std::string encode_record(const record& r) {
   for (auto& v : r.fields) {
     s.push_back(static_cast<char>(v.index()));
     switch (v.index()) {
-      case 1: put_u64(s, static_cast<uint64_t>(std::get<int64_t>(v))); break;
-      case 2: { uint64_t b; double d = std::get<double>(v); std::memcpy(&b, &d, 8); put_u64(s, b); break; }
-      case 3: { auto& t = std::get<std::string>(v); put_u32(s, static_cast<uint32_t>(t.size())); s += t; break; }
-      case 4: s.push_back(std::get<bool>(v) ? 1 : 0); break;
-      case 5: put_u64(s, static_cast<uint64_t>(std::get<timestamp_value>(v).micros)); break;
-      default: break;
+      case 1:
+        put_u64(s, static_cast<uint64_t>(std::get<int64_t>(v)));
+        break;
+      case 2: {
+        uint64_t b;
+        double d = std::get<double>(v);
+        std::memcpy(&b, &d, 8);
+        put_u64(s, b);
+        break;
+      }
+      case 3: {
+        auto& t = std::get<std::string>(v);
+        put_u32(s, static_cast<uint32_t>(t.size()));
+        s += t;
+        break;
+      }
+      case 4:
+        s.push_back(std::get<bool>(v) ? 1 : 0);
+        break;
+      case 5:
+        put_u64(s, static_cast<uint64_t>(std::get<timestamp_value>(v).micros));
+        break;
+      default:
+        break;
     }
   }
   return s;
@@ -235,7 +296,8 @@ bool decode_record_head(std::string_view& s, record& r, uint32_t& n) {
   s.remove_prefix(1);
   uint64_t t, seq;
   uint32_t idx;
-  if (!get_u64(s, t) || !get_u64(s, seq) || !get_u32(s, idx) || !get_u32(s, n) || n > 4096) return false;
+  if (!get_u64(s, t) || !get_u64(s, seq) || !get_u32(s, idx) || !get_u32(s, n) || n > 4096)
+    return false;
   r.time = static_cast<int64_t>(t);
   r.seq = seq;
   r.idx = idx;
@@ -255,14 +317,17 @@ bool decode_record(std::string_view s, const std::vector<int>& slot_of, size_t s
     uint64_t x;
     uint32_t len;
     switch (tag) {
-      case 0: break;
+      case 0:
+        break;
       case 1:
       case 2:
       case 5:
         if (!get_u64(s, x)) return false;
         if (slot < 0) break;
-        if (tag == 1) r.fields[static_cast<size_t>(slot)] = static_cast<int64_t>(x);
-        else if (tag == 5) r.fields[static_cast<size_t>(slot)] = timestamp_value{static_cast<int64_t>(x)};
+        if (tag == 1)
+          r.fields[static_cast<size_t>(slot)] = static_cast<int64_t>(x);
+        else if (tag == 5)
+          r.fields[static_cast<size_t>(slot)] = timestamp_value{static_cast<int64_t>(x)};
         else {
           double d;
           std::memcpy(&d, &x, 8);
@@ -279,7 +344,8 @@ bool decode_record(std::string_view s, const std::vector<int>& slot_of, size_t s
         if (slot >= 0) r.fields[static_cast<size_t>(slot)] = s[0] != 0;
         s.remove_prefix(1);
         break;
-      default: return false;
+      default:
+        return false;
     }
   }
   return s.empty();
@@ -296,9 +362,20 @@ bool decode_record(std::string_view s, record& r) {
     s.remove_prefix(1);
     uint64_t x;
     switch (tag) {
-      case 0: r.fields.emplace_back(std::monostate{}); break;
-      case 1: if (!get_u64(s, x)) return false; r.fields.emplace_back(static_cast<int64_t>(x)); break;
-      case 2: { if (!get_u64(s, x)) return false; double d; std::memcpy(&d, &x, 8); r.fields.emplace_back(d); break; }
+      case 0:
+        r.fields.emplace_back(std::monostate{});
+        break;
+      case 1:
+        if (!get_u64(s, x)) return false;
+        r.fields.emplace_back(static_cast<int64_t>(x));
+        break;
+      case 2: {
+        if (!get_u64(s, x)) return false;
+        double d;
+        std::memcpy(&d, &x, 8);
+        r.fields.emplace_back(d);
+        break;
+      }
       case 3: {
         uint32_t len;
         if (!get_u32(s, len) || s.size() < len) return false;
@@ -306,9 +383,17 @@ bool decode_record(std::string_view s, record& r) {
         s.remove_prefix(len);
         break;
       }
-      case 4: if (s.empty()) return false; r.fields.emplace_back(s[0] != 0); s.remove_prefix(1); break;
-      case 5: if (!get_u64(s, x)) return false; r.fields.emplace_back(timestamp_value{static_cast<int64_t>(x)}); break;
-      default: return false;
+      case 4:
+        if (s.empty()) return false;
+        r.fields.emplace_back(s[0] != 0);
+        s.remove_prefix(1);
+        break;
+      case 5:
+        if (!get_u64(s, x)) return false;
+        r.fields.emplace_back(timestamp_value{static_cast<int64_t>(x)});
+        break;
+      default:
+        return false;
     }
   }
   return s.empty();
@@ -338,7 +423,8 @@ feature_vector read_vector(wire::FeatureVector::Reader r) {
   v.as_of = r.getAsOf();
   v.event_time = r.getEventTime();
   v.status = static_cast<vector_status>(r.getStatus());
-  for (auto f : r.getValues()) v.values.push_back({f.getName(), read_value(f.getValue()), f.getEventTime()});
+  for (auto f : r.getValues())
+    v.values.push_back({f.getName(), read_value(f.getValue()), f.getEventTime()});
   return v;
 }
 

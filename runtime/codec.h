@@ -37,10 +37,12 @@ struct event_error {
   bool outlier = false;  // the event time is past the stream's max_future (counted as refused)
 };
 // Checks types, the time field and text sizes. `err` is filled when it returns false.
-bool normalize_event(wire::Event::Reader e, const stream_def& s, normalized_event& out, event_error& err);
+bool normalize_event(wire::Event::Reader e, const stream_def& s, normalized_event& out,
+                     event_error& err);
 // Key of an entity kind from the event's fields ("LAX-SFO"); empty + err if a part is missing.
 std::string entity_key(const normalized_event& e, const kind_plan& p, event_error& err);
-std::string entity_key(const std::vector<value>& fields, const kind_plan& p, event_error& err);  // the same from fields
+std::string entity_key(const std::vector<value>& fields, const kind_plan& p,
+                       event_error& err);  // the same from fields
 bool key_is_valid(std::string_view key);
 
 // Stored per-entity event records (binary, little-endian, versioned by a leading byte).
@@ -48,7 +50,8 @@ std::string encode_record(const record& r);
 bool decode_record(std::string_view bytes, record& out);
 // The same with only some fields: field i goes to out.fields[slot_of[i]], fields whose slot is
 // -1 (or past slot_of) are skipped unread; out.fields has `slots` values (monostate if absent).
-bool decode_record(std::string_view bytes, const std::vector<int>& slot_of, size_t slots, record& out);
+bool decode_record(std::string_view bytes, const std::vector<int>& slot_of, size_t slots,
+                   record& out);
 
 // Runs `fn(reader)` over a Cap'n Proto message (single segment, as messageToFlatArray writes
 // it) held in a byte string; false if it is malformed.

@@ -53,7 +53,17 @@ struct entity_def {
   std::vector<std::string> key_fields;  // key = values joined with '-', e.g. "LAX-SFO"
 };
 
-enum class agg_kind : uint8_t { count, sum, mean, min, max, stddev, last, last_n_distinct, time_since_last };
+enum class agg_kind : uint8_t {
+  count,
+  sum,
+  mean,
+  min,
+  max,
+  stddev,
+  last,
+  last_n_distinct,
+  time_since_last
+};
 const char* agg_name(agg_kind k);
 
 struct feature_def {
@@ -64,7 +74,7 @@ struct feature_def {
   int64_t window_us = 0;   // the window (t - W, t]
   std::string filter_src;  // empty = no filter
   std::shared_ptr<const expr> filter;
-  int n = 0;               // for last_n_distinct
+  int n = 0;  // for last_n_distinct
 };
 
 struct view_def {
@@ -72,8 +82,8 @@ struct view_def {
   uint32_t version = 1;
   std::string entity;
   std::string stream;
-  int64_t ttl_us = 0;             // values older than this are stale; 0 = max window
-  int64_t as_of_horizon_us = 0;   // how far before the watermark an as-of read may go
+  int64_t ttl_us = 0;            // values older than this are stale; 0 = max window
+  int64_t as_of_horizon_us = 0;  // how far before the watermark an as-of read may go
   std::vector<feature_def> features;
   int64_t max_window_us() const;
   std::string qualified() const { return name + "@" + std::to_string(version); }
@@ -106,8 +116,8 @@ struct label_def {
 struct model_def {
   std::string name;
   std::string label;
-  std::string kind = "logistic";     // logistic | mlp
-  std::vector<int> hidden{32, 16};   // mlp only
+  std::string kind = "logistic";    // logistic | mlp
+  std::vector<int> hidden{32, 16};  // mlp only
   int epochs = 5;
   int batch_size = 512;
   double learning_rate = 0.01;
@@ -125,8 +135,8 @@ struct kind_plan {
   std::string stream;
   std::string entity;
   std::vector<std::string> key_fields;
-  std::vector<int> key_field_index;       // into stream_def::fields
-  std::vector<int> stored_field_index;    // into stream_def::fields
+  std::vector<int> key_field_index;     // into stream_def::fields
+  std::vector<int> stored_field_index;  // into stream_def::fields
   std::vector<std::string> stored_field_names;
   std::vector<const view_def*> views;
   int64_t retention_us = 0;
@@ -136,8 +146,8 @@ class definitions {
  public:
   // Loads and validates a definitions file. Errors name the file and line.
   static result<std::shared_ptr<const definitions>> load_file(const std::string& path);
-  static result<std::shared_ptr<const definitions>> load_string(const std::string& source,
-                                                                const std::string& chunk_name = "definitions");
+  static result<std::shared_ptr<const definitions>> load_string(
+      const std::string& source, const std::string& chunk_name = "definitions");
 
   const std::vector<stream_def>& streams() const { return streams_; }
   const std::vector<entity_def>& entities() const { return entities_; }

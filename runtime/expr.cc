@@ -17,17 +17,25 @@ result<std::vector<token>> lex(const std::string& src) {
   size_t i = 0;
   while (i < src.size()) {
     char c = src[i];
-    if (std::isspace(static_cast<unsigned char>(c))) { ++i; continue; }
+    if (std::isspace(static_cast<unsigned char>(c))) {
+      ++i;
+      continue;
+    }
     if (std::isalpha(static_cast<unsigned char>(c)) || c == '_') {
       size_t j = i;
-      while (j < src.size() && (std::isalnum(static_cast<unsigned char>(src[j])) || src[j] == '_')) ++j;
+      while (j < src.size() && (std::isalnum(static_cast<unsigned char>(src[j])) || src[j] == '_'))
+        ++j;
       out.push_back({token::ident, src.substr(i, j - i)});
       i = j;
-    } else if (std::isdigit(static_cast<unsigned char>(c)) || (c == '-' && i + 1 < src.size() && std::isdigit(static_cast<unsigned char>(src[i + 1])) &&
-                                                               (out.empty() || out.back().k == token::op || out.back().k == token::lparen ||
-                                                                out.back().k == token::comma))) {
+    } else if (std::isdigit(static_cast<unsigned char>(c)) ||
+               (c == '-' && i + 1 < src.size() &&
+                std::isdigit(static_cast<unsigned char>(src[i + 1])) &&
+                (out.empty() || out.back().k == token::op || out.back().k == token::lparen ||
+                 out.back().k == token::comma))) {
       size_t j = i + 1;
-      while (j < src.size() && (std::isdigit(static_cast<unsigned char>(src[j])) || src[j] == '.' || src[j] == 'e' || src[j] == 'E')) ++j;
+      while (j < src.size() && (std::isdigit(static_cast<unsigned char>(src[j])) || src[j] == '.' ||
+                                src[j] == 'e' || src[j] == 'E'))
+        ++j;
       token t{token::number, src.substr(i, j - i)};
       try {
         t.n = std::stod(t.s);
@@ -38,13 +46,20 @@ result<std::vector<token>> lex(const std::string& src) {
       i = j;
     } else if (c == '\'' || c == '"') {
       size_t j = src.find(c, i + 1);
-      if (j == std::string::npos) return make_error("unterminated string at column " + std::to_string(i + 1));
+      if (j == std::string::npos)
+        return make_error("unterminated string at column " + std::to_string(i + 1));
       out.push_back({token::text, src.substr(i + 1, j - i - 1)});
       i = j + 1;
-    } else if (c == '(') { out.push_back({token::lparen, "("}); ++i; }
-    else if (c == ')') { out.push_back({token::rparen, ")"}); ++i; }
-    else if (c == ',') { out.push_back({token::comma, ","}); ++i; }
-    else {
+    } else if (c == '(') {
+      out.push_back({token::lparen, "("});
+      ++i;
+    } else if (c == ')') {
+      out.push_back({token::rparen, ")"});
+      ++i;
+    } else if (c == ',') {
+      out.push_back({token::comma, ","});
+      ++i;
+    } else {
       static const char* ops[] = {"==", "!=", "<=", ">=", "<", ">", "=", "+", "-", "*", "/"};
       bool found = false;
       for (const char* o : ops) {
@@ -56,7 +71,9 @@ result<std::vector<token>> lex(const std::string& src) {
           break;
         }
       }
-      if (!found) return make_error(std::string("unexpected character '") + c + "' at column " + std::to_string(i + 1));
+      if (!found)
+        return make_error(std::string("unexpected character '") + c + "' at column " +
+                          std::to_string(i + 1));
     }
   }
   out.push_back({token::end, ""});
@@ -121,10 +138,14 @@ struct arith_expr : expr {
     double x, y;
     if (!as_number(a->eval(f), x) || !as_number(b->eval(f), y)) return std::monostate{};
     switch (op) {
-      case '+': return x + y;
-      case '-': return x - y;
-      case '*': return x * y;
-      default: return y == 0 ? value(std::monostate{}) : value(x / y);
+      case '+':
+        return x + y;
+      case '-':
+        return x - y;
+      case '*':
+        return x * y;
+      default:
+        return y == 0 ? value(std::monostate{}) : value(x / y);
     }
   }
 };
@@ -153,7 +174,12 @@ struct field_num_cmp_expr : expr {
   cmp op;
   double rhs;
   static cmp parse(const std::string& o) {
-    return o == "==" ? cmp::eq : o == "!=" ? cmp::ne : o == "<" ? cmp::lt : o == "<=" ? cmp::le : o == ">" ? cmp::gt : cmp::ge;
+    return o == "=="   ? cmp::eq
+           : o == "!=" ? cmp::ne
+           : o == "<"  ? cmp::lt
+           : o == "<=" ? cmp::le
+           : o == ">"  ? cmp::gt
+                       : cmp::ge;
   }
   field_num_cmp_expr() { fast_ = true; }
   value eval(const std::vector<value>& f) const override { return test_fast(f); }
@@ -161,12 +187,18 @@ struct field_num_cmp_expr : expr {
     double x;
     if (!as_number(f[slot], x) || std::isnan(x)) return false;
     switch (op) {
-      case cmp::eq: return x == rhs;
-      case cmp::ne: return x != rhs;
-      case cmp::lt: return x < rhs;
-      case cmp::le: return x <= rhs;
-      case cmp::gt: return x > rhs;
-      default: return x >= rhs;
+      case cmp::eq:
+        return x == rhs;
+      case cmp::ne:
+        return x != rhs;
+      case cmp::lt:
+        return x < rhs;
+      case cmp::le:
+        return x <= rhs;
+      case cmp::gt:
+        return x > rhs;
+      default:
+        return x >= rhs;
     }
   }
 };
@@ -229,10 +261,13 @@ class parser {
     }
     return l;
   }
-  static bool is_cmp(const std::string& op) { return op != "+" && op != "-" && op != "*" && op != "/"; }
+  static bool is_cmp(const std::string& op) {
+    return op != "+" && op != "-" && op != "*" && op != "/";
+  }
   std::shared_ptr<const expr> parse_sum() {
     auto l = parse_product();
-    while (err_.empty() && toks_[pos_].k == token::op && (toks_[pos_].s == "+" || toks_[pos_].s == "-")) {
+    while (err_.empty() && toks_[pos_].k == token::op &&
+           (toks_[pos_].s == "+" || toks_[pos_].s == "-")) {
       auto n = std::make_shared<arith_expr>();
       n->op = toks_[pos_++].s[0], n->a = l, n->b = parse_product();
       l = n;
@@ -241,7 +276,8 @@ class parser {
   }
   std::shared_ptr<const expr> parse_product() {
     auto l = parse_operand();
-    while (err_.empty() && toks_[pos_].k == token::op && (toks_[pos_].s == "*" || toks_[pos_].s == "/")) {
+    while (err_.empty() && toks_[pos_].k == token::op &&
+           (toks_[pos_].s == "*" || toks_[pos_].s == "/")) {
       auto n = std::make_shared<arith_expr>();
       n->op = toks_[pos_++].s[0], n->a = l, n->b = parse_operand();
       l = n;
@@ -251,12 +287,19 @@ class parser {
   std::shared_ptr<const expr> parse_operand() {
     const token& t = toks_[pos_];
     switch (t.k) {
-      case token::number: ++pos_; return std::make_shared<const_expr>(t.n);
-      case token::text: ++pos_; return std::make_shared<const_expr>(t.s);
+      case token::number:
+        ++pos_;
+        return std::make_shared<const_expr>(t.n);
+      case token::text:
+        ++pos_;
+        return std::make_shared<const_expr>(t.s);
       case token::lparen: {
         ++pos_;
         auto e = parse_or();
-        if (toks_[pos_].k != token::rparen) { fail("missing ')'"); return e; }
+        if (toks_[pos_].k != token::rparen) {
+          fail("missing ')'");
+          return e;
+        }
         ++pos_;
         return e;
       }
@@ -264,27 +307,43 @@ class parser {
         ++pos_;
         if (t.s == "true") return std::make_shared<const_expr>(true);
         if (t.s == "false") return std::make_shared<const_expr>(false);
-        if (t.s == "and" || t.s == "or" || t.s == "not") { fail("unexpected '" + t.s + "'"); return nullptr; }
+        if (t.s == "and" || t.s == "or" || t.s == "not") {
+          fail("unexpected '" + t.s + "'");
+          return nullptr;
+        }
         if (toks_[pos_].k == token::lparen) {
-          if (t.s != "hour" && t.s != "weekday" && t.s != "abs") { fail("unknown function '" + t.s + "' (known: hour, weekday, abs)"); return nullptr; }
+          if (t.s != "hour" && t.s != "weekday" && t.s != "abs") {
+            fail("unknown function '" + t.s + "' (known: hour, weekday, abs)");
+            return nullptr;
+          }
           ++pos_;
           auto n = std::make_shared<call_expr>();
           n->fn = t.s;
           n->a = parse_sum();
-          if (err_.empty() && toks_[pos_].k != token::rparen) { fail("function '" + t.s + "' takes one argument"); return n; }
+          if (err_.empty() && toks_[pos_].k != token::rparen) {
+            fail("function '" + t.s + "' takes one argument");
+            return n;
+          }
           ++pos_;
           return n;
         }
         if (names_) names_->push_back(t.s);
         int slot = resolve_ ? (*resolve_)(t.s) : 0;
-        if (slot < 0) { fail("unknown field '" + t.s + "'"); return nullptr; }
+        if (slot < 0) {
+          fail("unknown field '" + t.s + "'");
+          return nullptr;
+        }
         return std::make_shared<field_expr>(slot);
       }
-      default: fail(t.k == token::end ? "expression ends early" : "unexpected '" + t.s + "'"); return nullptr;
+      default:
+        fail(t.k == token::end ? "expression ends early" : "unexpected '" + t.s + "'");
+        return nullptr;
     }
   }
   bool is_kw(const char* kw) const { return toks_[pos_].k == token::ident && toks_[pos_].s == kw; }
-  void fail(std::string m) { if (err_.empty()) err_ = std::move(m); }
+  void fail(std::string m) {
+    if (err_.empty()) err_ = std::move(m);
+  }
 
   std::vector<token> toks_;
   size_t pos_ = 0;
@@ -303,7 +362,8 @@ bool expr::test(const std::vector<value>& fields) const {
   return as_number(v, d) && d != 0;
 }
 
-result<std::shared_ptr<const expr>> compile_expr(const std::string& source, const field_resolver& resolve) {
+result<std::shared_ptr<const expr>> compile_expr(const std::string& source,
+                                                 const field_resolver& resolve) {
   auto toks = lex(source);
   if (!toks) return make_error("filter '" + source + "': " + toks.error_message());
   parser p(std::move(toks.value()), &resolve, nullptr);

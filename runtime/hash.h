@@ -19,7 +19,9 @@ inline uint64_t fnv1a_update(uint64_t h, std::string_view bytes) {
 }
 
 // 64-bit FNV-1a of the key's bytes.
-inline uint64_t stable_hash(std::string_view key) { return fnv1a_update(kFnvOffsetBasis, key); }
+inline uint64_t stable_hash(std::string_view key) {
+  return fnv1a_update(kFnvOffsetBasis, key);
+}
 
 inline uint32_t shard_of(std::string_view key, uint32_t shard_count) {
   return static_cast<uint32_t>(stable_hash(key) % shard_count);

@@ -19,8 +19,11 @@ class latency_histogram {
   static constexpr int kPerDoubling = 8;
   static constexpr int kBuckets = 32 * kPerDoubling;
   void record_us(double us) {
-    int b = !(us > 1) ? 0 : us >= 1e12 ? kBuckets - 1 : static_cast<int>(std::log2(us) * kPerDoubling) + 1;  // NaN → 0
-    buckets_[static_cast<size_t>(std::min(b, kBuckets - 1))].fetch_add(1, std::memory_order_relaxed);
+    int b = !(us > 1)    ? 0
+            : us >= 1e12 ? kBuckets - 1
+                         : static_cast<int>(std::log2(us) * kPerDoubling) + 1;  // NaN → 0
+    buckets_[static_cast<size_t>(std::min(b, kBuckets - 1))].fetch_add(1,
+                                                                       std::memory_order_relaxed);
   }
   uint64_t count() const {
     uint64_t n = 0;
@@ -31,12 +34,14 @@ class latency_histogram {
   double quantile_us(double q) const {
     std::array<uint64_t, kBuckets> snap;
     uint64_t n = 0;
-    for (size_t i = 0; i < snap.size(); ++i) n += snap[i] = buckets_[i].load(std::memory_order_relaxed);
+    for (size_t i = 0; i < snap.size(); ++i)
+      n += snap[i] = buckets_[i].load(std::memory_order_relaxed);
     if (n == 0) return 0;
     auto rank = static_cast<uint64_t>(std::ceil(q * static_cast<double>(n)));
     uint64_t seen = 0;
     for (size_t i = 0; i < snap.size(); ++i)
-      if ((seen += snap[i]) >= rank) return i == 0 ? 1.0 : std::exp2(static_cast<double>(i) / kPerDoubling);
+      if ((seen += snap[i]) >= rank)
+        return i == 0 ? 1.0 : std::exp2(static_cast<double>(i) / kPerDoubling);
     return std::exp2(static_cast<double>(kBuckets - 1) / kPerDoubling);
   }
 
@@ -48,7 +53,8 @@ class latency_histogram {
 // measured on the first message of each applied batch.
 struct apply_stages {
   latency_histogram delivery;  // JetStream stored it → the node received it (pull, server, network)
-  latency_histogram queued;    // received → its batch started applying (actor mailboxes, earlier batches)
+  latency_histogram
+      queued;  // received → its batch started applying (actor mailboxes, earlier batches)
   latency_histogram applying;  // apply started → committed (entity actors, RocksDB write)
   latency_histogram total;     // stored → committed
 };
@@ -70,7 +76,8 @@ struct node_metrics {
 // Allows one line per `key` per interval and counts what it suppressed.
 class log_limiter {
  public:
-  explicit log_limiter(std::chrono::milliseconds interval = std::chrono::seconds(5)) : interval_(interval) {}
+  explicit log_limiter(std::chrono::milliseconds interval = std::chrono::seconds(5))
+      : interval_(interval) {}
   // Returns true if the caller should log now; `suppressed` is how many were skipped since.
   bool allow(const std::string& key, uint64_t& suppressed);
 

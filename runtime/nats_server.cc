@@ -51,7 +51,8 @@ namespace {
 
 std::string find_binary() {
   if (const char* env = std::getenv("TESSERA_NATS_SERVER")) return env;
-  for (const char* p : {"/usr/bin/nats-server", "/usr/local/bin/nats-server", "/usr/sbin/nats-server"})
+  for (const char* p :
+       {"/usr/bin/nats-server", "/usr/local/bin/nats-server", "/usr/sbin/nats-server"})
     if (::access(p, X_OK) == 0) return p;
   return "nats-server";
 }
@@ -67,7 +68,8 @@ void stop_stale(const std::string& pid_file) {
   if (!(comm >> name) || name.find("nats-server") == std::string::npos) return;
   spdlog::warn("stopping stale nats-server pid {} left on this data dir", pid);
   ::kill(pid, SIGTERM);
-  for (int i = 0; i < 100 && ::kill(pid, 0) == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  for (int i = 0; i < 100 && ::kill(pid, 0) == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
   if (::kill(pid, 0) == 0) ::kill(pid, SIGKILL);
 }
 
@@ -111,7 +113,7 @@ status embedded_nats::spawn() {
     // JetStream's file store recovers from a kill; a clean node stop still sends SIGTERM first.
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(1);  // the node died before prctl took effect
-    ::setpgid(0, 0);                          // keep terminal signals for the node to handle
+    ::setpgid(0, 0);                        // keep terminal signals for the node to handle
     int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (fd >= 0) {
       ::dup2(fd, 1);
@@ -149,14 +151,17 @@ void embedded_nats::monitor() {
     pid_t r = ::waitpid(p, &wst, WNOHANG);
     if (r == p && !stopping_) {
       pid_ = -1;
-      spdlog::error("embedded nats-server exited unexpectedly (status {}); restarting in {} ms", wst, backoff_ms);
+      spdlog::error("embedded nats-server exited unexpectedly (status {}); restarting in {} ms",
+                    wst, backoff_ms);
       std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
       backoff_ms = std::min(backoff_ms * 2, 5000);
       if (stopping_) break;
       ++restarts_;
       auto st = spawn();
-      if (!st) spdlog::error("restarting nats-server failed: {}", st.error_message());
-      else backoff_ms = 200;
+      if (!st)
+        spdlog::error("restarting nats-server failed: {}", st.error_message());
+      else
+        backoff_ms = 200;
       continue;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));

@@ -18,12 +18,14 @@ void projected_log::assign(const kind_plan& plan, const log_entry* entries, size
   }
 }
 
-feature_vector vector_at(const view_def& view, const projected_log& log, int64_t t, const std::string& entity,
-                         std::deque<record>& scratch) {
+feature_vector vector_at(const view_def& view, const projected_log& log, int64_t t,
+                         const std::string& entity, std::deque<record>& scratch) {
   const int64_t lo = t - view.max_window_us();  // exclusive
   auto by_time = [](int64_t x, const record& r) { return x < r.time; };
-  const size_t first = static_cast<size_t>(std::upper_bound(log.records.begin(), log.records.end(), lo, by_time) - log.records.begin());
-  const size_t end = static_cast<size_t>(std::upper_bound(log.records.begin(), log.records.end(), t, by_time) - log.records.begin());
+  const size_t first = static_cast<size_t>(
+      std::upper_bound(log.records.begin(), log.records.end(), lo, by_time) - log.records.begin());
+  const size_t end = static_cast<size_t>(
+      std::upper_bound(log.records.begin(), log.records.end(), t, by_time) - log.records.begin());
   bool all_known = true;
   for (size_t i = first; i < end && all_known; ++i) all_known = log.known[i] <= t;
   // Usually everything in the window was known by t: compute in place (compute_vector reads
@@ -38,13 +40,15 @@ feature_vector vector_at(const view_def& view, const projected_log& log, int64_t
 window_index::window_index(const view_def& view, const projected_log& log) : window_index(view) {
   if (!supported_) return;
   reserve(log.records.size());
-  for (size_t i = 0; i < log.records.size(); ++i) add(log.records[i].time, log.known[i], log.records[i].fields);
+  for (size_t i = 0; i < log.records.size(); ++i)
+    add(log.records[i].time, log.known[i], log.records[i].fields);
   finish();
 }
 
 window_index::window_index(const view_def& view) : view_(view) {
   for (auto& f : view.features)
-    if (f.agg == agg_kind::stddev || f.agg == agg_kind::last || f.agg == agg_kind::last_n_distinct) supported_ = false;
+    if (f.agg == agg_kind::stddev || f.agg == agg_kind::last || f.agg == agg_kind::last_n_distinct)
+      supported_ = false;
   if (!supported_) return;
   for (const feature_def& f : view.features) {
     size_t k = std::find(windows_.begin(), windows_.end(), f.window_us) - windows_.begin();
@@ -53,7 +57,9 @@ window_index::window_index(const view_def& view) : view_(view) {
   }
   for (const feature_def& f : view.features) {
     size_t k = 0;
-    while (k < tracks_.size() && !(tracks_[k].slot == f.slot && tracks_[k].filter_src == f.filter_src)) ++k;
+    while (k < tracks_.size() &&
+           !(tracks_[k].slot == f.slot && tracks_[k].filter_src == f.filter_src))
+      ++k;
     if (k == tracks_.size()) {
       tracks_.emplace_back();
       tracks_[k].slot = f.slot;
@@ -94,7 +100,8 @@ void window_index::add(int64_t time, int64_t known, const std::vector<value>& fi
   for (track& tr : tracks_) {
     // The same tests, in the same order, as compute_vector.
     double x = 0;
-    const bool counted = (!tr.filter || tr.filter->test(fields)) && (tr.slot < 0 || (as_number(fields[tr.slot], x) && !std::isnan(x)));
+    const bool counted = (!tr.filter || tr.filter->test(fields)) &&
+                         (tr.slot < 0 || (as_number(fields[tr.slot], x) && !std::isnan(x)));
     if (tr.dense && !counted) {  // from here on, positions are kept
       tr.dense = false;
       tr.before.resize(i);
@@ -129,7 +136,8 @@ void window_index::finish() {
       std::vector<double> mins, maxs;
       for (size_t b = 0; b < xs.size(); b += kBlock) {
         double mn = xs[b], mx = xs[b];
-        for (size_t i = b + 1; i < std::min(xs.size(), b + kBlock); ++i) mn = std::min(mn, xs[i]), mx = std::max(mx, xs[i]);
+        for (size_t i = b + 1; i < std::min(xs.size(), b + kBlock); ++i)
+          mn = std::min(mn, xs[i]), mx = std::max(mx, xs[i]);
         mins.push_back(mn);
         maxs.push_back(mx);
       }
@@ -140,12 +148,14 @@ void window_index::finish() {
       for (size_t w = 1; tr.sparse_max.back().size() > w; w *= 2) {
         const std::vector<double>&pmin = tr.sparse_min.back(), &pmax = tr.sparse_max.back();
         std::vector<double> nmin(pmin.size() - w), nmax(pmax.size() - w);
-        for (size_t i = 0; i < nmin.size(); ++i) nmin[i] = std::min(pmin[i], pmin[i + w]), nmax[i] = std::max(pmax[i], pmax[i + w]);
+        for (size_t i = 0; i < nmin.size(); ++i)
+          nmin[i] = std::min(pmin[i], pmin[i + w]), nmax[i] = std::max(pmax[i], pmax[i + w]);
         tr.sparse_min.push_back(std::move(nmin));
         tr.sparse_max.push_back(std::move(nmax));
       }
     }
-    if (!tr.extremes && !(tr.sums && !tr.exact_sum)) std::vector<double>().swap(tr.x);  // prefix sums answer alone
+    if (!tr.extremes && !(tr.sums && !tr.exact_sum))
+      std::vector<double>().swap(tr.x);  // prefix sums answer alone
   }
 }
 
@@ -155,7 +165,7 @@ size_t window_index::after(int64_t x) const {
 
 size_t window_index::after(int64_t x, size_t& hint) const {
   const size_t n = times_.size(), h = std::min(hint, n);
-  size_t lo = 0, hi = n;  // the answer is in [lo, hi]
+  size_t lo = 0, hi = n;          // the answer is in [lo, hi]
   if (h < n && times_[h] <= x) {  // forwards: the answer is past h
     lo = h + 1;
     for (size_t step = 1;; step *= 2) {
@@ -178,22 +188,26 @@ size_t window_index::after(int64_t x, size_t& hint) const {
       hi = probe;
     }
   }
-  hint = static_cast<size_t>(std::upper_bound(times_.begin() + static_cast<std::ptrdiff_t>(lo), times_.begin() + static_cast<std::ptrdiff_t>(hi), x) -
+  hint = static_cast<size_t>(std::upper_bound(times_.begin() + static_cast<std::ptrdiff_t>(lo),
+                                              times_.begin() + static_cast<std::ptrdiff_t>(hi), x) -
                              times_.begin());
   return hint;
 }
 
 size_t window_index::bytes() const {
-  size_t b = (block_known_.size() + times_.size() + known_.size() + known_upto_.size()) * sizeof(int64_t);
+  size_t b =
+      (block_known_.size() + times_.size() + known_.size() + known_upto_.size()) * sizeof(int64_t);
   for (auto& tr : tracks_) {
     b += (tr.before.size() + tr.pos.size()) * 4 + (tr.x.size() + tr.prefix.size()) * 8;
-    for (size_t k = 0; k < tr.sparse_max.size(); ++k) b += (tr.sparse_min[k].size() + tr.sparse_max[k].size()) * 8;
+    for (size_t k = 0; k < tr.sparse_max.size(); ++k)
+      b += (tr.sparse_min[k].size() + tr.sparse_max[k].size()) * 8;
   }
   return b;
 }
 
 bool window_index::all_known(size_t b, size_t e, int64_t t) const {
-  if (!late_ || known_upto_[e] <= t) return true;  // nothing up to the window's end was known after t
+  if (!late_ || known_upto_[e] <= t)
+    return true;  // nothing up to the window's end was known after t
   size_t i = b;
   for (; i < e && i % kBlock; ++i)
     if (known_[i] > t) return false;
@@ -213,9 +227,12 @@ double window_index::sum(const track& tr, size_t b, size_t e) const {
 
 value number_cell::to_value() const {
   switch (kind) {
-    case integer: return i;
-    case real: return d;
-    default: return std::monostate{};
+    case integer:
+      return i;
+    case real:
+      return d;
+    default:
+      return std::monostate{};
   }
 }
 
@@ -236,23 +253,32 @@ bool window_index::cells(int64_t t, number_cell* out, int64_t* times, cursor* cu
   size_t starts[8];  // where each distinct window starts (views have few)
   const size_t nw = std::min<size_t>(windows_.size(), 8);
   size_t first = end;  // the earliest start: of the longest window
-  for (size_t w = 0; w < nw; ++w) first = std::min(first, starts[w] = cur ? after(t - windows_[w], c.pos[w + 1]) : after(t - windows_[w]));
+  for (size_t w = 0; w < nw; ++w)
+    first = std::min(
+        first, starts[w] = cur ? after(t - windows_[w], c.pos[w + 1]) : after(t - windows_[w]));
   if (nw < windows_.size()) first = after(t - view_.max_window_us());
   if (!all_known(first, end, t)) return false;
   for (size_t fi = 0; fi < view_.features.size(); ++fi) {
     const feature_def& f = view_.features[fi];
     const track& tr = tracks_[track_of_[fi]];
     const size_t w = window_of_[fi];
-    const size_t b = tr.before_at(w < nw ? starts[w] : after(t - f.window_us)), e = tr.before_at(end);
+    const size_t b = tr.before_at(w < nw ? starts[w] : after(t - f.window_us)),
+                 e = tr.before_at(end);
     const int64_t n = static_cast<int64_t>(e - b);
     const int64_t last = n ? times_[tr.pos_at(e - 1)] : 0;
     if (times) times[fi] = last;
     number_cell& v = out[fi];
     v = number_cell();
     switch (f.agg) {
-      case agg_kind::count: v = number_cell::of_int(n); break;
-      case agg_kind::sum: v = number_cell::of_double(sum(tr, b, e)); break;
-      case agg_kind::mean: if (n) v = number_cell::of_double(sum(tr, b, e) / static_cast<double>(n)); break;
+      case agg_kind::count:
+        v = number_cell::of_int(n);
+        break;
+      case agg_kind::sum:
+        v = number_cell::of_double(sum(tr, b, e));
+        break;
+      case agg_kind::mean:
+        if (n) v = number_cell::of_double(sum(tr, b, e) / static_cast<double>(n));
+        break;
       case agg_kind::min:
       case agg_kind::max: {
         if (!n) break;
@@ -277,7 +303,8 @@ bool window_index::cells(int64_t t, number_cell* out, int64_t* times, cursor* cu
       case agg_kind::time_since_last:
         if (n) v = number_cell::of_double(static_cast<double>(t - last) / 1e6);
         break;
-      default: break;  // not indexed (supported_ is false)
+      default:
+        break;  // not indexed (supported_ is false)
     }
   }
   return true;
@@ -296,21 +323,26 @@ bool window_index::at(int64_t t, const std::string& entity, feature_vector& out)
   const size_t end = after(t);
   if (end > 0 && times_[end - 1] > t - view_.max_window_us()) out.event_time = times_[end - 1];
   out.values.reserve(nf);
-  for (size_t fi = 0; fi < nf; ++fi) out.values.push_back(feature_value{view_.features[fi].name, std::move(vals[fi]), times[fi]});
-  if (out.event_time == 0) out.status = vector_status::missing;
-  else if (t - out.event_time > view_.ttl_us) out.status = vector_status::stale;
-  else out.status = vector_status::fresh;
+  for (size_t fi = 0; fi < nf; ++fi)
+    out.values.push_back(feature_value{view_.features[fi].name, std::move(vals[fi]), times[fi]});
+  if (out.event_time == 0)
+    out.status = vector_status::missing;
+  else if (t - out.event_time > view_.ttl_us)
+    out.status = vector_status::stale;
+  else
+    out.status = vector_status::fresh;
   return true;
 }
 
-feature_vector vector_at(const view_def& view, const projected_log& log, const window_index& index, int64_t t,
-                         const std::string& entity, std::deque<record>& scratch) {
+feature_vector vector_at(const view_def& view, const projected_log& log, const window_index& index,
+                         int64_t t, const std::string& entity, std::deque<record>& scratch) {
   feature_vector out;
   if (index.supported() && index.at(t, entity, out)) return out;
   return vector_at(view, log, t, entity, scratch);
 }
 
-feature_vector vector_at(const view_def& view, const kind_plan& plan, const std::vector<log_entry>& entries, int64_t t,
+feature_vector vector_at(const view_def& view, const kind_plan& plan,
+                         const std::vector<log_entry>& entries, int64_t t,
                          const std::string& entity, std::deque<record>& scratch) {
   projected_log log;
   log.assign(plan, entries);

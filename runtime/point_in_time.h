@@ -20,11 +20,13 @@ namespace tessera {
 struct projected_log {
   std::vector<record> records;  // (time, seq, idx) order
   std::vector<int64_t> known;
-  void assign(const kind_plan& plan, const std::vector<log_entry>& entries) { assign(plan, entries.data(), entries.size()); }
+  void assign(const kind_plan& plan, const std::vector<log_entry>& entries) {
+    assign(plan, entries.data(), entries.size());
+  }
   void assign(const kind_plan& plan, const log_entry* entries, size_t n);
 };
-feature_vector vector_at(const view_def& view, const projected_log& log, int64_t t, const std::string& entity,
-                         std::deque<record>& scratch);
+feature_vector vector_at(const view_def& view, const projected_log& log, int64_t t,
+                         const std::string& entity, std::deque<record>& scratch);
 
 // A feature value as a window index computes it: missing, an integer (counts) or a double;
 // or, for the caller's tables, a value kept elsewhere (`i` its index there). 16 bytes where a
@@ -35,8 +37,16 @@ struct number_cell {
     int64_t i = 0;
     double d;
   };
-  static number_cell of_int(int64_t x) { number_cell c; c.kind = integer, c.i = x; return c; }
-  static number_cell of_double(double x) { number_cell c; c.kind = real, c.d = x; return c; }
+  static number_cell of_int(int64_t x) {
+    number_cell c;
+    c.kind = integer, c.i = x;
+    return c;
+  }
+  static number_cell of_double(double x) {
+    number_cell c;
+    c.kind = real, c.d = x;
+    return c;
+  }
   value to_value() const;  // a boxed cell gives monostate: its value is the caller's
 };
 
@@ -79,7 +89,8 @@ class window_index {
   // (optional): each feature's latest counted event time, 0 when none. `cur` (optional): kept
   // by the caller between reads of this index; any value is correct, a near one is fast.
   bool cells(int64_t t, number_cell* out, int64_t* times = nullptr, cursor* cur = nullptr) const;
-  bool cells(int64_t t, value* out, int64_t* times = nullptr, cursor* cur = nullptr) const;  // the same, as values
+  bool cells(int64_t t, value* out, int64_t* times = nullptr,
+             cursor* cur = nullptr) const;  // the same, as values
   size_t bytes() const;
 
  private:
@@ -87,17 +98,18 @@ class window_index {
   struct track {  // shared by the features with the same field and filter
     int slot = -1;
     std::string filter_src;
-    const expr* filter = nullptr;   // the features' filter (owned by the view), or none
+    const expr* filter = nullptr;  // the features' filter (owned by the view), or none
     bool sums = false, extremes = false, integers = true;
     // Dense: every record counts (no filter, the field always present), so before[i] == i
     // and pos[j] == j, and neither is kept (most tracks: a third of the index's memory).
     bool dense = true;
-    std::vector<uint32_t> before;   // before[i]: counted records among records[0, i)
-    std::vector<uint32_t> pos;      // the counted records' positions, in order
+    std::vector<uint32_t> before;  // before[i]: counted records among records[0, i)
+    std::vector<uint32_t> pos;     // the counted records' positions, in order
     size_t before_at(size_t i) const { return dense ? i : before[i]; }
     size_t pos_at(size_t j) const { return dense ? j : pos[j]; }
-    std::vector<double> x;          // their values, when needed (extremes, inexact sums; all while building)
-    std::vector<double> prefix;     // prefix[i] = x[0] + ... + x[i-1] when exact_sum
+    std::vector<double>
+        x;  // their values, when needed (extremes, inexact sums; all while building)
+    std::vector<double> prefix;  // prefix[i] = x[0] + ... + x[i-1] when exact_sum
     // Sparse tables of block extremes: [k][i] = extreme of blocks [i, i + 2^k).
     std::vector<std::vector<double>> sparse_min, sparse_max;
     bool exact_sum = false;
@@ -105,12 +117,13 @@ class window_index {
   const view_def& view_;
   bool supported_ = true;
   std::vector<track> tracks_;
-  std::vector<size_t> track_of_;      // per feature
-  std::vector<int64_t> times_;        // the records' event times (searched without touching records)
-  std::vector<int64_t> known_;        // and known times (see late_): the index needs the log only to be built
-  std::vector<int64_t> windows_;      // the distinct windows, and each feature's
+  std::vector<size_t> track_of_;  // per feature
+  std::vector<int64_t> times_;    // the records' event times (searched without touching records)
+  std::vector<int64_t>
+      known_;  // and known times (see late_): the index needs the log only to be built
+  std::vector<int64_t> windows_;  // the distinct windows, and each feature's
   std::vector<size_t> window_of_;
-  size_t after(int64_t x) const;      // records with time <= x end here
+  size_t after(int64_t x) const;                // records with time <= x end here
   size_t after(int64_t x, size_t& hint) const;  // the same, searched outwards from hint (updated)
   // Known times, only once a record was known after its event time (late_): until then every
   // record in any window (time <= t) was known by t, and a replayed history never needs them.
@@ -123,12 +136,13 @@ class window_index {
   bool all_known(size_t b, size_t e, int64_t t) const;
 };
 // The same as vector_at(view, log, ...) with `index` built over (view, log).
-feature_vector vector_at(const view_def& view, const projected_log& log, const window_index& index, int64_t t,
-                         const std::string& entity, std::deque<record>& scratch);
+feature_vector vector_at(const view_def& view, const projected_log& log, const window_index& index,
+                         int64_t t, const std::string& entity, std::deque<record>& scratch);
 
 // `entries`: one entity's log in (time, seq, idx) order, with every stream field. `scratch` is
 // reused between calls to avoid allocations.
-feature_vector vector_at(const view_def& view, const kind_plan& plan, const std::vector<log_entry>& entries, int64_t t,
+feature_vector vector_at(const view_def& view, const kind_plan& plan,
+                         const std::vector<log_entry>& entries, int64_t t,
                          const std::string& entity, std::deque<record>& scratch);
 
 // The time features are read at for an example predicted at `prediction_time`: itself, or the

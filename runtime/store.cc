@@ -1,9 +1,9 @@
 #include "store.h"
 
 #include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
 #include <rocksdb/options.h>
 #include <rocksdb/table.h>
-#include <rocksdb/filter_policy.h>
 #include <rocksdb/write_batch.h>
 
 #include <cstdio>
@@ -61,7 +61,8 @@ shard_meta decode_meta(const std::string& v) {
 }
 
 // The key ranges [begin, end) holding one slice of one shard.
-std::vector<std::pair<std::string, std::string>> slice_ranges(uint32_t shard, const store::slice& sl) {
+std::vector<std::pair<std::string, std::string>> slice_ranges(uint32_t shard,
+                                                              const store::slice& sl) {
   std::string part = sl.stream + "/" + sl.kind + "/" + shard4(shard);
   std::vector<std::string> prefixes{"k/" + part + "/", "e/" + part + "/", "o/" + part + "/"};
   for (auto& v : sl.views) prefixes.push_back("v/" + v + "/" + shard4(shard) + "/");
@@ -78,7 +79,9 @@ std::vector<std::pair<std::string, std::string>> slice_ranges(uint32_t shard, co
 
 constexpr char kSnapMagic[8] = {'T', 'S', 'R', 'S', 'N', 'A', 'P', '1'};
 
-void put_u32(std::string& out, uint32_t x) { out.append(reinterpret_cast<const char*>(&x), 4); }
+void put_u32(std::string& out, uint32_t x) {
+  out.append(reinterpret_cast<const char*>(&x), 4);
+}
 bool get_u32(const std::string& in, size_t& pos, uint32_t& x) {
   if (in.size() - pos < 4) return false;
   std::memcpy(&x, in.data() + pos, 4);
@@ -107,7 +110,9 @@ bool for_each_pair(const std::string& blob, uint32_t shard, F&& fn) {
 
 }  // namespace
 
-std::string shard_id::name() const { return shard_part(*this); }
+std::string shard_id::name() const {
+  return shard_part(*this);
+}
 
 store::~store() = default;
 
@@ -178,9 +183,11 @@ std::optional<feature_vector> store::load_vector(const std::string& view, uint32
   char buf[8];
   std::snprintf(buf, sizeof buf, "%04u", shard);
   std::string v;
-  if (!db_->Get(rocksdb::ReadOptions(), "v/" + view + "/" + buf + "/" + key, &v).ok()) return std::nullopt;
+  if (!db_->Get(rocksdb::ReadOptions(), "v/" + view + "/" + buf + "/" + key, &v).ok())
+    return std::nullopt;
   if (v.size() % 8 != 0) return std::nullopt;
-  kj::ArrayPtr<const capnp::word> words(reinterpret_cast<const capnp::word*>(v.data()), v.size() / 8);
+  kj::ArrayPtr<const capnp::word> words(reinterpret_cast<const capnp::word*>(v.data()),
+                                        v.size() / 8);
   try {
     capnp::FlatArrayMessageReader reader(words);
     return read_vector(reader.getRoot<wire::FeatureVector>());
@@ -189,10 +196,12 @@ std::optional<feature_vector> store::load_vector(const std::string& view, uint32
   }
 }
 
-store::batch::batch(const shard_id& s) : shard_(s), prefix_(shard_part(s)), wb_(new rocksdb::WriteBatch()) {}
+store::batch::batch(const shard_id& s)
+    : shard_(s), prefix_(shard_part(s)), wb_(new rocksdb::WriteBatch()) {}
 store::batch::~batch() = default;
 
-std::string store::batch::record_key(const std::string& key, int64_t time, uint64_t seq, uint32_t idx, char family) const {
+std::string store::batch::record_key(const std::string& key, int64_t time, uint64_t seq,
+                                     uint32_t idx, char family) const {
   std::string k = std::string(1, family) + "/" + prefix_ + "/" + key;
   k.push_back('\0');
   put_be64(k, static_cast<uint64_t>(time) ^ (1ULL << 63));
@@ -206,13 +215,18 @@ void store::batch::put_record(const std::string& key, const record& r) {
 void store::batch::delete_record(const std::string& key, int64_t time, uint64_t seq, uint32_t idx) {
   wb_->Delete(record_key(key, time, seq, idx));
 }
-void store::batch::put_known(const std::string& key) { wb_->Put("k/" + prefix_ + "/" + key, ""); }
-void store::batch::put_vector(const std::string& view, const std::string& key, const std::string& bytes) {
+void store::batch::put_known(const std::string& key) {
+  wb_->Put("k/" + prefix_ + "/" + key, "");
+}
+void store::batch::put_vector(const std::string& view, const std::string& key,
+                              const std::string& bytes) {
   char buf[8];
   std::snprintf(buf, sizeof buf, "%04u", shard_.shard);
   wb_->Put("v/" + view + "/" + buf + "/" + key, bytes);
 }
-void store::batch::put_meta(const shard_meta& m) { wb_->Put("m/" + prefix_, encode_meta(m)); }
+void store::batch::put_meta(const shard_meta& m) {
+  wb_->Put("m/" + prefix_, encode_meta(m));
+}
 void store::batch::put_log(const std::string& key, const log_entry& e) {
   std::string v;
   put_be64(v, static_cast<uint64_t>(e.known));
@@ -235,7 +249,8 @@ std::string log_time_key(const std::string& entity_prefix, int64_t t) {
 }
 // An offline-log value: u64 known time, then the record; every field, or those of `slot_of`
 // (see decode_record) when `slot_of` is given.
-bool decode_log(rocksdb::Slice v, log_entry& e, const std::vector<int>* slot_of = nullptr, size_t slots = 0) {
+bool decode_log(rocksdb::Slice v, log_entry& e, const std::vector<int>* slot_of = nullptr,
+                size_t slots = 0) {
   if (v.size() < 8) return false;
   uint64_t known = 0;
   for (int i = 0; i < 8; ++i) known = (known << 8) | static_cast<uint8_t>(v.data()[i]);
@@ -251,7 +266,8 @@ std::string entity_log_prefix(const shard_id& s, const std::string& key) {
 }
 }  // namespace
 
-status store::scan_log(const shard_id& s, const std::string& key, int64_t from, int64_t to, std::vector<log_entry>& out) const {
+status store::scan_log(const shard_id& s, const std::string& key, int64_t from, int64_t to,
+                       std::vector<log_entry>& out) const {
   return for_each_entry(s, key, from, to, [&](log_entry& e) { out.push_back(std::move(e)); });
 }
 
@@ -260,12 +276,14 @@ status store::for_each_entry(const shard_id& s, const std::string& key, int64_t 
   return for_each_entry(s, key, from, to, nullptr, 0, fn);
 }
 
-status store::for_each_entry(const shard_id& s, const std::string& key, int64_t from, int64_t to, const std::vector<int>& slot_of, size_t slots,
+status store::for_each_entry(const shard_id& s, const std::string& key, int64_t from, int64_t to,
+                             const std::vector<int>& slot_of, size_t slots,
                              const std::function<void(log_entry&)>& fn) const {
   return for_each_entry(s, key, from, to, &slot_of, slots, fn);
 }
 
-status store::for_each_entry(const shard_id& s, const std::string& key, int64_t from, int64_t to, const std::vector<int>* slot_of, size_t slots,
+status store::for_each_entry(const shard_id& s, const std::string& key, int64_t from, int64_t to,
+                             const std::vector<int>* slot_of, size_t slots,
                              const std::function<void(log_entry&)>& fn) const {
   const std::string prefix = entity_log_prefix(s, key);
   const std::string end = log_time_key(prefix, to + 1);
@@ -275,8 +293,10 @@ status store::for_each_entry(const shard_id& s, const std::string& key, int64_t 
   ro.fill_cache = false;            // whole logs are read once and indexed by the caller
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
   log_entry e;
-  for (it->Seek(log_time_key(prefix, from + 1)); it->Valid() && it->key().compare(end) < 0; it->Next()) {
-    if (!decode_log(it->value(), e, slot_of, slots)) return make_error("corrupt offline log entry of entity '" + key + "' in shard " + s.name());
+  for (it->Seek(log_time_key(prefix, from + 1)); it->Valid() && it->key().compare(end) < 0;
+       it->Next()) {
+    if (!decode_log(it->value(), e, slot_of, slots))
+      return make_error("corrupt offline log entry of entity '" + key + "' in shard " + s.name());
     fn(e);
   }
   if (!it->status().ok()) return make_error("RocksDB read failed: " + it->status().ToString());
@@ -321,7 +341,8 @@ result<std::optional<size_t>> store::ensure_layout(const shard_id& s, const kind
   auto fs = for_each_log(s, cutoff, INT64_MAX - 1, [&](const std::string& key, log_entry&& e) {
     record r;
     r.time = e.r.time, r.seq = e.r.seq, r.idx = e.r.idx;
-    for (int fi : p.stored_field_index) r.fields.push_back(fi < static_cast<int>(e.r.fields.size()) ? e.r.fields[fi] : value{});
+    for (int fi : p.stored_field_index)
+      r.fields.push_back(fi < static_cast<int>(e.r.fields.size()) ? e.r.fields[fi] : value{});
     std::string k = eprefix + key;
     k.push_back('\0');
     put_be64(k, static_cast<uint64_t>(r.time) ^ (1ULL << 63));
@@ -353,13 +374,19 @@ status store::for_each_log(const shard_id& s, int64_t from, int64_t to,
   for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
     rocksdb::Slice k = it->key();
     // <prefix><key>\0<t:8><seq:8><idx:4>
-    if (k.size() < prefix.size() + 21) { err = "malformed offline log key in shard " + s.name(); break; }
+    if (k.size() < prefix.size() + 21) {
+      err = "malformed offline log key in shard " + s.name();
+      break;
+    }
     key.assign(k.data() + prefix.size(), k.size() - prefix.size() - 21);
     uint64_t tb = 0;
     for (int i = 0; i < 8; ++i) tb = (tb << 8) | static_cast<uint8_t>(k.data()[k.size() - 20 + i]);
     int64_t t = static_cast<int64_t>(tb ^ (1ULL << 63));
     if (t <= from || t > to) continue;
-    if (!decode_log(it->value(), e)) { err = "corrupt offline log entry of entity '" + key + "' in shard " + s.name(); break; }
+    if (!decode_log(it->value(), e)) {
+      err = "corrupt offline log entry of entity '" + key + "' in shard " + s.name();
+      break;
+    }
     fn(key, std::move(e));
   }
   if (err.empty() && !it->status().ok()) err = "RocksDB read failed: " + it->status().ToString();
@@ -369,7 +396,8 @@ status store::for_each_log(const shard_id& s, int64_t from, int64_t to,
   return ok_status();
 }
 
-result<std::string> store::export_slices(uint32_t shard, const std::vector<slice>& slices, size_t max_bytes) const {
+result<std::string> store::export_slices(uint32_t shard, const std::vector<slice>& slices,
+                                         size_t max_bytes) const {
   std::string out(kSnapMagic, 8);
   put_u32(out, shard);
   rocksdb::ReadOptions ro;
@@ -385,7 +413,8 @@ result<std::string> store::export_slices(uint32_t shard, const std::vector<slice
         put_u32(out, static_cast<uint32_t>(it->value().size()));
         out.append(it->value().data(), it->value().size());
         if (out.size() > max_bytes) {
-          err = "shard " + std::to_string(shard) + " state exceeds the snapshot limit of " + std::to_string(max_bytes) + " bytes";
+          err = "shard " + std::to_string(shard) + " state exceeds the snapshot limit of " +
+                std::to_string(max_bytes) + " bytes";
           break;
         }
       }
@@ -403,7 +432,8 @@ result<std::string> store::export_slices(uint32_t shard, const std::vector<slice
   return out;
 }
 
-status store::import_slices(uint32_t shard, const std::vector<slice>& slices, const std::string& blob) {
+status store::import_slices(uint32_t shard, const std::vector<slice>& slices,
+                            const std::string& blob) {
   std::vector<std::pair<std::string, std::string>> ranges;
   for (auto& sl : slices)
     for (auto& r : slice_ranges(shard, sl)) ranges.push_back(r);
@@ -426,7 +456,8 @@ status store::import_slices(uint32_t shard, const std::vector<slice>& slices, co
   return ok_status();
 }
 
-result<std::vector<shard_meta>> store::metas_in(uint32_t shard, const std::vector<slice>& slices, const std::string& blob) {
+result<std::vector<shard_meta>> store::metas_in(uint32_t shard, const std::vector<slice>& slices,
+                                                const std::string& blob) {
   std::vector<shard_meta> out(slices.size());
   std::vector<std::string> keys;
   for (auto& sl : slices) keys.push_back("m/" + sl.stream + "/" + sl.kind + "/" + shard4(shard));

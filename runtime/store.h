@@ -31,8 +31,8 @@ struct shard_id {
 };
 
 struct shard_meta {
-  uint64_t applied_seq = 0;   // last JetStream stream sequence applied
-  int64_t watermark = 0;      // max event time applied
+  uint64_t applied_seq = 0;  // last JetStream stream sequence applied
+  int64_t watermark = 0;     // max event time applied
   uint64_t dead_letters = 0;
   uint64_t events_applied = 0;
 };
@@ -40,8 +40,8 @@ struct shard_meta {
 // One event in a shard's offline log: every field of its stream (derived ones included), its
 // event time and position, and when the system knew it (see runtime/point_in_time.h).
 struct log_entry {
-  record r;            // r.fields: the stream's fields in stream_def order
-  int64_t known = 0;   // microseconds since the epoch
+  record r;           // r.fields: the stream's fields in stream_def order
+  int64_t known = 0;  // microseconds since the epoch
 };
 
 class store {
@@ -67,13 +67,15 @@ class store {
 
   // The offline log of one entity with event time in (from, to], in (time, seq, idx) order,
   // appended to `out`. Error if an entry is corrupt.
-  status scan_log(const shard_id& s, const std::string& key, int64_t from, int64_t to, std::vector<log_entry>& out) const;
+  status scan_log(const shard_id& s, const std::string& key, int64_t from, int64_t to,
+                  std::vector<log_entry>& out) const;
   // The same, entry by entry: fn(entry), one entry object reused (decoded into in place, so no
   // allocation per entry; fn may move from it).
   status for_each_entry(const shard_id& s, const std::string& key, int64_t from, int64_t to,
                         const std::function<void(log_entry&)>& fn) const;
   // The same with only some fields decoded, into slots (see decode_record with slot_of).
-  status for_each_entry(const shard_id& s, const std::string& key, int64_t from, int64_t to, const std::vector<int>& slot_of, size_t slots,
+  status for_each_entry(const shard_id& s, const std::string& key, int64_t from, int64_t to,
+                        const std::vector<int>& slot_of, size_t slots,
                         const std::function<void(log_entry&)>& fn) const;
   // About how many bytes the entity's log takes in the store (from the files' indexes: no read).
   uint64_t approximate_log_bytes(const shard_id& s, const std::string& key) const;
@@ -91,7 +93,8 @@ class store {
     void put_record(const std::string& key, const record& r);
     void delete_record(const std::string& key, int64_t time, uint64_t seq, uint32_t idx);
     void put_known(const std::string& key);
-    void put_vector(const std::string& qualified_view, const std::string& key, const std::string& bytes);
+    void put_vector(const std::string& qualified_view, const std::string& key,
+                    const std::string& bytes);
     void put_meta(const shard_meta& m);
     void put_log(const std::string& key, const log_entry& e);
     // Deletes the entity's log entries with event time <= cutoff (offline retention).
@@ -99,7 +102,8 @@ class store {
 
    private:
     friend class store;
-    std::string record_key(const std::string& key, int64_t time, uint64_t seq, uint32_t idx, char family = 'e') const;
+    std::string record_key(const std::string& key, int64_t time, uint64_t seq, uint32_t idx,
+                           char family = 'e') const;
     shard_id shard_;
     std::string prefix_;
     std::unique_ptr<rocksdb::WriteBatch> wb_;
@@ -115,17 +119,21 @@ class store {
   };
   // Every key of the slices, read at one RocksDB snapshot (consistent: each commit is one
   // WriteBatch), serialised; error past `max_bytes`.
-  result<std::string> export_slices(uint32_t shard, const std::vector<slice>& slices, size_t max_bytes) const;
+  result<std::string> export_slices(uint32_t shard, const std::vector<slice>& slices,
+                                    size_t max_bytes) const;
   // Replaces the slices' keys with those in `blob` (from export_slices) in one WriteBatch.
   // Slices absent from the blob end up empty. Error, with nothing changed, if it is malformed.
   status import_slices(uint32_t shard, const std::vector<slice>& slices, const std::string& blob);
   // The shard_meta of each slice inside a blob (zero meta for slices it does not hold).
-  static result<std::vector<shard_meta>> metas_in(uint32_t shard, const std::vector<slice>& slices, const std::string& blob);
+  static result<std::vector<shard_meta>> metas_in(uint32_t shard, const std::vector<slice>& slices,
+                                                  const std::string& blob);
 
  private:
   store() = default;
-  status for_each_entry(const shard_id& s, const std::string& key, int64_t from, int64_t to, const std::vector<int>* slot_of, size_t slots,
-                        const std::function<void(log_entry&)>& fn) const;  // slot_of null: every field
+  status for_each_entry(
+      const shard_id& s, const std::string& key, int64_t from, int64_t to,
+      const std::vector<int>* slot_of, size_t slots,
+      const std::function<void(log_entry&)>& fn) const;  // slot_of null: every field
 
   std::unique_ptr<rocksdb::DB> db_;
   bool sync_ = false;

@@ -34,7 +34,9 @@ stream_clocks::slot* stream_clocks::find(std::string_view stream) {
 
 int64_t stream_clocks::watermark(std::string_view stream) const {
   const slot* s = find(stream);
-  return s ? std::max(s->local.load(std::memory_order_relaxed), s->remote.load(std::memory_order_relaxed)) : 0;
+  return s ? std::max(s->local.load(std::memory_order_relaxed),
+                      s->remote.load(std::memory_order_relaxed))
+           : 0;
 }
 
 int64_t stream_clocks::read_time(std::string_view stream) const {
@@ -64,14 +66,17 @@ void stream_clocks::advance_remote_accepted(std::string_view stream, int64_t t) 
 int64_t stream_clocks::jump_reference(std::string_view stream) const {
   const slot* s = find(stream);
   if (!s) return 0;
-  return std::max({s->local.load(std::memory_order_relaxed), s->remote.load(std::memory_order_relaxed),
-                   s->accepted.load(std::memory_order_relaxed), s->remote_accepted.load(std::memory_order_relaxed)});
+  return std::max({s->local.load(std::memory_order_relaxed),
+                   s->remote.load(std::memory_order_relaxed),
+                   s->accepted.load(std::memory_order_relaxed),
+                   s->remote_accepted.load(std::memory_order_relaxed)});
 }
 
 std::vector<stream_clocks::local_figures> stream_clocks::local() const {
   std::vector<local_figures> out;
   for (size_t i = 0; i < names_.size(); ++i)
-    out.push_back({names_[i], slots_[i]->local.load(std::memory_order_relaxed), slots_[i]->accepted.load(std::memory_order_relaxed)});
+    out.push_back({names_[i], slots_[i]->local.load(std::memory_order_relaxed),
+                   slots_[i]->accepted.load(std::memory_order_relaxed)});
   return out;
 }
 
@@ -92,8 +97,9 @@ uint64_t stream_clocks::refused(std::string_view stream) const {
 
 std::string jump_refusal(const stream_def& s, int64_t time, int64_t reference) {
   if (reference <= 0 || time <= reference + s.max_jump_us) return {};
-  return "event time " + format_timestamp(time) + " is more than max_jump (" + format_duration(s.max_jump_us) +
-         ") past the stream's watermark (" + format_timestamp(reference) + "); refused";
+  return "event time " + format_timestamp(time) + " is more than max_jump (" +
+         format_duration(s.max_jump_us) + ") past the stream's watermark (" +
+         format_timestamp(reference) + "); refused";
 }
 
 }  // namespace tessera

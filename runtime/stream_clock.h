@@ -83,6 +83,8 @@ std::string jump_refusal(const stream_def& s, int64_t time, int64_t reference);
 
 // The time before which an event of a plan's kind is too old for its online windows when the
 // stream's clock reads `clock` (nothing online can reach it: offline log only).
-inline int64_t online_cutoff(int64_t clock, int64_t retention_us) { return clock - retention_us; }
+inline int64_t online_cutoff(int64_t clock, int64_t retention_us) {
+  return clock - retention_us;
+}
 
 }  // namespace tessera

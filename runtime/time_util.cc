@@ -43,11 +43,12 @@ result<int64_t> parse_timestamp(std::string_view s) {
   if (numeric) {
     int64_t v = 0;
     auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-    if (ec != std::errc() || p != s.data() + s.size()) return make_error("bad timestamp '" + std::string(s) + "'");
+    if (ec != std::errc() || p != s.data() + s.size())
+      return make_error("bad timestamp '" + std::string(s) + "'");
     int64_t a = v < 0 ? -v : v;
-    if (a < 100'000'000'000LL) return v * kMicrosPerSecond;   // seconds
-    if (a < 100'000'000'000'000LL) return v * 1000;           // milliseconds
-    return v;                                                 // microseconds
+    if (a < 100'000'000'000LL) return v * kMicrosPerSecond;  // seconds
+    if (a < 100'000'000'000'000LL) return v * 1000;          // milliseconds
+    return v;                                                // microseconds
   }
   size_t pos = 0;
   int y, mo, d, h = 0, mi = 0, sec = 0;
@@ -59,7 +60,8 @@ result<int64_t> parse_timestamp(std::string_view s) {
   int64_t offset_s = 0;
   if (pos < s.size() && (s[pos] == 'T' || s[pos] == ' ')) {
     ++pos;
-    if (!read_int(s, pos, 2, h) || pos >= s.size() || s[pos++] != ':' || !read_int(s, pos, 2, mi)) return bad();
+    if (!read_int(s, pos, 2, h) || pos >= s.size() || s[pos++] != ':' || !read_int(s, pos, 2, mi))
+      return bad();
     if (pos < s.size() && s[pos] == ':') {
       ++pos;
       if (!read_int(s, pos, 2, sec)) return bad();
@@ -108,14 +110,22 @@ result<int64_t> parse_duration(std::string_view s) {
   }
   std::string_view unit = s.substr(i);
   double mult;
-  if (unit.empty() || unit == "s") mult = 1e6;
-  else if (unit == "ms") mult = 1e3;
-  else if (unit == "us") mult = 1;
-  else if (unit == "m") mult = 60e6;
-  else if (unit == "h") mult = 3600e6;
-  else if (unit == "d") mult = 86400e6;
-  else if (unit == "w") mult = 7 * 86400e6;
-  else return make_error("bad duration unit in '" + std::string(s) + "' (use ms, s, m, h, d, w)");
+  if (unit.empty() || unit == "s")
+    mult = 1e6;
+  else if (unit == "ms")
+    mult = 1e3;
+  else if (unit == "us")
+    mult = 1;
+  else if (unit == "m")
+    mult = 60e6;
+  else if (unit == "h")
+    mult = 3600e6;
+  else if (unit == "d")
+    mult = 86400e6;
+  else if (unit == "w")
+    mult = 7 * 86400e6;
+  else
+    return make_error("bad duration unit in '" + std::string(s) + "' (use ms, s, m, h, d, w)");
   return static_cast<int64_t>(n * mult);
 }
 
@@ -147,8 +157,11 @@ int64_t now_micros() {
 }
 
 std::string format_duration(int64_t micros) {
-  static constexpr std::pair<int64_t, const char*> units[] = {
-      {86400LL * 1000000, "d"}, {3600LL * 1000000, "h"}, {60LL * 1000000, "m"}, {1000000, "s"}, {1000, "ms"}};
+  static constexpr std::pair<int64_t, const char*> units[] = {{86400LL * 1000000, "d"},
+                                                              {3600LL * 1000000, "h"},
+                                                              {60LL * 1000000, "m"},
+                                                              {1000000, "s"},
+                                                              {1000, "ms"}};
   if (micros == 0) return "0s";
   for (auto [u, name] : units)
     if (micros % u == 0) return std::to_string(micros / u) + name;

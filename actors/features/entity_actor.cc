@@ -5,9 +5,11 @@
 
 namespace tessera {
 
-caf::behavior entity_actor(caf::stateful_actor<entity_state>* self, std::string key, const kind_plan* plan,
-                           std::deque<record> records, caf::actor shard, std::chrono::milliseconds idle,
-                           std::chrono::milliseconds materialize_every, vector_cache* cache, uint32_t shard_no) {
+caf::behavior entity_actor(caf::stateful_actor<entity_state>* self, std::string key,
+                           const kind_plan* plan, std::deque<record> records, caf::actor shard,
+                           std::chrono::milliseconds idle,
+                           std::chrono::milliseconds materialize_every, vector_cache* cache,
+                           uint32_t shard_no) {
   self->state.key = std::move(key);
   self->state.plan = plan;
   self->state.records = std::move(records);
@@ -51,7 +53,8 @@ caf::behavior entity_actor(caf::stateful_actor<entity_state>* self, std::string 
         if (now - st.last_materialized >= materialize_every) {
           st.last_materialized = now;
           for (uint32_t v = 0; v < st.plan->views.size(); ++v)
-            d.vectors.emplace_back(st.plan->views[v]->qualified(), encode_vector(compute(v, clock)));
+            d.vectors.emplace_back(st.plan->views[v]->qualified(),
+                                   encode_vector(compute(v, clock)));
         }
         return d;
       },

@@ -24,9 +24,11 @@ struct entity_state {
 
 // `materialize_every`: how often at most the entity hands its vectors to the shard for the
 // online store (reads always compute from the live state, so this bounds only the store's lag).
-caf::behavior entity_actor(caf::stateful_actor<entity_state>* self, std::string key, const kind_plan* plan,
-                           std::deque<record> records, caf::actor shard, std::chrono::milliseconds idle,
-                           std::chrono::milliseconds materialize_every, vector_cache* cache, uint32_t shard_no);
+caf::behavior entity_actor(caf::stateful_actor<entity_state>* self, std::string key,
+                           const kind_plan* plan, std::deque<record> records, caf::actor shard,
+                           std::chrono::milliseconds idle,
+                           std::chrono::milliseconds materialize_every, vector_cache* cache,
+                           uint32_t shard_no);
 
 }  // namespace tessera
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(const tessera::kind_plan*)

@@ -6,13 +6,16 @@
 //               <- release_atom, uint32 shard -> bool (cluster agent: stop them; answers once all
 //                                                    have exited, so their state is committed)
 //               <- restart_atom, std::string shard  (self, after a crash back-off)
-//   shard       <- delivery                         (from the bus: one JetStream message or a pull's end)
+//   shard       <- delivery                         (from the bus: one JetStream message or a
+//   pull's end)
 //               <- flush_atom / tick_atom           (self)
-//               <- read_atom, shard_read              (from the gateway, found in the shard_directory;
+//               <- read_atom, shard_read              (from the gateway, found in the
+//               shard_directory;
 //                                                    replies via callback)
 //               <- status_atom -> shard_status
 //               <- passivate_atom, std::string key  (from an idle entity)
-//   entity      <- apply_atom, shared_ptr<const vector<record>>, int64 prune_at, int64 clock -> entity_delta
+//   entity      <- apply_atom, shared_ptr<const vector<record>>, int64 prune_at, int64 clock ->
+//   entity_delta
 //               <- read_atom, uint32 view, int64 t -> feature_vector
 //               <- stop_atom                        (passivation: state is already persisted)
 //
@@ -25,8 +28,8 @@
 #include <functional>
 #include <memory>
 #include <mutex>
-#include <unordered_map>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "aggregate.h"
@@ -61,10 +64,11 @@ using watchdog_atom = caf::atom_constant<caf::atom("watchdog")>;
 struct features_options {
   uint32_t shard_count = 64;
   std::chrono::milliseconds entity_idle{std::chrono::minutes(5)};
-  std::chrono::milliseconds materialize_every{std::chrono::seconds(1)};  // online-store refresh per entity
-  int pull_batch = 256;               // JetStream messages per pull request
-  int entity_max_restarts = 3;        // within restart_window, then its events go to the DLQ
-  int shard_max_restarts = 5;         // within restart_window, then the shard is reported failed
+  std::chrono::milliseconds materialize_every{
+      std::chrono::seconds(1)};  // online-store refresh per entity
+  int pull_batch = 256;          // JetStream messages per pull request
+  int entity_max_restarts = 3;   // within restart_window, then its events go to the DLQ
+  int shard_max_restarts = 5;    // within restart_window, then the shard is reported failed
   std::chrono::seconds restart_window{60};
 };
 
@@ -76,11 +80,13 @@ struct features_context {
   node_metrics* metrics = nullptr;
   log_limiter* limiter = nullptr;
   shard_directory* directory = nullptr;
-  const cluster_view* cluster = nullptr;  // routing: which shards this node serves, who owns the rest
+  const cluster_view* cluster =
+      nullptr;  // routing: which shards this node serves, who owns the rest
   vector_cache* cache = nullptr;
-  stream_clocks* clocks = nullptr;  // the streams' read clocks (runtime/stream_clock.h)
+  stream_clocks* clocks = nullptr;      // the streams' read clocks (runtime/stream_clock.h)
   dataset_service* datasets = nullptr;  // training-set parts (actors/training/dataset.h)
-  mutable std::atomic<training_service*> training{nullptr};  // jobs and the registry (set once the node has joined)
+  mutable std::atomic<training_service*> training{
+      nullptr};  // jobs and the registry (set once the node has joined)
   std::string node_id;
   features_options opts;
 };
@@ -114,7 +120,8 @@ struct shard_read {
   uint32_t view = 0;  // index into the shard's kind_plan::views
   std::vector<std::string> keys;
   int64_t as_of = 0;
-  bool at_clock = false;  // as_of is the caller's reading of the stream's clock, not a time asked for
+  bool at_clock =
+      false;  // as_of is the caller's reading of the stream's clock, not a time asked for
   std::function<void(result<std::vector<feature_vector>>)> done;
 };
 

@@ -12,12 +12,14 @@
 #include "cluster/cluster_view.h"
 #include "codec.h"
 #include "hash.h"
-#include "time_util.h"
 #include "schemas/tessera.capnp.h"
+#include "time_util.h"
 
 namespace tessera {
 
-std::string node_read_subject(const std::string& node_id) { return "tsr.node." + node_id + ".read"; }
+std::string node_read_subject(const std::string& node_id) {
+  return "tsr.node." + node_id + ".read";
+}
 
 namespace {
 
@@ -32,8 +34,10 @@ struct gather {
 
   void finish_one() {  // with mu held
     if (--left == 0) {
-      if (error.empty()) done(std::move(out), false);
-      else done(make_error(error), retryable);
+      if (error.empty())
+        done(std::move(out), false);
+      else
+        done(make_error(error), retryable);
     }
   }
   void fail(const std::string& e, bool can_retry) {  // with mu held
@@ -57,11 +61,14 @@ struct answer_once {
     fn(std::move(r));
   }
   ~answer_once() {
-    if (!done) fn(make_error("the shard stopped before answering (it is moving between nodes); retry", errc::retryable));
+    if (!done)
+      fn(make_error("the shard stopped before answering (it is moving between nodes); retry",
+                    errc::retryable));
   }
 };
 
-std::string encode_forward(const std::string& view, const std::vector<std::string>& keys, int64_t as_of, bool at_clock) {
+std::string encode_forward(const std::string& view, const std::vector<std::string>& keys,
+                           int64_t as_of, bool at_clock) {
   capnp::MallocMessageBuilder mb;
   auto r = mb.initRoot<wire::ForwardedRead>();
   r.setAtClock(at_clock);
@@ -74,7 +81,8 @@ std::string encode_forward(const std::string& view, const std::vector<std::strin
   return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
 }
 
-std::string encode_reply(const result<std::vector<feature_vector>>& res, bool retryable, int64_t clock) {
+std::string encode_reply(const result<std::vector<feature_vector>>& res, bool retryable,
+                         int64_t clock) {
   capnp::MallocMessageBuilder mb;
   auto r = mb.initRoot<wire::ForwardedReadReply>();
   r.setClock(clock);
@@ -92,12 +100,13 @@ std::string encode_reply(const result<std::vector<feature_vector>>& res, bool re
 
 }  // namespace
 
-void feature_reader::read(const view_def* v, std::vector<std::string> keys, int64_t as_of, bool forward, done_fn done) const {
+void feature_reader::read(const view_def* v, std::vector<std::string> keys, int64_t as_of,
+                          bool forward, done_fn done) const {
   read_at(v, std::move(keys), as_of, as_of == 0, forward, std::move(done));
 }
 
-void feature_reader::read_at(const view_def* v, std::vector<std::string> keys, int64_t as_of, bool at_clock, bool forward,
-                             done_fn done) const {
+void feature_reader::read_at(const view_def* v, std::vector<std::string> keys, int64_t as_of,
+                             bool at_clock, bool forward, done_fn done) const {
   const kind_plan* plan = ctx_->defs->find_plan(v->stream, v->entity);
   uint32_t view_idx = 0;
   while (plan->views[view_idx] != v) ++view_idx;
@@ -107,7 +116,9 @@ void feature_reader::read_at(const view_def* v, std::vector<std::string> keys, i
   const int64_t clock = ctx_->clocks ? ctx_->clocks->read_time(v->stream) : 0;
   if (as_of < 0) {  // that long before the stream's clock
     if (clock == 0) {
-      done(make_error("as-of " + format_duration(-as_of) + " before the clock of stream " + v->stream + ", which has no event yet"), false);
+      done(make_error("as-of " + format_duration(-as_of) + " before the clock of stream " +
+                      v->stream + ", which has no event yet"),
+           false);
       return;
     }
     as_of += clock;
@@ -115,9 +126,11 @@ void feature_reader::read_at(const view_def* v, std::vector<std::string> keys, i
   if (as_of == 0) {
     as_of = clock;
   } else if (!at_clock && clock != 0 && as_of <= clock - v->as_of_horizon_us) {
-    done(make_error("as-of " + format_timestamp(as_of) + " is before the retained window of view " + v->qualified() +
-                        " (earliest " + format_timestamp(clock - v->as_of_horizon_us + 1) + ", the stream's " +
-                        clock_mode_name(ctx_->clocks->mode(v->stream)) + " clock " + format_timestamp(clock) + " less its as_of_horizon)"),
+    done(make_error("as-of " + format_timestamp(as_of) + " is before the retained window of view " +
+                    v->qualified() + " (earliest " +
+                    format_timestamp(clock - v->as_of_horizon_us + 1) + ", the stream's " +
+                    clock_mode_name(ctx_->clocks->mode(v->stream)) + " clock " +
+                    format_timestamp(clock) + " less its as_of_horizon)"),
          false);
     return;
   }
@@ -140,7 +153,8 @@ void feature_reader::read_at(const view_def* v, std::vector<std::string> keys, i
     shard_read req;
   };
   std::vector<local_send> locals;
-  std::map<std::string, std::pair<std::vector<std::string>, std::vector<uint32_t>>> remote;  // by owner
+  std::map<std::string, std::pair<std::vector<std::string>, std::vector<uint32_t>>>
+      remote;  // by owner
   for (auto& [sh, part] : parts) {
     route r = ctx_->cluster ? ctx_->cluster->route_of(sh) : route{route::local, {}, {}};
     if (r.kind == route::unavailable) {
@@ -149,8 +163,9 @@ void feature_reader::read_at(const view_def* v, std::vector<std::string> keys, i
     }
     if (r.kind == route::remote) {
       if (!forward) {
-        g->fail(v->stream + "/" + v->entity + ": shard " + std::to_string(sh) + " is not served by node " +
-                    ctx_->cluster->node_id() + " (owner " + r.owner + "); retry",
+        g->fail(v->stream + "/" + v->entity + ": shard " + std::to_string(sh) +
+                    " is not served by node " + ctx_->cluster->node_id() + " (owner " + r.owner +
+                    "); retry",
                 true);
         continue;
       }
@@ -186,9 +201,11 @@ void feature_reader::read_at(const view_def* v, std::vector<std::string> keys, i
     auto once = std::make_shared<answer_once>();
     once->fn = [g, positions = std::move(miss_pos)](result<std::vector<feature_vector>> res) {
       std::lock_guard<std::mutex> l(g->mu);
-      if (!res) g->fail(res.error_message(), is_retryable(res.error_code()));
+      if (!res)
+        g->fail(res.error_message(), is_retryable(res.error_code()));
       else
-        for (size_t k = 0; k < res->size() && k < positions.size(); ++k) g->out[positions[k]] = std::move((*res)[k]);
+        for (size_t k = 0; k < res->size() && k < positions.size(); ++k)
+          g->out[positions[k]] = std::move((*res)[k]);
       g->finish_one();
     };
     req.done = [once](result<std::vector<feature_vector>> res) { (*once)(std::move(res)); };
@@ -206,31 +223,36 @@ void feature_reader::read_at(const view_def* v, std::vector<std::string> keys, i
   for (auto& ls : locals) caf::anon_send(ls.shard, read_atom::value, std::move(ls.req));
   for (auto& [owner, part] : remote) {
     std::string req = encode_forward(qualified, part.first, as_of, at_clock);
-    nats_->request(node_read_subject(owner), req, forward_timeout_ms_,
-                   [g, owner = owner, positions = std::move(part.second), clocks = ctx_->clocks, stream = v->stream](result<std::string> rep) {
-                     std::lock_guard<std::mutex> l(g->mu);
-                     if (!rep) {
-                       g->fail("node " + owner + " did not answer (" + rep.error_message() + "); retry", true);
-                     } else {
-                       bool ok = with_message<wire::ForwardedReadReply>(*rep, [&](wire::ForwardedReadReply::Reader r) {
-                         if (clocks && r.getClock() > 0) clocks->advance_remote(stream, r.getClock());
-                         if (r.getError().size()) {
-                           g->fail(std::string(r.getError().cStr()) + " (at node " + owner + ")", r.getRetryable());
-                           return;
-                         }
-                         auto vl = r.getVectors();
-                         if (vl.size() != positions.size()) {
-                           g->fail("node " + owner + " answered " + std::to_string(vl.size()) + " vectors for " +
-                                       std::to_string(positions.size()) + " entities",
-                                   false);
-                           return;
-                         }
-                         for (size_t k = 0; k < vl.size(); ++k) g->out[positions[k]] = read_vector(vl[static_cast<unsigned>(k)]);
-                       });
-                       if (!ok) g->fail("node " + owner + " sent a malformed reply", false);
-                     }
-                     g->finish_one();
-                   });
+    nats_->request(
+        node_read_subject(owner), req, forward_timeout_ms_,
+        [g, owner = owner, positions = std::move(part.second), clocks = ctx_->clocks,
+         stream = v->stream](result<std::string> rep) {
+          std::lock_guard<std::mutex> l(g->mu);
+          if (!rep) {
+            g->fail("node " + owner + " did not answer (" + rep.error_message() + "); retry", true);
+          } else {
+            bool ok = with_message<wire::ForwardedReadReply>(
+                *rep, [&](wire::ForwardedReadReply::Reader r) {
+                  if (clocks && r.getClock() > 0) clocks->advance_remote(stream, r.getClock());
+                  if (r.getError().size()) {
+                    g->fail(std::string(r.getError().cStr()) + " (at node " + owner + ")",
+                            r.getRetryable());
+                    return;
+                  }
+                  auto vl = r.getVectors();
+                  if (vl.size() != positions.size()) {
+                    g->fail("node " + owner + " answered " + std::to_string(vl.size()) +
+                                " vectors for " + std::to_string(positions.size()) + " entities",
+                            false);
+                    return;
+                  }
+                  for (size_t k = 0; k < vl.size(); ++k)
+                    g->out[positions[k]] = read_vector(vl[static_cast<unsigned>(k)]);
+                });
+            if (!ok) g->fail("node " + owner + " sent a malformed reply", false);
+          }
+          g->finish_one();
+        });
   }
   std::lock_guard<std::mutex> l(g->mu);
   g->finish_one();
@@ -239,7 +261,9 @@ void feature_reader::read_at(const view_def* v, std::vector<std::string> keys, i
 status feature_reader::serve() const {
   if (!ctx_->cluster) return ok_status();
   auto self = *this;  // the reader is small and immutable: a copy lives in the subscription
-  return nats_->serve(node_read_subject(ctx_->cluster->node_id()), [self](std::string data, std::string reply_subject) {
+  return nats_->serve(node_read_subject(ctx_->cluster->node_id()), [self](
+                                                                       std::string data,
+                                                                       std::string reply_subject) {
     std::string view;
     std::vector<std::string> keys;
     int64_t as_of = 0;
@@ -252,13 +276,17 @@ status feature_reader::serve() const {
     });
     const view_def* v = ok ? self.ctx_->defs->find_view(view) : nullptr;
     const int64_t clock = v && self.ctx_->clocks ? self.ctx_->clocks->watermark(v->stream) : 0;
-    auto respond = [self, reply_subject, clock](result<std::vector<feature_vector>> res, bool retryable) {
+    auto respond = [self, reply_subject, clock](result<std::vector<feature_vector>> res,
+                                                bool retryable) {
       self.nats_->respond(reply_subject, encode_reply(res, retryable, clock));
     };
     if (!ok) return respond(make_error("malformed ForwardedRead"), false);
-    if (!v) return respond(make_error("unknown view '" + view + "' (the nodes run different definitions?)"), false);
+    if (!v)
+      return respond(
+          make_error("unknown view '" + view + "' (the nodes run different definitions?)"), false);
     for (auto& k : keys)
-      if (!key_is_valid(k)) return respond(make_error("invalid entity key in a forwarded read"), false);
+      if (!key_is_valid(k))
+        return respond(make_error("invalid entity key in a forwarded read"), false);
     self.read_at(v, std::move(keys), as_of, at_clock || as_of == 0, /*forward=*/false, respond);
   });
 }

@@ -1,6 +1,7 @@
 // Feature reads with cluster routing, shared by the RPC gateway and the node-to-node read
 // service. Keys are grouped by shard; each group is answered
-//   - here, when this node serves the shard: from the vector cache when its entry is valid at the read time, or
+//   - here, when this node serves the shard: from the vector cache when its entry is valid at the
+//   read time, or
 //     by the shard actor (which asks its entity actors);
 //   - by the owner in the shard map, over NATS request/reply on tsr.node.<owner>.read
 //     (ForwardedRead / ForwardedReadReply in schemas/tessera.capnp), when `forward` is set;
@@ -24,23 +25,25 @@ class bus;
 
 class feature_reader {
  public:
-  feature_reader(std::shared_ptr<const features_context> ctx, bus* nats, int64_t forward_timeout_ms = 5000)
+  feature_reader(std::shared_ptr<const features_context> ctx, bus* nats,
+                 int64_t forward_timeout_ms = 5000)
       : ctx_(std::move(ctx)), nats_(nats), forward_timeout_ms_(forward_timeout_ms) {}
 
   // `retryable`: the error is transient (a shard moving, an owner not answering).
   using done_fn = std::function<void(result<std::vector<feature_vector>> vectors, bool retryable)>;
   // `keys` must be valid entity keys and `v` a known view. as_of 0 = the stream's clock, read
   // once here, so every vector of the answer has the same as_of.
-  void read(const view_def* v, std::vector<std::string> keys, int64_t as_of, bool forward, done_fn done) const;
+  void read(const view_def* v, std::vector<std::string> keys, int64_t as_of, bool forward,
+            done_fn done) const;
 
  private:
   // `at_clock`: as_of is a reading of the stream's clock (by this node, or the node that
   // forwarded the read), so a shard that has moved further answers "retry" rather than
   // "before the retained window".
-  void read_at(const view_def* v, std::vector<std::string> keys, int64_t as_of, bool at_clock, bool forward, done_fn done) const;
+  void read_at(const view_def* v, std::vector<std::string> keys, int64_t as_of, bool at_clock,
+               bool forward, done_fn done) const;
 
  public:
-
   // Answers forwarded reads addressed to this node.
   status serve() const;
 

@@ -1,8 +1,8 @@
 #include "shard_actor.h"
 
 #include <capnp/serialize.h>
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include "codec.h"
 #include "entity_actor.h"
@@ -15,7 +15,9 @@ namespace {
 
 using clock_type = std::chrono::steady_clock;
 int64_t wall_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 constexpr auto kRequestTimeout = std::chrono::seconds(30);
 // Short pulls: the shard's credit estimate is approximate (data messages do not say which pull
@@ -52,9 +54,9 @@ struct apply_job {
   int64_t clock = 0;
   uint64_t events = 0;
   uint64_t refused = 0;  // outliers (max_jump) dead-lettered
-  uint64_t late = 0;     // events of the stream kept for training sets only (see counts_stream_late)
+  uint64_t late = 0;  // events of the stream kept for training sets only (see counts_stream_late)
   std::string ack_subject;
-  std::vector<std::string> dead_letters;  // JSON records for tsr.dlq.<stream>
+  std::vector<std::string> dead_letters;                        // JSON records for tsr.dlq.<stream>
   std::vector<std::pair<std::string, log_entry>> offline_only;  // too old for online windows
   size_t messages = 0;
   // The first message's timestamps (ns since the epoch), for node_metrics::stages.
@@ -64,15 +66,21 @@ struct apply_job {
 
 std::string dlq_json(const shard_id& id, uint64_t seq, int64_t index, const std::string& reason,
                      const nlohmann::json& event) {
-  nlohmann::json j{{"stream", id.stream}, {"kind", id.kind},   {"shard", id.shard}, {"seq", seq},
-                   {"index", index},      {"reason", reason}, {"time", format_timestamp(now_micros())}};
+  nlohmann::json j{{"stream", id.stream},
+                   {"kind", id.kind},
+                   {"shard", id.shard},
+                   {"seq", seq},
+                   {"index", index},
+                   {"reason", reason},
+                   {"time", format_timestamp(now_micros())}};
   if (!event.is_null()) j["event"] = event;
   return j.dump();
 }
 
 nlohmann::json record_json(const kind_plan& p, const std::string& key, const record& r) {
   nlohmann::json f = nlohmann::json::object();
-  for (size_t i = 0; i < r.fields.size() && i < p.stored_field_names.size(); ++i) f[p.stored_field_names[i]] = to_text(r.fields[i]);
+  for (size_t i = 0; i < r.fields.size() && i < p.stored_field_names.size(); ++i)
+    f[p.stored_field_names[i]] = to_text(r.fields[i]);
   return {{"key", key}, {"event_time", format_timestamp(r.time)}, {"fields", f}};
 }
 
@@ -118,11 +126,14 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
     std::deque<record> recs;
     if (s.known.count(key)) {
       auto loaded = s.ctx->db->load_records(s.id, key);
-      if (loaded) recs = std::move(loaded.value());
-      else warn_limited("corrupt entity state", loaded.error_message());
+      if (loaded)
+        recs = std::move(loaded.value());
+      else
+        warn_limited("corrupt entity state", loaded.error_message());
     }
-    auto a = self->spawn<caf::linked>(entity_actor, key, s.plan, std::move(recs), caf::actor_cast<caf::actor>(self),
-                                      s.ctx->opts.entity_idle, s.ctx->opts.materialize_every, s.ctx->cache, s.id.shard);
+    auto a = self->spawn<caf::linked>(entity_actor, key, s.plan, std::move(recs),
+                                      caf::actor_cast<caf::actor>(self), s.ctx->opts.entity_idle,
+                                      s.ctx->opts.materialize_every, s.ctx->cache, s.id.shard);
     s.active.emplace(key, a);
     s.by_addr.emplace(a.address(), key);
     return a;
@@ -136,11 +147,16 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
     auto now = clock_type::now();
     for (auto it = s.pulls.begin(); it != s.pulls.end();) {
       // A pull the server never answered (e.g. lost in a reconnect) is forgotten after expiry.
-      if (now - it->second.issued > std::chrono::milliseconds(kPullExpiresMs + 500)) it = s.pulls.erase(it);
-      else credit += (it++)->second.remaining;
+      if (now - it->second.issued > std::chrono::milliseconds(kPullExpiresMs + 500))
+        it = s.pulls.erase(it);
+      else
+        credit += (it++)->second.remaining;
     }
-    if (s.pulls.size() >= 2 || credit >= batch / 2 || s.pending.size() >= static_cast<size_t>(4 * batch)) return;
-    uint64_t no = s.ctx->nats->pull(s.id.stream, s.id.kind, s.id.shard, *s.inbox, batch, kPullExpiresMs);
+    if (s.pulls.size() >= 2 || credit >= batch / 2 ||
+        s.pending.size() >= static_cast<size_t>(4 * batch))
+      return;
+    uint64_t no =
+        s.ctx->nats->pull(s.id.stream, s.id.kind, s.id.shard, *s.inbox, batch, kPullExpiresMs);
     if (no) s.pulls[no] = {batch, now};
   };
 
@@ -189,11 +205,16 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
     for (auto& d : j.dead_letters) s.ctx->nats->publish_dead_letter(s.id.stream, d);
     auto write_start = clock_type::now();
     auto w = s.ctx->db->write(b);
-    auto write_ms = std::chrono::duration<double, std::milli>(clock_type::now() - write_start).count();
-    auto total_ms = std::chrono::duration<double, std::milli>(clock_type::now() - j.started).count();
+    auto write_ms =
+        std::chrono::duration<double, std::milli>(clock_type::now() - write_start).count();
+    auto total_ms =
+        std::chrono::duration<double, std::milli>(clock_type::now() - j.started).count();
     if (total_ms > 100)
-      warn_limited("slow batch", fmt::format("{:.0f} ms for {} events of {} entities in {} messages (RocksDB write {:.0f} ms)",
-                                             total_ms, j.events, j.groups.size(), j.messages, write_ms));
+      warn_limited(
+          "slow batch",
+          fmt::format(
+              "{:.0f} ms for {} events of {} entities in {} messages (RocksDB write {:.0f} ms)",
+              total_ms, j.events, j.groups.size(), j.messages, write_ms));
     if (!w) {
       spdlog::error("shard {}: {}; restarting the shard", s.id.name(), w.error_message());
       self->quit(caf::make_error(caf::sec::runtime_error, w.error_message()));
@@ -236,12 +257,14 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
 
   // Sends one entity its records; on a crash restarts it from persisted state (one-for-one)
   // until the restart intensity is exceeded, then dead-letters its events.
-  std::shared_ptr<std::function<void(size_t)>> send_group = std::make_shared<std::function<void(size_t)>>();
+  std::shared_ptr<std::function<void(size_t)>> send_group =
+      std::make_shared<std::function<void(size_t)>>();
   *send_group = [self, job, activate, finish_group, send_group, warn_limited](size_t gi) {
     auto& s = self->state;
     group& g = (*job)->groups[gi];
     caf::actor a = activate(g.key);
-    self->request(a, kRequestTimeout, apply_atom::value, record_batch(g.recs), (*job)->prune_at, (*job)->clock)
+    self->request(a, kRequestTimeout, apply_atom::value, record_batch(g.recs), (*job)->prune_at,
+                  (*job)->clock)
         .then(
             [self, job, gi, finish_group](entity_delta& d) {
               group& g = (*job)->groups[gi];
@@ -263,15 +286,18 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
               while (!f.empty() && now - f.front() > s.ctx->opts.restart_window) f.pop_front();
               std::string why = self->system().render(err);
               if (static_cast<int>(f.size()) > s.ctx->opts.entity_max_restarts) {
-                warn_limited("entity crash-looping", "entity " + g.key + " failed " + std::to_string(f.size()) +
-                                                         " times; its events go to the dead-letter stream: " + why);
+                warn_limited("entity crash-looping",
+                             "entity " + g.key + " failed " + std::to_string(f.size()) +
+                                 " times; its events go to the dead-letter stream: " + why);
                 for (auto& r : *g.recs)
-                  (*job)->dead_letters.push_back(dlq_json(s.id, r.seq, r.idx, "entity actor failed repeatedly: " + why,
+                  (*job)->dead_letters.push_back(dlq_json(s.id, r.seq, r.idx,
+                                                          "entity actor failed repeatedly: " + why,
                                                           record_json(*s.plan, g.key, r)));
                 g.dead_lettered = true;
                 finish_group(g);
               } else {
-                warn_limited("entity restarted", "entity " + g.key + " restarted from persisted state after: " + why);
+                warn_limited("entity restarted",
+                             "entity " + g.key + " restarted from persisted state after: " + why);
                 (*send_group)(gi);
               }
             });
@@ -286,7 +312,8 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
     if (s.pending.size() <= kMaxMessagesPerBatch) {
       batch.swap(s.pending);
     } else {
-      batch.assign(std::make_move_iterator(s.pending.begin()), std::make_move_iterator(s.pending.begin() + kMaxMessagesPerBatch));
+      batch.assign(std::make_move_iterator(s.pending.begin()),
+                   std::make_move_iterator(s.pending.begin() + kMaxMessagesPerBatch));
       s.pending.erase(s.pending.begin(), s.pending.begin() + kMaxMessagesPerBatch);
     }
     *job = std::make_unique<apply_job>();
@@ -302,9 +329,11 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
     const int64_t now = now_micros();
     const int64_t stream_wm = clocks ? clocks->watermark(s.id.stream) : 0;
     // A live stream's reference is never behind the wall clock (see the gateway's ingest).
-    const int64_t jump_ref = std::max(clocks ? clocks->jump_reference(s.id.stream) : 0, live ? now : int64_t{0});
+    const int64_t jump_ref =
+        std::max(clocks ? clocks->jump_reference(s.id.stream) : 0, live ? now : int64_t{0});
     for (auto& d : batch) {
-      if (d.seq <= s.meta.applied_seq || d.seq <= j.max_seq) continue;  // already applied: exactly once
+      if (d.seq <= s.meta.applied_seq || d.seq <= j.max_seq)
+        continue;  // already applied: exactly once
       j.max_seq = d.seq;
       if (!j.messages) {
         j.stored_ns = d.stored_ns;
@@ -318,7 +347,8 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
         warn_limited("dead letter", reason);
       };
       if (d.data.size() % sizeof(capnp::word) != 0 || d.data.empty()) {
-        dead(-1, "malformed EventBatch: " + std::to_string(d.data.size()) + " bytes is not a Cap'n Proto message");
+        dead(-1, "malformed EventBatch: " + std::to_string(d.data.size()) +
+                     " bytes is not a Cap'n Proto message");
         continue;
       }
       auto words = kj::heapArray<capnp::word>(d.data.size() / sizeof(capnp::word));
@@ -353,12 +383,14 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
             continue;
           }
           if (e.hasKey() && e.getKey().size() && std::string(e.getKey().cStr()) != key) {
-            dead(i, "key '" + std::string(e.getKey().cStr()) + "' does not match its key fields ('" + key + "')");
+            dead(i, "key '" + std::string(e.getKey().cStr()) +
+                        "' does not match its key fields ('" + key + "')");
             continue;
           }
           if (shard_of(key, s.ctx->opts.shard_count) != s.id.shard) {
-            dead(i, "entity '" + key + "' belongs to shard " + std::to_string(shard_of(key, s.ctx->opts.shard_count)) +
-                        ", not " + std::to_string(s.id.shard) + " (see schemas/SUBJECTS.md)");
+            dead(i, "entity '" + key + "' belongs to shard " +
+                        std::to_string(shard_of(key, s.ctx->opts.shard_count)) + ", not " +
+                        std::to_string(s.id.shard) + " (see schemas/SUBJECTS.md)");
             continue;
           }
           if (gateway_clock == 0) {
@@ -372,17 +404,21 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
             }
           }
           const int64_t clock = live ? now : std::max(gateway_clock, j.watermark);
-          if (s.counts_stream_late && clock > 0 && ne.time <= clock - s.stream_retention && ne.time > clock - s.stream->offline_retention_us)
+          if (s.counts_stream_late && clock > 0 && ne.time <= clock - s.stream_retention &&
+              ne.time > clock - s.stream->offline_retention_us)
             ++j.late;
-          if (clock > 0 && ne.time <= clock - retention && ne.time > clock - s.stream->offline_retention_us) {
+          if (clock > 0 && ne.time <= clock - retention &&
+              ne.time > clock - s.stream->offline_retention_us) {
             // Late: no online window or as-of read reaches it, but it is history a training set
             // may use (at its known time).
             j.offline_only.emplace_back(key, to_log(ne, e.getKnownTime(), i));
             continue;
           }
           if (clock > 0 && ne.time <= clock - retention) {
-            dead(i, "event time " + format_timestamp(ne.time) + " is older than the offline retention (" +
-                        format_duration(s.stream->offline_retention_us) + ") before the stream's clock (" + format_timestamp(clock) + ")");
+            dead(i, "event time " + format_timestamp(ne.time) +
+                        " is older than the offline retention (" +
+                        format_duration(s.stream->offline_retention_us) +
+                        ") before the stream's clock (" + format_timestamp(clock) + ")");
             continue;
           }
           record r;
@@ -447,7 +483,10 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
     if (auto rebuilt = s.ctx->db->ensure_layout(s.id, *s.plan); !rebuilt)
       spdlog::error("shard {}: {}", s.id.name(), rebuilt.error_message());
     else if (*rebuilt)
-      spdlog::info("shard {}: the definitions changed what it stores; rebuilt {} entity records from the offline log", s.id.name(), **rebuilt);
+      spdlog::info(
+          "shard {}: the definitions changed what it stores; rebuilt {} entity records from the "
+          "offline log",
+          s.id.name(), **rebuilt);
     s.meta = s.ctx->db->load_meta(s.id);
     // Vectors cached by an earlier incarnation may include applied-but-uncommitted events.
     if (s.ctx->cache) s.ctx->cache->clear_shard(s.id.shard);
@@ -458,12 +497,14 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
     s.known.clear();
     for (auto& k : s.ctx->db->known_entities(s.id)) s.known.insert(k);
     caf::actor me = caf::actor_cast<caf::actor>(self);
-    s.ctx->nats->open_consumer_async(s.id.stream, s.id.kind, s.id.shard, s.meta.applied_seq + 1,
-                                     [me](result<uint64_t> r) {
-                                       caf::anon_send(me, init_atom::value, r ? std::string() : r.error_message(), r ? *r : uint64_t{0});
-                                     });
+    s.ctx->nats->open_consumer_async(
+        s.id.stream, s.id.kind, s.id.shard, s.meta.applied_seq + 1, [me](result<uint64_t> r) {
+          caf::anon_send(me, init_atom::value, r ? std::string() : r.error_message(),
+                         r ? *r : uint64_t{0});
+        });
   };
-  auto consumer_ready = [self, maybe_pull, warn_limited](const std::string& error, uint64_t next_cseq) {
+  auto consumer_ready = [self, maybe_pull, warn_limited](const std::string& error,
+                                                         uint64_t next_cseq) {
     auto& s = self->state;
     s.next_cseq = next_cseq;
     if (!error.empty()) {
@@ -509,20 +550,25 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
           // it from the committed sequence; what was pending will be delivered again (and what
           // is already applied is skipped by sequence).
           if ((d.status == "503" || d.status == "404") && s.ready) {
-            warn_limited("consumer lost", "status " + d.status + "; re-creating it from sequence " + std::to_string(s.meta.applied_seq + 1));
+            warn_limited("consumer lost", "status " + d.status + "; re-creating it from sequence " +
+                                              std::to_string(s.meta.applied_seq + 1));
             s.ready = false;  // init() drops the old inbox, pulls and pending deliveries
             self->delayed_send(self, std::chrono::milliseconds(200), init_atom::value);
             return;
           }
-          if (d.status == "409") self->delayed_send(self, std::chrono::milliseconds(50), tick_atom::value);
-          else maybe_pull();
+          if (d.status == "409")
+            self->delayed_send(self, std::chrono::milliseconds(50), tick_atom::value);
+          else
+            maybe_pull();
           return;
         }
         if (s.next_cseq && d.cseq && d.cseq != s.next_cseq) {
           // Deliveries were lost on the way (see shard_state::next_cseq): apply nothing after
           // the gap; what is pending is delivered again by the re-created consumer.
-          warn_limited("deliveries lost", "consumer sequence " + std::to_string(d.cseq) + " arrived, " + std::to_string(s.next_cseq) +
-                                              " expected; re-creating the consumer from sequence " + std::to_string(s.meta.applied_seq + 1));
+          warn_limited("deliveries lost", "consumer sequence " + std::to_string(d.cseq) +
+                                              " arrived, " + std::to_string(s.next_cseq) +
+                                              " expected; re-creating the consumer from sequence " +
+                                              std::to_string(s.meta.applied_seq + 1));
           s.inbox.reset();  // later deliveries of this consumer are dropped
           s.ready = false;  // init() drops the pulls and pending deliveries
           self->send(self, init_atom::value);
@@ -531,7 +577,8 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
         if (d.cseq) s.next_cseq = d.cseq + 1;
         // Data carries no pull number: it counts against the oldest outstanding pull.
         if (!s.pulls.empty()) {
-          auto oldest = std::min_element(s.pulls.begin(), s.pulls.end(), [](auto& a, auto& b) { return a.first < b.first; });
+          auto oldest = std::min_element(s.pulls.begin(), s.pulls.end(),
+                                         [](auto& a, auto& b) { return a.first < b.first; });
           if (--oldest->second.remaining <= 0) s.pulls.erase(oldest);
         }
         s.last_pending = d.pending;
@@ -551,10 +598,13 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
             clock_type::now() - s.last_delivery > kWatchdogSilence) {
           s.watchdog_asking = true;
           caf::actor me = caf::actor_cast<caf::actor>(self);
-          s.ctx->nats->consumer_pending_async(s.id.stream, s.id.kind, s.id.shard, [me](result<bus::consumer_position> r) {
-            caf::anon_send(me, watchdog_atom::value, r ? static_cast<int64_t>(r->pending) : int64_t(-1),
-                           r ? static_cast<int64_t>(r->last) : int64_t(-1), r ? std::string() : r.error_message());
-          });
+          s.ctx->nats->consumer_pending_async(
+              s.id.stream, s.id.kind, s.id.shard, [me](result<bus::consumer_position> r) {
+                caf::anon_send(me, watchdog_atom::value,
+                               r ? static_cast<int64_t>(r->pending) : int64_t(-1),
+                               r ? static_cast<int64_t>(r->last) : int64_t(-1),
+                               r ? std::string() : r.error_message());
+              });
         }
         self->delayed_send(self, std::chrono::milliseconds(500), tick_atom::value);
       },
@@ -568,15 +618,18 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
         // (e.g. a consumer re-created while the NATS cluster failed over, whose creation answered
         // too late). Without acks they are never sent again: re-create it from the committed
         // sequence.
-        const bool lost = error.empty() && pending == 0 && last > 0 && static_cast<uint64_t>(last) > s.meta.applied_seq &&
-                          !s.applying && s.pending.empty();
+        const bool lost = error.empty() && pending == 0 && last > 0 &&
+                          static_cast<uint64_t>(last) > s.meta.applied_seq && !s.applying &&
+                          s.pending.empty();
         if (!lost && pending == 0 && error.empty()) return;
-        warn_limited("consumer stalled",
-                     !error.empty() ? "consumer unreachable (" + error + "); re-creating it"
-                     : lost ? "the stream holds sequence " + std::to_string(last) + " for this shard but " +
-                                  std::to_string(s.meta.applied_seq) + " is the last applied and the consumer has nothing pending; re-creating it"
-                            : std::to_string(pending) + " messages wait but none arrived for " + std::to_string(kWatchdogSilence.count()) +
-                                  " s; re-creating the consumer");
+        warn_limited(
+            "consumer stalled",
+            !error.empty() ? "consumer unreachable (" + error + "); re-creating it"
+            : lost ? "the stream holds sequence " + std::to_string(last) + " for this shard but " +
+                         std::to_string(s.meta.applied_seq) +
+                         " is the last applied and the consumer has nothing pending; re-creating it"
+                   : std::to_string(pending) + " messages wait but none arrived for " +
+                         std::to_string(kWatchdogSilence.count()) + " s; re-creating the consumer");
         s.ready = false;  // init() drops the old inbox, pulls and pending deliveries
         self->send(self, init_atom::value);
       },
@@ -600,21 +653,25 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
         const int64_t wm = std::max(s.meta.watermark, s.inflight_watermark);
         // Callers resolve the stream's clock once for a whole read (feature_reader); a bare
         // read takes it here.
-        int64_t t = req.as_of ? req.as_of : (s.ctx->clocks ? s.ctx->clocks->read_time(s.id.stream) : 0);
+        int64_t t =
+            req.as_of ? req.as_of : (s.ctx->clocks ? s.ctx->clocks->read_time(s.id.stream) : 0);
         if (t == 0) t = wm;
         const int64_t pruned = s.pruned_to;
         if (req.as_of && pruned && req.as_of <= pruned - v->as_of_horizon_us && req.at_clock) {
           // The caller's clock lags this shard (another node's heartbeat, or a batch that
           // started applying after the caller read the clock): this shard may have pruned what a
           // read that far back needs. A fresh look at the clock will do.
-          req.done(make_error("the stream's clock moved on while reading shard " + s.id.name() + " (it applies events up to " +
-                              format_timestamp(pruned) + "); retry",
+          req.done(make_error("the stream's clock moved on while reading shard " + s.id.name() +
+                                  " (it applies events up to " + format_timestamp(pruned) +
+                                  "); retry",
                               errc::retryable));
           return;
         }
         if (req.as_of && pruned && req.as_of <= pruned - v->as_of_horizon_us) {
-          req.done(make_error("as-of " + format_timestamp(req.as_of) + " is before the retained window of view " + v->qualified() +
-                                  " (earliest " + format_timestamp(pruned - v->as_of_horizon_us + 1) + ")",
+          req.done(make_error("as-of " + format_timestamp(req.as_of) +
+                                  " is before the retained window of view " + v->qualified() +
+                                  " (earliest " +
+                                  format_timestamp(pruned - v->as_of_horizon_us + 1) + ")",
                               errc::invalid));
           return;
         }
@@ -648,7 +705,9 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ct
                     if (--in[key] <= 0) in.erase(key);
                     if (!g->failed) {
                       g->failed = true;
-                      g->req.done(make_error("reading entity " + key + " failed: " + self->system().render(err) + "; retry", errc::retryable));
+                      g->req.done(make_error("reading entity " + key + " failed: " +
+                                                 self->system().render(err) + "; retry",
+                                             errc::retryable));
                     }
                   });
         }

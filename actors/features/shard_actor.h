@@ -29,7 +29,8 @@ struct shard_state {
   std::unordered_map<caf::actor_addr, std::string> by_addr;
   std::unordered_set<std::string> known;
   std::unordered_map<std::string, int> inflight;  // outstanding requests per entity
-  std::unordered_map<std::string, int64_t> log_pruned;  // offline-log cutoff last applied per entity
+  std::unordered_map<std::string, int64_t>
+      log_pruned;  // offline-log cutoff last applied per entity
   std::unordered_map<std::string, std::deque<std::chrono::steady_clock::time_point>> failures;
 
   struct pull_info {

@@ -53,13 +53,15 @@ caf::behavior feature_supervisor(caf::stateful_actor<supervisor_state>* self, co
     ++e.total_restarts;
     auto now = std::chrono::steady_clock::now();
     e.restarts.push_back(now);
-    while (!e.restarts.empty() && now - e.restarts.front() > s.ctx->opts.restart_window) e.restarts.pop_front();
+    while (!e.restarts.empty() && now - e.restarts.front() > s.ctx->opts.restart_window)
+      e.restarts.pop_front();
     std::string why = self->system().render(m.reason);
     if (static_cast<int>(e.restarts.size()) > s.ctx->opts.shard_max_restarts) {
       e.failed = why;
       s.ctx->directory->set(name, caf::actor(), "failed: " + why);
-      spdlog::error("shard {} failed {} times within {} s: {}; reported failed, retrying in {} s", name,
-                    e.restarts.size(), s.ctx->opts.restart_window.count(), why, kCoolDown.count());
+      spdlog::error("shard {} failed {} times within {} s: {}; reported failed, retrying in {} s",
+                    name, e.restarts.size(), s.ctx->opts.restart_window.count(), why,
+                    kCoolDown.count());
       self->delayed_send(self, kCoolDown, restart_atom::value, name);
       return;
     }
@@ -165,13 +167,15 @@ caf::behavior feature_supervisor(caf::stateful_actor<supervisor_state>* self, co
         }
         if (g->left == 0) g->req.done(std::move(g->out));
       },
-      [=](crash_atom, const std::string& stream, const std::string& kind, const std::string& key) -> caf::result<bool> {
+      [=](crash_atom, const std::string& stream, const std::string& kind,
+          const std::string& key) -> caf::result<bool> {
         shard_id id{stream, kind, shard_of(key, self->state.ctx->opts.shard_count)};
         auto it = self->state.shards.find(id.name());
         if (it == self->state.shards.end() || !it->second.actor) return false;
         auto rp = self->make_response_promise<bool>();
         self->request(it->second.actor, std::chrono::seconds(30), crash_atom::value, key)
-            .then([rp](bool ok) mutable { rp.deliver(ok); }, [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
+            .then([rp](bool ok) mutable { rp.deliver(ok); },
+                  [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
         return rp;
       },
       [=](stop_atom) {

@@ -1,7 +1,7 @@
 // Feature supervisor: one per node. Runs a shard actor for every (stream, entity kind) plan
-// of every shard number the cluster agent gives it (own / release), restarts crashed shards one-for-one with
-// exponential back-off, and reports a shard that exceeds its restart intensity as failed
-// (retrying it after a cool-down) instead of dropping it. Keeps the shard_directory current
+// of every shard number the cluster agent gives it (own / release), restarts crashed shards
+// one-for-one with exponential back-off, and reports a shard that exceeds its restart intensity as
+// failed (retrying it after a cool-down) instead of dropping it. Keeps the shard_directory current
 // (the gateway sends reads straight to shards) and answers status requests.
 // Lifecycle: spawned by the node after storage and NATS are up; stop_atom stops every shard.
 #pragma once

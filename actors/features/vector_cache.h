@@ -22,14 +22,16 @@ namespace tessera {
 
 class vector_cache {
  public:
-  void put(const std::string& view, uint32_t shard, const std::string& key, const feature_vector& v) {
+  void put(const std::string& view, uint32_t shard, const std::string& key,
+           const feature_vector& v) {
     auto k = make_key(view, shard, key);
     auto& s = stripe(k);
     std::lock_guard<std::mutex> g(s.mu);
     s.map[std::move(k)] = v;
   }
   // The entity's vector at t, if the cached one is valid at t (its as_of set to t).
-  std::optional<feature_vector> get(const std::string& view, uint32_t shard, const std::string& key, int64_t t) const {
+  std::optional<feature_vector> get(const std::string& view, uint32_t shard, const std::string& key,
+                                    int64_t t) const {
     auto k = make_key(view, shard, key);
     auto& s = stripe(k);
     std::lock_guard<std::mutex> g(s.mu);
@@ -51,8 +53,10 @@ class vector_cache {
     for (auto& s : stripes_) {
       std::lock_guard<std::mutex> g(s.mu);
       for (auto it = s.map.begin(); it != s.map.end();) {
-        if (it->first.compare(0, tag.size(), tag) == 0) it = s.map.erase(it);
-        else ++it;
+        if (it->first.compare(0, tag.size(), tag) == 0)
+          it = s.map.erase(it);
+        else
+          ++it;
       }
     }
   }
@@ -67,7 +71,9 @@ class vector_cache {
     return shard_tag(shard) + view + '\x1f' + key;
   }
   stripe_t& stripe(const std::string& k) { return stripes_[stable_hash(k) % stripes_.size()]; }
-  const stripe_t& stripe(const std::string& k) const { return stripes_[stable_hash(k) % stripes_.size()]; }
+  const stripe_t& stripe(const std::string& k) const {
+    return stripes_[stable_hash(k) % stripes_.size()];
+  }
   std::array<stripe_t, 16> stripes_;
 };
 

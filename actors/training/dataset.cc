@@ -19,7 +19,9 @@ namespace {
 // time): appending cell by cell to the string cost a third of a cached build.
 constexpr size_t kNumberChars = 32;  // the longest number written, with its comma
 
-char* put_int(char* p, int64_t x) { return std::to_chars(p, p + 24, x).ptr; }
+char* put_int(char* p, int64_t x) {
+  return std::to_chars(p, p + 24, x).ptr;
+}
 
 char* put_double(char* p, double d, uint64_t& non_finite) {
   if (!std::isfinite(d)) {
@@ -28,7 +30,8 @@ char* put_double(char* p, double d, uint64_t& non_finite) {
   }
   // The shortest text that reads back as exactly this double. Integral values below 10^5 print
   // as the integer (never shorter in exponent form, and fixed wins ties): the same text, faster.
-  if (d == std::trunc(d) && std::fabs(d) < 1e5 && !(d == 0 && std::signbit(d))) return put_int(p, static_cast<int64_t>(d));
+  if (d == std::trunc(d) && std::fabs(d) < 1e5 && !(d == 0 && std::signbit(d)))
+    return put_int(p, static_cast<int64_t>(d));
   return std::to_chars(p, p + 30, d).ptr;
 }
 
@@ -57,12 +60,17 @@ char* ensure(std::string& out, char* p, size_t n) {
 }
 
 // A table's cell: numbers in place, any other value from `boxed` as its quoted text.
-char* put_cell(std::string& out, char* p, const number_cell& c, const std::vector<value>& boxed, size_t room_after, uint64_t& non_finite) {
+char* put_cell(std::string& out, char* p, const number_cell& c, const std::vector<value>& boxed,
+               size_t room_after, uint64_t& non_finite) {
   switch (c.kind) {
-    case number_cell::missing: return p;
-    case number_cell::integer: return put_int(p, c.i);
-    case number_cell::real: return put_double(p, c.d, non_finite);
-    case number_cell::boxed: break;
+    case number_cell::missing:
+      return p;
+    case number_cell::integer:
+      return put_int(p, c.i);
+    case number_cell::real:
+      return put_double(p, c.d, non_finite);
+    case number_cell::boxed:
+      break;
   }
   const value& v = boxed[static_cast<size_t>(c.i)];
   if (v.index() == 0) return p;
@@ -73,9 +81,12 @@ char* put_cell(std::string& out, char* p, const number_cell& c, const std::vecto
 
 number_cell to_cell(value&& v, std::vector<value>& boxed) {
   switch (v.index()) {
-    case 0: return number_cell();
-    case 1: return number_cell::of_int(std::get<int64_t>(v));
-    case 2: return number_cell::of_double(std::get<double>(v));
+    case 0:
+      return number_cell();
+    case 1:
+      return number_cell::of_int(std::get<int64_t>(v));
+    case 2:
+      return number_cell::of_double(std::get<double>(v));
     default: {
       number_cell c;
       c.kind = number_cell::boxed;
@@ -88,7 +99,8 @@ number_cell to_cell(value&& v, std::vector<value>& boxed) {
 
 }  // namespace
 
-std::shared_ptr<const dataset_service::impl::indexed_log> dataset_service::impl::cached(const std::string& k, uint64_t applied_seq) const {
+std::shared_ptr<const dataset_service::impl::indexed_log> dataset_service::impl::cached(
+    const std::string& k, uint64_t applied_seq) const {
   std::lock_guard<std::mutex> g(cache_mu);
   auto it = log_cache.find(k);
   if (it == log_cache.end() || it->second.applied_seq != applied_seq) return nullptr;
@@ -96,7 +108,8 @@ std::shared_ptr<const dataset_service::impl::indexed_log> dataset_service::impl:
   return it->second.log;
 }
 
-void dataset_service::impl::remember(const std::string& k, uint64_t applied_seq, std::shared_ptr<const indexed_log> log) const {
+void dataset_service::impl::remember(const std::string& k, uint64_t applied_seq,
+                                     std::shared_ptr<const indexed_log> log) const {
   const size_t bytes = log->bytes();
   std::lock_guard<std::mutex> g(cache_mu);
   if (bytes > kLogCacheBytes / 4) return;
@@ -117,7 +130,8 @@ void dataset_service::impl::remember(const std::string& k, uint64_t applied_seq,
   cache_bytes += bytes;
 }
 
-dataset_service::impl::indexed_log::indexed_log(const view_def& v, const kind_plan& plan, const store& db, const shard_id& sid,
+dataset_service::impl::indexed_log::indexed_log(const view_def& v, const kind_plan& plan,
+                                                const store& db, const shard_id& sid,
                                                 const std::string& key, status& st) {
   index = std::make_unique<window_index>(v);
   if (!index->supported()) {
@@ -137,13 +151,16 @@ dataset_service::impl::indexed_log::indexed_log(const view_def& v, const kind_pl
     slot_of[fi] = static_cast<int>(slot);
   }
   index->reserve(static_cast<size_t>(db.approximate_log_bytes(sid, key) / 80));
-  st = db.for_each_entry(sid, key, INT64_MIN, INT64_MAX - 1, slot_of, plan.stored_field_index.size(),
-                         [&](log_entry& e) { index->add(e.r.time, e.known, e.r.fields); });
+  st =
+      db.for_each_entry(sid, key, INT64_MIN, INT64_MAX - 1, slot_of, plan.stored_field_index.size(),
+                        [&](log_entry& e) { index->add(e.r.time, e.known, e.r.fields); });
   index->finish();
   has_log = false;
 }
 
-auto dataset_service::impl::shared_log(const view_def& v, const kind_plan& plan, const shard_id& sid, const std::string& key, uint64_t applied_seq) const
+auto dataset_service::impl::shared_log(const view_def& v, const kind_plan& plan,
+                                       const shard_id& sid, const std::string& key,
+                                       uint64_t applied_seq) const
     -> result<std::shared_ptr<const indexed_log>> {
   const std::string ck = sid.name() + "/" + v.qualified() + "/" + key;
   if (auto hit = cached(ck, applied_seq)) return hit;
@@ -156,27 +173,38 @@ auto dataset_service::impl::shared_log(const view_def& v, const kind_plan& plan,
   return std::shared_ptr<const indexed_log>(use);
 }
 
-result<feature_vector> dataset_service::impl::walk(const view_def& v, const kind_plan& plan, const indexed_log& l, const std::string& key, int64_t t,
-                                                   std::deque<record>& scratch) const {
+result<feature_vector> dataset_service::impl::walk(const view_def& v, const kind_plan& plan,
+                                                   const indexed_log& l, const std::string& key,
+                                                   int64_t t, std::deque<record>& scratch) const {
   if (l.has_log) return vector_at(v, l.log, t, key, scratch);
   std::vector<log_entry> es;
-  if (auto st = ctx->db->scan_log(shard_id{v.stream, v.entity, shard_of(key, ctx->opts.shard_count)}, key, INT64_MIN, INT64_MAX - 1, es); !st)
+  if (auto st =
+          ctx->db->scan_log(shard_id{v.stream, v.entity, shard_of(key, ctx->opts.shard_count)}, key,
+                            INT64_MIN, INT64_MAX - 1, es);
+      !st)
     return make_error(st.error_message());
   projected_log reread;
   reread.assign(plan, es);
   return vector_at(v, reread, t, key, scratch);
 }
 
-result<std::vector<feature_vector>> dataset_service::impl::local_pit(const view_def& v, uint32_t shard, std::vector<item> items, bool shared) const {
+result<std::vector<feature_vector>> dataset_service::impl::local_pit(const view_def& v,
+                                                                     uint32_t shard,
+                                                                     std::vector<item> items,
+                                                                     bool shared) const {
   route r = ctx->cluster ? ctx->cluster->route_of(shard) : route{route::local, {}, {}};
-  if (r.kind != route::local) return make_error(r.kind == route::remote ? "shard " + std::to_string(shard) + " is served by node " + r.owner + "; retry" : r.why);
+  if (r.kind != route::local)
+    return make_error(r.kind == route::remote ? "shard " + std::to_string(shard) +
+                                                    " is served by node " + r.owner + "; retry"
+                                              : r.why);
   const kind_plan* plan = ctx->defs->find_plan(v.stream, v.entity);
   const stream_def* s = ctx->defs->find_stream(v.stream);
   shard_id sid{v.stream, v.entity, shard};
   const shard_meta meta = ctx->db->load_meta(sid);
   // The log holds events with time > watermark - retention: a window reaching before that
   // would be silently incomplete.
-  const int64_t earliest = meta.watermark > 0 ? meta.watermark - s->offline_retention_us + v.max_window_us() : INT64_MIN;
+  const int64_t earliest =
+      meta.watermark > 0 ? meta.watermark - s->offline_retention_us + v.max_window_us() : INT64_MIN;
   std::vector<feature_vector> out(items.size());
   std::vector<size_t> order(items.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
@@ -196,7 +224,9 @@ result<std::vector<feature_vector>> dataset_service::impl::local_pit(const view_
       use = std::move(*got);
     } else {
       entries.clear();
-      if (auto st = ctx->db->scan_log(sid, key, items[order[i]].t - v.max_window_us(), items[order[j - 1]].t, entries); !st)
+      if (auto st = ctx->db->scan_log(sid, key, items[order[i]].t - v.max_window_us(),
+                                      items[order[j - 1]].t, entries);
+          !st)
         return make_error(st.error_message());
       use = std::make_shared<const indexed_log>(v, *plan, entries);
     }
@@ -216,7 +246,9 @@ result<std::vector<feature_vector>> dataset_service::impl::local_pit(const view_
   return out;
 }
 
-result<dataset_part> dataset_service::impl::build_part(const label_def& label, uint32_t shard, int64_t from, int64_t to, bool& retryable) const {
+result<dataset_part> dataset_service::impl::build_part(const label_def& label, uint32_t shard,
+                                                       int64_t from, int64_t to,
+                                                       bool& retryable) const {
   retryable = false;
   route r = ctx->cluster ? ctx->cluster->route_of(shard) : route{route::local, {}, {}};
   if (r.kind == route::unavailable) {
@@ -252,13 +284,16 @@ result<dataset_part> dataset_service::impl::build_part(const label_def& label, u
   };
   // Per worker thread, reused by its next part: a part's tables are tens of MB, and fresh
   // ones cost a page fault per 4 KiB.
-  static thread_local std::vector<std::string> entities;  // the scanned entities with examples, in log order
+  static thread_local std::vector<std::string>
+      entities;  // the scanned entities with examples, in log order
   static thread_local std::vector<example> examples;
   static thread_local std::vector<number_cell> on_demand;  // examples x nod
   static thread_local std::vector<number_cell> cells;      // examples x nf
-  static thread_local std::vector<value> boxed;             // the cells' values that are not numbers
-  static thread_local std::vector<uint8_t> outside;  // per example: a window reaches before its view's retention
-  entities.clear(), examples.clear(), on_demand.clear(), cells.clear(), boxed.clear(), outside.clear();
+  static thread_local std::vector<value> boxed;            // the cells' values that are not numbers
+  static thread_local std::vector<uint8_t>
+      outside;  // per example: a window reaches before its view's retention
+  entities.clear(), examples.clear(), on_demand.clear(), cells.clear(), boxed.clear(),
+      outside.clear();
   std::vector<std::vector<item>> remote(nv);
   std::string err;
   std::deque<record> scratch;
@@ -275,19 +310,24 @@ result<dataset_part> dataset_service::impl::build_part(const label_def& label, u
     shard_info& si = infos[vi][sh];
     if (si.known) return si;
     si.known = true;
-    si.rt = sh == shard ? r : ctx->cluster ? ctx->cluster->route_of(sh) : route{route::local, {}, {}};
+    si.rt = sh == shard    ? r
+            : ctx->cluster ? ctx->cluster->route_of(sh)
+                           : route{route::local, {}, {}};
     if (si.rt.kind != route::local) return si;
     const view_def& v = *label.views[vi];
     const shard_meta meta = ctx->db->load_meta(shard_id{v.stream, v.entity, sh});
     si.applied_seq = meta.applied_seq;
     // The log holds events with time > watermark - retention: a window reaching before that
     // would be silently incomplete.
-    if (meta.watermark > 0) si.earliest = meta.watermark - ctx->defs->find_stream(v.stream)->offline_retention_us + v.max_window_us();
+    if (meta.watermark > 0)
+      si.earliest = meta.watermark - ctx->defs->find_stream(v.stream)->offline_retention_us +
+                    v.max_window_us();
     return si;
   };
   // The cells of view vi for example `row` from `idx`. Reads it refuses (something in the
   // window was known only after t) go to walk_at(t): the filtering walk over the log.
-  auto fill = [&](size_t vi, const window_index& idx, window_index::cursor& cur, auto&& walk_at, size_t row) {
+  auto fill = [&](size_t vi, const window_index& idx, window_index::cursor& cur, auto&& walk_at,
+                  size_t row) {
     number_cell* out = &cells[row * nf + col0[vi]];
     const int64_t t = examples[row].feature_time;
     if (idx.supported() && idx.cells(t, out, nullptr, &cur)) return;
@@ -297,7 +337,8 @@ result<dataset_part> dataset_service::impl::build_part(const label_def& label, u
       return;
     }
     feature_vector& fv = *walked;
-    for (size_t f = 0; f < fv.values.size() && f < col0[vi + 1] - col0[vi]; ++f) out[f] = to_cell(std::move(fv.values[f].v), boxed);
+    for (size_t f = 0; f < fv.values.size() && f < col0[vi + 1] - col0[vi]; ++f)
+      out[f] = to_cell(std::move(fv.values[f].v), boxed);
   };
   // Views on other entity kinds: the last entity's log per view (a route's origin is always
   // the same airport), else the node-wide cache, else read and indexed now. Their reads are
@@ -333,7 +374,8 @@ result<dataset_part> dataset_service::impl::build_part(const label_def& label, u
     if (last_used[vi] == SIZE_MAX || used_keys[last_used[vi]] != key) {
       auto use = shared_log(v, *plans[vi], shard_id{v.stream, v.entity, sh}, key, si.applied_seq);
       if (!use) {
-        err = "view " + v.qualified() + ", shard " + std::to_string(sh) + ": " + use.error_message();
+        err =
+            "view " + v.qualified() + ", shard " + std::to_string(sh) + ": " + use.error_message();
         return;
       }
       last_used[vi] = used_logs.size();
@@ -353,7 +395,9 @@ result<dataset_part> dataset_service::impl::build_part(const label_def& label, u
       if (i == 0 || r.log != later[i - 1].log) cur = {};
       const indexed_log& l = *used_logs[r.log];
       const view_def& v = *label.views[r.vi];
-      fill(r.vi, *l.index, cur, [&](int64_t t) { return walk(v, *plans[r.vi], l, used_keys[r.log], t, scratch); }, r.row);
+      fill(
+          r.vi, *l.index, cur,
+          [&](int64_t t) { return walk(v, *plans[r.vi], l, used_keys[r.log], t, scratch); }, r.row);
     }
   };
 
@@ -385,8 +429,10 @@ result<dataset_part> dataset_service::impl::build_part(const label_def& label, u
         };
         window_index::cursor cur;
         for (size_t row = group_first; row < examples.size(); ++row) {
-          if (examples[row].feature_time < si.earliest) outside[row] = 1;
-          else fill(vi, idx, cur, walk_at, row);
+          if (examples[row].feature_time < si.earliest)
+            outside[row] = 1;
+          else
+            fill(vi, idx, cur, walk_at, row);
         }
       }
     }
@@ -396,47 +442,52 @@ result<dataset_part> dataset_service::impl::build_part(const label_def& label, u
   size_t unusable = 0;
   std::string current;
   bool first = true;
-  auto st = ctx->db->for_each_log(shard_id{label.stream, label.entity, shard}, INT64_MIN, INT64_MAX,
-                                  [&](const std::string& key, log_entry&& e) {
-                                    if (!err.empty()) return;
-                                    if (first || key != current) {
-                                      finish_entity();
-                                      current = key;
-                                      first = false;
-                                    }
-                                    double t, y;
-                                    if (!as_number(label.time->eval(e.r.fields), t) || !std::isfinite(t)) {
-                                      ++unusable;
-                                    } else if (const int64_t pt = static_cast<int64_t>(std::llround(t)); pt >= from && pt < to) {
-                                      ++part.examples;
-                                      if (!as_number(label.value->eval(e.r.fields), y) || !std::isfinite(y)) {
-                                        ++part.unlabelled;
-                                      } else {
-                                        if (examples.size() == group_first) entities.push_back(key);
-                                        const size_t row = examples.size();
-                                        examples.push_back({static_cast<uint32_t>(entities.size() - 1), pt, feature_time(label, pt), y});
-                                        for (auto& od : label.on_demand) on_demand.push_back(to_cell(od.e->eval(e.r.fields), boxed));
-                                        cells.resize(cells.size() + nf);
-                                        outside.push_back(0);
-                                        for (size_t vi = 0; vi < nv && err.empty(); ++vi) {
-                                          if (own[vi]) continue;
-                                          event_error kerr;
-                                          std::string k = entity_key(e.r.fields, *plans[vi], kerr);
-                                          if (!k.empty()) lookup(vi, std::move(k), row);  // else: no key, missing values
-                                        }
-                                      }
-                                    }
-                                    if (any_own) {
-                                      if (group_n == group.size()) group.emplace_back();
-                                      std::swap(group[group_n++], e);
-                                    }
-                                  });
+  auto st = ctx->db->for_each_log(
+      shard_id{label.stream, label.entity, shard}, INT64_MIN, INT64_MAX,
+      [&](const std::string& key, log_entry&& e) {
+        if (!err.empty()) return;
+        if (first || key != current) {
+          finish_entity();
+          current = key;
+          first = false;
+        }
+        double t, y;
+        if (!as_number(label.time->eval(e.r.fields), t) || !std::isfinite(t)) {
+          ++unusable;
+        } else if (const int64_t pt = static_cast<int64_t>(std::llround(t));
+                   pt >= from && pt < to) {
+          ++part.examples;
+          if (!as_number(label.value->eval(e.r.fields), y) || !std::isfinite(y)) {
+            ++part.unlabelled;
+          } else {
+            if (examples.size() == group_first) entities.push_back(key);
+            const size_t row = examples.size();
+            examples.push_back(
+                {static_cast<uint32_t>(entities.size() - 1), pt, feature_time(label, pt), y});
+            for (auto& od : label.on_demand)
+              on_demand.push_back(to_cell(od.e->eval(e.r.fields), boxed));
+            cells.resize(cells.size() + nf);
+            outside.push_back(0);
+            for (size_t vi = 0; vi < nv && err.empty(); ++vi) {
+              if (own[vi]) continue;
+              event_error kerr;
+              std::string k = entity_key(e.r.fields, *plans[vi], kerr);
+              if (!k.empty()) lookup(vi, std::move(k), row);  // else: no key, missing values
+            }
+          }
+        }
+        if (any_own) {
+          if (group_n == group.size()) group.emplace_back();
+          std::swap(group[group_n++], e);
+        }
+      });
   if (!st) return make_error(st.error_message());
   finish_entity();
   if (err.empty()) read_deferred();
   if (!err.empty()) return make_error(err);
   if (unusable)
-    spdlog::warn("dataset {}: shard {}: {} log entries without a usable prediction time ({})", label.name, shard, unusable, label.time_src);
+    spdlog::warn("dataset {}: shard {}: {} log entries without a usable prediction time ({})",
+                 label.name, shard, unusable, label.time_src);
 
   // 2. Views whose entities other nodes serve: asked of their owners, shard by shard.
   for (size_t vi = 0; vi < nv; ++vi) {
@@ -448,7 +499,8 @@ result<dataset_part> dataset_service::impl::build_part(const label_def& label, u
       auto got = remote_pit(v, sh, infos[vi][sh].rt.owner, items);
       if (!got) {
         retryable = true;
-        return make_error("view " + v.qualified() + ", shard " + std::to_string(sh) + ": " + got.error_message());
+        return make_error("view " + v.qualified() + ", shard " + std::to_string(sh) + ": " +
+                          got.error_message());
       }
       for (size_t k = 0; k < items.size(); ++k) {
         feature_vector& fv = (*got)[k];
@@ -457,7 +509,8 @@ result<dataset_part> dataset_service::impl::build_part(const label_def& label, u
           continue;
         }
         number_cell* out = &cells[items[k].row * nf + col0[vi]];
-        for (size_t f = 0; f < fv.values.size() && f < v.features.size(); ++f) out[f] = to_cell(std::move(fv.values[f].v), boxed);
+        for (size_t f = 0; f < fv.values.size() && f < v.features.size(); ++f)
+          out[f] = to_cell(std::move(fv.values[f].v), boxed);
       }
     }
   }
@@ -465,7 +518,7 @@ result<dataset_part> dataset_service::impl::build_part(const label_def& label, u
   // 3. Rows, in the log's order (entity, then event time): the same log gives the same bytes.
   std::string& out = part.csv;
   const size_t row_chars = (3 + nod + nf) * kNumberChars + 1;  // besides the quoted entity
-  out.resize(examples.size() * (16 + 6 * (nod + nf)));  // a guess; grown as needed
+  out.resize(examples.size() * (16 + 6 * (nod + nf)));         // a guess; grown as needed
   char* p = out.data();
   for (size_t i = 0; i < examples.size(); ++i) {
     if (outside[i]) {
@@ -495,7 +548,8 @@ result<dataset_part> dataset_service::impl::build_part(const label_def& label, u
   return part;
 }
 
-dataset_service::dataset_service(std::shared_ptr<const features_context> ctx, int threads) : impl_(std::make_shared<impl>()) {
+dataset_service::dataset_service(std::shared_ptr<const features_context> ctx, int threads)
+    : impl_(std::make_shared<impl>()) {
   impl_->ctx = std::move(ctx);
   impl_->parts.start(threads);
   impl_->reads.start(threads);
@@ -506,7 +560,8 @@ dataset_service::~dataset_service() {
   impl_->reads.stop();
 }
 
-void dataset_service::shard_part(const label_def& label, uint32_t shard, int64_t from, int64_t to, part_fn done) {
+void dataset_service::shard_part(const label_def& label, uint32_t shard, int64_t from, int64_t to,
+                                 part_fn done) {
   auto im = impl_;
   const label_def* l = &label;
   auto shared_done = std::make_shared<part_fn>(std::move(done));

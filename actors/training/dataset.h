@@ -54,7 +54,8 @@ class dataset_service {
   // The same from any node, blocking (a worker of the caller's): built here when this node
   // serves the shard, else fetched from its owner over NATS (tsr.node.<id>.part, in pages
   // under NATS' payload limit). For training jobs, which build their dataset on their node.
-  result<dataset_part> fetch_part(const label_def& label, uint32_t shard, int64_t from, int64_t to, bool& retryable);
+  result<dataset_part> fetch_part(const label_def& label, uint32_t shard, int64_t from, int64_t to,
+                                  bool& retryable);
 
  private:
   struct impl;

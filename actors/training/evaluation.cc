@@ -48,7 +48,8 @@ binary_metrics evaluate(const std::vector<float>& p, const std::vector<float>& y
     if (!b.count) continue;
     b.mean_predicted /= static_cast<double>(b.count);
     b.observed_rate /= static_cast<double>(b.count);
-    m.ece += std::fabs(b.mean_predicted - b.observed_rate) * static_cast<double>(b.count) / static_cast<double>(p.size());
+    m.ece += std::fabs(b.mean_predicted - b.observed_rate) * static_cast<double>(b.count) /
+             static_cast<double>(p.size());
   }
   return m;
 }
@@ -57,7 +58,8 @@ distribution describe_distribution(const std::string& name, std::vector<float> v
   distribution d;
   d.name = name;
   d.n = values.size();
-  auto end = std::remove_if(values.begin(), values.end(), [](float v) { return !std::isfinite(v); });
+  auto end =
+      std::remove_if(values.begin(), values.end(), [](float v) { return !std::isfinite(v); });
   const size_t present = static_cast<size_t>(end - values.begin());
   values.resize(present);
   d.missing = d.n ? 1.0 - static_cast<double>(present) / static_cast<double>(d.n) : 0;
@@ -69,11 +71,13 @@ distribution describe_distribution(const std::string& name, std::vector<float> v
   for (float v : values) ss += (v - d.mean) * (v - d.mean);
   d.stddev = std::sqrt(ss / static_cast<double>(present));
   std::sort(values.begin(), values.end());
-  for (int q = 0; q <= 10; ++q) d.edges.push_back(values[std::min(present - 1, present * static_cast<size_t>(q) / 10)]);
+  for (int q = 0; q <= 10; ++q)
+    d.edges.push_back(values[std::min(present - 1, present * static_cast<size_t>(q) / 10)]);
   d.counts.assign(10, 0);
   for (float v : values) {
     // The bin whose [edge_i, edge_i+1) holds v; the last bin includes the maximum.
-    size_t b = static_cast<size_t>(std::upper_bound(d.edges.begin() + 1, d.edges.end() - 1, v) - (d.edges.begin() + 1));
+    size_t b = static_cast<size_t>(std::upper_bound(d.edges.begin() + 1, d.edges.end() - 1, v) -
+                                   (d.edges.begin() + 1));
     ++d.counts[std::min<size_t>(b, 9)];
   }
   return d;
@@ -81,12 +85,22 @@ distribution describe_distribution(const std::string& name, std::vector<float> v
 
 nlohmann::json to_json(const binary_metrics& m) {
   auto cal = nlohmann::json::array();
-  for (auto& b : m.calibration) cal.push_back({{"mean_predicted", b.mean_predicted}, {"observed_rate", b.observed_rate}, {"count", b.count}});
-  return {{"n", m.n}, {"base_rate", m.base_rate}, {"auc", m.auc}, {"log_loss", m.log_loss}, {"accuracy", m.accuracy}, {"ece", m.ece}, {"calibration", cal}};
+  for (auto& b : m.calibration)
+    cal.push_back({{"mean_predicted", b.mean_predicted},
+                   {"observed_rate", b.observed_rate},
+                   {"count", b.count}});
+  return {{"n", m.n},
+          {"base_rate", m.base_rate},
+          {"auc", m.auc},
+          {"log_loss", m.log_loss},
+          {"accuracy", m.accuracy},
+          {"ece", m.ece},
+          {"calibration", cal}};
 }
 
 nlohmann::json to_json(const distribution& d) {
-  return {{"name", d.name}, {"n", d.n}, {"missing", d.missing}, {"mean", d.mean}, {"stddev", d.stddev}, {"edges", d.edges}, {"counts", d.counts}};
+  return {{"name", d.name},     {"n", d.n},         {"missing", d.missing}, {"mean", d.mean},
+          {"stddev", d.stddev}, {"edges", d.edges}, {"counts", d.counts}};
 }
 
 }  // namespace tessera

@@ -15,9 +15,12 @@ void split(const std::string& line, std::vector<std::string>& out) {
   for (size_t i = 0; i < line.size(); ++i) {
     char c = line[i];
     if (quoted) {
-      if (c == '"' && i + 1 < line.size() && line[i + 1] == '"') cur += '"', ++i;
-      else if (c == '"') quoted = false;
-      else cur += c;
+      if (c == '"' && i + 1 < line.size() && line[i + 1] == '"')
+        cur += '"', ++i;
+      else if (c == '"')
+        quoted = false;
+      else
+        cur += c;
     } else if (c == '"') {
       quoted = true;
     } else if (c == ',') {
@@ -52,11 +55,13 @@ result<table> read_dataset_csv(const std::string& path, const std::vector<std::s
     return -1;
   };
   const int c_label = find("label"), c_time = find("prediction_time");
-  if (c_label < 0 || c_time < 0) return make_error(path + ": not a Tessera dataset (needs prediction_time and label columns)");
+  if (c_label < 0 || c_time < 0)
+    return make_error(path + ": not a Tessera dataset (needs prediction_time and label columns)");
   table t;
   std::vector<int> idx;
   if (features.empty()) {
-    for (size_t i = static_cast<size_t>(c_label) + 1; i < header.size(); ++i) idx.push_back(static_cast<int>(i));
+    for (size_t i = static_cast<size_t>(c_label) + 1; i < header.size(); ++i)
+      idx.push_back(static_cast<int>(i));
   } else {
     for (auto& f : features) {
       int i = find(f);
@@ -70,13 +75,19 @@ result<table> read_dataset_csv(const std::string& path, const std::vector<std::s
     ++lineno;
     if (line.empty()) continue;
     split(line, cells);
-    auto where = [&](int col) { return path + ":" + std::to_string(lineno) + ": column " + header[static_cast<size_t>(col)] + ": "; };
+    auto where = [&](int col) {
+      return path + ":" + std::to_string(lineno) + ": column " + header[static_cast<size_t>(col)] +
+             ": ";
+    };
     if (cells.size() != header.size())
-      return make_error(path + ":" + std::to_string(lineno) + ": " + std::to_string(cells.size()) + " cells, the header has " + std::to_string(header.size()));
+      return make_error(path + ":" + std::to_string(lineno) + ": " + std::to_string(cells.size()) +
+                        " cells, the header has " + std::to_string(header.size()));
     double v;
-    if (!parse_number(cells[static_cast<size_t>(c_label)], v) || !std::isfinite(v)) return make_error(where(c_label) + "label is not a number");
+    if (!parse_number(cells[static_cast<size_t>(c_label)], v) || !std::isfinite(v))
+      return make_error(where(c_label) + "label is not a number");
     t.y.push_back(static_cast<float>(v));
-    if (!parse_number(cells[static_cast<size_t>(c_time)], v)) return make_error(where(c_time) + "not a time in microseconds");
+    if (!parse_number(cells[static_cast<size_t>(c_time)], v))
+      return make_error(where(c_time) + "not a time in microseconds");
     t.time.push_back(static_cast<int64_t>(v));
     for (int i : idx) {
       const std::string& c = cells[static_cast<size_t>(i)];
@@ -84,7 +95,9 @@ result<table> read_dataset_csv(const std::string& path, const std::vector<std::s
         t.x.push_back(NAN);
         continue;
       }
-      if (!parse_number(c, v)) return make_error(where(i) + "'" + c + "' is not a number (only numeric features can train a model)");
+      if (!parse_number(c, v))
+        return make_error(where(i) + "'" + c +
+                          "' is not a number (only numeric features can train a model)");
       t.x.push_back(std::isfinite(v) ? static_cast<float>(v) : NAN);
     }
     ++t.rows;

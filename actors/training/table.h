@@ -12,9 +12,9 @@ namespace tessera {
 struct table {
   std::vector<std::string> columns;  // feature columns, in x's order
   size_t rows = 0;
-  std::vector<float> x;              // rows × columns, row-major
-  std::vector<float> y;              // labels
-  std::vector<int64_t> time;         // prediction times (µs)
+  std::vector<float> x;       // rows × columns, row-major
+  std::vector<float> y;       // labels
+  std::vector<int64_t> time;  // prediction times (µs)
 };
 
 // Reads a dataset CSV. `features` selects columns (empty: every column after `label`). Errors

@@ -14,7 +14,8 @@
 namespace tessera {
 namespace torch_backend {
 
-result<std::vector<float>> predict_torchscript(const std::string& artifact, const std::vector<float>& x, size_t inputs);
+result<std::vector<float>> predict_torchscript(const std::string& artifact,
+                                               const std::vector<float>& x, size_t inputs);
 
 namespace {
 
@@ -26,9 +27,12 @@ split_rows split_by_time(const model_def& m, const table& t) {
   split_rows s;
   for (size_t i = 0; i < t.rows; ++i) {
     const int64_t pt = t.time[i];
-    if (pt >= m.train_from && pt < m.valid_from) s.train.push_back(static_cast<int64_t>(i));
-    else if (pt >= m.valid_from && pt < m.test_from) s.valid.push_back(static_cast<int64_t>(i));
-    else if (pt >= m.test_from && pt < m.test_to) s.test.push_back(static_cast<int64_t>(i));
+    if (pt >= m.train_from && pt < m.valid_from)
+      s.train.push_back(static_cast<int64_t>(i));
+    else if (pt >= m.valid_from && pt < m.test_from)
+      s.valid.push_back(static_cast<int64_t>(i));
+    else if (pt >= m.test_from && pt < m.test_to)
+      s.test.push_back(static_cast<int64_t>(i));
   }
   return s;
 }
@@ -59,13 +63,15 @@ std::string to_torchscript(const net& n) {
   torch::jit::Module mod("TesseraModel");
   mod.register_buffer("mean", n.mean.detach().clone());
   mod.register_buffer("std", n.std.detach().clone());
-  std::string body = "def forward(self, x):\n"
-                     "    x = torch.where(torch.isnan(x), self.mean, x)\n"
-                     "    x = (x - self.mean) / self.std\n";
+  std::string body =
+      "def forward(self, x):\n"
+      "    x = torch.where(torch.isnan(x), self.mean, x)\n"
+      "    x = (x - self.mean) / self.std\n";
   for (size_t l = 0; l < n.w.size(); ++l) {
     mod.register_parameter("w" + std::to_string(l), n.w[l].detach().clone(), false);
     mod.register_parameter("b" + std::to_string(l), n.b[l].detach().clone(), false);
-    body += "    x = torch.matmul(x, self.w" + std::to_string(l) + ") + self.b" + std::to_string(l) + "\n";
+    body += "    x = torch.matmul(x, self.w" + std::to_string(l) + ") + self.b" +
+            std::to_string(l) + "\n";
     if (l + 1 < n.w.size()) body += "    x = torch.relu(x)\n";
   }
   body += "    return torch.sigmoid(x.squeeze(-1))\n";
@@ -82,7 +88,8 @@ std::vector<float> to_vector(const torch::Tensor& t) {
 
 }  // namespace
 
-result<training_result> train_model(const model_def& m, const table& t, const train_progress& progress,
+result<training_result> train_model(const model_def& m, const table& t,
+                                    const train_progress& progress,
                                     const std::atomic<bool>* cancel) {
   try {
     at::set_num_threads(1);  // reproducible: one intra-op thread, fixed reduction order
@@ -90,21 +97,29 @@ result<training_result> train_model(const model_def& m, const table& t, const tr
     const int64_t d = static_cast<int64_t>(t.columns.size());
     if (d == 0) return make_error("model " + m.name + ": no feature columns");
     for (float y : t.y)
-      if (y != 0.0f && y != 1.0f) return make_error("model " + m.name + ": labels must be 0 or 1 (got " + std::to_string(y) + ")");
+      if (y != 0.0f && y != 1.0f)
+        return make_error("model " + m.name + ": labels must be 0 or 1 (got " + std::to_string(y) +
+                          ")");
     split_rows sp = split_by_time(m, t);
     const char* names[3] = {"train", "validation", "test"};
     const std::vector<int64_t>* parts[3] = {&sp.train, &sp.valid, &sp.test};
     for (int k = 0; k < 3; ++k) {
-      if (parts[k]->empty()) return make_error("model " + m.name + ": the " + names[k] + " split has no examples (check split = { ... } against the dataset's prediction times)");
+      if (parts[k]->empty())
+        return make_error("model " + m.name + ": the " + names[k] +
+                          " split has no examples (check split = { ... } against the dataset's "
+                          "prediction times)");
       double pos = 0;
       for (int64_t i : *parts[k]) pos += t.y[static_cast<size_t>(i)];
       if (pos == 0 || pos == static_cast<double>(parts[k]->size()))
         return make_error("model " + m.name + ": the " + names[k] + " split has only one class");
     }
-    auto all_x = torch::from_blob(const_cast<float*>(t.x.data()), {static_cast<int64_t>(t.rows), d}, torch::kFloat);
-    auto all_y = torch::from_blob(const_cast<float*>(t.y.data()), {static_cast<int64_t>(t.rows)}, torch::kFloat);
+    auto all_x = torch::from_blob(const_cast<float*>(t.x.data()), {static_cast<int64_t>(t.rows), d},
+                                  torch::kFloat);
+    auto all_y = torch::from_blob(const_cast<float*>(t.y.data()), {static_cast<int64_t>(t.rows)},
+                                  torch::kFloat);
     auto take = [&](const std::vector<int64_t>& rows) {
-      auto idx = torch::from_blob(const_cast<int64_t*>(rows.data()), {static_cast<int64_t>(rows.size())}, torch::kLong);
+      auto idx = torch::from_blob(const_cast<int64_t*>(rows.data()),
+                                  {static_cast<int64_t>(rows.size())}, torch::kLong);
       return std::pair{all_x.index_select(0, idx).clone(), all_y.index_select(0, idx).clone()};
     };
     auto [xtr, ytr] = take(sp.train);
@@ -125,15 +140,19 @@ result<training_result> train_model(const model_def& m, const table& t, const tr
       for (int h : m.hidden) sizes.push_back(h);
     sizes.push_back(1);
     for (size_t l = 0; l + 1 < sizes.size(); ++l) {
-      double bound = std::sqrt(6.0 / static_cast<double>(sizes[l] + sizes[l + 1]));  // Glorot uniform
-      n.w.push_back((torch::rand({sizes[l], sizes[l + 1]}) * 2 - 1).mul_(bound).requires_grad_(true));
+      double bound =
+          std::sqrt(6.0 / static_cast<double>(sizes[l] + sizes[l + 1]));  // Glorot uniform
+      n.w.push_back(
+          (torch::rand({sizes[l], sizes[l + 1]}) * 2 - 1).mul_(bound).requires_grad_(true));
       n.b.push_back(torch::zeros({sizes[l + 1]}).requires_grad_(true));
     }
-    torch::optim::Adam opt(n.parameters(), torch::optim::AdamOptions(m.learning_rate).weight_decay(m.weight_decay));
+    torch::optim::Adam opt(n.parameters(),
+                           torch::optim::AdamOptions(m.learning_rate).weight_decay(m.weight_decay));
 
     training_result out;
     out.inputs = t.columns;
-    out.train_rows = sp.train.size(), out.valid_rows = sp.valid.size(), out.test_rows = sp.test.size();
+    out.train_rows = sp.train.size(), out.valid_rows = sp.valid.size(),
+    out.test_rows = sp.test.size();
     std::mt19937_64 rng(m.seed);
     std::vector<int64_t> perm(sp.train.size());
     const int64_t ntr = static_cast<int64_t>(sp.train.size());
@@ -161,9 +180,14 @@ result<training_result> train_model(const model_def& m, const table& t, const tr
         ++batches;
         processed += static_cast<uint64_t>(idx.size(0));
         if (progress && batches % 200 == 0)
-          progress(e, (static_cast<double>(e - 1) + static_cast<double>(off) / static_cast<double>(ntr)) / m.epochs, loss_sum / static_cast<double>(batches));
+          progress(
+              e,
+              (static_cast<double>(e - 1) + static_cast<double>(off) / static_cast<double>(ntr)) /
+                  m.epochs,
+              loss_sum / static_cast<double>(batches));
       }
-      train_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start).count();
+      train_seconds +=
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start).count();
       torch::NoGradGuard ng;
       auto pva = to_vector(torch::sigmoid(n.logits(xva)));
       auto mva = evaluate(pva, to_vector(yva));
@@ -172,24 +196,34 @@ result<training_result> train_model(const model_def& m, const table& t, const tr
         best = mva.log_loss;
         out.best_epoch = e;
         best_net = net{n.mean.clone(), n.std.clone(), {}, {}};
-        for (size_t l = 0; l < n.w.size(); ++l) best_net.w.push_back(n.w[l].detach().clone()), best_net.b.push_back(n.b[l].detach().clone());
+        for (size_t l = 0; l < n.w.size(); ++l)
+          best_net.w.push_back(n.w[l].detach().clone()),
+              best_net.b.push_back(n.b[l].detach().clone());
       }
       if (progress) progress(e, static_cast<double>(e) / m.epochs, out.epochs.back().train_loss);
     }
     torch::NoGradGuard ng;
     out.artifact = to_torchscript(best_net);
-    auto predict = [&](const torch::Tensor& x) { return to_vector(torch::sigmoid(best_net.logits(x))); };
+    auto predict = [&](const torch::Tensor& x) {
+      return to_vector(torch::sigmoid(best_net.logits(x)));
+    };
     auto ptr = predict(xtr);
     out.train = evaluate(ptr, to_vector(ytr));
     out.validation = evaluate(predict(xva), to_vector(yva));
     out.test = evaluate(predict(xte), to_vector(yte));
-    for (int64_t c = 0; c < d; ++c) out.input_reference.push_back(describe_distribution(t.columns[static_cast<size_t>(c)], to_vector(xtr.select(1, c))));
+    for (int64_t c = 0; c < d; ++c)
+      out.input_reference.push_back(
+          describe_distribution(t.columns[static_cast<size_t>(c)], to_vector(xtr.select(1, c))));
     out.prediction_reference = describe_distribution("prediction", ptr);
     out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    out.examples_per_second = train_seconds > 0 ? static_cast<double>(processed) / train_seconds : 0;
+    out.examples_per_second =
+        train_seconds > 0 ? static_cast<double>(processed) / train_seconds : 0;
     // The artifact must reproduce what was evaluated.
-    auto again = predict_torchscript(out.artifact, std::vector<float>(t.x.begin(), t.x.begin() + std::min<size_t>(t.rows, 64) * static_cast<size_t>(d)),
-                                     static_cast<size_t>(d));
+    auto again = predict_torchscript(
+        out.artifact,
+        std::vector<float>(t.x.begin(),
+                           t.x.begin() + std::min<size_t>(t.rows, 64) * static_cast<size_t>(d)),
+        static_cast<size_t>(d));
     if (!again) return make_error("exported TorchScript does not load: " + again.error_message());
     return out;
   } catch (const c10::Error& e) {
@@ -199,18 +233,22 @@ result<training_result> train_model(const model_def& m, const table& t, const tr
   }
 }
 
-result<std::vector<float>> predict_torchscript(const std::string& artifact, const std::vector<float>& x, size_t inputs) {
+result<std::vector<float>> predict_torchscript(const std::string& artifact,
+                                               const std::vector<float>& x, size_t inputs) {
   try {
     std::istringstream in(artifact);
     auto mod = torch::jit::load(in);
     mod.eval();
     torch::NoGradGuard ng;
     const int64_t n = inputs ? static_cast<int64_t>(x.size() / inputs) : 0;
-    auto xt = torch::from_blob(const_cast<float*>(x.data()), {n, static_cast<int64_t>(inputs)}, torch::kFloat);
+    auto xt = torch::from_blob(const_cast<float*>(x.data()), {n, static_cast<int64_t>(inputs)},
+                               torch::kFloat);
     auto outv = mod.forward({xt});
     if (!outv.isTensor()) return make_error("forward() does not return a tensor");
     auto p = outv.toTensor().reshape({-1});
-    if (p.size(0) != n) return make_error("forward() returned " + std::to_string(p.size(0)) + " values for " + std::to_string(n) + " rows");
+    if (p.size(0) != n)
+      return make_error("forward() returned " + std::to_string(p.size(0)) + " values for " +
+                        std::to_string(n) + " rows");
     return to_vector(p);
   } catch (const c10::Error& e) {
     // TorchScript errors carry a traceback: the last line says what went wrong.
@@ -228,9 +266,12 @@ status check_torchscript(const std::string& artifact, size_t inputs) {
     return make_error("not a TorchScript archive (expected a zip file written by torch.jit.save)");
   std::vector<float> x(2 * inputs, 0.5f);
   auto p = predict_torchscript(artifact, x, inputs);
-  if (!p) return make_error("not a usable TorchScript model for " + std::to_string(inputs) + " inputs: " + p.error_message());
+  if (!p)
+    return make_error("not a usable TorchScript model for " + std::to_string(inputs) +
+                      " inputs: " + p.error_message());
   for (float v : *p)
-    if (!std::isfinite(v) || v < 0 || v > 1) return make_error("forward() must return probabilities in [0, 1]; got " + std::to_string(v));
+    if (!std::isfinite(v) || v < 0 || v > 1)
+      return make_error("forward() must return probabilities in [0, 1]; got " + std::to_string(v));
   return ok_status();
 }
 
@@ -238,7 +279,8 @@ status check_torchscript(const std::string& artifact, size_t inputs) {
 }  // namespace tessera
 
 extern "C" __attribute__((visibility("default"))) const tessera::torch_api* tessera_torch_api_v1() {
-  static const tessera::torch_api api{&tessera::torch_backend::train_model, &tessera::torch_backend::check_torchscript,
+  static const tessera::torch_api api{&tessera::torch_backend::train_model,
+                                      &tessera::torch_backend::check_torchscript,
                                       &tessera::torch_backend::predict_torchscript};
   return &api;
 }

@@ -44,7 +44,8 @@ struct training_result {
 using train_progress = std::function<void(int epoch, double fraction, double loss)>;
 
 // Errors: a split without examples or without both classes, labels other than 0/1.
-result<training_result> train_model(const model_def& m, const table& t, const train_progress& progress,
+result<training_result> train_model(const model_def& m, const table& t,
+                                    const train_progress& progress,
                                     const std::atomic<bool>* cancel = nullptr);
 
 // Loads a TorchScript artifact and checks it is a model for `inputs` features: forward of a
@@ -52,13 +53,16 @@ result<training_result> train_model(const model_def& m, const table& t, const tr
 status check_torchscript(const std::string& artifact, size_t inputs);
 
 // Probabilities for rows × inputs features (row-major).
-result<std::vector<float>> predict_torchscript(const std::string& artifact, const std::vector<float>& x, size_t inputs);
+result<std::vector<float>> predict_torchscript(const std::string& artifact,
+                                               const std::vector<float>& x, size_t inputs);
 
 // The module's entry (tessera_torch_api_v1): the three functions above, implemented with libtorch.
 struct torch_api {
-  result<training_result> (*train_model)(const model_def&, const table&, const train_progress&, const std::atomic<bool>*);
+  result<training_result> (*train_model)(const model_def&, const table&, const train_progress&,
+                                         const std::atomic<bool>*);
   status (*check_torchscript)(const std::string&, size_t);
-  result<std::vector<float>> (*predict_torchscript)(const std::string&, const std::vector<float>&, size_t);
+  result<std::vector<float>> (*predict_torchscript)(const std::string&, const std::vector<float>&,
+                                                    size_t);
 };
 
 }  // namespace tessera

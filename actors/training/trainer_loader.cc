@@ -22,7 +22,8 @@ const loaded& module() {
   static std::once_flag once;
   std::call_once(once, [] {
     std::vector<std::string> candidates;
-    if (const char* env = std::getenv("TESSERA_TORCH_MODULE"); env && *env) candidates.push_back(env);
+    if (const char* env = std::getenv("TESSERA_TORCH_MODULE"); env && *env)
+      candidates.push_back(env);
     std::error_code ec;
     auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
     if (!ec) candidates.push_back((exe.parent_path() / "libtessera_torch.so").string());
@@ -54,7 +55,9 @@ const loaded& module() {
 
 }  // namespace
 
-result<training_result> train_model(const model_def& m, const table& t, const train_progress& progress, const std::atomic<bool>* cancel) {
+result<training_result> train_model(const model_def& m, const table& t,
+                                    const train_progress& progress,
+                                    const std::atomic<bool>* cancel) {
   auto& mod = module();
   if (!mod.api) return make_error(mod.error);
   return mod.api->train_model(m, t, progress, cancel);
@@ -66,7 +69,8 @@ status check_torchscript(const std::string& artifact, size_t inputs) {
   return mod.api->check_torchscript(artifact, inputs);
 }
 
-result<std::vector<float>> predict_torchscript(const std::string& artifact, const std::vector<float>& x, size_t inputs) {
+result<std::vector<float>> predict_torchscript(const std::string& artifact,
+                                               const std::vector<float>& x, size_t inputs) {
   auto& mod = module();
   if (!mod.api) return make_error(mod.error);
   return mod.api->predict_torchscript(artifact, x, inputs);

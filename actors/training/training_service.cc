@@ -27,8 +27,8 @@ namespace {
 
 constexpr auto kTick = std::chrono::milliseconds(300);
 constexpr auto kRewatch = std::chrono::seconds(30);
-constexpr int64_t kDeadAfterUs = 3'000'000;  // a claimant whose progress stopped this long, and who is not a live member
-
+constexpr int64_t kDeadAfterUs =
+    3'000'000;  // a claimant whose progress stopped this long, and who is not a live member
 
 }  // namespace
 
@@ -147,10 +147,12 @@ struct training_service::impl {
       std::future<result<dataset_part>> next = std::async(std::launch::async, fetch, 0u);
       for (uint32_t s = 0; s < ctx->opts.shard_count; ++s) {
         if (r->cancel) return finish("cancelled");
-        set_progress({{"phase", "dataset"}, {"fraction", static_cast<double>(s) / ctx->opts.shard_count}});
+        set_progress(
+            {{"phase", "dataset"}, {"fraction", static_cast<double>(s) / ctx->opts.shard_count}});
         result<dataset_part> part = next.get();
         if (s + 1 < ctx->opts.shard_count) next = std::async(std::launch::async, fetch, s + 1);
-        if (!part) return finish("dataset, shard " + std::to_string(s) + ": " + part.error_message());
+        if (!part)
+          return finish("dataset, shard " + std::to_string(s) + ": " + part.error_message());
         if (!header) {
           std::string h;
           for (auto& c : part->columns) h += (h.empty() ? "" : ",") + c;
@@ -169,14 +171,23 @@ struct training_service::impl {
       std::string p;
       ~remove_file() { std::filesystem::remove(p); }
     } cleanup{path};
-    if (rows == 0) return finish("empty dataset: no example of label " + l->name + " between " + format_timestamp(m->train_from) + " and " +
-                                 format_timestamp(m->test_to) + (outside ? " within the offline retention" : ""));
+    if (rows == 0)
+      return finish("empty dataset: no example of label " + l->name + " between " +
+                    format_timestamp(m->train_from) + " and " + format_timestamp(m->test_to) +
+                    (outside ? " within the offline retention" : ""));
     auto t = read_dataset_csv(path, m->features);
     if (!t) return finish(t.error_message());
     // 2. Training.
-    auto res = train_model(*m, *t, [&](int epoch, double fraction, double loss) {
-      set_progress({{"phase", "training"}, {"epoch", epoch}, {"epochs", m->epochs}, {"fraction", fraction}, {"loss", loss}});
-    }, &r->cancel);
+    auto res = train_model(
+        *m, *t,
+        [&](int epoch, double fraction, double loss) {
+          set_progress({{"phase", "training"},
+                        {"epoch", epoch},
+                        {"epochs", m->epochs},
+                        {"fraction", fraction},
+                        {"loss", loss}});
+        },
+        &r->cancel);
     if (!res) return finish(res.error_message());
     // 3. The registry, with lineage.
     set_progress({{"phase", "registering"}, {"fraction", 1.0}});
@@ -185,7 +196,11 @@ struct training_service::impl {
     nlohmann::json views = nlohmann::json::array();
     for (const view_def* v : l->views) views.push_back(v->qualified());
     auto epochs = nlohmann::json::array();
-    for (auto& e : res->epochs) epochs.push_back({{"epoch", e.epoch}, {"train_loss", e.train_loss}, {"valid_log_loss", e.valid_log_loss}, {"valid_auc", e.valid_auc}});
+    for (auto& e : res->epochs)
+      epochs.push_back({{"epoch", e.epoch},
+                        {"train_loss", e.train_loss},
+                        {"valid_log_loss", e.valid_log_loss},
+                        {"valid_auc", e.valid_auc}});
     auto inputs_ref = nlohmann::json::array();
     for (auto& d : res->input_reference) inputs_ref.push_back(to_json(d));
     nlohmann::json meta{
@@ -197,27 +212,45 @@ struct training_service::impl {
           {"prediction_time", l->time_src},
           {"snapshot_seconds", l->snapshot_us / 1000000},
           {"views", views},
-          {"dataset", {{"rows", rows}, {"dropped_outside_retention", outside}, {"fnv1a64", hex}, {"from", format_timestamp(m->train_from)}, {"to", format_timestamp(m->test_to)}}},
+          {"dataset",
+           {{"rows", rows},
+            {"dropped_outside_retention", outside},
+            {"fnv1a64", hex},
+            {"from", format_timestamp(m->train_from)},
+            {"to", format_timestamp(m->test_to)}}},
           {"config",
-           {{"kind", m->kind}, {"hidden", m->hidden}, {"epochs", m->epochs}, {"batch_size", m->batch_size}, {"learning_rate", m->learning_rate},
-            {"weight_decay", m->weight_decay}, {"seed", m->seed}, {"features", res->inputs},
-            {"split", {{"train", {format_timestamp(m->train_from), format_timestamp(m->valid_from)}},
-                       {"validation", {format_timestamp(m->valid_from), format_timestamp(m->test_from)}},
-                       {"test", {format_timestamp(m->test_from), format_timestamp(m->test_to)}}}}}},
+           {{"kind", m->kind},
+            {"hidden", m->hidden},
+            {"epochs", m->epochs},
+            {"batch_size", m->batch_size},
+            {"learning_rate", m->learning_rate},
+            {"weight_decay", m->weight_decay},
+            {"seed", m->seed},
+            {"features", res->inputs},
+            {"split",
+             {{"train", {format_timestamp(m->train_from), format_timestamp(m->valid_from)}},
+              {"validation", {format_timestamp(m->valid_from), format_timestamp(m->test_from)}},
+              {"test", {format_timestamp(m->test_from), format_timestamp(m->test_to)}}}}}},
           {"job", r->id},
           {"node", ctx->node_id}}},
-        {"metrics", {{"train", to_json(res->train)}, {"validation", to_json(res->validation)}, {"test", to_json(res->test)}}},
-        {"rows", {{"train", res->train_rows}, {"validation", res->valid_rows}, {"test", res->test_rows}}},
+        {"metrics",
+         {{"train", to_json(res->train)},
+          {"validation", to_json(res->validation)},
+          {"test", to_json(res->test)}}},
+        {"rows",
+         {{"train", res->train_rows}, {"validation", res->valid_rows}, {"test", res->test_rows}}},
         {"epochs", epochs},
         {"best_epoch", res->best_epoch},
-        {"reference", {{"inputs", inputs_ref}, {"predictions", to_json(res->prediction_reference)}}},
+        {"reference",
+         {{"inputs", inputs_ref}, {"predictions", to_json(res->prediction_reference)}}},
         {"training_seconds", res->seconds},
         {"examples_per_second", res->examples_per_second},
-        {"job_seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count()}};
+        {"job_seconds",
+         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count()}};
     auto v = registry->register_version(m->name, std::move(meta), res->artifact);
     if (!v) return finish("registering " + m->name + ": " + v.error_message());
-    spdlog::info("training job {}: {} version {} registered (test AUC {:.4f}, {:.0f} examples/s)", r->id, m->name, *v, res->test.auc,
-                 res->examples_per_second);
+    spdlog::info("training job {}: {} version {} registered (test AUC {:.4f}, {:.0f} examples/s)",
+                 r->id, m->name, *v, res->test.auc, res->examples_per_second);
     finish("", *v, res->test.auc);
   }
 
@@ -251,16 +284,20 @@ struct training_service::impl {
         watching_since = std::chrono::steady_clock::now();
         jobs.clear();
       }
-      for (auto now = std::chrono::steady_clock::now(); now < tick_at; now = std::chrono::steady_clock::now()) {
-        auto u = w->next(std::max<int64_t>(1, std::chrono::duration_cast<std::chrono::milliseconds>(tick_at - now).count()));
+      for (auto now = std::chrono::steady_clock::now(); now < tick_at;
+           now = std::chrono::steady_clock::now()) {
+        auto u = w->next(std::max<int64_t>(
+            1, std::chrono::duration_cast<std::chrono::milliseconds>(tick_at - now).count()));
         if (!u) {
           w.reset();
           break;
         }
         if (!u->has_value()) continue;  // a timeout, or the end of the current values
         auto& up = **u;
-        if (up.deleted) jobs.erase(up.key);
-        else if (jobs[up.key].revision < up.entry.revision) jobs[up.key] = std::move(up.entry);
+        if (up.deleted)
+          jobs.erase(up.key);
+        else if (jobs[up.key].revision < up.entry.revision)
+          jobs[up.key] = std::move(up.entry);
       }
       if (w) tick();
     }
@@ -293,7 +330,8 @@ struct training_service::impl {
           auc = current->test_auc;
         }
         if (state != "running" || node != ctx->node_id) {
-          spdlog::warn("training job {}: taken from this node ({} on {}); cancelling", key, state, node);
+          spdlog::warn("training job {}: taken from this node ({} on {}); cancelling", key, state,
+                       node);
           current->cancel = true;
         } else {
           j["progress"] = p;
@@ -306,7 +344,8 @@ struct training_service::impl {
           }
           auto w = write_job(key, j, rev);
           if (!w.ok && !finished) current->cancel = true;
-          if (w.ok && finished && !error.empty()) spdlog::warn("training job {} failed: {}", key, error);
+          if (w.ok && finished && !error.empty())
+            spdlog::warn("training job {} failed: {}", key, error);
         }
         if (current->finished || current->cancel) {
           bool done;
@@ -327,35 +366,42 @@ struct training_service::impl {
         j["progress"] = {{"phase", "starting"}};
         auto w = write_job(key, j, rev);
         if (w.ok) {
-          spdlog::info("training job {}: claimed (model {}, attempt {})", key, j.value("model", ""), j["attempt"].get<int>());
+          spdlog::info("training job {}: claimed (model {}, attempt {})", key, j.value("model", ""),
+                       j["attempt"].get<int>());
           current = std::make_unique<running>();
           current->id = key;
           current->spec = j;
           running* r = current.get();
           r->thread = std::thread([this, r] { run_job(r); });
         }
-      } else if (state == "running" && (node == ctx->node_id || (!member_alive(node) && now - j.value("updated_us", int64_t(0)) > kDeadAfterUs))) {
+      } else if (state == "running" && (node == ctx->node_id ||
+                                        (!member_alive(node) &&
+                                         now - j.value("updated_us", int64_t(0)) > kDeadAfterUs))) {
         // Its node died (or is this node, restarted): queue it again, or give up.
         const int attempt = j.value("attempt", 1);
         if (attempt >= opts.max_attempts) {
           j["state"] = "failed";
-          j["error"] = "node " + node + " died while training (attempt " + std::to_string(attempt) + " of " + std::to_string(opts.max_attempts) + ")";
+          j["error"] = "node " + node + " died while training (attempt " + std::to_string(attempt) +
+                       " of " + std::to_string(opts.max_attempts) + ")";
         } else {
           j["state"] = "queued";
           j["requeued_because"] = "node " + node + " died while training";
         }
         auto w = write_job(key, j, rev);
         if (w.ok)
-          spdlog::warn("training job {}: node {} died while running it; {}", key, node, j["state"].get<std::string>() == "queued" ? "queued again" : "failed");
+          spdlog::warn("training job {}: node {} died while running it; {}", key, node,
+                       j["state"].get<std::string>() == "queued" ? "queued again" : "failed");
       }
-      if (now - j.value("created_us", now) < 86400LL * 1000000) now_seen.push_back(job_info::from_json(j));
+      if (now - j.value("created_us", now) < 86400LL * 1000000)
+        now_seen.push_back(job_info::from_json(j));
     }
     std::lock_guard<std::mutex> g(jobs_mu);
     seen = std::move(now_seen);
   }
 };
 
-result<std::unique_ptr<training_service>> training_service::start(std::shared_ptr<const features_context> ctx, const options& o) {
+result<std::unique_ptr<training_service>> training_service::start(
+    std::shared_ptr<const features_context> ctx, const options& o) {
   std::unique_ptr<training_service> s(new training_service());
   s->impl_ = std::make_unique<impl>();
   auto& im = *s->impl_;
@@ -384,7 +430,9 @@ training_service::~training_service() {
   if (impl_->worker.joinable()) impl_->worker.join();
 }
 
-model_registry& training_service::registry() { return *impl_->registry; }
+model_registry& training_service::registry() {
+  return *impl_->registry;
+}
 
 void training_service::run(std::function<void()> fn) {
   {
@@ -399,14 +447,18 @@ result<std::string> training_service::submit(const std::string& model) {
   if (!m) {
     std::string known;
     for (auto& x : impl_->ctx->defs->models()) known += (known.empty() ? "" : ", ") + x.name;
-    return make_error("unknown model '" + model + "' (known: " + (known.empty() ? "none; define one with model { ... }" : known) + ")");
+    return make_error("unknown model '" + model + "' (known: " +
+                      (known.empty() ? "none; define one with model { ... }" : known) + ")");
   }
   const int64_t now = now_micros();
   char id[96];
   std::snprintf(id, sizeof id, "%s-%lld", model.c_str(), static_cast<long long>(now));
-  nlohmann::json j{{"id", id}, {"model", model}, {"state", "queued"}, {"attempt", 0}, {"created_us", now}, {"created", format_timestamp(now)}};
+  nlohmann::json j{{"id", id},     {"model", model},    {"state", "queued"},
+                   {"attempt", 0}, {"created_us", now}, {"created", format_timestamp(now)}};
   auto w = impl_->jobs_kv->create(id, j.dump());
-  if (!w.ok) return make_error("cannot queue the job: " + (w.conflict ? std::string("a job with this id exists") : w.error));
+  if (!w.ok)
+    return make_error("cannot queue the job: " +
+                      (w.conflict ? std::string("a job with this id exists") : w.error));
   return std::string(id);
 }
 

@@ -42,7 +42,8 @@ class training_service {
     int replicas = 1;
     int max_attempts = 3;
   };
-  static result<std::unique_ptr<training_service>> start(std::shared_ptr<const features_context> ctx, const options& o);
+  static result<std::unique_ptr<training_service>> start(
+      std::shared_ptr<const features_context> ctx, const options& o);
   ~training_service();
 
   model_registry& registry();

@@ -19,22 +19,22 @@ namespace tessera {
 
 struct node_config {
   std::string data_dir = "./tessera-data";
-  std::string rpc = "127.0.0.1:7400";   // HOST:PORT; port 0 picks a free one
-  std::string nats_url;                 // empty: start an embedded nats-server
-  std::string definitions;              // Lua file
-  std::string node_id;                  // empty: kept in <data_dir>/node_id
-  uint32_t shards = 64;                 // fixed when the data dir is created
+  std::string rpc = "127.0.0.1:7400";  // HOST:PORT; port 0 picks a free one
+  std::string nats_url;                // empty: start an embedded nats-server
+  std::string definitions;             // Lua file
+  std::string node_id;                 // empty: kept in <data_dir>/node_id
+  uint32_t shards = 64;                // fixed when the data dir is created
   int64_t entity_idle_ms = 5 * 60 * 1000;
-  bool sync_writes = false;             // fsync every RocksDB batch
-  int threads = 0;                      // actor scheduler threads; 0 = hardware concurrency
+  bool sync_writes = false;  // fsync every RocksDB batch
+  int threads = 0;           // actor scheduler threads; 0 = hardware concurrency
   // Cluster (every node runs the same code path; one node alone owns every shard).
-  std::string advertise;                // RPC address other nodes and clients use; default: the bound one
-  int replicas = 1;                     // JetStream replicas of streams, KV buckets and snapshots
+  std::string advertise;  // RPC address other nodes and clients use; default: the bound one
+  int replicas = 1;       // JetStream replicas of streams, KV buckets and snapshots
   int64_t heartbeat_ms = 400;
-  int64_t dead_after_ms = 1500;         // a member silent this long is dead; its shards move
-  int64_t handoff_wait_ms = 10000;      // a new owner waits at most this long for the old one to let go
-  int64_t snapshot_every_s = 60;        // periodic shard snapshots (when the shard changed)
-  int64_t leave_timeout_ms = 30000;     // graceful leave on stop: hand shards off within this
+  int64_t dead_after_ms = 1500;     // a member silent this long is dead; its shards move
+  int64_t handoff_wait_ms = 10000;  // a new owner waits at most this long for the old one to let go
+  int64_t snapshot_every_s = 60;    // periodic shard snapshots (when the shard changed)
+  int64_t leave_timeout_ms = 30000;  // graceful leave on stop: hand shards off within this
 };
 
 class node {
@@ -55,7 +55,8 @@ class node {
   uint64_t events_applied() const;
   // Test hook: the next apply of this entity's actor throws (one-for-one restart path).
   // Returns once the entity actor has taken the order (false: its shard is not served here).
-  bool TEST_crash_entity(const std::string& stream, const std::string& kind, const std::string& key);
+  bool TEST_crash_entity(const std::string& stream, const std::string& kind,
+                         const std::string& key);
   // Blocks until SIGINT or SIGTERM.
   static void wait_for_stop_signal();
 

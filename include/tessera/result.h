@@ -12,13 +12,13 @@ namespace tessera {
 // RPC edge maps a code to the caller's error once (retryable and overloaded: OVERLOADED, the
 // rest: FAILED).
 enum class errc : unsigned char {
-  internal = 0,   // a bug or an unexpected failure here
-  invalid,        // the request is wrong: do not repeat it as it is
-  not_found,      // an unknown name or entity
-  retryable,      // transient (a shard moving, an owner not answering, a clock moving on): retry
-  overloaded,     // too much work in flight: retry later
-  deadline,       // the caller's deadline passed
-  unauthorized,   // the caller may not do this
+  internal = 0,  // a bug or an unexpected failure here
+  invalid,       // the request is wrong: do not repeat it as it is
+  not_found,     // an unknown name or entity
+  retryable,     // transient (a shard moving, an owner not answering, a clock moving on): retry
+  overloaded,    // too much work in flight: retry later
+  deadline,      // the caller's deadline passed
+  unauthorized,  // the caller may not do this
 };
 const char* errc_name(errc c);
 
@@ -50,21 +50,34 @@ class [[nodiscard]] result {
 
 struct ok_t {};
 using status = result<ok_t>;
-inline status ok_status() { return ok_t{}; }
+inline status ok_status() {
+  return ok_t{};
+}
 
-inline error make_error(std::string msg, errc code = errc::internal) { return error{std::move(msg), code}; }
+inline error make_error(std::string msg, errc code = errc::internal) {
+  return error{std::move(msg), code};
+}
 // True for errors worth repeating the same request for (after a pause).
-inline bool is_retryable(errc c) { return c == errc::retryable || c == errc::overloaded; }
+inline bool is_retryable(errc c) {
+  return c == errc::retryable || c == errc::overloaded;
+}
 
 inline const char* errc_name(errc c) {
   switch (c) {
-    case errc::internal: return "internal";
-    case errc::invalid: return "invalid";
-    case errc::not_found: return "not found";
-    case errc::retryable: return "retryable";
-    case errc::overloaded: return "overloaded";
-    case errc::deadline: return "deadline";
-    case errc::unauthorized: return "unauthorized";
+    case errc::internal:
+      return "internal";
+    case errc::invalid:
+      return "invalid";
+    case errc::not_found:
+      return "not found";
+    case errc::retryable:
+      return "retryable";
+    case errc::overloaded:
+      return "overloaded";
+    case errc::deadline:
+      return "deadline";
+    case errc::unauthorized:
+      return "unauthorized";
   }
   return "internal";
 }

@@ -28,9 +28,10 @@ std::string rpc_error(const std::function<void()>& f) {
   return "<no error>";
 }
 
-void set_flight(wire::Event::Builder e, const std::string& date, const std::string& delay, const std::string& origin,
-                const std::string& dest) {
-  std::vector<std::pair<const char*, std::string>> fs{{"date", date}, {"delay", delay}, {"origin", origin}, {"destination", dest}};
+void set_flight(wire::Event::Builder e, const std::string& date, const std::string& delay,
+                const std::string& origin, const std::string& dest) {
+  std::vector<std::pair<const char*, std::string>> fs{
+      {"date", date}, {"delay", delay}, {"origin", origin}, {"destination", dest}};
   size_t n = 0;
   for (auto& f : fs) n += !f.second.empty();
   auto fl = e.initFields(static_cast<unsigned>(n));
@@ -52,8 +53,11 @@ class BadInput : public ::testing::Test {
   }
   wire::Gateway::Client gw() { return client->getMain<wire::Gateway>(); }
   kj::WaitScope& ws() { return client->getWaitScope(); }
-  wire::NodeStatus::Reader status_of(capnp::Response<wire::Gateway::StatusResults>& r) { return r.getStatus(); }
-  double feature(const std::string& view, const std::string& key, const std::string& name, int64_t as_of = 0) {
+  wire::NodeStatus::Reader status_of(capnp::Response<wire::Gateway::StatusResults>& r) {
+    return r.getStatus();
+  }
+  double feature(const std::string& view, const std::string& key, const std::string& name,
+                 int64_t as_of = 0) {
     auto v = read_vectors(h->rpc(), view, {key}, as_of);
     auto x = v.at(0).second[name];
     return x ? *x : -1;
@@ -68,13 +72,13 @@ TEST_F(BadInput, BadEventsAreRejectedByNameAndGoodOnesAroundThemApply) {
   auto req = gw().ingestRequest();
   req.setStream("flights");
   auto evs = req.initEvents(7);
-  set_flight(evs[0], "2001-01-01T10:00:00Z", "5", "LAX", "SFO");        // good
-  set_flight(evs[1], "2001-01-01T10:01:00Z", "late", "LAX", "SFO");     // wrong type
-  set_flight(evs[2], "2001-01-01T10:02:00Z", "7", "", "SFO");           // missing entity key
-  set_flight(evs[3], "2999-01-01T10:03:00Z", "7", "LAX", "SFO");        // absurd time
-  set_flight(evs[4], "", "7", "LAX", "SFO");                            // no event time
-  set_flight(evs[5], "yesterday", "7", "LAX", "SFO");                   // unparsable time
-  set_flight(evs[6], "2001-01-01T10:04:00Z", "9", "LAX", "SFO");        // good
+  set_flight(evs[0], "2001-01-01T10:00:00Z", "5", "LAX", "SFO");     // good
+  set_flight(evs[1], "2001-01-01T10:01:00Z", "late", "LAX", "SFO");  // wrong type
+  set_flight(evs[2], "2001-01-01T10:02:00Z", "7", "", "SFO");        // missing entity key
+  set_flight(evs[3], "2999-01-01T10:03:00Z", "7", "LAX", "SFO");     // absurd time
+  set_flight(evs[4], "", "7", "LAX", "SFO");                         // no event time
+  set_flight(evs[5], "yesterday", "7", "LAX", "SFO");                // unparsable time
+  set_flight(evs[6], "2001-01-01T10:04:00Z", "9", "LAX", "SFO");     // good
   auto r = req.send().wait(ws());
   EXPECT_EQ(r.getAccepted(), 2u);
   ASSERT_EQ(r.getRejected().size(), 5u);
@@ -84,7 +88,8 @@ TEST_F(BadInput, BadEventsAreRejectedByNameAndGoodOnesAroundThemApply) {
   EXPECT_NE(rej[1].second.find("expected float, got 'late'"), std::string::npos) << rej[1].second;
   EXPECT_EQ(rej[2].first, "origin");
   EXPECT_EQ(rej[3].first, "date");
-  EXPECT_NE(rej[3].second.find("more than max_future (1d) past the wall clock"), std::string::npos) << rej[3].second;
+  EXPECT_NE(rej[3].second.find("more than max_future (1d) past the wall clock"), std::string::npos)
+      << rej[3].second;
   EXPECT_EQ(rej[4].first, "date");
   EXPECT_EQ(rej[5].first, "date");
   ASSERT_EQ(wait_applied(h->rpc(), 4), 4u);
@@ -167,8 +172,10 @@ TEST_F(BadInput, GarbageOnTheRpcPortDoesNotHurtTheNode) {
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     a.sin_port = htons(static_cast<uint16_t>(h->n->rpc_port()));
     ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-    std::string junk = round == 0 ? std::string(64, '\xff') : round == 1 ? std::string("\x00\x00\x00\x00\xff\xff\xff\x7f", 8) + std::string(16, 'a')
-                                                                         : std::string("GET / HTTP/1.1\r\n\r\n");
+    std::string junk =
+        round == 0   ? std::string(64, '\xff')
+        : round == 1 ? std::string("\x00\x00\x00\x00\xff\xff\xff\x7f", 8) + std::string(16, 'a')
+                     : std::string("GET / HTTP/1.1\r\n\r\n");
     (void)::write(fd, junk.data(), junk.size());
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     ::close(fd);
@@ -183,37 +190,53 @@ TEST_F(BadInput, MalformedMessagesPublishedStraightToJetStreamAreDeadLettered) {
   ASSERT_EQ(natsConnection_JetStream(&js, nc, nullptr), NATS_OK);
   uint32_t lax = shard_of("LAX", 64);
   std::string subj = "tsr.ev.flights.origin." + std::to_string(lax);
-  // 1: not Cap'n Proto at all; 2: a batch with a wrong-shard key and a bad type between good events.
+  // 1: not Cap'n Proto at all; 2: a batch with a wrong-shard key and a bad type between good
+  // events.
   ASSERT_EQ(js_Publish(nullptr, js, subj.c_str(), "garbage!", 8, nullptr, nullptr), NATS_OK);
   capnp::MallocMessageBuilder mb;
   auto evs = mb.initRoot<wire::EventBatch>().initEvents(4);
   set_flight(evs[0], "2001-01-02T10:00:00Z", "20", "LAX", "SFO");
-  set_flight(evs[1], "2001-01-02T10:01:00Z", "1", "ORD", "SFO");      // ORD lives on another shard
-  set_flight(evs[2], "2001-01-02T10:02:00Z", "oops", "LAX", "SFO");   // wrong type
+  set_flight(evs[1], "2001-01-02T10:01:00Z", "1", "ORD", "SFO");     // ORD lives on another shard
+  set_flight(evs[2], "2001-01-02T10:02:00Z", "oops", "LAX", "SFO");  // wrong type
   set_flight(evs[3], "2001-01-02T10:03:00Z", "40", "LAX", "SFO");
   auto words = capnp::messageToFlatArray(mb);
   auto bytes = words.asBytes();
-  ASSERT_EQ(js_Publish(nullptr, js, subj.c_str(), bytes.begin(), static_cast<int>(bytes.size()), nullptr, nullptr), NATS_OK);
+  ASSERT_EQ(js_Publish(nullptr, js, subj.c_str(), bytes.begin(), static_cast<int>(bytes.size()),
+                       nullptr, nullptr),
+            NATS_OK);
 
   // 3: an event from before the offline retention (2d before the shard's watermark).
   capnp::MallocMessageBuilder old_mb;
-  set_flight(old_mb.initRoot<wire::EventBatch>().initEvents(1)[0], "2000-12-25T00:00:00Z", "99", "LAX", "SFO");
+  set_flight(old_mb.initRoot<wire::EventBatch>().initEvents(1)[0], "2000-12-25T00:00:00Z", "99",
+             "LAX", "SFO");
   auto old_words = capnp::messageToFlatArray(old_mb);
   auto old_bytes = old_words.asBytes();
-  ASSERT_EQ(js_Publish(nullptr, js, subj.c_str(), old_bytes.begin(), static_cast<int>(old_bytes.size()), nullptr, nullptr), NATS_OK);
+  ASSERT_EQ(js_Publish(nullptr, js, subj.c_str(), old_bytes.begin(),
+                       static_cast<int>(old_bytes.size()), nullptr, nullptr),
+            NATS_OK);
 
   // 4: an event two months past the stream's watermark (a producer's bad clock): refused, not
   // applied, so LAX's windows keep what the good events put there.
   capnp::MallocMessageBuilder far_mb;
-  set_flight(far_mb.initRoot<wire::EventBatch>().initEvents(1)[0], "2001-03-02T10:00:00Z", "99", "LAX", "SFO");
+  set_flight(far_mb.initRoot<wire::EventBatch>().initEvents(1)[0], "2001-03-02T10:00:00Z", "99",
+             "LAX", "SFO");
   auto far_words = capnp::messageToFlatArray(far_mb);
   auto far_bytes = far_words.asBytes();
-  ASSERT_EQ(js_Publish(nullptr, js, subj.c_str(), far_bytes.begin(), static_cast<int>(far_bytes.size()), nullptr, nullptr), NATS_OK);
+  ASSERT_EQ(js_Publish(nullptr, js, subj.c_str(), far_bytes.begin(),
+                       static_cast<int>(far_bytes.size()), nullptr, nullptr),
+            NATS_OK);
 
   capnp::EzRpcClient c(h->rpc());
   uint64_t dead = 0;
   EXPECT_TRUE(eventually(
-      [&] { return (dead = c.getMain<wire::Gateway>().statusRequest().send().wait(c.getWaitScope()).getStatus().getDeadLetters()) >= 5; },
+      [&] {
+        return (dead = c.getMain<wire::Gateway>()
+                           .statusRequest()
+                           .send()
+                           .wait(c.getWaitScope())
+                           .getStatus()
+                           .getDeadLetters()) >= 5;
+      },
       std::chrono::seconds(60), std::chrono::milliseconds(50)))
       << "dead letters after 60 s: " << dead;
   EXPECT_EQ(dead, 5u);
@@ -226,8 +249,9 @@ TEST_F(BadInput, MalformedMessagesPublishedStraightToJetStreamAreDeadLettered) {
     // Dead letters are published asynchronously, ahead of the shard's commit: the count in
     // status can lead the stored message by a moment.
     natsStatus got = NATS_ERR;
-    eventually([&] { return (got = js_GetMsg(&m, js, "TSR_DLQ", seq, nullptr, nullptr)) == NATS_OK; }, std::chrono::seconds(30),
-               std::chrono::milliseconds(50));
+    eventually(
+        [&] { return (got = js_GetMsg(&m, js, "TSR_DLQ", seq, nullptr, nullptr)) == NATS_OK; },
+        std::chrono::seconds(30), std::chrono::milliseconds(50));
     ASSERT_EQ(got, NATS_OK) << "dead letter " << seq << " not stored within 30 s";
     reasons.emplace_back(natsMsg_GetData(m), natsMsg_GetDataLength(m));
     natsMsg_Destroy(m);
@@ -235,8 +259,10 @@ TEST_F(BadInput, MalformedMessagesPublishedStraightToJetStreamAreDeadLettered) {
   EXPECT_NE(reasons[0].find("malformed EventBatch"), std::string::npos) << reasons[0];
   EXPECT_NE(reasons[1].find("belongs to shard"), std::string::npos) << reasons[1];
   EXPECT_NE(reasons[2].find("expected float, got 'oops'"), std::string::npos) << reasons[2];
-  EXPECT_NE(reasons[3].find("older than the offline retention (2d)"), std::string::npos) << reasons[3];
-  EXPECT_NE(reasons[4].find("field date: event time 2001-03-02T10:00:00Z is more than max_jump (2d) past the stream's watermark"),
+  EXPECT_NE(reasons[3].find("older than the offline retention (2d)"), std::string::npos)
+      << reasons[3];
+  EXPECT_NE(reasons[4].find("field date: event time 2001-03-02T10:00:00Z is more than max_jump "
+                            "(2d) past the stream's watermark"),
             std::string::npos)
       << reasons[4];
   EXPECT_EQ(feature("airport_delay", "LAX", "count_1h"), 2);
@@ -256,7 +282,8 @@ TEST(BadDefinitions, NodeRefusesToStartAndNamesTheLine) {
   auto r = node::start(cfg);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error_message().find("bad.lua:2:"), std::string::npos) << r.error_message();
-  EXPECT_NE(r.error_message().find("unknown entity 'nobody'"), std::string::npos) << r.error_message();
+  EXPECT_NE(r.error_message().find("unknown entity 'nobody'"), std::string::npos)
+      << r.error_message();
 }
 
 TEST(BadConfig, ShardCountIsFixedForADataDir) {
@@ -269,7 +296,8 @@ TEST(BadConfig, ShardCountIsFixedForADataDir) {
   cfg.shards = 32;
   auto r = node::start(cfg);
   ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.error_message().find("created with 64 shards"), std::string::npos) << r.error_message();
+  EXPECT_NE(r.error_message().find("created with 64 shards"), std::string::npos)
+      << r.error_message();
 }
 
 TEST(BadCli, IngestNamesTheLineAndFieldAndKeepsGoodRows) {
@@ -282,7 +310,8 @@ TEST(BadCli, IngestNamesTheLineAndFieldAndKeepsGoodRows) {
                         "2001-01-01T00:03:00.000Z,1,2176,LAS\n"
                         "2001-01-01T00:04:00.000Z,5,2176,LAS,PHL\n";
   std::string out;
-  EXPECT_EQ(run_cli("ingest --quiet --rpc " + h.rpc() + " --stream flights " + csv, &out), 1) << out;
+  EXPECT_EQ(run_cli("ingest --quiet --rpc " + h.rpc() + " --stream flights " + csv, &out), 1)
+      << out;
   EXPECT_NE(out.find("line 3: field delay: expected float, got 'abc'"), std::string::npos) << out;
   EXPECT_NE(out.find("line 4: has 4 columns, the header has 5"), std::string::npos) << out;
   EXPECT_NE(out.find("ingested 2 events"), std::string::npos) << out;

@@ -22,8 +22,9 @@ struct event_spec {
   double distance = 300;
 };
 
-capnp::Response<wire::Gateway::IngestResults> ingest(capnp::EzRpcClient& c, const std::vector<event_spec>& evs,
-                                                      const std::string& stream = "flights") {
+capnp::Response<wire::Gateway::IngestResults> ingest(capnp::EzRpcClient& c,
+                                                     const std::vector<event_spec>& evs,
+                                                     const std::string& stream = "flights") {
   auto req = c.getMain<wire::Gateway>().ingestRequest();
   req.setStream(stream);
   auto l = req.initEvents(static_cast<unsigned>(evs.size()));
@@ -47,7 +48,9 @@ clock_status clock_of(const std::string& rpc, const std::string& stream) {
   capnp::EzRpcClient c(rpc);
   auto resp = c.getMain<wire::Gateway>().statusRequest().send().wait(c.getWaitScope());
   for (auto cl : resp.getStatus().getClocks())
-    if (stream == cl.getStream().cStr()) return {cl.getMode().cStr(), cl.getReadTime(), cl.getWatermark(), cl.getLate(), cl.getRefused()};
+    if (stream == cl.getStream().cStr())
+      return {cl.getMode().cStr(), cl.getReadTime(), cl.getWatermark(), cl.getLate(),
+              cl.getRefused()};
   return {};
 }
 
@@ -59,18 +62,24 @@ TEST(StreamClock, AnEventFarAheadAmidAReplayIsRefusedAndNobodyElseChanges) {
   node_harness h(dir.path);
   ASSERT_TRUE(h.n);
   std::string out;
-  ASSERT_EQ(run_cli("ingest --quiet --rpc " + h.rpc() + " --stream flights " + slice_path(), &out), 0) << out;
+  ASSERT_EQ(run_cli("ingest --quiet --rpc " + h.rpc() + " --stream flights " + slice_path(), &out),
+            0)
+      << out;
   ASSERT_EQ(wait_applied(h.rpc(), 2 * slice().size()), 2 * slice().size());
   int64_t last = 0;
   for (auto& f : slice()) last = std::max(last, f.time);
 
   capnp::EzRpcClient c(h.rpc());
-  auto r = ingest(c, {{last + kMinute, 3, "ORD", "LAX"}, {last + 60 * kDay, 400, "LAX", "SFO"}, {last + 2 * kMinute, 25, "ATL", "DFW"}});
+  auto r = ingest(c, {{last + kMinute, 3, "ORD", "LAX"},
+                      {last + 60 * kDay, 400, "LAX", "SFO"},
+                      {last + 2 * kMinute, 25, "ATL", "DFW"}});
   EXPECT_EQ(r.getAccepted(), 2u);
   ASSERT_EQ(r.getRejected().size(), 1u);
   EXPECT_EQ(r.getRejected()[0].getIndex(), 1u);
   EXPECT_EQ(std::string(r.getRejected()[0].getField().cStr()), "date");
-  EXPECT_NE(std::string(r.getRejected()[0].getReason().cStr()).find("more than max_jump (2d) past the stream's watermark"), std::string::npos)
+  EXPECT_NE(std::string(r.getRejected()[0].getReason().cStr())
+                .find("more than max_jump (2d) past the stream's watermark"),
+            std::string::npos)
       << r.getRejected()[0].getReason().cStr();
   ASSERT_EQ(wait_applied(h.rpc(), 2 * slice().size() + 4), 2 * slice().size() + 4);
 
@@ -151,11 +160,13 @@ view { name = "pinged", entity = "user", stream = "pings", features = { count { 
   ASSERT_EQ(as_ofs.size(), 3u);
   EXPECT_EQ(as_ofs[0], as_ofs[1]);
   EXPECT_EQ(as_ofs[0], as_ofs[2]);
-  EXPECT_EQ(v[2].second["clicks_2s"], 0) << "an event 10 minutes ahead counts only when its time comes";
+  EXPECT_EQ(v[2].second["clicks_2s"], 0)
+      << "an event 10 minutes ahead counts only when its time comes";
   EXPECT_GE(as_ofs[0], sent);
   // Within the window the event counts (unless this loaded machine took 2 s to get here).
   const double want = as_ofs[0] - sent < 2 * 1000000 ? 1 : 0;
-  EXPECT_EQ(v[0].second["clicks_2s"], want) << "read " << (as_ofs[0] - sent) / 1000 << " ms after the event";
+  EXPECT_EQ(v[0].second["clicks_2s"], want)
+      << "read " << (as_ofs[0] - sent) / 1000 << " ms after the event";
 
   // Then, without any new event, the window empties as the wall clock passes.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
@@ -183,7 +194,8 @@ view { name = "pinged", entity = "user", stream = "pings", features = { count { 
     f[1].setName("user"), f[1].initValue().setText("ann");
     auto r2 = ping.send().wait(c.getWaitScope());
     EXPECT_EQ(r2.getAccepted(), 1u);
-    EXPECT_EQ(r2.getRejected().size(), 0u) << (r2.getRejected().size() ? r2.getRejected()[0].getReason().cStr() : "");
+    EXPECT_EQ(r2.getRejected().size(), 0u)
+        << (r2.getRejected().size() ? r2.getRejected()[0].getReason().cStr() : "");
   }
 }
 
@@ -199,12 +211,19 @@ TEST(StreamClock, LateEventsAreCountedAndReportedToTheCli) {
   {
     std::ofstream f(csv);
     f << "date,delay,distance,origin,destination\n";
-    for (int i = 0; i < 20; ++i) f << "2001-02-01T" << (10 + i / 6) << ":" << (i % 6) << "0:00Z,5,400,LAX,SFO\n";
-    f << "2001-01-03T08:00:00Z,50,400,LAX,SFO\n2001-01-03T09:00:00Z,60,400,ORD,SFO\n2001-01-04T08:00:00Z,70,400,LAX,JFK\n";
+    for (int i = 0; i < 20; ++i)
+      f << "2001-02-01T" << (10 + i / 6) << ":" << (i % 6) << "0:00Z,5,400,LAX,SFO\n";
+    f << "2001-01-03T08:00:00Z,50,400,LAX,SFO\n2001-01-03T09:00:00Z,60,400,ORD,SFO\n2001-01-04T08:"
+         "00:00Z,70,400,LAX,JFK\n";
   }
   std::string out;
-  ASSERT_EQ(run_cli("ingest --batch 20 --window 1 --rpc " + h.rpc() + " --stream flights " + csv, &out), 0) << out;
-  EXPECT_NE(out.find("3 events older than the online windows: kept for training sets only"), std::string::npos) << out;
+  ASSERT_EQ(
+      run_cli("ingest --batch 20 --window 1 --rpc " + h.rpc() + " --stream flights " + csv, &out),
+      0)
+      << out;
+  EXPECT_NE(out.find("3 events older than the online windows: kept for training sets only"),
+            std::string::npos)
+      << out;
   ASSERT_EQ(wait_applied(h.rpc(), 2 * 23), 2u * 23);
   auto cl = clock_of(h.rpc(), "flights");
   EXPECT_EQ(cl.late, 3u);

@@ -77,7 +77,8 @@ TEST_F(kv_fixture, LeaderLeaseLapsesAndIsTakenOver) {
   std::printf("[ lease ] taken over %.2f s after the last renewal (TTL 3 s)\n", waited);
   ASSERT_TRUE(taken) << "the lease did not lapse within 30 s";
   EXPECT_GT(waited, 1.5) << "the lease must not lapse early";
-  EXPECT_FALSE((*lease)->update("leader", "node-a", rev).ok) << "the old leader's renewal must fail";
+  EXPECT_FALSE((*lease)->update("leader", "node-a", rev).ok)
+      << "the old leader's renewal must fail";
   auto got = (*lease)->get("leader");
   ASSERT_TRUE(got && got->has_value());
   EXPECT_EQ((*got)->value, "node-b");

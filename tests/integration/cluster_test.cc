@@ -11,8 +11,8 @@
 #include <thread>
 
 #include "bus.h"
-#include "hash.h"
 #include "cluster/kv.h"
+#include "hash.h"
 #include "nats_server.h"
 #include "test_support.h"
 
@@ -20,17 +20,18 @@ namespace tessera::test {
 namespace {
 
 std::string ingest_cmd(const std::string& rpc, int batch = 500) {
-  return std::string(TSR_BINARY) + " ingest --quiet --batch " + std::to_string(batch) + " --window 1 --rpc " + rpc +
-         " --stream flights " + slice_path() + " >/dev/null 2>&1";
+  return std::string(TSR_BINARY) + " ingest --quiet --batch " + std::to_string(batch) +
+         " --window 1 --rpc " + rpc + " --stream flights " + slice_path() + " >/dev/null 2>&1";
 }
 
 // Waits until the cluster has applied at least `events` (to pick a moment mid-ingest); says so
 // when the deadline passes first.
 void wait_progress(const std::vector<std::string>& rpcs, uint64_t events) {
   uint64_t seen = 0;
-  bool reached = eventually([&] { return (seen = cluster_applied(rpcs).applied) >= events; }, std::chrono::seconds(120),
-                            std::chrono::milliseconds(20));
-  EXPECT_TRUE(reached) << "after 120 s the cluster had applied " << seen << " of the " << events << " events waited for";
+  bool reached = eventually([&] { return (seen = cluster_applied(rpcs).applied) >= events; },
+                            std::chrono::seconds(120), std::chrono::milliseconds(20));
+  EXPECT_TRUE(reached) << "after 120 s the cluster had applied " << seen << " of the " << events
+                       << " events waited for";
 }
 
 std::string leader_of(const std::string& rpc) {
@@ -55,9 +56,11 @@ struct cluster_fixture : ::testing::Test {
     for (auto* n : nodes) rpcs.push_back(n->rpc());
     EXPECT_EQ(wait_cluster_applied(rpcs, 2 * slice().size()), 2 * slice().size());
     EXPECT_GE(wait_all_served(rpcs[0], 64, 30, "", nodes.size()), 0);
-    for (auto* n : nodes) EXPECT_EQ(compare_all(n->rpc(), slice(), 0), 0u) << "reading through " << n->rpc();
+    for (auto* n : nodes)
+      EXPECT_EQ(compare_all(n->rpc(), slice(), 0), 0u) << "reading through " << n->rpc();
     if (HasFailure())
-      for (auto* n : nodes) std::fprintf(stderr, "---- %s\n%s", n->dir.c_str(), n->log_tail(15).c_str());
+      for (auto* n : nodes)
+        std::fprintf(stderr, "---- %s\n%s", n->dir.c_str(), n->log_tail(15).c_str());
   }
 };
 
@@ -65,7 +68,9 @@ TEST_F(cluster_fixture, ThreeNodesServeExactValuesThroughEveryNode) {
   auto a = start("a"), b = start("b"), c = start("c");
   ASSERT_GE(wait_all_served(a->rpc(), 64, 30, "", 3), 0);
   std::string out;
-  ASSERT_EQ(run_cli("ingest --quiet --rpc " + b->rpc() + " --stream flights " + slice_path(), &out), 0) << out;
+  ASSERT_EQ(run_cli("ingest --quiet --rpc " + b->rpc() + " --stream flights " + slice_path(), &out),
+            0)
+      << out;
   expect_exact_everywhere({a.get(), b.get(), c.get()});
   // Every node serves a share: none holds everything.
   for (auto* n : {a.get(), b.get(), c.get()}) {
@@ -86,7 +91,9 @@ TEST_F(cluster_fixture, JoinAndGracefulLeaveMidIngestKeepValuesExact) {
   wait_progress({a->rpc(), b->rpc(), c->rpc()}, 30000);
   b->kill(SIGTERM);  // leaves gracefully: hands its shards over with snapshots
   int st = b->wait();
-  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "graceful leave exits 0, status " << st << "\n" << b->log_tail();
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0)
+      << "graceful leave exits 0, status " << st << "\n"
+      << b->log_tail();
   ingest.join();
   expect_exact_everywhere({a.get(), c.get()});
   // The shards b handed over came from its snapshots, not from a replay of the whole stream.
@@ -126,16 +133,19 @@ TEST_F(cluster_fixture, SigkillOfTheLeaderMidIngestLosesNothingAndCountsNothingT
   const bool mid_ingest = !ingest_done;
   nodes[leader]->kill(SIGKILL);
   auto t0 = std::chrono::steady_clock::now();
-  EXPECT_TRUE(mid_ingest) << "the ingest had finished before the kill: the test did not test a kill mid-ingest";
+  EXPECT_TRUE(mid_ingest)
+      << "the ingest had finished before the kill: the test did not test a kill mid-ingest";
   // Generous on a loaded 2-core machine; the figure itself is printed (detection is 1.5 s).
   double served = wait_all_served(rest[0]->rpc(), 64, 90, leader, 2);
   double recovery = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   ASSERT_GE(served, 0) << rest[0]->log_tail();
-  std::printf("[ recovery ] leader %s killed: every shard served again %.2f s after SIGKILL\n", leader.c_str(), recovery);
+  std::printf("[ recovery ] leader %s killed: every shard served again %.2f s after SIGKILL\n",
+              leader.c_str(), recovery);
   {
     // The survivors' status never names the dead node as leader, not even before its lease has
     // lapsed; it names nobody until a live member holds the lease, then that member.
-    const std::string b = rest[0]->dir.substr(rest[0]->dir.rfind('/') + 1), c = rest[1]->dir.substr(rest[1]->dir.rfind('/') + 1);
+    const std::string b = rest[0]->dir.substr(rest[0]->dir.rfind('/') + 1),
+                      c = rest[1]->dir.substr(rest[1]->dir.rfind('/') + 1);
     std::vector<std::string> seen;
     bool found = eventually(
         [&] {
@@ -167,17 +177,20 @@ TEST_F(cluster_fixture, RejoinWithAnOldDataDirTakesTheNewerSnapshot) {
   auto a = start("a"), b = start("b");
   ASSERT_GE(wait_all_served(a->rpc(), 64, 30, "", 2), 0);
   std::string out;
-  ASSERT_EQ(run_cli("ingest --quiet --rpc " + a->rpc() + " --stream flights " + first, &out), 0) << out;
+  ASSERT_EQ(run_cli("ingest --quiet --rpc " + a->rpc() + " --stream flights " + first, &out), 0)
+      << out;
   b->kill(SIGTERM);  // leaves with snapshots; a serves everything
   ASSERT_TRUE(WIFEXITED(b->wait()));
-  ASSERT_EQ(run_cli("ingest --quiet --rpc " + a->rpc() + " --stream flights " + second, &out), 0) << out;
+  ASSERT_EQ(run_cli("ingest --quiet --rpc " + a->rpc() + " --stream flights " + second, &out), 0)
+      << out;
   EXPECT_EQ(wait_cluster_applied({a->rpc()}, 2 * slice().size()), 2 * slice().size());
   b = start("b");  // same data dir, now behind
   ASSERT_GE(wait_all_served(a->rpc(), 64, 30, "", 2), 0);
   expect_exact_everywhere({a.get(), b.get()});
   capnp::EzRpcClient client(b->rpc());
   auto resp = client.getMain<wire::Gateway>().statusRequest().send().wait(client.getWaitScope());
-  EXPECT_GT(resp.getStatus().getSnapshotsRestored(), 0u) << "b must restore the newer state, not replay from its old one";
+  EXPECT_GT(resp.getStatus().getSnapshotsRestored(), 0u)
+      << "b must restore the newer state, not replay from its old one";
   EXPECT_GT(resp.getStatus().getShards().size(), 0u);
 }
 
@@ -195,7 +208,8 @@ TEST_F(cluster_fixture, AStuckClaimantIsOverruledByTheShardMapAfterTheHandoffWai
   std::atomic<bool> stop{false};
   std::thread ghost([&] {
     while (!stop) {
-      (*nodes)->put("ghost", R"({"id":"ghost","rpc":"127.0.0.1:1","served":)" + served + R"(,"leaving":true})");
+      (*nodes)->put("ghost", R"({"id":"ghost","rpc":"127.0.0.1:1","served":)" + served +
+                                 R"(,"leaving":true})");
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
   });
@@ -213,14 +227,21 @@ TEST_F(cluster_fixture, AStuckClaimantIsOverruledByTheShardMapAfterTheHandoffWai
     const double started_at = std::chrono::duration<double>(t - t0).count();
     try {
       req.send().wait(client.getWaitScope());
-      if (started_at < 5.5) ADD_FAILURE() << "a read of a shard that is not served yet must fail (read at " << started_at << " s)";
-      else std::printf("[ note ] the node took %.1f s to start: the read came too late to check the wait\n", started_at);
+      if (started_at < 5.5)
+        ADD_FAILURE() << "a read of a shard that is not served yet must fail (read at "
+                      << started_at << " s)";
+      else
+        std::printf(
+            "[ note ] the node took %.1f s to start: the read came too late to check the wait\n",
+            started_at);
     } catch (const kj::Exception& e) {
       std::string what = e.getDescription().cStr();
       EXPECT_EQ(e.getType(), kj::Exception::Type::OVERLOADED) << what;
-      EXPECT_NE(what.find("shard " + std::to_string(shard_of("ATL", 64))), std::string::npos) << what;
+      EXPECT_NE(what.find("shard " + std::to_string(shard_of("ATL", 64))), std::string::npos)
+          << what;
       EXPECT_NE(what.find("retry"), std::string::npos) << what;
-      EXPECT_GE(std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count(), 1.5) << "bounded wait first";
+      EXPECT_GE(std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count(), 1.5)
+          << "bounded wait first";
     }
   }
   double waited = wait_all_served(a.rpc(), 64, 30, "ghost", 1);
@@ -231,11 +252,12 @@ TEST_F(cluster_fixture, AStuckClaimantIsOverruledByTheShardMapAfterTheHandoffWai
   EXPECT_GE(since_start, 8.0) << "the new owner must wait for the claimant first";
   EXPECT_NE(a.log_tail(200).find("ghost still claims shard"), std::string::npos) << a.log_tail();
   std::string out;
-  ASSERT_EQ(run_cli("ingest --quiet --rpc " + a.rpc() + " --stream flights " + slice_path(), &out), 0) << out;
+  ASSERT_EQ(run_cli("ingest --quiet --rpc " + a.rpc() + " --stream flights " + slice_path(), &out),
+            0)
+      << out;
   EXPECT_EQ(wait_cluster_applied({a.rpc()}, 2 * slice().size()), 2 * slice().size());
   EXPECT_EQ(compare_all(a.rpc(), slice(), 0), 0u);
 }
-
 
 uint64_t snapshots_written(const std::string& rpc) {
   capnp::EzRpcClient client(rpc);
@@ -254,7 +276,8 @@ TEST_F(cluster_fixture, ARestartedNodeSnapshotsOnlyShardsThatChanged) {
   auto a = start("a");
   ASSERT_GE(wait_all_served(a->rpc(), 64, 30, "", 1), 0);
   std::string out;
-  ASSERT_EQ(run_cli("ingest --quiet --rpc " + a->rpc() + " --stream flights " + first, &out), 0) << out;
+  ASSERT_EQ(run_cli("ingest --quiet --rpc " + a->rpc() + " --stream flights " + first, &out), 0)
+      << out;
   ASSERT_EQ(wait_cluster_applied({a->rpc()}, 2 * 15999), 2u * 15999);
   a->kill(SIGTERM);  // leaves: snapshots every shard on release
   ASSERT_TRUE(WIFEXITED(a->wait()));
@@ -266,7 +289,8 @@ TEST_F(cluster_fixture, ARestartedNodeSnapshotsOnlyShardsThatChanged) {
   EXPECT_TRUE(eventually(
       [&] {
         capnp::EzRpcClient client(a->rpc());
-        auto resp = client.getMain<wire::Gateway>().statusRequest().send().wait(client.getWaitScope());
+        auto resp =
+            client.getMain<wire::Gateway>().statusRequest().send().wait(client.getWaitScope());
         return (unchanged = resp.getStatus().getSnapshotsUnchanged()) >= 2 * 64;
       },
       std::chrono::seconds(120)))
@@ -292,10 +316,12 @@ TEST_F(cluster_fixture, ARestartedNodeSnapshotsOnlyShardsThatChanged) {
   a = std::make_unique<node_process>(dir.path + "/a", nats->url(), "a", "--snapshot-every 1");
   ASSERT_GE(wait_all_served(a->rpc(), 64, 30, "", 1), 0);
   // Something new: the shards it touches are snapshotted again.
-  ASSERT_EQ(run_cli("ingest --quiet --rpc " + a->rpc() + " --stream flights " + second, &out), 0) << out;
+  ASSERT_EQ(run_cli("ingest --quiet --rpc " + a->rpc() + " --stream flights " + second, &out), 0)
+      << out;
   EXPECT_EQ(wait_cluster_applied({a->rpc()}, 2 * slice().size()), 2 * slice().size());
   uint64_t written = 0;
-  EXPECT_TRUE(eventually([&] { return (written = snapshots_written(a->rpc())) > 0; }, std::chrono::seconds(60)))
+  EXPECT_TRUE(eventually([&] { return (written = snapshots_written(a->rpc())) > 0; },
+                         std::chrono::seconds(60)))
       << "no snapshot written within 60 s of new events";
 }
 

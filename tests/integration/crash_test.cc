@@ -1,7 +1,7 @@
 // SIGKILL the node in the middle of an ingest, restart it on the same data dir, finish the
 // ingest: final values equal the reference and every event was applied exactly once.
-#include <gtest/gtest.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -24,14 +24,14 @@ pid_t start_node(const std::string& dir, int port) {
     ::dup2(fd, 1);
     ::dup2(fd, 2);
     std::string rpc = "127.0.0.1:" + std::to_string(port);
-    ::execl(TSR_BINARY, "tessera", "node", "--data-dir", dir.c_str(), "--rpc", rpc.c_str(), "--definitions",
-            flights_definitions().c_str(), nullptr);
+    ::execl(TSR_BINARY, "tessera", "node", "--data-dir", dir.c_str(), "--rpc", rpc.c_str(),
+            "--definitions", flights_definitions().c_str(), nullptr);
     ::_exit(127);
   }
-  eventually([&] { return tcp_port_open(port); }, std::chrono::seconds(60), std::chrono::milliseconds(50));
+  eventually([&] { return tcp_port_open(port); }, std::chrono::seconds(60),
+             std::chrono::milliseconds(50));
   return pid;
 }
-
 
 TEST(Crash, SigkillMidIngestLosesNothingAndCountsNothingTwice) {
   temp_dir dir;
@@ -41,8 +41,8 @@ TEST(Crash, SigkillMidIngestLosesNothingAndCountsNothingTwice) {
   ASSERT_TRUE(tcp_port_open(port));
 
   // Ingest in small calls from a background process, and kill the node part-way.
-  std::string cmd = std::string(TSR_BINARY) + " ingest --quiet --batch 300 --window 1 --rpc " + rpc +
-                    " --stream flights " + slice_path() + " >/dev/null 2>&1";
+  std::string cmd = std::string(TSR_BINARY) + " ingest --quiet --batch 300 --window 1 --rpc " +
+                    rpc + " --stream flights " + slice_path() + " >/dev/null 2>&1";
   std::atomic<bool> ingest_done{false};
   std::thread ingest([&] {
     (void)std::system(cmd.c_str());
@@ -55,11 +55,13 @@ TEST(Crash, SigkillMidIngestLosesNothingAndCountsNothingTwice) {
       [&] {
         try {
           capnp::EzRpcClient client(rpc);
-          auto st = client.getMain<wire::Gateway>().statusRequest().send().wait(client.getWaitScope());
+          auto st =
+              client.getMain<wire::Gateway>().statusRequest().send().wait(client.getWaitScope());
           applied = st.getStatus().getEventsApplied();
         } catch (const kj::Exception& e) {
           // Not fatal here: what the node applied is checked after the restart, with its log.
-          std::fprintf(stderr, "status during ingest failed (retrying): %s\n", e.getDescription().cStr());
+          std::fprintf(stderr, "status during ingest failed (retrying): %s\n",
+                       e.getDescription().cStr());
         }
         return applied > 8000 || ingest_done;
       },
@@ -67,10 +69,12 @@ TEST(Crash, SigkillMidIngestLosesNothingAndCountsNothingTwice) {
   const bool mid_ingest = !ingest_done;
   int nats = embedded_nats_pid(dir.path);
   ASSERT_EQ(::kill(node, SIGKILL), 0);
-  std::printf("[ crash ] SIGKILL after %llu of %zu events applied, ingest %s\n", static_cast<unsigned long long>(applied),
-              2 * slice().size(), mid_ingest ? "still running" : "already finished");
+  std::printf("[ crash ] SIGKILL after %llu of %zu events applied, ingest %s\n",
+              static_cast<unsigned long long>(applied), 2 * slice().size(),
+              mid_ingest ? "still running" : "already finished");
   EXPECT_TRUE(reached) << "the node applied only " << applied << " events in 120 s";
-  EXPECT_TRUE(mid_ingest) << "the ingest finished before the kill: this run did not test a kill mid-ingest";
+  EXPECT_TRUE(mid_ingest)
+      << "the ingest finished before the kill: this run did not test a kill mid-ingest";
   EXPECT_LT(applied, 2 * slice().size());
   ::waitpid(node, nullptr, 0);
   ingest.join();
@@ -86,7 +90,10 @@ TEST(Crash, SigkillMidIngestLosesNothingAndCountsNothingTwice) {
   ASSERT_TRUE(tcp_port_open(port));
   std::string out;
   // Re-running the same command (same --batch: batch ids follow the chunking) resumes safely.
-  EXPECT_EQ(run_cli("ingest --quiet --batch 300 --rpc " + rpc + " --stream flights " + slice_path(), &out), 0) << out;
+  EXPECT_EQ(run_cli("ingest --quiet --batch 300 --rpc " + rpc + " --stream flights " + slice_path(),
+                    &out),
+            0)
+      << out;
   EXPECT_EQ(wait_applied(rpc, 2 * slice().size()), 2 * slice().size());
   EXPECT_EQ(compare_all(rpc, slice(), 0), 0u);
   ::kill(node, SIGTERM);

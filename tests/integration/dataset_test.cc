@@ -39,9 +39,12 @@ row split(const std::string& line) {
   std::string cur;
   bool quoted = false;
   for (char c : line) {
-    if (c == '"') quoted = !quoted;
-    else if (c == ',' && !quoted) out.push_back(std::move(cur)), cur.clear();
-    else cur += c;
+    if (c == '"')
+      quoted = !quoted;
+    else if (c == ',' && !quoted)
+      out.push_back(std::move(cur)), cur.clear();
+    else
+      cur += c;
   }
   out.push_back(cur);
   return out;
@@ -59,7 +62,8 @@ csv_file read_csv(const std::string& path) {
 
 std::optional<double> cell(const std::string& s) {
   if (s.empty()) return std::nullopt;
-  return std::strtod(s.c_str(), nullptr);  // the shortest round-trip text: exactly the double written
+  return std::strtod(s.c_str(),
+                     nullptr);  // the shortest round-trip text: exactly the double written
 }
 
 // A flight sent over RPC with an explicit known time.
@@ -86,9 +90,11 @@ void send_flights(const std::string& rpc, const std::vector<flight>& fs, int64_t
   ASSERT_EQ(resp.getAccepted(), fs.size());
 }
 
-flight make_flight(int64_t departure, double delay, double distance, const std::string& o, const std::string& d) {
+flight make_flight(int64_t departure, double delay, double distance, const std::string& o,
+                   const std::string& d) {
   flight f{departure, delay, o, d, distance, 0};
-  f.arrival = std::llround(static_cast<double>(departure) + 60000000.0 * (30.0 + distance / 8.0 + delay));
+  f.arrival =
+      std::llround(static_cast<double>(departure) + 60000000.0 * (30.0 + distance / 8.0 + delay));
   return f;
 }
 
@@ -105,13 +111,21 @@ class Datasets : public ::testing::Test {
     h = std::make_unique<node_harness>(dir.path, 5 * 60 * 1000, flights_example_definitions());
     ASSERT_TRUE(h->n);
     std::string out;
-    ASSERT_EQ(run_cli("ingest --quiet --replay --rpc " + h->rpc() + " --stream flights " + slice_path(), &out), 0) << out;
+    ASSERT_EQ(
+        run_cli("ingest --quiet --replay --rpc " + h->rpc() + " --stream flights " + slice_path(),
+                &out),
+        0)
+        << out;
     ASSERT_EQ(wait_applied(h->rpc(), 2 * slice().size()), 2 * slice().size());
   }
-  csv_file build(const std::string& name, const std::string& extra = "", int want_exit = 0, std::string* output = nullptr) {
+  csv_file build(const std::string& name, const std::string& extra = "", int want_exit = 0,
+                 std::string* output = nullptr) {
     std::string out;
     const std::string path = dir.path + "/" + name + ".csv";
-    EXPECT_EQ(run_cli("dataset build late --quiet --rpc " + h->rpc() + " -o " + path + " " + extra, &out), want_exit) << out;
+    EXPECT_EQ(
+        run_cli("dataset build late --quiet --rpc " + h->rpc() + " -o " + path + " " + extra, &out),
+        want_exit)
+        << out;
     if (output) *output = out;
     return want_exit == 0 ? read_csv(path) : csv_file{};
   }
@@ -125,7 +139,8 @@ TEST_F(Datasets, EveryRowEqualsTheBruteForceAndLateKnownEventsNeverLeak) {
   // Adversarial LAX flights: they happen Jan 2-8 but become known only at K = 2001-01-09T00:00Z.
   const int64_t K = 978998400000000LL;
   std::vector<flight> late;
-  for (int64_t t = K - 7 * 24 * kHour; t < K - 6 * kHour; t += 6 * kHour) late.push_back(make_flight(t, 600, 300, "LAX", "SFO"));
+  for (int64_t t = K - 7 * 24 * kHour; t < K - 6 * kHour; t += 6 * kHour)
+    late.push_back(make_flight(t, 600, 300, "LAX", "SFO"));
   send_flights(h->rpc(), late, K);
   // One more, departing exactly at K: its row's prediction time equals the others' known time.
   std::vector<flight> at_k{make_flight(K, 5, 300, "LAX", "SFO")};
@@ -144,12 +159,15 @@ TEST_F(Datasets, EveryRowEqualsTheBruteForceAndLateKnownEventsNeverLeak) {
 
   const size_t c_t = d.col("prediction_time"), c_e = d.col("entity"), c_label = d.col("label");
   const size_t c_n1 = d.col("airport_delay.count_1h"), c_m1 = d.col("airport_delay.mean_delay_1h"),
-               c_n24 = d.col("airport_delay.count_24h"), c_m24 = d.col("airport_delay.mean_delay_24h"),
-               c_x24 = d.col("airport_delay.max_delay_24h"), c_l24 = d.col("airport_delay.late_24h"),
-               c_r7 = d.col("route_delay.count_7d"), c_rm7 = d.col("route_delay.mean_delay_7d"), c_h = d.col("hour");
+               c_n24 = d.col("airport_delay.count_24h"),
+               c_m24 = d.col("airport_delay.mean_delay_24h"),
+               c_x24 = d.col("airport_delay.max_delay_24h"),
+               c_l24 = d.col("airport_delay.late_24h"), c_r7 = d.col("route_delay.count_7d"),
+               c_rm7 = d.col("route_delay.mean_delay_7d"), c_h = d.col("hour");
   size_t bad = 0, late_rows_checked = 0, labels = 0;
   auto same = [&](std::optional<double> got, std::optional<double> want) {
-    bool ok = got.has_value() == want.has_value() && (!got || std::fabs(*got - *want) <= 1e-9 * std::max(1.0, std::fabs(*want)));
+    bool ok = got.has_value() == want.has_value() &&
+              (!got || std::fabs(*got - *want) <= 1e-9 * std::max(1.0, std::fabs(*want)));
     bad += !ok;
     return ok;
   };
@@ -161,10 +179,12 @@ TEST_F(Datasets, EveryRowEqualsTheBruteForceAndLateKnownEventsNeverLeak) {
     if (origin == "LAX" && t < K && t > K - 7 * 24 * kHour) ++late_rows_checked;
     auto a = airport_at(known, origin, t);
     auto rt = route_at(known, route, t);
-    if (!same(cell(r[c_n1]), a.count_1h) || !same(cell(r[c_m1]), a.mean_1h) || !same(cell(r[c_n24]), a.count_24h) ||
-        !same(cell(r[c_m24]), a.mean_24h) || !same(cell(r[c_x24]), a.max_24h) || !same(cell(r[c_l24]), a.late_24h) ||
+    if (!same(cell(r[c_n1]), a.count_1h) || !same(cell(r[c_m1]), a.mean_1h) ||
+        !same(cell(r[c_n24]), a.count_24h) || !same(cell(r[c_m24]), a.mean_24h) ||
+        !same(cell(r[c_x24]), a.max_24h) || !same(cell(r[c_l24]), a.late_24h) ||
         !same(cell(r[c_r7]), rt.count_7d) || !same(cell(r[c_rm7]), rt.mean_7d))
-      if (bad < 10) ADD_FAILURE() << "row " << route << " at " << t << " differs from the brute force";
+      if (bad < 10)
+        ADD_FAILURE() << "row " << route << " at " << t << " differs from the brute force";
     labels += r[c_label] == "1";
     EXPECT_EQ(std::stoll(r[c_h]), (t / kHour) % 24);
   }
@@ -193,8 +213,10 @@ TEST_F(Datasets, EveryRowEqualsTheBruteForceAndLateKnownEventsNeverLeak) {
   // --from/--to select by prediction time.
   csv_file day = build("day", "--from 2001-01-05 --to 2001-01-06");
   size_t want_day = 0;
-  for (const std::vector<flight>* fs : {&slice(), static_cast<const std::vector<flight>*>(&late), static_cast<const std::vector<flight>*>(&at_k)})
-    for (auto& f : *fs) want_day += f.time >= 978652800000000LL && f.time < 978739200000000LL;  // by departure
+  for (const std::vector<flight>* fs : {&slice(), static_cast<const std::vector<flight>*>(&late),
+                                        static_cast<const std::vector<flight>*>(&at_k)})
+    for (auto& f : *fs)
+      want_day += f.time >= 978652800000000LL && f.time < 978739200000000LL;  // by departure
   EXPECT_EQ(day.rows.size(), want_day);
 }
 
@@ -210,7 +232,8 @@ TEST_F(Datasets, TheOnlineVectorEqualsTheOfflineOneBitForBit) {
   for (int k = 0; k < 20000 && compared < 300; ++k) {
     const row& r = d.rows[rng() % d.rows.size()];
     const int64_t t = std::stoll(r[c_t]);
-    if (t <= wm - 20 * kHour || t > wm) continue;  // online as-of reads reach back 24 h for airports
+    if (t <= wm - 20 * kHour || t > wm)
+      continue;  // online as-of reads reach back 24 h for airports
     const std::string route = r[c_e], origin = route.substr(0, route.find('-'));
     for (auto [view, key] : {std::pair{"airport_delay", origin}, std::pair{"route_delay", route}}) {
       auto req = gw.getFeaturesRequest();
@@ -221,15 +244,19 @@ TEST_F(Datasets, TheOnlineVectorEqualsTheOfflineOneBitForBit) {
       auto v = resp.getVectors()[0];
       for (auto f : v.getValues()) {
         std::optional<double> online;
-        if (f.getValue().isInt()) online = static_cast<double>(f.getValue().getInt());
-        else if (f.getValue().isFloat()) online = f.getValue().getFloat();
+        if (f.getValue().isInt())
+          online = static_cast<double>(f.getValue().getInt());
+        else if (f.getValue().isFloat())
+          online = f.getValue().getFloat();
         auto offline = cell(r[d.col(std::string(view) + "." + f.getName().cStr())]);
-        ASSERT_EQ(online.has_value(), offline.has_value()) << view << " " << key << " " << f.getName().cStr() << " at " << t;
+        ASSERT_EQ(online.has_value(), offline.has_value())
+            << view << " " << key << " " << f.getName().cStr() << " at " << t;
         if (online) {
           uint64_t a, b;
           std::memcpy(&a, &*online, 8);
           std::memcpy(&b, &*offline, 8);
-          EXPECT_EQ(a, b) << view << " " << key << " " << f.getName().cStr() << " at " << t << ": " << *online << " vs " << *offline;
+          EXPECT_EQ(a, b) << view << " " << key << " " << f.getName().cStr() << " at " << t << ": "
+                          << *online << " vs " << *offline;
         }
       }
     }
@@ -241,10 +268,13 @@ TEST_F(Datasets, TheOnlineVectorEqualsTheOfflineOneBitForBit) {
 TEST_F(Datasets, ANewEventChangesTheNextBuild) {
   // Airport logs are cached between the parts of a build; an applied event must invalidate them.
   csv_file d1 = build("before");
-  const size_t c_t = d1.col("prediction_time"), c_e = d1.col("entity"), c_max = d1.col("airport_delay.max_delay_24h");
+  const size_t c_t = d1.col("prediction_time"), c_e = d1.col("entity"),
+               c_max = d1.col("airport_delay.max_delay_24h");
   const row* last_lax = nullptr;
   for (auto& r : d1.rows)
-    if (r[c_e].rfind("LAX-", 0) == 0 && (!last_lax || std::stoll(r[c_t]) > std::stoll((*last_lax)[c_t]))) last_lax = &r;
+    if (r[c_e].rfind("LAX-", 0) == 0 &&
+        (!last_lax || std::stoll(r[c_t]) > std::stoll((*last_lax)[c_t])))
+      last_lax = &r;
   ASSERT_NE(last_lax, nullptr);
   const int64_t p = std::stoll((*last_lax)[c_t]);
   ASSERT_NE((*last_lax)[c_max], "999");
@@ -263,14 +293,18 @@ TEST_F(Datasets, ANewEventChangesTheNextBuild) {
 
 TEST_F(Datasets, BadRequestsGetClearErrors) {
   std::string out;
-  EXPECT_EQ(run_cli("dataset build nope --quiet --rpc " + h->rpc() + " -o " + dir.path + "/x.csv", &out), 2);
+  EXPECT_EQ(
+      run_cli("dataset build nope --quiet --rpc " + h->rpc() + " -o " + dir.path + "/x.csv", &out),
+      2);
   EXPECT_NE(out.find("unknown label 'nope' (known: late, late_daily)"), std::string::npos) << out;
   build("empty", "--from 2005-01-01", 2, &out);
   EXPECT_NE(out.find("empty dataset: no example of label late"), std::string::npos) << out;
   EXPECT_FALSE(std::ifstream(dir.path + "/empty.csv").good());  // nothing half-written
-  EXPECT_EQ(run_cli("dataset build late --quiet --rpc " + h->rpc() + " -o " + dir.path + "/y.csv --from 2001-01-05 --to 2001-01-04", &out), 2);
+  EXPECT_EQ(run_cli("dataset build late --quiet --rpc " + h->rpc() + " -o " + dir.path +
+                        "/y.csv --from 2001-01-05 --to 2001-01-04",
+                    &out),
+            2);
   EXPECT_NE(out.find("--from must be before --to"), std::string::npos) << out;
-
 }
 
 // The example, with its text edited by `edit` (old → new), in `dir`.
@@ -292,15 +326,23 @@ void build_slice_dataset(const std::string& dir, const std::string& defs) {
   node_harness h(dir + "/node", 5 * 60 * 1000, defs);
   ASSERT_TRUE(h.n);
   std::string out;
-  ASSERT_EQ(run_cli("ingest --quiet --replay --rpc " + h.rpc() + " --stream flights " + slice_path(), &out), 0) << out;
+  ASSERT_EQ(
+      run_cli("ingest --quiet --replay --rpc " + h.rpc() + " --stream flights " + slice_path(),
+              &out),
+      0)
+      << out;
   ASSERT_EQ(wait_applied(h.rpc(), 2 * slice().size()), 2 * slice().size());
-  ASSERT_EQ(run_cli("dataset build late --quiet --rpc " + h.rpc() + " -o " + dir + "/d.csv", &out), 0) << out;
+  ASSERT_EQ(run_cli("dataset build late --quiet --rpc " + h.rpc() + " -o " + dir + "/d.csv", &out),
+            0)
+      << out;
 }
 
 TEST(DatasetValues, NonFiniteValuesAreLeftEmptyAndCounted) {
   temp_dir dir;
   // An on-demand feature that overflows to infinity for every flight with a distance.
-  auto defs = edited_example(dir.path, "on_demand = { distance = \"distance\",", "on_demand = { huge = \"distance * 1e300 * 1e300\", distance = \"distance\",");
+  auto defs =
+      edited_example(dir.path, "on_demand = { distance = \"distance\",",
+                     "on_demand = { huge = \"distance * 1e300 * 1e300\", distance = \"distance\",");
   ASSERT_NO_FATAL_FAILURE(build_slice_dataset(dir.path, defs));
   csv_file d = read_csv(dir.path + "/d.csv");
   ASSERT_EQ(d.rows.size(), slice().size());
@@ -313,27 +355,33 @@ TEST(DatasetValues, NonFiniteValuesAreLeftEmptyAndCounted) {
 // the window index does not compute) go into the rows quoted, each in its own row.
 TEST(DatasetValues, TextValuesAreWrittenQuotedInTheirRows) {
   temp_dir dir;
-  std::string defs = edited_example(dir.path, "on_demand = { distance = \"distance\",", "on_demand = { dest = \"destination\", quote = \"'a \\\"q\\\", b'\", distance = \"distance\",");
+  std::string defs = edited_example(dir.path, "on_demand = { distance = \"distance\",",
+                                    "on_demand = { dest = \"destination\", quote = \"'a \\\"q\\\", "
+                                    "b'\", distance = \"distance\",");
   std::ifstream in(defs);
   std::stringstream ss;
   ss << in.rdbuf();
   std::string text = ss.str();
   const std::string from = "    count { \"late_24h\", window = \"24h\", filter = \"delay > 15\" },";
   ASSERT_NE(text.find(from), std::string::npos);
-  text.replace(text.find(from), from.size(), from + "\n    last { \"last_dest_24h\", field = \"destination\", window = \"24h\" },");
+  text.replace(
+      text.find(from), from.size(),
+      from + "\n    last { \"last_dest_24h\", field = \"destination\", window = \"24h\" },");
   std::ofstream(defs) << text;
   ASSERT_NO_FATAL_FAILURE(build_slice_dataset(dir.path, defs));
   std::ifstream raw(dir.path + "/d.csv");
   std::string header, first;
   std::getline(raw, header);
   std::getline(raw, first);
-  EXPECT_NE(first.find(",\"a \"\"q\"\", b\","), std::string::npos) << first;  // quoted, quotes doubled (RFC 4180)
+  EXPECT_NE(first.find(",\"a \"\"q\"\", b\","), std::string::npos)
+      << first;  // quoted, quotes doubled (RFC 4180)
   csv_file d = read_csv(dir.path + "/d.csv");
   ASSERT_EQ(d.rows.size(), slice().size());
   // The brute force: the destination of the origin's latest arrival in (t - 24h, t], where that
   // arrival is unique (ties are ordered by the log's sequence, which this test does not know).
   const std::vector<flight> fs = by_arrival(slice());
-  const size_t c_t = d.col("prediction_time"), c_e = d.col("entity"), c_dest = d.col("dest"), c_last = d.col("airport_delay.last_dest_24h");
+  const size_t c_t = d.col("prediction_time"), c_e = d.col("entity"), c_dest = d.col("dest"),
+               c_last = d.col("airport_delay.last_dest_24h");
   size_t checked = 0, bad = 0;
   for (auto& r : d.rows) {
     const std::string route = r[c_e], origin = route.substr(0, route.find('-'));
@@ -352,7 +400,9 @@ TEST(DatasetValues, TextValuesAreWrittenQuotedInTheirRows) {
       bad += r[c_last] != *at_latest.begin();
       ++checked;
     }
-    if (bad && bad < 5) ADD_FAILURE() << "row " << route << " at " << t << ": dest " << r[c_dest] << ", last " << r[c_last];
+    if (bad && bad < 5)
+      ADD_FAILURE() << "row " << route << " at " << t << ": dest " << r[c_dest] << ", last "
+                    << r[c_last];
   }
   EXPECT_EQ(bad, 0u);
   EXPECT_GT(checked, d.rows.size() / 2);
@@ -361,12 +411,20 @@ TEST(DatasetValues, TextValuesAreWrittenQuotedInTheirRows) {
 TEST(DatasetRetention, PredictionTimesOutsideTheOfflineRetentionAreRefused) {
   temp_dir dir;
   // The example with a one-day offline log: every feature window reaches past it.
-  node_harness h(dir.path + "/node", 5 * 60 * 1000, edited_example(dir.path, "offline_retention = \"400d\"", "offline_retention = \"1d\""));
+  node_harness h(
+      dir.path + "/node", 5 * 60 * 1000,
+      edited_example(dir.path, "offline_retention = \"400d\"", "offline_retention = \"1d\""));
   ASSERT_TRUE(h.n);
   std::string out;
-  ASSERT_EQ(run_cli("ingest --quiet --replay --rpc " + h.rpc() + " --stream flights " + slice_path(), &out), 0) << out;
+  ASSERT_EQ(
+      run_cli("ingest --quiet --replay --rpc " + h.rpc() + " --stream flights " + slice_path(),
+              &out),
+      0)
+      << out;
   ASSERT_EQ(wait_applied(h.rpc(), 2 * slice().size()), 2 * slice().size());
-  EXPECT_EQ(run_cli("dataset build late --quiet --rpc " + h.rpc() + " -o " + dir.path + "/d.csv", &out), 2);
+  EXPECT_EQ(
+      run_cli("dataset build late --quiet --rpc " + h.rpc() + " -o " + dir.path + "/d.csv", &out),
+      2);
   EXPECT_NE(out.find("outside the offline retention"), std::string::npos) << out;
 }
 
@@ -385,7 +443,11 @@ TEST(Backfill, ANewViewVersionIsComputedFromTheRetainedHistory) {
   {
     node_harness h(dir.path + "/node", 5 * 60 * 1000, flights_example_definitions());
     ASSERT_TRUE(h.n);
-    ASSERT_EQ(run_cli("ingest --quiet --replay --rpc " + h.rpc() + " --stream flights " + slice_path(), &out), 0) << out;
+    ASSERT_EQ(
+        run_cli("ingest --quiet --replay --rpc " + h.rpc() + " --stream flights " + slice_path(),
+                &out),
+        0)
+        << out;
     ASSERT_EQ(wait_applied(h.rpc(), 2 * slice().size()), 2 * slice().size());
   }
   std::ifstream in(flights_example_definitions());
@@ -409,10 +471,15 @@ label { name = "late_v2", stream = "flights", entity = "route", value = "delay >
       if (f.arrival > t - 6 * hour) ++n6;
       if (f.arrival > t - 24 * hour) ++n24, sum += f.distance;
     }
-    return std::tuple<int64_t, std::optional<double>>{n6, n24 ? std::optional<double>(sum / static_cast<double>(n24)) : std::nullopt};
+    return std::tuple<int64_t, std::optional<double>>{
+        n6, n24 ? std::optional<double>(sum / static_cast<double>(n24)) : std::nullopt};
   };
   // Offline: a dataset of the new version from the log.
-  ASSERT_EQ(run_cli("dataset build late_v2 --quiet --rpc " + h.rpc() + " -o " + dir.path + "/v2.csv --from 2001-01-09 --to 2001-01-10", &out), 0) << out;
+  ASSERT_EQ(run_cli("dataset build late_v2 --quiet --rpc " + h.rpc() + " -o " + dir.path +
+                        "/v2.csv --from 2001-01-09 --to 2001-01-10",
+                    &out),
+            0)
+      << out;
   csv_file d = read_csv(dir.path + "/v2.csv");
   ASSERT_GT(d.rows.size(), 1000u);
   size_t bad = 0;
@@ -422,7 +489,8 @@ label { name = "late_v2", stream = "flights", entity = "route", value = "delay >
     auto [n6, mean] = brute(route.substr(0, route.find('-')), t);
     auto got_n = cell(r[d.col("airport_delay.count_6h")]);
     auto got_m = cell(r[d.col("airport_delay.mean_distance_24h")]);
-    bad += !(got_n && *got_n == static_cast<double>(n6)) || got_m.has_value() != mean.has_value() || (mean && std::fabs(*got_m - *mean) > 1e-9 * *mean);
+    bad += !(got_n && *got_n == static_cast<double>(n6)) || got_m.has_value() != mean.has_value() ||
+           (mean && std::fabs(*got_m - *mean) > 1e-9 * *mean);
   }
   EXPECT_EQ(bad, 0u);
   // Online: the records were rebuilt with `distance`, so the served v2 values are complete.
@@ -434,7 +502,8 @@ label { name = "late_v2", stream = "flights", entity = "route", value = "delay >
   ASSERT_EQ(got.size(), airports.size());
   for (size_t i = 0; i < airports.size(); ++i) {
     auto [n6, mean] = brute(airports[i], t);
-    EXPECT_EQ(got[i].second["count_6h"], std::optional<double>(static_cast<double>(n6))) << airports[i];
+    EXPECT_EQ(got[i].second["count_6h"], std::optional<double>(static_cast<double>(n6)))
+        << airports[i];
     ASSERT_TRUE(mean && got[i].second["mean_distance_24h"]) << airports[i];
     EXPECT_NEAR(*got[i].second["mean_distance_24h"], *mean, 1e-9 * *mean) << airports[i];
   }

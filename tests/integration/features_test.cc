@@ -19,7 +19,11 @@ class FlightsNode : public ::testing::Test {
     harness_ = new node_harness(dir_->path);
     ASSERT_TRUE(harness_->n);
     std::string out;
-    ASSERT_EQ(run_cli("ingest --quiet --rpc " + harness_->rpc() + " --stream flights " + slice_path(), &out), 0) << out;
+    ASSERT_EQ(
+        run_cli("ingest --quiet --rpc " + harness_->rpc() + " --stream flights " + slice_path(),
+                &out),
+        0)
+        << out;
     ASSERT_EQ(wait_applied(harness_->rpc(), 2 * slice().size()), 2 * slice().size());
   }
   static void TearDownTestSuite() {
@@ -54,13 +58,18 @@ TEST_F(FlightsNode, AsOfBeforeTheRetainedWindowIsAClearError) {
     req.send().wait(client.getWaitScope());
     FAIL() << "expected an error";
   } catch (const kj::Exception& e) {
-    EXPECT_NE(std::string(e.getDescription().cStr()).find("before the retained window"), std::string::npos) << e.getDescription().cStr();
+    EXPECT_NE(std::string(e.getDescription().cStr()).find("before the retained window"),
+              std::string::npos)
+        << e.getDescription().cStr();
   }
 }
 
 TEST_F(FlightsNode, ReingestingTheSameFileCountsNothingTwice) {
   std::string out;
-  ASSERT_EQ(run_cli("ingest --quiet --rpc " + harness_->rpc() + " --stream flights " + slice_path(), &out), 0) << out;
+  ASSERT_EQ(run_cli("ingest --quiet --rpc " + harness_->rpc() + " --stream flights " + slice_path(),
+                    &out),
+            0)
+      << out;
   EXPECT_NE(out.find("32,797 already stored"), std::string::npos) << out;
   EXPECT_EQ(wait_applied(harness_->rpc(), 2 * slice().size(), 5), 2 * slice().size());
   EXPECT_EQ(compare_all(harness_->rpc(), slice(), 0), 0u);

@@ -17,14 +17,18 @@ namespace {
 // (see cluster/README.md). Bounded: 300 s.
 TEST(NatsCluster, LosingOneOfThreeServersLosesNothing) {
   temp_dir dir;
-  std::string script = std::string("TESSERA_CLUSTER_DIR=") + dir.path + " TESSERA_BIN=" + TSR_BINARY + " bash " + TSR_SOURCE_DIR +
+  std::string script = std::string("TESSERA_CLUSTER_DIR=") + dir.path +
+                       " TESSERA_BIN=" + TSR_BINARY + " bash " + TSR_SOURCE_DIR +
                        "/cluster/local-cluster.sh ";
   struct teardown {  // also on a failed assertion or an exception
     std::string cmd;
     ~teardown() { (void)std::system(cmd.c_str()); }
   } down{script + "down >/dev/null 2>&1"};
   // The feature tests' definitions (departure time), which the reference computes.
-  ASSERT_EQ(std::system((script + "up --nodes 2 --definitions " + flights_definitions() + " >/dev/null").c_str()), 0);
+  ASSERT_EQ(
+      std::system(
+          (script + "up --nodes 2 --definitions " + flights_definitions() + " >/dev/null").c_str()),
+      0);
   std::vector<std::string> rpcs{"127.0.0.1:7401", "127.0.0.1:7402"};
   EXPECT_GE(wait_all_served(rpcs[0], 64, 60, "", 2), 0);
   std::atomic<bool> ingest_done{false};
@@ -33,18 +37,24 @@ TEST(NatsCluster, LosingOneOfThreeServersLosesNothing) {
     // The client goes through node 1; its calls may fail while NATS fails over: retry (the
     // batch ids make a re-run count nothing twice).
     for (int i = 0; i < 5; ++i) {
-      if (run_cli("ingest --quiet --batch 500 --rpc " + rpcs[0] + " --stream flights " + slice_path(), &out) == 0) break;
+      if (run_cli(
+              "ingest --quiet --batch 500 --rpc " + rpcs[0] + " --stream flights " + slice_path(),
+              &out) == 0)
+        break;
       std::printf("ingest run %d failed: %s\n", i + 1, out.c_str());  // which batches, and why
     }
     ingest_done = true;
   });
   uint64_t applied = 0;
-  EXPECT_TRUE(eventually([&] { return (applied = cluster_applied(rpcs).applied) >= 15000 || ingest_done; }, std::chrono::seconds(120),
-                         std::chrono::milliseconds(20)))
+  EXPECT_TRUE(
+      eventually([&] { return (applied = cluster_applied(rpcs).applied) >= 15000 || ingest_done; },
+                 std::chrono::seconds(120), std::chrono::milliseconds(20)))
       << "only " << applied << " events applied after 120 s";
-  std::printf("killing NATS server 2 with %llu events applied, ingest %s\n", static_cast<unsigned long long>(applied),
+  std::printf("killing NATS server 2 with %llu events applied, ingest %s\n",
+              static_cast<unsigned long long>(applied),
               ingest_done ? "finished (not mid-ingest)" : "running");
-  EXPECT_FALSE(ingest_done) << "the ingest finished before the NATS server was killed: not a kill mid-ingest";
+  EXPECT_FALSE(ingest_done)
+      << "the ingest finished before the NATS server was killed: not a kill mid-ingest";
   EXPECT_EQ(std::system((script + "kill-nats 2").c_str()), 0);
   const auto killed = std::chrono::steady_clock::now();
   ingest.join();
@@ -53,12 +63,16 @@ TEST(NatsCluster, LosingOneOfThreeServersLosesNothing) {
               std::chrono::duration<double>(std::chrono::steady_clock::now() - killed).count());
   for (auto& rpc : rpcs) EXPECT_EQ(compare_all(rpc, slice(), 0), 0u) << "reading through " << rpc;
   // What the shards saw and did about it (rate-limited warnings; "N similar suppressed").
-  std::system(("grep -h 'deliveries lost\\|consumer stalled\\|consumer lost' " + dir.path + "/node*.log | cut -c1-220").c_str());
+  std::system(("grep -h 'deliveries lost\\|consumer stalled\\|consumer lost' " + dir.path +
+               "/node*.log | cut -c1-220")
+                  .c_str());
   if (HasFailure()) {
     std::system(("tail -n 20 " + dir.path + "/node1.log " + dir.path + "/node2.log").c_str());
     // The whole cluster directory (logs, NATS stores) for a post-mortem.
-    std::system(("rm -rf /tmp/tessera-nats-cluster-failed && cp -a " + dir.path + " /tmp/tessera-nats-cluster-failed && "
-                 "echo 'cluster directory kept in /tmp/tessera-nats-cluster-failed'").c_str());
+    std::system(("rm -rf /tmp/tessera-nats-cluster-failed && cp -a " + dir.path +
+                 " /tmp/tessera-nats-cluster-failed && "
+                 "echo 'cluster directory kept in /tmp/tessera-nats-cluster-failed'")
+                    .c_str());
   }
 }
 

@@ -25,7 +25,11 @@ TEST(ReadsDuringIngest, DefaultReadsNeverLoseEventsThatWereApplied) {
   std::atomic<bool> done{false};
   std::thread ingest([&] {
     std::string out;
-    EXPECT_EQ(run_cli("ingest --quiet --batch 4000 --window 1 --rpc " + h.rpc() + " --stream flights " + slice_path(), &out), 0) << out;
+    EXPECT_EQ(run_cli("ingest --quiet --batch 4000 --window 1 --rpc " + h.rpc() +
+                          " --stream flights " + slice_path(),
+                      &out),
+              0)
+        << out;
     done = true;
   });
   const std::vector<std::string> airports{"ORD", "ATL", "DFW", "LAX", "DEN", "PHX"};
@@ -37,7 +41,8 @@ TEST(ReadsDuringIngest, DefaultReadsNeverLoseEventsThatWereApplied) {
   // Read until the CLI is done and the node has applied everything (it drains a backlog), for
   // at most 5 minutes (the slice takes seconds).
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(5);
-  while ((!done || h.n->events_applied() < 2 * slice().size()) && std::chrono::steady_clock::now() < deadline) {
+  while ((!done || h.n->events_applied() < 2 * slice().size()) &&
+         std::chrono::steady_clock::now() < deadline) {
     ++loops;
     std::map<uint32_t, int64_t> committed;  // origin shard -> committed watermark before the read
     try {
@@ -52,7 +57,8 @@ TEST(ReadsDuringIngest, DefaultReadsNeverLoseEventsThatWereApplied) {
       int64_t as_of = -1;
       for (auto v : resp.getVectors()) {
         int64_t t = v.getAsOf();
-        if (as_of != -1 && t != as_of) ADD_FAILURE() << "one read, two as-of times: " << as_of << " and " << t;
+        if (as_of != -1 && t != as_of)
+          ADD_FAILURE() << "one read, two as-of times: " << as_of << " and " << t;
         as_of = t;
         if (t == 0) continue;
         const int64_t w = committed[shard_of(v.getEntity().cStr(), 64)];
@@ -68,8 +74,8 @@ TEST(ReadsDuringIngest, DefaultReadsNeverLoseEventsThatWereApplied) {
         ++checked;
         if (got < lo || got > hi) {
           if (++bad < 5)
-            ADD_FAILURE() << v.getEntity().cStr() << " at " << t << " (shard committed to " << w << "): count_24h " << got
-                          << " not in [" << lo << ", " << hi << "]";
+            ADD_FAILURE() << v.getEntity().cStr() << " at " << t << " (shard committed to " << w
+                          << "): count_24h " << got << " not in [" << lo << ", " << hi << "]";
         }
       }
     } catch (const kj::Exception& e) {
@@ -85,10 +91,11 @@ TEST(ReadsDuringIngest, DefaultReadsNeverLoseEventsThatWereApplied) {
   }
   const bool timed_out = !done || h.n->events_applied() < 2 * slice().size();
   ingest.join();
-  std::fprintf(stderr, "reads checked during ingest: %zu in %zu loops (%zu retryable errors)\n", checked, loops, retried);
+  std::fprintf(stderr, "reads checked during ingest: %zu in %zu loops (%zu retryable errors)\n",
+               checked, loops, retried);
   EXPECT_EQ(read_error, "");
-  EXPECT_FALSE(timed_out) << "after 5 minutes: CLI done " << done << ", applied " << h.n->events_applied() << " of "
-                          << 2 * slice().size();
+  EXPECT_FALSE(timed_out) << "after 5 minutes: CLI done " << done << ", applied "
+                          << h.n->events_applied() << " of " << 2 * slice().size();
   EXPECT_GT(checked, 0u);
   EXPECT_EQ(bad, 0u);
 }

@@ -31,7 +31,9 @@ struct registry_fixture : ::testing::Test {
     ASSERT_TRUE(r) << r.error_message();
     reg = std::move(r.value());
   }
-  std::string stage_of(const std::string& name, uint32_t v) { return (*reg->show(name, v))["stage"].get<std::string>(); }
+  std::string stage_of(const std::string& name, uint32_t v) {
+    return (*reg->show(name, v))["stage"].get<std::string>();
+  }
 };
 
 TEST_F(registry_fixture, VersionsArtifactsAndStages) {
@@ -48,8 +50,10 @@ TEST_F(registry_fixture, VersionsArtifactsAndStages) {
   EXPECT_EQ((*reg->show("m", 0))["version"], 2);  // no production: the latest
   ASSERT_TRUE(reg->promote("m", 1, "production").ok());
   EXPECT_EQ((*reg->show("m", 0))["version"], 1);
-  EXPECT_NE(reg->promote("m", 1, "gold").error_message().find("unknown stage 'gold'"), std::string::npos);
-  EXPECT_NE(reg->promote("m", 9, "production").error_message().find("has no version 9"), std::string::npos);
+  EXPECT_NE(reg->promote("m", 1, "gold").error_message().find("unknown stage 'gold'"),
+            std::string::npos);
+  EXPECT_NE(reg->promote("m", 9, "production").error_message().find("has no version 9"),
+            std::string::npos);
   EXPECT_NE(reg->show("nope", 0).error_message().find("unknown model 'nope'"), std::string::npos);
   // Canary is one at a time.
   ASSERT_TRUE(reg->promote("m", 2, "canary").ok());
@@ -78,8 +82,10 @@ TEST_F(registry_fixture, ConcurrentPromotesAreAllAppliedAndRollbackRestoresThePr
   uint32_t prod_v = 0;
   for (uint32_t v = 1; v <= 8; ++v) {
     auto s = stage_of("m", v);
-    if (s == "production") ++production, prod_v = v;
-    else EXPECT_EQ(s, "archived") << v;
+    if (s == "production")
+      ++production, prod_v = v;
+    else
+      EXPECT_EQ(s, "archived") << v;
   }
   EXPECT_EQ(production, 1);
   auto hist = (*reg->show("m", 0))["production_history"];
@@ -95,8 +101,10 @@ TEST_F(registry_fixture, ConcurrentPromotesAreAllAppliedAndRollbackRestoresThePr
   EXPECT_EQ(stage_of("m", previous), "production");
   EXPECT_EQ(stage_of("m", prod_v), "archived");
   for (int i = 0; i < 6; ++i) ASSERT_TRUE(reg->rollback("m"));
-  EXPECT_EQ(*(*reg->show("m", 0))["version"].get_ptr<const nlohmann::json::number_unsigned_t*>(), 1u);
-  EXPECT_NE(reg->rollback("m").error_message().find("no earlier production version"), std::string::npos);
+  EXPECT_EQ(*(*reg->show("m", 0))["version"].get_ptr<const nlohmann::json::number_unsigned_t*>(),
+            1u);
+  EXPECT_NE(reg->rollback("m").error_message().find("no earlier production version"),
+            std::string::npos);
 }
 
 TEST_F(registry_fixture, ConcurrentRegistrationsGetDistinctVersions) {

@@ -27,10 +27,13 @@ std::string slice_definitions(const std::string& dir) {
     EXPECT_NE(at, std::string::npos) << a;
     if (at != std::string::npos) d.replace(at, a.size(), b);
   };
-  replace("train = { \"2001-01-01\", \"2001-05-01\" }", "train = { \"2001-01-01\", \"2001-01-07\" }");
-  replace("validation = { \"2001-05-01\", \"2001-06-01\" }", "validation = { \"2001-01-07\", \"2001-01-08\" }");
+  replace("train = { \"2001-01-01\", \"2001-05-01\" }",
+          "train = { \"2001-01-01\", \"2001-01-07\" }");
+  replace("validation = { \"2001-05-01\", \"2001-06-01\" }",
+          "validation = { \"2001-01-07\", \"2001-01-08\" }");
   replace("test = { \"2001-06-01\", \"2001-07-01\" }", "test = { \"2001-01-08\", \"2001-01-12\" }");
-  d += "\nmodel { name = \"slow\", label = \"late\", kind = \"mlp\", hidden = { 64, 64 }, epochs = 60, batch_size = 64, seed = 1, split = split }\n";
+  d += "\nmodel { name = \"slow\", label = \"late\", kind = \"mlp\", hidden = { 64, 64 }, epochs = "
+       "60, batch_size = 64, seed = 1, split = split }\n";
   std::ofstream(dir + "/slice.lua") << d;
   return dir + "/slice.lua";
 }
@@ -39,7 +42,8 @@ nlohmann::json cli_json(const std::string& args) {
   std::string out;
   EXPECT_EQ(run_cli(args, &out), 0) << out;
   auto at = out.find_first_of("[{");
-  return nlohmann::json::parse(at == std::string::npos ? std::string("null") : out.substr(at), nullptr, false);
+  return nlohmann::json::parse(at == std::string::npos ? std::string("null") : out.substr(at),
+                               nullptr, false);
 }
 
 TEST(TrainingJobs, TrainRegisterPromoteRollbackExportImportFromTheCli) {
@@ -48,7 +52,8 @@ TEST(TrainingJobs, TrainRegisterPromoteRollbackExportImportFromTheCli) {
   ASSERT_TRUE(h.n);
   const std::string rpc = " --rpc " + h.rpc();
   std::string out;
-  ASSERT_EQ(run_cli("ingest --quiet --replay" + rpc + " --stream flights " + slice_path(), &out), 0) << out;
+  ASSERT_EQ(run_cli("ingest --quiet --replay" + rpc + " --stream flights " + slice_path(), &out), 0)
+      << out;
   ASSERT_EQ(wait_applied(h.rpc(), 2 * slice().size()), 2 * slice().size());
 
   ASSERT_EQ(run_cli("train late_mlp --quiet" + rpc, &out), 0) << out;
@@ -58,7 +63,8 @@ TEST(TrainingJobs, TrainRegisterPromoteRollbackExportImportFromTheCli) {
   ASSERT_EQ(run_cli("status" + rpc, &out), 0) << out;
   EXPECT_NE(out.find("done     "), std::string::npos) << out;
   EXPECT_NE(out.find("version 2, test AUC"), std::string::npos) << out;
-  auto v1 = cli_json("models show late_mlp --json -v 1" + rpc), v2 = cli_json("models show late_mlp --json -v 2" + rpc);
+  auto v1 = cli_json("models show late_mlp --json -v 1" + rpc),
+       v2 = cli_json("models show late_mlp --json -v 2" + rpc);
   // Lineage and metrics are recorded; the same seed and data give the same model.
   EXPECT_EQ(v1["lineage"]["label"], "late");
   EXPECT_EQ(v1["lineage"]["views"], nlohmann::json({"airport_delay@1", "route_delay@1"}));
@@ -86,13 +92,22 @@ TEST(TrainingJobs, TrainRegisterPromoteRollbackExportImportFromTheCli) {
   std::string head(2, '\0');
   exported.read(&head[0], 2);
   EXPECT_EQ(head, "PK");
-  ASSERT_EQ(run_cli("models import late_mlp " + dir.path + "/m.pt --label late" + rpc, &out), 0) << out;  // our own artifact re-imports
-  ASSERT_EQ(std::system(("/usr/bin/python3 " TSR_SOURCE_DIR "/tests/training/make_torchscript.py " + dir.path + "/py.pt 11").c_str()), 0);
-  ASSERT_EQ(run_cli("models import from_pytorch " + dir.path + "/py.pt --label late" + rpc, &out), 0) << out;
+  ASSERT_EQ(run_cli("models import late_mlp " + dir.path + "/m.pt --label late" + rpc, &out), 0)
+      << out;  // our own artifact re-imports
+  ASSERT_EQ(std::system(("/usr/bin/python3 " TSR_SOURCE_DIR "/tests/training/make_torchscript.py " +
+                         dir.path + "/py.pt 11")
+                            .c_str()),
+            0);
+  ASSERT_EQ(run_cli("models import from_pytorch " + dir.path + "/py.pt --label late" + rpc, &out),
+            0)
+      << out;
   std::ofstream(dir.path + "/bad.pt") << "not a model";
   EXPECT_EQ(run_cli("models import junk " + dir.path + "/bad.pt --label late" + rpc, &out), 2);
   EXPECT_NE(out.find("not a TorchScript archive"), std::string::npos) << out;
-  ASSERT_EQ(std::system(("/usr/bin/python3 " TSR_SOURCE_DIR "/tests/training/make_torchscript.py " + dir.path + "/narrow.pt 3").c_str()), 0);
+  ASSERT_EQ(std::system(("/usr/bin/python3 " TSR_SOURCE_DIR "/tests/training/make_torchscript.py " +
+                         dir.path + "/narrow.pt 3")
+                            .c_str()),
+            0);
   EXPECT_EQ(run_cli("models import junk " + dir.path + "/narrow.pt --label late" + rpc, &out), 2);
   EXPECT_NE(out.find("not a usable TorchScript model for 11 inputs"), std::string::npos) << out;
   listed = cli_json("models list --json" + rpc);
@@ -110,13 +125,20 @@ TEST(TrainingJobs, AJobWhoseNodeIsKilledIsFinishedByAnotherNode) {
   ASSERT_TRUE(nats) << nats.error_message();
   const std::string defs = slice_definitions(dir.path);
   std::map<std::string, std::unique_ptr<node_process>> nodes;
-  for (auto id : {"a", "b"}) nodes[id] = std::make_unique<node_process>(dir.path + "/" + id, (*nats)->url(), id, "", defs);
+  for (auto id : {"a", "b"})
+    nodes[id] = std::make_unique<node_process>(dir.path + "/" + id, (*nats)->url(), id, "", defs);
   ASSERT_GE(wait_all_served(nodes["a"]->rpc(), 64, 30, "", 2), 0);
   std::string out;
-  ASSERT_EQ(run_cli("ingest --quiet --replay --rpc " + nodes["a"]->rpc() + " --stream flights " + slice_path(), &out), 0) << out;
-  ASSERT_EQ(wait_cluster_applied({nodes["a"]->rpc(), nodes["b"]->rpc()}, 2 * slice().size()), 2 * slice().size());
+  ASSERT_EQ(run_cli("ingest --quiet --replay --rpc " + nodes["a"]->rpc() + " --stream flights " +
+                        slice_path(),
+                    &out),
+            0)
+      << out;
+  ASSERT_EQ(wait_cluster_applied({nodes["a"]->rpc(), nodes["b"]->rpc()}, 2 * slice().size()),
+            2 * slice().size());
   ASSERT_EQ(run_cli("train slow --no-wait --rpc " + nodes["a"]->rpc(), &out), 0) << out;
-  const std::string job = out.substr(out.rfind('\n', out.size() - 2) + 1, out.size() - out.rfind('\n', out.size() - 2) - 2);
+  const std::string job = out.substr(out.rfind('\n', out.size() - 2) + 1,
+                                     out.size() - out.rfind('\n', out.size() - 2) - 2);
   // Wait until some node is training it, then kill that node.
   std::string runner;
   auto poll = [&](const std::string& rpc) {
@@ -125,7 +147,8 @@ TEST(TrainingJobs, AJobWhoseNodeIsKilledIsFinishedByAnotherNode) {
     r.setJobId(job);
     auto resp = r.send().wait(c.getWaitScope());
     auto j = resp.getJob();
-    return std::tuple<std::string, std::string, std::string, uint32_t>{j.getState().cStr(), j.getNode().cStr(), j.getPhase().cStr(), j.getAttempt()};
+    return std::tuple<std::string, std::string, std::string, uint32_t>{
+        j.getState().cStr(), j.getNode().cStr(), j.getPhase().cStr(), j.getAttempt()};
   };
   std::string last_state;
   eventually(
@@ -136,7 +159,8 @@ TEST(TrainingJobs, AJobWhoseNodeIsKilledIsFinishedByAnotherNode) {
         return !runner.empty() || state == "done" || state == "failed";
       },
       std::chrono::seconds(120), std::chrono::milliseconds(50));
-  ASSERT_TRUE(nodes.count(runner)) << "job " << job << " never seen training within 120 s; last seen " << last_state;
+  ASSERT_TRUE(nodes.count(runner))
+      << "job " << job << " never seen training within 120 s; last seen " << last_state;
   const std::string survivor = runner == "a" ? "b" : "a";
   nodes[runner]->kill(SIGKILL);
   std::string state, node, phase;
@@ -177,28 +201,47 @@ TEST(DatasetsInACluster, TwoNodesBuildTheSameBytesAsOne) {
   {
     node_harness one(dir.path + "/one", 5 * 60 * 1000, defs);
     ASSERT_TRUE(one.n);
-    ASSERT_EQ(run_cli("ingest --quiet --replay --rpc " + one.rpc() + " --stream flights " + slice_path(), &out), 0) << out;
+    ASSERT_EQ(
+        run_cli("ingest --quiet --replay --rpc " + one.rpc() + " --stream flights " + slice_path(),
+                &out),
+        0)
+        << out;
     ASSERT_EQ(wait_applied(one.rpc(), 2 * slice().size()), 2 * slice().size());
-    ASSERT_EQ(run_cli("dataset build late --quiet --rpc " + one.rpc() + " -o " + dir.path + "/one.csv", &out), 0) << out;
+    ASSERT_EQ(
+        run_cli("dataset build late --quiet --rpc " + one.rpc() + " -o " + dir.path + "/one.csv",
+                &out),
+        0)
+        << out;
   }
   auto nats = embedded_nats::start(dir.path + "/nats-data");
   ASSERT_TRUE(nats) << nats.error_message();
-  node_process a(dir.path + "/a", (*nats)->url(), "a", "", defs), b(dir.path + "/b", (*nats)->url(), "b", "", defs);
+  node_process a(dir.path + "/a", (*nats)->url(), "a", "", defs),
+      b(dir.path + "/b", (*nats)->url(), "b", "", defs);
   ASSERT_GE(wait_all_served(a.rpc(), 64, 30, "", 2), 0);
-  ASSERT_EQ(run_cli("ingest --quiet --replay --rpc " + a.rpc() + " --stream flights " + slice_path(), &out), 0) << out;
+  ASSERT_EQ(
+      run_cli("ingest --quiet --replay --rpc " + a.rpc() + " --stream flights " + slice_path(),
+              &out),
+      0)
+      << out;
   ASSERT_EQ(wait_cluster_applied({a.rpc(), b.rpc()}, 2 * slice().size()), 2 * slice().size());
   // Each node's parts wait on the other's point-in-time reads. When reads queued behind parts,
   // both nodes' workers waited on each other until the read timeout (30 s), chunk after chunk:
   // the build took minutes. Not a speed test: a stall shows as a multiple of 30 s (the build
   // itself takes well under a second), so the bound is generous and the figure is printed.
   auto t0 = std::chrono::steady_clock::now();
-  ASSERT_EQ(run_cli("dataset build late --quiet --rpc " + b.rpc() + " -o " + dir.path + "/two.csv", &out), 0) << out;
+  ASSERT_EQ(
+      run_cli("dataset build late --quiet --rpc " + b.rpc() + " -o " + dir.path + "/two.csv", &out),
+      0)
+      << out;
   const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf("[ two-node build ] %.2f s\n", took);
-  EXPECT_LT(took, 90.0) << "nodes waited on each other (a stall is a multiple of the 30 s read timeout)";
-  const std::string one = file_bytes(dir.path + "/one.csv"), two = file_bytes(dir.path + "/two.csv");
+  EXPECT_LT(took, 90.0)
+      << "nodes waited on each other (a stall is a multiple of the 30 s read timeout)";
+  const std::string one = file_bytes(dir.path + "/one.csv"),
+                    two = file_bytes(dir.path + "/two.csv");
   EXPECT_GT(one.size(), 1000u);
-  EXPECT_TRUE(one == two) << "a two-node build differs from a one-node build (" << one.size() << " vs " << two.size() << " bytes)";
+  EXPECT_TRUE(one == two) << "a two-node build differs from a one-node build (" << one.size()
+                          << " vs " << two.size() << " bytes)";
 }
 
 }  // namespace

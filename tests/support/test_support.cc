@@ -33,15 +33,22 @@ temp_dir::~temp_dir() {
   fs::remove_all(path, ec);
 }
 
-std::string slice_path() { return TSR_TEST_DATA_DIR "/flights-slice.csv.gz"; }
-std::string flights_definitions() { return TSR_TEST_DATA_DIR "/flights-departure.lua"; }
-std::string flights_example_definitions() { return TSR_EXAMPLES_DIR "/flights/flights.lua"; }
+std::string slice_path() {
+  return TSR_TEST_DATA_DIR "/flights-slice.csv.gz";
+}
+std::string flights_definitions() {
+  return TSR_TEST_DATA_DIR "/flights-departure.lua";
+}
+std::string flights_example_definitions() {
+  return TSR_EXAMPLES_DIR "/flights/flights.lua";
+}
 
 namespace {
 int64_t parse_iso(const std::string& s) {
   std::tm tm{};
   int ms = 0;
-  std::sscanf(s.c_str(), "%d-%d-%dT%d:%d:%d.%dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms);
+  std::sscanf(s.c_str(), "%d-%d-%dT%d:%d:%d.%dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+              &tm.tm_min, &tm.tm_sec, &ms);
   tm.tm_year -= 1900;
   tm.tm_mon -= 1;
   return static_cast<int64_t>(timegm(&tm)) * 1000000 + ms * 1000;
@@ -69,10 +76,12 @@ const std::vector<flight>& slice() {
       std::getline(ss, distance, ',');
       std::getline(ss, origin, ',');
       std::getline(ss, dest, ',');
-      // The example's event time, in its own words: departure + (30 + distance / 8 + delay) minutes.
+      // The example's event time, in its own words: departure + (30 + distance / 8 + delay)
+      // minutes.
       const int64_t dep = parse_iso(date);
       const double dist = std::stod(distance), del = std::stod(delay);
-      const int64_t arrival = std::llround(static_cast<double>(dep) + 60000000.0 * (30.0 + dist / 8.0 + del));
+      const int64_t arrival =
+          std::llround(static_cast<double>(dep) + 60000000.0 * (30.0 + dist / 8.0 + del));
       out.push_back({dep, del, origin, dest, dist, arrival});
     }
     gzclose(f);
@@ -118,15 +127,18 @@ route_ref route_at(const std::vector<flight>& fs, const std::string& route, int6
   return r;
 }
 
-node_harness::node_harness(const std::string& data_dir, int64_t entity_idle_ms, const std::string& definitions) {
+node_harness::node_harness(const std::string& data_dir, int64_t entity_idle_ms,
+                           const std::string& definitions) {
   node_config cfg;
   cfg.data_dir = data_dir;
   cfg.rpc = "127.0.0.1:0";
   cfg.definitions = definitions;
   cfg.entity_idle_ms = entity_idle_ms;
   auto r = node::start(cfg);
-  if (!r.ok()) ADD_FAILURE() << r.error_message();
-  else n = std::move(r.value());
+  if (!r.ok())
+    ADD_FAILURE() << r.error_message();
+  else
+    n = std::move(r.value());
 }
 
 int run_cli(const std::string& args, std::string* output) {
@@ -161,8 +173,8 @@ uint64_t wait_applied(const std::string& rpc, uint64_t events, int timeout_s) {
 }
 
 std::vector<std::pair<std::string, std::map<std::string, std::optional<double>>>> read_vectors(
-    const std::string& rpc, const std::string& view, const std::vector<std::string>& keys, int64_t as_of,
-    std::vector<int64_t>* event_times, std::vector<int64_t>* as_ofs) {
+    const std::string& rpc, const std::string& view, const std::vector<std::string>& keys,
+    int64_t as_of, std::vector<int64_t>* event_times, std::vector<int64_t>* as_ofs) {
   capnp::EzRpcClient client(rpc);
   auto gw = client.getMain<wire::Gateway>();
   std::vector<std::pair<std::string, std::map<std::string, std::optional<double>>>> out;
@@ -178,9 +190,12 @@ std::vector<std::pair<std::string, std::map<std::string, std::optional<double>>>
       std::map<std::string, std::optional<double>> vals;
       for (auto f : v.getValues()) {
         auto val = f.getValue();
-        if (val.isInt()) vals[f.getName()] = static_cast<double>(val.getInt());
-        else if (val.isFloat()) vals[f.getName()] = val.getFloat();
-        else vals[f.getName()] = std::nullopt;
+        if (val.isInt())
+          vals[f.getName()] = static_cast<double>(val.getInt());
+        else if (val.isFloat())
+          vals[f.getName()] = val.getFloat();
+        else
+          vals[f.getName()] = std::nullopt;
       }
       out.emplace_back(v.getEntity(), std::move(vals));
       if (event_times) event_times->push_back(v.getEventTime());
@@ -197,7 +212,8 @@ size_t check(const std::string& what, std::optional<double> got, std::optional<d
   if (!ok) {
     static int shown = 0;
     if (shown++ < 20)
-      std::fprintf(stderr, "mismatch %s: got %s want %s\n", what.c_str(), got ? std::to_string(*got).c_str() : "null",
+      std::fprintf(stderr, "mismatch %s: got %s want %s\n", what.c_str(),
+                   got ? std::to_string(*got).c_str() : "null",
                    want ? std::to_string(*want).c_str() : "null");
   }
   return ok ? 0 : 1;
@@ -230,7 +246,8 @@ size_t compare_all(const std::string& rpc, const std::vector<flight>& fs, int64_
     bad += check(keys[i] + " mean_delay_24h", v["mean_delay_24h"], r.mean_24h);
     bad += check(keys[i] + " max_delay_24h", v["max_delay_24h"], r.max_24h);
     bad += check(keys[i] + " late_24h", v["late_24h"], static_cast<double>(r.late_24h));
-    bad += check(keys[i] + " event_time", static_cast<double>(times[i]), static_cast<double>(r.latest));
+    bad += check(keys[i] + " event_time", static_cast<double>(times[i]),
+                 static_cast<double>(r.latest));
   }
   keys.assign(routes.begin(), routes.end());
   times.clear();
@@ -244,11 +261,11 @@ size_t compare_all(const std::string& rpc, const std::vector<flight>& fs, int64_
     auto& v = got[i].second;
     bad += check(keys[i] + " count_7d", v["count_7d"], static_cast<double>(r.count_7d));
     bad += check(keys[i] + " mean_delay_7d", v["mean_delay_7d"], r.mean_7d);
-    bad += check(keys[i] + " event_time", static_cast<double>(times[i]), static_cast<double>(r.latest));
+    bad += check(keys[i] + " event_time", static_cast<double>(times[i]),
+                 static_cast<double>(r.latest));
   }
   return bad;
 }
-
 
 int embedded_nats_pid(const std::string& node_dir) {
   std::ifstream in(node_dir + "/nats/nats-server.pid");
@@ -257,19 +274,23 @@ int embedded_nats_pid(const std::string& node_dir) {
   return pid;
 }
 
-node_process::node_process(const std::string& d, const std::string& nats_url, const std::string& node_id,
-                           const std::string& extra_args, const std::string& definitions)
+node_process::node_process(const std::string& d, const std::string& nats_url,
+                           const std::string& node_id, const std::string& extra_args,
+                           const std::string& definitions)
     : dir(d), port(find_free_port()) {
-  std::string cmd = std::string("exec ") + TSR_BINARY + " node --data-dir " + dir + " --rpc 127.0.0.1:" + std::to_string(port) +
-                    " --definitions " + definitions + (nats_url.empty() ? "" : " --nats " + nats_url) +
-                    (node_id.empty() ? "" : " --node-id " + node_id) + " " + extra_args + " >>" + dir + "/node.log 2>&1";
+  std::string cmd = std::string("exec ") + TSR_BINARY + " node --data-dir " + dir +
+                    " --rpc 127.0.0.1:" + std::to_string(port) + " --definitions " + definitions +
+                    (nats_url.empty() ? "" : " --nats " + nats_url) +
+                    (node_id.empty() ? "" : " --node-id " + node_id) + " " + extra_args + " >>" +
+                    dir + "/node.log 2>&1";
   std::filesystem::create_directories(dir);
   pid = ::fork();
   if (pid == 0) {
     ::execl("/bin/sh", "sh", "-c", cmd.c_str(), nullptr);
     ::_exit(127);
   }
-  for (int i = 0; i < 600 && !tcp_port_open(port); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  for (int i = 0; i < 600 && !tcp_port_open(port); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
 }
 
 node_process::~node_process() {
@@ -308,7 +329,8 @@ cluster_progress cluster_applied(const std::vector<std::string>& rpcs) {
   for (auto& rpc : rpcs) {
     try {
       capnp::EzRpcClient client(rpc);
-      auto resp = client.getMain<wire::Gateway>().statusRequest().send().wait(client.getWaitScope());
+      auto resp =
+          client.getMain<wire::Gateway>().statusRequest().send().wait(client.getWaitScope());
       for (auto sh : resp.getStatus().getShards()) {
         if (sh.getFailed().size()) continue;
         auto key = std::string(sh.getKind().cStr()) + "/" + std::to_string(sh.getShard());
@@ -329,7 +351,8 @@ cluster_progress cluster_applied(const std::vector<std::string>& rpcs) {
   return p;
 }
 
-uint64_t wait_cluster_applied(const std::vector<std::string>& rpcs, uint64_t events, int timeout_s) {
+uint64_t wait_cluster_applied(const std::vector<std::string>& rpcs, uint64_t events,
+                              int timeout_s) {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
   cluster_progress p;
   while (std::chrono::steady_clock::now() < deadline) {
@@ -340,12 +363,14 @@ uint64_t wait_cluster_applied(const std::vector<std::string>& rpcs, uint64_t eve
   return p.applied;
 }
 
-double wait_all_served(const std::string& rpc, uint32_t shard_count, int timeout_s, const std::string& gone, size_t members) {
+double wait_all_served(const std::string& rpc, uint32_t shard_count, int timeout_s,
+                       const std::string& gone, size_t members) {
   auto t0 = std::chrono::steady_clock::now();
   while (std::chrono::steady_clock::now() - t0 < std::chrono::seconds(timeout_s)) {
     try {
       capnp::EzRpcClient client(rpc);
-      auto resp = client.getMain<wire::Gateway>().statusRequest().send().wait(client.getWaitScope());
+      auto resp =
+          client.getMain<wire::Gateway>().statusRequest().send().wait(client.getWaitScope());
       if (every_shard_served(resp.getStatus(), shard_count, gone, members))
         return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     } catch (const kj::Exception&) {

@@ -21,7 +21,8 @@ namespace tessera::test {
 // Polls `cond` every `every` until it holds or `timeout` passes; returns whether it held. Tests
 // wait for conditions with generous deadlines (a loaded 2-core machine), never for a sleep.
 template <typename F>
-bool eventually(F cond, std::chrono::milliseconds timeout, std::chrono::milliseconds every = std::chrono::milliseconds(100)) {
+bool eventually(F cond, std::chrono::milliseconds timeout,
+                std::chrono::milliseconds every = std::chrono::milliseconds(100)) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (!cond()) {
     if (std::chrono::steady_clock::now() >= deadline) return false;
@@ -37,7 +38,8 @@ struct temp_dir {
 };
 
 struct flight {
-  int64_t time;  // µs: the scheduled departure (`date`), the event time of tests/data/flights-departure.lua
+  int64_t time;  // µs: the scheduled departure (`date`), the event time of
+                 // tests/data/flights-departure.lua
   double delay;
   std::string origin, destination;
   double distance = 0;
@@ -84,8 +86,9 @@ uint64_t wait_applied(const std::string& rpc, uint64_t events, int timeout_s = 6
 
 // Reads vectors for many entities over RPC (chunks of 500).
 std::vector<std::pair<std::string, std::map<std::string, std::optional<double>>>> read_vectors(
-    const std::string& rpc, const std::string& view, const std::vector<std::string>& keys, int64_t as_of,
-    std::vector<int64_t>* event_times = nullptr, std::vector<int64_t>* as_ofs = nullptr);
+    const std::string& rpc, const std::string& view, const std::vector<std::string>& keys,
+    int64_t as_of, std::vector<int64_t>* event_times = nullptr,
+    std::vector<int64_t>* as_ofs = nullptr);
 
 // Compares every entity of both example views at `as_of` (0 = each shard's watermark) with
 // the reference over `fs`; returns the number of mismatching values (details go to stderr).
@@ -97,9 +100,10 @@ int embedded_nats_pid(const std::string& node_dir);
 // A `tessera node` child process (so that tests can SIGKILL it), logging to <dir>/node.log.
 struct node_process {
   // Starts and waits until its RPC port accepts connections. Empty nats_url: embedded server.
-  node_process(const std::string& dir, const std::string& nats_url = "", const std::string& node_id = "",
-               const std::string& extra_args = "", const std::string& definitions = flights_definitions());
-  ~node_process();  // SIGKILL if still running
+  node_process(const std::string& dir, const std::string& nats_url = "",
+               const std::string& node_id = "", const std::string& extra_args = "",
+               const std::string& definitions = flights_definitions());
+  ~node_process();     // SIGKILL if still running
   void kill(int sig);  // and reap it; returns at once for SIGKILL, waits for others
   int wait();          // exit status
   std::string rpc() const { return "127.0.0.1:" + std::to_string(port); }
@@ -118,11 +122,12 @@ struct cluster_progress {
 };
 cluster_progress cluster_applied(const std::vector<std::string>& rpcs);
 // Polls until `events` are applied over all 64 × 2 shard slices with no lag; returns the sum.
-uint64_t wait_cluster_applied(const std::vector<std::string>& rpcs, uint64_t events, int timeout_s = 90);
+uint64_t wait_cluster_applied(const std::vector<std::string>& rpcs, uint64_t events,
+                              int timeout_s = 90);
 // Polls `rpc`'s status until the shard map names only live members other than `gone`, each
 // serving exactly what it owns and all together every shard (with `members` > 0: exactly that
 // many members, each owning some); returns seconds waited, or -1 on timeout.
-double wait_all_served(const std::string& rpc, uint32_t shard_count, int timeout_s = 30, const std::string& gone = "",
-                       size_t members = 0);
+double wait_all_served(const std::string& rpc, uint32_t shard_count, int timeout_s = 30,
+                       const std::string& gone = "", size_t members = 0);
 
 }  // namespace tessera::test

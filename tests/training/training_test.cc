@@ -53,7 +53,8 @@ TEST(Evaluation, AucLogLossAccuracyAndCalibrationMatchBruteForce) {
   std::vector<float> p, y;
   for (int i = 0; i < 500; ++i) {
     float yi = u(rng) < 0.3f ? 1.f : 0.f;
-    float pi = std::round(std::clamp(0.3f * yi + 0.7f * u(rng), 0.f, 1.f) * 20) / 20;  // coarse: many ties
+    float pi =
+        std::round(std::clamp(0.3f * yi + 0.7f * u(rng), 0.f, 1.f) * 20) / 20;  // coarse: many ties
     p.push_back(pi), y.push_back(yi);
   }
   double wins = 0, pairs = 0, ll = 0, correct = 0;
@@ -105,7 +106,9 @@ TEST(Training, TheSameSeedGivesTheSameModelAndAnotherSeedAnother) {
   m.seed = 4;
   auto c = train_model(m, data, nullptr);
   ASSERT_TRUE(a.ok() && b.ok() && c.ok());
-  auto pa = predict_torchscript(a->artifact, data.x, 3), pb = predict_torchscript(b->artifact, data.x, 3), pc = predict_torchscript(c->artifact, data.x, 3);
+  auto pa = predict_torchscript(a->artifact, data.x, 3),
+       pb = predict_torchscript(b->artifact, data.x, 3),
+       pc = predict_torchscript(c->artifact, data.x, 3);
   ASSERT_TRUE(pa.ok() && pb.ok() && pc.ok());
   EXPECT_EQ(*pa, *pb);  // bit for bit
   EXPECT_NE(*pa, *pc);
@@ -117,7 +120,8 @@ TEST(Training, BadSplitsAndLabelsAreRefused) {
   m.train_from = 20000, m.valid_from = 30000, m.test_from = 40000, m.test_to = 50000;
   auto r = train_model(m, synthetic(1000, false, 1), nullptr);
   ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.error_message().find("the train split has no examples"), std::string::npos) << r.error_message();
+  EXPECT_NE(r.error_message().find("the train split has no examples"), std::string::npos)
+      << r.error_message();
   auto t = synthetic(1000, false, 1);
   t.y[3] = 2;
   r = train_model(model("logistic"), t, nullptr);
@@ -127,7 +131,10 @@ TEST(Training, BadSplitsAndLabelsAreRefused) {
 
 TEST(TorchScript, AModelWrittenByPyTorchImportsAndGarbageIsRefused) {
   const std::string path = ::testing::TempDir() + "/pytorch_model.pt";
-  ASSERT_EQ(std::system(("/usr/bin/python3 " TSR_SOURCE_DIR "/tests/training/make_torchscript.py " + path + " 3").c_str()), 0);
+  ASSERT_EQ(std::system(("/usr/bin/python3 " TSR_SOURCE_DIR "/tests/training/make_torchscript.py " +
+                         path + " 3")
+                            .c_str()),
+            0);
   std::ifstream in(path, std::ios::binary);
   std::stringstream ss;
   ss << in.rdbuf();

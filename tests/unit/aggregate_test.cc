@@ -75,8 +75,10 @@ class AggregateTest : public ::testing::Test {
     defs = *d;
     view = defs->find_view("v");
     plan = defs->find_plan("s", "e");
-    slot_x = std::find(plan->stored_field_names.begin(), plan->stored_field_names.end(), "x") - plan->stored_field_names.begin();
-    slot_tag = std::find(plan->stored_field_names.begin(), plan->stored_field_names.end(), "tag") - plan->stored_field_names.begin();
+    slot_x = std::find(plan->stored_field_names.begin(), plan->stored_field_names.end(), "x") -
+             plan->stored_field_names.begin();
+    slot_tag = std::find(plan->stored_field_names.begin(), plan->stored_field_names.end(), "tag") -
+               plan->stored_field_names.begin();
   }
   void add(int64_t t, std::optional<double> x, std::string tag) {
     ref.evs.push_back({t, x, tag});
@@ -98,7 +100,8 @@ class AggregateTest : public ::testing::Test {
       return xs;
     };
     auto all = [](const ev&) { return true; };
-    EXPECT_EQ(std::get<int64_t>(get(v, "n_1h").v), static_cast<int64_t>(ref.in(t, H).size())) << ctx;
+    EXPECT_EQ(std::get<int64_t>(get(v, "n_1h").v), static_cast<int64_t>(ref.in(t, H).size()))
+        << ctx;
     auto x3 = nums(3 * H, all), x1 = nums(H, all);
     double s3 = 0;
     for (double x : x3) s3 += x;
@@ -128,12 +131,16 @@ class AggregateTest : public ::testing::Test {
     auto w3 = ref.in(t, 3 * H);
     for (auto it = w3.rbegin(); it != w3.rend() && tags.size() < 3; ++it)
       if (std::find(tags.begin(), tags.end(), (*it)->tag) == tags.end()) tags.push_back((*it)->tag);
-    if (w3.empty()) EXPECT_TRUE(is_null(get(v, "tags_3h").v)) << ctx;
-    else EXPECT_EQ(std::get<std::vector<std::string>>(get(v, "tags_3h").v), tags) << ctx;
+    if (w3.empty())
+      EXPECT_TRUE(is_null(get(v, "tags_3h").v)) << ctx;
+    else
+      EXPECT_EQ(std::get<std::vector<std::string>>(get(v, "tags_3h").v), tags) << ctx;
     std::optional<double> since;
     if (!w3.empty()) since = static_cast<double>(t - w3.back()->t) / 1e6;
     expect_num(get(v, "since_3h"), since, ctx);
-    EXPECT_EQ(std::get<int64_t>(get(v, "big_3h").v), static_cast<int64_t>(nums(3 * H, [](const ev& e) { return *e.x > 5; }).size())) << ctx;
+    EXPECT_EQ(std::get<int64_t>(get(v, "big_3h").v),
+              static_cast<int64_t>(nums(3 * H, [](const ev& e) { return *e.x > 5; }).size()))
+        << ctx;
     auto big = nums(3 * H, [](const ev& e) { return *e.x > 5 && e.tag != "c"; });
     std::optional<double> bm;
     if (!big.empty()) {
@@ -145,7 +152,9 @@ class AggregateTest : public ::testing::Test {
     // Status and event time: latest event within the longest window.
     int64_t latest = w3.empty() ? 0 : w3.back()->t;
     EXPECT_EQ(v.event_time, latest) << ctx;
-    vector_status want = latest == 0 ? vector_status::missing : (t - latest > 2 * H ? vector_status::stale : vector_status::fresh);
+    vector_status want = latest == 0
+                             ? vector_status::missing
+                             : (t - latest > 2 * H ? vector_status::stale : vector_status::fresh);
     EXPECT_EQ(v.status, want) << ctx;
   }
 
@@ -216,11 +225,15 @@ view { name = "w", entity = "e", stream = "s", ttl = "2h", features = {
   const view_def* w = (*d)->find_view("w");
   std::mt19937_64 rng(7);
   std::uniform_int_distribution<int64_t> minute(0, 24 * 60);
-  for (int i = 0; i < 120; ++i) add(50 * H + minute(rng) * 60 * 1000000, static_cast<double>(rng() % 10), "a");
+  for (int i = 0; i < 120; ++i)
+    add(50 * H + minute(rng) * 60 * 1000000, static_cast<double>(rng() % 10), "a");
   auto same = [](const feature_vector& a, const feature_vector& b) {
-    if (a.status != b.status || a.event_time != b.event_time || a.values.size() != b.values.size()) return false;
+    if (a.status != b.status || a.event_time != b.event_time || a.values.size() != b.values.size())
+      return false;
     for (size_t i = 0; i < a.values.size(); ++i)
-      if (to_text(a.values[i].v) != to_text(b.values[i].v) || a.values[i].event_time != b.values[i].event_time) return false;
+      if (to_text(a.values[i].v) != to_text(b.values[i].v) ||
+          a.values[i].event_time != b.values[i].event_time)
+        return false;
     return true;
   };
   size_t intervals = 0, long_ones = 0, reads = 0;
@@ -233,12 +246,13 @@ view { name = "w", entity = "e", stream = "s", ttl = "2h", features = {
     std::uniform_int_distribution<int64_t> inside(t0, end - 1);
     for (int k = 0; k < 20; ++k) {
       int64_t t = k == 0 ? end - 1 : inside(rng);
-      EXPECT_TRUE(same(v0, compute_vector(*w, records, t, "k"))) << "computed at " << t0 << ", valid until " << v0.valid_until
-                                                                 << ", differs at " << t;
+      EXPECT_TRUE(same(v0, compute_vector(*w, records, t, "k")))
+          << "computed at " << t0 << ", valid until " << v0.valid_until << ", differs at " << t;
       ++reads;
     }
   }
-  std::fprintf(stderr, "%zu intervals (%zu longer than a minute), %zu reads inside them\n", intervals, long_ones, reads);
+  std::fprintf(stderr, "%zu intervals (%zu longer than a minute), %zu reads inside them\n",
+               intervals, long_ones, reads);
   EXPECT_GT(long_ones, intervals / 4);  // the cache has something to hit
   // time_since_last changes with every read: such a vector is valid at its own time only.
   add(100 * H, 1.0, "a");

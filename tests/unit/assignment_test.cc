@@ -75,8 +75,10 @@ TEST(Assignment, JoinMovesOnlyToTheNewNodeAndLeaveOnlyFromTheOldOne) {
   std::vector<std::string> without{"node-0", "node-2", "node-3"};
   auto left = assign_shards(64, without);
   for (uint32_t s = 0; s < 64; ++s) {
-    if (after[s] != "node-1") EXPECT_EQ(left[s], after[s]) << "shard " << s << " moved though its owner stayed";
-    else EXPECT_NE(left[s], "node-1");
+    if (after[s] != "node-1")
+      EXPECT_EQ(left[s], after[s]) << "shard " << s << " moved though its owner stayed";
+    else
+      EXPECT_NE(left[s], "node-1");
   }
 }
 

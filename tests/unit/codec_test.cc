@@ -8,7 +8,9 @@
 namespace tessera {
 
 TEST(RecordCodec, RoundTripsEveryType) {
-  record r{978307260000000LL, 42, 7,
+  record r{978307260000000LL,
+           42,
+           7,
            {std::monostate{}, int64_t{-5}, 2.5, std::string("LAX"), true, timestamp_value{123}}};
   record back;
   ASSERT_TRUE(decode_record(encode_record(r), back));
@@ -22,7 +24,8 @@ TEST(RecordCodec, RoundTripsEveryType) {
 TEST(RecordCodec, RejectsTruncatedAndCorruptBytes) {
   std::string bytes = encode_record(record{1, 2, 3, {std::string("abcdef"), 1.0}});
   record out;
-  for (size_t n = 0; n < bytes.size(); ++n) EXPECT_FALSE(decode_record(bytes.substr(0, n), out)) << n;
+  for (size_t n = 0; n < bytes.size(); ++n)
+    EXPECT_FALSE(decode_record(bytes.substr(0, n), out)) << n;
   std::string bad = bytes;
   bad[0] = 9;  // unknown format version
   EXPECT_FALSE(decode_record(bad, out));
@@ -32,11 +35,18 @@ TEST(RecordCodec, RejectsTruncatedAndCorruptBytes) {
 // Decoding some fields into slots gives what decoding all and picking them gives, every type
 // skipped and kept; damaged bytes are refused the same way.
 TEST(RecordCodec, DecodesOnlyTheFieldsAskedForIntoTheirSlots) {
-  record r{978307260000000LL, 42, 7,
-           {std::monostate{}, int64_t{-5}, 2.5, std::string("LAX"), true, timestamp_value{123}, std::string("SFO"), -0.0}};
+  record r{978307260000000LL,
+           42,
+           7,
+           {std::monostate{}, int64_t{-5}, 2.5, std::string("LAX"), true, timestamp_value{123},
+            std::string("SFO"), -0.0}};
   const std::string bytes = encode_record(r);
-  const std::vector<std::vector<int>> layouts = {
-      {}, {-1, -1, 0}, {0, 1, 2, 3, 4, 5, 6, 7}, {7, 6, 5, 4, 3, 2, 1, 0}, {-1, 0, -1, 1, -1, 2, -1, 3}, {-1, -1, -1, -1, -1, -1, 1}};
+  const std::vector<std::vector<int>> layouts = {{},
+                                                 {-1, -1, 0},
+                                                 {0, 1, 2, 3, 4, 5, 6, 7},
+                                                 {7, 6, 5, 4, 3, 2, 1, 0},
+                                                 {-1, 0, -1, 1, -1, 2, -1, 3},
+                                                 {-1, -1, -1, -1, -1, -1, 1}};
   for (auto& slot_of : layouts) {
     size_t slots = 0;
     for (int sl : slot_of) slots = std::max(slots, static_cast<size_t>(sl + 1));
@@ -49,7 +59,8 @@ TEST(RecordCodec, DecodesOnlyTheFieldsAskedForIntoTheirSlots) {
     for (size_t i = 0; i < slot_of.size(); ++i)
       if (slot_of[i] >= 0) want[static_cast<size_t>(slot_of[i])] = r.fields[i];
     EXPECT_TRUE(got.fields == want);
-    for (size_t n = 0; n < bytes.size(); ++n) EXPECT_FALSE(decode_record(bytes.substr(0, n), slot_of, slots, got)) << n;
+    for (size_t n = 0; n < bytes.size(); ++n)
+      EXPECT_FALSE(decode_record(bytes.substr(0, n), slot_of, slots, got)) << n;
     EXPECT_FALSE(decode_record(bytes + "x", slot_of, slots, got));
   }
 }
@@ -57,8 +68,13 @@ TEST(RecordCodec, DecodesOnlyTheFieldsAskedForIntoTheirSlots) {
 TEST(ParseTextAs, ConvertsOrExplains) {
   EXPECT_EQ(std::get<double>(*parse_text_as("-13", field_type::float64)), -13.0);
   EXPECT_EQ(std::get<int64_t>(*parse_text_as("2176", field_type::int64)), 2176);
-  EXPECT_EQ(std::get<timestamp_value>(*parse_text_as("2001-01-01T00:01:00.000Z", field_type::timestamp)).micros, 978307260000000LL);
-  EXPECT_NE(parse_text_as("abc", field_type::float64).error_message().find("expected float, got 'abc'"), std::string::npos);
+  EXPECT_EQ(
+      std::get<timestamp_value>(*parse_text_as("2001-01-01T00:01:00.000Z", field_type::timestamp))
+          .micros,
+      978307260000000LL);
+  EXPECT_NE(
+      parse_text_as("abc", field_type::float64).error_message().find("expected float, got 'abc'"),
+      std::string::npos);
   EXPECT_FALSE(parse_text_as("nan", field_type::float64).ok());
   EXPECT_FALSE(parse_text_as("1.5", field_type::int64).ok());
   EXPECT_FALSE(parse_text_as("maybe", field_type::boolean).ok());
@@ -72,7 +88,8 @@ class NormalizeTest : public ::testing::Test {
     defs = *d;
     s = defs->find_stream("flights");
   }
-  wire::Event::Builder event(capnp::MallocMessageBuilder& mb, std::vector<std::pair<std::string, std::string>> fields) {
+  wire::Event::Builder event(capnp::MallocMessageBuilder& mb,
+                             std::vector<std::pair<std::string, std::string>> fields) {
     auto e = mb.initRoot<wire::Event>();
     auto fl = e.initFields(static_cast<unsigned>(fields.size()));
     for (unsigned i = 0; i < fields.size(); ++i) {
@@ -87,7 +104,11 @@ class NormalizeTest : public ::testing::Test {
 
 TEST_F(NormalizeTest, TypesFieldsAndBuildsKeys) {
   capnp::MallocMessageBuilder mb;
-  auto e = event(mb, {{"date", "2001-01-01T00:01:00.000Z"}, {"delay", "33"}, {"origin", "LAS"}, {"destination", "PHL"}, {"extra", "ignored"}});
+  auto e = event(mb, {{"date", "2001-01-01T00:01:00.000Z"},
+                      {"delay", "33"},
+                      {"origin", "LAS"},
+                      {"destination", "PHL"},
+                      {"extra", "ignored"}});
   normalized_event ne;
   event_error err;
   ASSERT_TRUE(normalize_event(e.asReader(), *s, ne, err)) << err.reason;
@@ -102,7 +123,8 @@ TEST_F(NormalizeTest, RejectsWrongTypesMissingKeysAndAbsurdTimes) {
   event_error err;
   {
     capnp::MallocMessageBuilder mb;
-    EXPECT_FALSE(normalize_event(event(mb, {{"date", "2001-01-01"}, {"delay", "late"}}).asReader(), *s, ne, err));
+    EXPECT_FALSE(normalize_event(event(mb, {{"date", "2001-01-01"}, {"delay", "late"}}).asReader(),
+                                 *s, ne, err));
     EXPECT_EQ(err.field, "delay");
   }
   {
@@ -113,7 +135,8 @@ TEST_F(NormalizeTest, RejectsWrongTypesMissingKeysAndAbsurdTimes) {
   {
     capnp::MallocMessageBuilder mb;
     EXPECT_FALSE(normalize_event(event(mb, {{"date", "2999-01-01"}}).asReader(), *s, ne, err));
-    EXPECT_NE(err.reason.find("more than max_future (1d) past the wall clock"), std::string::npos) << err.reason;
+    EXPECT_NE(err.reason.find("more than max_future (1d) past the wall clock"), std::string::npos)
+        << err.reason;
     EXPECT_TRUE(err.outlier);
   }
   {
@@ -122,15 +145,23 @@ TEST_F(NormalizeTest, RejectsWrongTypesMissingKeysAndAbsurdTimes) {
   }
   {
     capnp::MallocMessageBuilder mb;
-    ASSERT_TRUE(normalize_event(event(mb, {{"date", "2001-01-01"}, {"origin", "LAX"}}).asReader(), *s, ne, err));
+    ASSERT_TRUE(normalize_event(event(mb, {{"date", "2001-01-01"}, {"origin", "LAX"}}).asReader(),
+                                *s, ne, err));
     EXPECT_EQ(entity_key(ne, *defs->find_plan("flights", "route"), err), "");
     EXPECT_EQ(err.field, "destination");
   }
 }
 
 TEST(VectorCodec, RoundTrips) {
-  feature_vector v{"airport_delay", 1, "LAX", 10, 9, vector_status::stale,
-                   {{"a", int64_t{3}, 9}, {"b", std::monostate{}, 0}, {"c", std::vector<std::string>{"x", "y"}, 8}}};
+  feature_vector v{"airport_delay",
+                   1,
+                   "LAX",
+                   10,
+                   9,
+                   vector_status::stale,
+                   {{"a", int64_t{3}, 9},
+                    {"b", std::monostate{}, 0},
+                    {"c", std::vector<std::string>{"x", "y"}, 8}}};
   capnp::MallocMessageBuilder mb;
   write_vector(mb.initRoot<wire::FeatureVector>(), v);
   auto back = read_vector(mb.getRoot<wire::FeatureVector>().asReader());
@@ -151,8 +182,12 @@ TEST(NormalizeExample, DerivesTheArrivalTimeAndIgnoresASentValue) {
   const stream_def* s = (*d)->find_stream("flights");
   capnp::MallocMessageBuilder mb;
   auto e = mb.initRoot<wire::Event>();
-  const std::vector<std::pair<std::string, std::string>> fs{
-      {"date", "2001-01-01T00:01:00.000Z"}, {"delay", "33"}, {"distance", "400"}, {"origin", "LAS"}, {"destination", "PHL"}, {"arrival", "1999-01-01"}};
+  const std::vector<std::pair<std::string, std::string>> fs{{"date", "2001-01-01T00:01:00.000Z"},
+                                                            {"delay", "33"},
+                                                            {"distance", "400"},
+                                                            {"origin", "LAS"},
+                                                            {"destination", "PHL"},
+                                                            {"arrival", "1999-01-01"}};
   auto fl = e.initFields(static_cast<unsigned>(fs.size()));
   for (unsigned i = 0; i < fs.size(); ++i) {
     fl[i].setName(fs[i].first);

@@ -49,30 +49,41 @@ view { name = "v", version = 2, entity = "origin", stream = "flights", features 
 TEST(Definitions, ErrorsNameFileLineAndProblem) {
   std::string s = kStream;
   EXPECT_NE(error_of("stream { name = ").find("defs.lua:1:"), std::string::npos);
-  EXPECT_NE(error_of(s + "view { name = 'v', entity = 'origin', stream = 'nope', features = {} }").find("unknown stream 'nope'"),
+  EXPECT_NE(error_of(s + "view { name = 'v', entity = 'origin', stream = 'nope', features = {} }")
+                .find("unknown stream 'nope'"),
             std::string::npos);
-  EXPECT_NE(error_of(s + "view { name = 'v', entity = 'who', stream = 'flights', features = { count { 'n', window = '1h' } } }")
+  EXPECT_NE(error_of(s + "view { name = 'v', entity = 'who', stream = 'flights', features = { "
+                         "count { 'n', window = '1h' } } }")
                 .find("unknown entity 'who'"),
             std::string::npos);
-  EXPECT_NE(error_of(s + "\n\nview { name = 'v', entity = 'origin', stream = 'flights', features = { count { 'n', window = 'soon' } } }")
+  EXPECT_NE(error_of(s + "\n\nview { name = 'v', entity = 'origin', stream = 'flights', features = "
+                         "{ count { 'n', window = 'soon' } } }")
                 .find("defs.lua:7:"),
             std::string::npos);
-  EXPECT_NE(error_of(s + "view { name = 'v', entity = 'origin', stream = 'flights', features = { mean { 'm', field = 'origin', window = '1h' } } }")
+  EXPECT_NE(error_of(s + "view { name = 'v', entity = 'origin', stream = 'flights', features = { "
+                         "mean { 'm', field = 'origin', window = '1h' } } }")
                 .find("needs a numeric field"),
             std::string::npos);
-  EXPECT_NE(error_of(s + "view { name = 'v', entity = 'origin', stream = 'flights', features = { count { 'n', window = '1h', filter = 'speed > 1' } } }")
+  EXPECT_NE(error_of(s + "view { name = 'v', entity = 'origin', stream = 'flights', features = { "
+                         "count { 'n', window = '1h', filter = 'speed > 1' } } }")
                 .find("unknown field 'speed'"),
             std::string::npos);
-  EXPECT_NE(error_of(s + "view { name = 'v', entity = 'origin', stream = 'flights', features = { count { 'n', windw = '1h' } } }")
+  EXPECT_NE(error_of(s + "view { name = 'v', entity = 'origin', stream = 'flights', features = { "
+                         "count { 'n', windw = '1h' } } }")
                 .find("unknown key(s) windw"),
             std::string::npos);
-  EXPECT_NE(error_of(s + "view { name = 'v', entity = 'origin', stream = 'flights', features = { count { 'n', window = '1h' }, count { 'n', window = '2h' } } }")
+  EXPECT_NE(error_of(s + "view { name = 'v', entity = 'origin', stream = 'flights', features = { "
+                         "count { 'n', window = '1h' }, count { 'n', window = '2h' } } }")
                 .find("duplicate feature name n"),
             std::string::npos);
-  EXPECT_NE(error_of("stream { name = 's', time_field = 'x', fields = { x = 'float' } }").find("time_field must name a field of type timestamp"),
+  EXPECT_NE(error_of("stream { name = 's', time_field = 'x', fields = { x = 'float' } }")
+                .find("time_field must name a field of type timestamp"),
             std::string::npos);
-  EXPECT_NE(error_of("stream { name = 's', time_field = 't', fields = { t = 'timestamp', y = 'complex' } }").find("unknown type 'complex'"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of(
+          "stream { name = 's', time_field = 't', fields = { t = 'timestamp', y = 'complex' } }")
+          .find("unknown type 'complex'"),
+      std::string::npos);
   EXPECT_NE(error_of("").find("no stream defined"), std::string::npos);
 }
 
@@ -119,20 +130,43 @@ view { name = "v", entity = "e", stream = "s", features = { count { "n", window 
     auto r = definitions::load_string(base + extra, "d.lua");
     return r.ok() ? std::string("<loaded>") : r.error_message();
   };
-  EXPECT_NE(err(R"(label { name = "l", stream = "s", value = "x > 1", features = { "nope" } })").find("d.lua:5: label l: unknown view 'nope'"), std::string::npos);
-  EXPECT_NE(err(R"(label { name = "l", stream = "s", value = "y > 1", features = { "v" } })").find("unknown field 'y'"), std::string::npos);
-  EXPECT_NE(err(R"(label { name = "l", stream = "q", value = "x", features = { "v" } })").find("unknown stream 'q'"), std::string::npos);
-  EXPECT_NE(err(R"(label { name = "l", stream = "s", value = "x", features = { "v" }, on_demand = { h = "hour(t" } })").find("on-demand h"), std::string::npos);
+  EXPECT_NE(err(R"(label { name = "l", stream = "s", value = "x > 1", features = { "nope" } })")
+                .find("d.lua:5: label l: unknown view 'nope'"),
+            std::string::npos);
+  EXPECT_NE(err(R"(label { name = "l", stream = "s", value = "y > 1", features = { "v" } })")
+                .find("unknown field 'y'"),
+            std::string::npos);
+  EXPECT_NE(err(R"(label { name = "l", stream = "q", value = "x", features = { "v" } })")
+                .find("unknown stream 'q'"),
+            std::string::npos);
+  EXPECT_NE(
+      err(R"(label { name = "l", stream = "s", value = "x", features = { "v" }, on_demand = { h = "hour(t" } })")
+          .find("on-demand h"),
+      std::string::npos);
   const std::string l = R"(label { name = "l", stream = "s", value = "x > 1", features = { "v" } }
 )";
-  const std::string split = R"(split = { train = { "2001-01-01", "2001-02-01" }, validation = { "2001-02-01", "2001-03-01" }, test = { "2001-03-01", "2001-04-01" } })";
+  const std::string split =
+      R"(split = { train = { "2001-01-01", "2001-02-01" }, validation = { "2001-02-01", "2001-03-01" }, test = { "2001-03-01", "2001-04-01" } })";
   EXPECT_EQ(err(l + "model { name = \"m\", label = \"l\", " + split + " }"), "<loaded>");
-  EXPECT_NE(err(l + "model { name = \"m\", label = \"zz\", " + split + " }").find("unknown label 'zz'"), std::string::npos);
-  EXPECT_NE(err(l + "model { name = \"m\", label = \"l\", kind = \"forest\", " + split + " }").find("kind must be"), std::string::npos);
-  EXPECT_NE(err(l + "model { name = \"m\", label = \"l\", features = { \"v.zz\" }, " + split + " }").find("'v.zz' is not a column"), std::string::npos);
+  EXPECT_NE(
+      err(l + "model { name = \"m\", label = \"zz\", " + split + " }").find("unknown label 'zz'"),
+      std::string::npos);
+  EXPECT_NE(err(l + "model { name = \"m\", label = \"l\", kind = \"forest\", " + split + " }")
+                .find("kind must be"),
+            std::string::npos);
+  EXPECT_NE(err(l + "model { name = \"m\", label = \"l\", features = { \"v.zz\" }, " + split + " }")
+                .find("'v.zz' is not a column"),
+            std::string::npos);
   EXPECT_NE(err(l + "model { name = \"m\", label = \"l\" }").find("split = {"), std::string::npos);
-  EXPECT_NE(err(l + R"(model { name = "m", label = "l", split = { train = { "2001-01-01", "2001-02-01" }, validation = { "2001-02-02", "2001-03-01" }, test = { "2001-03-01", "2001-04-01" } } })").find("follow each other"), std::string::npos);
-  EXPECT_NE(err(R"(stream { name = "d", time_field = "a", fields = { t = "timestamp" }, derive = { a = { type = "timestamp", expr = "t + zz" } } })").find("unknown field 'zz'"), std::string::npos);
+  EXPECT_NE(
+      err(l +
+          R"(model { name = "m", label = "l", split = { train = { "2001-01-01", "2001-02-01" }, validation = { "2001-02-02", "2001-03-01" }, test = { "2001-03-01", "2001-04-01" } } })")
+          .find("follow each other"),
+      std::string::npos);
+  EXPECT_NE(
+      err(R"(stream { name = "d", time_field = "a", fields = { t = "timestamp" }, derive = { a = { type = "timestamp", expr = "t + zz" } } })")
+          .find("unknown field 'zz'"),
+      std::string::npos);
 }
 
 }  // namespace tessera

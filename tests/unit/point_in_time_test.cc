@@ -70,12 +70,14 @@ TEST(PointInTime, MatchesBruteForceAndNeverUsesWhatWasNotKnownYet) {
   std::deque<record> scratch;
   int leaked_somewhere = 0;
   for (int q = 0; q < 400; ++q) {
-    const int64_t t = log[rng() % log.size()].r.time + static_cast<int64_t>(rng() % 3) - 1;  // on, before, after an event
+    const int64_t t = log[rng() % log.size()].r.time + static_cast<int64_t>(rng() % 3) -
+                      1;  // on, before, after an event
     auto fv = vector_at(*f.v, *f.p, log, t, "a", scratch);
     int64_t n1 = 0, big2 = 0, all1 = 0;
     double sum1 = 0, max2 = -1;
     for (auto& e : log) {
-      bool in1 = e.r.time > t - 60 * kMin && e.r.time <= t, in2 = e.r.time > t - 120 * kMin && e.r.time <= t;
+      bool in1 = e.r.time > t - 60 * kMin && e.r.time <= t,
+           in2 = e.r.time > t - 120 * kMin && e.r.time <= t;
       all1 += in1;
       if (e.known > t) continue;
       double x = std::get<double>(e.r.fields[f.s->field_index("x")]);
@@ -84,8 +86,10 @@ TEST(PointInTime, MatchesBruteForceAndNeverUsesWhatWasNotKnownYet) {
     }
     leaked_somewhere += all1 != n1;
     ASSERT_EQ(num(fv, 0), static_cast<double>(n1)) << "t=" << t;
-    if (n1) EXPECT_NEAR(num(fv, 1), sum1 / static_cast<double>(n1), 1e-9);
-    else EXPECT_TRUE(is_null(fv.values[1].v));
+    if (n1)
+      EXPECT_NEAR(num(fv, 1), sum1 / static_cast<double>(n1), 1e-9);
+    else
+      EXPECT_TRUE(is_null(fv.values[1].v));
     EXPECT_EQ(num(fv, 2), max2);
     EXPECT_EQ(num(fv, 3), static_cast<double>(big2));
   }
@@ -95,11 +99,12 @@ TEST(PointInTime, MatchesBruteForceAndNeverUsesWhatWasNotKnownYet) {
 TEST(PointInTime, BoundariesAreInclusiveAtTAndExclusiveAtTMinusWindow) {
   fixture f;
   const int64_t t = 1'000'000'000'000'000LL;
-  std::vector<log_entry> log{f.entry(t - 60 * kMin, t - 60 * kMin, 1, 1),  // exactly W before: outside (t - W, t]
-                             f.entry(t - 30 * kMin, t, 2, 2),             // known exactly at t: counts
-                             f.entry(t - 20 * kMin, t + 1, 4, 3),         // known 1 µs after t: never
-                             f.entry(t, t, 8, 4),                         // at t, known at t: counts
-                             f.entry(t + 1, t + 1, 16, 5)};               // after t: never
+  std::vector<log_entry> log{
+      f.entry(t - 60 * kMin, t - 60 * kMin, 1, 1),  // exactly W before: outside (t - W, t]
+      f.entry(t - 30 * kMin, t, 2, 2),              // known exactly at t: counts
+      f.entry(t - 20 * kMin, t + 1, 4, 3),          // known 1 µs after t: never
+      f.entry(t, t, 8, 4),                          // at t, known at t: counts
+      f.entry(t + 1, t + 1, 16, 5)};                // after t: never
   std::deque<record> scratch;
   auto fv = vector_at(*f.v, *f.p, log, t, "a", scratch);
   EXPECT_EQ(num(fv, 0), 2);
@@ -124,7 +129,8 @@ namespace {
 
 bool same_bits(const value& a, const value& b) {
   if (a.index() != b.index()) return false;
-  if (auto* x = std::get_if<double>(&a)) return std::memcmp(x, &std::get<double>(b), sizeof(double)) == 0;
+  if (auto* x = std::get_if<double>(&a))
+    return std::memcmp(x, &std::get<double>(b), sizeof(double)) == 0;
   return a == b;
 }
 
@@ -158,7 +164,8 @@ view { name = "w", entity = "e", stream = "s", ttl = "20m", features = {
     std::vector<log_entry> log;
     for (uint64_t i = 0; i < 3000; ++i) {
       log_entry e;
-      e.r.time = 1'000'000'000'000'000LL + static_cast<int64_t>(rng() % (48 * 60)) * kMin / 4;  // many equal times
+      e.r.time = 1'000'000'000'000'000LL +
+                 static_cast<int64_t>(rng() % (48 * 60)) * kMin / 4;  // many equal times
       e.r.seq = i + 1;
       e.known = e.r.time + ((i % 300 == 0 && !clean) ? static_cast<int64_t>(rng() % 90) * kMin : 0);
       if (i % 7 == 0) e.known -= kMin;  // known before its event time: as good as known at it
@@ -167,11 +174,19 @@ view { name = "w", entity = "e", stream = "s", ttl = "20m", features = {
       double x = static_cast<double>(static_cast<int>(rng() % 61) - 30);
       if (fractional) x = x / 7.0 + 1e-3 * static_cast<double>(rng() % 1000);
       switch (clean ? 19 : rng() % 20) {
-        case 0: e.r.fields[s->field_index("x")] = std::nan(""); break;
-        case 1: break;  // null
-        case 2: e.r.fields[s->field_index("x")] = -0.0; break;
-        case 3: e.r.fields[s->field_index("x")] = 0.0; break;
-        default: e.r.fields[s->field_index("x")] = x;
+        case 0:
+          e.r.fields[s->field_index("x")] = std::nan("");
+          break;
+        case 1:
+          break;  // null
+        case 2:
+          e.r.fields[s->field_index("x")] = -0.0;
+          break;
+        case 3:
+          e.r.fields[s->field_index("x")] = 0.0;
+          break;
+        default:
+          e.r.fields[s->field_index("x")] = x;
       }
       e.r.fields[s->field_index("k")] = std::string("a");
       log.push_back(std::move(e));
@@ -193,7 +208,8 @@ view { name = "w", entity = "e", stream = "s", ttl = "20m", features = {
       EXPECT_EQ(got.event_time, want.event_time) << "t=" << t;
       EXPECT_EQ(got.status, want.status) << "t=" << t;
       for (size_t i = 0; i < want.values.size(); ++i) {
-        EXPECT_TRUE(same_bits(got.values[i].v, want.values[i].v)) << want.values[i].name << " at t=" << t << " fractional=" << fractional;
+        EXPECT_TRUE(same_bits(got.values[i].v, want.values[i].v))
+            << want.values[i].name << " at t=" << t << " fractional=" << fractional;
         EXPECT_EQ(got.values[i].event_time, want.values[i].event_time) << want.values[i].name;
       }
     }
@@ -212,18 +228,23 @@ view { name = "w", entity = "e", stream = "s", ttl = "20m", features = {
     int cursor_fast = 0;
     for (int q = 0; q < 3000; ++q) {
       const uint64_t step = rng() % 100;
-      if (step < 3) t -= static_cast<int64_t>(rng() % (8 * 60)) * kMin;  // back
-      else if (step < 5) t += static_cast<int64_t>(rng() % (8 * 60)) * kMin;  // far ahead
-      else t += static_cast<int64_t>(rng() % 5) * kMin / 2;
+      if (step < 3)
+        t -= static_cast<int64_t>(rng() % (8 * 60)) * kMin;  // back
+      else if (step < 5)
+        t += static_cast<int64_t>(rng() % (8 * 60)) * kMin;  // far ahead
+      else
+        t += static_cast<int64_t>(rng() % 5) * kMin / 2;
       if (t > last) t = log.front().r.time - 6 * 60 * kMin;
       std::vector<value> vals(v->features.size());
       std::vector<int64_t> times(v->features.size());
-      if (!index.cells(t, vals.data(), times.data(), &cur)) continue;  // late-known: the caller walks
+      if (!index.cells(t, vals.data(), times.data(), &cur))
+        continue;  // late-known: the caller walks
       ++cursor_fast;
       feature_vector want = vector_at(*v, pl, t, "a", scratch);
       ASSERT_EQ(vals.size(), want.values.size());
       for (size_t i = 0; i < want.values.size(); ++i) {
-        EXPECT_TRUE(same_bits(vals[i], want.values[i].v)) << want.values[i].name << " at t=" << t << " (cursor)";
+        EXPECT_TRUE(same_bits(vals[i], want.values[i].v))
+            << want.values[i].name << " at t=" << t << " (cursor)";
         EXPECT_EQ(times[i], want.values[i].event_time) << want.values[i].name << " (cursor)";
       }
     }

@@ -20,7 +20,8 @@ TEST(ParseTimestamp, ReadsEpochNumbersByMagnitude) {
 }
 
 TEST(ParseTimestamp, RejectsGarbage) {
-  for (auto s : {"", "yesterday", "2001-13-01", "2001-01-01T25:00", "2001-01-01T00:00Zjunk", "12:00"})
+  for (auto s :
+       {"", "yesterday", "2001-13-01", "2001-01-01T25:00", "2001-01-01T00:00Zjunk", "12:00"})
     EXPECT_FALSE(parse_timestamp(s).ok()) << s;
 }
 
