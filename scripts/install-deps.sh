@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Tessera needs, skipping those already present.
 set -euo pipefail
-pkgs=(build-essential cmake ninja-build ccache pkg-config git
+pkgs=(build-essential cmake ninja-build ccache pkg-config git clang-format
       libcaf-dev libcapnp-dev capnproto librocksdb-dev libgflags-dev
       libnats-dev nats-server libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev
       liblua5.4-dev libgtest-dev libgmock-dev zlib1g-dev redis-server redis-tools
