@@ -205,26 +205,20 @@ TEST_F(BadInput, MalformedMessagesPublishedStraightToJetStreamAreDeadLettered) {
                        nullptr, nullptr),
             NATS_OK);
 
+  // One LAX flight in a batch of its own, straight to JetStream.
+  auto publish_one = [&](const std::string& date) {
+    capnp::MallocMessageBuilder one;
+    set_flight(one.initRoot<wire::EventBatch>().initEvents(1)[0], date, "99", "LAX", "SFO");
+    auto one_words = capnp::messageToFlatArray(one);
+    auto one_bytes = one_words.asBytes();
+    return js_Publish(nullptr, js, subj.c_str(), one_bytes.begin(),
+                      static_cast<int>(one_bytes.size()), nullptr, nullptr);
+  };
   // 3: an event from before the offline retention (2d before the shard's watermark).
-  capnp::MallocMessageBuilder old_mb;
-  set_flight(old_mb.initRoot<wire::EventBatch>().initEvents(1)[0], "2000-12-25T00:00:00Z", "99",
-             "LAX", "SFO");
-  auto old_words = capnp::messageToFlatArray(old_mb);
-  auto old_bytes = old_words.asBytes();
-  ASSERT_EQ(js_Publish(nullptr, js, subj.c_str(), old_bytes.begin(),
-                       static_cast<int>(old_bytes.size()), nullptr, nullptr),
-            NATS_OK);
-
+  ASSERT_EQ(publish_one("2000-12-25T00:00:00Z"), NATS_OK);
   // 4: an event two months past the stream's watermark (a producer's bad clock): refused, not
   // applied, so LAX's windows keep what the good events put there.
-  capnp::MallocMessageBuilder far_mb;
-  set_flight(far_mb.initRoot<wire::EventBatch>().initEvents(1)[0], "2001-03-02T10:00:00Z", "99",
-             "LAX", "SFO");
-  auto far_words = capnp::messageToFlatArray(far_mb);
-  auto far_bytes = far_words.asBytes();
-  ASSERT_EQ(js_Publish(nullptr, js, subj.c_str(), far_bytes.begin(),
-                       static_cast<int>(far_bytes.size()), nullptr, nullptr),
-            NATS_OK);
+  ASSERT_EQ(publish_one("2001-03-02T10:00:00Z"), NATS_OK);
 
   capnp::EzRpcClient c(h->rpc());
   uint64_t dead = 0;
