@@ -230,6 +230,24 @@ size_t compare_all(const std::string& rpc, const std::vector<flight>& fs, int64_
     routes.insert(f.origin + "-" + f.destination);
     stream_clock = std::max(stream_clock, f.time);
   }
+  if (as_of == 0) {
+    // Nodes agree on the clock within a heartbeat: in a cluster, the node read through may
+    // learn the last shards' watermark a moment after they applied it.
+    int64_t seen = 0;
+    bool agreed = eventually(
+        [&] {
+          capnp::EzRpcClient client(rpc);
+          auto resp =
+              client.getMain<wire::Gateway>().statusRequest().send().wait(client.getWaitScope());
+          for (auto c : resp.getStatus().getClocks())
+            if (std::string(c.getStream().cStr()) == "flights") seen = c.getReadTime();
+          return seen >= stream_clock;
+        },
+        std::chrono::seconds(30));
+    if (!agreed)
+      std::fprintf(stderr, "node %s: the stream's clock reads %lld after 30 s, %lld expected\n",
+                   rpc.c_str(), static_cast<long long>(seen), static_cast<long long>(stream_clock));
+  }
   size_t bad = 0;
   std::vector<std::string> keys(origins.begin(), origins.end());
   std::vector<int64_t> times, as_ofs;
