@@ -37,7 +37,7 @@ struct stream_def {
   int64_t max_age_us = 0;                          // JetStream retention; 0 = unlimited
   int64_t duplicate_window_us = 3600 * 1000000LL;  // JetStream de-duplication window
   // How long the offline log (every event with its event and known time) keeps an event,
-  // counted back from the shard's watermark in event time.
+  // counted back from the shard's watermark (a live stream: the wall clock) in event time.
   int64_t offline_retention_us = 365LL * 86400 * 1000000;
   clock_mode clock = clock_mode::live;
   // Outliers are refused, never applied: an event more than max_future past the wall clock, or

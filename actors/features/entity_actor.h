@@ -15,8 +15,9 @@ struct entity_state {
   const kind_plan* plan = nullptr;
   std::deque<record> records;
   bool TEST_crash_next = false;
-  // Vectors computed since the last apply, per view index: (t, vector). Reads at the same t
-  // (the common case: the shard's watermark) are answered without recomputing.
+  // Vectors computed since the last apply, per view index: (t, vector). Reads at any time in a
+  // vector's validity (feature_vector::valid_until; the common case: the stream's clock, which
+  // moves between reads) are answered without recomputing.
   std::vector<std::optional<std::pair<int64_t, feature_vector>>> cache;
   std::chrono::steady_clock::time_point last_materialized{};
   static inline const char* name = "tsr.entity";

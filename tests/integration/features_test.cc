@@ -36,7 +36,7 @@ class FlightsNode : public ::testing::Test {
 temp_dir* FlightsNode::dir_ = nullptr;
 node_harness* FlightsNode::harness_ = nullptr;
 
-TEST_F(FlightsNode, EveryValueAtEachShardsWatermarkMatchesBruteForce) {
+TEST_F(FlightsNode, EveryValueAtTheStreamsClockMatchesBruteForce) {
   EXPECT_EQ(compare_all(harness_->rpc(), slice(), 0), 0u);
 }
 

@@ -90,7 +90,7 @@ std::vector<std::pair<std::string, std::map<std::string, std::optional<double>>>
     int64_t as_of, std::vector<int64_t>* event_times = nullptr,
     std::vector<int64_t>* as_ofs = nullptr);
 
-// Compares every entity of both example views at `as_of` (0 = each shard's watermark) with
+// Compares every entity of both example views at `as_of` (0 = the stream's clock) with
 // the reference over `fs`; returns the number of mismatching values (details go to stderr).
 size_t compare_all(const std::string& rpc, const std::vector<flight>& fs, int64_t as_of);
 
