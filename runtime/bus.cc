@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <cstring>
+#include <utility>
 #include <vector>
 
 namespace tessera {
@@ -214,14 +215,20 @@ result<uint64_t> bus::open_consumer(const std::string& stream, const std::string
   }
   const std::string key = sname + "/" + cname;
   std::string current;
+  bool timed_out_before = false;
   {
     std::lock_guard<std::mutex> g(mu_);
     auto it = current_.find(key);
     current = it == current_.end() ? cname : it->second;
+    timed_out_before = std::exchange(creation_timed_out_[key], false);
   }
   natsStatus s = js_DeleteConsumer(js_, sname.c_str(), current.c_str(), &jo, &jerr);
   std::string name = cname;
-  if (s != NATS_OK && jerr != JSConsumerNotFoundErr && s != NATS_NOT_FOUND) {
+  // A creation that timed out under a name may time out under it for good: on a NATS cluster
+  // that lost a server, the meta layer can keep that name's assignment on the dead server (seen:
+  // one shard's creation timed out every 10 s for over 10 minutes while delete said "not
+  // found"). So after a timed-out creation, and when the old one cannot be deleted, a new name.
+  if (timed_out_before || (s != NATS_OK && jerr != JSConsumerNotFoundErr && s != NATS_NOT_FOUND)) {
     // Its server may be gone for good: create a consumer under a new name instead of waiting
     // (the old one expires on its own; see InactiveThreshold).
     name = cname + "-" +
@@ -265,7 +272,13 @@ result<uint64_t> bus::open_consumer(const std::string& stream, const std::string
   jo.Wait = 10000;  // a creation answers late while the NATS cluster fails over; retried after this
   s = js_AddConsumer(&ci, js_, sname.c_str(), &cc, &jo, &jerr);
   if (ci) jsConsumerInfo_Destroy(ci);
-  if (s != NATS_OK) return make_error(nats_error(s, ("cannot create consumer " + name).c_str()));
+  if (s != NATS_OK) {
+    if (s == NATS_TIMEOUT) {
+      std::lock_guard<std::mutex> g(mu_);
+      creation_timed_out_[key] = true;
+    }
+    return make_error(nats_error(s, ("cannot create consumer " + name).c_str()));
+  }
   std::lock_guard<std::mutex> g(mu_);
   current_[key] = name;
   return uint64_t{1};

@@ -160,6 +160,8 @@ class bus {
   std::vector<std::pair<__natsSubscription*, void*>> retired_;
   std::unordered_map<std::string, int> opened_;           // consumer → opens in this process
   std::unordered_map<std::string, std::string> current_;  // consumer → its name on the server now
+  // Consumers whose last creation timed out: the next one takes a new name (see open_consumer).
+  std::unordered_map<std::string, bool> creation_timed_out_;
   std::unordered_map<uint64_t, ack_fn> pending_acks_;
 
   // request(): one wildcard reply subscription, answers matched by token; a sweeper thread
