@@ -124,12 +124,7 @@ feature_vector compute_in(const view_def& view, It records_begin, It records_end
     }
     out.values.push_back(std::move(fv));
   }
-  if (out.event_time == 0)
-    out.status = vector_status::missing;
-  else if (t - out.event_time > view.ttl_us)
-    out.status = vector_status::stale;
-  else
-    out.status = vector_status::fresh;
+  out.status = status_at(out.event_time, t, view.ttl_us);
   out.valid_until = std::max(valid_until, t + 1);
   return out;
 }

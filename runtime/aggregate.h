@@ -27,6 +27,13 @@ struct record {
 
 enum class vector_status : uint8_t { missing = 0, fresh = 1, stale = 2 };
 
+// A vector's status at t from its latest event time in the longest window (0: none): missing,
+// stale when older than the view's ttl, else fresh. One rule for online and offline vectors.
+inline vector_status status_at(int64_t event_time, int64_t t, int64_t ttl_us) {
+  if (event_time == 0) return vector_status::missing;
+  return t - event_time > ttl_us ? vector_status::stale : vector_status::fresh;
+}
+
 struct feature_value {
   std::string name;
   value v;

@@ -325,12 +325,7 @@ bool window_index::at(int64_t t, const std::string& entity, feature_vector& out)
   out.values.reserve(nf);
   for (size_t fi = 0; fi < nf; ++fi)
     out.values.push_back(feature_value{view_.features[fi].name, std::move(vals[fi]), times[fi]});
-  if (out.event_time == 0)
-    out.status = vector_status::missing;
-  else if (t - out.event_time > view_.ttl_us)
-    out.status = vector_status::stale;
-  else
-    out.status = vector_status::fresh;
+  out.status = status_at(out.event_time, t, view_.ttl_us);
   return true;
 }
 
