@@ -24,7 +24,7 @@
 #include "cluster/status_check.h"
 #include "hash.h"
 #include "nats_server.h"
-#include "schemas/tessera.capnp.h"
+#include "schemas/gateway.capnp.h"
 
 using namespace tessera;
 using namespace tessera::bench;

@@ -16,7 +16,7 @@
 #include <unordered_map>
 
 #include "bench_common.h"
-#include "schemas/tessera.capnp.h"
+#include "schemas/gateway.capnp.h"
 #include "time_util.h"
 
 using namespace tessera;

@@ -12,7 +12,7 @@
 
 #include "bench_common.h"
 #include "nats_server.h"
-#include "schemas/tessera.capnp.h"
+#include "schemas/gateway.capnp.h"
 #include "tessera/node.h"
 
 using namespace tessera;

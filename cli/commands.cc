@@ -15,7 +15,7 @@
 #include "cli_util.h"
 #include "hash.h"
 #include "input_reader.h"
-#include "schemas/tessera.capnp.h"
+#include "schemas/gateway.capnp.h"
 #include "time_util.h"
 
 namespace tessera::cli {

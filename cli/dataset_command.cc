@@ -17,7 +17,7 @@
 #include "cli_util.h"
 #include "commands.h"
 #include "hash.h"
-#include "schemas/tessera.capnp.h"
+#include "schemas/gateway.capnp.h"
 #include "time_util.h"
 
 namespace tessera::cli {

@@ -12,7 +12,7 @@
 
 #include "cli_util.h"
 #include "commands.h"
-#include "schemas/tessera.capnp.h"
+#include "schemas/gateway.capnp.h"
 
 namespace tessera::cli {
 namespace {

@@ -106,11 +106,13 @@ result<nlohmann::json> model_registry::list() const {
 
 result<uint32_t> model_registry::resolve(const nlohmann::json& j, const std::string& name,
                                          uint32_t version) const {
-  if (j.is_null()) return make_error("unknown model '" + name + "'");
+  if (j.is_null()) return make_error("unknown model '" + name + "'", errc::not_found);
   if (version != 0) {
     if (!j["versions"].contains(std::to_string(version)))
       return make_error("model " + name + " has no version " + std::to_string(version) +
-                        " (latest: " + std::to_string(j["next_version"].get<uint32_t>() - 1) + ")");
+                            " (latest: " + std::to_string(j["next_version"].get<uint32_t>() - 1) +
+                            ")",
+                        errc::not_found);
     return version;
   }
   uint32_t latest = 0;
@@ -118,7 +120,7 @@ result<uint32_t> model_registry::resolve(const nlohmann::json& j, const std::str
     if (e["stage"] == "production") return static_cast<uint32_t>(std::stoul(v));
     latest = std::max<uint32_t>(latest, static_cast<uint32_t>(std::stoul(v)));
   }
-  if (!latest) return make_error("model " + name + " has no versions");
+  if (!latest) return make_error("model " + name + " has no versions", errc::not_found);
   return latest;
 }
 
@@ -126,7 +128,7 @@ result<nlohmann::json> model_registry::show(const std::string& name, uint32_t ve
   auto h = head(name);
   if (!h) return make_error(h.error_message());
   auto v = resolve(h->first, name, version);
-  if (!v) return make_error(v.error_message());
+  if (!v) return v.failure();
   auto& e = h->first["versions"][std::to_string(*v)];
   auto rec = kv_->get(name + "." + e["record"].get<std::string>());
   if (!rec) return make_error(rec.error_message());
@@ -155,14 +157,15 @@ result<std::string> model_registry::artifact(const std::string& name, uint32_t v
 status model_registry::promote(const std::string& name, uint32_t version,
                                const std::string& stage) {
   if (!valid_stage(stage))
-    return make_error("unknown stage '" + stage +
-                      "' (candidate, shadow, canary, production, archived)");
+    return make_error(
+        "unknown stage '" + stage + "' (candidate, shadow, canary, production, archived)",
+        errc::invalid);
   for (int attempt = 0; attempt < kCasAttempts; ++attempt) {
     auto h = head(name);
     if (!h) return make_error(h.error_message());
     auto [j, rev] = std::move(h.value());
     auto v = resolve(j, name, version);
-    if (!v) return make_error(v.error_message());
+    if (!v) return v.failure();
     const std::string key = std::to_string(*v);
     if (j["versions"][key]["stage"] == stage) return ok_status();
     for (auto& [other, e] : j["versions"].items()) {
@@ -189,10 +192,11 @@ result<uint32_t> model_registry::rollback(const std::string& name) {
     auto h = head(name);
     if (!h) return make_error(h.error_message());
     auto [j, rev] = std::move(h.value());
-    if (j.is_null()) return make_error("unknown model '" + name + "'");
+    if (j.is_null()) return make_error("unknown model '" + name + "'", errc::not_found);
     auto& hist = j["production_history"];
     if (hist.empty())
-      return make_error("model " + name + " has no earlier production version to roll back to");
+      return make_error("model " + name + " has no earlier production version to roll back to",
+                        errc::invalid);
     const uint32_t back = hist.back().get<uint32_t>();
     hist.erase(hist.size() - 1);
     for (auto& [v, e] : j["versions"].items())

@@ -1,9 +1,10 @@
-// The Cap'n Proto RPC gateway (schemas/tessera.capnp, interface Gateway) over TCP.
+// The Cap'n Proto RPC gateway over TCP: the root interface (schemas/gateway.capnp), which hands
+// out one capability per family (actors/features/features_rpc.h, actors/training/training_rpc.h)
+// and delegates its older methods to them.
 // Lifecycle: start() spawns the kj event-loop thread and returns once it listens; the
-// destructor stops the loop and joins the thread. Calls are validated on the kj thread;
-// ingest publishes through the bus and resolves when JetStream acknowledged every message;
-// reads and status go to the feature supervisor actor and come back through cross-thread
-// fulfillers.
+// destructor stops the loop and joins the thread. Every call runs on that thread; work done
+// elsewhere (JetStream acks, shard actors, worker pools) answers through cross-thread
+// fulfillers. Errors reach the caller with their code (runtime/rpc_edge.h).
 #pragma once
 #include <caf/all.hpp>
 
@@ -13,6 +14,7 @@
 #include <string>
 #include <thread>
 
+#include "actors/features/features_rpc.h"
 #include "tessera/result.h"
 
 namespace tessera {
@@ -21,13 +23,8 @@ struct features_context;
 
 struct gateway_options {
   std::string listen = "127.0.0.1:7400";
-  size_t max_events_per_call = 100'000;
-  size_t max_entities_per_read = 10'000;
-  size_t max_events_in_flight = 1'000'000;  // across calls, awaiting JetStream acks
-  std::string nats_url;                     // for status
-  // A read that meets a shard moving between nodes is retried for up to this long before the
-  // caller gets the retryable error (OVERLOADED, naming the shard).
-  std::chrono::milliseconds move_wait{2000};
+  std::string nats_url;  // for status
+  features_rpc_options features;
 };
 
 class gateway {

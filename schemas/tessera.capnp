@@ -1,4 +1,6 @@
-# Tessera's wire contract: events, feature vectors and the RPC gateway.
+# Tessera's wire contract: the data every family and language shares — events, feature
+# vectors, statuses, jobs, dataset parts. The RPC interfaces that carry them: gateway.capnp (the
+# root), features.capnp, training.capnp; node-to-node messages: node.capnp.
 # Evolution rules (see schemas/README.md): add fields at the end with new ordinals,
 # never renumber, retype or remove; new union members go at the end of the union.
 @0xc3a1f2e4b5d60718;
@@ -161,93 +163,12 @@ struct MemberStatus {
   eventsApplied @6 :UInt64;   # load: events the member applied since it started
 }
 
-# Node-to-node (NATS request/reply on tsr.node.<node id>.read): the part of a getFeatures call
-# whose shards the receiving node serves.
-struct ForwardedRead {
-  view @0 :Text;
-  entities @1 :List(Text);
-  asOf @2 :Int64;
-  # asOf is the sending node's reading of the stream's clock (no explicit time was asked for):
-  # if this node's shards have moved past it by more than the as-of horizon, the answer is a
-  # retryable error, and `clock` in the reply lets the sender read again at a newer time.
-  atClock @3 :Bool;
-}
-
-struct ForwardedReadReply {
-  vectors @0 :List(FeatureVector);
-  error @1 :Text;         # empty on success
-  retryable @2 :Bool;     # the shard is moving: the caller may retry
-  clock @3 :Int64;        # the stream's watermark as the answering node knows it
-}
-
-# Node-to-node (NATS request/reply on tsr.node.<node id>.pit): point-in-time vectors from the
-# offline log of one shard the receiving node serves, for building training sets. The reply is a
-# ForwardedReadReply with one vector per item, in order; a vector with asOf = 0 marks an item
-# whose time is outside the shard's offline retention.
-struct PitItem {
-  entity @0 :Text;
-  time @1 :Int64;
-}
-
-struct PitRead {
-  view @0 :Text;
-  shard @1 :UInt32;
-  items @2 :List(PitItem);
-}
-
 struct StageLatency {
   stage @0 :Text;
   count @1 :UInt64;
   p50Micros @2 :Float64;
   p99Micros @3 :Float64;
   p999Micros @4 :Float64;
-}
-
-interface Gateway {
-  # Validates, routes and publishes the events; returns once JetStream has durably stored every
-  # accepted event. Events that fail validation are listed in `rejected`; the others are kept.
-  # `batchId` makes the call idempotent: the same id (within the stream's duplicate window) is
-  # stored once, so a retried or re-run ingest counts nothing twice.
-  # `late`: accepted events older than the online windows at the stream's clock (as the gateway
-  # judged it): kept in the offline log for training sets only. Events past the stream's
-  # max_future (wall clock) or max_jump (watermark) are rejected with that reason.
-  ingest @0 (stream :Text, events :List(Event), batchId :Text) -> (accepted :UInt32, rejected :List(Rejection), duplicates :UInt32, late :UInt32);
-
-  # Feature vectors of `view` for each entity, in request order, all at one read time: asOf, or
-  # with asOf = 0 the stream's clock (now for a live stream, the stream's watermark for a replay
-  # one), or with asOf < 0 that many µs before the clock. asOf must lie within the view's
-  # retained window before the clock (its as_of_horizon).
-  getFeatures @1 (view :Text, entities :List(Text), asOf :Int64) -> (vectors :List(FeatureVector));
-
-  status @2 () -> (status :NodeStatus);
-
-  # One shard's part of a point-in-time training set (see `tessera dataset build`): every example
-  # of `label` in the offline log of that shard of the label's entity kind whose prediction time
-  # is in [from, to), joined to the label's feature views as known at that time. The node must
-  # serve the shard (ask the owner in status.shardOwners); a moving shard gives OVERLOADED.
-  # `csv` holds the rows (no header) in entity-then-time order, so the same log gives the same bytes.
-  datasetShard @3 (label :Text, shard :UInt32, from :Int64, to :Int64) -> (part :DatasetPart);
-
-  # Training jobs (`tessera train`): queue one for a model of the definitions; some node claims
-  # it, builds its dataset, trains and registers the model. Poll `job` for progress.
-  train @4 (model :Text) -> (jobId :Text);
-  job @5 (jobId :Text) -> (job :JobStatus);
-
-  # The model registry (shared by every node). Metadata comes as JSON text: `listModels` gives
-  # [{name, production, versions: [{version, stage, created}]}]; `showModel` one version's record
-  # (kind, inputs, lineage, metrics, epochs, reference distributions, artifact, stage);
-  # version 0 means the production version, or the latest when none is in production.
-  listModels @6 () -> (json :Text);
-  showModel @7 (name :Text, version :UInt32) -> (json :Text);
-  # Atomic (one compare-and-swap of the model's registry head). Stages: candidate, shadow,
-  # canary, production, archived; promoting to production archives the previous one.
-  promoteModel @8 (name :Text, version :UInt32, stage :Text) -> ();
-  # Production goes back to the previous production version.
-  rollbackModel @9 (name :Text) -> (version :UInt32);
-  # A TorchScript model (e.g. torch.jit.save from PyTorch) whose forward(x [n, d]) returns
-  # probabilities [n], for the feature columns of `label`; registered as a candidate.
-  importModel @10 (name :Text, label :Text, artifact :Data) -> (version :UInt32);
-  exportModel @11 (name :Text, version :UInt32) -> (artifact :Data, version :UInt32);
 }
 
 struct JobStatus {

@@ -12,7 +12,7 @@
 #include "cluster/cluster_view.h"
 #include "codec.h"
 #include "hash.h"
-#include "schemas/tessera.capnp.h"
+#include "schemas/node.capnp.h"
 #include "time_util.h"
 
 namespace tessera {
@@ -29,23 +29,25 @@ struct gather {
   std::vector<feature_vector> out;
   size_t left = 0;
   std::string error;
-  bool retryable = true;
+  errc code = errc::internal;
   feature_reader::done_fn done;
 
   void finish_one() {  // with mu held
     if (--left == 0) {
       if (error.empty())
-        done(std::move(out), false);
+        done(std::move(out));
       else
-        done(make_error(error), retryable);
+        done(make_error(error, code));
     }
   }
-  void fail(const std::string& e, bool can_retry) {  // with mu held
+  // The answer's error is the first one, with its code; the call is retryable only if every
+  // failed group's error is.
+  void fail(const std::string& e, errc c) {  // with mu held
     if (error.empty()) {
       error = e;
-      retryable = can_retry;
-    } else {
-      retryable = retryable && can_retry;
+      code = c;
+    } else if (is_retryable(code) && !is_retryable(c)) {
+      code = c;
     }
   }
 };
@@ -81,8 +83,7 @@ std::string encode_forward(const std::string& view, const std::vector<std::strin
   return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
 }
 
-std::string encode_reply(const result<std::vector<feature_vector>>& res, bool retryable,
-                         int64_t clock) {
+std::string encode_reply(const result<std::vector<feature_vector>>& res, int64_t clock) {
   capnp::MallocMessageBuilder mb;
   auto r = mb.initRoot<wire::ForwardedReadReply>();
   r.setClock(clock);
@@ -91,7 +92,8 @@ std::string encode_reply(const result<std::vector<feature_vector>>& res, bool re
     for (size_t i = 0; i < res->size(); ++i) write_vector(l[static_cast<unsigned>(i)], (*res)[i]);
   } else {
     r.setError(res.error_message());
-    r.setRetryable(retryable);
+    r.setRetryable(is_retryable(res.error_code()));  // for nodes that predate `code`
+    r.setCode(static_cast<uint8_t>(res.error_code()));
   }
   auto words = capnp::messageToFlatArray(mb);
   auto bytes = words.asBytes();
@@ -117,8 +119,8 @@ void feature_reader::read_at(const view_def* v, std::vector<std::string> keys, i
   if (as_of < 0) {  // that long before the stream's clock
     if (clock == 0) {
       done(make_error("as-of " + format_duration(-as_of) + " before the clock of stream " +
-                      v->stream + ", which has no event yet"),
-           false);
+                          v->stream + ", which has no event yet",
+                      errc::invalid));
       return;
     }
     as_of += clock;
@@ -127,11 +129,11 @@ void feature_reader::read_at(const view_def* v, std::vector<std::string> keys, i
     as_of = clock;
   } else if (!at_clock && clock != 0 && as_of <= clock - v->as_of_horizon_us) {
     done(make_error("as-of " + format_timestamp(as_of) + " is before the retained window of view " +
-                    v->qualified() + " (earliest " +
-                    format_timestamp(clock - v->as_of_horizon_us + 1) + ", the stream's " +
-                    clock_mode_name(ctx_->clocks->mode(v->stream)) + " clock " +
-                    format_timestamp(clock) + " less its as_of_horizon)"),
-         false);
+                        v->qualified() + " (earliest " +
+                        format_timestamp(clock - v->as_of_horizon_us + 1) + ", the stream's " +
+                        clock_mode_name(ctx_->clocks->mode(v->stream)) + " clock " +
+                        format_timestamp(clock) + " less its as_of_horizon)",
+                    errc::invalid));
     return;
   }
 
@@ -158,7 +160,7 @@ void feature_reader::read_at(const view_def* v, std::vector<std::string> keys, i
   for (auto& [sh, part] : parts) {
     route r = ctx_->cluster ? ctx_->cluster->route_of(sh) : route{route::local, {}, {}};
     if (r.kind == route::unavailable) {
-      g->fail(v->stream + "/" + v->entity + ": " + r.why, true);
+      g->fail(v->stream + "/" + v->entity + ": " + r.why, errc::retryable);
       continue;
     }
     if (r.kind == route::remote) {
@@ -166,7 +168,7 @@ void feature_reader::read_at(const view_def* v, std::vector<std::string> keys, i
         g->fail(v->stream + "/" + v->entity + ": shard " + std::to_string(sh) +
                     " is not served by node " + ctx_->cluster->node_id() + " (owner " + r.owner +
                     "); retry",
-                true);
+                errc::retryable);
         continue;
       }
       auto& rp = remote[r.owner];
@@ -195,14 +197,14 @@ void feature_reader::read_at(const view_def* v, std::vector<std::string> keys, i
     std::string why;
     caf::actor a = ctx_->directory->get(id.name(), why);
     if (!a) {
-      g->fail("shard " + id.name() + " is unavailable (" + why + "); retry", true);
+      g->fail("shard " + id.name() + " is unavailable (" + why + "); retry", errc::retryable);
       continue;
     }
     auto once = std::make_shared<answer_once>();
     once->fn = [g, positions = std::move(miss_pos)](result<std::vector<feature_vector>> res) {
       std::lock_guard<std::mutex> l(g->mu);
       if (!res)
-        g->fail(res.error_message(), is_retryable(res.error_code()));
+        g->fail(res.error_message(), res.error_code());
       else
         for (size_t k = 0; k < res->size() && k < positions.size(); ++k)
           g->out[positions[k]] = std::move((*res)[k]);
@@ -229,27 +231,29 @@ void feature_reader::read_at(const view_def* v, std::vector<std::string> keys, i
          stream = v->stream](result<std::string> rep) {
           std::lock_guard<std::mutex> l(g->mu);
           if (!rep) {
-            g->fail("node " + owner + " did not answer (" + rep.error_message() + "); retry", true);
+            g->fail("node " + owner + " did not answer (" + rep.error_message() + "); retry",
+                    errc::retryable);
           } else {
             bool ok = with_message<wire::ForwardedReadReply>(
                 *rep, [&](wire::ForwardedReadReply::Reader r) {
                   if (clocks && r.getClock() > 0) clocks->advance_remote(stream, r.getClock());
                   if (r.getError().size()) {
-                    g->fail(std::string(r.getError().cStr()) + " (at node " + owner + ")",
-                            r.getRetryable());
+                    errc c = static_cast<errc>(r.getCode());
+                    if (c == errc::internal && r.getRetryable()) c = errc::retryable;
+                    g->fail(std::string(r.getError().cStr()) + " (at node " + owner + ")", c);
                     return;
                   }
                   auto vl = r.getVectors();
                   if (vl.size() != positions.size()) {
                     g->fail("node " + owner + " answered " + std::to_string(vl.size()) +
                                 " vectors for " + std::to_string(positions.size()) + " entities",
-                            false);
+                            errc::internal);
                     return;
                   }
                   for (size_t k = 0; k < vl.size(); ++k)
                     g->out[positions[k]] = read_vector(vl[static_cast<unsigned>(k)]);
                 });
-            if (!ok) g->fail("node " + owner + " sent a malformed reply", false);
+            if (!ok) g->fail("node " + owner + " sent a malformed reply", errc::internal);
           }
           g->finish_one();
         });
@@ -276,17 +280,16 @@ status feature_reader::serve() const {
     });
     const view_def* v = ok ? self.ctx_->defs->find_view(view) : nullptr;
     const int64_t clock = v && self.ctx_->clocks ? self.ctx_->clocks->watermark(v->stream) : 0;
-    auto respond = [self, reply_subject, clock](result<std::vector<feature_vector>> res,
-                                                bool retryable) {
-      self.nats_->respond(reply_subject, encode_reply(res, retryable, clock));
+    auto respond = [self, reply_subject, clock](result<std::vector<feature_vector>> res) {
+      self.nats_->respond(reply_subject, encode_reply(res, clock));
     };
-    if (!ok) return respond(make_error("malformed ForwardedRead"), false);
+    if (!ok) return respond(make_error("malformed ForwardedRead", errc::invalid));
     if (!v)
-      return respond(
-          make_error("unknown view '" + view + "' (the nodes run different definitions?)"), false);
+      return respond(make_error(
+          "unknown view '" + view + "' (the nodes run different definitions?)", errc::not_found));
     for (auto& k : keys)
       if (!key_is_valid(k))
-        return respond(make_error("invalid entity key in a forwarded read"), false);
+        return respond(make_error("invalid entity key in a forwarded read", errc::invalid));
     self.read_at(v, std::move(keys), as_of, at_clock || as_of == 0, /*forward=*/false, respond);
   });
 }

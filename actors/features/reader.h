@@ -4,7 +4,7 @@
 //   read time, or
 //     by the shard actor (which asks its entity actors);
 //   - by the owner in the shard map, over NATS request/reply on tsr.node.<owner>.read
-//     (ForwardedRead / ForwardedReadReply in schemas/tessera.capnp), when `forward` is set;
+//     (ForwardedRead / ForwardedReadReply in schemas/node.capnp), when `forward` is set;
 //   - not at all while the shard moves: a retryable error naming the shard.
 // Thread safety: read() may be called from any thread; `done` runs on a CAF worker, a libnats
 // thread or the caller's thread.
@@ -29,8 +29,10 @@ class feature_reader {
                  int64_t forward_timeout_ms = 5000)
       : ctx_(std::move(ctx)), nats_(nats), forward_timeout_ms_(forward_timeout_ms) {}
 
-  // `retryable`: the error is transient (a shard moving, an owner not answering).
-  using done_fn = std::function<void(result<std::vector<feature_vector>> vectors, bool retryable)>;
+  // An error's code says what the caller can do: retryable (a shard moving, an owner not
+  // answering, a clock moved past the read), invalid (a read time outside the view's window),
+  // not found, internal.
+  using done_fn = std::function<void(result<std::vector<feature_vector>> vectors)>;
   // `keys` must be valid entity keys and `v` a known view. as_of 0 = the stream's clock, read
   // once here, so every vector of the answer has the same as_of.
   void read(const view_def* v, std::vector<std::string> keys, int64_t as_of, bool forward,

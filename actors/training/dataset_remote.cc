@@ -7,6 +7,7 @@
 
 #include "dataset.h"
 #include "dataset_impl.h"
+#include "schemas/node.capnp.h"
 
 namespace tessera {
 
@@ -93,7 +94,7 @@ result<dataset_part> dataset_service::fetch_part(const label_def& label, uint32_
   dataset_part out;
   for (uint32_t page = 0, pages = 1; page < pages; ++page) {
     capnp::MallocMessageBuilder mb;
-    auto q = mb.initRoot<wire::Gateway::DatasetShardParams>();
+    auto q = mb.initRoot<wire::PartRequest>();
     q.setLabel(label.name);
     q.setShard(shard);
     q.setFrom(from);
@@ -151,13 +152,12 @@ status dataset_service::serve() {
           std::string label_name;
           uint32_t shard = 0;
           int64_t from = 0, to = 0;
-          if (!with_message<wire::Gateway::DatasetShardParams>(
-                  data, [&](wire::Gateway::DatasetShardParams::Reader q) {
-                    label_name = q.getLabel();
-                    shard = q.getShard();
-                    from = q.getFrom();
-                    to = q.getTo();
-                  }))
+          if (!with_message<wire::PartRequest>(data, [&](wire::PartRequest::Reader q) {
+                label_name = q.getLabel();
+                shard = q.getShard();
+                from = q.getFrom();
+                to = q.getTo();
+              }))
             return respond_error("malformed dataset part request");
           const label_def* l = im->ctx->defs->find_label(label_name);
           if (!l)

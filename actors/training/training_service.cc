@@ -448,7 +448,8 @@ result<std::string> training_service::submit(const std::string& model) {
     std::string known;
     for (auto& x : impl_->ctx->defs->models()) known += (known.empty() ? "" : ", ") + x.name;
     return make_error("unknown model '" + model + "' (known: " +
-                      (known.empty() ? "none; define one with model { ... }" : known) + ")");
+                          (known.empty() ? "none; define one with model { ... }" : known) + ")",
+                      errc::not_found);
   }
   const int64_t now = now_micros();
   char id[96];
@@ -464,8 +465,8 @@ result<std::string> training_service::submit(const std::string& model) {
 
 result<job_info> training_service::job(const std::string& id) const {
   auto e = impl_->jobs_kv->get(id);
-  if (!e) return make_error(e.error_message());
-  if (!e->has_value()) return make_error("unknown training job '" + id + "'");
+  if (!e) return e.failure();
+  if (!e->has_value()) return make_error("unknown training job '" + id + "'", errc::not_found);
   auto j = nlohmann::json::parse((*e)->value, nullptr, false);
   if (j.is_discarded()) return make_error("training job '" + id + "' is unreadable");
   return job_info::from_json(j);

@@ -43,6 +43,8 @@ class [[nodiscard]] result {
   const T& operator*() const { return value(); }
   const std::string& error_message() const { return std::get<1>(v_).message; }
   errc error_code() const { return std::get<1>(v_).code; }
+  // The error itself (message and code), to pass on unchanged.
+  const error& failure() const { return std::get<1>(v_); }
 
  private:
   std::variant<T, error> v_;

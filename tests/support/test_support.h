@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "schemas/tessera.capnp.h"
+#include "schemas/gateway.capnp.h"
 #include "tessera/node.h"
 
 namespace tessera::test {

@@ -1,0 +1,57 @@
+# Node-to-node messages (NATS request/reply between Tessera nodes; see SUBJECTS.md). Not a
+# client contract: only nodes of one cluster speak it, and they run the same version during a
+# rolling upgrade only if these evolve by the rules in README.md. The type IDs are pinned to the
+# ones these structs had in tessera.capnp.
+@0x9c1e5f3a7b2d4e61;
+
+$import "/capnp/c++.capnp".namespace("tessera::wire");
+
+using import "tessera.capnp".FeatureVector;
+
+# Node-to-node (NATS request/reply on tsr.node.<node id>.read): the part of a getFeatures call
+# whose shards the receiving node serves.
+struct ForwardedRead @0xe7c2c838fda571dc {
+  view @0 :Text;
+  entities @1 :List(Text);
+  asOf @2 :Int64;
+  # asOf is the sending node's reading of the stream's clock (no explicit time was asked for):
+  # if this node's shards have moved past it by more than the as-of horizon, the answer is a
+  # retryable error, and `clock` in the reply lets the sender read again at a newer time.
+  atClock @3 :Bool;
+}
+
+struct ForwardedReadReply @0xc4deb2593216d831 {
+  vectors @0 :List(FeatureVector);
+  error @1 :Text;         # empty on success
+  retryable @2 :Bool;     # the shard is moving: the caller may retry
+  clock @3 :Int64;        # the stream's watermark as the answering node knows it
+  # With `error`: what kind of failure it is (tessera::errc as a number: 0 internal, 1 invalid,
+  # 2 not found, 3 retryable, 4 overloaded, 5 deadline, 6 unauthorized), so the sending node
+  # passes the same code on to its caller.
+  code @4 :UInt8;
+}
+
+# Node-to-node (NATS request/reply on tsr.node.<node id>.pit): point-in-time vectors from the
+# offline log of one shard the receiving node serves, for building training sets. The reply is a
+# ForwardedReadReply with one vector per item, in order; a vector with asOf = 0 marks an item
+# whose time is outside the shard's offline retention.
+struct PitItem @0xa9ee573b3c1e67b4 {
+  entity @0 :Text;
+  time @1 :Int64;
+}
+
+struct PitRead @0xf9b737493edaaa7e {
+  view @0 :Text;
+  shard @1 :UInt32;
+  items @2 :List(PitItem);
+}
+
+# Node-to-node (tsr.node.<id>.part): a node asks the owner of a shard for its whole dataset part
+# (the reply is a DatasetPart, in pages; see SUBJECTS.md). The layout is that of
+# Gateway.datasetShard's parameters, which the first version sent.
+struct PartRequest {
+  label @0 :Text;
+  shard @1 :UInt32;
+  from @2 :Int64;
+  to @3 :Int64;
+}
