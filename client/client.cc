@@ -1,0 +1,522 @@
+#include "tessera/client.h"
+
+#include <capnp/message.h>
+#include <capnp/rpc-twoparty.h>
+#include <kj/async-io.h>
+#include <kj/async.h>
+#include <kj/timer.h>
+
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <thread>
+
+#include "tessera/wire_error.h"
+
+namespace tessera::client {
+
+namespace {
+
+// The open TCP connection and the capabilities asked of it (on the loop thread only).
+struct session {
+  kj::Own<kj::AsyncIoStream> stream;
+  kj::Own<capnp::TwoPartyVatNetwork> network;
+  kj::Own<capnp::RpcSystem<capnp::rpc::twoparty::VatId>> rpc;
+  wire::Gateway::Client gateway = nullptr;
+  wire::Features::Client features = nullptr;
+  wire::Training::Client training = nullptr;
+};
+
+error error_of(const kj::Exception& e) {
+  const auto t = e.getType();
+  return parse_wire_error(e.getDescription().cStr(), t == kj::Exception::Type::OVERLOADED,
+                          t == kj::Exception::Type::DISCONNECTED);
+}
+
+void write_value(wire::Value::Builder b, const value& v) {
+  switch (v.index()) {
+    case 0:
+      b.setNull();
+      break;
+    case 1:
+      b.setInt(std::get<int64_t>(v));
+      break;
+    case 2:
+      b.setFloat(std::get<double>(v));
+      break;
+    case 3:
+      b.setText(std::get<std::string>(v));
+      break;
+    case 4:
+      b.setBool(std::get<bool>(v));
+      break;
+    case 5:
+      b.setTimestamp(std::get<timestamp>(v).micros);
+      break;
+    case 6: {
+      auto& l = std::get<std::vector<std::string>>(v);
+      auto out = b.initTextList(static_cast<unsigned>(l.size()));
+      for (size_t i = 0; i < l.size(); ++i) out.set(static_cast<unsigned>(i), l[i]);
+      break;
+    }
+  }
+}
+
+value read_value(wire::Value::Reader r) {
+  switch (r.which()) {
+    case wire::Value::NULL_:
+      return std::monostate{};
+    case wire::Value::INT:
+      return r.getInt();
+    case wire::Value::FLOAT:
+      return r.getFloat();
+    case wire::Value::TEXT:
+      return std::string(r.getText().cStr(), r.getText().size());
+    case wire::Value::BOOL:
+      return r.getBool();
+    case wire::Value::TIMESTAMP:
+      return timestamp{r.getTimestamp()};
+    case wire::Value::TEXT_LIST: {
+      std::vector<std::string> l;
+      for (auto t : r.getTextList()) l.emplace_back(t.cStr(), t.size());
+      return l;
+    }
+  }
+  return std::monostate{};
+}
+
+feature_vector read_vector(wire::FeatureVector::Reader r) {
+  feature_vector v;
+  v.view = r.getView();
+  v.version = r.getVersion();
+  v.entity = r.getEntity();
+  v.as_of = r.getAsOf();
+  v.event_time = r.getEventTime();
+  switch (r.getStatus()) {
+    case wire::Status::MISSING:
+      v.status = vector_status::missing;
+      break;
+    case wire::Status::FRESH:
+      v.status = vector_status::fresh;
+      break;
+    case wire::Status::STALE:
+      v.status = vector_status::stale;
+      break;
+  }
+  for (auto f : r.getValues())
+    v.values.push_back({f.getName(), read_value(f.getValue()), f.getEventTime()});
+  return v;
+}
+
+template <typename T>
+owned<T> copy_out(typename T::Reader r) {
+  auto m = std::make_shared<capnp::MallocMessageBuilder>();
+  m->setRoot(r);
+  typename T::Reader copy = m->getRoot<T>().asReader();
+  return owned<T>(std::move(m), copy);
+}
+
+}  // namespace
+
+const value* feature_vector::find(const std::string& name) const {
+  for (auto& f : values)
+    if (f.name == name) return &f.v;
+  return nullptr;
+}
+
+// The loop thread and what lives on it. Every field below `executor` is touched on the loop
+// thread only.
+struct connection::impl {
+  options opts;
+  std::thread thread;
+  const kj::Executor* executor = nullptr;
+  kj::Own<kj::CrossThreadPromiseFulfiller<void>> stop;
+
+  kj::AsyncIoProvider* io = nullptr;
+  kj::Timer* timer = nullptr;
+  kj::Own<session> live;
+  kj::Maybe<kj::ForkedPromise<void>> connecting;
+  kj::Own<kj::TaskSet> tasks;
+  struct error_handler final : kj::TaskSet::ErrorHandler {
+    void taskFailed(kj::Exception&&) override {}  // each task reports through its own promise
+  } on_task_error;
+
+  // The session, opening it first when there is none.
+  kj::Promise<session*> ensure_session() {
+    if (live) return live.get();
+    KJ_IF_MAYBE (c, connecting) {
+      return c->addBranch().then([this]() -> kj::Promise<session*> { return ensure_session(); });
+    }
+    auto p = io->getNetwork()
+                 .parseAddress(opts.address, 7400)
+                 .then([](kj::Own<kj::NetworkAddress> a) { return a->connect(); })
+                 .then([this](kj::Own<kj::AsyncIoStream> stream) {
+                   auto s = kj::heap<session>();
+                   s->stream = kj::mv(stream);
+                   capnp::ReaderOptions ro;
+                   ro.traversalLimitInWords = opts.max_message_words;
+                   s->network = kj::heap<capnp::TwoPartyVatNetwork>(
+                       *s->stream, capnp::rpc::twoparty::Side::CLIENT, ro);
+                   s->rpc = kj::heap<capnp::RpcSystem<capnp::rpc::twoparty::VatId>>(
+                       capnp::makeRpcClient(*s->network));
+                   capnp::word scratch[4];
+                   memset(scratch, 0, sizeof scratch);
+                   capnp::MallocMessageBuilder vat(scratch);
+                   auto host = vat.getRoot<capnp::rpc::twoparty::VatId>();
+                   host.setSide(capnp::rpc::twoparty::Side::SERVER);
+                   s->gateway = s->rpc->bootstrap(host).castAs<wire::Gateway>();
+                   // Pipelined: the first call on a capability needs no extra round trip.
+                   s->features = s->gateway.featuresRequest().send().getFeatures();
+                   s->training = s->gateway.trainingRequest().send().getTraining();
+                   live = kj::mv(s);
+                 })
+                 .eagerlyEvaluate(nullptr)
+                 .fork();
+    auto branch = p.addBranch();
+    connecting = kj::mv(p);
+    return branch.then(
+        [this]() -> kj::Promise<session*> {
+          connecting = nullptr;
+          return ensure_session();
+        },
+        [this](kj::Exception&& e) -> kj::Promise<session*> {
+          connecting = nullptr;
+          return kj::mv(e);
+        });
+  }
+
+  // One call with its retries. `attempt` runs on the loop thread and turns the answer into T
+  // there (so no Cap'n Proto reader crosses threads).
+  template <typename T>
+  kj::Promise<result<T>> attempt_loop(std::function<kj::Promise<T>(session&)> attempt,
+                                      bool idempotent, int n, std::chrono::milliseconds backoff) {
+    auto one = ensure_session()
+                   .then([attempt](session* s) { return attempt(*s); })
+                   .then([](T v) { return result<T>(std::move(v)); },
+                         [this](kj::Exception&& e) {
+                           if (e.getType() == kj::Exception::Type::DISCONNECTED) live = nullptr;
+                           return result<T>(error_of(e));
+                         });
+    auto timeout = opts.timeout;
+    auto bounded =
+        one.exclusiveJoin(timer->afterDelay(timeout.count() * kj::MILLISECONDS).then([timeout] {
+          return result<T>(make_error(
+              "no answer within " + std::to_string(timeout.count()) + " ms (the call's timeout)",
+              errc::deadline));
+        }));
+    return bounded.then(
+        [this, attempt, idempotent, n, backoff](result<T> r) mutable -> kj::Promise<result<T>> {
+          const bool repeat = !r && (r.error_code() == errc::overloaded ||
+                                     (r.error_code() == errc::retryable && idempotent));
+          if (!repeat || n + 1 >= opts.retry.attempts) return kj::mv(r);
+          auto next = std::min(backoff * 2, opts.retry.max_backoff);
+          return timer->afterDelay(backoff.count() * kj::MILLISECONDS)
+              .then([this, attempt = std::move(attempt), idempotent, n, next]() mutable {
+                return attempt_loop<T>(std::move(attempt), idempotent, n + 1, next);
+              });
+        });
+  }
+
+  // Starts a call from any thread; the future holds its outcome.
+  template <typename T>
+  std::future<result<T>> start(std::function<kj::Promise<T>(session&)> attempt, bool idempotent) {
+    auto done = std::make_shared<std::promise<result<T>>>();
+    auto fut = done->get_future();
+    // Answers once: with the outcome, or when the loop is torn down first.
+    struct answer {
+      std::shared_ptr<std::promise<result<T>>> p;
+      bool set = false;
+      void operator()(result<T> r) {
+        if (set) return;
+        set = true;
+        p->set_value(std::move(r));
+      }
+      ~answer() {
+        if (!set) p->set_value(make_error("the connection was closed", errc::internal));
+      }
+    };
+    auto a = std::make_shared<answer>();
+    a->p = done;
+    try {
+      executor->executeSync([&] {
+        tasks->add(attempt_loop<T>(std::move(attempt), idempotent, 0, opts.retry.first_backoff)
+                       .then([a](result<T> r) { (*a)(std::move(r)); }));
+      });
+    } catch (const kj::Exception& e) {
+      (*a)(make_error("the connection is closed", errc::internal));
+    }
+    return fut;
+  }
+};
+
+std::unique_ptr<connection> connection::open(options o) {
+  auto i = std::make_unique<impl>();
+  i->opts = std::move(o);
+  std::mutex mu;
+  std::condition_variable cv;
+  bool ready = false;
+  impl* raw = i.get();
+  i->thread = std::thread([raw, &mu, &cv, &ready] {
+    auto io = kj::setupAsyncIo();
+    raw->io = io.provider.get();
+    raw->timer = &io.provider->getTimer();
+    raw->tasks = kj::heap<kj::TaskSet>(raw->on_task_error);
+    auto stop = kj::newPromiseAndCrossThreadFulfiller<void>();
+    raw->stop = kj::mv(stop.fulfiller);
+    {
+      std::lock_guard<std::mutex> l(mu);
+      raw->executor = &kj::getCurrentThreadExecutor();
+      ready = true;
+    }
+    cv.notify_all();
+    stop.promise.wait(io.waitScope);
+    // Cancel what is in flight (each call answers "closed"), then close the connection.
+    raw->tasks = nullptr;
+    raw->connecting = nullptr;
+    raw->live = nullptr;
+  });
+  std::unique_lock<std::mutex> l(mu);
+  cv.wait(l, [&] { return ready; });
+  return std::unique_ptr<connection>(new connection(std::move(i)));
+}
+
+connection::connection(std::unique_ptr<impl> i) : impl_(std::move(i)) {}
+
+connection::~connection() {
+  impl_->stop->fulfill();
+  impl_->thread.join();
+}
+
+const options& connection::settings() const {
+  return impl_->opts;
+}
+
+std::future<result<ingest_result>> connection::ingest_async(const std::string& stream,
+                                                            std::vector<event> events,
+                                                            const std::string& batch_id) {
+  auto ev = std::make_shared<std::vector<event>>(std::move(events));
+  return impl_->start<ingest_result>(
+      [stream, ev, batch_id](session& s) {
+        auto req = s.features.ingestRequest();
+        req.setStream(stream);
+        req.setBatchId(batch_id);
+        auto out = req.initEvents(static_cast<unsigned>(ev->size()));
+        for (size_t i = 0; i < ev->size(); ++i) {
+          const event& e = (*ev)[i];
+          auto b = out[static_cast<unsigned>(i)];
+          b.setEventTime(e.event_time);
+          b.setKnownTime(e.known_time);
+          auto fl = b.initFields(static_cast<unsigned>(e.fields.size()));
+          for (size_t f = 0; f < e.fields.size(); ++f) {
+            fl[static_cast<unsigned>(f)].setName(e.fields[f].first);
+            write_value(fl[static_cast<unsigned>(f)].initValue(), e.fields[f].second);
+          }
+        }
+        return req.send().then([](capnp::Response<wire::Features::IngestResults> r) {
+          ingest_result out;
+          out.accepted = r.getAccepted();
+          out.duplicates = r.getDuplicates();
+          out.late = r.getLate();
+          for (auto j : r.getRejected())
+            out.rejected.push_back({j.getIndex(), j.getField(), j.getReason()});
+          return out;
+        });
+      },
+      /*idempotent=*/!batch_id.empty());
+}
+
+result<ingest_result> connection::ingest(const std::string& stream,
+                                         const std::vector<event>& events,
+                                         const std::string& batch_id) {
+  return ingest_async(stream, events, batch_id).get();
+}
+
+std::future<result<std::vector<feature_vector>>> connection::features_async(
+    const std::string& view, std::vector<std::string> entities, int64_t as_of) {
+  auto keys = std::make_shared<std::vector<std::string>>(std::move(entities));
+  return impl_->start<std::vector<feature_vector>>(
+      [view, keys, as_of](session& s) {
+        auto req = s.features.getFeaturesRequest();
+        req.setView(view);
+        req.setAsOf(as_of);
+        auto l = req.initEntities(static_cast<unsigned>(keys->size()));
+        for (size_t i = 0; i < keys->size(); ++i) l.set(static_cast<unsigned>(i), (*keys)[i]);
+        return req.send().then([](capnp::Response<wire::Features::GetFeaturesResults> r) {
+          std::vector<feature_vector> out;
+          out.reserve(r.getVectors().size());
+          for (auto v : r.getVectors()) out.push_back(read_vector(v));
+          return out;
+        });
+      },
+      true);
+}
+
+result<std::vector<feature_vector>> connection::features(const std::string& view,
+                                                         const std::vector<std::string>& entities,
+                                                         int64_t as_of) {
+  return features_async(view, entities, as_of).get();
+}
+
+result<owned<wire::NodeStatus>> connection::status() {
+  return impl_
+      ->start<owned<wire::NodeStatus>>(
+          [](session& s) {
+            return s.gateway.statusRequest().send().then(
+                [](capnp::Response<wire::Gateway::StatusResults> r) {
+                  return copy_out<wire::NodeStatus>(r.getStatus());
+                });
+          },
+          true)
+      .get();
+}
+
+result<owned<wire::DatasetPart>> connection::dataset_shard(const std::string& label, uint32_t shard,
+                                                           int64_t from, int64_t to) {
+  return impl_
+      ->start<owned<wire::DatasetPart>>(
+          [label, shard, from, to](session& s) {
+            auto req = s.training.datasetShardRequest();
+            req.setLabel(label);
+            req.setShard(shard);
+            req.setFrom(from);
+            req.setTo(to);
+            return req.send().then([](capnp::Response<wire::Training::DatasetShardResults> r) {
+              return copy_out<wire::DatasetPart>(r.getPart());
+            });
+          },
+          true)
+      .get();
+}
+
+result<std::string> connection::train(const std::string& model) {
+  return impl_
+      ->start<std::string>(
+          [model](session& s) {
+            auto req = s.training.trainRequest();
+            req.setModel(model);
+            return req.send().then([](capnp::Response<wire::Training::TrainResults> r) {
+              return std::string(r.getJobId().cStr(), r.getJobId().size());
+            });
+          },
+          false)
+      .get();
+}
+
+result<owned<wire::JobStatus>> connection::job(const std::string& job_id) {
+  return impl_
+      ->start<owned<wire::JobStatus>>(
+          [job_id](session& s) {
+            auto req = s.training.jobRequest();
+            req.setJobId(job_id);
+            return req.send().then([](capnp::Response<wire::Training::JobResults> r) {
+              return copy_out<wire::JobStatus>(r.getJob());
+            });
+          },
+          true)
+      .get();
+}
+
+result<std::vector<model_summary>> connection::list_models() {
+  return impl_
+      ->start<std::vector<model_summary>>(
+          [](session& s) {
+            return s.training.listModelsRequest().send().then(
+                [](capnp::Response<wire::Training::ListModelsResults> r) {
+                  std::vector<model_summary> out;
+                  for (auto m : r.getModels()) {
+                    model_summary ms{m.getName(), m.getProduction(), {}};
+                    for (auto v : m.getVersions())
+                      ms.versions.push_back({v.getVersion(), v.getStage(), v.getCreated()});
+                    out.push_back(std::move(ms));
+                  }
+                  return out;
+                });
+          },
+          true)
+      .get();
+}
+
+result<owned<wire::ModelVersion>> connection::show_model(const std::string& name,
+                                                         uint32_t version) {
+  return impl_
+      ->start<owned<wire::ModelVersion>>(
+          [name, version](session& s) {
+            auto req = s.training.showModelRequest();
+            req.setName(name);
+            req.setVersion(version);
+            return req.send().then([](capnp::Response<wire::Training::ShowModelResults> r) {
+              return copy_out<wire::ModelVersion>(r.getModel());
+            });
+          },
+          true)
+      .get();
+}
+
+tessera::status connection::promote_model(const std::string& name, uint32_t version,
+                                          const std::string& stage) {
+  auto r =
+      impl_
+          ->start<ok_t>(
+              [name, version, stage](session& s) {
+                auto req = s.training.promoteModelRequest();
+                req.setName(name);
+                req.setVersion(version);
+                req.setStage(stage);
+                return req.send().then(
+                    [](capnp::Response<wire::Training::PromoteModelResults>) { return ok_t{}; });
+              },
+              true)
+          .get();
+  return r;
+}
+
+result<uint32_t> connection::rollback_model(const std::string& name) {
+  return impl_
+      ->start<uint32_t>(
+          [name](session& s) {
+            auto req = s.training.rollbackModelRequest();
+            req.setName(name);
+            return req.send().then([](capnp::Response<wire::Training::RollbackModelResults> r) {
+              return r.getVersion();
+            });
+          },
+          false)
+      .get();
+}
+
+result<uint32_t> connection::import_model(const std::string& name, const std::string& label,
+                                          const std::string& torchscript) {
+  return impl_
+      ->start<uint32_t>(
+          [name, label, torchscript](session& s) {
+            auto req = s.training.importModelRequest();
+            req.setName(name);
+            req.setLabel(label);
+            req.setArtifact(kj::arrayPtr(reinterpret_cast<const kj::byte*>(torchscript.data()),
+                                         torchscript.size()));
+            return req.send().then([](capnp::Response<wire::Training::ImportModelResults> r) {
+              return r.getVersion();
+            });
+          },
+          false)
+      .get();
+}
+
+result<exported_model> connection::export_model(const std::string& name, uint32_t version) {
+  return impl_
+      ->start<exported_model>(
+          [name, version](session& s) {
+            auto req = s.training.exportModelRequest();
+            req.setName(name);
+            req.setVersion(version);
+            return req.send().then([](capnp::Response<wire::Training::ExportModelResults> r) {
+              auto a = r.getArtifact();
+              return exported_model{std::string(reinterpret_cast<const char*>(a.begin()), a.size()),
+                                    r.getVersion()};
+            });
+          },
+          true)
+      .get();
+}
+
+}  // namespace tessera::client

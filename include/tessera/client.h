@@ -1,0 +1,189 @@
+// The C++ client of a Tessera node's RPC gateway: what the CLI, the tests, the benchmarks and
+// users' services call. One `connection` is one TCP connection to one node (any node answers
+// for any entity), reused by every call and re-opened after it breaks.
+//
+// Threads: a connection runs its own event loop on its own thread; every method may be called
+// from any thread, concurrently. Blocking methods wait for their answer; the *_async ones
+// return a std::future. Destroying the connection stops its thread; calls still in flight then
+// end with an `internal` error ("the connection was closed").
+//
+// Errors: every call returns a tessera::result with an error code (include/tessera/result.h):
+// invalid, not_found, retryable, overloaded, deadline, unauthorized, internal. The node writes
+// the code into the RPC error (include/tessera/wire_error.h); nothing here reads error text.
+//
+// Retries (retry_policy): a call is repeated, after a back-off doubling from `first_backoff`
+// up to `max_backoff`, at most `attempts` times in all, when its error is overloaded (the node
+// refused it before doing anything), or retryable — a shard moving, the connection broken —
+// and the call is safe to repeat: reads, status, jobs, the registry's reads, promote (to the
+// same stage twice is once), dataset parts, and ingest with a batch id (the node stores a
+// batch id once). Ingest without a batch id, train, rollback and import are not repeated on a
+// retryable error: the caller decides. Each attempt has `timeout`; past it the call ends with
+// `deadline`.
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <future>
+#include <memory>
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "tessera/result.h"
+#include "tessera/schemas/gateway.capnp.h"
+
+namespace capnp {
+class MallocMessageBuilder;
+}
+
+namespace tessera::client {
+
+struct retry_policy {
+  int attempts = 5;  // in all, the first included; 1 = never repeat
+  std::chrono::milliseconds first_backoff{50};
+  std::chrono::milliseconds max_backoff{2000};
+};
+
+struct options {
+  std::string address = "127.0.0.1:7400";      // HOST:PORT of any node
+  std::chrono::milliseconds timeout{120'000};  // per attempt
+  retry_policy retry;
+  uint64_t max_message_words = 64ull * 1024 * 1024;  // 512 MiB: dataset parts, artifacts
+};
+
+// A microsecond timestamp (as opposed to a plain integer field).
+struct timestamp {
+  int64_t micros = 0;
+  bool operator==(const timestamp& o) const { return micros == o.micros; }
+};
+// A field or feature value. Text is accepted for any declared field type (the node converts it).
+using value = std::variant<std::monostate, int64_t, double, std::string, bool, timestamp,
+                           std::vector<std::string>>;
+
+struct event {
+  std::vector<std::pair<std::string, value>> fields;
+  int64_t event_time = 0;  // µs; 0: the stream's time field
+  int64_t known_time = 0;  // µs; 0: when stored, -1: at its event time (a replay of history)
+};
+
+struct rejection {
+  uint32_t index = 0;  // of the event in the call
+  std::string field;   // empty: the event as a whole
+  std::string reason;
+};
+
+struct ingest_result {
+  uint32_t accepted = 0;
+  uint32_t duplicates = 0;  // accepted before under the same batch id
+  uint32_t late = 0;        // older than the online windows: training sets only
+  std::vector<rejection> rejected;
+};
+
+enum class vector_status { missing, fresh, stale };
+
+struct feature_value {
+  std::string name;
+  value v;
+  int64_t event_time = 0;
+};
+
+struct feature_vector {
+  std::string view;
+  uint32_t version = 0;
+  std::string entity;
+  int64_t as_of = 0;
+  int64_t event_time = 0;
+  vector_status status = vector_status::missing;
+  std::vector<feature_value> values;
+  // The value of feature `name`, or nullptr when the vector has no such feature.
+  const value* find(const std::string& name) const;
+};
+
+struct version_summary {
+  uint32_t version = 0;
+  std::string stage;
+  std::string created;
+};
+struct model_summary {
+  std::string name;
+  uint32_t production = 0;  // 0: none
+  std::vector<version_summary> versions;
+};
+
+struct exported_model {
+  std::string artifact;  // TorchScript bytes
+  uint32_t version = 0;
+};
+
+// A Cap'n Proto struct copied out of an answer: readable from any thread for as long as this
+// object (or a copy of it) lives.
+template <typename T>
+class owned {
+ public:
+  owned(std::shared_ptr<capnp::MallocMessageBuilder> m, typename T::Reader r)
+      : msg_(std::move(m)), reader_(r) {}
+  typename T::Reader get() const { return reader_; }
+  typename T::Reader operator*() const { return reader_; }
+  const typename T::Reader* operator->() const { return &reader_; }
+
+ private:
+  std::shared_ptr<capnp::MallocMessageBuilder> msg_;
+  typename T::Reader reader_;
+};
+
+class connection {
+ public:
+  // Starts the connection's thread. The TCP connection opens with the first call (and again
+  // after it breaks), so this succeeds without a node; the calls then say whether one answers.
+  static std::unique_ptr<connection> open(options o);
+  static std::unique_ptr<connection> open(const std::string& address) {
+    options o;
+    o.address = address;
+    return open(std::move(o));
+  }
+  ~connection();
+  connection(const connection&) = delete;
+  connection& operator=(const connection&) = delete;
+
+  const options& settings() const;
+
+  // Features (schemas/features.capnp).
+  result<ingest_result> ingest(const std::string& stream, const std::vector<event>& events,
+                               const std::string& batch_id = "");
+  std::future<result<ingest_result>> ingest_async(const std::string& stream,
+                                                  std::vector<event> events,
+                                                  const std::string& batch_id = "");
+  // as_of: 0 the stream's clock; < 0 that many µs before it; > 0 a time (µs since the epoch).
+  result<std::vector<feature_vector>> features(const std::string& view,
+                                               const std::vector<std::string>& entities,
+                                               int64_t as_of = 0);
+  std::future<result<std::vector<feature_vector>>> features_async(const std::string& view,
+                                                                  std::vector<std::string> entities,
+                                                                  int64_t as_of = 0);
+
+  // The node (schemas/tessera.capnp NodeStatus): its shards, clocks, the cluster, jobs.
+  result<owned<wire::NodeStatus>> status();
+
+  // Training and the registry (schemas/training.capnp).
+  result<owned<wire::DatasetPart>> dataset_shard(const std::string& label, uint32_t shard,
+                                                 int64_t from, int64_t to);
+  result<std::string> train(const std::string& model);  // the job's id
+  result<owned<wire::JobStatus>> job(const std::string& job_id);
+  result<std::vector<model_summary>> list_models();
+  // version 0: the production version, or the latest when none is.
+  result<owned<wire::ModelVersion>> show_model(const std::string& name, uint32_t version = 0);
+  tessera::status promote_model(const std::string& name, uint32_t version,
+                                const std::string& stage);
+  result<uint32_t> rollback_model(const std::string& name);  // the version now in production
+  result<uint32_t> import_model(const std::string& name, const std::string& label,
+                                const std::string& torchscript);
+  result<exported_model> export_model(const std::string& name, uint32_t version = 0);
+
+  struct impl;
+
+ private:
+  explicit connection(std::unique_ptr<impl> i);
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace tessera::client
