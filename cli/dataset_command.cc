@@ -1,6 +1,5 @@
 // `tessera dataset build`: asks each shard's owner for its part of a point-in-time training set
 // (Gateway.datasetShard) and writes them, in shard order, to one CSV file plus a manifest.
-#include <capnp/ez-rpc.h>
 #include <unistd.h>
 #include <nlohmann/json.hpp>
 
@@ -17,7 +16,7 @@
 #include "cli_util.h"
 #include "commands.h"
 #include "hash.h"
-#include "schemas/gateway.capnp.h"
+#include "tessera/client.h"
 #include "time_util.h"
 
 namespace tessera::cli {
@@ -31,9 +30,10 @@ struct cluster_map {
   std::vector<std::string> owner_rpc;  // per shard; empty = ask the node we know
 };
 
-cluster_map read_map(capnp::EzRpcClient& client, const std::string& fallback_rpc) {
-  auto resp = client.getMain<wire::Gateway>().statusRequest().send().wait(client.getWaitScope());
-  auto st = resp.getStatus();
+result<cluster_map> read_map(client::connection& conn, const std::string& fallback_rpc) {
+  auto resp = conn.status();
+  if (!resp) return resp.failure();
+  auto st = resp->get();
   cluster_map m;
   m.shard_count = st.getShardCount();
   std::map<std::string, std::string> rpc_of;
@@ -67,16 +67,26 @@ int run_dataset_build(const dataset_args& a) {
     return 2;
   }
   const std::string tmp = a.out + ".partial";
-  try {
-    std::map<std::string, std::unique_ptr<capnp::EzRpcClient>> clients;
-    auto client_for = [&](const std::string& rpc) -> capnp::EzRpcClient& {
+  {
+    // One connection per node that owns shards. A part refused as retryable (the shard moving,
+    // or owned by another node since the map was read) is asked again after re-reading the
+    // map, so the connections themselves do not repeat it.
+    std::map<std::string, std::unique_ptr<client::connection>> clients;
+    auto client_for = [&](const std::string& rpc) -> client::connection& {
       auto& c = clients[rpc];
-      if (!c) c = std::make_unique<capnp::EzRpcClient>(rpc);
+      if (!c) {
+        client::options o;
+        o.address = rpc;
+        o.retry.attempts = 1;
+        o.timeout = std::chrono::minutes(30);  // one shard's part of a large dataset
+        c = client::connection::open(o);
+      }
       return *c;
     };
-    auto& first = client_for(a.rpc);
-    auto& ws = first.getWaitScope();
-    cluster_map map = read_map(first, a.rpc);
+    auto first = client::connection::open(a.rpc);
+    auto read = read_map(*first, a.rpc);
+    if (!read) return fail(a.rpc, read);
+    cluster_map map = std::move(read.value());
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     if (!out) {
       std::fprintf(stderr, "error: cannot write %s\n", tmp.c_str());
@@ -110,15 +120,10 @@ int run_dataset_build(const dataset_args& a) {
     constexpr size_t kInFlight = 4;
     struct flight {
       uint32_t shard;
-      kj::Promise<capnp::Response<wire::Gateway::DatasetShardResults>> p;
+      std::future<result<client::owned<wire::DatasetPart>>> p;
     };
     auto send = [&](uint32_t s) {
-      auto req = client_for(map.owner_rpc[s]).getMain<wire::Gateway>().datasetShardRequest();
-      req.setLabel(a.label);
-      req.setShard(s);
-      req.setFrom(from);
-      req.setTo(to);
-      return flight{s, req.send()};
+      return flight{s, client_for(map.owner_rpc[s]).dataset_shard_async(a.label, s, from, to)};
     };
     std::deque<flight> window;
     uint32_t next = 0;
@@ -126,31 +131,26 @@ int run_dataset_build(const dataset_args& a) {
       while (next < map.shard_count && window.size() < kInFlight) window.push_back(send(next++));
       flight f = std::move(window.front());
       window.pop_front();
-      std::optional<capnp::Response<wire::Gateway::DatasetShardResults>> resp;
-      for (int attempt = 0; !resp; ++attempt) {
-        try {
-          resp.emplace(f.p.wait(ws));
-        } catch (const kj::Exception& e) {
-          // A shard moving between nodes, or an owner that changed: re-read the map and retry.
-          if (!is_remote_error(e) && clients.size() == 1) throw;
-          if (e.getType() != kj::Exception::Type::OVERLOADED &&
-              describe(e).find("ask that node") == std::string::npos) {
-            std::fprintf(stderr, "%serror: %s\n", tty ? "\n" : "", describe(e).c_str());
-            std::filesystem::remove(tmp);
-            return 2;
-          }
-          if (attempt >= 20) {
-            std::fprintf(stderr, "%serror: shard %u: %s (gave up after %d tries)\n",
-                         tty ? "\n" : "", f.shard, describe(e).c_str(), attempt + 1);
-            std::filesystem::remove(tmp);
-            return 2;
-          }
-          std::this_thread::sleep_for(std::chrono::milliseconds(250));
-          map = read_map(first, a.rpc);
-          f = send(f.shard);
+      auto resp = f.p.get();
+      for (int attempt = 1; !resp; ++attempt) {
+        // A shard moving between nodes, or an owner that changed: re-read the map and retry.
+        if (!is_retryable(resp.error_code())) {
+          print_error(map.owner_rpc[f.shard], resp.failure(), tty ? "\n" : "");
+          std::filesystem::remove(tmp);
+          return 2;
         }
+        if (attempt >= 20) {
+          std::fprintf(stderr, "%serror: shard %u: %s (gave up after %d tries)\n", tty ? "\n" : "",
+                       f.shard, resp.error_message().c_str(), attempt);
+          std::filesystem::remove(tmp);
+          return 2;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(250));
+        if (auto m = read_map(*first, a.rpc)) map = std::move(m.value());
+        f = send(f.shard);
+        resp = f.p.get();
       }
-      auto part = resp->getPart();
+      auto part = resp->get();
       if (columns.empty()) {
         for (auto c : part.getColumns()) columns.emplace_back(c.cStr());
         std::string header;
@@ -215,14 +215,6 @@ int run_dataset_build(const dataset_args& a) {
                  human(static_cast<uint64_t>(rows / std::max(secs, 1e-3))).c_str());
     std::fprintf(stderr, "manifest %s.manifest.json (fnv1a64 %s)\n", a.out.c_str(), hex);
     return 0;
-  } catch (const kj::Exception& e) {
-    std::filesystem::remove(tmp);
-    if (is_remote_error(e)) {
-      std::fprintf(stderr, "error: %s\n", describe(e).c_str());
-      return 2;
-    }
-    fail_connect(a.rpc, e);
-    return 2;
   }
 }
 

@@ -27,10 +27,12 @@ struct session {
   wire::Training::Client training = nullptr;
 };
 
-error error_of(const kj::Exception& e) {
+error error_of(const kj::Exception& e, const std::string& address) {
   const auto t = e.getType();
-  return parse_wire_error(e.getDescription().cStr(), t == kj::Exception::Type::OVERLOADED,
-                          t == kj::Exception::Type::DISCONNECTED);
+  error r = parse_wire_error(e.getDescription().cStr(), t == kj::Exception::Type::OVERLOADED,
+                             t == kj::Exception::Type::DISCONNECTED);
+  if (r.code == errc::unavailable) r.message = "no answer from " + address + ": " + r.message;
+  return r;
 }
 
 void write_value(wire::Value::Builder b, const value& v) {
@@ -195,7 +197,7 @@ struct connection::impl {
                    .then([](T v) { return result<T>(std::move(v)); },
                          [this](kj::Exception&& e) {
                            if (e.getType() == kj::Exception::Type::DISCONNECTED) live = nullptr;
-                           return result<T>(error_of(e));
+                           return result<T>(error_of(e, opts.address));
                          });
     auto timeout = opts.timeout;
     auto bounded =
@@ -207,7 +209,8 @@ struct connection::impl {
     return bounded.then(
         [this, attempt, idempotent, n, backoff](result<T> r) mutable -> kj::Promise<result<T>> {
           const bool repeat = !r && (r.error_code() == errc::overloaded ||
-                                     (r.error_code() == errc::retryable && idempotent));
+                                     (idempotent && (r.error_code() == errc::retryable ||
+                                                     r.error_code() == errc::unavailable)));
           if (!repeat || n + 1 >= opts.retry.attempts) return kj::mv(r);
           auto next = std::min(backoff * 2, opts.retry.max_backoff);
           return timer->afterDelay(backoff.count() * kj::MILLISECONDS)
@@ -372,20 +375,23 @@ result<owned<wire::NodeStatus>> connection::status() {
 
 result<owned<wire::DatasetPart>> connection::dataset_shard(const std::string& label, uint32_t shard,
                                                            int64_t from, int64_t to) {
-  return impl_
-      ->start<owned<wire::DatasetPart>>(
-          [label, shard, from, to](session& s) {
-            auto req = s.training.datasetShardRequest();
-            req.setLabel(label);
-            req.setShard(shard);
-            req.setFrom(from);
-            req.setTo(to);
-            return req.send().then([](capnp::Response<wire::Training::DatasetShardResults> r) {
-              return copy_out<wire::DatasetPart>(r.getPart());
-            });
-          },
-          true)
-      .get();
+  return dataset_shard_async(label, shard, from, to).get();
+}
+
+std::future<result<owned<wire::DatasetPart>>> connection::dataset_shard_async(
+    const std::string& label, uint32_t shard, int64_t from, int64_t to) {
+  return impl_->start<owned<wire::DatasetPart>>(
+      [label, shard, from, to](session& s) {
+        auto req = s.training.datasetShardRequest();
+        req.setLabel(label);
+        req.setShard(shard);
+        req.setFrom(from);
+        req.setTo(to);
+        return req.send().then([](capnp::Response<wire::Training::DatasetShardResults> r) {
+          return copy_out<wire::DatasetPart>(r.getPart());
+        });
+      },
+      true);
 }
 
 result<std::string> connection::train(const std::string& model) {
@@ -446,6 +452,34 @@ result<owned<wire::ModelVersion>> connection::show_model(const std::string& name
             req.setVersion(version);
             return req.send().then([](capnp::Response<wire::Training::ShowModelResults> r) {
               return copy_out<wire::ModelVersion>(r.getModel());
+            });
+          },
+          true)
+      .get();
+}
+
+result<std::string> connection::list_models_json() {
+  return impl_
+      ->start<std::string>(
+          [](session& s) {
+            return s.gateway.listModelsRequest().send().then(
+                [](capnp::Response<wire::Gateway::ListModelsResults> r) {
+                  return std::string(r.getJson().cStr(), r.getJson().size());
+                });
+          },
+          true)
+      .get();
+}
+
+result<std::string> connection::show_model_json(const std::string& name, uint32_t version) {
+  return impl_
+      ->start<std::string>(
+          [name, version](session& s) {
+            auto req = s.gateway.showModelRequest();
+            req.setName(name);
+            req.setVersion(version);
+            return req.send().then([](capnp::Response<wire::Gateway::ShowModelResults> r) {
+              return std::string(r.getJson().cStr(), r.getJson().size());
             });
           },
           true)

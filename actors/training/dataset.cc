@@ -253,11 +253,15 @@ result<dataset_part> dataset_service::impl::build_part(const label_def& label, u
   route r = ctx->cluster ? ctx->cluster->route_of(shard) : route{route::local, {}, {}};
   if (r.kind == route::unavailable) {
     retryable = true;
-    return make_error(r.why);
+    return make_error(r.why, errc::retryable);
   }
-  if (r.kind == route::remote)
+  if (r.kind == route::remote) {
+    // Retryable for the caller: its shard map is older than ours; it reads the map again.
+    retryable = true;
     return make_error("shard " + std::to_string(shard) + " is served by node " + r.owner +
-                      "; ask that node (status lists every member's RPC address)");
+                          "; ask that node (status lists every member's RPC address)",
+                      errc::retryable);
+  }
   dataset_part part;
   part.columns = {"prediction_time", "entity", "label"};
   for (auto& c : label.feature_columns()) part.columns.push_back(c);

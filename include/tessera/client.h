@@ -8,16 +8,17 @@
 // end with an `internal` error ("the connection was closed").
 //
 // Errors: every call returns a tessera::result with an error code (include/tessera/result.h):
-// invalid, not_found, retryable, overloaded, deadline, unauthorized, internal. The node writes
-// the code into the RPC error (include/tessera/wire_error.h); nothing here reads error text.
+// invalid, not_found, retryable, overloaded, deadline, unauthorized, internal — and unavailable
+// when no node answers at the address (refused, or the connection broke). The node writes the
+// code into the RPC error (include/tessera/wire_error.h); nothing here reads error text.
 //
 // Retries (retry_policy): a call is repeated, after a back-off doubling from `first_backoff`
 // up to `max_backoff`, at most `attempts` times in all, when its error is overloaded (the node
-// refused it before doing anything), or retryable — a shard moving, the connection broken —
-// and the call is safe to repeat: reads, status, jobs, the registry's reads, promote (to the
-// same stage twice is once), dataset parts, and ingest with a batch id (the node stores a
-// batch id once). Ingest without a batch id, train, rollback and import are not repeated on a
-// retryable error: the caller decides. Each attempt has `timeout`; past it the call ends with
+// refused it before doing anything), or retryable (a shard moving) or unavailable (the
+// connection broken), and the call is safe to repeat: reads, status, jobs, the registry's reads,
+// promote (to the same stage twice is once), dataset parts, and ingest with a batch id (the node
+// stores a batch id once). Ingest without a batch id, train, rollback and import are not repeated
+// on a retryable error: the caller decides. Each attempt has `timeout`; past it the call ends with
 // `deadline`.
 #pragma once
 #include <chrono>
@@ -165,13 +166,21 @@ class connection {
   result<owned<wire::NodeStatus>> status();
 
   // Training and the registry (schemas/training.capnp).
+  // The node must serve the shard (status().shardOwners): else retryable (ask its owner).
   result<owned<wire::DatasetPart>> dataset_shard(const std::string& label, uint32_t shard,
                                                  int64_t from, int64_t to);
+  std::future<result<owned<wire::DatasetPart>>> dataset_shard_async(const std::string& label,
+                                                                    uint32_t shard, int64_t from,
+                                                                    int64_t to);
   result<std::string> train(const std::string& model);  // the job's id
   result<owned<wire::JobStatus>> job(const std::string& job_id);
   result<std::vector<model_summary>> list_models();
   // version 0: the production version, or the latest when none is.
   result<owned<wire::ModelVersion>> show_model(const std::string& name, uint32_t version = 0);
+  // The registry's own JSON records (the root Gateway's listModels and showModel): for tools
+  // that print or store them as they are.
+  result<std::string> list_models_json();
+  result<std::string> show_model_json(const std::string& name, uint32_t version = 0);
   tessera::status promote_model(const std::string& name, uint32_t version,
                                 const std::string& stage);
   result<uint32_t> rollback_model(const std::string& name);  // the version now in production

@@ -19,6 +19,7 @@ enum class errc : unsigned char {
   overloaded,    // too much work in flight: retry later
   deadline,      // the caller's deadline passed
   unauthorized,  // the caller may not do this
+  unavailable,   // no node answers at the address (refused, or the connection broke): retry
 };
 const char* errc_name(errc c);
 
@@ -61,7 +62,7 @@ inline error make_error(std::string msg, errc code = errc::internal) {
 }
 // True for errors worth repeating the same request for (after a pause).
 inline bool is_retryable(errc c) {
-  return c == errc::retryable || c == errc::overloaded;
+  return c == errc::retryable || c == errc::overloaded || c == errc::unavailable;
 }
 
 inline const char* errc_name(errc c) {
@@ -80,6 +81,8 @@ inline const char* errc_name(errc c) {
       return "deadline";
     case errc::unauthorized:
       return "unauthorized";
+    case errc::unavailable:
+      return "unavailable";
   }
   return "internal";
 }

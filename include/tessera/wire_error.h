@@ -30,6 +30,8 @@ inline const char* errc_token(errc c) {
       return "deadline";
     case errc::unauthorized:
       return "unauthorized";
+    case errc::unavailable:
+      return "unavailable";
   }
   return "internal";
 }
@@ -41,12 +43,12 @@ inline std::string wire_error_text(const error& e) {
 // The error a remote exception stands for. `description` is the exception's text (kj prefixes
 // "remote exception: " on the client side); `overloaded` and `disconnected` its type. Text
 // without a code (an older server, or Cap'n Proto's own failures) is internal, or retryable when
-// the type says so.
+// the type says so. A DISCONNECTED exception without a code is the transport's: unavailable.
 inline error parse_wire_error(std::string_view description, bool overloaded, bool disconnected) {
   constexpr std::string_view remote = "remote exception: ";
   if (description.substr(0, remote.size()) == remote) description.remove_prefix(remote.size());
-  const errc codes[] = {errc::internal,   errc::invalid,  errc::not_found,   errc::retryable,
-                        errc::overloaded, errc::deadline, errc::unauthorized};
+  const errc codes[] = {errc::internal,   errc::invalid,  errc::not_found,    errc::retryable,
+                        errc::overloaded, errc::deadline, errc::unauthorized, errc::unavailable};
   if (description.size() > 2 && description[0] == '[') {
     const auto close = description.find("] ");
     if (close != std::string_view::npos) {
@@ -55,7 +57,7 @@ inline error parse_wire_error(std::string_view description, bool overloaded, boo
         if (token == errc_token(c)) return error{std::string(description.substr(close + 2)), c};
     }
   }
-  const errc c = overloaded || disconnected ? errc::retryable : errc::internal;
+  const errc c = disconnected ? errc::unavailable : overloaded ? errc::retryable : errc::internal;
   return error{std::string(description), c};
 }
 

@@ -172,7 +172,7 @@ TEST(Client, TheConnectionComesBackAfterTheNodeRestarts) {
   n.value().reset();  // the node stops; the connection breaks
   auto down = c->status();
   ASSERT_FALSE(down);
-  EXPECT_EQ(down.error_code(), errc::retryable) << down.error_message();
+  EXPECT_EQ(down.error_code(), errc::unavailable) << down.error_message();
   cfg.rpc = "127.0.0.1:" + std::to_string(port);
   auto again = node::start(cfg);
   ASSERT_TRUE(again) << again.error_message();
