@@ -98,14 +98,12 @@ result<std::unique_ptr<bus>> bus::connect(const options& o) {
   if (s != NATS_OK) return make_error(nats_error(s, "cannot subscribe to the reply inbox"));
   natsSubscription_SetPendingLimits(b->reply_sub_, -1, -1);
   b->sweeper_ = std::thread([bp = b.get()] { bp->sweep_loop(); });
-  for (int i = 0; i < 8; ++i) b->workers_.emplace_back([bp = b.get()] { bp->work_loop(); });
   return b;
 }
 
 bus::~bus() {
+  workers_.stop();
   stopping_ = true;
-  jobs_cv_.notify_all();
-  for (auto& w : workers_) w.join();
   if (sweeper_.joinable()) sweeper_.join();
   if (reply_sub_) natsSubscription_Unsubscribe(reply_sub_);
   for (auto& [sub, fn] : served_) natsSubscription_Unsubscribe(sub);
@@ -348,9 +346,7 @@ void bus::open_consumer_async(const std::string& stream, const std::string& kind
 }
 
 void bus::run_async(std::function<void()> job) {
-  std::lock_guard<std::mutex> g(jobs_mu_);
-  jobs_.push_back(std::move(job));
-  jobs_cv_.notify_one();
+  (void)workers_.submit(std::move(job));  // refused only in the destructor: nobody waits then
 }
 
 void bus::delete_consumer_async(const std::string& stream, const std::string& kind,
@@ -391,20 +387,6 @@ void bus::consumer_pending_async(const std::string& stream, const std::string& k
     }
     done(at);
   });
-}
-
-void bus::work_loop() {
-  while (true) {
-    std::function<void()> job;
-    {
-      std::unique_lock<std::mutex> l(jobs_mu_);
-      jobs_cv_.wait(l, [this] { return stopping_ || !jobs_.empty(); });
-      if (stopping_) return;  // queued jobs are for actors that are gone by now
-      job = std::move(jobs_.front());
-      jobs_.pop_front();
-    }
-    job();
-  }
 }
 
 void bus::delete_consumer(const std::string& stream, const std::string& kind, uint32_t shard) {

@@ -8,9 +8,7 @@
 #pragma once
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -21,6 +19,7 @@
 
 #include "definitions.h"
 #include "tessera/result.h"
+#include "worker_pool.h"
 
 struct __natsConnection;
 struct __jsCtx;
@@ -178,12 +177,9 @@ class bus {
   __natsSubscription* reply_sub_ = nullptr;
   std::vector<std::pair<__natsSubscription*, serve_fn*>> served_;
   std::thread sweeper_;
-  // Workers for blocking JetStream API calls made on behalf of actors.
-  std::vector<std::thread> workers_;
-  std::mutex jobs_mu_;
-  std::condition_variable jobs_cv_;
-  std::deque<std::function<void()>> jobs_;
-  void work_loop();
+  // Blocking JetStream API calls made on behalf of actors (the *_async methods). Stopped first
+  // in the destructor; queued calls are dropped then: the actors that asked are gone.
+  worker_pool workers_{{8, worker_pool::at_stop::drop}};
   void run_async(std::function<void()> job);  // on a worker thread
   std::atomic<bool> stopping_{false};
   void sweep_loop();

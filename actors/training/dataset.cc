@@ -549,10 +549,8 @@ result<dataset_part> dataset_service::impl::build_part(const label_def& label, u
 }
 
 dataset_service::dataset_service(std::shared_ptr<const features_context> ctx, int threads)
-    : impl_(std::make_shared<impl>()) {
+    : impl_(std::make_shared<impl>(threads)) {
   impl_->ctx = std::move(ctx);
-  impl_->parts.start(threads);
-  impl_->reads.start(threads);
 }
 
 dataset_service::~dataset_service() {
