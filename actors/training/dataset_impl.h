@@ -1,5 +1,6 @@
-// Internals of dataset_service, shared by dataset.cc (building parts, the shared cache of
-// indexed logs, workers) and dataset_remote.cc (what goes over NATS: other nodes' parts and
+// Internals of dataset_service, shared by dataset.cc (the facade and its workers),
+// dataset_part.cc (building parts), dataset_logs.cc (the shared cache of indexed logs, local
+// point-in-time reads) and dataset_remote.cc (what goes over NATS: other nodes' parts and
 // point-in-time reads). Not for use elsewhere.
 #pragma once
 #include <algorithm>
@@ -87,6 +88,7 @@ struct dataset_service::impl {
   void remember(const std::string& k, uint64_t applied_seq,
                 std::shared_ptr<const indexed_log> log) const;
 
+  // (cached, remember, shared_log, walk, local_pit: dataset_logs.cc)
   // The lean indexed log of an entity read by many parts, from the cache or read and indexed now.
   // One thread reads a given entity while others asking for it wait (parts in flight together
   // read the same airports in the same order; each used to read them all).
@@ -117,7 +119,9 @@ struct dataset_service::impl {
   // order, so a view on the label's own entity kind is read from the entity's entries as they
   // pass (no second read); views on other kinds come from the shared cache of indexed logs, or
   // from their shards' owners (batched, after the scan). Feature values go into one flat table
-  // of cells (examples x feature columns), written out as CSV at the end.
+  // of cells (examples x feature columns), written out as CSV at the end (dataset_part.cc).
+  // Errors: errc::not_found when another node serves the shard (ask that node); `retryable`
+  // set when the shard or a view's shard is moving or an owner did not answer.
   result<dataset_part> build_part(const label_def& label, uint32_t shard, int64_t from, int64_t to,
                                   bool& retryable) const;
 };
