@@ -2,12 +2,21 @@
 
 #include <random>
 
+#include "retry.h"
 #include "time_util.h"
 
 namespace tessera {
 namespace {
 
-constexpr int kCasAttempts = 50;
+// A compare-and-swap of a model's head that lost to a concurrent writer reads the head again and
+// retries at once (no pause: the loser's next read sees the winner's write).
+constexpr retry_policy kCas{50};
+
+// The failure of a compare-and-swap that lost: retried (errc::retryable) while kCas allows, and
+// the caller's error when it lost every time.
+error lost_cas(std::string message) {
+  return make_error(std::move(message), errc::retryable);
+}
 
 std::string random_id() {
   static thread_local std::mt19937_64 rng(std::random_device{}() ^
@@ -61,9 +70,10 @@ result<uint32_t> model_registry::register_version(const std::string& name, nlohm
   };
   auto w = kv_->put(name + "." + id, meta.dump());
   if (!w.ok) return undo("cannot store the model record: " + w.error);
-  for (int attempt = 0; attempt < kCasAttempts; ++attempt) {
+  // Every error inside is re-made without its code, so only a lost swap is retried.
+  auto registered = retry(kCas, [&]() -> result<uint32_t> {
     auto h = head(name);
-    if (!h) return undo(h.error_message());
+    if (!h) return make_error(h.error_message());
     auto [j, rev] = std::move(h.value());
     if (j.is_null())
       j = {{"name", name},
@@ -76,9 +86,12 @@ result<uint32_t> model_registry::register_version(const std::string& name, nlohm
         {"record", id}, {"stage", "candidate"}, {"created", meta["created"]}};
     kv_write cw = rev == 0 ? kv_->create(name, j.dump()) : kv_->update(name, j.dump(), rev);
     if (cw.ok) return v;
-    if (!cw.conflict) return undo("cannot register " + name + ": " + cw.error);
-  }
-  return undo("cannot register " + name + ": the registry kept changing under concurrent writers");
+    if (!cw.conflict) return make_error("cannot register " + name + ": " + cw.error);
+    return lost_cas("cannot register " + name +
+                    ": the registry kept changing under concurrent writers");
+  });
+  if (!registered) return undo(registered.error_message());
+  return registered;
 }
 
 result<nlohmann::json> model_registry::list() const {
@@ -160,7 +173,7 @@ status model_registry::promote(const std::string& name, uint32_t version,
     return make_error(
         "unknown stage '" + stage + "' (candidate, shadow, canary, production, archived)",
         errc::invalid);
-  for (int attempt = 0; attempt < kCasAttempts; ++attempt) {
+  return retry(kCas, [&]() -> status {
     auto h = head(name);
     if (!h) return make_error(h.error_message());
     auto [j, rev] = std::move(h.value());
@@ -181,14 +194,13 @@ status model_registry::promote(const std::string& name, uint32_t version,
     auto w = kv_->update(name, j.dump(), rev);
     if (w.ok) return ok_status();
     if (!w.conflict) return make_error("cannot promote " + name + ": " + w.error);
-  }
-  return make_error(
-      "cannot promote " + name + ": the registry kept changing under concurrent writers; retry",
-      errc::retryable);
+    return lost_cas("cannot promote " + name +
+                    ": the registry kept changing under concurrent writers; retry");
+  });
 }
 
 result<uint32_t> model_registry::rollback(const std::string& name) {
-  for (int attempt = 0; attempt < kCasAttempts; ++attempt) {
+  return retry(kCas, [&]() -> result<uint32_t> {
     auto h = head(name);
     if (!h) return make_error(h.error_message());
     auto [j, rev] = std::move(h.value());
@@ -205,10 +217,9 @@ result<uint32_t> model_registry::rollback(const std::string& name) {
     auto w = kv_->update(name, j.dump(), rev);
     if (w.ok) return back;
     if (!w.conflict) return make_error("cannot roll back " + name + ": " + w.error);
-  }
-  return make_error(
-      "cannot roll back " + name + ": the registry kept changing under concurrent writers; retry",
-      errc::retryable);
+    return lost_cas("cannot roll back " + name +
+                    ": the registry kept changing under concurrent writers; retry");
+  });
 }
 
 }  // namespace tessera

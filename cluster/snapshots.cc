@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "objects.h"
+#include "retry.h"
 #include "time_util.h"
 
 namespace tessera {
@@ -90,8 +91,10 @@ result<bool> snapshot_store::save(snapshot_manifest m, const std::string& blob) 
     return make_error("cannot store a snapshot chunk of shard " + std::to_string(m.shard) + ": " +
                       ref.error_message());
   for (auto& c : ref->chunks) m.chunks.push_back({c.seq, c.len, c.crc32});
-  // Install the manifest unless the stored one holds more; retry on a concurrent change.
-  for (int attempt = 0; attempt < 5; ++attempt) {
+  // Install the manifest unless the stored one holds more; on a concurrent change (the swap
+  // lost), read it again and retry at once. Every other error is re-made without its code, so
+  // only a lost swap is retried; the last loss is returned without a code as before.
+  auto installed = retry(retry_policy{5}, [&]() -> result<bool> {
     auto cur = manifests_->get(manifest_key(m.shard));
     if (!cur) return make_error(cur.error_message());
     kv_write w;
@@ -120,9 +123,12 @@ result<bool> snapshot_store::save(snapshot_manifest m, const std::string& blob) 
     if (!w.conflict)
       return make_error("cannot install the snapshot manifest of shard " + std::to_string(m.shard) +
                         ": " + w.error);
-  }
-  return make_error("snapshot manifest of shard " + std::to_string(m.shard) +
-                    " kept changing under concurrent writers");
+    return make_error("snapshot manifest of shard " + std::to_string(m.shard) +
+                          " kept changing under concurrent writers",
+                      errc::retryable);
+  });
+  if (!installed) return make_error(installed.error_message());
+  return installed;
 }
 
 result<std::optional<snapshot_manifest>> snapshot_store::latest(uint32_t shard) const {

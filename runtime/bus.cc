@@ -7,6 +7,8 @@
 #include <utility>
 #include <vector>
 
+#include "nats_error.h"
+
 namespace tessera {
 
 std::string stream_subject_prefix(const std::string& stream) {
@@ -29,13 +31,6 @@ struct inbox_box {
   std::mutex mu;
   bus::delivery_fn fn;  // cleared when the inbox is retired
 };
-
-std::string nats_error(natsStatus s, const char* what) {
-  std::string m = std::string(what) + ": " + natsStatus_GetText(s);
-  const char* last = nats_GetLastError(nullptr);
-  if (last && *last) m += std::string(" (") + last + ")";
-  return m;
-}
 
 std::vector<std::string> split(const char* s, char sep) {
   std::vector<std::string> out;
@@ -93,27 +88,15 @@ result<std::unique_ptr<bus>> bus::connect(const options& o) {
   s = natsConnection_JetStream(&b->js_, b->nc_, &jo);
   if (s != NATS_OK) return make_error(nats_error(s, "cannot open JetStream context"));
 
-  s = natsConnection_Subscribe(&b->reply_sub_, b->nc_, (b->inbox_prefix_ + ".rpc.*").c_str(),
-                               &bus::on_reply, b.get());
-  if (s != NATS_OK) return make_error(nats_error(s, "cannot subscribe to the reply inbox"));
-  natsSubscription_SetPendingLimits(b->reply_sub_, -1, -1);
-  b->sweeper_ = std::thread([bp = b.get()] { bp->sweep_loop(); });
-  for (int i = 0; i < 8; ++i) b->workers_.emplace_back([bp = b.get()] { bp->work_loop(); });
+  auto mux = request_mux::open(b->nc_, b->inbox_prefix_);
+  if (!mux) return make_error(mux.error_message());
+  b->mux_ = std::move(*mux);
   return b;
 }
 
 bus::~bus() {
-  stopping_ = true;
-  jobs_cv_.notify_all();
-  for (auto& w : workers_) w.join();
-  if (sweeper_.joinable()) sweeper_.join();
-  if (reply_sub_) natsSubscription_Unsubscribe(reply_sub_);
-  for (auto& [sub, fn] : served_) natsSubscription_Unsubscribe(sub);
-  {
-    // Callers are gone by now (the node stops the gateway and the cluster agent first).
-    std::lock_guard<std::mutex> g(req_mu_);
-    requests_.clear();
-  }
+  workers_.stop();
+  if (mux_) mux_->stop();
   if (js_) {
     jsPubOptions po;
     jsPubOptions_Init(&po);
@@ -129,11 +112,7 @@ bus::~bus() {
     natsSubscription_Destroy(sub);
     delete static_cast<inbox_box*>(box);
   }
-  if (reply_sub_) natsSubscription_Destroy(reply_sub_);
-  for (auto& [sub, fn] : served_) {
-    natsSubscription_Destroy(sub);
-    delete fn;
-  }
+  mux_.reset();  // its subscriptions, after the connection closed
   if (nc_) natsConnection_Destroy(nc_);
 }
 
@@ -348,9 +327,7 @@ void bus::open_consumer_async(const std::string& stream, const std::string& kind
 }
 
 void bus::run_async(std::function<void()> job) {
-  std::lock_guard<std::mutex> g(jobs_mu_);
-  jobs_.push_back(std::move(job));
-  jobs_cv_.notify_one();
+  (void)workers_.submit(std::move(job));  // refused only in the destructor: nobody waits then
 }
 
 void bus::delete_consumer_async(const std::string& stream, const std::string& kind,
@@ -393,20 +370,6 @@ void bus::consumer_pending_async(const std::string& stream, const std::string& k
   });
 }
 
-void bus::work_loop() {
-  while (true) {
-    std::function<void()> job;
-    {
-      std::unique_lock<std::mutex> l(jobs_mu_);
-      jobs_cv_.wait(l, [this] { return stopping_ || !jobs_.empty(); });
-      if (stopping_) return;  // queued jobs are for actors that are gone by now
-      job = std::move(jobs_.front());
-      jobs_.pop_front();
-    }
-    job();
-  }
-}
-
 void bus::delete_consumer(const std::string& stream, const std::string& kind, uint32_t shard) {
   const std::string key = jetstream_name(stream) + "/" + consumer_name(kind, shard, node_id_);
   std::string name = consumer_name(kind, shard, node_id_);
@@ -425,99 +388,15 @@ void bus::delete_consumer(const std::string& stream, const std::string& kind, ui
 
 void bus::request(const std::string& subject, const std::string& data, int64_t timeout_ms,
                   reply_fn reply) {
-  uint64_t tok = next_request_++;
-  {
-    std::lock_guard<std::mutex> g(req_mu_);
-    requests_[tok] = {std::move(reply),
-                      std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms)};
-  }
-  std::string reply_subject = inbox_prefix_ + ".rpc." + std::to_string(tok);
-  natsStatus s = natsConnection_PublishRequest(nc_, subject.c_str(), reply_subject.c_str(),
-                                               data.data(), static_cast<int>(data.size()));
-  if (s != NATS_OK) {
-    reply_fn fn;
-    {
-      std::lock_guard<std::mutex> g(req_mu_);
-      auto it = requests_.find(tok);
-      if (it == requests_.end()) return;
-      fn = std::move(it->second.fn);
-      requests_.erase(it);
-    }
-    fn(make_error(nats_error(s, ("cannot send a request on " + subject).c_str())));
-  }
-}
-
-void bus::on_reply(__natsConnection*, __natsSubscription*, __natsMsg* msg, void* closure) {
-  auto* self = static_cast<bus*>(closure);
-  const char* subj = natsMsg_GetSubject(msg);
-  const char* dot = std::strrchr(subj, '.');
-  uint64_t tok = dot ? std::strtoull(dot + 1, nullptr, 10) : 0;
-  const char* st = nullptr;
-  bool no_responders =
-      natsMsgHeader_Get(msg, "Status", &st) == NATS_OK && st && std::string(st) == "503";
-  std::string data(natsMsg_GetData(msg) ? natsMsg_GetData(msg) : "",
-                   static_cast<size_t>(natsMsg_GetDataLength(msg)));
-  natsMsg_Destroy(msg);
-  reply_fn fn;
-  {
-    std::lock_guard<std::mutex> g(self->req_mu_);
-    auto it = self->requests_.find(tok);
-    if (it == self->requests_.end()) return;  // late answer to a request that timed out
-    fn = std::move(it->second.fn);
-    self->requests_.erase(it);
-  }
-  if (no_responders)
-    fn(make_error("no node is listening"));
-  else
-    fn(std::move(data));
-}
-
-void bus::sweep_loop() {
-  while (!stopping_) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    std::vector<reply_fn> expired;
-    auto now = std::chrono::steady_clock::now();
-    {
-      std::lock_guard<std::mutex> g(req_mu_);
-      for (auto it = requests_.begin(); it != requests_.end();) {
-        if (it->second.deadline <= now) {
-          expired.push_back(std::move(it->second.fn));
-          it = requests_.erase(it);
-        } else {
-          ++it;
-        }
-      }
-    }
-    for (auto& fn : expired) fn(make_error("timed out"));
-  }
+  mux_->request(subject, data, timeout_ms, std::move(reply));
 }
 
 status bus::serve(const std::string& subject, serve_fn fn) {
-  auto* box = new serve_fn(std::move(fn));
-  natsSubscription* sub = nullptr;
-  natsStatus s = natsConnection_Subscribe(&sub, nc_, subject.c_str(), &bus::on_serve, box);
-  if (s != NATS_OK) {
-    delete box;
-    return make_error(nats_error(s, ("cannot serve " + subject).c_str()));
-  }
-  natsSubscription_SetPendingLimits(sub, 65536, 256 << 20);
-  std::lock_guard<std::mutex> g(mu_);
-  served_.emplace_back(sub, box);
-  return ok_status();
-}
-
-void bus::on_serve(__natsConnection*, __natsSubscription*, __natsMsg* msg, void* closure) {
-  auto* fn = static_cast<serve_fn*>(closure);
-  const char* reply = natsMsg_GetReply(msg);
-  std::string data(natsMsg_GetData(msg) ? natsMsg_GetData(msg) : "",
-                   static_cast<size_t>(natsMsg_GetDataLength(msg)));
-  std::string reply_subject = reply ? reply : "";
-  natsMsg_Destroy(msg);
-  if (!reply_subject.empty()) (*fn)(std::move(data), std::move(reply_subject));
+  return mux_->serve(subject, std::move(fn));
 }
 
 void bus::respond(const std::string& reply_subject, const std::string& data) {
-  natsConnection_Publish(nc_, reply_subject.c_str(), data.data(), static_cast<int>(data.size()));
+  mux_->respond(reply_subject, data);
 }
 
 void bus::on_inbox(__natsConnection*, __natsSubscription*, __natsMsg* msg, void* closure) {

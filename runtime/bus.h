@@ -1,6 +1,7 @@
 // The node's one NATS connection: JetStream streams and consumers for event streams, async
 // pulls that deliver to shard actors, async publishes with per-message acknowledgement, and
-// dead letters. Subjects are documented in schemas/SUBJECTS.md.
+// dead letters; request/reply between nodes goes through its request_mux (request_mux.h).
+// Subjects are documented in schemas/SUBJECTS.md.
 //
 // Lifecycle: connect() in node start, destroyed in node stop after the actors are gone.
 // Threads: callbacks (deliveries, publish acks) run on libnats threads; every method is
@@ -8,19 +9,18 @@
 #pragma once
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <unordered_map>
 #include <vector>
 
 #include "definitions.h"
+#include "request_mux.h"
 #include "tessera/result.h"
+#include "worker_pool.h"
 
 struct __natsConnection;
 struct __jsCtx;
@@ -116,14 +116,14 @@ class bus {
   void consumer_pending_async(const std::string& stream, const std::string& kind, uint32_t shard,
                               std::function<void(result<consumer_position>)> done);
 
-  // Core NATS request/reply between nodes. `reply` runs on a libnats thread with the answer,
-  // or with an error after `timeout_ms` or when nobody listens.
-  using reply_fn = std::function<void(result<std::string>)>;
+  // Core NATS request/reply between nodes (request_mux.h). `reply` runs on a libnats thread with
+  // the answer, or with an error after `timeout_ms` or when nobody listens.
+  using reply_fn = request_mux::reply_fn;
   void request(const std::string& subject, const std::string& data, int64_t timeout_ms,
                reply_fn reply);
   // Serves requests on `subject`: `fn(data, reply_subject)` runs on a libnats thread and must
   // not block; answer later with respond().
-  using serve_fn = std::function<void(std::string data, std::string reply_subject)>;
+  using serve_fn = request_mux::serve_fn;
   status serve(const std::string& subject, serve_fn fn);
   void respond(const std::string& reply_subject, const std::string& data);
   __jsCtx* jetstream() const { return js_; }
@@ -164,29 +164,11 @@ class bus {
   std::unordered_map<std::string, bool> creation_timed_out_;
   std::unordered_map<uint64_t, ack_fn> pending_acks_;
 
-  // request(): one wildcard reply subscription, answers matched by token; a sweeper thread
-  // fails requests past their deadline.
-  static void on_reply(__natsConnection*, __natsSubscription*, __natsMsg* msg, void* closure);
-  static void on_serve(__natsConnection*, __natsSubscription*, __natsMsg* msg, void* closure);
-  struct pending_request {
-    reply_fn fn;
-    std::chrono::steady_clock::time_point deadline;
-  };
-  std::mutex req_mu_;
-  std::unordered_map<uint64_t, pending_request> requests_;
-  std::atomic<uint64_t> next_request_{1};
-  __natsSubscription* reply_sub_ = nullptr;
-  std::vector<std::pair<__natsSubscription*, serve_fn*>> served_;
-  std::thread sweeper_;
-  // Workers for blocking JetStream API calls made on behalf of actors.
-  std::vector<std::thread> workers_;
-  std::mutex jobs_mu_;
-  std::condition_variable jobs_cv_;
-  std::deque<std::function<void()>> jobs_;
-  void work_loop();
+  std::unique_ptr<request_mux> mux_;  // request(), serve(), respond()
+  // Blocking JetStream API calls made on behalf of actors (the *_async methods). Stopped first
+  // in the destructor; queued calls are dropped then: the actors that asked are gone.
+  worker_pool workers_{{8, worker_pool::at_stop::drop}};
   void run_async(std::function<void()> job);  // on a worker thread
-  std::atomic<bool> stopping_{false};
-  void sweep_loop();
 };
 
 }  // namespace tessera

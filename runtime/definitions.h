@@ -1,5 +1,8 @@
 // Feature definitions: streams, entities and feature views, loaded from a sandboxed Lua file.
 // Immutable after load and shared read-only by every thread (shared_ptr<const definitions>).
+//
+// Files: definitions.cc the lookups below; definitions_reader.cc loading (Lua tables → these
+// structs); lua_host.h the sandboxed Lua state; storage_plan.h the per-(stream, kind) plan.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -8,6 +11,7 @@
 #include <vector>
 
 #include "expr.h"
+#include "storage_plan.h"
 #include "tessera/result.h"
 #include "value.h"
 
@@ -129,19 +133,6 @@ struct model_def {
   int64_t train_from = 0, valid_from = 0, test_from = 0, test_to = 0;
 };
 
-// What a shard of (stream, entity kind) stores per event and how long it keeps it: the union
-// of the fields its views read, and the longest window plus as-of horizon.
-struct kind_plan {
-  std::string stream;
-  std::string entity;
-  std::vector<std::string> key_fields;
-  std::vector<int> key_field_index;     // into stream_def::fields
-  std::vector<int> stored_field_index;  // into stream_def::fields
-  std::vector<std::string> stored_field_names;
-  std::vector<const view_def*> views;
-  int64_t retention_us = 0;
-};
-
 class definitions {
  public:
   // Loads and validates a definitions file. Errors name the file and line.
@@ -165,7 +156,8 @@ class definitions {
   std::vector<const kind_plan*> plans_for_stream(const std::string& stream) const;
 
  private:
-  friend class definitions_builder;
+  friend class definitions_builder;  // definitions_reader.cc
+  // Plans storage once streams, entities and views are read (storage_plan.h).
   status finish();
 
   std::vector<stream_def> streams_;

@@ -15,6 +15,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "retry.h"
+
 namespace tessera {
 
 namespace fs = std::filesystem;
@@ -140,7 +142,10 @@ status embedded_nats::spawn() {
 }
 
 void embedded_nats::monitor() {
-  int backoff_ms = 200;
+  // Pauses before a restart: 200 ms, doubling while restarts fail, up to 5 s; back to 200 ms
+  // after a restart that came up.
+  backoff restart_pause(
+      retry_policy{0, std::chrono::milliseconds(200), std::chrono::milliseconds(5000)});
   while (!stopping_) {
     int p = pid_;
     if (p <= 0) {
@@ -151,17 +156,17 @@ void embedded_nats::monitor() {
     pid_t r = ::waitpid(p, &wst, WNOHANG);
     if (r == p && !stopping_) {
       pid_ = -1;
+      const std::chrono::milliseconds delay = restart_pause.next();
       spdlog::error("embedded nats-server exited unexpectedly (status {}); restarting in {} ms",
-                    wst, backoff_ms);
-      std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
-      backoff_ms = std::min(backoff_ms * 2, 5000);
+                    wst, delay.count());
+      std::this_thread::sleep_for(delay);
       if (stopping_) break;
       ++restarts_;
       auto st = spawn();
       if (!st)
         spdlog::error("restarting nats-server failed: {}", st.error_message());
       else
-        backoff_ms = 200;
+        restart_pause.reset();
       continue;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));

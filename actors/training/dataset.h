@@ -12,8 +12,10 @@
 // destructor joins the worker threads; a request that arrives later is refused). Work runs on
 // its own worker threads, never on actor, kj or libnats threads.
 //
-// Files: dataset.cc builds parts (and holds the cache of indexed logs); dataset_remote.cc is
-// the NATS side (asking other nodes, answering theirs); dataset_impl.h what both share.
+// Files: dataset.cc the facade (worker pools, shard_part); dataset_part.cc builds a part;
+// dataset_csv.h writes its CSV; dataset_logs.cc reads this node's logs (the cache of indexed
+// logs, local point-in-time reads); dataset_remote.cc is the NATS side (asking other nodes,
+// answering theirs); dataset_impl.h what they share.
 #pragma once
 #include <cstdint>
 #include <functional>

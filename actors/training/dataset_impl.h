@@ -1,15 +1,14 @@
-// Internals of dataset_service, shared by dataset.cc (building parts, the shared cache of
-// indexed logs, workers) and dataset_remote.cc (what goes over NATS: other nodes' parts and
+// Internals of dataset_service, shared by dataset.cc (the facade and its workers),
+// dataset_part.cc (building parts), dataset_logs.cc (the shared cache of indexed logs, local
+// point-in-time reads) and dataset_remote.cc (what goes over NATS: other nodes' parts and
 // point-in-time reads). Not for use elsewhere.
 #pragma once
 #include <algorithm>
 #include <chrono>
-#include <condition_variable>
 #include <deque>
 #include <list>
 #include <map>
 #include <mutex>
-#include <thread>
 #include <unordered_map>
 
 #include "actors/features/messages.h"
@@ -17,6 +16,7 @@
 #include "codec.h"
 #include "hash.h"
 #include "point_in_time.h"
+#include "worker_pool.h"
 
 namespace tessera {
 namespace dataset_detail {
@@ -30,58 +30,18 @@ struct item {
 
 }  // namespace dataset_detail
 
-// A job queue with its own worker threads.
-class work_queue {
- public:
-  void start(int threads) {
-    for (int i = 0; i < threads; ++i) workers_.emplace_back([this] { run(); });
-  }
-  bool submit(std::function<void()> job) {
-    std::lock_guard<std::mutex> g(mu_);
-    if (stopping_) return false;
-    jobs_.push_back(std::move(job));
-    cv_.notify_one();
-    return true;
-  }
-  // Runs what is queued, then joins the workers; later submits are refused.
-  void stop() {
-    {
-      std::lock_guard<std::mutex> g(mu_);
-      stopping_ = true;
-    }
-    cv_.notify_all();
-    for (auto& w : workers_) w.join();
-    workers_.clear();
-  }
-
- private:
-  void run() {
-    for (;;) {
-      std::function<void()> job;
-      {
-        std::unique_lock<std::mutex> l(mu_);
-        cv_.wait(l, [&] { return stopping_ || !jobs_.empty(); });
-        if (jobs_.empty()) return;
-        job = std::move(jobs_.front());
-        jobs_.pop_front();
-      }
-      job();
-    }
-  }
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> jobs_;
-  bool stopping_ = false;
-  std::vector<std::thread> workers_;
-};
-
 struct dataset_service::impl {
+  explicit impl(int threads)
+      : parts({threads, worker_pool::at_stop::drain}),
+        reads({threads, worker_pool::at_stop::drain}) {}
+
   std::shared_ptr<const features_context> ctx;
   // Parts (which may wait on other nodes' point-in-time reads) and the point-in-time reads
   // other nodes ask of this one (which never wait on anyone) queue apart: two nodes whose
   // workers all built parts waiting on each other's reads sat out the read timeout (30 s) per
-  // chunk when both shared one queue.
-  work_queue parts, reads;
+  // chunk when both shared one queue. Both drain when the service stops: every job queued has a
+  // caller waiting for its answer.
+  worker_pool parts, reads;
   std::mutex mu;
   // The last parts built for remote pages, by request (label/shard/from/to); guarded by mu.
   std::map<std::string,
@@ -128,6 +88,7 @@ struct dataset_service::impl {
   void remember(const std::string& k, uint64_t applied_seq,
                 std::shared_ptr<const indexed_log> log) const;
 
+  // (cached, remember, shared_log, walk, local_pit: dataset_logs.cc)
   // The lean indexed log of an entity read by many parts, from the cache or read and indexed now.
   // One thread reads a given entity while others asking for it wait (parts in flight together
   // read the same airports in the same order; each used to read them all).
@@ -158,7 +119,9 @@ struct dataset_service::impl {
   // order, so a view on the label's own entity kind is read from the entity's entries as they
   // pass (no second read); views on other kinds come from the shared cache of indexed logs, or
   // from their shards' owners (batched, after the scan). Feature values go into one flat table
-  // of cells (examples x feature columns), written out as CSV at the end.
+  // of cells (examples x feature columns), written out as CSV at the end (dataset_part.cc).
+  // Errors: errc::not_found when another node serves the shard (ask that node); `retryable`
+  // set when the shard or a view's shard is moving or an owner did not answer.
   result<dataset_part> build_part(const label_def& label, uint32_t shard, int64_t from, int64_t to,
                                   bool& retryable) const;
 };

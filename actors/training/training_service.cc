@@ -4,8 +4,6 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
-#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -21,6 +19,7 @@
 #include "hash.h"
 #include "time_util.h"
 #include "trainer.h"
+#include "worker_pool.h"
 
 namespace tessera {
 namespace {
@@ -80,25 +79,9 @@ struct training_service::impl {
   mutable std::mutex jobs_mu;
   std::vector<job_info> seen;
 
-  // One worker for blocking registry calls of the gateway.
-  std::mutex wmu;
-  std::condition_variable wcv;
-  std::deque<std::function<void()>> work;
-  std::thread worker;
-
-  void worker_loop() {
-    for (;;) {
-      std::function<void()> fn;
-      {
-        std::unique_lock<std::mutex> l(wmu);
-        wcv.wait(l, [&] { return stopping.load() || !work.empty(); });
-        if (work.empty()) return;
-        fn = std::move(work.front());
-        work.pop_front();
-      }
-      fn();
-    }
-  }
+  // One worker for blocking registry calls of the gateway. Stopped last in the destructor, and
+  // drains: each queued call has a caller waiting for its answer.
+  worker_pool worker{{1, worker_pool::at_stop::drain}};
 
   bool member_alive(const std::string& node) const {
     if (node == ctx->node_id) return true;
@@ -413,7 +396,6 @@ result<std::unique_ptr<training_service>> training_service::start(
   auto reg = model_registry::open(im.ctx->nats->jetstream(), o.replicas);
   if (!reg) return make_error(reg.error_message());
   im.registry = std::move(reg.value());
-  im.worker = std::thread([p = &im] { p->worker_loop(); });
   im.runner = std::thread([p = &im] { p->runner_loop(); });
   return s;
 }
@@ -421,13 +403,12 @@ result<std::unique_ptr<training_service>> training_service::start(
 training_service::~training_service() {
   if (!impl_) return;
   impl_->stopping = true;
-  impl_->wcv.notify_all();
   if (impl_->runner.joinable()) impl_->runner.join();
   if (impl_->current) {
     impl_->current->cancel = true;
     impl_->current->thread.join();
   }
-  if (impl_->worker.joinable()) impl_->worker.join();
+  impl_->worker.stop();
 }
 
 model_registry& training_service::registry() {
@@ -435,11 +416,9 @@ model_registry& training_service::registry() {
 }
 
 void training_service::run(std::function<void()> fn) {
-  {
-    std::lock_guard<std::mutex> g(impl_->wmu);
-    impl_->work.push_back(std::move(fn));
-  }
-  impl_->wcv.notify_one();
+  // Refused only while the service is destroyed: `fn` is then destroyed unrun, as it was when it
+  // came after the worker had finished.
+  (void)impl_->worker.submit(std::move(fn));
 }
 
 result<std::string> training_service::submit(const std::string& model) {
