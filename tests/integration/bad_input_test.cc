@@ -19,15 +19,23 @@
 namespace tessera::test {
 namespace {
 
-std::string rpc_error(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const kj::Exception& e) {
-    return e.getDescription().cStr();
-  }
-  return "<no error>";
+// The message of a failed call: what it tells the user.
+template <typename T>
+std::string rpc_error(const result<T>& r) {
+  return r ? "<no error>" : r.error_message();
 }
 
+// A flight with every field as text (the node converts it); an empty field is left out.
+client::event flight_event(const std::string& date, const std::string& delay,
+                           const std::string& origin, const std::string& dest) {
+  client::event e;
+  for (auto& [name, v] : std::vector<std::pair<const char*, std::string>>{
+           {"date", date}, {"delay", delay}, {"origin", origin}, {"destination", dest}})
+    if (!v.empty()) e.fields.emplace_back(name, v);
+  return e;
+}
+
+// The same for a batch published straight to JetStream.
 void set_flight(wire::Event::Builder e, const std::string& date, const std::string& delay,
                 const std::string& origin, const std::string& dest) {
   std::vector<std::pair<const char*, std::string>> fs{
@@ -49,12 +57,12 @@ class BadInput : public ::testing::Test {
   void SetUp() override {
     h = std::make_unique<node_harness>(dir.path);
     ASSERT_TRUE(h->n);
-    client = std::make_unique<capnp::EzRpcClient>(h->rpc());
+    c = open_client(h->rpc());
   }
-  wire::Gateway::Client gw() { return client->getMain<wire::Gateway>(); }
-  kj::WaitScope& ws() { return client->getWaitScope(); }
-  wire::NodeStatus::Reader status_of(capnp::Response<wire::Gateway::StatusResults>& r) {
-    return r.getStatus();
+  uint32_t shard_count() {
+    auto st = c->status();
+    EXPECT_TRUE(st) << failure_text(st);
+    return st ? st->get().getShardCount() : 0;
   }
   double feature(const std::string& view, const std::string& key, const std::string& name,
                  int64_t as_of = 0) {
@@ -65,25 +73,25 @@ class BadInput : public ::testing::Test {
 
   temp_dir dir;
   std::unique_ptr<node_harness> h;
-  std::unique_ptr<capnp::EzRpcClient> client;
+  std::unique_ptr<client::connection> c;
 };
 
 TEST_F(BadInput, BadEventsAreRejectedByNameAndGoodOnesAroundThemApply) {
-  auto req = gw().ingestRequest();
-  req.setStream("flights");
-  auto evs = req.initEvents(7);
-  set_flight(evs[0], "2001-01-01T10:00:00Z", "5", "LAX", "SFO");     // good
-  set_flight(evs[1], "2001-01-01T10:01:00Z", "late", "LAX", "SFO");  // wrong type
-  set_flight(evs[2], "2001-01-01T10:02:00Z", "7", "", "SFO");        // missing entity key
-  set_flight(evs[3], "2999-01-01T10:03:00Z", "7", "LAX", "SFO");     // absurd time
-  set_flight(evs[4], "", "7", "LAX", "SFO");                         // no event time
-  set_flight(evs[5], "yesterday", "7", "LAX", "SFO");                // unparsable time
-  set_flight(evs[6], "2001-01-01T10:04:00Z", "9", "LAX", "SFO");     // good
-  auto r = req.send().wait(ws());
-  EXPECT_EQ(r.getAccepted(), 2u);
-  ASSERT_EQ(r.getRejected().size(), 5u);
+  auto r = c->ingest(
+      "flights", {
+                     flight_event("2001-01-01T10:00:00Z", "5", "LAX", "SFO"),     // good
+                     flight_event("2001-01-01T10:01:00Z", "late", "LAX", "SFO"),  // wrong type
+                     flight_event("2001-01-01T10:02:00Z", "7", "", "SFO"),     // missing entity key
+                     flight_event("2999-01-01T10:03:00Z", "7", "LAX", "SFO"),  // absurd time
+                     flight_event("", "7", "LAX", "SFO"),                      // no event time
+                     flight_event("yesterday", "7", "LAX", "SFO"),             // unparsable time
+                     flight_event("2001-01-01T10:04:00Z", "9", "LAX", "SFO"),  // good
+                 });
+  ASSERT_TRUE(r) << failure_text(r);
+  EXPECT_EQ(r->accepted, 2u);
+  ASSERT_EQ(r->rejected.size(), 5u);
   std::map<uint32_t, std::pair<std::string, std::string>> rej;
-  for (auto x : r.getRejected()) rej[x.getIndex()] = {x.getField().cStr(), x.getReason().cStr()};
+  for (auto& x : r->rejected) rej[x.index] = {x.field, x.reason};
   EXPECT_EQ(rej[1].first, "delay");
   EXPECT_NE(rej[1].second.find("expected float, got 'late'"), std::string::npos) << rej[1].second;
   EXPECT_EQ(rej[2].first, "origin");
@@ -95,73 +103,34 @@ TEST_F(BadInput, BadEventsAreRejectedByNameAndGoodOnesAroundThemApply) {
   ASSERT_EQ(wait_applied(h->rpc(), 4), 4u);
   EXPECT_EQ(feature("airport_delay", "LAX", "count_1h"), 2);
   EXPECT_EQ(feature("airport_delay", "LAX", "mean_delay_1h"), 7);
-  auto st = gw().statusRequest().send().wait(ws());
-  EXPECT_EQ(st.getStatus().getRejectedAtGateway(), 5u);
+  auto st = c->status();
+  ASSERT_TRUE(st) << failure_text(st);
+  EXPECT_EQ(st->get().getRejectedAtGateway(), 5u);
 }
 
 TEST_F(BadInput, RequestLevelErrorsSayWhatIsWrong) {
-  EXPECT_NE(rpc_error([&] {
-              auto q = gw().ingestRequest();
-              q.setStream("trains");
-              q.initEvents(1);
-              q.send().wait(ws());
-            }).find("unknown stream 'trains' (known: flights)"),
+  EXPECT_NE(rpc_error(c->ingest("trains", {client::event{}}))
+                .find("unknown stream 'trains' (known: flights)"),
             std::string::npos);
-  EXPECT_NE(rpc_error([&] {
-              auto q = gw().ingestRequest();
-              q.setStream("flights");
-              q.initEvents(100001);
-              q.send().wait(ws());
-            }).find("exceeds the limit of 100000"),
+  EXPECT_NE(rpc_error(c->ingest("flights", std::vector<client::event>(100001)))
+                .find("exceeds the limit of 100000"),
             std::string::npos);
-  EXPECT_NE(rpc_error([&] {
-              auto q = gw().ingestRequest();
-              q.setStream("flights");
-              q.setBatchId("has space");
-              q.initEvents(1);
-              q.send().wait(ws());
-            }).find("batchId"),
+  EXPECT_NE(rpc_error(c->ingest("flights", {client::event{}}, "has space")).find("batchId"),
             std::string::npos);
-  EXPECT_NE(rpc_error([&] {
-              auto q = gw().getFeaturesRequest();
-              q.setView("nope");
-              q.initEntities(1).set(0, "LAX");
-              q.send().wait(ws());
-            }).find("unknown view 'nope'"),
-            std::string::npos);
-  EXPECT_NE(rpc_error([&] {
-              auto q = gw().getFeaturesRequest();
-              q.setView("airport_delay");
-              q.initEntities(0);
-              q.send().wait(ws());
-            }).find("no entities"),
-            std::string::npos);
-  EXPECT_NE(rpc_error([&] {
-              auto q = gw().getFeaturesRequest();
-              q.setView("airport_delay");
-              q.initEntities(1).set(0, std::string(300, 'x'));
-              q.send().wait(ws());
-            }).find("invalid entity key"),
-            std::string::npos);
-  EXPECT_NE(rpc_error([&] {
-              auto q = gw().getFeaturesRequest();
-              q.setView("airport_delay");
-              q.initEntities(1).set(0, "LAX");
-              q.setAsOf(4102444800000000LL * 100);  // the year 14,000
-              q.send().wait(ws());
-            }).find("not a plausible time"),
+  EXPECT_NE(rpc_error(c->features("nope", {"LAX"})).find("unknown view 'nope'"), std::string::npos);
+  EXPECT_NE(rpc_error(c->features("airport_delay", {})).find("no entities"), std::string::npos);
+  EXPECT_NE(
+      rpc_error(c->features("airport_delay", {std::string(300, 'x')})).find("invalid entity key"),
+      std::string::npos);
+  EXPECT_NE(rpc_error(c->features("airport_delay", {"LAX"}, 4102444800000000LL * 100))
+                .find("not a plausible time"),  // the year 14,000
             std::string::npos);
   // A negative asOf is that long before the stream's clock, which a stream without events lacks.
-  EXPECT_NE(rpc_error([&] {
-              auto q = gw().getFeaturesRequest();
-              q.setView("airport_delay");
-              q.initEntities(1).set(0, "LAX");
-              q.setAsOf(-5);
-              q.send().wait(ws());
-            }).find("5us before the clock of stream flights, which has no event yet"),
+  EXPECT_NE(rpc_error(c->features("airport_delay", {"LAX"}, -5))
+                .find("5us before the clock of stream flights, which has no event yet"),
             std::string::npos);
   // The node still serves.
-  EXPECT_EQ(gw().statusRequest().send().wait(ws()).getStatus().getShardCount(), 64u);
+  EXPECT_EQ(shard_count(), 64u);
 }
 
 TEST_F(BadInput, GarbageOnTheRpcPortDoesNotHurtTheNode) {
@@ -180,7 +149,7 @@ TEST_F(BadInput, GarbageOnTheRpcPortDoesNotHurtTheNode) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     ::close(fd);
   }
-  EXPECT_EQ(gw().statusRequest().send().wait(ws()).getStatus().getShardCount(), 64u);
+  EXPECT_EQ(shard_count(), 64u);
 }
 
 TEST_F(BadInput, MalformedMessagesPublishedStraightToJetStreamAreDeadLettered) {
@@ -220,16 +189,15 @@ TEST_F(BadInput, MalformedMessagesPublishedStraightToJetStreamAreDeadLettered) {
   // applied, so LAX's windows keep what the good events put there.
   ASSERT_EQ(publish_one("2001-03-02T10:00:00Z"), NATS_OK);
 
-  capnp::EzRpcClient c(h->rpc());
   uint64_t dead = 0;
   EXPECT_TRUE(eventually(
       [&] {
-        return (dead = c.getMain<wire::Gateway>()
-                           .statusRequest()
-                           .send()
-                           .wait(c.getWaitScope())
-                           .getStatus()
-                           .getDeadLetters()) >= 5;
+        auto st = c->status();
+        if (!st) {
+          ADD_FAILURE() << failure_text(st);
+          return true;
+        }
+        return (dead = st->get().getDeadLetters()) >= 5;
       },
       std::chrono::seconds(60), std::chrono::milliseconds(50)))
       << "dead letters after 60 s: " << dead;

@@ -22,21 +22,19 @@ struct event_spec {
   double distance = 300;
 };
 
-capnp::Response<wire::Gateway::IngestResults> ingest(capnp::EzRpcClient& c,
-                                                     const std::vector<event_spec>& evs,
-                                                     const std::string& stream = "flights") {
-  auto req = c.getMain<wire::Gateway>().ingestRequest();
-  req.setStream(stream);
-  auto l = req.initEvents(static_cast<unsigned>(evs.size()));
-  for (size_t i = 0; i < evs.size(); ++i) {
-    auto f = l[static_cast<unsigned>(i)].initFields(5);
-    f[0].setName("date"), f[0].initValue().setTimestamp(evs[i].time);
-    f[1].setName("delay"), f[1].initValue().setFloat(evs[i].delay);
-    f[2].setName("origin"), f[2].initValue().setText(evs[i].origin);
-    f[3].setName("destination"), f[3].initValue().setText(evs[i].destination);
-    f[4].setName("distance"), f[4].initValue().setFloat(evs[i].distance);
+result<client::ingest_result> ingest(client::connection& c, const std::vector<event_spec>& evs,
+                                     const std::string& stream = "flights") {
+  std::vector<client::event> out;
+  for (auto& e : evs) {
+    client::event x;
+    x.fields = {{"date", client::timestamp{e.time}},
+                {"delay", e.delay},
+                {"origin", e.origin},
+                {"destination", e.destination},
+                {"distance", e.distance}};
+    out.push_back(std::move(x));
   }
-  return req.send().wait(c.getWaitScope());
+  return c.ingest(stream, out);
 }
 
 struct clock_status {
@@ -44,10 +42,14 @@ struct clock_status {
   int64_t read_time = 0, watermark = 0;
   uint64_t late = 0, refused = 0;
 };
+// A failed status call is a test failure (and reads as an empty clock_status).
 clock_status clock_of(const std::string& rpc, const std::string& stream) {
-  capnp::EzRpcClient c(rpc);
-  auto resp = c.getMain<wire::Gateway>().statusRequest().send().wait(c.getWaitScope());
-  for (auto cl : resp.getStatus().getClocks())
+  auto st = open_client(rpc)->status();
+  if (!st) {
+    ADD_FAILURE() << "status of " << rpc << ": " << failure_text(st);
+    return {};
+  }
+  for (auto cl : st->get().getClocks())
     if (stream == cl.getStream().cStr())
       return {cl.getMode().cStr(), cl.getReadTime(), cl.getWatermark(), cl.getLate(),
               cl.getRefused()};
@@ -69,18 +71,18 @@ TEST(StreamClock, AnEventFarAheadAmidAReplayIsRefusedAndNobodyElseChanges) {
   int64_t last = 0;
   for (auto& f : slice()) last = std::max(last, f.time);
 
-  capnp::EzRpcClient c(h.rpc());
-  auto r = ingest(c, {{last + kMinute, 3, "ORD", "LAX"},
-                      {last + 60 * kDay, 400, "LAX", "SFO"},
-                      {last + 2 * kMinute, 25, "ATL", "DFW"}});
-  EXPECT_EQ(r.getAccepted(), 2u);
-  ASSERT_EQ(r.getRejected().size(), 1u);
-  EXPECT_EQ(r.getRejected()[0].getIndex(), 1u);
-  EXPECT_EQ(std::string(r.getRejected()[0].getField().cStr()), "date");
-  EXPECT_NE(std::string(r.getRejected()[0].getReason().cStr())
-                .find("more than max_jump (2d) past the stream's watermark"),
+  auto c = open_client(h.rpc());
+  auto r = ingest(*c, {{last + kMinute, 3, "ORD", "LAX"},
+                       {last + 60 * kDay, 400, "LAX", "SFO"},
+                       {last + 2 * kMinute, 25, "ATL", "DFW"}});
+  ASSERT_TRUE(r) << failure_text(r);
+  EXPECT_EQ(r->accepted, 2u);
+  ASSERT_EQ(r->rejected.size(), 1u);
+  EXPECT_EQ(r->rejected[0].index, 1u);
+  EXPECT_EQ(r->rejected[0].field, "date");
+  EXPECT_NE(r->rejected[0].reason.find("more than max_jump (2d) past the stream's watermark"),
             std::string::npos)
-      << r.getRejected()[0].getReason().cStr();
+      << r->rejected[0].reason;
   ASSERT_EQ(wait_applied(h.rpc(), 2 * slice().size() + 4), 2 * slice().size() + 4);
 
   std::vector<flight> all = slice();
@@ -101,15 +103,16 @@ TEST(StreamClock, TheFirstCallsOutliersAreMeasuredFromItsMedian) {
   temp_dir dir;
   node_harness h(dir.path);
   ASSERT_TRUE(h.n);
-  capnp::EzRpcClient c(h.rpc());
+  auto c = open_client(h.rpc());
   const int64_t t0 = 978307200000000LL;  // 2001-01-01
   std::vector<event_spec> evs;
   for (int i = 0; i < 9; ++i) evs.push_back({t0 + i * kMinute, 1, "LAX", "SFO"});
   evs.insert(evs.begin() + 4, {t0 + 90 * kDay, 1, "ORD", "SFO"});
-  auto r = ingest(c, evs);
-  EXPECT_EQ(r.getAccepted(), 9u);
-  ASSERT_EQ(r.getRejected().size(), 1u);
-  EXPECT_EQ(r.getRejected()[0].getIndex(), 4u);
+  auto r = ingest(*c, evs);
+  ASSERT_TRUE(r) << failure_text(r);
+  EXPECT_EQ(r->accepted, 9u);
+  ASSERT_EQ(r->rejected.size(), 1u);
+  EXPECT_EQ(r->rejected[0].index, 4u);
   ASSERT_EQ(wait_applied(h.rpc(), 18), 18u);
   EXPECT_EQ(clock_of(h.rpc(), "flights").read_time, t0 + 8 * kMinute);
 }
@@ -129,23 +132,19 @@ view { name = "pinged", entity = "user", stream = "pings", features = { count { 
 )lua";
   node_harness h(dir.path + "/node", 5 * 60 * 1000, defs);
   ASSERT_TRUE(h.n);
-  capnp::EzRpcClient c(h.rpc());
-  auto gw = c.getMain<wire::Gateway>();
+  auto c = open_client(h.rpc());
   const int64_t sent = now_micros();
-  auto req = gw.ingestRequest();
-  req.setStream("clicks");
   // ann and bob click now; cat's device clock runs 10 minutes fast (within max_future): its
   // click counts only once the wall clock gets there, and reads of cat's shard keep working.
-  auto l = req.initEvents(3);
+  std::vector<client::event> clicks(3);
   const char* users[] = {"ann", "bob", "cat"};
-  for (unsigned i = 0; i < 3; ++i) {
-    auto f = l[i].initFields(3);
-    f[0].setName("t"), f[0].initValue().setTimestamp(i == 2 ? sent + 10 * kMinute : sent);
-    f[1].setName("user"), f[1].initValue().setText(users[i]);
-    f[2].setName("ms"), f[2].initValue().setFloat(10);
-  }
-  auto r = req.send().wait(c.getWaitScope());
-  ASSERT_EQ(r.getAccepted(), 3u);
+  for (unsigned i = 0; i < 3; ++i)
+    clicks[i].fields = {{"t", client::timestamp{i == 2 ? sent + 10 * kMinute : sent}},
+                        {"user", std::string(users[i])},
+                        {"ms", 10.0}};
+  auto r = c->ingest("clicks", clicks);
+  ASSERT_TRUE(r) << failure_text(r);
+  ASSERT_EQ(r->accepted, 3u);
   ASSERT_EQ(wait_applied(h.rpc(), 3), 3u);
   EXPECT_EQ(clock_of(h.rpc(), "clicks").refused, 0u);
   EXPECT_EQ(clock_of(h.rpc(), "clicks").mode, "live");
@@ -182,20 +181,18 @@ view { name = "pinged", entity = "user", stream = "pings", features = { count { 
   EXPECT_FALSE(v[1].second["ms_2s"].has_value());
   std::vector<int64_t> times;
   read_vectors(h.rpc(), "recent", {"ann"}, 0, &times);
+  ASSERT_EQ(times.size(), 1u);
   EXPECT_EQ(times[0], 0) << "an empty window has no last event";
 
   // A quiet live stream's next event at now is no jump, though its watermark is more than
   // max_jump (1s for pings) behind: a live stream measures jumps from the wall clock at least.
   for (int64_t ago : {10 * 1000000LL, 0LL}) {
-    auto ping = gw.ingestRequest();
-    ping.setStream("pings");
-    auto f = ping.initEvents(1)[0].initFields(2);
-    f[0].setName("t"), f[0].initValue().setTimestamp(now_micros() - ago);
-    f[1].setName("user"), f[1].initValue().setText("ann");
-    auto r2 = ping.send().wait(c.getWaitScope());
-    EXPECT_EQ(r2.getAccepted(), 1u);
-    EXPECT_EQ(r2.getRejected().size(), 0u)
-        << (r2.getRejected().size() ? r2.getRejected()[0].getReason().cStr() : "");
+    client::event ping;
+    ping.fields = {{"t", client::timestamp{now_micros() - ago}}, {"user", std::string("ann")}};
+    auto r2 = c->ingest("pings", {ping});
+    ASSERT_TRUE(r2) << failure_text(r2);
+    EXPECT_EQ(r2->accepted, 1u);
+    EXPECT_EQ(r2->rejected.size(), 0u) << (r2->rejected.size() ? r2->rejected[0].reason : "");
   }
 }
 
@@ -230,6 +227,7 @@ TEST(StreamClock, LateEventsAreCountedAndReportedToTheCli) {
   EXPECT_EQ(cl.refused, 0u);
   // Online, LAX-SFO counts February only.
   auto v = read_vectors(h.rpc(), "route_delay", {"LAX-SFO", "LAX-JFK"}, 0);
+  ASSERT_EQ(v.size(), 2u);
   EXPECT_EQ(v[0].second["count_7d"], 20);
   EXPECT_EQ(v[1].second["count_7d"], 0);
   // The status line says so too.

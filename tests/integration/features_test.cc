@@ -49,19 +49,12 @@ TEST_F(FlightsNode, EveryValueAtAnExplicitAsOfMatchesBruteForce) {
 }
 
 TEST_F(FlightsNode, AsOfBeforeTheRetainedWindowIsAClearError) {
-  capnp::EzRpcClient client(harness_->rpc());
-  auto req = client.getMain<wire::Gateway>().getFeaturesRequest();
-  req.setView("airport_delay");
-  req.initEntities(1).set(0, "LAX");
-  req.setAsOf(978307260000000LL);  // 2001-01-01: ten days before the watermark, horizon is 24h
-  try {
-    req.send().wait(client.getWaitScope());
-    FAIL() << "expected an error";
-  } catch (const kj::Exception& e) {
-    EXPECT_NE(std::string(e.getDescription().cStr()).find("before the retained window"),
-              std::string::npos)
-        << e.getDescription().cStr();
-  }
+  auto c = open_client(harness_->rpc());
+  // 2001-01-01: ten days before the watermark, horizon is 24h.
+  auto r = c->features("airport_delay", {"LAX"}, 978307260000000LL);
+  ASSERT_FALSE(r) << "expected an error";
+  EXPECT_NE(r.error_message().find("before the retained window"), std::string::npos)
+      << failure_text(r);
 }
 
 TEST_F(FlightsNode, ReingestingTheSameFileCountsNothingTwice) {
@@ -90,30 +83,28 @@ TEST_F(FlightsNode, CrashedEntityRestartsFromPersistedStateWithoutLosingEvents) 
   std::vector<flight> more = slice();
   int64_t last = 0;
   for (auto& f : slice()) last = std::max(last, f.time);
-  capnp::EzRpcClient client(harness_->rpc());
-  auto req = client.getMain<wire::Gateway>().ingestRequest();
-  req.setStream("flights");
-  auto evs = req.initEvents(3);
+  auto c = open_client(harness_->rpc());
+  std::vector<client::event> evs;
   for (unsigned i = 0; i < 3; ++i) {
     flight f{last + (i + 1) * 60 * 1000000LL, 10.0 * (i + 1), "LAX", "SFO"};
     more.push_back(f);
-    auto fl = evs[i].initFields(4);
-    fl[0].setName("date");
-    fl[0].initValue().setTimestamp(f.time);
-    fl[1].setName("delay");
-    fl[1].initValue().setFloat(f.delay);
-    fl[2].setName("origin");
-    fl[2].initValue().setText("LAX");
-    fl[3].setName("destination");
-    fl[3].initValue().setText("SFO");
+    client::event e;
+    e.fields = {{"date", client::timestamp{f.time}},
+                {"delay", f.delay},
+                {"origin", std::string("LAX")},
+                {"destination", std::string("SFO")}};
+    evs.push_back(std::move(e));
   }
-  auto resp = req.send().wait(client.getWaitScope());
-  EXPECT_EQ(resp.getAccepted(), 3u);
+  auto resp = c->ingest("flights", evs);
+  ASSERT_TRUE(resp) << failure_text(resp);
+  EXPECT_EQ(resp->accepted, 3u);
   ASSERT_EQ(wait_applied(harness_->rpc(), 2 * more.size()), 2 * more.size());
-  auto st = client.getMain<wire::Gateway>().statusRequest().send().wait(client.getWaitScope());
-  EXPECT_GE(st.getStatus().getEntityRestarts(), 1u);
+  auto st = c->status();
+  ASSERT_TRUE(st) << failure_text(st);
+  EXPECT_GE(st->get().getEntityRestarts(), 1u);
   auto got = read_vectors(harness_->rpc(), "airport_delay", {"LAX"}, last + 3 * 60 * 1000000LL);
   auto want = airport_at(more, "LAX", last + 3 * 60 * 1000000LL);
+  ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0].second["count_24h"], static_cast<double>(want.count_24h));
   EXPECT_NEAR(*got[0].second["mean_delay_1h"], *want.mean_1h, 1e-9);
 }

@@ -21,20 +21,25 @@ TEST(Passivation, IdleEntitiesPassivateAndReactivateWithEqualValues) {
       << out;
   ASSERT_EQ(wait_applied(h.rpc(), 2 * slice().size()), 2 * slice().size());
 
-  capnp::EzRpcClient client(h.rpc());
-  auto gw = client.getMain<wire::Gateway>();
+  auto c = open_client(h.rpc());
   uint64_t active = 1, passive = 0;
+  std::string status_error;
   eventually(
       [&] {
-        auto st = gw.statusRequest().send().wait(client.getWaitScope());
+        auto st = c->status();
+        if (!st) {
+          status_error = failure_text(st);
+          return true;
+        }
         active = passive = 0;
-        for (auto s : st.getStatus().getShards()) {
+        for (auto s : st->get().getShards()) {
           active += s.getEntitiesActive();
           passive += s.getEntitiesPassivated();
         }
         return active == 0;
       },
       std::chrono::seconds(60));
+  ASSERT_EQ(status_error, "");
   EXPECT_EQ(active, 0u) << "entities still active 60 s after the ingest (idle timeout 300 ms)";
   std::set<std::string> entities;
   for (auto& f : slice())

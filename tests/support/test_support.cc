@@ -153,16 +153,32 @@ int run_cli(const std::string& args, std::string* output) {
   return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+std::unique_ptr<client::connection> open_client(const std::string& rpc) {
+  client::options o;
+  o.address = rpc;
+  o.retry.attempts = 1;
+  return client::connection::open(std::move(o));
+}
+
+std::optional<double> number_of(const client::value& v) {
+  if (auto* i = std::get_if<int64_t>(&v)) return static_cast<double>(*i);
+  if (auto* d = std::get_if<double>(&v)) return *d;
+  return std::nullopt;
+}
+
 uint64_t wait_applied(const std::string& rpc, uint64_t events, int timeout_s) {
-  capnp::EzRpcClient client(rpc);
-  auto gw = client.getMain<wire::Gateway>();
+  auto c = open_client(rpc);
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
   uint64_t sum = 0;
   while (std::chrono::steady_clock::now() < deadline) {
-    auto resp = gw.statusRequest().send().wait(client.getWaitScope());
+    auto st = c->status();
+    if (!st) {
+      ADD_FAILURE() << "status of " << rpc << ": " << failure_text(st);
+      return sum;
+    }
     sum = 0;
     uint64_t lag = 0;
-    for (auto s : resp.getStatus().getShards()) {
+    for (auto s : st->get().getShards()) {
       sum += s.getEventsApplied();
       lag += s.getLag();
     }
@@ -175,31 +191,23 @@ uint64_t wait_applied(const std::string& rpc, uint64_t events, int timeout_s) {
 std::vector<std::pair<std::string, std::map<std::string, std::optional<double>>>> read_vectors(
     const std::string& rpc, const std::string& view, const std::vector<std::string>& keys,
     int64_t as_of, std::vector<int64_t>* event_times, std::vector<int64_t>* as_ofs) {
-  capnp::EzRpcClient client(rpc);
-  auto gw = client.getMain<wire::Gateway>();
+  auto c = open_client(rpc);
   std::vector<std::pair<std::string, std::map<std::string, std::optional<double>>>> out;
   for (size_t off = 0; off < keys.size(); off += 500) {
     size_t n = std::min<size_t>(500, keys.size() - off);
-    auto req = gw.getFeaturesRequest();
-    req.setView(view);
-    req.setAsOf(as_of);
-    auto el = req.initEntities(static_cast<unsigned>(n));
-    for (size_t i = 0; i < n; ++i) el.set(static_cast<unsigned>(i), keys[off + i]);
-    auto resp = req.send().wait(client.getWaitScope());
-    for (auto v : resp.getVectors()) {
+    std::vector<std::string> chunk(keys.begin() + static_cast<std::ptrdiff_t>(off),
+                                   keys.begin() + static_cast<std::ptrdiff_t>(off + n));
+    auto got = c->features(view, chunk, as_of);
+    if (!got) {
+      ADD_FAILURE() << "reading " << view << " through " << rpc << ": " << failure_text(got);
+      return out;
+    }
+    for (auto& v : *got) {
       std::map<std::string, std::optional<double>> vals;
-      for (auto f : v.getValues()) {
-        auto val = f.getValue();
-        if (val.isInt())
-          vals[f.getName()] = static_cast<double>(val.getInt());
-        else if (val.isFloat())
-          vals[f.getName()] = val.getFloat();
-        else
-          vals[f.getName()] = std::nullopt;
-      }
-      out.emplace_back(v.getEntity(), std::move(vals));
-      if (event_times) event_times->push_back(v.getEventTime());
-      if (as_ofs) as_ofs->push_back(v.getAsOf());
+      for (auto& f : v.values) vals[f.name] = number_of(f.v);
+      out.emplace_back(v.entity, std::move(vals));
+      if (event_times) event_times->push_back(v.event_time);
+      if (as_ofs) as_ofs->push_back(v.as_of);
     }
   }
   return out;
@@ -234,12 +242,15 @@ size_t compare_all(const std::string& rpc, const std::vector<flight>& fs, int64_
     // Nodes agree on the clock within a heartbeat: in a cluster, the node read through may
     // learn the last shards' watermark a moment after they applied it.
     int64_t seen = 0;
+    auto client = open_client(rpc);
     bool agreed = eventually(
         [&] {
-          capnp::EzRpcClient client(rpc);
-          auto resp =
-              client.getMain<wire::Gateway>().statusRequest().send().wait(client.getWaitScope());
-          for (auto c : resp.getStatus().getClocks())
+          auto st = client->status();
+          if (!st) {
+            ADD_FAILURE() << "status of " << rpc << ": " << failure_text(st);
+            return true;  // the reads below say what they get
+          }
+          for (auto c : st->get().getClocks())
             if (std::string(c.getStream().cStr()) == "flights") seen = c.getReadTime();
           return seen >= stream_clock;
         },
@@ -345,19 +356,15 @@ std::string node_process::log_tail(int lines) const {
 cluster_progress cluster_applied(const std::vector<std::string>& rpcs) {
   std::map<std::string, std::pair<uint64_t, uint64_t>> by_shard;  // kind/shard → (applied, lag)
   for (auto& rpc : rpcs) {
-    try {
-      capnp::EzRpcClient client(rpc);
-      auto resp =
-          client.getMain<wire::Gateway>().statusRequest().send().wait(client.getWaitScope());
-      for (auto sh : resp.getStatus().getShards()) {
-        if (sh.getFailed().size()) continue;
-        auto key = std::string(sh.getKind().cStr()) + "/" + std::to_string(sh.getShard());
-        auto& e = by_shard[key];
-        e.first = std::max<uint64_t>(e.first, sh.getEventsApplied());
-        e.second += sh.getLag();
-      }
-    } catch (const kj::Exception&) {
-      // a node that is gone or restarting: its shards are reported by their new owners
+    auto st = open_client(rpc)->status();
+    // A node that is gone or restarting: its shards are reported by their new owners.
+    if (!st) continue;
+    for (auto sh : st->get().getShards()) {
+      if (sh.getFailed().size()) continue;
+      auto key = std::string(sh.getKind().cStr()) + "/" + std::to_string(sh.getShard());
+      auto& e = by_shard[key];
+      e.first = std::max<uint64_t>(e.first, sh.getEventsApplied());
+      e.second += sh.getLag();
     }
   }
   cluster_progress p;
@@ -385,14 +392,10 @@ double wait_all_served(const std::string& rpc, uint32_t shard_count, int timeout
                        const std::string& gone, size_t members) {
   auto t0 = std::chrono::steady_clock::now();
   while (std::chrono::steady_clock::now() - t0 < std::chrono::seconds(timeout_s)) {
-    try {
-      capnp::EzRpcClient client(rpc);
-      auto resp =
-          client.getMain<wire::Gateway>().statusRequest().send().wait(client.getWaitScope());
-      if (every_shard_served(resp.getStatus(), shard_count, gone, members))
-        return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    } catch (const kj::Exception&) {
-    }
+    // A fresh connection each time (the node may be restarting); an error: not served yet.
+    auto st = open_client(rpc)->status();
+    if (st && every_shard_served(st->get(), shard_count, gone, members))
+      return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   return -1;

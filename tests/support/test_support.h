@@ -1,19 +1,16 @@
 // Shared pieces of the integration tests: temp dirs, the committed flights slice, an
 // independent brute-force reference of the example's views, and node/RPC helpers.
 #pragma once
-#include <capnp/ez-rpc.h>
-
 #include <chrono>
-#include <thread>
-
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
-#include "schemas/gateway.capnp.h"
+#include "tessera/client.h"
 #include "tessera/node.h"
 
 namespace tessera::test {
@@ -77,14 +74,29 @@ struct node_harness {
   std::string rpc() const { return "127.0.0.1:" + std::to_string(n->rpc_port()); }
 };
 
+// A client connection to `rpc` (include/tessera/client.h) that makes one attempt per call, as
+// the tests' raw RPC calls did: a test sees every error the node sends (the tests that poll do
+// their own waiting, with eventually()).
+std::unique_ptr<client::connection> open_client(const std::string& rpc);
+
+// "[code] message" of a failed result, for failure output.
+template <typename T>
+std::string failure_text(const result<T>& r) {
+  return std::string("[") + errc_name(r.error_code()) + "] " + r.error_message();
+}
+
+// A number from a feature value: ints and floats as double, anything else (null) as nullopt.
+std::optional<double> number_of(const client::value& v);
+
 // Runs the `tessera` binary; returns its exit code; stderr+stdout in `output`.
 int run_cli(const std::string& args, std::string* output = nullptr);
 
 // Polls status until the persisted per-shard applied counts sum to `events` and lag is 0.
-// Returns the sum reached.
+// Returns the sum reached. A status call that fails is a test failure (and ends the wait).
 uint64_t wait_applied(const std::string& rpc, uint64_t events, int timeout_s = 60);
 
-// Reads vectors for many entities over RPC (chunks of 500).
+// Reads vectors for many entities over RPC (chunks of 500). A read that fails is a test failure;
+// the vectors read before it are returned (fewer than `keys`).
 std::vector<std::pair<std::string, std::map<std::string, std::optional<double>>>> read_vectors(
     const std::string& rpc, const std::string& view, const std::vector<std::string>& keys,
     int64_t as_of, std::vector<int64_t>* event_times = nullptr,
