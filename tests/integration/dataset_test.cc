@@ -11,6 +11,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <random>
 #include <set>
@@ -68,26 +69,20 @@ std::optional<double> cell(const std::string& s) {
 
 // A flight sent over RPC with an explicit known time.
 void send_flights(const std::string& rpc, const std::vector<flight>& fs, int64_t known) {
-  capnp::EzRpcClient client(rpc);
-  auto req = client.getMain<wire::Gateway>().ingestRequest();
-  req.setStream("flights");
-  auto evs = req.initEvents(static_cast<unsigned>(fs.size()));
-  for (unsigned i = 0; i < fs.size(); ++i) {
-    evs[i].setKnownTime(known);
-    auto fl = evs[i].initFields(5);
-    fl[0].setName("date");
-    fl[0].initValue().setTimestamp(fs[i].time);
-    fl[1].setName("delay");
-    fl[1].initValue().setFloat(fs[i].delay);
-    fl[2].setName("distance");
-    fl[2].initValue().setFloat(fs[i].distance);
-    fl[3].setName("origin");
-    fl[3].initValue().setText(fs[i].origin);
-    fl[4].setName("destination");
-    fl[4].initValue().setText(fs[i].destination);
+  std::vector<client::event> evs;
+  for (auto& f : fs) {
+    client::event e;
+    e.known_time = known;
+    e.fields = {{"date", client::timestamp{f.time}},
+                {"delay", f.delay},
+                {"distance", f.distance},
+                {"origin", f.origin},
+                {"destination", f.destination}};
+    evs.push_back(std::move(e));
   }
-  auto resp = req.send().wait(client.getWaitScope());
-  ASSERT_EQ(resp.getAccepted(), fs.size());
+  auto resp = open_client(rpc)->ingest("flights", evs);
+  ASSERT_TRUE(resp) << failure_text(resp);
+  ASSERT_EQ(resp->accepted, fs.size());
 }
 
 flight make_flight(int64_t departure, double delay, double distance, const std::string& o,
@@ -222,8 +217,7 @@ TEST_F(Datasets, EveryRowEqualsTheBruteForceAndLateKnownEventsNeverLeak) {
 
 TEST_F(Datasets, TheOnlineVectorEqualsTheOfflineOneBitForBit) {
   csv_file d = build("skew");
-  capnp::EzRpcClient client(h->rpc());
-  auto gw = client.getMain<wire::Gateway>();
+  auto c = open_client(h->rpc());
   int64_t wm = 0;
   for (auto& f : by_arrival(slice())) wm = std::max(wm, f.time);
   const size_t c_t = d.col("prediction_time"), c_e = d.col("entity");
@@ -236,27 +230,21 @@ TEST_F(Datasets, TheOnlineVectorEqualsTheOfflineOneBitForBit) {
       continue;  // online as-of reads reach back 24 h for airports
     const std::string route = r[c_e], origin = route.substr(0, route.find('-'));
     for (auto [view, key] : {std::pair{"airport_delay", origin}, std::pair{"route_delay", route}}) {
-      auto req = gw.getFeaturesRequest();
-      req.setView(view);
-      req.setAsOf(t);
-      req.initEntities(1).set(0, key);
-      auto resp = req.send().wait(client.getWaitScope());
-      auto v = resp.getVectors()[0];
-      for (auto f : v.getValues()) {
-        std::optional<double> online;
-        if (f.getValue().isInt())
-          online = static_cast<double>(f.getValue().getInt());
-        else if (f.getValue().isFloat())
-          online = f.getValue().getFloat();
-        auto offline = cell(r[d.col(std::string(view) + "." + f.getName().cStr())]);
+      auto resp = c->features(view, {key}, t);
+      ASSERT_TRUE(resp) << view << " " << key << " at " << t << ": " << failure_text(resp);
+      ASSERT_EQ(resp->size(), 1u);
+      const client::feature_vector& v = (*resp)[0];
+      for (auto& f : v.values) {
+        std::optional<double> online = number_of(f.v);
+        auto offline = cell(r[d.col(std::string(view) + "." + f.name)]);
         ASSERT_EQ(online.has_value(), offline.has_value())
-            << view << " " << key << " " << f.getName().cStr() << " at " << t;
+            << view << " " << key << " " << f.name << " at " << t;
         if (online) {
           uint64_t a, b;
           std::memcpy(&a, &*online, 8);
           std::memcpy(&b, &*offline, 8);
-          EXPECT_EQ(a, b) << view << " " << key << " " << f.getName().cStr() << " at " << t << ": "
-                          << *online << " vs " << *offline;
+          EXPECT_EQ(a, b) << view << " " << key << " " << f.name << " at " << t << ": " << *online
+                          << " vs " << *offline;
         }
       }
     }
