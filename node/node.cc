@@ -11,9 +11,8 @@
 #include <fstream>
 #include <random>
 
-#include "actors/features/feature_shards.h"
+#include "actors/features/features_service.h"
 #include "actors/features/messages.h"
-#include "actors/features/supervisor.h"
 #include "actors/features/vector_cache.h"
 #include "actors/training/dataset.h"
 #include "actors/training/training_service.h"
@@ -23,7 +22,6 @@
 #include "gateway.h"
 #include "metrics.h"
 #include "nats_server.h"
-#include "reader.h"
 #include "store.h"
 
 namespace tessera {
@@ -44,15 +42,13 @@ struct node::impl {
   shard_directory directory;
   vector_cache cache;
   std::unique_ptr<stream_clocks> clocks;
-  std::unique_ptr<feature_shards> shard_host;  // the agent's shard host: outlives the agent
-  std::unique_ptr<caf::actor_system_config> caf_cfg;
-  std::unique_ptr<caf::actor_system> sys;
-  caf::actor supervisor;
+  // The families, started in this order and stopped in reverse. The features family's shard
+  // host outlives the agent (its only caller): features is destroyed after the agent.
+  std::unique_ptr<features_service> features;
   // Owns the definitions that entity actors point into: released only after every actor is
   // gone (an entity can still be running when its shard and the supervisor have exited).
   std::shared_ptr<const features_context> ctx;
   std::unique_ptr<gateway> gw;
-  std::unique_ptr<feature_reader> reader;      // answers reads forwarded by other nodes
   std::unique_ptr<dataset_service> datasets;   // training-set parts and point-in-time reads
   std::unique_ptr<training_service> training;  // training jobs and the model registry
   std::string nats_url;
@@ -142,33 +138,22 @@ result<std::unique_ptr<node>> node::start(const node_config& cfg) {
   ctx->opts.shard_count = cfg.shards;
   ctx->opts.entity_idle = std::chrono::milliseconds(cfg.entity_idle_ms);
 
-  im->caf_cfg = std::make_unique<caf::actor_system_config>();
-  int threads = cfg.threads > 0
-                    ? cfg.threads
-                    : static_cast<int>(std::max(2u, std::thread::hardware_concurrency()));
-  im->caf_cfg->set("scheduler.max-threads", threads);
-  im->caf_cfg->set("logger.verbosity", caf::atom("quiet"));
-  // Work stealing lets idle workers sleep up to 10 ms before they look for work again, which
-  // is that much latency on a quiet node; sharing wakes a worker as soon as work arrives.
-  im->caf_cfg->set("scheduler.policy", caf::atom("sharing"));
   im->datasets = std::make_unique<dataset_service>(ctx);
   ctx->datasets = im->datasets.get();
   im->ctx = ctx;
-  im->sys = std::make_unique<caf::actor_system>(*im->caf_cfg);
-  im->supervisor = im->sys->spawn(feature_supervisor, std::shared_ptr<const features_context>(ctx));
+  features_service::options fo;
+  fo.threads = cfg.threads;
+  auto features = features_service::start(ctx, fo);
+  if (!features) return make_error(features.error_message());
+  im->features = std::move(features.value());
 
   gateway_options go;
   go.listen = cfg.rpc;
   go.nats_url = im->nats_url;
-  auto gw = gateway::start(go, ctx, im->supervisor);
-  if (!gw) {
-    caf::anon_send(im->supervisor, stop_atom::value);
-    im->sys->await_all_actors_done();
-    return make_error(gw.error_message());
-  }
+  auto gw = gateway::start(go, ctx, im->features->supervisor());
+  if (!gw) return make_error(gw.error_message());  // ~impl stops the families
   im->gw = std::move(gw.value());
-  im->reader = std::make_unique<feature_reader>(ctx, im->nats.get());
-  if (auto st = im->reader->serve(); !st) return make_error(st.error_message());
+  if (auto st = im->features->serve_forwarded_reads(); !st) return make_error(st.error_message());
   if (auto st = im->datasets->serve(); !st) return make_error(st.error_message());
 
   // Join the cluster (alone, this node becomes the leader and owns every shard).
@@ -193,16 +178,13 @@ result<std::unique_ptr<node>> node::start(const node_config& cfg) {
   deps.nats = im->nats.get();
   deps.db = im->db.get();
   deps.defs = *defs;
-  im->shard_host = std::make_unique<feature_shards>(*im->sys, im->supervisor, &im->cache);
-  deps.hosts = {im->shard_host.get()};
+  deps.hosts = {im->features->shards()};
   deps.view = im->view.get();
   deps.clocks = im->clocks.get();
   deps.metrics = &im->metrics;
   auto agent = cluster_agent::start(ao, deps);
   if (!agent) {
     im->gw.reset();
-    caf::anon_send(im->supervisor, stop_atom::value);
-    im->sys->await_all_actors_done();
     return make_error(agent.error_message());
   }
   im->agent = std::move(agent.value());
@@ -240,13 +222,10 @@ void node::stop() {
   if (impl_->ctx) impl_->ctx->training = nullptr;
   impl_->training
       .reset();  // stops its runner; a running job is cancelled (another node re-runs it)
-  impl_->datasets.reset();  // joins its workers (they read RocksDB)
-  caf::anon_send(impl_->supervisor, stop_atom::value);
-  impl_->supervisor = caf::actor();
-  impl_->sys->await_all_actors_done();
+  impl_->datasets.reset();                       // joins its workers (they read RocksDB)
+  if (impl_->features) impl_->features->stop();  // every actor gone: shards committed
   impl_->agent.reset();
-  impl_->shard_host.reset();  // after the agent, its only caller
-  impl_->sys.reset();
+  impl_->features.reset();  // after the agent, the only caller of its shard host
   impl_->ctx.reset();
   impl_->nats.reset();
   impl_->nats_server.reset();
@@ -279,11 +258,7 @@ uint64_t node::events_applied() const {
 
 bool node::TEST_crash_entity(const std::string& stream, const std::string& kind,
                              const std::string& key) {
-  caf::scoped_actor self{*impl_->sys};
-  bool armed = false;
-  self->request(impl_->supervisor, std::chrono::seconds(60), crash_atom::value, stream, kind, key)
-      .receive([&](bool ok) { armed = ok; }, [&](caf::error&) { armed = false; });
-  return armed;
+  return impl_->features && impl_->features->TEST_crash_entity(stream, kind, key);
 }
 
 void node::wait_for_stop_signal() {
