@@ -4,38 +4,9 @@
 #include <zlib.h>
 #include <nlohmann/json.hpp>
 
-namespace tessera::cli {
+#include "csv.h"
 
-bool split_csv(const std::string& line, std::vector<std::string>& out) {
-  out.clear();
-  std::string cur;
-  bool quoted = false, was_quoted = false;
-  for (size_t i = 0; i < line.size(); ++i) {
-    char c = line[i];
-    if (quoted) {
-      if (c == '"') {
-        if (i + 1 < line.size() && line[i + 1] == '"') {
-          cur.push_back('"');
-          ++i;
-        } else {
-          quoted = false;
-        }
-      } else {
-        cur.push_back(c);
-      }
-    } else if (c == '"' && cur.empty() && !was_quoted) {
-      quoted = was_quoted = true;
-    } else if (c == ',') {
-      out.push_back(std::move(cur));
-      cur.clear();
-      was_quoted = false;
-    } else if (c != '\r') {
-      cur.push_back(c);
-    }
-  }
-  out.push_back(std::move(cur));
-  return !quoted;
-}
+namespace tessera::cli {
 
 namespace {
 
@@ -73,8 +44,8 @@ class csv_reader final : public input_reader {
     std::string line;
     if (!src_->getline(line)) return make_error("empty file: expected a CSV header row");
     ++line_no_;
-    if (!split_csv(line, header_) || header_.empty())
-      return make_error("line 1: cannot parse the CSV header");
+    if (auto st = split_csv_line(line, line_no_, header_); !st)
+      return make_error(st.error_message() + " in the CSV header", st.error_code());
     return ok_status();
   }
   bool next(input_row& row) override {
@@ -86,8 +57,9 @@ class csv_reader final : public input_reader {
     row.line = line_no_;
     row.fields.clear();
     row.error.clear();
-    if (!split_csv(line, cells_)) {
-      row.error = "unterminated quote";
+    // The row's line is named by whoever reports row.error.
+    if (auto st = split_csv_line(line, 0, cells_); !st) {
+      row.error = st.error_message();
       return true;
     }
     if (cells_.size() != header_.size()) {

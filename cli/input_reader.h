@@ -1,6 +1,6 @@
 // Reads events from CSV (with a header row) or JSON lines, plain or gzip-compressed, for
 // `tessera ingest`. Each row becomes a list of (field, text-or-typed value) pairs plus its
-// line number, so errors can name the line.
+// line number, so errors can name the line. CSV fields are read by runtime/csv.h.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -37,8 +37,5 @@ class input_reader {
   // Fraction of the file consumed (compressed bytes for .gz), for progress.
   virtual double progress() const = 0;
 };
-
-// Splits one CSV line (RFC 4180 quotes, no embedded newlines).
-bool split_csv(const std::string& line, std::vector<std::string>& out);
 
 }  // namespace tessera::cli

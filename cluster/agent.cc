@@ -8,10 +8,8 @@
 
 #include "assignment.h"
 #include "bus.h"
-#include "definitions.h"
+#include "handoff.h"
 #include "metrics.h"
-#include "shard_host.h"
-#include "store.h"
 #include "stream_clock.h"
 #include "time_util.h"
 
@@ -21,21 +19,6 @@ namespace {
 using clk = std::chrono::steady_clock;
 constexpr const char* kLeaseKey = "leader";
 constexpr const char* kMapKey = "map";
-
-// Every (stream, kind) slice of a shard number, with the views it materialises.
-std::vector<store::slice> slices_of(const definitions& defs) {
-  std::vector<store::slice> out;
-  for (auto& p : defs.plans()) {
-    store::slice s{p.stream, p.entity, {}};
-    for (const view_def* v : p.views) s.views.push_back(v->qualified());
-    out.push_back(std::move(s));
-  }
-  return out;
-}
-
-std::string slice_name(const store::slice& s) {
-  return s.stream + "/" + s.kind;
-}
 
 }  // namespace
 
@@ -52,45 +35,47 @@ result<std::unique_ptr<cluster_agent>> cluster_agent::start(const agent_options&
     return make_error("cannot open a JetStream context for the cluster agent");
   auto js = a->js_;
   // A NATS cluster that has just started may take a few seconds to elect its JetStream
-  // leaders: retry the set-up for a while before giving up.
+  // leaders: retry the set-up for a while before giving up. Failures to reach the buckets are
+  // retryable; a cluster this node must not join (errc::invalid) is final.
   std::string last_error;
   auto deadline = clk::now() + std::chrono::seconds(30);
   while (true) {
     auto step = [&]() -> status {
       if (!a->nodes_) {
         auto r = kv_bucket::open(js, {"TSR_NODES", 3600 * 1000, o.replicas, 1});
-        if (!r) return make_error(r.error_message());
+        if (!r) return make_error(r.error_message(), errc::retryable);
         a->nodes_ = std::move(r.value());
       }
       if (!a->lease_) {
         auto r = kv_bucket::open(js, {"TSR_LEASE", o.lease_ttl.count(), o.replicas, 1});
-        if (!r) return make_error(r.error_message());
+        if (!r) return make_error(r.error_message(), errc::retryable);
         a->lease_ = std::move(r.value());
       }
       if (!a->map_kv_) {
         auto r = kv_bucket::open(js, {"TSR_SHARDMAP", 0, o.replicas, 1});
-        if (!r) return make_error(r.error_message());
+        if (!r) return make_error(r.error_message(), errc::retryable);
         a->map_kv_ = std::move(r.value());
       }
       if (!a->snaps_) {
         snapshot_store::options so;
         so.replicas = o.replicas;
         auto r = snapshot_store::open(js, so);
-        if (!r) return make_error(r.error_message());
+        if (!r) return make_error(r.error_message(), errc::retryable);
         a->snaps_ = std::move(r.value());
       }
       // The shard count is fixed at cluster creation: a node configured otherwise must not join.
       auto cur = a->map_kv_->get(kMapKey);
-      if (!cur) return make_error(cur.error_message());
+      if (!cur) return make_error(cur.error_message(), errc::retryable);
       if (cur->has_value()) {
         try {
           auto j = nlohmann::json::parse((*cur)->value);
           uint32_t n = j.at("shard_count").get<uint32_t>();
           if (n != o.shard_count)
-            return make_error("FATAL the cluster at this NATS has " + std::to_string(n) +
-                              " shards; this node is configured with " +
-                              std::to_string(o.shard_count) +
-                              " (the shard count is fixed when the cluster is created)");
+            return make_error("the cluster at this NATS has " + std::to_string(n) +
+                                  " shards; this node is configured with " +
+                                  std::to_string(o.shard_count) +
+                                  " (the shard count is fixed when the cluster is created)",
+                              errc::invalid);
         } catch (const std::exception& e) {
           spdlog::warn(
               "cluster: the stored shard map is unreadable ({}); the leader will rewrite it",
@@ -101,12 +86,23 @@ result<std::unique_ptr<cluster_agent>> cluster_agent::start(const agent_options&
     };
     auto st = step();
     if (st) break;
-    if (st.error_message().rfind("FATAL ", 0) == 0) return make_error(st.error_message().substr(6));
+    if (!is_retryable(st.error_code())) return make_error(st.error_message(), st.error_code());
     if (clk::now() > deadline) return make_error("cannot join the cluster: " + st.error_message());
     if (st.error_message() != last_error) spdlog::warn("cluster: {}; retrying", st.error_message());
     last_error = st.error_message();
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
   }
+  shard_handoff::deps hd;
+  hd.nats = a->d_.nats;
+  hd.db = a->d_.db;
+  hd.defs = a->d_.defs;
+  hd.hosts = a->d_.hosts;
+  hd.view = a->d_.view;
+  hd.snaps = a->snaps_.get();
+  shard_handoff::membership hm;
+  hm.other_server = [p = a.get()](uint32_t shard) { return p->other_server(shard); };
+  hm.announce = [p = a.get()] { p->beat(); };
+  a->handoff_ = std::make_unique<shard_handoff>(o, std::move(hd), std::move(hm));
   a->beat();
   a->hb_thread_ = std::thread([p = a.get()] { p->heartbeat_loop(); });
   a->members_thread_ = std::thread([p = a.get()] { p->members_loop(); });
@@ -116,6 +112,7 @@ result<std::unique_ptr<cluster_agent>> cluster_agent::start(const agent_options&
 
 cluster_agent::~cluster_agent() {
   stop();
+  handoff_.reset();
   snaps_.reset();
   nodes_.reset();
   lease_.reset();
@@ -171,13 +168,9 @@ void cluster_agent::leave(std::chrono::milliseconds budget) {
   if (ctl_thread_.joinable()) ctl_thread_.join();
   if (hb_thread_.joinable()) hb_thread_.join();
   if (members_thread_.joinable()) members_thread_.join();
-  // Shards nobody took: snapshot them so that any node can continue from there.
-  for (uint32_t s : d_.view->serving()) {
-    if (clk::now() >= deadline) break;
-    if (snapshot_current(s)) continue;
-    if (auto st = snapshot(s); !st)
-      spdlog::warn("cluster: snapshot of shard {} on leave failed: {}", s, st.error_message());
-  }
+  // Shards nobody took: snapshot them so that any node can continue from there. The threads
+  // have stopped: the map is the last one read.
+  handoff_->snapshot_unowned(deadline, map_.epoch);
   // A failed erase only makes the others wait: a member entry counts until its heartbeat
   // expires, a lapsed lease is taken over.
   if (auto st = nodes_->erase(opts_.node_id); !st)
@@ -400,8 +393,13 @@ void cluster_agent::control_loop() {
   while (!stop_) {
     run_lease();
     run_map();
-    reconcile();
-    periodic_snapshot();
+    map_state m;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      m = map_;
+    }
+    if (m.present) handoff_->reconcile(m.owners, m.epoch, stop_);
+    handoff_->periodic_snapshot(m.epoch);
     // Publish members for status.
     std::vector<member_info> mi;
     {
@@ -431,200 +429,16 @@ void cluster_agent::control_loop() {
   }
 }
 
-void cluster_agent::reconcile() {
-  map_state m;
-  {
-    std::lock_guard<std::mutex> g(mu_);
-    m = map_;
-  }
-  if (!m.present) return;
-  // Releases first: the new owners wait for them.
-  std::vector<uint32_t> to_release;
-  for (uint32_t s = 0; s < m.owners.size() && !stop_; ++s) {
-    bool mine = m.owners[s] == opts_.node_id;
-    auto st = d_.view->local(s);
-    if (!mine && st == shard_local::serving) to_release.push_back(s);
-    if (!mine && st == shard_local::acquiring) {
-      d_.view->set_local(s, shard_local::none);
-      acquiring_since_.erase(s);
-    }
-  }
-  if (!to_release.empty()) release(to_release);
-  std::vector<uint32_t> ready;
-  for (uint32_t s = 0; s < m.owners.size() && !stop_; ++s) {
-    if (m.owners[s] != opts_.node_id) continue;
-    auto st = d_.view->local(s);
-    if (st == shard_local::none) {
-      d_.view->set_local(s, shard_local::acquiring);
-      acquiring_since_[s] = clk::now();
-    }
-    if (d_.view->local(s) != shard_local::acquiring) continue;
-    // Wait until no other live member of the map still serves it, or for at most handoff_wait.
-    std::string holder;
-    {
-      std::lock_guard<std::mutex> g(mu_);
-      auto now = clk::now();
-      for (auto& [id, o] : members_) {
-        if (id == opts_.node_id || now - o.changed > opts_.dead_after) continue;
-        if (o.served.count(s)) holder = id;
-      }
-    }
-    if (!holder.empty() && clk::now() - acquiring_since_[s] < opts_.handoff_wait) continue;
-    if (!holder.empty())
-      spdlog::warn(
-          "cluster: {} still claims shard {} after {} ms; taking it over as the shard map says",
-          holder, s, opts_.handoff_wait.count());
-    if (acquire(s)) ready.push_back(s);
-  }
-  if (start_shards(ready))
-    beat();  // one heartbeat for the batch: the served list is what others wait on
-}
-
-bool cluster_agent::acquire(uint32_t shard) {
-  auto sl = slices_of(*d_.defs);
-  // Start from the newer of the local state and the latest snapshot, slice by slice.
-  std::vector<shard_meta> local;
-  for (auto& s : sl) local.push_back(d_.db->load_meta(shard_id{s.stream, s.kind, shard}));
-  auto latest = snaps_->latest(shard);
-  if (!latest) {
-    d_.view->metrics.snapshots_refused++;
-    spdlog::error(
-        "cluster: shard {}: refusing its snapshot ({}); continuing from local state and replaying "
-        "the stream",
-        shard, latest.error_message());
-  } else if (latest->has_value()) {
-    const auto& man = **latest;
-    std::vector<store::slice> newer;
-    for (size_t i = 0; i < sl.size(); ++i) {
-      auto it = man.applied.find(slice_name(sl[i]));
-      if (it != man.applied.end() && it->second > local[i].applied_seq) newer.push_back(sl[i]);
-    }
-    if (!newer.empty()) {
-      auto blob = snaps_->fetch(man);
-      status st =
-          blob ? d_.db->import_slices(shard, newer, *blob) : make_error(blob.error_message());
-      if (!st) {
-        d_.view->metrics.snapshots_refused++;
-        spdlog::error(
-            "cluster: shard {}: refusing its snapshot from {} ({}); continuing from local state "
-            "and replaying the stream",
-            shard, man.node, st.error_message());
-      } else {
-        d_.view->metrics.snapshots_restored++;
-        spdlog::info("cluster: shard {}: restored {} slice(s) from the snapshot of {} ({} bytes)",
-                     shard, newer.size(), man.node, man.bytes);
-      }
-    }
-    // Local state now equal to the stored snapshot, slice by slice: nothing to snapshot until
-    // something is applied (a restarted node used to upload every shard again).
-    bool same = man.applied.size() == sl.size();
-    uint64_t total = 0;
-    for (size_t i = 0; i < sl.size() && same; ++i) {
-      auto it = man.applied.find(slice_name(sl[i]));
-      const uint64_t applied =
-          d_.db->load_meta(shard_id{sl[i].stream, sl[i].kind, shard}).applied_seq;
-      same = it != man.applied.end() && it->second == applied;
-      total += applied;
-    }
-    if (same)
-      snapshot_applied_[shard] = total;
-    else
-      snapshot_applied_.erase(shard);
-  }
-  return true;
-}
-
-// Starts the actors of every prepared shard with one message: under a backlog the actor
-// threads are busy, and a message per shard would start the last shards seconds late.
-size_t cluster_agent::start_shards(const std::vector<uint32_t>& shards) {
-  if (shards.empty()) return 0;
-  // A shard is served once every family serves it; the rest are offered again next tick.
-  std::vector<uint32_t> started = shards;
-  for (shard_host* h : d_.hosts) {
-    auto got = h->start_shards(shards);
-    std::sort(got.begin(), got.end());
-    std::vector<uint32_t> both;
-    for (uint32_t s : started)
-      if (std::binary_search(got.begin(), got.end(), s)) both.push_back(s);
-    started = std::move(both);
-  }
-  for (uint32_t s : started) {  // the rest (e.g. still stopping from an earlier release): next tick
-    d_.view->set_local(s, shard_local::serving);
-    acquiring_since_.erase(s);
-    last_snapshot_[s] = clk::now();
-    d_.view->metrics.shards_acquired++;
-  }
-  return started.size();
-}
-
-// Stops the shards' actors (all at once, each commits what it applied), snapshots each,
-// drops their consumers, then tells the others with one heartbeat.
-void cluster_agent::release(const std::vector<uint32_t>& shards) {
-  for (uint32_t s : shards) d_.view->set_local(s, shard_local::releasing);
-  for (shard_host* h : d_.hosts) h->stop_shards(shards);
-  for (uint32_t s : shards) {
-    if (!snapshot_current(s))
-      if (auto st = snapshot(s); !st)
-        spdlog::warn("cluster: shard {}: snapshot on release failed: {}", s, st.error_message());
-    for (auto& sl : slices_of(*d_.defs)) d_.nats->delete_consumer_async(sl.stream, sl.kind, s);
-    d_.view->set_local(s, shard_local::none);
-    d_.view->metrics.shards_released++;
-  }
-  beat();
-  spdlog::info("cluster: released {} shard(s)", shards.size());
-}
-
-// Unchanged since the stored snapshot (ours, or found equal to the local state at acquire): the
-// next owner finds it as it is. A restart or a leave used to upload every shard again.
-bool cluster_agent::snapshot_current(uint32_t shard) const {
-  auto known = snapshot_applied_.find(shard);
-  if (known == snapshot_applied_.end()) return false;
-  uint64_t total = 0;
-  for (auto& sl : slices_of(*d_.defs))
-    total += d_.db->load_meta(shard_id{sl.stream, sl.kind, shard}).applied_seq;
-  return known->second == total;
-}
-
-status cluster_agent::snapshot(uint32_t shard) {
-  auto sl = slices_of(*d_.defs);
-  auto blob = d_.db->export_slices(shard, sl, opts_.snapshot_max_bytes);
-  if (!blob) return make_error(blob.error_message());
-  auto metas = store::metas_in(shard, sl, *blob);
-  if (!metas) return make_error(metas.error_message());
-  snapshot_manifest m;
-  m.shard = shard;
-  m.node = opts_.node_id;
-  {
-    std::lock_guard<std::mutex> g(mu_);
-    m.epoch = map_.epoch;
-  }
-  m.created_us = now_micros();
-  for (size_t i = 0; i < sl.size(); ++i) m.applied[slice_name(sl[i])] = (*metas)[i].applied_seq;
-  auto saved = snaps_->save(m, *blob);
-  if (!saved) return make_error(saved.error_message());
-  last_snapshot_[shard] = clk::now();
-  snapshot_applied_[shard] = m.total_applied();
-  if (*saved) d_.view->metrics.snapshots_written++;
-  return ok_status();
-}
-
-void cluster_agent::periodic_snapshot() {
-  // At most one shard per tick, so a tick stays short.
+// A live member other than this node that lists `shard` as served (the last by id), or "".
+std::string cluster_agent::other_server(uint32_t shard) {
+  std::string holder;
+  std::lock_guard<std::mutex> g(mu_);
   auto now = clk::now();
-  for (uint32_t s : d_.view->serving()) {
-    auto it = last_snapshot_.find(s);
-    if (it != last_snapshot_.end() && now - it->second < opts_.snapshot_every) continue;
-    if (snapshot_current(s)) {
-      last_snapshot_[s] = now;  // nothing new
-      d_.view->metrics.snapshots_unchanged++;
-      continue;
-    }
-    if (auto st = snapshot(s); !st) {
-      last_snapshot_[s] = now;
-      spdlog::warn("cluster: periodic snapshot of shard {} failed: {}", s, st.error_message());
-    }
-    return;
+  for (auto& [id, o] : members_) {
+    if (id == opts_.node_id || now - o.changed > opts_.dead_after) continue;
+    if (o.served.count(shard)) holder = id;
   }
+  return holder;
 }
 
 }  // namespace tessera

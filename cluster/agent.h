@@ -1,6 +1,6 @@
-// The cluster agent: this node's part in membership, leadership, the shard map and handoff
-// (DESIGN.md, "Shards and routing" and "State, exactly once, recovery"). Everything shared
-// lives in JetStream KV buckets:
+// The cluster agent: this node's part in membership, leadership and the shard map (DESIGN.md,
+// "Shards and routing" and "State, exactly once, recovery"); it hands shards on through
+// shard_handoff (handoff.h), which it owns. Everything shared lives in JetStream KV buckets:
 //   TSR_NODES      key <node id>  heartbeat JSON {id, rpc, served, leaving, ...}, put every
 //                                 `heartbeat`; a member whose revision has not changed for
 //                                 `dead_after` (by this node's clock) is dead.
@@ -10,11 +10,12 @@
 //                                 leader and only by compare-and-swap on its revision.
 //   TSR_SNAPSHOTS  (snapshots.h)  the latest snapshot manifest of every shard.
 // The leader assigns shards by rendezvous hashing over the live members. Every node then
-// reconciles: a shard it no longer owns is released (its actors stop, its state goes to a
-// snapshot, it leaves the heartbeat's `served` list); a shard it gains is acquired once no other
-// live member serves it (or after `handoff_wait`), from the newer of its local state and the
-// latest snapshot, and replays the stream from there.
-// Threads: a heartbeat thread and a control thread; blocking NATS calls never run on actors.
+// reconciles what it serves with the map (handoff.h).
+// Threads: a heartbeat thread (heartbeat, lease renewal), a members thread (follows TSR_NODES)
+// and a control thread (lease, map, handoff, status); blocking NATS calls never run on actors.
+// Start: start() opens the buckets (retrying transient failures for up to 30 s; a cluster of
+// another shard count is refused as errc::invalid) and starts the threads. Stop: leave()
+// (handing the shards off first) or stop(); the destructor stops.
 #pragma once
 #include <atomic>
 #include <chrono>
@@ -38,6 +39,7 @@ class bus;
 class store;
 class definitions;
 class shard_host;
+class shard_handoff;
 class stream_clocks;
 struct node_metrics;
 
@@ -110,18 +112,14 @@ class cluster_agent {
   void run_lease();
   void renew_lease();
   void run_map();
-  void reconcile();
-  bool acquire(uint32_t shard);  // restores its state; start_shards() then runs it
-  size_t start_shards(const std::vector<uint32_t>& shards);
-  void release(const std::vector<uint32_t>& shards);
-  status snapshot(uint32_t shard);
-  void periodic_snapshot();
-  std::vector<std::string> live_members(bool include_leaving) const;
+  std::vector<std::string> live_members(bool include_leaving) const;  // REQUIRES: mu_ held
+  std::string other_server(uint32_t shard);                           // for handoff; takes mu_
 
   agent_options opts_;
   deps d_;
   std::unique_ptr<kv_bucket> nodes_, lease_, map_kv_;
   std::unique_ptr<snapshot_store> snaps_;
+  std::unique_ptr<shard_handoff> handoff_;  // control thread (and leave(), after it stopped)
   std::thread hb_thread_, ctl_thread_, members_thread_;
   std::string lease_holder_;
   std::chrono::steady_clock::time_point lease_checked_;
@@ -137,10 +135,6 @@ class cluster_agent {
   // Written by the control thread before leader_ becomes true, then only by the heartbeat thread.
   uint64_t lease_rev_ = 0;
   std::chrono::steady_clock::time_point lease_renewed_;
-  std::map<uint32_t, std::chrono::steady_clock::time_point> acquiring_since_;
-  std::map<uint32_t, std::chrono::steady_clock::time_point> last_snapshot_;
-  std::map<uint32_t, uint64_t> snapshot_applied_;  // total applied at the last snapshot
-  bool snapshot_current(uint32_t shard) const;     // local state == the stored snapshot
   int64_t started_us_ = 0;
 };
 

@@ -4,8 +4,15 @@
 // Lifecycle: spawned and monitored by the feature supervisor; on (re)start it reloads its
 // meta and re-creates its consumer at applied sequence + 1, so nothing is lost or applied
 // twice. It supervises its entity actors one-for-one (see README in this folder).
+// Its work is split by purpose, all of it on this actor (one message at a time, so the state
+// below needs no lock): shard_consumer.h (the consumer: opening, pulls, deliveries, watchdog),
+// shard_apply.h (a batch: judged, applied through the entities, committed), shard_reads.h
+// (reads). This file composes them and keeps the entity actors (activation, exits,
+// passivation).
 #pragma once
+#include <chrono>
 #include <deque>
+#include <memory>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -13,26 +20,34 @@
 
 namespace tessera {
 
+struct apply_job;  // shard_apply.h
+
 struct shard_state {
+  shard_state();
+  ~shard_state();  // beside apply_job (shard_apply.cc)
+
+  // Constant after the actor starts.
   context_ptr ctx;
   shard_id id;
   const kind_plan* plan = nullptr;
   const stream_def* stream = nullptr;
-  shard_meta meta;
-  bool ready = false;
   // Events too old for the online windows of every kind of the stream are counted as the
   // stream's late events, by the shards of its first kind only (so each is counted once).
   bool counts_stream_late = false;
   int64_t stream_retention = 0;  // the longest online retention over the stream's kinds
 
+  // What is committed: loaded when the consumer is (re)opened, replaced by each commit.
+  shard_meta meta;
+  std::unordered_set<std::string> known;  // entities with persisted state
+
+  // Entity actors (shard_actor.cc).
   std::unordered_map<std::string, caf::actor> active;
   std::unordered_map<caf::actor_addr, std::string> by_addr;
-  std::unordered_set<std::string> known;
-  std::unordered_map<std::string, int> inflight;  // outstanding requests per entity
-  std::unordered_map<std::string, int64_t>
-      log_pruned;  // offline-log cutoff last applied per entity
+  std::unordered_map<std::string, int> inflight;  // outstanding requests per entity (apply, reads)
   std::unordered_map<std::string, std::deque<std::chrono::steady_clock::time_point>> failures;
 
+  // The consumer (shard_consumer.cc).
+  bool ready = false;  // the consumer is open and its inbox subscribed
   struct pull_info {
     int remaining;
     std::chrono::steady_clock::time_point issued;
@@ -48,16 +63,6 @@ struct shard_state {
   // the consumer never sends them again. A gap in the consumer sequence shows it; the shard then
   // re-creates its consumer from the committed sequence (0: not known, no check).
   uint64_t next_cseq = 0;
-  std::vector<delivery> pending;
-  bool flush_scheduled = false;
-  bool applying = false;
-  // Watermark of the batch being applied: its entities may already hold (and have pruned
-  // for) it before the commit, so reads use max(meta.watermark, inflight_watermark).
-  int64_t inflight_watermark = 0;
-  // The latest time its entities pruned at (apply_job::prune_at: now for a live stream, the
-  // shard's watermark for a replay one): a read at or before pruned_to - as_of_horizon may lack
-  // records, so it is refused.
-  int64_t pruned_to = 0;
   uint64_t last_pending = 0;
   // Watchdog: when the shard has received nothing for a while, it asks the server whether its
   // consumer has messages waiting; if so (or the consumer is gone) the consumer is re-created.
@@ -65,9 +70,37 @@ struct shard_state {
   std::chrono::steady_clock::time_point last_delivery = std::chrono::steady_clock::now();
   bool watchdog_asking = false;
 
+  // Deliveries received and not yet applied: the consumer appends, the apply pipeline takes.
+  std::vector<delivery> pending;
+
+  // The apply pipeline (shard_apply.cc).
+  bool flush_scheduled = false;
+  bool applying = false;
+  std::unique_ptr<apply_job> job;  // the batch being applied (set while `applying`)
+  std::unordered_map<std::string, int64_t>
+      log_pruned;  // offline-log cutoff last applied per entity
+  // Watermark of the batch being applied: its entities may already hold (and have pruned
+  // for) it before the commit, so reads use max(meta.watermark, inflight_watermark).
+  int64_t inflight_watermark = 0;
+  // The latest time its entities pruned at (apply_job::prune_at: now for a live stream, the
+  // shard's watermark for a replay one): a read at or before pruned_to - as_of_horizon may lack
+  // records, so it is refused (shard_reads.h).
+  int64_t pruned_to = 0;
+
   static inline const char* name = "tsr.shard";
 };
 
-caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, context_ptr ctx, shard_id id);
+using shard_self = caf::stateful_actor<shard_state>*;
+
+caf::behavior shard_actor(shard_self self, context_ptr ctx, shard_id id);
+
+// How long the shard waits for an entity's answer (apply or read) before treating it as failed.
+inline constexpr auto kEntityRequestTimeout = std::chrono::seconds(30);
+
+// The entity actor of `key`, spawned (linked, from its persisted state) when not active.
+caf::actor activate_entity(shard_self self, const std::string& key);
+
+// A warning rate-limited per (stream, what) over the node.
+void shard_warn_limited(shard_self self, const std::string& what, const std::string& detail);
 
 }  // namespace tessera

@@ -4,34 +4,10 @@
 #include <cstdlib>
 #include <fstream>
 
+#include "csv.h"
+
 namespace tessera {
 namespace {
-
-// Splits one CSV line (RFC 4180 quotes) into cells.
-void split(const std::string& line, std::vector<std::string>& out) {
-  out.clear();
-  std::string cur;
-  bool quoted = false;
-  for (size_t i = 0; i < line.size(); ++i) {
-    char c = line[i];
-    if (quoted) {
-      if (c == '"' && i + 1 < line.size() && line[i + 1] == '"')
-        cur += '"', ++i;
-      else if (c == '"')
-        quoted = false;
-      else
-        cur += c;
-    } else if (c == '"') {
-      quoted = true;
-    } else if (c == ',') {
-      out.push_back(std::move(cur));
-      cur.clear();
-    } else if (c != '\r') {
-      cur += c;
-    }
-  }
-  out.push_back(std::move(cur));
-}
 
 bool parse_number(const std::string& s, double& out) {
   if (s.empty()) return false;
@@ -48,7 +24,8 @@ result<table> read_dataset_csv(const std::string& path, const std::vector<std::s
   std::string line;
   if (!std::getline(in, line)) return make_error(path + ": empty file (no header)");
   std::vector<std::string> header, cells;
-  split(line, header);
+  if (auto st = split_csv_line(line, 1, header); !st)
+    return make_error(path + ": " + st.error_message(), st.error_code());
   auto find = [&](const std::string& n) -> int {
     for (size_t i = 0; i < header.size(); ++i)
       if (header[i] == n) return static_cast<int>(i);
@@ -74,7 +51,9 @@ result<table> read_dataset_csv(const std::string& path, const std::vector<std::s
   while (std::getline(in, line)) {
     ++lineno;
     if (line.empty()) continue;
-    split(line, cells);
+    if (auto st = split_csv_line(line, 0, cells); !st)
+      return make_error(path + ":" + std::to_string(lineno) + ": " + st.error_message(),
+                        st.error_code());
     auto where = [&](int col) {
       return path + ":" + std::to_string(lineno) + ": column " + header[static_cast<size_t>(col)] +
              ": ";

@@ -262,6 +262,29 @@ TEST(BadConfig, ShardCountIsFixedForADataDir) {
       << r.error_message();
 }
 
+// The shard count is fixed when the cluster is created: a node configured otherwise is refused
+// at once (errc::invalid), not retried like a NATS cluster that is still forming (those
+// failures end, after 30 s, in "cannot join the cluster").
+TEST(BadConfig, ANodeWithAnotherShardCountThanItsClusterIsRefusedAtOnce) {
+  temp_dir first, second;
+  node_harness h(first.path);
+  ASSERT_TRUE(h.n);
+  node_config cfg;
+  cfg.data_dir = second.path;
+  cfg.rpc = "127.0.0.1:0";
+  cfg.nats_url = h.n->nats_url();
+  cfg.definitions = flights_definitions();
+  cfg.shards = 32;
+  auto r = node::start(cfg);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error_message().find(
+                "the cluster at this NATS has 64 shards; this node is configured with 32"),
+            std::string::npos)
+      << r.error_message();
+  EXPECT_EQ(r.error_message().find("cannot join the cluster"), std::string::npos)
+      << r.error_message();
+}
+
 TEST(BadCli, IngestNamesTheLineAndFieldAndKeepsGoodRows) {
   temp_dir dir;
   node_harness h(dir.path);

@@ -8,6 +8,8 @@
 #include <random>
 #include <sstream>
 
+#include <unistd.h>
+
 #include "trainer.h"
 
 namespace tessera {
@@ -127,6 +129,36 @@ TEST(Training, BadSplitsAndLabelsAreRefused) {
   r = train_model(model("logistic"), t, nullptr);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error_message().find("labels must be 0 or 1"), std::string::npos);
+}
+
+// The dataset table reads its cells with runtime/csv.h: quoted cells as `tessera dataset build`
+// writes them, and a quote left open is an invalid file naming its line.
+TEST(DatasetTable, ReadsQuotedCellsAndRefusesAnUnterminatedQuote) {
+  char path[] = "/tmp/tessera-table-XXXXXX";
+  const int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  close(fd);
+  std::ofstream(path) << "prediction_time,entity,label,x0,x1\r\n"
+                         "10,\"LAX, \"\"west\"\"\",1,0.5,\r\n"
+                         "20,ORD,0,-2,3\n";
+  auto ok = read_dataset_csv(path, {});
+  ASSERT_TRUE(ok.ok()) << ok.error_message();
+  EXPECT_EQ(ok->columns, (std::vector<std::string>{"x0", "x1"}));
+  ASSERT_EQ(ok->rows, 2u);
+  EXPECT_EQ(ok->time, (std::vector<int64_t>{10, 20}));
+  EXPECT_EQ(ok->y, (std::vector<float>{1, 0}));
+  EXPECT_EQ(ok->x[0], 0.5f);
+  EXPECT_TRUE(std::isnan(ok->x[1]));
+  EXPECT_EQ(ok->x[2], -2.f);
+  EXPECT_EQ(ok->x[3], 3.f);
+  std::ofstream(path) << "prediction_time,entity,label,x0\n"
+                         "10,ORD,1,0.5\n"
+                         "20,\"ORD,0,1\n";
+  auto bad = read_dataset_csv(path, {});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error_code(), errc::invalid);
+  EXPECT_EQ(bad.error_message(), std::string(path) + ":3: unterminated quote");
+  std::remove(path);
 }
 
 TEST(TorchScript, AModelWrittenByPyTorchImportsAndGarbageIsRefused) {

@@ -1,0 +1,363 @@
+#include "shard_apply.h"
+
+#include <capnp/serialize.h>
+#include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cstring>
+
+#include "codec.h"
+#include "hash.h"
+#include "shard_consumer.h"
+#include "time_util.h"
+
+namespace tessera {
+
+// Here, where apply_job is complete.
+shard_state::shard_state() = default;
+shard_state::~shard_state() = default;
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+int64_t wall_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+// At most this many JetStream messages per applied batch: keeps commits (and the distance
+// between what entities hold and what is committed) small while a backlog drains.
+constexpr size_t kMaxMessagesPerBatch = 64;
+
+std::string dlq_json(const shard_id& id, uint64_t seq, int64_t index, const std::string& reason,
+                     const nlohmann::json& event) {
+  nlohmann::json j{{"stream", id.stream},
+                   {"kind", id.kind},
+                   {"shard", id.shard},
+                   {"seq", seq},
+                   {"index", index},
+                   {"reason", reason},
+                   {"time", format_timestamp(now_micros())}};
+  if (!event.is_null()) j["event"] = event;
+  return j.dump();
+}
+
+nlohmann::json record_json(const kind_plan& p, const std::string& key, const record& r) {
+  nlohmann::json f = nlohmann::json::object();
+  for (size_t i = 0; i < r.fields.size() && i < p.stored_field_names.size(); ++i)
+    f[p.stored_field_names[i]] = to_text(r.fields[i]);
+  return {{"key", key}, {"event_time", format_timestamp(r.time)}, {"fields", f}};
+}
+
+void commit(shard_self self);
+
+// Sends one entity its records; on a crash restarts it from persisted state (one-for-one)
+// until the restart intensity is exceeded, then dead-letters its events.
+void send_group(shard_self self, size_t gi);
+
+void finish_group(shard_self self, group& g) {
+  g.done = true;
+  if (--self->state.job->outstanding == 0) commit(self);
+}
+
+// Writes everything the batch changed, with the new sequence, in one WriteBatch.
+void commit(shard_self self) {
+  auto& s = self->state;
+  apply_job& j = *s.job;
+  store::batch b(s.id);
+  uint64_t applied = 0;
+  for (auto& g : j.groups) {
+    if (g.dead_lettered) continue;
+    for (auto& r : *g.recs) b.put_record(g.key, r);
+    for (auto& p : g.delta.pruned) b.delete_record(g.key, p.time, p.seq, p.idx);
+    for (auto& [view, bytes] : g.delta.vectors) b.put_vector(view, g.key, bytes);
+    if (g.is_new && !s.known.count(g.key)) b.put_known(g.key);
+    applied += g.recs->size();
+  }
+  for (auto& [key, e] : j.offline_only) b.put_log(key, e);
+  applied += j.offline_only.size();
+  shard_meta m = s.meta;
+  m.applied_seq = std::max(m.applied_seq, j.max_seq);
+  m.watermark = std::max(m.watermark, j.watermark);
+  m.dead_letters += j.dead_letters.size();
+  m.events_applied += applied;
+  // The offline log, pruned per entity once its cutoff moved by 1/64 of the retention.
+  const int64_t log_retention = s.stream->offline_retention_us;
+  const int64_t log_cutoff = j.prune_at - log_retention;
+  for (auto& g : j.groups) {
+    if (g.dead_lettered) continue;
+    for (auto& e : g.log) b.put_log(g.key, e);
+    auto [it, fresh] = s.log_pruned.emplace(g.key, INT64_MIN);
+    if (log_cutoff > 0 && (fresh || log_cutoff - it->second > log_retention / 64)) {
+      b.prune_log(g.key, log_cutoff);
+      it->second = log_cutoff;
+    }
+  }
+  b.put_meta(m);
+  // Dead letters go out before the commit: after a crash they may repeat, never vanish.
+  for (auto& d : j.dead_letters) s.ctx->nats->publish_dead_letter(s.id.stream, d);
+  auto write_start = clock_type::now();
+  auto w = s.ctx->db->write(b);
+  auto write_ms =
+      std::chrono::duration<double, std::milli>(clock_type::now() - write_start).count();
+  auto total_ms = std::chrono::duration<double, std::milli>(clock_type::now() - j.started).count();
+  if (total_ms > 100)
+    shard_warn_limited(
+        self, "slow batch",
+        fmt::format(
+            "{:.0f} ms for {} events of {} entities in {} messages (RocksDB write {:.0f} ms)",
+            total_ms, j.events, j.groups.size(), j.messages, write_ms));
+  if (!w) {
+    spdlog::error("shard {}: {}; restarting the shard", s.id.name(), w.error_message());
+    self->quit(caf::make_error(caf::sec::runtime_error, w.error_message()));
+    return;
+  }
+  s.meta = m;
+  s.inflight_watermark = 0;
+  if (auto* clocks = s.ctx->clocks) {
+    clocks->advance_local(s.id.stream, m.watermark);
+    if (j.late) clocks->count_late(s.id.stream, j.late);
+    if (j.refused) clocks->count_refused(s.id.stream, j.refused);
+  }
+  for (auto& g : j.groups)
+    if (!g.dead_lettered) s.known.insert(g.key);
+  s.ctx->metrics->events_applied += applied;
+  s.ctx->metrics->events_offline_only += j.offline_only.size();
+  if (j.stored_ns > 0 && j.received_ns > 0) {
+    auto& st = s.ctx->metrics->stages;
+    const int64_t committed_ns = wall_ns();
+    st.delivery.record_us(std::max<int64_t>(0, j.received_ns - j.stored_ns) / 1e3);
+    st.queued.record_us(std::max<int64_t>(0, j.started_ns - j.received_ns) / 1e3);
+    st.applying.record_us(std::max<int64_t>(0, committed_ns - j.started_ns) / 1e3);
+    st.total.record_us(std::max<int64_t>(0, committed_ns - j.stored_ns) / 1e3);
+  }
+  s.ctx->metrics->dead_letters += j.dead_letters.size();
+  for (auto& g : j.groups) {
+    auto it = s.inflight.find(g.key);
+    if (it != s.inflight.end() && --it->second <= 0) s.inflight.erase(it);
+  }
+  s.job.reset();
+  s.applying = false;
+  if (!s.pending.empty()) shard_schedule_apply(self);
+  shard_pull(self);
+}
+
+void send_group(shard_self self, size_t gi) {
+  auto& s = self->state;
+  group& g = s.job->groups[gi];
+  caf::actor a = activate_entity(self, g.key);
+  self->request(a, kEntityRequestTimeout, apply_atom::value, record_batch(g.recs), s.job->prune_at,
+                s.job->clock)
+      .then(
+          [self, gi](entity_delta& d) {
+            group& g = self->state.job->groups[gi];
+            g.delta = std::move(d);
+            finish_group(self, g);
+          },
+          [self, gi, a](caf::error& err) {
+            auto& s = self->state;
+            group& g = self->state.job->groups[gi];
+            s.ctx->metrics->entity_restarts++;
+            // Forget the failed incarnation (its exit message, if still to come, is
+            // recognised through by_addr) and make sure it is gone (e.g. on a timeout).
+            auto it = s.active.find(g.key);
+            if (it != s.active.end() && it->second == a) s.active.erase(it);
+            self->send_exit(a, caf::exit_reason::kill);
+            auto& f = s.failures[g.key];
+            auto now = clock_type::now();
+            f.push_back(now);
+            while (!f.empty() && now - f.front() > s.ctx->opts.restart_window) f.pop_front();
+            std::string why = self->system().render(err);
+            if (static_cast<int>(f.size()) > s.ctx->opts.entity_max_restarts) {
+              shard_warn_limited(self, "entity crash-looping",
+                                 "entity " + g.key + " failed " + std::to_string(f.size()) +
+                                     " times; its events go to the dead-letter stream: " + why);
+              for (auto& r : *g.recs)
+                self->state.job->dead_letters.push_back(
+                    dlq_json(s.id, r.seq, r.idx, "entity actor failed repeatedly: " + why,
+                             record_json(*s.plan, g.key, r)));
+              g.dead_lettered = true;
+              finish_group(self, g);
+            } else {
+              shard_warn_limited(
+                  self, "entity restarted",
+                  "entity " + g.key + " restarted from persisted state after: " + why);
+              send_group(self, gi);
+            }
+          });
+}
+
+}  // namespace
+
+void shard_schedule_apply(shard_self self) {
+  if (!self->state.flush_scheduled) {
+    self->state.flush_scheduled = true;
+    self->send(self, flush_atom::value);
+  }
+}
+
+// Decodes the pending deliveries, routes events to entities, dead-letters what is invalid.
+void shard_apply_pending(shard_self self) {
+  auto& s = self->state;
+  if (s.applying || s.pending.empty() || !s.ready) return;
+  std::sort(s.pending.begin(), s.pending.end(), [](auto& a, auto& b) { return a.seq < b.seq; });
+  std::vector<delivery> batch;
+  if (s.pending.size() <= kMaxMessagesPerBatch) {
+    batch.swap(s.pending);
+  } else {
+    batch.assign(std::make_move_iterator(s.pending.begin()),
+                 std::make_move_iterator(s.pending.begin() + kMaxMessagesPerBatch));
+    s.pending.erase(s.pending.begin(), s.pending.begin() + kMaxMessagesPerBatch);
+  }
+  s.job = std::make_unique<apply_job>();
+  apply_job& j = *s.job;
+  j.watermark = s.meta.watermark;
+  const int64_t retention = s.plan->retention_us;
+  // The stream's clock (see runtime/stream_clock.h). Late events are judged by the clock the
+  // gateway saw when it accepted them (EventBatch.clock) or, for a live stream, now; events
+  // published straight to JetStream by the shard's own watermark. Either way the verdict does
+  // not depend on how far other shards have got when this one applies.
+  const bool live = s.stream->clock == clock_mode::live;
+  stream_clocks* clocks = s.ctx->clocks;
+  const int64_t now = now_micros();
+  const int64_t stream_wm = clocks ? clocks->watermark(s.id.stream) : 0;
+  // A live stream's reference is never behind the wall clock (see the gateway's ingest).
+  const int64_t jump_ref =
+      std::max(clocks ? clocks->jump_reference(s.id.stream) : 0, live ? now : int64_t{0});
+  for (auto& d : batch) {
+    if (d.seq <= s.meta.applied_seq || d.seq <= j.max_seq)
+      continue;  // already applied: exactly once
+    j.max_seq = d.seq;
+    if (!j.messages) {
+      j.stored_ns = d.stored_ns;
+      j.received_ns = d.received_ns;
+      j.started_ns = wall_ns();
+    }
+    ++j.messages;
+    j.ack_subject = d.ack_subject;
+    auto dead = [&](int64_t idx, const std::string& reason, nlohmann::json ev = nullptr) {
+      j.dead_letters.push_back(dlq_json(s.id, d.seq, idx, reason, ev));
+      shard_warn_limited(self, "dead letter", reason);
+    };
+    if (d.data.size() % sizeof(capnp::word) != 0 || d.data.empty()) {
+      dead(-1, "malformed EventBatch: " + std::to_string(d.data.size()) +
+                   " bytes is not a Cap'n Proto message");
+      continue;
+    }
+    auto words = kj::heapArray<capnp::word>(d.data.size() / sizeof(capnp::word));
+    std::memcpy(words.begin(), d.data.data(), d.data.size());
+    try {
+      capnp::FlatArrayMessageReader reader(words);
+      auto root = reader.getRoot<wire::EventBatch>();
+      auto events = root.getEvents();
+      const int64_t gateway_clock = root.getClock();  // 0: not through a gateway
+      // Known time: the producer's, else when JetStream stored the message, else the batch's.
+      const int64_t stored_us = d.stored_ns > 0 ? d.stored_ns / 1000 : root.getIngestTime();
+      // The offline-log entry of an event (takes its fields: call it last).
+      auto to_log = [&](normalized_event& ne, int64_t known, uint32_t idx) {
+        log_entry le;
+        le.r.time = ne.time, le.r.seq = d.seq, le.r.idx = idx;
+        le.r.fields = std::move(ne.fields);
+        le.known = known > 0 ? known : (stored_us > 0 ? stored_us : ne.time);
+        return le;
+      };
+      for (uint32_t i = 0; i < events.size(); ++i) {
+        auto e = events[i];
+        normalized_event ne;
+        event_error err;
+        if (!normalize_event(e, *s.stream, ne, err)) {
+          dead(i, (err.field.empty() ? "" : "field " + err.field + ": ") + err.reason);
+          j.refused += err.outlier;
+          continue;
+        }
+        std::string key = entity_key(ne, *s.plan, err);
+        if (key.empty()) {
+          dead(i, "field " + err.field + ": " + err.reason);
+          continue;
+        }
+        if (e.hasKey() && e.getKey().size() && std::string(e.getKey().cStr()) != key) {
+          dead(i, "key '" + std::string(e.getKey().cStr()) + "' does not match its key fields ('" +
+                      key + "')");
+          continue;
+        }
+        if (shard_of(key, s.ctx->opts.shard_count) != s.id.shard) {
+          dead(i, "entity '" + key + "' belongs to shard " +
+                      std::to_string(shard_of(key, s.ctx->opts.shard_count)) + ", not " +
+                      std::to_string(s.id.shard) + " (see schemas/SUBJECTS.md)");
+          continue;
+        }
+        if (gateway_clock == 0) {
+          // Published straight to JetStream: nobody judged its time yet. Far ahead of the
+          // stream, it would age out every other entity's windows: refused.
+          std::string why = jump_refusal(*s.stream, ne.time, std::max(j.watermark, jump_ref));
+          if (!why.empty()) {
+            dead(i, "field " + s.stream->time_field + ": " + why);
+            ++j.refused;
+            continue;
+          }
+        }
+        const int64_t clock = live ? now : std::max(gateway_clock, j.watermark);
+        if (s.counts_stream_late && clock > 0 && ne.time <= clock - s.stream_retention &&
+            ne.time > clock - s.stream->offline_retention_us)
+          ++j.late;
+        if (clock > 0 && ne.time <= clock - retention &&
+            ne.time > clock - s.stream->offline_retention_us) {
+          // Late: no online window or as-of read reaches it, but it is history a training set
+          // may use (at its known time).
+          j.offline_only.emplace_back(key, to_log(ne, e.getKnownTime(), i));
+          continue;
+        }
+        if (clock > 0 && ne.time <= clock - retention) {
+          dead(i, "event time " + format_timestamp(ne.time) +
+                      " is older than the offline retention (" +
+                      format_duration(s.stream->offline_retention_us) +
+                      ") before the stream's clock (" + format_timestamp(clock) + ")");
+          continue;
+        }
+        record r;
+        r.time = ne.time;
+        r.seq = d.seq;
+        r.idx = i;
+        r.fields.reserve(s.plan->stored_field_index.size());
+        for (int fi : s.plan->stored_field_index) r.fields.push_back(ne.fields[fi]);
+        j.watermark = std::max(j.watermark, ne.time);
+        auto [it, inserted] = j.index.emplace(key, j.groups.size());
+        if (inserted) {
+          j.groups.emplace_back();
+          j.groups.back().key = key;
+          j.groups.back().is_new = !s.known.count(key);
+        }
+        group& grp = j.groups[it->second];
+        grp.log.push_back(to_log(ne, e.getKnownTime(), i));
+        grp.recs->push_back(std::move(r));
+        ++j.events;
+      }
+    } catch (const kj::Exception& ex) {
+      dead(-1, std::string("malformed EventBatch: ") + ex.getDescription().cStr());
+    }
+  }
+  if (j.max_seq == 0) {  // nothing new
+    s.job.reset();
+    return;
+  }
+  j.prune_at = live ? now : j.watermark;
+  j.clock = live ? now : std::max(j.watermark, stream_wm);
+  s.applying = true;
+  s.inflight_watermark = j.watermark;
+  s.pruned_to = std::max(s.pruned_to, j.prune_at);
+  // Reads on this node take the clock from here on: none can ask for a time before what
+  // this batch's entities are about to prune (see shard_reads.h).
+  if (clocks && !live) clocks->advance_local(s.id.stream, j.watermark);
+  j.outstanding = j.groups.size();
+  if (j.groups.empty()) {  // (possibly only offline-only events)
+    commit(self);
+    return;
+  }
+  for (size_t gi = 0; gi < j.groups.size(); ++gi) {
+    s.inflight[j.groups[gi].key]++;
+    send_group(self, gi);
+  }
+}
+
+}  // namespace tessera
