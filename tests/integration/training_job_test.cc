@@ -141,14 +141,16 @@ TEST(TrainingJobs, AJobWhoseNodeIsKilledIsFinishedByAnotherNode) {
                                      out.size() - out.rfind('\n', out.size() - 2) - 2);
   // Wait until some node is training it, then kill that node.
   std::string runner;
+  // A failed call is a test failure and ends the wait: its state reads "error".
   auto poll = [&](const std::string& rpc) {
-    capnp::EzRpcClient c(rpc);
-    auto r = c.getMain<wire::Gateway>().jobRequest();
-    r.setJobId(job);
-    auto resp = r.send().wait(c.getWaitScope());
-    auto j = resp.getJob();
+    auto j = open_client(rpc)->job(job);
+    if (!j) {
+      ADD_FAILURE() << "job " << job << " through " << rpc << ": " << failure_text(j);
+      return std::tuple<std::string, std::string, std::string, uint32_t>{"error", "", "", 0};
+    }
     return std::tuple<std::string, std::string, std::string, uint32_t>{
-        j.getState().cStr(), j.getNode().cStr(), j.getPhase().cStr(), j.getAttempt()};
+        j->get().getState().cStr(), j->get().getNode().cStr(), j->get().getPhase().cStr(),
+        j->get().getAttempt()};
   };
   std::string last_state;
   eventually(
@@ -156,7 +158,7 @@ TEST(TrainingJobs, AJobWhoseNodeIsKilledIsFinishedByAnotherNode) {
         auto [state, node, phase, attempt] = poll(nodes["a"]->rpc());
         last_state = state + " " + phase + " on '" + node + "'";
         if (state == "running" && phase == "training") runner = node;
-        return !runner.empty() || state == "done" || state == "failed";
+        return !runner.empty() || state == "done" || state == "failed" || state == "error";
       },
       std::chrono::seconds(120), std::chrono::milliseconds(50));
   ASSERT_TRUE(nodes.count(runner))
@@ -168,7 +170,7 @@ TEST(TrainingJobs, AJobWhoseNodeIsKilledIsFinishedByAnotherNode) {
   eventually(
       [&] {
         std::tie(state, node, phase, attempt) = poll(nodes[survivor]->rpc());
-        return state == "done" || state == "failed";
+        return state == "done" || state == "failed" || state == "error";
       },
       std::chrono::seconds(180));
   EXPECT_EQ(state, "done") << nodes[survivor]->log_tail(20);
