@@ -185,7 +185,7 @@ result<std::unique_ptr<node>> node::start(const node_config& cfg) {
   auto agent = cluster_agent::start(ao, deps);
   if (!agent) {
     im->gw.reset();
-    return make_error(agent.error_message());
+    return agent.failure();
   }
   im->agent = std::move(agent.value());
   if (!im->agent->wait_ready(std::chrono::seconds(20)))

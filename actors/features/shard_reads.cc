@@ -17,9 +17,15 @@ void shard_serve_read(shard_self self, shard_read& req) {
   const view_def* v = s.plan->views[req.view];
   const int64_t wm = std::max(s.meta.watermark, s.inflight_watermark);
   // Callers resolve the stream's clock once for a whole read (feature_reader); a bare
-  // read takes it here.
-  int64_t t = req.as_of ? req.as_of : (s.ctx->clocks ? s.ctx->clocks->read_time(s.id.stream) : 0);
-  if (t == 0) t = wm;
+  // read takes it here. A read at a clock of 0 (a replay stream that had applied nothing when
+  // the read began) is answered as of 0 — every vector missing — on every shard alike: a shard
+  // that has applied since must not answer at its own newer time, or one read would hold two
+  // read times.
+  int64_t t = req.as_of;
+  if (t == 0 && !(req.at_clock && s.ctx->clocks)) {
+    t = s.ctx->clocks ? s.ctx->clocks->read_time(s.id.stream) : 0;
+    if (t == 0) t = wm;
+  }
   const int64_t pruned = s.pruned_to;
   if (req.as_of && pruned && req.as_of <= pruned - v->as_of_horizon_us && req.at_clock) {
     // The caller's clock lags this shard (another node's heartbeat, or a batch that
