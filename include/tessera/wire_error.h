@@ -12,28 +12,13 @@
 
 namespace tessera {
 
-// The code as it is written on the wire: internal, invalid, not_found, retryable, overloaded,
-// deadline, unauthorized.
-inline const char* errc_token(errc c) {
-  switch (c) {
-    case errc::internal:
-      return "internal";
-    case errc::invalid:
-      return "invalid";
-    case errc::not_found:
-      return "not_found";
-    case errc::retryable:
-      return "retryable";
-    case errc::overloaded:
-      return "overloaded";
-    case errc::deadline:
-      return "deadline";
-    case errc::unauthorized:
-      return "unauthorized";
-    case errc::unavailable:
-      return "unavailable";
-  }
-  return "internal";
+// The code as it is written on the wire: its name (errc_name) with '_' for ' ': internal,
+// invalid, not_found, retryable, overloaded, deadline, unauthorized, unavailable.
+inline std::string errc_token(errc c) {
+  std::string t = errc_name(c);
+  for (char& ch : t)
+    if (ch == ' ') ch = '_';
+  return t;
 }
 
 inline std::string wire_error_text(const error& e) {
