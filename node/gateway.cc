@@ -41,7 +41,7 @@ class gateway_impl final : public wire::Gateway::Server {
     auto f = kj::heap<features_rpc>(ctx, std::move(sup), opts.features);
     features_ = f.get();
     features_cap_ = kj::mv(f);
-    auto t = kj::heap<training_rpc>(ctx);
+    auto t = kj::heap<training_rpc>(opts.training);
     training_ = t.get();
     training_cap_ = kj::mv(t);
   }

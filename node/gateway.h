@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "actors/features/features_rpc.h"
+#include "actors/training/training_rpc.h"
 #include "tessera/result.h"
 
 namespace tessera {
@@ -25,6 +26,7 @@ struct gateway_options {
   std::string listen = "127.0.0.1:7400";
   std::string nats_url;  // for status
   features_rpc_options features;
+  training_rpc::deps training;
 };
 
 class gateway {

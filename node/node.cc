@@ -51,6 +51,8 @@ struct node::impl {
   std::unique_ptr<gateway> gw;
   std::unique_ptr<dataset_service> datasets;   // training-set parts and point-in-time reads
   std::unique_ptr<training_service> training;  // training jobs and the model registry
+  // What the gateway's training capability sees of `training`: set once the node has joined.
+  std::atomic<training_service*> training_ptr{nullptr};
   std::string nats_url;
   bool stopped = false;
 };
@@ -139,7 +141,6 @@ result<std::unique_ptr<node>> node::start(const node_config& cfg) {
   ctx->opts.entity_idle = std::chrono::milliseconds(cfg.entity_idle_ms);
 
   im->datasets = std::make_unique<dataset_service>(ctx);
-  ctx->datasets = im->datasets.get();
   im->ctx = ctx;
   features_service::options fo;
   fo.threads = cfg.threads;
@@ -150,6 +151,10 @@ result<std::unique_ptr<node>> node::start(const node_config& cfg) {
   gateway_options go;
   go.listen = cfg.rpc;
   go.nats_url = im->nats_url;
+  go.training.defs = *defs;
+  go.training.shard_count = cfg.shards;
+  go.training.datasets = im->datasets.get();
+  go.training.training = &im->training_ptr;
   auto gw = gateway::start(go, ctx, im->features->supervisor());
   if (!gw) return make_error(gw.error_message());  // ~impl stops the families
   im->gw = std::move(gw.value());
@@ -195,13 +200,14 @@ result<std::unique_ptr<node>> node::start(const node_config& cfg) {
   training_service::options to;
   to.data_dir = cfg.data_dir;
   to.replicas = cfg.replicas;
+  to.datasets = im->datasets.get();
   auto training = training_service::start(ctx, to);
   if (!training)
     spdlog::error("node {}: training and the registry are unavailable: {}", im->node_id,
                   training.error_message());
   else {
     im->training = std::move(training.value());
-    ctx->training = im->training.get();
+    im->training_ptr = im->training.get();
   }
   spdlog::info("node {} ready: RPC on port {}, NATS {}, {} shards, data in {}", im->node_id,
                im->gw->port(), im->nats_url, cfg.shards, cfg.data_dir);
@@ -219,7 +225,7 @@ void node::stop() {
   spdlog::info("node {} stopping", impl_->node_id);
   if (impl_->agent) impl_->agent->leave(std::chrono::milliseconds(impl_->cfg.leave_timeout_ms));
   impl_->gw.reset();  // no new calls
-  if (impl_->ctx) impl_->ctx->training = nullptr;
+  impl_->training_ptr = nullptr;
   impl_->training
       .reset();  // stops its runner; a running job is cancelled (another node re-runs it)
   impl_->datasets.reset();                       // joins its workers (they read RocksDB)

@@ -44,8 +44,6 @@ namespace tessera {
 class shard_directory;
 class cluster_view;
 class vector_cache;
-class dataset_service;
-class training_service;
 
 using apply_atom = caf::atom_constant<caf::atom("apply")>;
 using read_atom = caf::atom_constant<caf::atom("read")>;
@@ -83,10 +81,7 @@ struct features_context {
   const cluster_view* cluster =
       nullptr;  // routing: which shards this node serves, who owns the rest
   vector_cache* cache = nullptr;
-  stream_clocks* clocks = nullptr;      // the streams' read clocks (runtime/stream_clock.h)
-  dataset_service* datasets = nullptr;  // training-set parts (actors/training/dataset.h)
-  mutable std::atomic<training_service*> training{
-      nullptr};  // jobs and the registry (set once the node has joined)
+  stream_clocks* clocks = nullptr;  // the streams' read clocks (runtime/stream_clock.h)
   std::string node_id;
   features_options opts;
 };

@@ -8,9 +8,9 @@
 #include <cctype>
 #include <cmath>
 
-#include "actors/features/messages.h"
 #include "cluster/registry.h"
 #include "dataset.h"
+#include "definitions.h"
 #include "rpc_edge.h"
 #include "trainer.h"
 #include "training_service.h"
@@ -71,11 +71,11 @@ void write_job(wire::JobStatus::Builder b, const job_info& j) {
   b.setTestAuc(j.test_auc);
 }
 
-training_rpc::training_rpc(std::shared_ptr<const features_context> ctx) : ctx_(std::move(ctx)) {}
+training_rpc::training_rpc(deps d) : d_(std::move(d)) {}
 training_rpc::~training_rpc() = default;
 
 training_service* training_rpc::training() const {
-  training_service* t = ctx_->training.load();
+  training_service* t = (d_.training ? d_.training->load() : nullptr);
   if (!t)
     throw_rpc_error(
         "training and the registry are not ready on this node yet (it is still joining); retry",
@@ -94,12 +94,12 @@ kj::Promise<result<T>> training_rpc::off_thread(std::function<result<T>()> fn) {
 
 std::string training_rpc::known_labels() const {
   std::string s;
-  for (auto& x : ctx_->defs->labels()) s += (s.empty() ? "" : ", ") + x.name;
+  for (auto& x : d_.defs->labels()) s += (s.empty() ? "" : ", ") + x.name;
   return " (known: " + (s.empty() ? std::string("none; define one with label { ... }") : s) + ")";
 }
 
 void training_rpc::fill_status(wire::NodeStatus::Builder st) const {
-  training_service* t = ctx_->training.load();
+  training_service* t = (d_.training ? d_.training->load() : nullptr);
   if (!t) return;
   auto jobs = t->jobs();
   auto jl = st.initJobs(static_cast<unsigned>(jobs.size()));
@@ -110,20 +110,20 @@ template <typename Call>
 kj::Promise<void> training_rpc::dataset_shard(Call call) {
   auto p = call.getParams();
   std::string name = p.getLabel();
-  const label_def* l = ctx_->defs->find_label(name);
+  const label_def* l = d_.defs->find_label(name);
   if (!l) throw_rpc_error("unknown label '" + name + "'" + known_labels(), errc::not_found);
   const uint32_t shard = p.getShard();
-  if (shard >= ctx_->opts.shard_count)
+  if (shard >= d_.shard_count)
     throw_rpc_error("shard " + std::to_string(shard) + " does not exist (the cluster has " +
-                        std::to_string(ctx_->opts.shard_count) + ")",
+                        std::to_string(d_.shard_count) + ")",
                     errc::invalid);
   const int64_t from = p.getFrom(), to = p.getTo();
   if (from >= to) throw_rpc_error("empty time range: from must be before to", errc::invalid);
-  if (!ctx_->datasets) throw_rpc_error("this node builds no datasets", errc::not_found);
+  if (!d_.datasets) throw_rpc_error("this node builds no datasets", errc::not_found);
   auto paf = kj::newPromiseAndCrossThreadFulfiller<result<dataset_part>>();
   auto f = std::make_shared<xthread<result<dataset_part>>>();
   f->f = kj::mv(paf.fulfiller);
-  ctx_->datasets->shard_part(*l, shard, from, to, [f](result<dataset_part> r, bool retryable) {
+  d_.datasets->shard_part(*l, shard, from, to, [f](result<dataset_part> r, bool retryable) {
     if (!r && retryable && !is_retryable(r.error_code()))
       r = make_error(r.error_message(), errc::retryable);
     f->f->fulfill(std::move(r));
@@ -233,7 +233,7 @@ template <typename Call>
 kj::Promise<void> training_rpc::import_call(Call call) {
   auto p = call.getParams();
   std::string name = p.getName(), label = p.getLabel();
-  const label_def* l = ctx_->defs->find_label(label);
+  const label_def* l = d_.defs->find_label(label);
   if (!l) throw_rpc_error("unknown label '" + label + "'" + known_labels(), errc::not_found);
   bool name_ok = !name.empty() && name.size() <= 64;
   for (char c : name)

@@ -10,6 +10,7 @@
 #pragma once
 #include <kj/async.h>
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -20,13 +21,22 @@
 
 namespace tessera {
 
-struct features_context;
+class dataset_service;
+class definitions;
 struct job_info;
 class training_service;
 
 class training_rpc final : public wire::Training::Server {
  public:
-  explicit training_rpc(std::shared_ptr<const features_context> ctx);
+  // What the capability uses of the node; all of it outlives the gateway.
+  struct deps {
+    std::shared_ptr<const definitions> defs;
+    uint32_t shard_count = 0;
+    dataset_service* datasets = nullptr;
+    // Set by the node once it has joined the cluster (null before, and again while stopping).
+    const std::atomic<training_service*>* training = nullptr;
+  };
+  explicit training_rpc(deps d);
   ~training_rpc();
 
   kj::Promise<void> datasetShard(DatasetShardContext call) override { return dataset_shard(call); }
@@ -71,7 +81,7 @@ class training_rpc final : public wire::Training::Server {
   kj::Promise<result<T>> off_thread(std::function<result<T>()> fn);
   std::string known_labels() const;
 
-  std::shared_ptr<const features_context> ctx_;
+  deps d_;
 };
 
 // Writes a job as the wire has it.

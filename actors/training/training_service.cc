@@ -121,7 +121,7 @@ struct training_service::impl {
         result<dataset_part> part = make_error("cancelled");
         for (int attempt = 0; !r->cancel; ++attempt) {
           bool retryable = false;
-          part = ctx->datasets->fetch_part(*l, s, m->train_from, m->test_to, retryable);
+          part = opts.datasets->fetch_part(*l, s, m->train_from, m->test_to, retryable);
           if (part || !retryable || attempt >= 40) break;
           std::this_thread::sleep_for(std::chrono::milliseconds(250));
         }
@@ -385,6 +385,7 @@ struct training_service::impl {
 
 result<std::unique_ptr<training_service>> training_service::start(
     std::shared_ptr<const features_context> ctx, const options& o) {
+  if (!o.datasets) return make_error("training needs the node's dataset service");
   std::unique_ptr<training_service> s(new training_service());
   s->impl_ = std::make_unique<impl>();
   auto& im = *s->impl_;

@@ -25,6 +25,8 @@
 
 namespace tessera {
 
+class dataset_service;
+
 struct features_context;
 class model_registry;
 
@@ -41,6 +43,7 @@ class training_service {
     std::string data_dir;  // datasets of running jobs go to <data_dir>/datasets
     int replicas = 1;
     int max_attempts = 3;
+    dataset_service* datasets = nullptr;  // builds the jobs' datasets; outlives the service
   };
   static result<std::unique_ptr<training_service>> start(
       std::shared_ptr<const features_context> ctx, const options& o);
