@@ -8,7 +8,6 @@
 //               (the request is forwarded over NATS request/reply).
 //   snapshots — writing and reading a shard snapshot of the size the ingest produced.
 //   bench_cluster [recovery_rounds=10] [ingest_events=300000]
-#include <capnp/ez-rpc.h>
 #include <nats/nats.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -24,7 +23,7 @@
 #include "cluster/status_check.h"
 #include "hash.h"
 #include "nats_server.h"
-#include "schemas/gateway.capnp.h"
+#include "tessera/client.h"
 
 using namespace tessera;
 using namespace tessera::bench;
@@ -70,17 +69,20 @@ void stop(proc& p) {
   p.pid = -1;
 }
 
+// One attempt per call: the loops below poll on their own (a node may be down).
+std::unique_ptr<client::connection> open_once(const std::string& rpc) {
+  client::options o;
+  o.address = rpc;
+  o.retry.attempts = 1;
+  return client::connection::open(std::move(o));
+}
+
 // Seconds until `rpc` reports every shard served by live members other than `gone`; -1 on timeout.
 double wait_served(const std::string& rpc, const std::string& gone, double timeout_s = 60) {
   auto t0 = clk::now();
   while (seconds_since(t0) < timeout_s) {
-    try {
-      capnp::EzRpcClient client(rpc);
-      auto resp =
-          client.getMain<wire::Gateway>().statusRequest().send().wait(client.getWaitScope());
-      if (every_shard_served(resp.getStatus(), 64, gone)) return seconds_since(t0);
-    } catch (const kj::Exception&) {
-    }
+    auto st = open_once(rpc)->status();  // an error: not served yet
+    if (st && every_shard_served(st->get(), 64, gone)) return seconds_since(t0);
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   return -1;
@@ -89,16 +91,11 @@ double wait_served(const std::string& rpc, const std::string& gone, double timeo
 uint64_t applied(const std::vector<proc*>& nodes) {
   std::map<std::string, uint64_t> by;
   for (auto* n : nodes) {
-    try {
-      capnp::EzRpcClient client(n->rpc());
-      auto resp =
-          client.getMain<wire::Gateway>().statusRequest().send().wait(client.getWaitScope());
-      for (auto s : resp.getStatus().getShards())
-        by[std::string(s.getKind().cStr()) + std::to_string(s.getShard())] =
-            std::max<uint64_t>(by[std::string(s.getKind().cStr()) + std::to_string(s.getShard())],
-                               s.getEventsApplied());
-    } catch (const kj::Exception&) {
-    }
+    auto st = open_once(n->rpc())->status();
+    if (!st) continue;  // not up yet
+    for (auto s : st->get().getShards())
+      by[std::string(s.getKind().cStr()) + std::to_string(s.getShard())] = std::max<uint64_t>(
+          by[std::string(s.getKind().cStr()) + std::to_string(s.getShard())], s.getEventsApplied());
   }
   uint64_t t = 0;
   for (auto& [k, v] : by) t += v;
@@ -151,7 +148,9 @@ int main(int argc, char** argv) {
   }
 
   // Ingest with 1, 2, 3 nodes from a fresh start on the same pre-published events.
-  auto fs = load_flights(events);
+  auto fs_loaded = load_flights(events);
+  if (!fs_loaded) return std::fprintf(stderr, "%s\n", fs_loaded.error_message().c_str()), 2;
+  std::vector<flight> fs = std::move(*fs_loaded);
   auto defs = definitions::load_file(kDefs);
   for (int n : {1, 2, 3}) {
     // A fresh stream each time: delete it through a bus, then republish.
@@ -182,24 +181,29 @@ int main(int argc, char** argv) {
         n, n > 1 ? "s" : "", fs.size(), secs, fs.size() / secs);
     if (n == 3) {
       // Routing: one airport read through its owner and through another node.
-      capnp::EzRpcClient c0(ps[0].rpc());
-      auto st = c0.getMain<wire::Gateway>().statusRequest().send().wait(c0.getWaitScope());
-      auto owners = st.getStatus().getShardOwners();
+      auto st = client::connection::open(ps[0].rpc())->status();
+      if (!st) {
+        std::fprintf(stderr, "status: %s\n", st.error_message().c_str());
+        for (auto& q : ps) stop(q);
+        return 2;
+      }
+      auto owners = st->get().getShardOwners();
       std::string key = "ATL";
       std::string owner = owners[shard_of(key, 64)].cStr();
       proc* own = nullptr;
       proc* other = nullptr;
       for (auto& p : ps) (p.id == owner ? own : other) = &p;
       for (auto* p : {own, other}) {
-        capnp::EzRpcClient client(p->rpc());
-        auto gw = client.getMain<wire::Gateway>();
+        auto c = client::connection::open(p->rpc());
         std::vector<double> lat;
         for (int i = 0; i < 3000; ++i) {
           auto t = clk::now();
-          auto req = gw.getFeaturesRequest();
-          req.setView("airport_delay");
-          req.initEntities(1).set(0, key);
-          req.send().wait(client.getWaitScope());
+          auto r = c->features("airport_delay", {key});
+          if (!r) {
+            std::fprintf(stderr, "read: %s\n", r.error_message().c_str());
+            for (auto& q : ps) stop(q);
+            return 2;
+          }
           lat.push_back(seconds_since(t) * 1e3);
         }
         print_stats(

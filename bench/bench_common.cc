@@ -15,25 +15,26 @@
 
 namespace tessera::bench {
 
-std::string flights_path() {
+result<std::string> flights_path() {
   std::string shared = TSR_SOURCE_DIR "/../shared/data/flights-3m.csv.gz";
   if (std::filesystem::exists(shared)) return shared;
   std::string local = TSR_SOURCE_DIR "/data/flights-3m.csv.gz";
   if (!std::filesystem::exists(local)) {
     std::filesystem::create_directories(TSR_SOURCE_DIR "/data");
     std::string cmd = "bash " TSR_SOURCE_DIR "/examples/flights/fetch-data.sh " + local;
-    if (std::system(cmd.c_str()) != 0) {
-      std::fprintf(stderr, "cannot obtain the flights data\n");
-      std::exit(2);
-    }
+    if (std::system(cmd.c_str()) != 0)
+      return make_error("cannot obtain the flights data (" + cmd + " failed)");
   }
   return local;
 }
 
-std::vector<flight> load_flights(size_t max_rows) {
+result<std::vector<flight>> load_flights(size_t max_rows) {
+  auto path = flights_path();
+  if (!path) return path.failure();
+  gzFile f = gzopen(path->c_str(), "rb");
+  if (!f) return make_error("cannot open " + *path);
   std::vector<flight> out;
   out.reserve(max_rows);
-  gzFile f = gzopen(flights_path().c_str(), "rb");
   gzbuffer(f, 1 << 20);
   char buf[512];
   gzgets(f, buf, sizeof buf);  // header
@@ -46,7 +47,7 @@ std::vector<flight> load_flights(size_t max_rows) {
     out.push_back({*parse_timestamp(date), delay, distance, origin, dest});
   }
   gzclose(f);
-  return out;
+  return result<std::vector<flight>>(std::move(out));
 }
 
 size_t publish_flights(bus& b, const definitions& defs, const std::vector<flight>& fs, size_t begin,

@@ -14,6 +14,7 @@
 
 #include "bus.h"
 #include "definitions.h"
+#include "tessera/result.h"
 
 namespace tessera::bench {
 
@@ -23,9 +24,11 @@ struct flight {
   std::string origin, destination;
 };
 
-// ../shared/data/flights-3m.csv.gz, or data/flights-3m.csv.gz (fetched on first use).
-std::string flights_path();
-std::vector<flight> load_flights(size_t max_rows);
+// ../shared/data/flights-3m.csv.gz, or data/flights-3m.csv.gz (fetched on first use); an error
+// when neither is there and the fetch fails.
+result<std::string> flights_path();
+// The first `max_rows` flights of that file.
+result<std::vector<flight>> load_flights(size_t max_rows);
 
 // Publishes flights [begin, end) keyed per entity kind and shard, up to `per_msg` events per
 // message, and waits for every JetStream ack. Returns the number of messages.

@@ -5,8 +5,6 @@
 // the node's cache of indexed logs.
 //   bench_dataset [rows=3000000] [data_dir=data/bench-dataset-node]
 // The node's data dir is kept: a second run with the same rows skips the replay.
-#include <capnp/ez-rpc.h>
-
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -16,7 +14,7 @@
 #include <unordered_map>
 
 #include "bench_common.h"
-#include "schemas/gateway.capnp.h"
+#include "tessera/client.h"
 #include "time_util.h"
 
 using namespace tessera;
@@ -29,27 +27,25 @@ struct event {
   double delay;
 };
 
+// The node's status in one attempt (the callers poll on their own).
+result<client::owned<wire::NodeStatus>> status_of(const std::string& rpc) {
+  client::options o;
+  o.address = rpc;
+  o.retry.attempts = 1;
+  return client::connection::open(std::move(o))->status();
+}
+
 // Events applied as persisted by the shards (survives restarts, unlike the node's counter).
 uint64_t applied(const std::string& rpc) {
-  try {
-    capnp::EzRpcClient c(rpc);
-    auto r = c.getMain<wire::Gateway>().statusRequest().send().wait(c.getWaitScope());
-    uint64_t sum = 0;
-    for (auto s : r.getStatus().getShards()) sum += s.getEventsApplied();
-    return sum;
-  } catch (...) {
-    return 0;
-  }
+  auto st = status_of(rpc);
+  if (!st) return 0;
+  uint64_t sum = 0;
+  for (auto s : st->get().getShards()) sum += s.getEventsApplied();
+  return sum;
 }
 
 bool port_answers(const std::string& rpc) {
-  try {
-    capnp::EzRpcClient c(rpc);
-    c.getMain<wire::Gateway>().statusRequest().send().wait(c.getWaitScope());
-    return true;
-  } catch (...) {
-    return false;
-  }
+  return status_of(rpc).ok();
 }
 
 // The CLI's own figure: from its first request to the last byte written (no process start).
@@ -70,8 +66,10 @@ int main(int argc, char** argv) {
       argc > 2 ? argv[2]
                : std::string(TSR_SOURCE_DIR) + "/data/bench-dataset-node-" + std::to_string(rows);
   const std::string bin = TSR_BINARY, rpc = "127.0.0.1:7491";
-  auto flights = load_flights(rows);
-  std::printf("bench_dataset: %zu flights from %s\n", flights.size(), flights_path().c_str());
+  auto loaded = load_flights(rows);
+  if (!loaded) return std::fprintf(stderr, "%s\n", loaded.error_message().c_str()), 2;
+  const std::vector<flight> flights = std::move(*loaded);
+  std::printf("bench_dataset: %zu flights from %s\n", flights.size(), flights_path()->c_str());
 
   // The input file for the CLI replay (the first `rows` rows of the data).
   std::filesystem::create_directories(dir);

@@ -4,15 +4,14 @@
 // Load: flights replayed in order, published every 10 ms in keyed batches. Probes: every 20 ms
 // one event for a probe airport "PRB<n>" with a fresh event time; a reader polls getFeatures
 // for that airport until its eventTime reaches the probe's.
-#include <capnp/ez-rpc.h>
-
 #include <filesystem>
+#include <optional>
 #include <thread>
 
 #include "bench_common.h"
 #include "hash.h"
 #include "nats_server.h"
-#include "schemas/gateway.capnp.h"
+#include "tessera/client.h"
 #include "tessera/node.h"
 
 using namespace tessera;
@@ -21,10 +20,11 @@ using clk = std::chrono::steady_clock;
 
 namespace {
 
-// One rate: returns the probe latencies in ms.
-std::vector<double> run_rate(bus& b, const definitions& defs, const std::vector<flight>& fs,
-                             size_t& cursor, double rate, double seconds, const std::string& rpc,
-                             uint32_t shards, std::vector<double>& ack_ms) {
+// One rate: returns the probe latencies in ms, or the error of a read that failed.
+result<std::vector<double>> run_rate(bus& b, const definitions& defs, const std::vector<flight>& fs,
+                                     size_t& cursor, double rate, double seconds,
+                                     const std::string& rpc, uint32_t shards,
+                                     std::vector<double>& ack_ms) {
   std::atomic<bool> stop{false};
   std::atomic<size_t> published{0};
   std::thread load([&] {
@@ -41,11 +41,11 @@ std::vector<double> run_rate(bus& b, const definitions& defs, const std::vector<
     }
   });
   std::vector<double> lat;
-  capnp::EzRpcClient client(rpc);
-  auto gw = client.getMain<wire::Gateway>();
+  auto c = client::connection::open(rpc);
+  std::optional<error> failed;
   auto t0 = clk::now();
   int probe = 0;
-  while (seconds_since(t0) < seconds) {
+  while (!failed && seconds_since(t0) < seconds) {
     // The probe's event time follows the replay so it lies inside every window.
     int64_t t = fs[std::min(cursor, fs.size() - 1)].time + 1000 * (++probe % 1000);
     std::string key = "PRB" + std::to_string(probe % 50);
@@ -54,11 +54,12 @@ std::vector<double> run_rate(bus& b, const definitions& defs, const std::vector<
     publish_flights(b, defs, one, 0, 1, 1, shards);
     ack_ms.push_back(seconds_since(sent) * 1000);  // JetStream stored it (publish → ack)
     while (true) {
-      auto req = gw.getFeaturesRequest();
-      req.setView("airport_delay");
-      req.initEntities(1).set(0, key);
-      auto resp = req.send().wait(client.getWaitScope());
-      if (resp.getVectors()[0].getEventTime() >= t) break;
+      auto resp = c->features("airport_delay", {key});
+      if (!resp) {
+        failed = resp.failure();
+        break;
+      }
+      if ((*resp)[0].event_time >= t) break;
       if (seconds_since(sent) > 5) break;
       // Poll every 0.1 ms for the first 5 ms, then every 1 ms: a tight loop would take a whole
       // core (and the gateway thread) away from the node and nats-server on this 2-core
@@ -71,8 +72,9 @@ std::vector<double> run_rate(bus& b, const definitions& defs, const std::vector<
   }
   stop = true;
   load.join();
+  if (failed) return *failed;
   std::printf("  load achieved: %.0f events/s\n", published / seconds_since(t0));
-  return lat;
+  return result<std::vector<double>>(std::move(lat));
 }
 
 std::vector<std::string> split_list(const std::string& s) {
@@ -94,7 +96,9 @@ int main(int argc, char** argv) {
   uint32_t shards = argc > 2 ? static_cast<uint32_t>(std::stoul(argv[2])) : 64;
   std::string dir = "/tmp/tessera-bench-freshness";
   std::filesystem::remove_all(dir);
-  auto fs = load_flights(static_cast<size_t>(110000 * secs + 100000));
+  auto fs_loaded = load_flights(static_cast<size_t>(110000 * secs + 100000));
+  if (!fs_loaded) return std::fprintf(stderr, "%s\n", fs_loaded.error_message().c_str()), 2;
+  std::vector<flight> fs = std::move(*fs_loaded);
   auto defs = definitions::load_file(TSR_SOURCE_DIR "/examples/flights/flights.lua");
   auto nats = embedded_nats::start(dir);
   if (!nats) return std::fprintf(stderr, "%s\n", nats.error_message().c_str()), 2;
@@ -120,16 +124,21 @@ int main(int argc, char** argv) {
   for (double rate : rates) {
     std::printf("rate %.0f events/s%s\n", rate, rate == 0 ? " (baseline: idle node)" : "");
     std::vector<double> ack;
-    auto lat = run_rate(**b, **defs, fs, cursor, rate, secs, rpc, shards, ack);
+    auto probes = run_rate(**b, **defs, fs, cursor, rate, secs, rpc, shards, ack);
+    if (!probes)
+      return std::fprintf(stderr, "read failed: [%s] %s\n", errc_name(probes.error_code()),
+                          probes.error_message().c_str()),
+             1;
+    const std::vector<double>& lat = *probes;
     print_stats("  freshness (ms)", summarize(lat), "ms");
     std::vector<double> node_part(lat.size());
     for (size_t i = 0; i < lat.size(); ++i) node_part[i] = lat[i] - ack[i];
     print_stats("    of which publish → JetStream ack (ms)", summarize(ack), "ms");
     print_stats("    of which ack → readable (ms)", summarize(node_part), "ms");
     // The node's own split of stored → committed (cumulative since node start).
-    capnp::EzRpcClient client(rpc);
-    auto resp = client.getMain<wire::Gateway>().statusRequest().send().wait(client.getWaitScope());
-    for (auto l : resp.getStatus().getApplyStages())
+    auto st = client::connection::open(rpc)->status();
+    if (!st) return std::fprintf(stderr, "status: %s\n", st.error_message().c_str()), 2;
+    for (auto l : st->get().getApplyStages())
       std::printf(
           "    node apply stage %-9s p50=%.3f p99=%.3f p99.9=%.3f ms (%llu batches, cumulative)\n",
           l.getStage().cStr(), l.getP50Micros() / 1e3, l.getP99Micros() / 1e3,

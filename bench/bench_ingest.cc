@@ -2,7 +2,6 @@
 // a raw JetStream consume (pull + Cap'n Proto decode, nothing else) of the same messages on the
 // same machine, in the same run.
 //   bench_ingest [events=1000000] [events_per_message=1000]
-#include <capnp/ez-rpc.h>
 #include <capnp/serialize.h>
 #include <nats/nats.h>
 
@@ -75,7 +74,9 @@ int main(int argc, char** argv) {
   std::filesystem::create_directories(dir);
   std::printf("bench_ingest: %zu flights, up to %zu events per JetStream message, %u cores\n", n,
               per_msg, std::thread::hardware_concurrency());
-  auto fs = load_flights(n);
+  auto fs_loaded = load_flights(n);
+  if (!fs_loaded) return std::fprintf(stderr, "%s\n", fs_loaded.error_message().c_str()), 2;
+  std::vector<flight> fs = std::move(*fs_loaded);
   auto defs = definitions::load_file(TSR_SOURCE_DIR "/examples/flights/flights.lua");
   auto nats = embedded_nats::start(dir);
   if (!nats) return std::fprintf(stderr, "%s\n", nats.error_message().c_str()), 2;

@@ -1,8 +1,6 @@
 // Read latency: getFeatures over RPC on loopback (one entity; 100 entities per call), beside
 // redis-benchmark GET against a local redis-server started in the same run.
 //   bench_read [calls=20000]
-#include <capnp/ez-rpc.h>
-
 #include <filesystem>
 #include <random>
 #include <set>
@@ -10,7 +8,7 @@
 
 #include "bench_common.h"
 #include "nats_server.h"
-#include "schemas/gateway.capnp.h"
+#include "tessera/client.h"
 #include "tessera/node.h"
 
 using namespace tessera;
@@ -21,7 +19,9 @@ int main(int argc, char** argv) {
   size_t calls = argc > 1 ? std::stoul(argv[1]) : 20000;
   std::string dir = "/tmp/tessera-bench-read";
   std::filesystem::remove_all(dir);
-  auto fs = load_flights(300000);
+  auto fs_loaded = load_flights(300000);
+  if (!fs_loaded) return std::fprintf(stderr, "%s\n", fs_loaded.error_message().c_str()), 2;
+  std::vector<flight> fs = std::move(*fs_loaded);
   auto defs = definitions::load_file(TSR_SOURCE_DIR "/examples/flights/flights.lua");
   node_config cfg;
   cfg.data_dir = dir + "/node";
@@ -42,8 +42,7 @@ int main(int argc, char** argv) {
       "client\n",
       fs.size(), origins.size(), routes.size(), calls);
 
-  capnp::EzRpcClient client("127.0.0.1:" + std::to_string((*nd)->rpc_port()));
-  auto gw = client.getMain<wire::Gateway>();
+  auto c = client::connection::open("127.0.0.1:" + std::to_string((*nd)->rpc_port()));
   std::mt19937 rng(7);
   int64_t last_time = 0;
   for (auto& f : fs) last_time = std::max(last_time, f.time);
@@ -51,16 +50,18 @@ int main(int argc, char** argv) {
                  size_t per_call, size_t n, int64_t as_of = 0, int64_t as_of_step = 0) {
     std::vector<double> lat;
     for (size_t i = 0; i < n + n / 10; ++i) {  // first 10% warm up
-      auto req = gw.getFeaturesRequest();
-      req.setView(view);
-      req.setAsOf(as_of ? as_of - static_cast<int64_t>(i) * as_of_step : 0);
-      auto el = req.initEntities(static_cast<unsigned>(per_call));
-      for (size_t k = 0; k < per_call; ++k)
-        el.set(static_cast<unsigned>(k), keys[rng() % keys.size()]);
+      std::vector<std::string> entities(per_call);
+      for (auto& e : entities) e = keys[rng() % keys.size()];
       auto t = clk::now();
-      auto r = req.send().wait(client.getWaitScope());
+      auto r =
+          c->features(view, entities, as_of ? as_of - static_cast<int64_t>(i) * as_of_step : 0);
       double us = seconds_since(t) * 1e6;
-      if (r.getVectors().size() != per_call) std::abort();
+      if (!r) {
+        std::fprintf(stderr, "%s: [%s] %s\n", what, errc_name(r.error_code()),
+                     r.error_message().c_str());
+        std::abort();
+      }
+      if (r->size() != per_call) std::abort();
       if (i >= n / 10) lat.push_back(us / 1000);
     }
     print_stats(what, summarize(lat), "ms");
