@@ -187,16 +187,28 @@ struct connection::impl {
         });
   }
 
+  // Forgets a broken session (only if it is still the current one: calls failing late on an
+  // old session must not drop a new one). It is destroyed on a later turn of the loop, not
+  // inside a continuation of its own RPC system.
+  void drop(session* broken) {
+    if (!broken || live.get() != broken) return;
+    tasks->add(kj::evalLater([old = kj::mv(live)]() mutable { old = nullptr; }));
+  }
+
   // One call with its retries. `attempt` runs on the loop thread and turns the answer into T
   // there (so no Cap'n Proto reader crosses threads).
   template <typename T>
   kj::Promise<result<T>> attempt_loop(std::function<kj::Promise<T>(session&)> attempt,
                                       bool idempotent, int n, std::chrono::milliseconds backoff) {
+    auto used = std::make_shared<session*>(nullptr);
     auto one = ensure_session()
-                   .then([attempt](session* s) { return attempt(*s); })
+                   .then([attempt, used](session* s) {
+                     *used = s;
+                     return attempt(*s);
+                   })
                    .then([](T v) { return result<T>(std::move(v)); },
-                         [this](kj::Exception&& e) {
-                           if (e.getType() == kj::Exception::Type::DISCONNECTED) live = nullptr;
+                         [this, used](kj::Exception&& e) {
+                           if (e.getType() == kj::Exception::Type::DISCONNECTED) drop(*used);
                            return result<T>(error_of(e, opts.address));
                          });
     auto timeout = opts.timeout;
