@@ -118,6 +118,18 @@ owned<T> copy_out(typename T::Reader r) {
   return owned<T>(std::move(m), copy);
 }
 
+// Waits for a call's outcome. Answers on loopback take about 0.1 ms: the caller yields the CPU
+// for up to 0.3 ms before it sleeps, so that a quick answer finds it awake (a sleeping thread's
+// wake-up costs tens of microseconds on a busy machine).
+template <typename T>
+result<T> wait(std::future<result<T>> f) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(300);
+  while (f.wait_for(std::chrono::seconds(0)) != std::future_status::ready &&
+         std::chrono::steady_clock::now() < until)
+    std::this_thread::yield();
+  return f.get();
+}
+
 }  // namespace
 
 const value* feature_vector::find(const std::string& name) const {
@@ -126,13 +138,50 @@ const value* feature_vector::find(const std::string& name) const {
   return nullptr;
 }
 
-// The loop thread and what lives on it. Every field below `executor` is touched on the loop
-// thread only.
+// The loop thread and what lives on it. Calls reach it through the inbox (any thread); every
+// field below `io` is touched on the loop thread only.
 struct connection::impl {
   options opts;
   std::thread thread;
-  const kj::Executor* executor = nullptr;
   kj::Own<kj::CrossThreadPromiseFulfiller<void>> stop;
+
+  // Calls handed over by other threads. A caller appends and, if the loop sleeps on `wake`,
+  // fulfils it; it does not wait for the loop to take the call (one thread wake-up per call,
+  // not the two of kj::Executor::executeSync).
+  std::mutex inbox_mu;
+  std::vector<std::function<void()>> inbox;             // guarded by inbox_mu
+  kj::Own<kj::CrossThreadPromiseFulfiller<void>> wake;  // guarded by inbox_mu
+  bool closed = false;                                  // guarded by inbox_mu
+
+  bool post(std::function<void()> job) {
+    std::lock_guard<std::mutex> l(inbox_mu);
+    if (closed) return false;
+    inbox.push_back(std::move(job));
+    if (wake) {
+      wake->fulfill();
+      wake = nullptr;
+    }
+    return true;
+  }
+  // On the loop: runs what was posted, then sleeps until more is.
+  kj::Promise<void> serve_inbox() {
+    std::vector<std::function<void()>> jobs;
+    kj::Maybe<kj::Promise<void>> sleep;
+    {
+      std::lock_guard<std::mutex> l(inbox_mu);
+      jobs.swap(inbox);
+      if (jobs.empty()) {
+        auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
+        wake = kj::mv(paf.fulfiller);
+        sleep = kj::mv(paf.promise);
+      }
+    }
+    for (auto& j : jobs) j();
+    KJ_IF_MAYBE (p, sleep) {
+      return p->then([this] { return serve_inbox(); });
+    }
+    return kj::evalLater([this] { return serve_inbox(); });
+  }
 
   kj::AsyncIoProvider* io = nullptr;
   kj::Timer* timer = nullptr;
@@ -252,14 +301,11 @@ struct connection::impl {
     };
     auto a = std::make_shared<answer>();
     a->p = done;
-    try {
-      executor->executeSync([&] {
-        tasks->add(attempt_loop<T>(std::move(attempt), idempotent, 0, opts.retry.first_backoff)
-                       .then([a](result<T> r) { (*a)(std::move(r)); }));
-      });
-    } catch (const kj::Exception& e) {
-      (*a)(make_error("the connection is closed", errc::internal));
-    }
+    const bool posted = post([this, attempt = std::move(attempt), idempotent, a]() mutable {
+      tasks->add(attempt_loop<T>(std::move(attempt), idempotent, 0, opts.retry.first_backoff)
+                     .then([a](result<T> r) { (*a)(std::move(r)); }));
+    });
+    if (!posted) (*a)(make_error("the connection is closed", errc::internal));
     return fut;
   }
 };
@@ -278,9 +324,9 @@ std::unique_ptr<connection> connection::open(options o) {
     raw->tasks = kj::heap<kj::TaskSet>(raw->on_task_error);
     auto stop = kj::newPromiseAndCrossThreadFulfiller<void>();
     raw->stop = kj::mv(stop.fulfiller);
+    raw->tasks->add(raw->serve_inbox());
     {
       std::lock_guard<std::mutex> l(mu);
-      raw->executor = &kj::getCurrentThreadExecutor();
       ready = true;
     }
     cv.notify_all();
@@ -298,6 +344,11 @@ std::unique_ptr<connection> connection::open(options o) {
 connection::connection(std::unique_ptr<impl> i) : impl_(std::move(i)) {}
 
 connection::~connection() {
+  {
+    std::lock_guard<std::mutex> l(impl_->inbox_mu);
+    impl_->closed = true;  // later calls answer "closed"; posted ones too (see answer)
+    impl_->wake = nullptr;
+  }
   impl_->stop->fulfill();
   impl_->thread.join();
 }
@@ -343,7 +394,7 @@ std::future<result<ingest_result>> connection::ingest_async(const std::string& s
 result<ingest_result> connection::ingest(const std::string& stream,
                                          const std::vector<event>& events,
                                          const std::string& batch_id) {
-  return ingest_async(stream, events, batch_id).get();
+  return wait(ingest_async(stream, events, batch_id));
 }
 
 std::future<result<std::vector<feature_vector>>> connection::features_async(
@@ -369,7 +420,7 @@ std::future<result<std::vector<feature_vector>>> connection::features_async(
 result<std::vector<feature_vector>> connection::features(const std::string& view,
                                                          const std::vector<std::string>& entities,
                                                          int64_t as_of) {
-  return features_async(view, entities, as_of).get();
+  return wait(features_async(view, entities, as_of));
 }
 
 result<owned<wire::NodeStatus>> connection::status() {
@@ -387,7 +438,7 @@ result<owned<wire::NodeStatus>> connection::status() {
 
 result<owned<wire::DatasetPart>> connection::dataset_shard(const std::string& label, uint32_t shard,
                                                            int64_t from, int64_t to) {
-  return dataset_shard_async(label, shard, from, to).get();
+  return wait(dataset_shard_async(label, shard, from, to));
 }
 
 std::future<result<owned<wire::DatasetPart>>> connection::dataset_shard_async(
