@@ -5,8 +5,8 @@
 // Threads: a connection runs its own event loop on its own thread; every method may be called
 // from any thread, concurrently. Blocking methods wait for their answer (ingest, features and
 // dataset parts first yield the CPU for up to 0.3 ms before sleeping, as loopback answers
-// come that quickly); the *_async ones return a std::future. Destroying the connection stops its thread; calls still in flight then
-// end with an `internal` error ("the connection was closed").
+// come that quickly); the *_async ones return a std::future. Destroying the connection stops its
+// thread; calls still in flight then end with an `internal` error ("the connection was closed").
 //
 // Errors: every call returns a tessera::result with an error code (include/tessera/result.h):
 // invalid, not_found, retryable, overloaded, deadline, unauthorized, internal — and unavailable
