@@ -51,10 +51,10 @@ const char* status_name(client::vector_status s) {
   }
 }
 
-client::value field_value(const input_field& f) {
+client::value field_value(input_field&& f) {
   switch (f.k) {
     case input_field::text:
-      return f.text_value;
+      return std::move(f.text_value);
     case input_field::number_int:
       return f.i;
     case input_field::number_float:
@@ -128,8 +128,11 @@ int run_ingest(const ingest_args& a) {
       for (size_t i = 0; i < c.rows.size(); ++i) {
         auto& row = c.rows[i];
         if (a.replay) evs[i].known_time = -1;
+        // The row's fields move into the event: the chunk keeps only line numbers (for reports).
         evs[i].fields.reserve(row.fields.size());
-        for (auto& f : row.fields) evs[i].fields.emplace_back(f.name, field_value(f));
+        for (auto& f : row.fields)
+          evs[i].fields.emplace_back(std::move(f.name), field_value(std::move(f)));
+        row.fields.clear();
       }
       auto f = conn->ingest_async(a.stream, std::move(evs), c.id);
       window.push_back({std::move(c), std::move(f)});
