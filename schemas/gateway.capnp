@@ -60,4 +60,5 @@ interface Gateway @0xf3163b7f5e20d9df {
   # the capability; with promise pipelining its first call needs no extra round trip.
   features @12 () -> (features :import "features.capnp".Features);
   training @13 () -> (training :import "training.capnp".Training);
+  inference @14 () -> (inference :import "inference.capnp".Inference);
 }

@@ -55,3 +55,20 @@ struct PartRequest {
   from @2 :Int64;
   to @3 :Int64;
 }
+
+# Node-to-node (tsr.node.<id>.predict): the examples of a predict call whose label entities the
+# receiving node's shards own, with the version the entry node resolved (one version per call).
+# The reply is a ForwardedPredictReply, one Prediction per example, in order.
+struct ForwardedPredict {
+  model @0 :Text;
+  version @1 :UInt32;
+  options @2 :import "inference.capnp".PredictOptions;
+  examples @3 :List(import "inference.capnp".Example);
+  deadline @4 :Int64;   # the caller's deadline, µs since the epoch (wall clock)
+}
+
+struct ForwardedPredictReply {
+  predictions @0 :List(import "inference.capnp".Prediction);
+  error @1 :Text;       # the whole request failed (e.g. the version cannot be loaded)
+  code @2 :UInt8;
+}

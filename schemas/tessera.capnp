@@ -138,6 +138,24 @@ struct NodeStatus {
   clocks @24 :List(StreamClock);
   # Periodic snapshots that were due but not written, the shard being equal to its stored one.
   snapshotsUnchanged @25 :UInt64;
+  # The model versions this node serves (inference family), one entry per loaded version.
+  models @26 :List(ModelServing);
+}
+
+# One model version as a node serves it (figures since the version was loaded on this node).
+struct ModelServing {
+  model @0 :Text;
+  version @1 :UInt32;
+  stage @2 :Text;            # production, or "pinned" for a version loaded for pinned calls
+  loadedAt @3 :Int64;        # µs since the epoch; 0: the load failed (see loadError)
+  requests @4 :UInt64;       # examples scored
+  requestsPerSecond @5 :Float64;  # over the last 10 s
+  p50Micros @6 :Float64;     # example latency on this node, receipt to score
+  p99Micros @7 :Float64;
+  meanBatch @8 :Float64;     # rows per forward pass
+  errors @9 :UInt64;         # examples that failed here (any code)
+  logDrops @10 :UInt64;      # prediction-log records dropped (buffer full), whole node
+  loadError @11 :Text;       # why the newest production version is not serving, if it is not
 }
 
 struct StreamClock {

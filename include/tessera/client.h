@@ -112,6 +112,58 @@ struct model_summary {
   std::vector<version_summary> versions;
 };
 
+// Inference (schemas/inference.capnp).
+struct example {
+  std::vector<std::pair<std::string, value>> fields;  // the label stream's fields, by name
+  int64_t as_of = 0;  // µs; 0: the label's prediction_time from the fields, else the clock
+  std::string request_id;
+};
+
+struct predict_options {
+  uint32_t version = 0;                   // 0: the production version
+  std::chrono::milliseconds deadline{0};  // 0: the node's default (1 s)
+  int64_t max_feature_age_us = 0;         // > 0: older feature values fail the example
+  bool return_vector = false;             // fill prediction::features
+  bool no_batch = false;                  // one forward pass per example (comparisons)
+};
+
+struct feature_used {
+  std::string name;  // on-demand name or "view.feature"
+  double value = 0;  // as given to the model; NaN when missing
+  int64_t event_time = 0;
+  int64_t age_us = -1;
+  vector_status status = vector_status::missing;
+};
+
+struct prediction {
+  double score = 0;
+  uint32_t version = 0;
+  std::string stage, path, node, request_id;
+  int64_t prediction_time = 0;
+  uint32_t latency_us = 0;             // on the scoring node
+  std::vector<feature_used> features;  // with predict_options::return_vector
+  // Set when this example failed (the others of the call did not).
+  std::string error;
+  errc code = errc::internal;
+  bool ok() const { return error.empty(); }
+};
+
+struct model_request {
+  std::string model;
+  predict_options options;
+};
+struct model_predictions {
+  std::string model;
+  std::vector<prediction> predictions;  // empty when the model failed as a whole
+  std::string error;
+  errc code = errc::internal;
+};
+
+struct prediction_log_page {
+  std::vector<std::string> records;  // JSON, one per prediction
+  uint64_t last_seq = 0;             // pass as after_seq to continue
+};
+
 struct exported_model {
   std::string artifact;  // TorchScript bytes
   uint32_t version = 0;
@@ -188,6 +240,24 @@ class connection {
   result<uint32_t> import_model(const std::string& name, const std::string& label,
                                 const std::string& torchscript);
   result<exported_model> export_model(const std::string& name, uint32_t version = 0);
+
+  // Inference (schemas/inference.capnp). A call error (unknown model, no production version,
+  // overloaded) fails the whole call; an example's own failure is in its prediction. Retried
+  // like reads: predictions change no state.
+  result<std::vector<prediction>> predict(const std::string& model,
+                                          const std::vector<example>& examples,
+                                          const predict_options& o = {});
+  std::future<result<std::vector<prediction>>> predict_async(const std::string& model,
+                                                             std::vector<example> examples,
+                                                             const predict_options& o = {});
+  // Several models on the same examples, concurrently; one model's failure leaves the others.
+  result<std::vector<model_predictions>> predict_models(const std::vector<model_request>& models,
+                                                        const std::vector<example>& examples);
+  // The prediction log of `model`: up to `limit` records after `after_seq` (0: the last ones).
+  result<prediction_log_page> tail_predictions(const std::string& model, uint32_t limit,
+                                               uint64_t after_seq = 0);
+  // Logged vectors recomputed from the offline log (JSON report, see README "Skew").
+  result<std::string> skew(const std::string& model, uint32_t sample);
 
   struct impl;
 
