@@ -48,6 +48,9 @@ class model_registry {
   // Production goes back to the previous production version; the current one is archived.
   // Returns the version now in production.
   result<uint32_t> rollback(const std::string& name);
+  // Every change of the registry as it happens, starting with the current keys (heads are keys
+  // without a '.'; records have one). For serving nodes that follow promotions.
+  result<std::unique_ptr<kv_bucket::watcher>> watch() const { return kv_->watch_all(); }
 
  private:
   model_registry() = default;

@@ -44,6 +44,9 @@ class gateway_impl final : public wire::Gateway::Server {
     auto t = kj::heap<training_rpc>(opts.training);
     training_ = t.get();
     training_cap_ = kj::mv(t);
+    auto i = kj::heap<inference_rpc>(opts.inference);
+    inference_ = i.get();
+    inference_cap_ = kj::mv(i);
   }
 
   // The server's timer, set right after the server is built (before any call).
@@ -55,6 +58,10 @@ class gateway_impl final : public wire::Gateway::Server {
   }
   kj::Promise<void> training(TrainingContext call) override {
     call.getResults().setTraining(training_cap_);
+    return kj::READY_NOW;
+  }
+  kj::Promise<void> inference(InferenceContext call) override {
+    call.getResults().setInference(inference_cap_);
     return kj::READY_NOW;
   }
 
@@ -93,6 +100,7 @@ class gateway_impl final : public wire::Gateway::Server {
     st.setShardCount(ctx_->opts.shard_count);
     return features_->fill_status(st).then([this, st]() mutable {
       training_->fill_status(st);
+      inference_->fill_status(st);
       st.setUptimeSeconds(
           std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count());
       if (ctx_->cluster) fill_cluster(st, *ctx_->cluster);
@@ -131,10 +139,12 @@ class gateway_impl final : public wire::Gateway::Server {
   std::shared_ptr<const features_context> ctx_;
   std::string nats_url_;
   std::chrono::steady_clock::time_point started_;
-  features_rpc* features_;  // owned by features_cap_
-  training_rpc* training_;  // owned by training_cap_
+  features_rpc* features_;    // owned by features_cap_
+  training_rpc* training_;    // owned by training_cap_
+  inference_rpc* inference_;  // owned by inference_cap_
   wire::Features::Client features_cap_ = nullptr;
   wire::Training::Client training_cap_ = nullptr;
+  wire::Inference::Client inference_cap_ = nullptr;
 };
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "actors/features/features_rpc.h"
+#include "actors/inference/inference_rpc.h"
 #include "actors/training/training_rpc.h"
 #include "tessera/result.h"
 
@@ -27,6 +28,7 @@ struct gateway_options {
   std::string nats_url;  // for status
   features_rpc_options features;
   training_rpc::deps training;
+  const std::atomic<inference_service*>* inference = nullptr;
 };
 
 class gateway {

@@ -14,8 +14,10 @@
 #include "actors/features/features_service.h"
 #include "actors/features/messages.h"
 #include "actors/features/vector_cache.h"
+#include "actors/inference/inference_service.h"
 #include "actors/training/dataset.h"
 #include "actors/training/training_service.h"
+#include "bridges.h"
 #include "bus.h"
 #include "cluster/agent.h"
 #include "cluster/cluster_view.h"
@@ -53,6 +55,11 @@ struct node::impl {
   std::unique_ptr<training_service> training;  // training jobs and the model registry
   // What the gateway's training capability sees of `training`: set once the node has joined.
   std::atomic<training_service*> training_ptr{nullptr};
+  // Inference: predictions, reaching features through the bridges (bridges.h).
+  std::unique_ptr<reader_feature_source> online;
+  std::unique_ptr<dataset_offline_source> offline;
+  std::unique_ptr<inference_service> inference;
+  std::atomic<inference_service*> inference_ptr{nullptr};
   std::string nats_url;
   bool stopped = false;
 };
@@ -155,6 +162,7 @@ result<std::unique_ptr<node>> node::start(const node_config& cfg) {
   go.training.shard_count = cfg.shards;
   go.training.datasets = im->datasets.get();
   go.training.training = &im->training_ptr;
+  go.inference = &im->inference_ptr;
   auto gw = gateway::start(go, ctx, im->features->supervisor());
   if (!gw) return make_error(gw.error_message());  // ~impl stops the families
   im->gw = std::move(gw.value());
@@ -209,6 +217,25 @@ result<std::unique_ptr<node>> node::start(const node_config& cfg) {
     im->training = std::move(training.value());
     im->training_ptr = im->training.get();
   }
+  im->online = std::make_unique<reader_feature_source>(im->features->reader());
+  im->offline = std::make_unique<dataset_offline_source>(*im->datasets);
+  inference_service::deps idp;
+  idp.defs = *defs;
+  idp.nats = im->nats.get();
+  idp.cluster = im->view.get();
+  idp.clocks = im->clocks.get();
+  idp.features = im->online.get();
+  idp.offline = im->offline.get();
+  idp.node_id = im->node_id;
+  idp.shard_count = cfg.shards;
+  idp.replicas = cfg.replicas;
+  auto inference = inference_service::start(idp, {});
+  if (!inference) {
+    spdlog::error("node {}: inference is unavailable: {}", im->node_id, inference.error_message());
+  } else {
+    im->inference = std::move(inference.value());
+    im->inference_ptr = im->inference.get();
+  }
   spdlog::info("node {} ready: RPC on port {}, NATS {}, {} shards, data in {}", im->node_id,
                im->gw->port(), im->nats_url, cfg.shards, cfg.data_dir);
   return std::unique_ptr<node>(new node(std::move(im)));
@@ -225,6 +252,8 @@ void node::stop() {
   spdlog::info("node {} stopping", impl_->node_id);
   if (impl_->agent) impl_->agent->leave(std::chrono::milliseconds(impl_->cfg.leave_timeout_ms));
   impl_->gw.reset();  // no new calls
+  impl_->inference_ptr = nullptr;
+  impl_->inference.reset();  // drains calls in flight, writes the queued prediction log
   impl_->training_ptr = nullptr;
   impl_->training
       .reset();  // stops its runner; a running job is cancelled (another node re-runs it)

@@ -100,41 +100,92 @@ result<value> parse_text_as(std::string_view s, field_type t) {
 }
 
 result<value> convert_value(wire::Value::Reader v, field_type t) {
-  switch (v.which()) {
-    case wire::Value::NULL_:
-      return value(std::monostate{});
-    case wire::Value::TEXT: {
-      auto txt = v.getText();
-      if (txt.size() == 0 && t != field_type::text)
-        return value(std::monostate{});  // empty CSV cell
-      return parse_text_as(std::string_view(txt.cStr(), txt.size()), t);
-    }
-    case wire::Value::INT:
-      if (t == field_type::int64) return value(v.getInt());
-      if (t == field_type::float64) return value(static_cast<double>(v.getInt()));
-      if (t == field_type::timestamp) return value(timestamp_value{v.getInt()});
+  if (v.isText()) {  // parsed without a copy: CSV producers send every field as text
+    auto txt = v.getText();
+    if (txt.size() == 0 && t != field_type::text) return value(std::monostate{});  // empty CSV cell
+    return parse_text_as(std::string_view(txt.cStr(), txt.size()), t);
+  }
+  return coerce_value(read_value(v), t);
+}
+
+result<value> coerce_value(value v, field_type t) {
+  switch (v.index()) {
+    case 0:
+      return v;
+    case 1:
+      if (t == field_type::int64) return v;
+      if (t == field_type::float64) return value(static_cast<double>(std::get<int64_t>(v)));
+      if (t == field_type::timestamp) return value(timestamp_value{std::get<int64_t>(v)});
       break;
-    case wire::Value::FLOAT:
+    case 2: {
+      const double x = std::get<double>(v);
       if (t == field_type::float64) {
-        if (!std::isfinite(v.getFloat())) return make_error("expected a finite float");
-        return value(v.getFloat());
+        if (!std::isfinite(x)) return make_error("expected a finite float");
+        return v;
       }
-      if (t == field_type::int64 && std::trunc(v.getFloat()) == v.getFloat() &&
-          std::fabs(v.getFloat()) < 9e15)
-        return value(static_cast<int64_t>(v.getFloat()));
+      if (t == field_type::int64 && std::trunc(x) == x && std::fabs(x) < 9e15)
+        return value(static_cast<int64_t>(x));
       break;
-    case wire::Value::BOOL:
-      if (t == field_type::boolean) return value(v.getBool());
+    }
+    case 3: {
+      const std::string& txt = std::get<std::string>(v);
+      if (txt.empty() && t != field_type::text) return value(std::monostate{});
+      return parse_text_as(txt, t);
+    }
+    case 4:
+      if (t == field_type::boolean) return v;
       break;
-    case wire::Value::TIMESTAMP:
-      if (t == field_type::timestamp) return value(timestamp_value{v.getTimestamp()});
+    case 5:
+      if (t == field_type::timestamp) return v;
       break;
-    case wire::Value::TEXT_LIST:
+    default:
       break;
   }
   static const char* names[] = {"null", "int", "float", "text", "bool", "timestamp", "textList"};
-  return make_error(std::string("expected ") + type_name(t) + ", got " +
-                    names[static_cast<int>(v.which())]);
+  return make_error(std::string("expected ") + type_name(t) + ", got " + names[v.index()]);
+}
+
+void derive_fields(const stream_def& s, std::vector<value>& fields) {
+  // Derived fields read sent fields only, so their order does not matter.
+  for (size_t i = 0; i < s.fields.size(); ++i) {
+    const field_def& f = s.fields[i];
+    if (!f.derive) continue;
+    double x;
+    if (!as_number(f.derive->eval(fields), x) || !std::isfinite(x)) continue;  // stays null
+    switch (f.type) {
+      case field_type::int64:
+        fields[i] = static_cast<int64_t>(std::llround(x));
+        break;
+      case field_type::timestamp:
+        fields[i] = timestamp_value{static_cast<int64_t>(std::llround(x))};
+        break;
+      case field_type::boolean:
+        fields[i] = x != 0;
+        break;
+      default:
+        fields[i] = x;
+        break;
+    }
+  }
+}
+
+result<std::vector<value>> example_fields(const stream_def& s,
+                                          const std::vector<std::pair<std::string, value>>& in) {
+  std::vector<value> out(s.fields.size(), std::monostate{});
+  for (auto& [name, given] : in) {
+    const int i = s.field_index(name);
+    if (i < 0)
+      return make_error("field " + name + ": not a field of stream " + s.name, errc::invalid);
+    if (s.fields[i].derive)
+      return make_error(
+          "field " + name + ": derived (" + s.fields[i].derive_src + "), not given by the caller",
+          errc::invalid);
+    auto v = coerce_value(given, s.fields[i].type);
+    if (!v) return make_error("field " + name + ": " + v.error_message(), errc::invalid);
+    out[i] = std::move(v.value());
+  }
+  derive_fields(s, out);
+  return out;
 }
 
 bool normalize_event(wire::Event::Reader e, const stream_def& s, normalized_event& out,
@@ -152,27 +203,7 @@ bool normalize_event(wire::Event::Reader e, const stream_def& s, normalized_even
     }
     out.fields[i] = std::move(v.value());
   }
-  // Derived fields read sent fields only, so their order does not matter.
-  for (size_t i = 0; i < s.fields.size(); ++i) {
-    const field_def& f = s.fields[i];
-    if (!f.derive) continue;
-    double x;
-    if (!as_number(f.derive->eval(out.fields), x) || !std::isfinite(x)) continue;  // stays null
-    switch (f.type) {
-      case field_type::int64:
-        out.fields[i] = static_cast<int64_t>(std::llround(x));
-        break;
-      case field_type::timestamp:
-        out.fields[i] = timestamp_value{static_cast<int64_t>(std::llround(x))};
-        break;
-      case field_type::boolean:
-        out.fields[i] = x != 0;
-        break;
-      default:
-        out.fields[i] = x;
-        break;
-    }
-  }
+  derive_fields(s, out.fields);
   int ti = s.field_index(s.time_field);
   if (e.getEventTime() != 0) {
     out.time = e.getEventTime();

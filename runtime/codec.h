@@ -25,6 +25,8 @@ void write_value(wire::Value::Builder b, const value& v);
 // Converts a wire value to a declared type; text is parsed (CSV producers send text).
 result<value> convert_value(wire::Value::Reader v, field_type t);
 result<value> parse_text_as(std::string_view s, field_type t);
+// The same for an in-memory value (serving examples).
+result<value> coerce_value(value v, field_type t);
 
 // An event checked against its stream: typed fields in stream order (null when absent).
 struct normalized_event {
@@ -39,6 +41,14 @@ struct event_error {
 // Checks types, the time field and text sizes. `err` is filled when it returns false.
 bool normalize_event(wire::Event::Reader e, const stream_def& s, normalized_event& out,
                      event_error& err);
+// Computes the stream's derived fields from the others (null when an input is missing).
+void derive_fields(const stream_def& s, std::vector<value>& fields);
+// The fields of a serving example (schemas/inference.capnp Example), in the stream's layout:
+// each converted to its declared type (text parsed, as CSV ingest does), derived fields
+// computed when their inputs are present, missing ones null. Errors (errc::invalid) name the
+// field: not a field of the stream, a derived field sent, a value of the wrong type.
+result<std::vector<value>> example_fields(const stream_def& s,
+                                          const std::vector<std::pair<std::string, value>>& fields);
 // Key of an entity kind from the event's fields ("LAX-SFO"); empty + err if a part is missing.
 std::string entity_key(const normalized_event& e, const kind_plan& p, event_error& err);
 std::string entity_key(const std::vector<value>& fields, const kind_plan& p,

@@ -131,6 +131,8 @@ struct model_def {
   // Examples with prediction time in [train_from, valid_from) train, [valid_from, test_from)
   // validate (early stopping, calibration check), [test_from, test_to) test.
   int64_t train_from = 0, valid_from = 0, test_from = 0, test_to = 0;
+  // Serving: the share of predictions written to the prediction log (1 = every one).
+  double log_sample = 1;
 };
 
 class definitions {

@@ -451,9 +451,10 @@ class definitions_builder {
       if (!valid_name(m.name))
         return make_error(where(t) + "model needs a name of letters, digits and _ (got '" + m.name +
                           "')");
-      if (auto bad = unknown_keys(L, t,
-                                  {"name", "label", "kind", "hidden", "epochs", "batch_size",
-                                   "learning_rate", "weight_decay", "seed", "features", "split"});
+      if (auto bad = unknown_keys(
+              L, t,
+              {"name", "label", "kind", "hidden", "epochs", "batch_size", "learning_rate",
+               "weight_decay", "seed", "features", "split", "log_sample"});
           !bad.empty())
         return make_error(w + "unknown key(s) " + bad);
       if (defs.find_model(m.name)) return make_error(w + "defined twice");
@@ -485,6 +486,9 @@ class definitions_builder {
         return make_error(w + "learning_rate must be in (0, 100)");
       if (!(m.weight_decay >= 0 && m.weight_decay < 1))
         return make_error(w + "weight_decay must be in [0, 1)");
+      m.log_sample = num_field(L, t, "log_sample", m.log_sample);
+      if (!(m.log_sample >= 0 && m.log_sample <= 1))
+        return make_error(w + "log_sample must be in [0, 1] (the share of predictions logged)");
       auto columns = l->feature_columns();
       m.features = str_list(L, t, "features");
       for (auto& f : m.features)

@@ -36,6 +36,8 @@ class features_service {
 
   caf::actor supervisor() const { return supervisor_; }
   shard_host* shards() const;
+  // Feature reads with cluster routing (reader.h), for the node's other families.
+  const feature_reader& reader() const { return *reader_; }
   // Starts answering reads other nodes forward to this one (tsr.node.<id>.read).
   status serve_forwarded_reads();
   // Stops the supervisor and waits for every actor. Idempotent.

@@ -28,7 +28,9 @@
 namespace tessera {
 
 struct features_context;
+struct feature_vector;
 struct label_def;
+struct view_def;
 
 struct dataset_part {
   std::vector<std::string> columns;  // prediction_time, entity, label, feature columns
@@ -58,6 +60,13 @@ class dataset_service {
   // under NATS' payload limit). For training jobs, which build their dataset on their node.
   result<dataset_part> fetch_part(const label_def& label, uint32_t shard, int64_t from, int64_t to,
                                   bool& retryable);
+
+  // Point-in-time vectors of `v` from the offline log, one per (entity key, time), as a
+  // training set built now would hold them (the same reads as a part's); shards of other nodes
+  // are asked of their owners. A vector with as_of 0: the time is outside the offline
+  // retention. Blocking; for skew measurement (actors/inference).
+  result<std::vector<feature_vector>> point_in_time(
+      const view_def& v, const std::vector<std::pair<std::string, int64_t>>& lookups) const;
 
  private:
   struct impl;

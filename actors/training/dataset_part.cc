@@ -7,6 +7,7 @@
 #include "dataset.h"
 #include "dataset_csv.h"
 #include "dataset_impl.h"
+#include "example.h"
 
 namespace tessera {
 
@@ -43,14 +44,15 @@ result<dataset_part> dataset_service::impl::build_part(const label_def& label, u
   const size_t nv = label.views.size(), nod = label.on_demand.size();
   const uint32_t nshards = ctx->opts.shard_count;
   std::vector<size_t> col0(nv + 1, 0);  // each view's first cell in a row of cells
+  // Prediction times, keys and on-demand features: derived as serving derives them.
+  const example_deriver derive(*ctx->defs, label);
   std::vector<const kind_plan*> plans;
   std::vector<bool> own(nv);  // on the label's entity kind: read from the scanned entity's log
   bool any_own = false;
   for (size_t vi = 0; vi < nv; ++vi) {
-    const view_def* v = label.views[vi];
-    col0[vi + 1] = col0[vi] + v->features.size();
-    plans.push_back(ctx->defs->find_plan(v->stream, v->entity));
-    own[vi] = v->stream == label.stream && v->entity == label.entity;
+    col0[vi + 1] = col0[vi] + label.views[vi]->features.size();
+    plans.push_back(&derive.plan(vi));
+    own[vi] = derive.own(vi);
     any_own = any_own || own[vi];
   }
   const size_t nf = col0[nv];
@@ -229,11 +231,11 @@ result<dataset_part> dataset_service::impl::build_part(const label_def& label, u
           current = key;
           first = false;
         }
-        double t, y;
-        if (!as_number(label.time->eval(e.r.fields), t) || !std::isfinite(t)) {
+        double y;
+        const std::optional<int64_t> t = derive.prediction_time(e.r.fields);
+        if (!t) {
           ++unusable;
-        } else if (const int64_t pt = static_cast<int64_t>(std::llround(t));
-                   pt >= from && pt < to) {
+        } else if (const int64_t pt = *t; pt >= from && pt < to) {
           ++part.examples;
           if (!as_number(label.value->eval(e.r.fields), y) || !std::isfinite(y)) {
             ++part.unlabelled;
@@ -241,15 +243,15 @@ result<dataset_part> dataset_service::impl::build_part(const label_def& label, u
             if (examples.size() == group_first) entities.push_back(key);
             const size_t row = examples.size();
             examples.push_back(
-                {static_cast<uint32_t>(entities.size() - 1), pt, feature_time(label, pt), y});
-            for (auto& od : label.on_demand)
-              on_demand.push_back(to_cell(od.e->eval(e.r.fields), boxed));
+                {static_cast<uint32_t>(entities.size() - 1), pt, derive.feature_time(pt), y});
+            for (size_t k = 0; k < nod; ++k)
+              on_demand.push_back(to_cell(derive.on_demand(k, e.r.fields), boxed));
             cells.resize(cells.size() + nf);
             outside.push_back(0);
             for (size_t vi = 0; vi < nv && err.empty(); ++vi) {
               if (own[vi]) continue;
               event_error kerr;
-              std::string k = entity_key(e.r.fields, *plans[vi], kerr);
+              std::string k = derive.key(vi, e.r.fields, kerr);
               if (!k.empty()) lookup(vi, std::move(k), row);  // else: no key, missing values
             }
           }

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <numeric>
 #include <random>
 #include <sstream>
@@ -233,32 +234,80 @@ result<training_result> train_model(const model_def& m, const table& t,
   }
 }
 
-result<std::vector<float>> predict_torchscript(const std::string& artifact,
-                                               const std::vector<float>& x, size_t inputs) {
+}  // namespace torch_backend
+
+// A loaded TorchScript module (trainer.h, torchscript_model).
+struct torch_module {
+  torch::jit::Module mod;
+  size_t inputs = 0;
+};
+
+namespace torch_backend {
+namespace {
+
+// TorchScript errors carry a traceback: the last line says what went wrong.
+error torch_error(const c10::Error& e) {
+  std::string w = e.what_without_backtrace();
+  while (!w.empty() && w.back() == '\n') w.pop_back();
+  auto nl = w.rfind('\n');
+  return make_error(nl == std::string::npos ? w : w.substr(nl + 1));
+}
+
+}  // namespace
+
+result<torch_module*> load_module(const std::string& artifact, size_t inputs) {
   try {
     std::istringstream in(artifact);
-    auto mod = torch::jit::load(in);
-    mod.eval();
-    torch::NoGradGuard ng;
-    const int64_t n = inputs ? static_cast<int64_t>(x.size() / inputs) : 0;
-    auto xt = torch::from_blob(const_cast<float*>(x.data()), {n, static_cast<int64_t>(inputs)},
-                               torch::kFloat);
-    auto outv = mod.forward({xt});
-    if (!outv.isTensor()) return make_error("forward() does not return a tensor");
-    auto p = outv.toTensor().reshape({-1});
-    if (p.size(0) != n)
-      return make_error("forward() returned " + std::to_string(p.size(0)) + " values for " +
-                        std::to_string(n) + " rows");
-    return to_vector(p);
+    auto m = std::make_unique<torch_module>();
+    m->mod = torch::jit::load(in);
+    m->mod.eval();
+    m->inputs = inputs;
+    return m.release();
   } catch (const c10::Error& e) {
-    // TorchScript errors carry a traceback: the last line says what went wrong.
-    std::string w = e.what_without_backtrace();
-    while (!w.empty() && w.back() == '\n') w.pop_back();
-    auto nl = w.rfind('\n');
-    return make_error(nl == std::string::npos ? w : w.substr(nl + 1));
+    return torch_error(e);
   } catch (const std::exception& e) {
     return make_error(e.what());
   }
+}
+
+void free_module(torch_module* m) {
+  delete m;
+}
+
+status forward(torch_module* m, const float* x, size_t rows, float* out) {
+  try {
+    torch::NoGradGuard ng;
+    const int64_t n = static_cast<int64_t>(rows);
+    auto xt = torch::from_blob(const_cast<float*>(x), {n, static_cast<int64_t>(m->inputs)},
+                               torch::kFloat);
+    auto outv = m->mod.forward({xt});
+    if (!outv.isTensor()) return make_error("forward() does not return a tensor");
+    auto p = outv.toTensor().reshape({-1}).to(torch::kFloat).contiguous();
+    if (p.size(0) != n)
+      return make_error("forward() returned " + std::to_string(p.size(0)) + " values for " +
+                        std::to_string(n) + " rows");
+    std::memcpy(out, p.data_ptr<float>(), rows * sizeof(float));
+    return ok_status();
+  } catch (const c10::Error& e) {
+    return torch_error(e);
+  } catch (const std::exception& e) {
+    return make_error(e.what());
+  }
+}
+
+void set_threads(int intra_op) {
+  at::set_num_threads(intra_op);
+}
+
+result<std::vector<float>> predict_torchscript(const std::string& artifact,
+                                               const std::vector<float>& x, size_t inputs) {
+  auto m = load_module(artifact, inputs);
+  if (!m) return m.failure();
+  std::unique_ptr<torch_module> owned(*m);
+  const size_t n = inputs ? x.size() / inputs : 0;
+  std::vector<float> out(n);
+  if (auto st = forward(owned.get(), x.data(), n, out.data()); !st) return st.failure();
+  return out;
 }
 
 status check_torchscript(const std::string& artifact, size_t inputs) {
@@ -279,8 +328,10 @@ status check_torchscript(const std::string& artifact, size_t inputs) {
 }  // namespace tessera
 
 extern "C" __attribute__((visibility("default"))) const tessera::torch_api* tessera_torch_api_v1() {
-  static const tessera::torch_api api{&tessera::torch_backend::train_model,
-                                      &tessera::torch_backend::check_torchscript,
-                                      &tessera::torch_backend::predict_torchscript};
+  static const tessera::torch_api api{
+      &tessera::torch_backend::train_model,         &tessera::torch_backend::check_torchscript,
+      &tessera::torch_backend::predict_torchscript, &tessera::torch_backend::load_module,
+      &tessera::torch_backend::free_module,         &tessera::torch_backend::forward,
+      &tessera::torch_backend::set_threads};
   return &api;
 }

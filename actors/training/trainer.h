@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -56,13 +57,39 @@ status check_torchscript(const std::string& artifact, size_t inputs);
 result<std::vector<float>> predict_torchscript(const std::string& artifact,
                                                const std::vector<float>& x, size_t inputs);
 
-// The module's entry (tessera_torch_api_v1): the three functions above, implemented with libtorch.
+// A TorchScript model loaded once for many forward passes (serving, actors/inference).
+// Owned by its user; forward() may be called from one thread at a time.
+struct torch_module;  // inside the libtorch module
+class torchscript_model {
+ public:
+  // Loads the artifact (a model for `inputs` features). Errors: the module or the artifact.
+  static result<std::unique_ptr<torchscript_model>> load(const std::string& artifact,
+                                                         size_t inputs);
+  ~torchscript_model();
+  // Probabilities of `rows` rows of inputs() features (row-major) into out[0, rows).
+  status forward(const float* x, size_t rows, float* out) const;
+  size_t inputs() const { return inputs_; }
+  // libtorch's intra-op threads for this process (serving sets 1: batches are small, and one
+  // worker per version runs them).
+  static void set_threads(int intra_op);
+
+ private:
+  torchscript_model() = default;
+  torch_module* m_ = nullptr;
+  size_t inputs_ = 0;
+};
+
+// The module's entry (tessera_torch_api_v1), implemented with libtorch.
 struct torch_api {
   result<training_result> (*train_model)(const model_def&, const table&, const train_progress&,
                                          const std::atomic<bool>*);
   status (*check_torchscript)(const std::string&, size_t);
   result<std::vector<float>> (*predict_torchscript)(const std::string&, const std::vector<float>&,
                                                     size_t);
+  result<torch_module*> (*load_module)(const std::string& artifact, size_t inputs);
+  void (*free_module)(torch_module*);
+  status (*forward)(torch_module*, const float* x, size_t rows, float* out);
+  void (*set_threads)(int intra_op);
 };
 
 }  // namespace tessera

@@ -76,4 +76,28 @@ result<std::vector<float>> predict_torchscript(const std::string& artifact,
   return mod.api->predict_torchscript(artifact, x, inputs);
 }
 
+result<std::unique_ptr<torchscript_model>> torchscript_model::load(const std::string& artifact,
+                                                                   size_t inputs) {
+  auto& mod = module();
+  if (!mod.api) return make_error(mod.error);
+  auto m = mod.api->load_module(artifact, inputs);
+  if (!m) return m.failure();
+  std::unique_ptr<torchscript_model> out(new torchscript_model());
+  out->m_ = *m;
+  out->inputs_ = inputs;
+  return out;
+}
+
+torchscript_model::~torchscript_model() {
+  if (m_) module().api->free_module(m_);
+}
+
+status torchscript_model::forward(const float* x, size_t rows, float* out) const {
+  return module().api->forward(m_, x, rows, out);
+}
+
+void torchscript_model::set_threads(int intra_op) {
+  if (auto& mod = module(); mod.api) mod.api->set_threads(intra_op);
+}
+
 }  // namespace tessera

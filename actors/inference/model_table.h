@@ -1,0 +1,84 @@
+// The model versions this node serves, following the registry: a watcher (one ordered KV
+// consumer on TSR_MODELS) sees every head change; when a model's production version changes
+// (promotion, rollback), the new version is loaded and warmed (serving_model.h) before it
+// takes traffic, then swapped in atomically; requests holding the old one finish on it. A
+// version that fails to load leaves the previous one serving; status() says why. Versions
+// asked for by number (pinned) are loaded on first use and kept (a few per model).
+// Lifecycle: owned by the inference service; start() loads every production version known at
+// start (so a node serves from its first request), stop() joins the watcher.
+// Thread safety: acquire() and status() from any thread; loads run on the watcher thread or on
+// the caller's (pinned versions: callers use may_load only off the kj and libnats threads).
+#pragma once
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cluster/kv.h"
+#include "serving_model.h"
+
+namespace tessera {
+
+class model_registry;
+
+class model_table {
+ public:
+  model_table(std::shared_ptr<const definitions> defs, model_registry* registry,
+              batcher::options batching);
+  ~model_table();
+  status start();
+  void stop();
+
+  struct served {
+    std::shared_ptr<const serving_model> model;
+    std::string stage;  // the version's stage when acquired
+  };
+  // version 0: the production version. Errors: not_found (unknown model; no production version,
+  // with the stages that exist; unknown version), retryable (not loaded yet and !may_load: the
+  // caller loads off its thread, see needs_load), invalid (the version cannot be served: why).
+  result<served> acquire(const std::string& name, uint32_t version, bool may_load);
+  // Whether acquire(name, version, false) would have to load (pinned, not loaded yet).
+  bool needs_load(const std::string& name, uint32_t version) const;
+
+  struct status_entry {
+    std::shared_ptr<const serving_model> model;
+    std::string stage;
+    std::string load_error;  // of the newest production version, when it is not serving
+    std::string name;
+    uint32_t failed_version = 0;
+  };
+  std::vector<status_entry> serving() const;
+
+  // Tests: the number of versions loaded since start (including failed loads).
+  uint64_t TEST_loads() const { return loads_.load(); }
+
+ private:
+  struct entry {
+    nlohmann::json head;                           // the registry head as last seen
+    uint32_t production = 0;                       // the production version the head names
+    std::shared_ptr<const serving_model> serving;  // production, as loaded (may lag `production`)
+    std::map<uint32_t, std::shared_ptr<const serving_model>> pinned;
+    std::string load_error;
+    uint32_t failed = 0;  // the version load_error is about
+  };
+  void on_head(const std::string& name, const std::string& value, bool deleted);
+  result<std::shared_ptr<const serving_model>> load(const std::string& name, uint32_t version);
+  std::string stage_of(const entry& e, uint32_t version) const;
+  void watch_loop();
+
+  std::shared_ptr<const definitions> defs_;
+  model_registry* registry_;
+  const batcher::options batching_;
+  mutable std::mutex mu_;  // protects models_
+  std::map<std::string, entry> models_;
+  std::mutex load_mu_;  // one load at a time
+  std::atomic<bool> stop_{false};
+  std::atomic<uint64_t> loads_{0};
+  std::unique_ptr<kv_bucket::watcher> watcher_;
+  std::thread thread_;
+};
+
+}  // namespace tessera

@@ -1,0 +1,435 @@
+#include "predictor.h"
+
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+
+#include <chrono>
+#include <cmath>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "bus.h"
+#include "cluster/cluster_view.h"
+#include "codec.h"
+#include "hash.h"
+#include "inference_wire.h"
+#include "model_table.h"
+#include "prediction_log.h"
+#include "schemas/node.capnp.h"
+#include "stream_clock.h"
+#include "time_util.h"
+#include "worker_pool.h"
+
+namespace tessera {
+
+std::string node_predict_subject(const std::string& node_id) {
+  return "tsr.node." + node_id + ".predict";
+}
+
+namespace {
+
+using steady = std::chrono::steady_clock;
+
+std::string to_bytes(capnp::MallocMessageBuilder& mb) {
+  auto words = capnp::messageToFlatArray(mb);
+  auto bytes = words.asBytes();
+  return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
+}
+
+// Whether to log a prediction, for a model logging `share` of them: by the request id's hash
+// (the same request is logged on every retry or not at all), else by a counter.
+bool sampled(const std::string& request_id, double share) {
+  if (share >= 1) return true;
+  if (share <= 0) return false;
+  static std::atomic<uint64_t> counter{0};
+  const uint64_t h = request_id.empty() ? (counter.fetch_add(1) + 1) * 0x9E3779B97F4A7C15ULL >> 11
+                                        : stable_hash(request_id);
+  return static_cast<double>(h % 1000000) < share * 1e6;
+}
+
+bool retryable_kind(errc c) {
+  return c == errc::overloaded || c == errc::retryable || c == errc::unavailable;
+}
+
+}  // namespace
+
+struct predictor::call {
+  std::string model;
+  model_table::served s;
+  predict_options o;
+  std::vector<example_in> ex;
+  std::vector<prediction_out> out;
+  std::vector<std::vector<value>> fields;
+  std::vector<int64_t> feature_time;
+  std::vector<std::vector<std::string>> keys;  // per example, per view
+  bool forward = true;
+  int64_t deadline_us = 0;  // wall clock
+  steady::time_point deadline, start;
+  std::mutex mu;
+  size_t left = 0;
+  done_fn done;
+
+  int64_t remaining_ms() const {
+    return std::max<int64_t>(
+        1, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - steady::now()).count());
+  }
+  // One part (local scoring, a forwarded node, the sending itself) answered.
+  void finish_part() {
+    {
+      std::lock_guard<std::mutex> l(mu);
+      if (--left) return;
+    }
+    // Every example failed the same retryable way: the call fails so that clients retry it.
+    bool all_same = !out.empty();
+    for (auto& p : out) all_same = all_same && !p.error.empty() && p.code == out[0].code;
+    if (all_same && retryable_kind(out[0].code))
+      done(make_error(out[0].error, out[0].code));
+    else
+      done(std::move(out));
+  }
+};
+
+void predictor::predict(const std::string& model, predict_options o,
+                        std::vector<example_in> examples, bool forward, int64_t deadline_us,
+                        done_fn done) const {
+  gate_->inflight.fetch_add(1);
+  if (gate_->stopping) {
+    gate_->inflight.fetch_sub(1);
+    return done(make_error("the node is stopping; retry", errc::unavailable));
+  }
+  auto c = std::make_shared<call>();
+  c->start = steady::now();
+  c->model = model;
+  c->o = o;
+  c->ex = std::move(examples);
+  c->forward = forward;
+  c->done = [g = gate_, done = std::move(done)](result<std::vector<prediction_out>> r) {
+    done(std::move(r));
+    g->inflight.fetch_sub(1);
+  };
+  const int64_t now = now_micros();
+  c->deadline_us = deadline_us > 0
+                       ? deadline_us
+                       : now + 1000LL * (o.deadline_ms ? o.deadline_ms : d_.default_deadline_ms);
+  c->deadline = c->start + std::chrono::microseconds(c->deadline_us - now);
+  auto go = [this, c](bool may_load) {
+    auto s = d_.models->acquire(c->model, c->o.version, may_load);
+    if (!s) return c->done(s.failure());
+    c->s = std::move(s.value());
+    run(c);
+  };
+  if (d_.loader && d_.models->needs_load(model, o.version)) {
+    if (!d_.loader->submit([go] { go(true); }))
+      c->done(make_error("the node is stopping; retry", errc::unavailable));
+    return;
+  }
+  go(false);
+}
+
+void predictor::run(std::shared_ptr<call> c) const {
+  const serving_model& m = *c->s.model;
+  const label_def& label = *m.label;
+  const stream_def* stream = m.defs->find_stream(label.stream);
+  const size_t n = c->ex.size(), nv = m.derive->views().size();
+  c->out.resize(n);
+  c->fields.resize(n);
+  c->feature_time.resize(n);
+  c->keys.resize(n);
+  std::vector<size_t> local;
+  std::map<std::string, std::vector<size_t>> remote;
+  for (size_t i = 0; i < n; ++i) {
+    prediction_out& o = c->out[i];
+    example_in& e = c->ex[i];
+    o.version = m.version;
+    o.stage = c->s.stage;
+    o.request_id = e.request_id;
+    o.node = d_.node_id;
+    auto f = example_fields(*stream, e.fields);
+    if (!f) {
+      o.fail(f.error_message(), errc::invalid);
+      continue;
+    }
+    int64_t pt = e.as_of;
+    if (pt <= 0) {
+      if (auto t = m.derive->prediction_time(*f))
+        pt = *t;
+      else if (d_.clocks)
+        pt = d_.clocks->read_time(label.stream);
+    }
+    if (pt <= 0) {
+      o.fail("no prediction time: the example has no value for " + label.time_src + " and stream " +
+                 label.stream + " has no clock yet (no events)",
+             errc::invalid);
+      continue;
+    }
+    o.prediction_time = pt;
+    event_error err;
+    const std::string key = entity_key(*f, *m.label_plan, err);
+    if (key.empty()) {
+      o.fail("field " + err.field + ": " + err.reason, errc::invalid);
+      continue;
+    }
+    c->keys[i].resize(nv);
+    bool keys_ok = true;
+    for (size_t v = 0; v < nv && keys_ok; ++v) {
+      c->keys[i][v] = m.derive->key(v, *f, err);
+      if (c->keys[i][v].empty()) {
+        o.fail("field " + err.field + ": " + err.reason, errc::invalid);
+        keys_ok = false;
+      }
+    }
+    if (!keys_ok) continue;
+    c->feature_time[i] = m.derive->feature_time(pt);
+    c->fields[i] = std::move(*f);
+    const route r = d_.cluster ? d_.cluster->route_of(shard_of(key, d_.shard_count))
+                               : route{route::local, {}, {}};
+    if (r.kind == route::local) {
+      local.push_back(i);
+    } else if (r.kind == route::remote && c->forward) {
+      remote[r.owner].push_back(i);
+    } else if (r.kind == route::remote) {
+      o.fail("entity " + key + " is served by node " + r.owner + " now; retry", errc::retryable);
+    } else {
+      o.fail(r.why, errc::retryable);
+    }
+  }
+  c->left = remote.size() + (local.empty() ? 0 : 1) + 1;  // +1: released once all is sent
+  for (auto& [owner, rows] : remote) forward_part(c, owner, std::move(rows));
+  if (!local.empty()) score_local(c, std::move(local));
+  c->finish_part();
+}
+
+void predictor::score_local(std::shared_ptr<call> c, std::vector<size_t> rows) const {
+  const serving_model& m = *c->s.model;
+  const size_t nv = m.derive->views().size();
+  std::vector<feature_source::lookup> lookups;
+  lookups.reserve(rows.size() * nv);
+  for (size_t i : rows)
+    for (size_t v = 0; v < nv; ++v)
+      lookups.push_back({m.derive->views()[v], c->keys[i][v], c->feature_time[i]});
+  m.batch->expect(1);
+  d_.features->read(
+      std::move(lookups), c->remaining_ms(),
+      [this, c, rows = std::move(rows), nv](std::vector<result<feature_vector>> got) {
+        const serving_model& m = *c->s.model;
+        const size_t d = m.inputs.size();
+        std::vector<float> x;
+        x.reserve(rows.size() * d);
+        std::vector<size_t> scored;  // the rows in x, in order
+        const bool late = steady::now() > c->deadline;
+        for (size_t k = 0; k < rows.size(); ++k) {
+          const size_t i = rows[k];
+          prediction_out& o = c->out[i];
+          if (late) {
+            o.fail("deadline exceeded while reading features", errc::deadline);
+            continue;
+          }
+          bool ok = true;
+          for (size_t v = 0; v < nv && ok; ++v)
+            if (!got[k * nv + v]) {
+              const auto& e = got[k * nv + v];
+              o.fail("view " + m.view_names[v] + ": " + e.error_message(), e.error_code());
+              ok = false;
+            }
+          if (!ok) continue;
+          const size_t at = x.size();
+          x.resize(at + d);
+          std::vector<feature_out> used;
+          for (size_t j = 0; j < d && ok; ++j) {
+            const serving_model::input& in = m.inputs[j];
+            feature_out fo;
+            fo.name = in.name;
+            double val;
+            if (in.on_demand >= 0) {
+              if (!as_number(m.derive->on_demand(static_cast<size_t>(in.on_demand), c->fields[i]),
+                             val))
+                val = std::nan("");
+              fo.status = vector_status::fresh;
+            } else {
+              const feature_vector& fv = *got[k * nv + static_cast<size_t>(in.view)];
+              const feature_value* f = static_cast<size_t>(in.feature) < fv.values.size()
+                                           ? &fv.values[static_cast<size_t>(in.feature)]
+                                           : nullptr;
+              if (!f || !as_number(f->v, val)) val = std::nan("");
+              fo.event_time = f ? f->event_time : 0;
+              fo.age = fo.event_time > 0 ? fv.as_of - fo.event_time : -1;
+              fo.status = fv.status;
+              if (c->o.max_feature_age > 0 &&
+                  (fv.status == vector_status::missing ||
+                   (fo.event_time > 0 && fo.age > c->o.max_feature_age))) {
+                o.fail("feature " + in.name + " is " +
+                           (fo.event_time > 0 ? format_duration(fo.age) + " old"
+                                              : std::string("missing")) +
+                           ", over the bound " + format_duration(c->o.max_feature_age),
+                       errc::invalid);
+                ok = false;
+              }
+            }
+            x[at + j] = static_cast<float>(val);
+            fo.value = static_cast<double>(x[at + j]);
+            if (c->o.return_vector) used.push_back(std::move(fo));
+          }
+          if (!ok) {
+            x.resize(at);
+            continue;
+          }
+          o.features = std::move(used);
+          scored.push_back(i);
+        }
+        m.batch->expect(-1);
+        if (scored.empty()) return c->finish_part();
+        std::vector<float> logged;
+        if (d_.log) logged = x;
+        auto on_scores = [this, c, scored, logged = std::move(logged)](status st,
+                                                                       const float* scores) {
+          const serving_model& m = *c->s.model;
+          const size_t d = m.inputs.size();
+          const auto now = steady::now();
+          const int64_t wall = now_micros();
+          for (size_t k = 0; k < scored.size(); ++k) {
+            prediction_out& o = c->out[scored[k]];
+            if (!st) {
+              o.fail(st.error_message(), st.error_code());
+            } else if (!std::isfinite(scores[k])) {
+              o.fail("the model gave a non-finite score (" + std::to_string(scores[k]) + ")",
+                     errc::internal);
+            } else {
+              o.score = static_cast<double>(scores[k]);
+            }
+            o.latency_us = static_cast<uint32_t>(
+                std::chrono::duration_cast<std::chrono::microseconds>(now - c->start).count());
+            m.record(o.latency_us, o.error.empty());
+            if (!o.error.empty() || !d_.log || !sampled(o.request_id, m.log_sample)) continue;
+            prediction_record r;
+            r.model = m.name;
+            r.version = m.version;
+            r.stage = o.stage;
+            r.path = o.path;
+            r.node = o.node;
+            r.request_id = o.request_id;
+            r.time = wall;
+            r.prediction_time = o.prediction_time;
+            r.feature_time = c->feature_time[scored[k]];
+            r.score = o.score;
+            r.latency_us = o.latency_us;
+            r.inputs = m.input_names;
+            r.vector.assign(logged.begin() + static_cast<long>(k * d),
+                            logged.begin() + static_cast<long>((k + 1) * d));
+            for (size_t v = 0; v < m.view_names.size(); ++v)
+              r.keys.emplace_back(m.view_names[v], c->keys[scored[k]][v]);
+            r.fields = c->ex[scored[k]].fields;
+            d_.log->append(std::move(r));
+          }
+          c->finish_part();
+        };
+        status st =
+            m.batch->submit(std::move(x), scored.size(), c->o.no_batch, c->deadline, on_scores);
+        if (!st) {
+          for (size_t i : scored) {
+            c->out[i].fail(st.error_message(), st.error_code());
+            m.record(0, false);
+          }
+          c->finish_part();
+        }
+      });
+}
+
+void predictor::forward_part(std::shared_ptr<call> c, const std::string& owner,
+                             std::vector<size_t> rows) const {
+  capnp::MallocMessageBuilder mb;
+  auto r = mb.initRoot<wire::ForwardedPredict>();
+  r.setModel(c->model);
+  r.setVersion(c->s.model->version);
+  predict_options o = c->o;
+  o.version = c->s.model->version;  // one version for the whole call
+  write_options(r.initOptions(), o);
+  r.setDeadline(c->deadline_us);
+  auto el = r.initExamples(static_cast<unsigned>(rows.size()));
+  for (size_t k = 0; k < rows.size(); ++k)
+    write_example(el[static_cast<unsigned>(k)], c->ex[rows[k]]);
+  d_.nats->request(
+      node_predict_subject(owner), to_bytes(mb), c->remaining_ms(),
+      [c, owner, rows = std::move(rows)](result<std::string> rep) {
+        auto fail_all = [&](const std::string& why, errc code) {
+          for (size_t i : rows) c->out[i].fail(why, code);
+        };
+        if (!rep) {
+          fail_all("node " + owner + " did not answer (" + rep.error_message() + "); retry",
+                   errc::retryable);
+        } else {
+          bool ok = with_message<wire::ForwardedPredictReply>(
+              *rep, [&](wire::ForwardedPredictReply::Reader r) {
+                if (r.getError().size()) {
+                  fail_all(std::string(r.getError().cStr()) + " (at node " + owner + ")",
+                           static_cast<errc>(r.getCode()));
+                  return;
+                }
+                auto pl = r.getPredictions();
+                if (pl.size() != rows.size()) {
+                  fail_all("node " + owner + " answered " + std::to_string(pl.size()) +
+                               " predictions for " + std::to_string(rows.size()) + " examples",
+                           errc::internal);
+                  return;
+                }
+                for (size_t k = 0; k < rows.size(); ++k)
+                  c->out[rows[k]] = read_prediction(pl[static_cast<unsigned>(k)]);
+              });
+          if (!ok) fail_all("node " + owner + " sent a malformed reply", errc::internal);
+        }
+        c->finish_part();
+      });
+}
+
+bool predictor::drain(std::chrono::milliseconds max) const {
+  gate_->stopping = true;
+  const auto until = steady::now() + max;
+  while (gate_->inflight.load() > 0 && steady::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  return gate_->inflight.load() == 0;
+}
+
+status predictor::serve() const {
+  if (!d_.cluster || !d_.nats) return ok_status();
+  bus* nats = d_.nats;
+  return nats->serve(
+      node_predict_subject(d_.node_id),
+      [self = this, g = gate_, nats](std::string data, std::string reply_subject) {
+        auto respond = [nats, reply_subject](result<std::vector<prediction_out>> res) {
+          capnp::MallocMessageBuilder mb;
+          auto r = mb.initRoot<wire::ForwardedPredictReply>();
+          if (res) {
+            auto pl = r.initPredictions(static_cast<unsigned>(res->size()));
+            for (size_t i = 0; i < res->size(); ++i)
+              write_prediction(pl[static_cast<unsigned>(i)], (*res)[i]);
+          } else {
+            r.setError(res.error_message());
+            r.setCode(static_cast<uint8_t>(res.error_code()));
+          }
+          nats->respond(reply_subject, to_bytes(mb));
+        };
+        // Counted in flight before `self` is used: drain() waits for it, or it sees the stop.
+        g->inflight.fetch_add(1);
+        struct release {
+          gate* g;
+          ~release() { g->inflight.fetch_sub(1); }
+        } held{g.get()};
+        if (g->stopping) return respond(make_error("node stopping; retry", errc::unavailable));
+        std::string model;
+        predict_options o;
+        std::vector<example_in> examples;
+        int64_t deadline = 0;
+        bool ok = with_message<wire::ForwardedPredict>(data, [&](wire::ForwardedPredict::Reader r) {
+          model = r.getModel();
+          o = read_options(r.getOptions());
+          o.version = r.getVersion();
+          deadline = r.getDeadline();
+          for (auto e : r.getExamples()) examples.push_back(read_example(e));
+        });
+        if (!ok || o.version == 0)
+          return respond(make_error("malformed ForwardedPredict", errc::invalid));
+        self->predict(model, o, std::move(examples), /*forward=*/false, deadline, respond);
+      });
+}
+
+}  // namespace tessera

@@ -1,0 +1,68 @@
+// One model version loaded for serving on this node: what its inputs are (each a column of its
+// label's dataset: an on-demand feature or a view's feature, at the view versions its registry
+// record names), how examples are derived (example_deriver, the dataset build's own code), its
+// TorchScript module and batcher, and its figures.
+// Lifecycle: made by model_table (load_serving_model) and shared by every request that uses it:
+// a request holds it until answered, so a version replaced by a promotion finishes its
+// in-flight requests and is destroyed with the last one. Immutable but for the atomic figures.
+#pragma once
+#include <array>
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "batcher.h"
+#include "definitions.h"
+#include "example.h"
+#include "metrics.h"
+
+namespace tessera {
+
+class torchscript_model;
+
+struct serving_model {
+  std::string name;
+  uint32_t version = 0;
+  std::shared_ptr<const definitions> defs;  // keeps the label and views alive
+  const label_def* label = nullptr;
+  const kind_plan* label_plan = nullptr;  // the label's entity kind: placement
+  std::unique_ptr<example_deriver> derive;
+  struct input {
+    std::string name;    // the dataset column
+    int on_demand = -1;  // index into the label's on_demand, or
+    int view = -1;       // index into derive->views() and the feature's index in it
+    int feature = -1;
+  };
+  std::vector<input> inputs;
+  std::shared_ptr<const std::vector<std::string>> input_names;  // for the prediction log
+  std::vector<std::string> view_names;                          // qualified, per view
+  double log_sample = 1;                                        // the model definition's, else 1
+  int64_t loaded_at = 0;
+  std::unique_ptr<torchscript_model> torch;
+  std::unique_ptr<batcher> batch;  // declared after torch: destroyed first
+
+  // Figures since loaded on this node.
+  mutable std::atomic<uint64_t> requests{0}, errors{0};
+  mutable latency_histogram latency;
+  mutable std::array<std::atomic<int64_t>, 16> second{};  // per-second counts, see record()
+  mutable std::array<std::atomic<uint64_t>, 16> per_second{};
+  void record(double latency_us, bool ok) const;
+  double requests_per_second() const;  // over the last 10 s
+
+  ~serving_model();
+};
+
+// Loads a version from its registry record and artifact: resolves the label and the views the
+// record names in `defs`, maps its inputs, loads the TorchScript and warms it (a forward pass of
+// one row and of a full batch, whose scores must be finite probabilities). The error says what
+// is wrong (a view the definitions no longer have, an input that is no column of the label, an
+// artifact that does not load or fails its warm-up).
+result<std::shared_ptr<serving_model>> load_serving_model(std::shared_ptr<const definitions> defs,
+                                                          const nlohmann::json& record,
+                                                          const std::string& artifact,
+                                                          const batcher::options& batching);
+
+}  // namespace tessera

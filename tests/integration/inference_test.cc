@@ -1,0 +1,286 @@
+// Inference end to end on a real node: the slice replayed, late_mlp trained and promoted, then
+// predictions checked against independent references — the dataset build's rows for the same
+// flights (the vector, bit for bit) and python3-torch running the exported artifact (the
+// score) — plus batching, the prediction log, skew, and every kind of bad input.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "test_support.h"
+
+namespace tessera::test {
+namespace {
+
+using client::example;
+using client::predict_options;
+
+constexpr int64_t kJan8 = 978912000000000;   // 2001-01-08T00:00:00Z
+constexpr int64_t kJan12 = 979257600000000;  // 2001-01-12T00:00:00Z
+
+// The flights example on the committed slice: its split moved onto 2001-01-01..11, and views
+// that keep 30 days for as-of reads (the test predicts flights days before the stream's clock).
+std::string serving_definitions(const std::string& dir) {
+  std::ifstream in(flights_example_definitions());
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string d = ss.str();
+  auto replace = [&](const std::string& a, const std::string& b) {
+    auto at = d.find(a);
+    EXPECT_NE(at, std::string::npos) << a;
+    if (at != std::string::npos) d.replace(at, a.size(), b);
+  };
+  replace("train = { \"2001-01-01\", \"2001-05-01\" }",
+          "train = { \"2001-01-01\", \"2001-01-07\" }");
+  replace("validation = { \"2001-05-01\", \"2001-06-01\" }",
+          "validation = { \"2001-01-07\", \"2001-01-08\" }");
+  replace("test = { \"2001-06-01\", \"2001-07-01\" }", "test = { \"2001-01-08\", \"2001-01-12\" }");
+  replace("ttl = \"6h\",", "ttl = \"6h\", as_of_horizon = \"30d\",");
+  replace("ttl = \"7d\",", "ttl = \"7d\", as_of_horizon = \"30d\",");
+  std::ofstream(dir + "/serving.lua") << d;
+  return dir + "/serving.lua";
+}
+
+// A node with the slice applied and late_mlp version 1 trained and in production.
+struct serving_node {
+  temp_dir dir;
+  std::unique_ptr<node_harness> h;
+  std::unique_ptr<client::connection> c;
+  bool ready = false;
+  serving_node() {
+    h = std::make_unique<node_harness>(dir.path + "/node", 5 * 60 * 1000,
+                                       serving_definitions(dir.path));
+    if (!h->n) return;
+    std::string out;
+    if (run_cli("ingest --quiet --replay --rpc " + h->rpc() + " --stream flights " + slice_path(),
+                &out) != 0) {
+      ADD_FAILURE() << out;
+      return;
+    }
+    if (wait_applied(h->rpc(), 2 * slice().size()) != 2 * slice().size()) return;
+    if (run_cli("train late_mlp --quiet --rpc " + h->rpc(), &out) != 0) {
+      ADD_FAILURE() << out;
+      return;
+    }
+    c = open_client(h->rpc());
+    auto st = c->promote_model("late_mlp", 1, "production");
+    if (!st) {
+      ADD_FAILURE() << failure_text(st);
+      return;
+    }
+    ready = true;
+  }
+};
+
+example departure(const flight& f, const std::string& id = "") {
+  example e;
+  e.fields = {{"origin", f.origin},
+              {"destination", f.destination},
+              {"distance", f.distance},
+              {"date", client::timestamp{f.time}}};
+  e.request_id = id;
+  return e;
+}
+
+// Waits until the node serves `version` of `model` in production (it follows the registry).
+bool serves(client::connection& c, const std::string& model, uint32_t version) {
+  return eventually(
+      [&] {
+        auto st = c.status();
+        if (!st) return false;
+        for (auto m : (*st)->getModels())
+          if (m.getModel() == model && m.getVersion() == version && m.getStage() == "production")
+            return true;
+        return false;
+      },
+      std::chrono::seconds(30));
+}
+
+// One dataset row: its cells after prediction_time, entity, label (empty = missing).
+struct row {
+  std::vector<std::string> cells;
+};
+
+std::vector<std::string> split_csv(const std::string& line) {
+  std::vector<std::string> out;
+  std::string cur;
+  bool quoted = false;
+  for (char ch : line) {
+    if (ch == '"') {
+      quoted = !quoted;
+    } else if (ch == ',' && !quoted) {
+      out.push_back(cur);
+      cur.clear();
+    } else {
+      cur += ch;
+    }
+  }
+  out.push_back(cur);
+  return out;
+}
+
+TEST(Inference, PredictsTheDatasetVectorAndPythonTorchScoreForAThousandFlights) {
+  serving_node s;
+  ASSERT_TRUE(s.ready);
+  client::connection& c = *s.c;
+  ASSERT_TRUE(serves(c, "late_mlp", 1));
+
+  // The reference rows: the dataset build of label `late` over the test period, every shard.
+  std::vector<std::string> columns;
+  std::map<std::pair<std::string, int64_t>, std::vector<row>> rows;  // (route, departure)
+  for (uint32_t sh = 0; sh < 64; ++sh) {
+    auto part = c.dataset_shard("late", sh, kJan8, kJan12);
+    ASSERT_TRUE(part) << failure_text(part);
+    if (columns.empty())
+      for (auto col : (*part)->getColumns()) columns.push_back(col);
+    std::string csv(reinterpret_cast<const char*>((*part)->getCsv().begin()),
+                    (*part)->getCsv().size());
+    std::istringstream in(csv);
+    for (std::string line; std::getline(in, line);) {
+      auto cells = split_csv(line);
+      ASSERT_EQ(cells.size(), columns.size()) << line;
+      rows[{cells[1], std::stoll(cells[0])}].push_back({{cells.begin() + 3, cells.end()}});
+    }
+  }
+  auto shown = c.show_model("late_mlp", 1);
+  ASSERT_TRUE(shown) << failure_text(shown);
+  std::vector<std::string> inputs;
+  for (auto in : (*shown)->getInputs()) inputs.push_back(in);
+  ASSERT_EQ(inputs.size(), columns.size() - 3);
+
+  // 1,000 departures of the test period, each with exactly one dataset row.
+  std::vector<flight> chosen;
+  for (const flight& f : slice()) {
+    if (f.time < kJan8 || f.time >= kJan12) continue;
+    auto it = rows.find({f.origin + "-" + f.destination, f.time});
+    if (it == rows.end() || it->second.size() != 1) continue;
+    chosen.push_back(f);
+    if (chosen.size() == 1000) break;
+  }
+  ASSERT_EQ(chosen.size(), 1000u);
+  std::vector<example> examples;
+  for (size_t i = 0; i < chosen.size(); ++i)
+    examples.push_back(departure(chosen[i], "parity-" + std::to_string(i)));
+
+  predict_options o;
+  o.return_vector = true;
+  std::vector<client::prediction> got;
+  for (size_t at = 0; at < examples.size(); at += 250) {
+    std::vector<example> part(examples.begin() + static_cast<long>(at),
+                              examples.begin() + static_cast<long>(at + 250));
+    auto r = c.predict("late_mlp", part, o);
+    ASSERT_TRUE(r) << failure_text(r);
+    ASSERT_EQ(r->size(), part.size());
+    for (auto& p : *r) got.push_back(std::move(p));
+  }
+
+  // The vector each prediction used is the dataset row's, bit for bit (as the model's floats).
+  size_t mismatches = 0;
+  std::ofstream py_rows(s.dir.path + "/rows.csv");
+  for (size_t i = 0; i < chosen.size(); ++i) {
+    const client::prediction& p = got[i];
+    ASSERT_TRUE(p.ok()) << p.error;
+    EXPECT_EQ(p.version, 1u);
+    EXPECT_EQ(p.stage, "production");
+    EXPECT_EQ(p.path, "model");
+    EXPECT_EQ(p.request_id, "parity-" + std::to_string(i));
+    EXPECT_EQ(p.prediction_time, chosen[i].time);
+    ASSERT_EQ(p.features.size(), inputs.size());
+    const row& ref = rows[{chosen[i].origin + "-" + chosen[i].destination, chosen[i].time}][0];
+    for (size_t j = 0; j < inputs.size(); ++j) {
+      EXPECT_EQ(p.features[j].name, inputs[j]);
+      const std::string& cell = ref.cells[j];  // dataset columns are the model's inputs here
+      const float want = cell.empty() ? std::nanf("") : static_cast<float>(std::stod(cell));
+      const float have = static_cast<float>(p.features[j].value);
+      const bool same =
+          (std::isnan(want) && std::isnan(have)) || std::memcmp(&want, &have, sizeof want) == 0;
+      if (!same && ++mismatches <= 10)
+        ADD_FAILURE() << "flight " << i << " " << inputs[j] << ": predict used " << have
+                      << ", the dataset row has " << cell;
+      py_rows << (j ? "," : "") << (cell.empty() ? "" : cell);
+    }
+    py_rows << "\n";
+  }
+  py_rows.close();
+  EXPECT_EQ(mismatches, 0u);
+
+  // The score is what python3-torch computes from the exported artifact on the dataset row.
+  auto artifact = c.export_model("late_mlp", 1);
+  ASSERT_TRUE(artifact) << failure_text(artifact);
+  std::ofstream(s.dir.path + "/m.pt", std::ios::binary) << artifact->artifact;
+  const std::string cmd =
+      "/usr/bin/python3 " TSR_SOURCE_DIR "/tests/training/score_torchscript.py " + s.dir.path +
+      "/m.pt " + s.dir.path + "/rows.csv > " + s.dir.path + "/py_scores.txt";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  std::ifstream py(s.dir.path + "/py_scores.txt");
+  double max_diff = 0;
+  for (size_t i = 0; i < chosen.size(); ++i) {
+    double ref;
+    ASSERT_TRUE(py >> ref) << "python scored fewer rows than " << chosen.size();
+    max_diff = std::max(max_diff, std::fabs(ref - got[i].score));
+  }
+  // float32 probabilities printed with 9 digits: equal up to the print and the batched kernel.
+  EXPECT_LE(max_diff, 1e-6);
+  std::cerr << "predict vs python3-torch: max |score difference| " << max_diff << "\n";
+
+  // Batched answers equal unbatched ones (one forward pass per example).
+  predict_options alone = o;
+  alone.no_batch = true;
+  alone.return_vector = false;
+  auto single = c.predict("late_mlp", examples, alone);
+  ASSERT_TRUE(single) << failure_text(single);
+  double batch_diff = 0;
+  size_t exact = 0;
+  for (size_t i = 0; i < examples.size(); ++i) {
+    ASSERT_TRUE((*single)[i].ok()) << (*single)[i].error;
+    batch_diff = std::max(batch_diff, std::fabs((*single)[i].score - got[i].score));
+    exact += (*single)[i].score == got[i].score;
+  }
+  EXPECT_LE(batch_diff, 1e-6);
+  std::cerr << "batched vs unbatched: " << exact << " of " << examples.size()
+            << " scores identical, max |difference| " << batch_diff << "\n";
+
+  // Every prediction is in the log (2,000 so far), with its exact vector; skew finds none.
+  std::vector<std::string> logged;
+  ASSERT_TRUE(eventually(
+      [&] {
+        auto page = c.tail_predictions("late_mlp", 3000);
+        if (!page) return false;
+        logged = page->records;
+        return logged.size() >= 2000;
+      },
+      std::chrono::seconds(30)))
+      << logged.size() << " records logged";
+  auto rec = nlohmann::json::parse(logged.back());
+  EXPECT_EQ(rec["model"], "late_mlp");
+  EXPECT_EQ(rec["version"], 1);
+  EXPECT_EQ(rec["vector"].size(), inputs.size());
+  std::set<std::string> ids;
+  for (auto& l : logged) ids.insert(nlohmann::json::parse(l)["request_id"].get<std::string>());
+  EXPECT_EQ(ids.size(), 1000u);  // each flight twice (batched and unbatched)
+  auto skew = c.skew("late_mlp", 2000);
+  ASSERT_TRUE(skew) << failure_text(skew);
+  auto report = nlohmann::json::parse(*skew);
+  EXPECT_EQ(report["compared"], 2000) << *skew;
+  EXPECT_EQ(report["mismatched_examples"], 0) << *skew;
+  EXPECT_EQ(report["features"].size(), inputs.size()) << *skew;
+
+  // Status: the version served, its requests and latencies.
+  auto st = c.status();
+  ASSERT_TRUE(st) << failure_text(st);
+  ASSERT_GE((*st)->getModels().size(), 1u);
+  auto m = (*st)->getModels()[0];
+  EXPECT_EQ(m.getModel(), "late_mlp");
+  EXPECT_EQ(m.getRequests(), 2000u);
+  EXPECT_EQ(m.getErrors(), 0u);
+  EXPECT_GT(m.getP99Micros(), 0);
+  EXPECT_GE(m.getMeanBatch(), 1);
+}
+
+}  // namespace
+}  // namespace tessera::test
