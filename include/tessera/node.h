@@ -35,6 +35,11 @@ struct node_config {
   int64_t handoff_wait_ms = 10000;  // a new owner waits at most this long for the old one to let go
   int64_t snapshot_every_s = 60;    // periodic shard snapshots (when the shard changed)
   int64_t leave_timeout_ms = 30000;  // graceful leave on stop: hand shards off within this
+  // Inference (actors/inference).
+  bool prediction_log = true;          // log every prediction (sampled per model) to JetStream
+  int predict_max_batch = 64;          // rows per forward pass
+  int64_t predict_max_wait_us = 300;   // wait for announced rows (only when some are on their way)
+  int64_t predict_deadline_ms = 1000;  // default deadline of a predict call
 };
 
 class node {
