@@ -36,7 +36,7 @@ class features_service {
 
   caf::actor supervisor() const { return supervisor_; }
   shard_host* shards() const;
-  // Starts answering reads other nodes forward to this one (tsr.node.<id>.read).
+  // Starts answering reads other nodes forward to this one (tsr.node.<id>.read and .points).
   status serve_forwarded_reads();
   // Stops the supervisor and waits for every actor. Idempotent.
   void stop();
