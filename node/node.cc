@@ -301,6 +301,10 @@ bool node::TEST_crash_entity(const std::string& stream, const std::string& kind,
   return impl_->features && impl_->features->TEST_crash_entity(stream, kind, key);
 }
 
+std::shared_ptr<const features_context> node::TEST_features_context() const {
+  return impl_->ctx;
+}
+
 void node::wait_for_stop_signal() {
   sigset_t set;
   sigemptyset(&set);

@@ -72,3 +72,43 @@ struct ForwardedPredictReply {
   error @1 :Text;       # the whole request failed (e.g. the version cannot be loaded)
   code @2 :UInt8;
 }
+# Node-to-node (NATS request/reply on tsr.node.<node id>.points): many lookups, each of its own
+# view, entity and read time, whose shards the receiving node serves (feature_reader::read_points:
+# one request per owner node). The receiving node answers from its own shards only and never
+# forwards again: a lookup on a shard it does not serve (any more) gets a retryable error.
+struct PointItem @0xb27b7b112276c6c4 {
+  view @0 :Text;     # qualified: "name@version"
+  entity @1 :Text;
+  # The read time (µs since the epoch); 0: the receiving node's clock of the view's stream.
+  asOf @2 :Int64;
+  # asOf is the sending node's reading of the stream's clock (as ForwardedRead.atClock): a shard
+  # that has moved past it answers a retryable error rather than "before the retained window".
+  atClock @3 :Bool;
+}
+
+struct PointRead @0xfcc40e15706b207f {
+  items @0 :List(PointItem);
+}
+
+# The answer to one PointItem: its vector, or an error with its code (tessera::errc as a number,
+# as in ForwardedReadReply.code).
+struct PointAnswer @0xed8e99e6bd365906 {
+  vector @0 :FeatureVector;  # when `error` is empty
+  error @1 :Text;
+  code @2 :UInt8;
+}
+
+# A stream's watermark as the answering node knows it.
+struct StreamWatermark @0xe5291a9cbafc639c {
+  stream @0 :Text;
+  watermark @1 :Int64;
+}
+
+struct PointReadReply @0xd7dda947055e745e {
+  answers @0 :List(PointAnswer);  # one per item, in order
+  # Of every stream the items read (as ForwardedReadReply.clock).
+  watermarks @1 :List(StreamWatermark);
+  # Set when the request as a whole could not be read (malformed); `answers` is then empty.
+  error @2 :Text;
+  code @3 :UInt8;
+}

@@ -38,7 +38,7 @@ class features_service {
   shard_host* shards() const;
   // Feature reads with cluster routing (reader.h), for the node's other families.
   const feature_reader& reader() const { return *reader_; }
-  // Starts answering reads other nodes forward to this one (tsr.node.<id>.read).
+  // Starts answering reads other nodes forward to this one (tsr.node.<id>.read and .points).
   status serve_forwarded_reads();
   // Stops the supervisor and waits for every actor. Idempotent.
   void stop();

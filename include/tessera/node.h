@@ -17,6 +17,8 @@
 
 namespace tessera {
 
+struct features_context;  // actors/features/messages.h
+
 struct node_config {
   std::string data_dir = "./tessera-data";
   std::string rpc = "127.0.0.1:7400";  // HOST:PORT; port 0 picks a free one
@@ -62,6 +64,9 @@ class node {
   // Returns once the entity actor has taken the order (false: its shard is not served here).
   bool TEST_crash_entity(const std::string& stream, const std::string& kind,
                          const std::string& key);
+  // Test hook: the features family's context, to read through a feature_reader of this node
+  // (actors/features/reader.h). Its services are the node's: drop it before stopping the node.
+  std::shared_ptr<const features_context> TEST_features_context() const;
   // Blocks until SIGINT or SIGTERM.
   static void wait_for_stop_signal();
 

@@ -14,6 +14,7 @@
 #include "cluster/kv.h"
 #include "hash.h"
 #include "nats_server.h"
+#include "point_reads.h"
 #include "test_support.h"
 
 namespace tessera::test {
@@ -331,6 +332,84 @@ TEST_F(cluster_fixture, ARestartedNodeSnapshotsOnlyShardsThatChanged) {
   EXPECT_TRUE(eventually([&] { return (written = snapshots_written(a->rpc())) > 0; },
                          std::chrono::seconds(60)))
       << "no snapshot written within 60 s of new events";
+}
+
+// read_points through a node (in this process) whose cluster has a second member (a process):
+// the lookups on the other member's shards go to it in one request, and every answer equals
+// read of its lookup alone, which the owner answers.
+TEST_F(cluster_fixture, ReadPointsAsksEachOtherOwnerOnceAndAnswersAsReadsOnTheOwner) {
+  auto b = start("b");
+  node_config cfg;
+  cfg.data_dir = dir.path + "/a";
+  cfg.rpc = "127.0.0.1:0";
+  cfg.nats_url = nats->url();
+  cfg.node_id = "a";
+  cfg.definitions = flights_definitions();
+  auto a = node::start(cfg);
+  ASSERT_TRUE(a) << a.error_message();
+  const std::string a_rpc = "127.0.0.1:" + std::to_string((*a)->rpc_port());
+  ASSERT_GE(wait_all_served(a_rpc, 64, 60, "", 2), 0) << b->log_tail();
+  std::string out;
+  ASSERT_EQ(run_cli("ingest --quiet --rpc " + a_rpc + " --stream flights " + slice_path(), &out), 0)
+      << out;
+  ASSERT_EQ(wait_cluster_applied({a_rpc, b->rpc()}, 2 * slice().size()), 2 * slice().size());
+  {
+    auto ctx = (*a)->TEST_features_context();
+    int64_t last = 0;
+    for (auto& f : slice()) last = std::max(last, f.time);
+    int64_t clock = 0;
+    ASSERT_TRUE(eventually([&] { return (clock = ctx->clocks->read_time("flights")) >= last; },
+                           std::chrono::seconds(30)))
+        << "a's clock of the stream reads " << clock << ", " << last << " expected";
+    std::set<size_t> outside;
+    auto lookups = mixed_lookups(*ctx->defs, clock, outside);
+    // Both nodes answer some of them.
+    std::set<uint32_t> served_here;
+    for (uint32_t s : (*a)->serving()) served_here.insert(s);
+    size_t here = 0, there = 0;
+    for (size_t i = 0; i < lookups.size(); ++i)
+      if (!outside.count(i)) ++(served_here.count(shard_of(lookups[i].key, 64)) ? here : there);
+    ASSERT_GT(here, 0u);
+    ASSERT_GT(there, 0u);
+    feature_reader reader(ctx, ctx->nats);
+    auto answers = read_points_sync(reader, lookups);
+    EXPECT_EQ(reader.TEST_points_requests(), 1u)
+        << "the " << there << " lookups on b's shards take one request to b";
+    EXPECT_EQ(check_points(reader, lookups, answers, outside, clock), 0u)
+        << here << " lookups on a's shards, " << there << " on b's";
+
+    // b dies, and something takes its requests without answering: until a takes b's shards over
+    // (b is declared dead after 1.5 s), the lookups on them fail alone after the timeout and can
+    // be retried; a's own still answer.
+    auto mute = bus::connect({nats->url(), "mute"});
+    ASSERT_TRUE(mute) << mute.error_message();
+    ASSERT_TRUE((*mute)->serve(node_points_subject("b"), [](std::string, std::string) {}));
+    b->kill(SIGKILL);
+    const auto killed = std::chrono::steady_clock::now();
+    answers = read_points_sync(reader, lookups, 300);
+    const double took =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - killed).count();
+    ASSERT_EQ(answers.size(), lookups.size());
+    if (took > 1.0) {
+      std::printf("[ note ] the read after the kill took %.1f s: b's shards may have moved\n",
+                  took);
+    } else {
+      size_t wrong = 0;
+      for (size_t i = 0; i < lookups.size(); ++i) {
+        if (outside.count(i)) continue;
+        const bool mine = served_here.count(shard_of(lookups[i].key, 64)) > 0;
+        const auto& r = answers[i];
+        if (mine ? !r : (r || r.error_code() != errc::retryable)) {
+          if (++wrong <= 5)
+            ADD_FAILURE() << lookups[i].key << " on " << (mine ? "a" : "b")
+                          << "'s shard: " << (r ? std::string("a vector") : failure_text(r));
+        }
+      }
+      EXPECT_EQ(wrong, 0u);
+      EXPECT_GE(took, 0.29) << "b's lookups fail once the timeout has passed, not before";
+    }
+  }
+  (*a)->TEST_stop_without_leaving();  // b is gone: nobody to hand shards to
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <set>
 #include <thread>
 
+#include "point_reads.h"
 #include "test_support.h"
 
 namespace tessera::test {
@@ -55,6 +56,28 @@ TEST_F(FlightsNode, AsOfBeforeTheRetainedWindowIsAClearError) {
   ASSERT_FALSE(r) << "expected an error";
   EXPECT_NE(r.error_message().find("before the retained window"), std::string::npos)
       << failure_text(r);
+}
+
+// Many lookups of two views, each at its own read time, in one call: every answer equals read
+// of that key alone at that time, bit for bit, and the reference; a lookup before its view's
+// retained window fails alone, with read's error.
+TEST_F(FlightsNode, ReadPointsAnswersEachLookupAsReadOfItAloneAndFailsOnlyTheOnesOutsideTheWindow) {
+  auto ctx = harness_->n->TEST_features_context();
+  ASSERT_TRUE(ctx);
+  int64_t last = 0;
+  for (auto& f : slice()) last = std::max(last, f.time);
+  int64_t clock = 0;
+  ASSERT_TRUE(eventually([&] { return (clock = ctx->clocks->read_time("flights")) >= last; },
+                         std::chrono::seconds(30)))
+      << "the stream's clock reads " << clock << ", " << last << " expected";
+  feature_reader reader(ctx, ctx->nats);
+  std::set<size_t> outside;
+  auto lookups = mixed_lookups(*ctx->defs, clock, outside);
+  auto answers = read_points_sync(reader, lookups);
+  EXPECT_EQ(check_points(reader, lookups, answers, outside, clock), 0u);
+  EXPECT_EQ(reader.TEST_points_requests(), 0u) << "one node: nothing to ask another";
+  // Nothing to look up: answered at once, with nothing.
+  EXPECT_TRUE(read_points_sync(reader, {}).empty());
 }
 
 TEST_F(FlightsNode, ReingestingTheSameFileCountsNothingTwice) {
