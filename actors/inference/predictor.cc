@@ -291,6 +291,13 @@ void predictor::score_local(std::shared_ptr<call> c, std::vector<size_t> rows) c
             prediction_out& o = c->out[scored[k]];
             if (!st) {
               o.fail(st.error_message(), st.error_code());
+            } else if (now > c->deadline) {
+              o.fail("deadline exceeded: scored " +
+                         format_duration(std::chrono::duration_cast<std::chrono::microseconds>(
+                                             now - c->deadline)
+                                             .count()) +
+                         " after it",
+                     errc::deadline);
             } else if (!std::isfinite(scores[k])) {
               o.fail("the model gave a non-finite score (" + std::to_string(scores[k]) + ")",
                      errc::internal);

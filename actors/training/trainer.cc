@@ -246,11 +246,13 @@ namespace torch_backend {
 namespace {
 
 // TorchScript errors carry a traceback: the last line says what went wrong.
-error torch_error(const c10::Error& e) {
-  std::string w = e.what_without_backtrace();
+error last_line(std::string w) {
   while (!w.empty() && w.back() == '\n') w.pop_back();
   auto nl = w.rfind('\n');
   return make_error(nl == std::string::npos ? w : w.substr(nl + 1));
+}
+error torch_error(const c10::Error& e) {
+  return last_line(e.what_without_backtrace());
 }
 
 }  // namespace
@@ -290,8 +292,8 @@ status forward(torch_module* m, const float* x, size_t rows, float* out) {
     return ok_status();
   } catch (const c10::Error& e) {
     return torch_error(e);
-  } catch (const std::exception& e) {
-    return make_error(e.what());
+  } catch (const std::exception& e) {  // e.g. an exception raised by the TorchScript code
+    return last_line(e.what());
   }
 }
 

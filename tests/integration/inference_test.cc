@@ -12,6 +12,8 @@
 #include <set>
 #include <sstream>
 
+#include "actors/inference/batcher.h"
+#include "actors/training/trainer.h"
 #include "test_support.h"
 
 namespace tessera::test {
@@ -280,6 +282,173 @@ TEST(Inference, PredictsTheDatasetVectorAndPythonTorchScoreForAThousandFlights) 
   EXPECT_EQ(m.getErrors(), 0u);
   EXPECT_GT(m.getP99Micros(), 0);
   EXPECT_GE(m.getMeanBatch(), 1);
+}
+
+std::string special_model(const std::string& dir, const std::string& kind) {
+  const std::string path = dir + "/" + kind + ".pt";
+  const std::string cmd = "/usr/bin/python3 " TSR_SOURCE_DIR
+                          "/tests/training/make_special_torchscript.py " +
+                          path + " 11 " + kind;
+  EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+const flight& some_flight(double min_distance, double max_distance) {
+  for (const flight& f : slice())
+    if (f.time >= kJan8 && f.distance >= min_distance && f.distance <= max_distance) return f;
+  return slice().back();
+}
+
+TEST(Inference, BadInputGetsAClearErrorPerExampleOrCallAndTheOldVersionKeepsServing) {
+  serving_node s;
+  ASSERT_TRUE(s.ready);
+  client::connection& c = *s.c;
+  ASSERT_TRUE(serves(c, "late_mlp", 1));
+  const flight& near = some_flight(0, 800);
+  const flight& far = some_flight(2100, 5000);
+
+  // Unknown model: the call fails, not found.
+  auto r = c.predict("nope", {departure(near)});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error_code(), errc::not_found);
+  EXPECT_NE(r.error_message().find("unknown model 'nope'"), std::string::npos) << failure_text(r);
+
+  // No production version: the error lists the stages that exist.
+  ASSERT_TRUE(c.import_model("odd", "late", special_model(s.dir.path, "nan_when_far")));
+  r = c.predict("odd", {departure(near)});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error_code(), errc::not_found);
+  EXPECT_NE(r.error_message().find("no production version (versions: 1 candidate)"),
+            std::string::npos)
+      << failure_text(r);
+
+  // Examples fail alone: a missing key field, a wrong type, an unknown field, a prediction time
+  // outside the retained window; the good example in the same call is scored.
+  example missing = departure(near);
+  missing.fields.erase(missing.fields.begin() + 1);  // destination
+  example wrong = departure(near);
+  wrong.fields[2].second = std::string("far");  // distance
+  example unknown = departure(near);
+  unknown.fields.push_back({"gate", std::string("B12")});
+  example old = departure(near);
+  old.as_of = 946684800000000;  // 2000-01-01, a year before the slice
+  r = c.predict("late_mlp", {departure(near), missing, wrong, unknown, old});
+  ASSERT_TRUE(r) << failure_text(r);
+  ASSERT_EQ(r->size(), 5u);
+  EXPECT_TRUE((*r)[0].ok()) << (*r)[0].error;
+  EXPECT_EQ((*r)[1].code, errc::invalid);
+  EXPECT_NE((*r)[1].error.find("field destination: missing entity key field for route"),
+            std::string::npos)
+      << (*r)[1].error;
+  EXPECT_EQ((*r)[2].code, errc::invalid);
+  EXPECT_NE((*r)[2].error.find("field distance: expected float, got 'far'"), std::string::npos)
+      << (*r)[2].error;
+  EXPECT_EQ((*r)[3].code, errc::invalid);
+  EXPECT_NE((*r)[3].error.find("field gate: not a field of stream flights"), std::string::npos)
+      << (*r)[3].error;
+  EXPECT_EQ((*r)[4].code, errc::invalid);
+  EXPECT_NE((*r)[4].error.find("before the retained window"), std::string::npos) << (*r)[4].error;
+
+  // Stale features refused under a bound: the route's last flight is hours before departure.
+  predict_options strict;
+  strict.max_feature_age_us = 1;  // 1 µs: every feature is older
+  r = c.predict("late_mlp", {departure(near)}, strict);
+  ASSERT_TRUE(r) << failure_text(r);
+  EXPECT_EQ((*r)[0].code, errc::invalid);
+  EXPECT_NE((*r)[0].error.find("over the bound"), std::string::npos) << (*r)[0].error;
+
+  // A NaN score is an error of that example, counted.
+  ASSERT_TRUE(c.promote_model("odd", 1, "production"));
+  ASSERT_TRUE(serves(c, "odd", 1));
+  r = c.predict("odd", {departure(near), departure(far)});
+  ASSERT_TRUE(r) << failure_text(r);
+  EXPECT_TRUE((*r)[0].ok()) << (*r)[0].error;
+  EXPECT_EQ((*r)[0].score, 0.25);
+  EXPECT_EQ((*r)[1].code, errc::internal);
+  EXPECT_NE((*r)[1].error.find("non-finite score"), std::string::npos) << (*r)[1].error;
+
+  // A version that fails to load (its warm-up throws) leaves the previous one serving, and
+  // status says why.
+  auto v2 = c.import_model("odd", "late", special_model(s.dir.path, "throws_alone"));
+  ASSERT_TRUE(v2) << failure_text(v2);
+  ASSERT_TRUE(c.promote_model("odd", *v2, "production"));
+  std::string load_error;
+  ASSERT_TRUE(eventually(
+      [&] {
+        auto st = c.status();
+        if (!st) return false;
+        for (auto m : (*st)->getModels())
+          if (m.getModel() == "odd" && m.getLoadError().size()) load_error = m.getLoadError();
+        return !load_error.empty();
+      },
+      std::chrono::seconds(30)));
+  EXPECT_NE(load_error.find("version 2 not served"), std::string::npos) << load_error;
+  EXPECT_NE(load_error.find("only scores pairs"), std::string::npos) << load_error;
+  r = c.predict("odd", {departure(near)});
+  ASSERT_TRUE(r) << failure_text(r);
+  EXPECT_TRUE((*r)[0].ok()) << (*r)[0].error;
+  EXPECT_EQ((*r)[0].version, 1u);
+
+  // Deadline exceeded: the model takes ~0.4 s for a far flight; the call allows 50 ms.
+  auto v3 = c.import_model("odd", "late", special_model(s.dir.path, "slow_when_far"));
+  ASSERT_TRUE(v3) << failure_text(v3);
+  ASSERT_TRUE(c.promote_model("odd", *v3, "production"));
+  ASSERT_TRUE(serves(c, "odd", *v3));
+  predict_options hurry;
+  hurry.deadline = std::chrono::milliseconds(50);
+  r = c.predict("odd", {departure(near), departure(far)}, hurry);
+  ASSERT_TRUE(r) << failure_text(r);
+  EXPECT_EQ((*r)[1].code, errc::deadline) << (*r)[1].error << " / " << (*r)[0].error;
+  hurry.deadline = std::chrono::milliseconds(5000);
+  r = c.predict("odd", {departure(near)}, hurry);  // the same model in time
+  ASSERT_TRUE(r) << failure_text(r);
+  EXPECT_TRUE((*r)[0].ok()) << (*r)[0].error;
+
+  // Errors are counted per version in status (the version serving now: the deadline error).
+  auto st = c.status();
+  ASSERT_TRUE(st) << failure_text(st);
+  uint64_t errors = 0;
+  for (auto m : (*st)->getModels())
+    if (m.getModel() == "odd") errors += m.getErrors();
+  EXPECT_GE(errors, 1u);
+}
+
+// A full queue refuses at once with overloaded and a retry-after; what it accepted is answered.
+TEST(Inference, AFullModelQueueRefusesAtOnceAndAnswersEverythingItAccepted) {
+  temp_dir dir;
+  auto model = torchscript_model::load(special_model(dir.path, "slow_when_far"), 11);
+  ASSERT_TRUE(model) << failure_text(model);
+  batcher::options o;
+  o.max_batch = 1;
+  o.max_queued_rows = 4;
+  auto b = std::make_unique<batcher>(**model, o);
+  std::atomic<int> answered{0};
+  auto row = [](float distance) {
+    std::vector<float> x(11, 0.f);
+    x[0] = distance;
+    return x;
+  };
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(1);
+  auto done = [&](status st, const float* scores) {
+    EXPECT_TRUE(st) << failure_text(st);
+    if (st) EXPECT_EQ(scores[0], 0.75f);
+    ++answered;
+  };
+  int accepted = 0;
+  status refused = ok_status();
+  for (int i = 0; i < 20 && refused; ++i) {  // slow rows: the worker falls behind at once
+    refused = b->submit(row(2500), 1, false, deadline, done);
+    accepted += refused ? 1 : 0;
+  }
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error_code(), errc::overloaded);
+  EXPECT_NE(refused.error_message().find("retry after"), std::string::npos)
+      << refused.error_message();
+  EXPECT_LE(accepted, 5);  // the queue's 4 rows and the one being scored: bounded memory
+  EXPECT_TRUE(eventually([&] { return answered == accepted; }, std::chrono::seconds(60)));
 }
 
 }  // namespace
