@@ -47,6 +47,9 @@ class batcher {
   // +n: a caller will submit soon (its features are being read); -n once it did or gave up.
   void expect(int n) { expected_.fetch_add(n, std::memory_order_relaxed); }
 
+  // Whether the caller is this batcher's worker (which must not destroy it: see serving_model).
+  bool on_worker_thread() const { return std::this_thread::get_id() == worker_.get_id(); }
+
   uint64_t forwards() const { return forwards_.load(std::memory_order_relaxed); }
   uint64_t rows() const { return rows_.load(std::memory_order_relaxed); }
 

@@ -221,10 +221,8 @@ void predictor::score_local(std::shared_ptr<call> c, std::vector<size_t> rows) c
         for (size_t k = 0; k < rows.size(); ++k) {
           const size_t i = rows[k];
           prediction_out& o = c->out[i];
-          if (late) {
-            o.fail("deadline exceeded while reading features", errc::deadline);
-            continue;
-          }
+          // A read that failed says why (an owner that died answers nothing until the deadline:
+          // retryable, not a deadline of the caller's making).
           bool ok = true;
           for (size_t v = 0; v < nv && ok; ++v)
             if (!got[k * nv + v]) {
@@ -233,6 +231,10 @@ void predictor::score_local(std::shared_ptr<call> c, std::vector<size_t> rows) c
               ok = false;
             }
           if (!ok) continue;
+          if (late) {
+            o.fail("deadline exceeded while reading features", errc::deadline);
+            continue;
+          }
           const size_t at = x.size();
           x.resize(at + d);
           std::vector<feature_out> used;

@@ -1,6 +1,7 @@
 #include "serving_model.h"
 
 #include <cmath>
+#include <thread>
 
 #include "actors/training/trainer.h"
 #include "time_util.h"
@@ -34,11 +35,24 @@ double serving_model::requests_per_second() const {
   return static_cast<double>(n) / 9.0;  // the 9 complete seconds before this one
 }
 
+namespace {
+
+// The last request holding a version may finish on the version's own batcher thread, which
+// cannot join itself: the version is then destroyed on a thread of its own.
+void destroy(serving_model* m) {
+  if (m->batch && m->batch->on_worker_thread())
+    std::thread([m] { delete m; }).detach();
+  else
+    delete m;
+}
+
+}  // namespace
+
 result<std::shared_ptr<serving_model>> load_serving_model(std::shared_ptr<const definitions> defs,
                                                           const nlohmann::json& record,
                                                           const std::string& artifact,
                                                           const batcher::options& batching) {
-  auto m = std::make_shared<serving_model>();
+  std::shared_ptr<serving_model> m(new serving_model(), destroy);
   try {
     m->name = record.at("name").get<std::string>();
     m->version = record.at("version").get<uint32_t>();

@@ -14,6 +14,7 @@
 
 #include "actors/inference/batcher.h"
 #include "actors/training/trainer.h"
+#include "serving_support.h"
 #include "test_support.h"
 
 namespace tessera::test {
@@ -21,32 +22,6 @@ namespace {
 
 using client::example;
 using client::predict_options;
-
-constexpr int64_t kJan8 = 978912000000000;   // 2001-01-08T00:00:00Z
-constexpr int64_t kJan12 = 979257600000000;  // 2001-01-12T00:00:00Z
-
-// The flights example on the committed slice: its split moved onto 2001-01-01..11, and views
-// that keep 30 days for as-of reads (the test predicts flights days before the stream's clock).
-std::string serving_definitions(const std::string& dir) {
-  std::ifstream in(flights_example_definitions());
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string d = ss.str();
-  auto replace = [&](const std::string& a, const std::string& b) {
-    auto at = d.find(a);
-    EXPECT_NE(at, std::string::npos) << a;
-    if (at != std::string::npos) d.replace(at, a.size(), b);
-  };
-  replace("train = { \"2001-01-01\", \"2001-05-01\" }",
-          "train = { \"2001-01-01\", \"2001-01-07\" }");
-  replace("validation = { \"2001-05-01\", \"2001-06-01\" }",
-          "validation = { \"2001-01-07\", \"2001-01-08\" }");
-  replace("test = { \"2001-06-01\", \"2001-07-01\" }", "test = { \"2001-01-08\", \"2001-01-12\" }");
-  replace("ttl = \"6h\",", "ttl = \"6h\", as_of_horizon = \"30d\",");
-  replace("ttl = \"7d\",", "ttl = \"7d\", as_of_horizon = \"30d\",");
-  std::ofstream(dir + "/serving.lua") << d;
-  return dir + "/serving.lua";
-}
 
 // A node with the slice applied and late_mlp version 1 trained and in production.
 struct serving_node {
@@ -78,30 +53,6 @@ struct serving_node {
     ready = true;
   }
 };
-
-example departure(const flight& f, const std::string& id = "") {
-  example e;
-  e.fields = {{"origin", f.origin},
-              {"destination", f.destination},
-              {"distance", f.distance},
-              {"date", client::timestamp{f.time}}};
-  e.request_id = id;
-  return e;
-}
-
-// Waits until the node serves `version` of `model` in production (it follows the registry).
-bool serves(client::connection& c, const std::string& model, uint32_t version) {
-  return eventually(
-      [&] {
-        auto st = c.status();
-        if (!st) return false;
-        for (auto m : (*st)->getModels())
-          if (m.getModel() == model && m.getVersion() == version && m.getStage() == "production")
-            return true;
-        return false;
-      },
-      std::chrono::seconds(30));
-}
 
 // One dataset row: its cells after prediction_time, entity, label (empty = missing).
 struct row {
