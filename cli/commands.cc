@@ -1,7 +1,6 @@
 #include "commands.h"
 
 #include <fmt/format.h>
-#include <unistd.h>
 #include <nlohmann/json.hpp>
 
 #include <chrono>
@@ -40,33 +39,6 @@ nlohmann::json value_json(const client::value& v) {
   return nullptr;
 }
 
-const char* status_name(client::vector_status s) {
-  switch (s) {
-    case client::vector_status::fresh:
-      return "fresh";
-    case client::vector_status::stale:
-      return "stale";
-    default:
-      return "missing";
-  }
-}
-
-client::value field_value(input_field&& f) {
-  switch (f.k) {
-    case input_field::text:
-      return std::move(f.text_value);
-    case input_field::number_int:
-      return f.i;
-    case input_field::number_float:
-      return f.f;
-    case input_field::boolean:
-      return f.b;
-    case input_field::null:
-      break;
-  }
-  return std::monostate{};
-}
-
 }  // namespace
 
 int run_ingest(const ingest_args& a) {
@@ -101,27 +73,20 @@ int run_ingest(const ingest_args& a) {
              late = 0;
     std::deque<inflight> window;
     auto start = clock_type::now();
-    auto last_draw = start;
-    const bool tty = ::isatty(2) && !a.quiet;
+    progress_line progress(a.quiet);
     std::vector<std::string> problems;
     auto note = [&](uint64_t line, const std::string& what) {
       if (problems.size() < 20) problems.push_back("line " + std::to_string(line) + ": " + what);
     };
     auto draw = [&](bool final) {
-      auto now = clock_type::now();
-      if (!final && now - last_draw < std::chrono::milliseconds(tty ? 200 : 5000)) return;
-      last_draw = now;
-      double secs = std::chrono::duration<double>(now - start).count();
+      if (!progress.due(final)) return;
+      double secs = std::chrono::duration<double>(clock_type::now() - start).count();
       double rate = secs > 0 ? static_cast<double>(accepted + duplicates) / secs : 0;
-      double frac = final ? 1.0 : (*reader)->progress();
-      int bars = static_cast<int>(frac * 30);
-      if (a.quiet && !final) return;
-      std::fprintf(stderr, "%s[%.*s%*s] %3.0f%%  %s events  %s ev/s  %s rejected%s",
-                   tty ? "\r" : "", bars, "##############################", 30 - bars, "",
-                   frac * 100, human(accepted + duplicates).c_str(),
-                   human(static_cast<uint64_t>(rate)).c_str(), human(rejected + bad_rows).c_str(),
-                   (final || !tty) ? "\n" : "");
-      std::fflush(stderr);
+      progress.draw(final ? 1.0 : (*reader)->progress(),
+                    human(accepted + duplicates) + " events  " +
+                        human(static_cast<uint64_t>(rate)) + " ev/s  " +
+                        human(rejected + bad_rows) + " rejected",
+                    final);
     };
     auto send = [&](chunk c) {
       std::vector<client::event> evs(c.rows.size());
@@ -361,6 +326,21 @@ int run_status(const status_args& a) {
                                      {"p50_ms", l.getP50Micros() / 1e3},
                                      {"p99_ms", l.getP99Micros() / 1e3},
                                      {"p999_ms", l.getP999Micros() / 1e3}});
+      j["models"] = nlohmann::json::array();
+      for (auto m : st.getModels())
+        j["models"].push_back(
+            {{"model", m.getModel().cStr()},
+             {"version", m.getVersion()},
+             {"stage", m.getStage().cStr()},
+             {"loaded_at", m.getLoadedAt() ? format_timestamp(m.getLoadedAt()) : ""},
+             {"requests", m.getRequests()},
+             {"requests_per_second", m.getRequestsPerSecond()},
+             {"p50_ms", m.getP50Micros() / 1e3},
+             {"p99_ms", m.getP99Micros() / 1e3},
+             {"mean_batch", m.getMeanBatch()},
+             {"errors", m.getErrors()},
+             {"log_drops", m.getLogDrops()},
+             {"load_error", m.getLoadError().cStr()}});
       std::cout << j.dump(2) << "\n";
       return 0;
     }
@@ -419,6 +399,19 @@ int run_status(const status_args& a) {
       else if (state == "failed")
         std::printf(" %s", jb.getError().cStr());
       std::printf("\n");
+    }
+    if (st.getModels().size()) {
+      std::printf("%-24s %7s %-10s %9s %9s %9s %6s %9s %9s\n", "model (served here)", "version",
+                  "stage", "req/s", "p50 ms", "p99 ms", "batch", "errors", "log drops");
+      for (auto m : st.getModels()) {
+        std::printf("%-24s %7u %-10s %9.1f %9.2f %9.2f %6.1f %9s %9s\n", m.getModel().cStr(),
+                    m.getVersion(), m.getStage().cStr(), m.getRequestsPerSecond(),
+                    m.getP50Micros() / 1e3, m.getP99Micros() / 1e3, m.getMeanBatch(),
+                    human(m.getErrors()).c_str(), human(m.getLogDrops()).c_str());
+        if (m.getLoadError().size())
+          std::printf("  %s v%u not serving: %s\n", m.getModel().cStr(), m.getVersion(),
+                      m.getLoadError().cStr());
+      }
     }
     for (auto l : st.getApplyStages())
       if (l.getCount())

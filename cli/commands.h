@@ -66,4 +66,43 @@ struct models_args {
 };
 int run_models(const models_args& a);
 
+// `tessera predict`: one example from FIELD=VALUE arguments, or every row of --file (one JSON
+// line per row on stdout, in input order). Exit 1 when some rows of a file failed (each line
+// says why), 2 when the call failed or the single example did.
+struct predict_args {
+  std::string rpc;
+  std::string model;
+  std::vector<std::string> fields;  // FIELD=VALUE
+  std::string file, format;         // --file: CSV or JSON lines, optionally .gz
+  std::string as_of;                // prediction time; empty: from the fields, else the clock
+  uint32_t version = 0;             // 0: production
+  uint32_t deadline_ms = 0;         // 0: the node's default
+  std::string max_feature_age;      // a duration; empty: stale values are served
+  bool vector = false;              // show the features the model was given
+  bool json = false;
+  bool quiet = false;
+  size_t batch = 256;   // rows per call (--file)
+  int concurrency = 4;  // calls in flight (--file)
+};
+int run_predict(const predict_args& a);
+
+// `tessera predictions tail`: the last N records of a model's prediction log (JSON lines), and
+// with --follow the new ones as they come, until interrupted.
+struct predictions_args {
+  std::string rpc;
+  std::string model;
+  uint32_t n = 10;
+  bool follow = false;
+};
+int run_predictions_tail(const predictions_args& a);
+
+// `tessera skew`: logged vectors recomputed offline and compared, as a table or JSON.
+struct skew_args {
+  std::string rpc;
+  std::string model;
+  uint32_t sample = 1000;
+  bool json = false;
+};
+int run_skew(const skew_args& a);
+
 }  // namespace tessera::cli

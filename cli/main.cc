@@ -166,6 +166,66 @@ int main(int argc, char** argv) {
       ->required();
   m_export->add_option("file", ma.file, "file to write")->required();
 
+  tessera::cli::predict_args pa;
+  pa.rpc = "127.0.0.1:7400";
+  auto* predict_cmd = app.add_subcommand(
+      "predict",
+      "score examples with a model's production version (or --version), from fresh features; e.g. "
+      "tessera predict late_mlp origin=LAX destination=SFO distance=337 "
+      "date=2001-06-01T08:00:00Z");
+  add_rpc(predict_cmd, pa.rpc);
+  predict_cmd->add_option("model", pa.model, "model name")->required();
+  predict_cmd->add_option(
+      "fields", pa.fields,
+      "the example as FIELD=VALUE, the fields of the model's label stream (text: the node parses "
+      "them to the stream's types)");
+  predict_cmd->add_option("--file", pa.file,
+                          "predict every row of a CSV (header: field names) or JSON-lines file "
+                          "(optionally .gz): one JSON line per row on stdout, in input order");
+  predict_cmd->add_option("--format", pa.format, "csv or jsonl (default: from the file name)");
+  predict_cmd->add_flag("--json", pa.json, "JSON output (one example)");
+  predict_cmd->add_option("--as-of", pa.as_of,
+                          "prediction time (ISO-8601 or epoch); default: the label's prediction "
+                          "time from the fields, else the stream's clock");
+  predict_cmd->add_option("--version,-v", pa.version, "model version (default: production)");
+  predict_cmd->add_flag("--vector", pa.vector,
+                        "show the features the model was given (name, value, age, status)");
+  predict_cmd->add_option("--deadline-ms", pa.deadline_ms,
+                          "deadline of each call at the node (default: the node's, 1000)");
+  predict_cmd->add_option(
+      "--max-feature-age", pa.max_feature_age,
+      "fail an example whose feature values are older than this (e.g. 10m); default: serve "
+      "stale values with their age");
+  predict_cmd->add_option("--batch", pa.batch, "rows per call (--file)")->capture_default_str();
+  predict_cmd->add_option("--concurrency", pa.concurrency, "calls in flight (--file)")
+      ->capture_default_str();
+  predict_cmd->add_flag("--quiet", pa.quiet, "no progress bar (--file)");
+
+  tessera::cli::predictions_args pla;
+  pla.rpc = "127.0.0.1:7400";
+  auto* predictions_cmd =
+      app.add_subcommand("predictions", "the prediction log (every prediction a node made)");
+  predictions_cmd->require_subcommand(1);
+  auto* p_tail = predictions_cmd->add_subcommand(
+      "tail", "print a model's latest prediction records (JSON lines), --follow for new ones");
+  add_rpc(p_tail, pla.rpc);
+  p_tail->add_option("model", pla.model, "model name")->required();
+  p_tail->add_option("-n", pla.n, "records to print")->capture_default_str();
+  p_tail->add_flag("--follow,-f", pla.follow,
+                   "keep printing new records (polls every 0.5 s) until interrupted");
+
+  tessera::cli::skew_args ska;
+  ska.rpc = "127.0.0.1:7400";
+  auto* skew_cmd = app.add_subcommand(
+      "skew",
+      "training/serving skew: recompute logged feature vectors from the offline log at their "
+      "logged time and compare them feature by feature");
+  add_rpc(skew_cmd, ska.rpc);
+  skew_cmd->add_option("model", ska.model, "model name")->required();
+  skew_cmd->add_option("--sample", ska.sample, "logged predictions to recompute")
+      ->capture_default_str();
+  skew_cmd->add_flag("--json", ska.json, "the report as JSON");
+
   auto* feat_cmd = app.add_subcommand("features", "read feature vectors of entities");
   add_rpc(feat_cmd, fa.rpc);
   feat_cmd->add_flag("--json", fa.json, "JSON output");
@@ -178,8 +238,8 @@ int main(int argc, char** argv) {
 
   tessera::cli::status_args sa;
   sa.rpc = "127.0.0.1:7400";
-  auto* status_cmd =
-      app.add_subcommand("status", "streams, shards, lag, entities and dead letters of a node");
+  auto* status_cmd = app.add_subcommand(
+      "status", "streams, shards, lag, entities, dead letters and served models of a node");
   add_rpc(status_cmd, sa.rpc);
   status_cmd->add_flag("--json", sa.json, "JSON output");
   status_cmd->add_flag("--shards", sa.all_shards, "list every shard");
@@ -227,6 +287,9 @@ int main(int argc, char** argv) {
   if (status_cmd->parsed()) return tessera::cli::run_status(sa);
   if (ds_build->parsed()) return tessera::cli::run_dataset_build(da);
   if (train_cmd->parsed()) return tessera::cli::run_train(ta);
+  if (predict_cmd->parsed()) return tessera::cli::run_predict(pa);
+  if (p_tail->parsed()) return tessera::cli::run_predictions_tail(pla);
+  if (skew_cmd->parsed()) return tessera::cli::run_skew(ska);
   for (auto* c : {m_list, m_show, m_promote, m_rollback, m_import, m_export})
     if (c->parsed()) {
       ma.action = c->get_name();
