@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <ctime>
 #include <fstream>
 #include <map>
 #include <set>
@@ -223,13 +224,66 @@ TEST(Inference, PredictsTheDatasetVectorAndPythonTorchScoreForAThousandFlights) 
   EXPECT_EQ(report["mismatched_examples"], 0) << *skew;
   EXPECT_EQ(report["features"].size(), inputs.size()) << *skew;
 
+  // The CLI, through the client: one departure, and a file of ten in input order.
+  const std::string rpc = " --rpc " + s.h->rpc();
+  auto iso = [](int64_t us) {
+    char buf[32];
+    const time_t secs = static_cast<time_t>(us / 1000000);
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&secs));
+    return std::string(buf);
+  };
+  auto fields = [&](const flight& f) {
+    std::ostringstream o;
+    o.precision(17);
+    o << "origin=" << f.origin << " destination=" << f.destination << " distance=" << f.distance
+      << " date=" << iso(f.time);
+    return o.str();
+  };
+  std::string out;
+  ASSERT_EQ(chosen[0].time % 1000000, 0);
+  ASSERT_EQ(run_cli("predict --json late_mlp " + fields(chosen[0]) + rpc, &out), 0) << out;
+  auto one = nlohmann::json::parse(out.substr(out.find('{')), nullptr, false);
+  ASSERT_FALSE(one.is_discarded()) << out;
+  EXPECT_EQ(one["score"].get<double>(), got[0].score) << out;
+  EXPECT_EQ(one["version"], 1) << out;
+  {
+    std::ofstream csv(s.dir.path + "/departures.csv");
+    csv.precision(17);
+    csv << "origin,destination,distance,date\n";
+    for (size_t i = 0; i < 10; ++i)
+      csv << chosen[i].origin << "," << chosen[i].destination << "," << chosen[i].distance << ","
+          << iso(chosen[i].time) << "\n";
+  }
+  ASSERT_EQ(run_cli("predict --quiet --file " + s.dir.path + "/departures.csv late_mlp" + rpc +
+                        " > " + s.dir.path + "/scores.jsonl",
+                    &out),
+            0)
+      << out;
+  std::ifstream scores(s.dir.path + "/scores.jsonl");
+  size_t lines = 0;
+  for (std::string line; std::getline(scores, line); ++lines) {
+    if (line.empty() || line[0] != '{') {  // the summary on stderr (run_cli merges them)
+      --lines;
+      continue;
+    }
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << line;
+    ASSERT_LT(lines, 10u);
+    EXPECT_EQ(j["score"].get<double>(), got[lines].score) << line;
+    EXPECT_EQ(j["path"], "model");
+  }
+  EXPECT_EQ(lines, 10u);
+  ASSERT_EQ(run_cli("predictions tail late_mlp -n 3" + rpc, &out), 0) << out;
+  EXPECT_NE(out.find("\"model\":\"late_mlp\""), std::string::npos) << out;
+  ASSERT_EQ(run_cli("skew late_mlp --sample 100" + rpc, &out), 0) << out;
+
   // Status: the version served, its requests and latencies.
   auto st = c.status();
   ASSERT_TRUE(st) << failure_text(st);
   ASSERT_GE((*st)->getModels().size(), 1u);
   auto m = (*st)->getModels()[0];
   EXPECT_EQ(m.getModel(), "late_mlp");
-  EXPECT_EQ(m.getRequests(), 2000u);
+  EXPECT_EQ(m.getRequests(), 2011u);
   EXPECT_EQ(m.getErrors(), 0u);
   EXPECT_GT(m.getP99Micros(), 0);
   EXPECT_GE(m.getMeanBatch(), 1);
