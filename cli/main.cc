@@ -91,6 +91,21 @@ int main(int argc, char** argv) {
   node_cmd
       ->add_flag("--sync", nc.sync_writes, "fsync every state write (survives power loss, slower)")
       ->envname("TESSERA_SYNC");
+  bool no_prediction_log = false;
+  node_cmd->add_flag("--no-prediction-log", no_prediction_log,
+                     "do not log predictions to JetStream (TSR_PREDICTIONS)");
+  node_cmd
+      ->add_option("--predict-max-batch", nc.predict_max_batch,
+                   "rows per forward pass of a model (micro-batching)")
+      ->capture_default_str();
+  node_cmd
+      ->add_option("--predict-max-wait-us", nc.predict_max_wait_us,
+                   "how long a forward pass waits for rows already on their way (never when idle)")
+      ->capture_default_str();
+  node_cmd
+      ->add_option("--predict-deadline-ms", nc.predict_deadline_ms,
+                   "default deadline of a predict call (callers may set their own)")
+      ->capture_default_str();
   node_cmd->add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->envname("TESSERA_LOG_LEVEL")
       ->capture_default_str();
@@ -270,6 +285,7 @@ int main(int argc, char** argv) {
       return 2;
     }
     nc.entity_idle_ms = *d / 1000;
+    nc.prediction_log = !no_prediction_log;
     auto n = tessera::node::start(nc);
     if (!n) {
       spdlog::error("{}", n.error_message());
