@@ -40,3 +40,10 @@ v2=$(latest late_mlp)
 "$bin" models promote late_mlp "$v2" --rpc "$rpc"
 "$bin" models rollback late_mlp --rpc "$rpc"
 "$bin" models list --rpc "$rpc"
+echo "== a prediction from fresh features: LAX to SFO, departing at 18:00 on the last day"
+# The node follows the registry: it serves the production version within a second or so.
+for _ in $(seq 50); do
+  "$bin" predict --vector late_mlp origin=LAX destination=SFO distance=337 \
+    date=2001-06-30T18:00:00Z --rpc "$rpc" && break
+  sleep 0.2
+done
