@@ -79,7 +79,7 @@ int predict_one(const predict_args& a, const client::predict_options& o, int64_t
   else if (p.ok())
     std::fputs(format_prediction(p, a.vector).c_str(), stdout);
   if (!p.ok()) {
-    std::fprintf(stderr, "error (%s): %s\n", code_name(p.code), p.error.c_str());
+    std::fprintf(stderr, "error (%s): %s\n", code_name(p.code).c_str(), p.error.c_str());
     return 2;
   }
   return 0;

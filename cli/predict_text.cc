@@ -1,5 +1,7 @@
 #include "predict_text.h"
 
+#include "tessera/wire_error.h"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -69,26 +71,8 @@ result<int64_t> parse_prediction_time(const std::string& text) {
   return *t;
 }
 
-const char* code_name(errc c) {
-  switch (c) {
-    case errc::internal:
-      return "internal";
-    case errc::invalid:
-      return "invalid";
-    case errc::not_found:
-      return "not_found";
-    case errc::retryable:
-      return "retryable";
-    case errc::overloaded:
-      return "overloaded";
-    case errc::deadline:
-      return "deadline";
-    case errc::unauthorized:
-      return "unauthorized";
-    case errc::unavailable:
-      return "unavailable";
-  }
-  return "internal";
+std::string code_name(errc c) {
+  return errc_token(c);
 }
 
 std::string format_age(int64_t us) {

@@ -29,7 +29,7 @@ result<assignments> parse_assignments(const std::vector<std::string>& args);
 result<int64_t> parse_prediction_time(const std::string& text);
 
 // "not_found": the code's name in JSON output (stable, snake_case).
-const char* code_name(errc c);
+std::string code_name(errc c);
 
 // µs → "850 µs", "12.3 ms", "4.2 s", "7.5 min", "3.1 h", "2.0 d"; negative → "-".
 std::string format_age(int64_t micros);

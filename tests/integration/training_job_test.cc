@@ -10,32 +10,18 @@
 #include <thread>
 
 #include "nats_server.h"
+#include "serving_support.h"
 #include "test_support.h"
 
 namespace tessera::test {
 namespace {
 
-// The flights example with its split moved onto the committed slice (2001-01-01..10), and a
-// slow model for the failover test.
+// The flights example on the slice, and a slow model for the failover test.
 std::string slice_definitions(const std::string& dir) {
-  std::ifstream in(flights_example_definitions());
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string d = ss.str();
-  auto replace = [&](const std::string& a, const std::string& b) {
-    auto at = d.find(a);
-    EXPECT_NE(at, std::string::npos) << a;
-    if (at != std::string::npos) d.replace(at, a.size(), b);
-  };
-  replace("train = { \"2001-01-01\", \"2001-05-01\" }",
-          "train = { \"2001-01-01\", \"2001-01-07\" }");
-  replace("validation = { \"2001-05-01\", \"2001-06-01\" }",
-          "validation = { \"2001-01-07\", \"2001-01-08\" }");
-  replace("test = { \"2001-06-01\", \"2001-07-01\" }", "test = { \"2001-01-08\", \"2001-01-12\" }");
-  d += "\nmodel { name = \"slow\", label = \"late\", kind = \"mlp\", hidden = { 64, 64 }, epochs = "
-       "60, batch_size = 64, seed = 1, split = split }\n";
-  std::ofstream(dir + "/slice.lua") << d;
-  return dir + "/slice.lua";
+  return slice_example_definitions(
+      dir, "slice", false,
+      "\nmodel { name = \"slow\", label = \"late\", kind = \"mlp\", hidden = { 64, 64 }, "
+      "epochs = 60, batch_size = 64, seed = 1, split = split }\n");
 }
 
 nlohmann::json cli_json(const std::string& args) {

@@ -14,9 +14,11 @@ namespace tessera::test {
 inline constexpr int64_t kJan8 = 978912000000000;   // 2001-01-08T00:00:00Z
 inline constexpr int64_t kJan12 = 979257600000000;  // 2001-01-12T00:00:00Z
 
-// The flights example on the committed slice: its split moved onto 2001-01-01..11, and views
-// that keep 30 days for as-of reads (the test predicts flights days before the stream's clock).
-inline std::string serving_definitions(const std::string& dir) {
+// The flights example with its split moved onto the committed slice (2001-01-01..11), written
+// to DIR/NAME.lua with `extra` appended; with `serving`, views that keep 30 days for as-of reads
+// (the inference tests predict flights days before the stream's clock).
+inline std::string slice_example_definitions(const std::string& dir, const std::string& name,
+                                             bool serving, const std::string& extra = "") {
   std::ifstream in(flights_example_definitions());
   std::stringstream ss;
   ss << in.rdbuf();
@@ -31,10 +33,16 @@ inline std::string serving_definitions(const std::string& dir) {
   replace("validation = { \"2001-05-01\", \"2001-06-01\" }",
           "validation = { \"2001-01-07\", \"2001-01-08\" }");
   replace("test = { \"2001-06-01\", \"2001-07-01\" }", "test = { \"2001-01-08\", \"2001-01-12\" }");
-  replace("ttl = \"6h\",", "ttl = \"6h\", as_of_horizon = \"30d\",");
-  replace("ttl = \"7d\",", "ttl = \"7d\", as_of_horizon = \"30d\",");
-  std::ofstream(dir + "/serving.lua") << d;
-  return dir + "/serving.lua";
+  if (serving) {
+    replace("ttl = \"6h\",", "ttl = \"6h\", as_of_horizon = \"30d\",");
+    replace("ttl = \"7d\",", "ttl = \"7d\", as_of_horizon = \"30d\",");
+  }
+  std::ofstream(dir + "/" + name + ".lua") << d << extra;
+  return dir + "/" + name + ".lua";
+}
+
+inline std::string serving_definitions(const std::string& dir) {
+  return slice_example_definitions(dir, "serving", true);
 }
 
 inline client::example departure(const flight& f, const std::string& id = "") {
