@@ -121,6 +121,12 @@ std::string model_table::stage_of(const entry& e, uint32_t version) const {
   return it == vs.end() ? std::string("unknown") : it->value("stage", "unknown");
 }
 
+void model_table::refresh(const std::string& name) {
+  auto h = registry_->current_head(name);
+  if (!h || h->is_null()) return;
+  on_head(name, h->dump(), false);
+}
+
 bool model_table::needs_load(const std::string& name, uint32_t version) const {
   if (version == 0) return false;
   std::lock_guard<std::mutex> l(mu_);

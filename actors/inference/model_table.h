@@ -40,6 +40,9 @@ class model_table {
   // with the stages that exist; unknown version), retryable (not loaded yet and !may_load: the
   // caller loads off its thread, see needs_load), invalid (the version cannot be served: why).
   result<served> acquire(const std::string& name, uint32_t version, bool may_load);
+  // Reads the model's head from the registry now (blocking) instead of waiting for the watch:
+  // for a model this node has not seen yet (registered a moment ago).
+  void refresh(const std::string& name);
   // Whether acquire(name, version, false) would have to load (pinned, not loaded yet).
   bool needs_load(const std::string& name, uint32_t version) const;
 

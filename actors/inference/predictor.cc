@@ -115,6 +115,23 @@ void predictor::predict(const std::string& model, predict_options o,
   c->deadline = c->start + std::chrono::microseconds(c->deadline_us - now);
   auto go = [this, c](bool may_load) {
     auto s = d_.models->acquire(c->model, c->o.version, may_load);
+    if (!s && s.error_code() == errc::not_found && may_load) {
+      // Registered or promoted a moment ago, before the watch brought it: ask the registry.
+      d_.models->refresh(c->model);
+      s = d_.models->acquire(c->model, c->o.version, may_load);
+    }
+    if (!s && s.error_code() == errc::not_found && !may_load && d_.loader) {
+      auto again = [this, c] {
+        d_.models->refresh(c->model);
+        auto s = d_.models->acquire(c->model, c->o.version, true);
+        if (!s) return c->done(s.failure());
+        c->s = std::move(s.value());
+        run(c);
+      };
+      if (!d_.loader->submit(again))
+        c->done(make_error("the node is stopping; retry", errc::unavailable));
+      return;
+    }
     if (!s) return c->done(s.failure());
     c->s = std::move(s.value());
     run(c);
