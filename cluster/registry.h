@@ -48,11 +48,9 @@ class model_registry {
   // Production goes back to the previous production version; the current one is archived.
   // Returns the version now in production.
   result<uint32_t> rollback(const std::string& name);
-  // The model's head as stored now (null when there is no such model).
-  result<nlohmann::json> current_head(const std::string& name) const {
-    auto h = head(name);
-    if (!h) return h.failure();
-    return h->first;
+  // The model's head as stored now (null when there is no such model) and its KV revision.
+  result<std::pair<nlohmann::json, uint64_t>> current_head(const std::string& name) const {
+    return head(name);
   }
   // Every change of the registry as it happens, starting with the current keys (heads are keys
   // without a '.'; records have one). For serving nodes that follow promotions.

@@ -35,8 +35,7 @@ status model_table::start() {
     auto u = watcher_->next(2000);
     if (!u) return make_error("cannot follow the model registry: " + u.error_message());
     if (!u->has_value()) break;
-    if ((*u)->key.find('.') == std::string::npos)
-      on_head((*u)->key, (*u)->entry.value, (*u)->deleted);
+    on_update(**u);
   }
   thread_ = std::thread([this] { watch_loop(); });
   return ok_status();
@@ -57,21 +56,28 @@ void model_table::watch_loop() {
       continue;
     }
     if (!u->has_value()) continue;
-    if ((*u)->key.find('.') == std::string::npos)
-      on_head((*u)->key, (*u)->entry.value, (*u)->deleted);
+    on_update(**u);
   }
 }
 
-void model_table::on_head(const std::string& name, const std::string& value, bool deleted) {
-  nlohmann::json head = deleted ? nlohmann::json() : nlohmann::json::parse(value, nullptr, false);
+void model_table::on_update(const kv_bucket::watcher::update& u) {
+  if (u.key.find('.') != std::string::npos) return;  // a version's record, not a head
+  nlohmann::json head =
+      u.deleted ? nlohmann::json() : nlohmann::json::parse(u.entry.value, nullptr, false);
   if (head.is_discarded()) {
-    spdlog::warn("model registry: the head of {} is unreadable; ignored", name);
+    spdlog::warn("model registry: the head of {} is unreadable; ignored", u.key);
     return;
   }
+  on_head(u.key, head, u.entry.revision);
+}
+
+void model_table::on_head(const std::string& name, const nlohmann::json& head, uint64_t revision) {
   const uint32_t prod = production_of(head);
   {
     std::lock_guard<std::mutex> l(mu_);
     entry& e = models_[name];
+    if (revision && revision < e.revision) return;
+    e.revision = std::max(e.revision, revision);
     e.head = head;
     e.production = prod;
     if (prod == 0) {
@@ -123,8 +129,8 @@ std::string model_table::stage_of(const entry& e, uint32_t version) const {
 
 void model_table::refresh(const std::string& name) {
   auto h = registry_->current_head(name);
-  if (!h || h->is_null()) return;
-  on_head(name, h->dump(), false);
+  if (!h || h->first.is_null()) return;
+  on_head(name, h->first, h->second);
 }
 
 bool model_table::needs_load(const std::string& name, uint32_t version) const {

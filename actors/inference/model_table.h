@@ -60,14 +60,16 @@ class model_table {
 
  private:
   struct entry {
-    nlohmann::json head;                           // the registry head as last seen
+    nlohmann::json head;    // the registry head as last seen
+    uint64_t revision = 0;  // its KV revision: an older one (the watch behind a refresh) is ignored
     uint32_t production = 0;                       // the production version the head names
     std::shared_ptr<const serving_model> serving;  // production, as loaded (may lag `production`)
     std::map<uint32_t, std::shared_ptr<const serving_model>> pinned;
     std::string load_error;
     uint32_t failed = 0;  // the version load_error is about
   };
-  void on_head(const std::string& name, const std::string& value, bool deleted);
+  void on_update(const kv_bucket::watcher::update& u);
+  void on_head(const std::string& name, const nlohmann::json& head, uint64_t revision);
   result<std::shared_ptr<const serving_model>> load(const std::string& name, uint32_t version);
   std::string stage_of(const entry& e, uint32_t version) const;
   void watch_loop();

@@ -14,7 +14,10 @@
 #include <sstream>
 
 #include "actors/inference/batcher.h"
+#include "actors/inference/prediction_log.h"
 #include "actors/training/trainer.h"
+#include "bus.h"
+#include "nats_server.h"
 #include "serving_support.h"
 #include "test_support.h"
 
@@ -454,6 +457,47 @@ TEST(Inference, AFullModelQueueRefusesAtOnceAndAnswersEverythingItAccepted) {
       << refused.error_message();
   EXPECT_LE(accepted, 5);  // the queue's 4 rows and the one being scored: bounded memory
   EXPECT_TRUE(eventually([&] { return answered == accepted; }, std::chrono::seconds(60)));
+}
+
+// The prediction log never makes a request wait: past its buffer, records are dropped and
+// counted; what it accepted is written and read back in order.
+TEST(Inference, APredictionLogPastItsBufferDropsAndCountsAndWritesWhatItAccepted) {
+  temp_dir dir;
+  auto nats = embedded_nats::start(dir.path + "/nats");
+  ASSERT_TRUE(nats) << nats.error_message();
+  auto b = bus::connect({(*nats)->url(), "logtest", 1});
+  ASSERT_TRUE(b) << b.error_message();
+  prediction_log::options o;
+  o.max_records = 16;
+  auto log = prediction_log::start((*b)->jetstream(), o);
+  ASSERT_TRUE(log) << log.error_message();
+  const int n = 20000;
+  int accepted = 0;
+  std::string last_accepted;
+  for (int i = 0; i < n; ++i) {
+    prediction_record r;
+    r.model = "m";
+    r.request_id = std::to_string(i);
+    r.vector = {1.5, std::nan("")};
+    if ((*log)->append(std::move(r))) {
+      ++accepted;
+      last_accepted = std::to_string(i);
+    }
+  }
+  EXPECT_EQ((*log)->appended() + (*log)->drops(), static_cast<uint64_t>(n));
+  EXPECT_GT((*log)->drops(), 0u);  // 20,000 appends outrun a writer publishing to JetStream
+  ASSERT_TRUE((*log)->flush(std::chrono::seconds(60)));
+  EXPECT_EQ((*log)->written(), static_cast<uint64_t>(accepted));
+  auto page = (*log)->tail("m", 3, 0);
+  ASSERT_TRUE(page) << failure_text(page);
+  ASSERT_EQ(page->records.size(), 3u);
+  auto rec = nlohmann::json::parse(page->records.back());
+  EXPECT_EQ(rec["request_id"], last_accepted);
+  EXPECT_EQ(rec["vector"], nlohmann::json::parse("[1.5, null]"));
+  auto all = (*log)->tail("m", 100000, 0);
+  ASSERT_TRUE(all) << failure_text(all);
+  EXPECT_EQ(all->records.size(), static_cast<size_t>(accepted));
+  (*log)->stop();
 }
 
 }  // namespace
