@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <deque>
 #include <iostream>
@@ -340,7 +341,9 @@ int run_status(const status_args& a) {
              {"mean_batch", m.getMeanBatch()},
              {"errors", m.getErrors()},
              {"log_drops", m.getLogDrops()},
-             {"load_error", m.getLoadError().cStr()}});
+             {"load_error", m.getLoadError().cStr()},
+             {"share", m.getShare()},
+             {"shadow_skipped", m.getShadowSkipped()}});
       std::cout << j.dump(2) << "\n";
       return 0;
     }
@@ -404,13 +407,18 @@ int run_status(const status_args& a) {
       std::printf("%-24s %7s %-10s %9s %9s %9s %6s %9s %9s\n", "model (served here)", "version",
                   "stage", "req/s", "p50 ms", "p99 ms", "batch", "errors", "log drops");
       for (auto m : st.getModels()) {
+        std::string stage = m.getStage().cStr();
+        if (stage == "canary") stage += " " + std::to_string(std::lround(100 * m.getShare())) + "%";
         std::printf("%-24s %7u %-10s %9.1f %9.2f %9.2f %6.1f %9s %9s\n", m.getModel().cStr(),
-                    m.getVersion(), m.getStage().cStr(), m.getRequestsPerSecond(),
-                    m.getP50Micros() / 1e3, m.getP99Micros() / 1e3, m.getMeanBatch(),
-                    human(m.getErrors()).c_str(), human(m.getLogDrops()).c_str());
+                    m.getVersion(), stage.c_str(), m.getRequestsPerSecond(), m.getP50Micros() / 1e3,
+                    m.getP99Micros() / 1e3, m.getMeanBatch(), human(m.getErrors()).c_str(),
+                    human(m.getLogDrops()).c_str());
         if (m.getLoadError().size())
           std::printf("  %s v%u not serving: %s\n", m.getModel().cStr(), m.getVersion(),
                       m.getLoadError().cStr());
+        if (m.getShadowSkipped())
+          std::printf("  %s v%u (shadow): %s examples skipped (queue full, late or failed)\n",
+                      m.getModel().cStr(), m.getVersion(), human(m.getShadowSkipped()).c_str());
       }
     }
     for (auto l : st.getApplyStages())

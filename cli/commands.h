@@ -60,6 +60,7 @@ struct models_args {
   std::string name;
   uint32_t version = 0;
   std::string stage = "production";
+  double share = -1;  // promote --stage canary --share S; models canary M --share S
   std::string label;
   std::string file;
   bool json = false;

@@ -160,21 +160,27 @@ int main(int argc, char** argv) {
   auto* m_show = models_cmd->add_subcommand("show", "one version: lineage, metrics, inputs");
   auto* m_promote = models_cmd->add_subcommand(
       "promote", "move a version to a stage (default production; atomic)");
+  auto* m_canary = models_cmd->add_subcommand(
+      "canary", "change the share of label entities the canary version serves");
+  m_canary->add_option("--share", ma.share, "share of entities in [0, 1]")->required();
   auto* m_rollback = models_cmd->add_subcommand(
       "rollback", "production goes back to the previous production version");
   auto* m_import = models_cmd->add_subcommand(
       "import", "register a TorchScript file (e.g. from PyTorch) as a candidate");
   auto* m_export =
       models_cmd->add_subcommand("export", "write a version's TorchScript artifact to a file");
-  for (auto* c : {m_list, m_show, m_promote, m_rollback, m_import, m_export}) add_rpc(c, ma.rpc);
+  for (auto* c : {m_list, m_show, m_promote, m_canary, m_rollback, m_import, m_export})
+    add_rpc(c, ma.rpc);
   for (auto* c : {m_list, m_show}) c->add_flag("--json", ma.json, "JSON output");
-  for (auto* c : {m_show, m_promote, m_rollback, m_import, m_export})
+  for (auto* c : {m_show, m_promote, m_canary, m_rollback, m_import, m_export})
     c->add_option("name", ma.name, "model name")->required();
   for (auto* c : {m_show, m_export})
     c->add_option("--version,-v", ma.version, "version (default: production, else the latest)");
   m_promote->add_option("version", ma.version, "version")->required();
   m_promote->add_option("--stage", ma.stage, "candidate, shadow, canary, production or archived")
       ->capture_default_str();
+  m_promote->add_option("--share", ma.share,
+                        "canary: the share of label entities it serves, in [0, 1] (default 0.1)");
   m_import->add_option("file", ma.file, "TorchScript file (torch.jit.save)")->required();
   m_import
       ->add_option("--label", ma.label, "the label whose feature columns are the model's inputs")
@@ -306,7 +312,7 @@ int main(int argc, char** argv) {
   if (predict_cmd->parsed()) return tessera::cli::run_predict(pa);
   if (p_tail->parsed()) return tessera::cli::run_predictions_tail(pla);
   if (skew_cmd->parsed()) return tessera::cli::run_skew(ska);
-  for (auto* c : {m_list, m_show, m_promote, m_rollback, m_import, m_export})
+  for (auto* c : {m_list, m_show, m_promote, m_canary, m_rollback, m_import, m_export})
     if (c->parsed()) {
       ma.action = c->get_name();
       return tessera::cli::run_models(ma);

@@ -144,9 +144,34 @@ int run_models(const models_args& a) {
     return 0;
   }
   if (a.action == "promote") {
-    auto st = conn->promote_model(a.name, a.version, a.stage);
+    auto st = conn->promote_model(a.name, a.version, a.stage, a.share);
     if (!st) return fail(a.rpc, st);
-    std::printf("%s version %u is now %s\n", a.name.c_str(), a.version, a.stage.c_str());
+    if (a.stage == "canary")
+      std::printf("%s version %u is the canary for %.1f%% of entities\n", a.name.c_str(), a.version,
+                  100 * (a.share < 0 ? 0.1 : a.share));
+    else
+      std::printf("%s version %u is now %s\n", a.name.c_str(), a.version, a.stage.c_str());
+    return 0;
+  }
+  if (a.action == "canary") {  // the current canary's share
+    auto listed = conn->list_models();
+    if (!listed) return fail(a.rpc, listed);
+    uint32_t canary = 0;
+    for (auto& m : *listed)
+      if (m.name == a.name)
+        for (auto& v : m.versions)
+          if (v.stage == "canary") canary = v.version;
+    if (!canary) {
+      std::fprintf(stderr,
+                   "%s has no canary; make one: tessera models promote %s V --stage "
+                   "canary --share S\n",
+                   a.name.c_str(), a.name.c_str());
+      return 2;
+    }
+    auto st = conn->promote_model(a.name, canary, "canary", a.share);
+    if (!st) return fail(a.rpc, st);
+    std::printf("%s version %u is the canary for %.1f%% of entities\n", a.name.c_str(), canary,
+                100 * a.share);
     return 0;
   }
   if (a.action == "rollback") {

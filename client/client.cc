@@ -497,7 +497,8 @@ result<std::vector<model_summary>> connection::list_models() {
                   for (auto m : r.getModels()) {
                     model_summary ms{m.getName(), m.getProduction(), {}};
                     for (auto v : m.getVersions())
-                      ms.versions.push_back({v.getVersion(), v.getStage(), v.getCreated()});
+                      ms.versions.push_back(
+                          {v.getVersion(), v.getStage(), v.getCreated(), v.getShare()});
                     out.push_back(std::move(ms));
                   }
                   return out;
@@ -552,15 +553,16 @@ result<std::string> connection::show_model_json(const std::string& name, uint32_
 }
 
 tessera::status connection::promote_model(const std::string& name, uint32_t version,
-                                          const std::string& stage) {
+                                          const std::string& stage, double share) {
   auto r =
       impl_
           ->start<ok_t>(
-              [name, version, stage](session& s) {
+              [name, version, stage, share](session& s) {
                 auto req = s.training.promoteModelRequest();
                 req.setName(name);
                 req.setVersion(version);
                 req.setStage(stage);
+                req.setShare(share);
                 return req.send().then(
                     [](capnp::Response<wire::Training::PromoteModelResults>) { return ok_t{}; });
               },

@@ -2,6 +2,7 @@
 
 #include <random>
 
+#include "hash.h"
 #include "retry.h"
 #include "time_util.h"
 
@@ -27,6 +28,17 @@ std::string random_id() {
 }
 
 }  // namespace
+
+bool in_canary(const std::string& model, const std::string& key, double share) {
+  if (share <= 0) return false;
+  if (share >= 1) return true;
+  uint64_t h = fnv1a_update(fnv1a_update(kFnvOffsetBasis, model), "\x1f");
+  h = fnv1a_update(h, key);
+  h ^= h >> 33;  // FNV's low bits are weak for short keys: mix before taking a fraction
+  h *= 0xff51afd7ed558ccdULL;
+  h ^= h >> 33;
+  return static_cast<double>(h >> 11) * 0x1.0p-53 < share;
+}
 
 bool valid_stage(const std::string& s) {
   return s == "candidate" || s == "shadow" || s == "canary" || s == "production" || s == "archived";
@@ -106,8 +118,10 @@ result<nlohmann::json> model_registry::list() const {
     auto& j = h->first;
     nlohmann::json m{{"name", k}, {"versions", nlohmann::json::array()}, {"production", nullptr}};
     for (auto& [v, e] : j["versions"].items()) {
-      m["versions"].push_back(
-          {{"version", std::stoul(v)}, {"stage", e["stage"]}, {"created", e["created"]}});
+      m["versions"].push_back({{"version", std::stoul(v)},
+                               {"stage", e["stage"]},
+                               {"created", e["created"]},
+                               {"share", e.value("share", 0.0)}});
       if (e["stage"] == "production") m["production"] = std::stoul(v);
     }
     std::sort(m["versions"].begin(), m["versions"].end(),
@@ -154,6 +168,7 @@ result<nlohmann::json> model_registry::show(const std::string& name, uint32_t ve
                       ": its record is unreadable");
   j["version"] = *v;
   j["stage"] = e["stage"];
+  if (e.contains("share")) j["share"] = e["share"];
   j["production_history"] = h->first["production_history"];
   return j;
 }
@@ -167,12 +182,17 @@ result<std::string> model_registry::artifact(const std::string& name, uint32_t v
       *ref, "artifact of " + name + " version " + std::to_string((*j)["version"].get<uint32_t>()));
 }
 
-status model_registry::promote(const std::string& name, uint32_t version,
-                               const std::string& stage) {
+status model_registry::promote(const std::string& name, uint32_t version, const std::string& stage,
+                               double share) {
   if (!valid_stage(stage))
     return make_error(
         "unknown stage '" + stage + "' (candidate, shadow, canary, production, archived)",
         errc::invalid);
+  if (stage != "canary" && share >= 0)
+    return make_error("a share is for a canary only (--stage canary --share S)", errc::invalid);
+  if (stage == "canary" && share < 0) share = 0.1;
+  if (stage == "canary" && !(share >= 0 && share <= 1))
+    return make_error("share " + std::to_string(share) + " is outside [0, 1]", errc::invalid);
   return retry(kCas, [&]() -> status {
     auto h = head(name);
     if (!h) return make_error(h.error_message());
@@ -180,7 +200,15 @@ status model_registry::promote(const std::string& name, uint32_t version,
     auto v = resolve(j, name, version);
     if (!v) return v.failure();
     const std::string key = std::to_string(*v);
-    if (j["versions"][key]["stage"] == stage) return ok_status();
+    if (stage == "canary") {
+      if (j["versions"][key]["stage"] == "production")
+        return make_error("version " + key + " is in production: a canary is another version",
+                          errc::invalid);
+      j["versions"][key]["share"] = share;
+    } else {
+      j["versions"][key].erase("share");
+    }
+    if (j["versions"][key]["stage"] == stage && stage != "canary") return ok_status();
     for (auto& [other, e] : j["versions"].items()) {
       if (other == key || e["stage"] != stage) continue;
       if (stage == "production") {
@@ -188,6 +216,7 @@ status model_registry::promote(const std::string& name, uint32_t version,
         j["production_history"].push_back(std::stoul(other));
       } else if (stage == "canary") {
         e["stage"] = "candidate";  // one canary at a time
+        e.erase("share");
       }
     }
     j["versions"][key]["stage"] = stage;

@@ -28,6 +28,10 @@ struct __jsCtx;
 namespace tessera {
 
 bool valid_stage(const std::string& stage);  // candidate shadow canary production archived
+// Whether `key` of model `model` falls in a canary of `share`: a stable hash of both, so the
+// same entity gets the same answer until the share changes, and a larger share keeps every
+// entity a smaller one had (only the difference moves).
+bool in_canary(const std::string& model, const std::string& key, double share);
 
 class model_registry {
  public:
@@ -44,7 +48,9 @@ class model_registry {
   result<std::string> artifact(const std::string& name, uint32_t version) const;
   // Moves `version` to `stage`. To production: the current production version is archived
   // and remembered for rollback. At most one version is in canary, and one in production.
-  status promote(const std::string& name, uint32_t version, const std::string& stage);
+  // To canary: `share` of the label entities (in [0, 1]; < 0: 0.1); one canary at a time.
+  status promote(const std::string& name, uint32_t version, const std::string& stage,
+                 double share = -1);
   // Production goes back to the previous production version; the current one is archived.
   // Returns the version now in production.
   result<uint32_t> rollback(const std::string& name);

@@ -133,6 +133,8 @@ struct model_def {
   int64_t train_from = 0, valid_from = 0, test_from = 0, test_to = 0;
   // Serving: the share of predictions written to the prediction log (1 = every one).
   double log_sample = 1;
+  // The share of production's examples that its shadow versions score too (1 = every one).
+  double shadow_sample = 1;
 };
 
 class definitions {

@@ -489,6 +489,9 @@ class definitions_builder {
       m.log_sample = num_field(L, t, "log_sample", m.log_sample);
       if (!(m.log_sample >= 0 && m.log_sample <= 1))
         return make_error(w + "log_sample must be in [0, 1] (the share of predictions logged)");
+      m.shadow_sample = num_field(L, t, "shadow_sample", m.shadow_sample);
+      if (!(m.shadow_sample >= 0 && m.shadow_sample <= 1))
+        return make_error(w + "shadow_sample must be in [0, 1] (the share of examples shadowed)");
       auto columns = l->feature_columns();
       m.features = str_list(L, t, "features");
       for (auto& f : m.features)

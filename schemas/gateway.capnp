@@ -48,7 +48,7 @@ interface Gateway @0xf3163b7f5e20d9df {
   showModel @7 (name :Text, version :UInt32) -> (json :Text);
   # Atomic (one compare-and-swap of the model's registry head). Stages: candidate, shadow,
   # canary, production, archived; promoting to production archives the previous one.
-  promoteModel @8 (name :Text, version :UInt32, stage :Text) -> ();
+  promoteModel @8 (name :Text, version :UInt32, stage :Text, share :Float64 = -1) -> ();
   # Production goes back to the previous production version.
   rollbackModel @9 (name :Text) -> (version :UInt32);
   # A TorchScript model (e.g. torch.jit.save from PyTorch) whose forward(x [n, d]) returns

@@ -155,7 +155,9 @@ struct ModelServing {
   meanBatch @8 :Float64;     # rows per forward pass
   errors @9 :UInt64;         # examples that failed here (any code)
   logDrops @10 :UInt64;      # prediction-log records dropped (buffer full), whole node
-  loadError @11 :Text;       # why the newest production version is not serving, if it is not
+  loadError @11 :Text;       # why a version the registry puts in use is not serving here
+  share @12 :Float64;        # a canary: the share of label entities it serves
+  shadowSkipped @13 :UInt64; # a shadow: examples not scored (queue full, late, failed)
 }
 
 struct StreamClock {

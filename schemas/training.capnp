@@ -26,8 +26,10 @@ interface Training {
   # One version; version 0 means the production version, or the latest when none is.
   showModel @4 (name :Text, version :UInt32) -> (model :ModelVersion);
   # Atomic (one compare-and-swap of the model's registry head). Stages: candidate, shadow,
-  # canary, production, archived; promoting to production archives the previous one.
-  promoteModel @5 (name :Text, version :UInt32, stage :Text) -> ();
+  # canary, production, archived; promoting to production archives the previous one. A canary
+  # serves `share` of the label entities (in [0, 1]; < 0: 0.1), chosen by a stable hash of the
+  # entity key, so an entity keeps its version until the share changes; one canary at a time.
+  promoteModel @5 (name :Text, version :UInt32, stage :Text, share :Float64 = -1) -> ();
   # Production goes back to the previous production version.
   rollbackModel @6 (name :Text) -> (version :UInt32);
   # A TorchScript model whose forward(x [n, d]) returns probabilities [n], for the feature
@@ -46,6 +48,7 @@ struct VersionSummary {
   version @0 :UInt32;
   stage @1 :Text;
   created @2 :Text;                   # ISO-8601, UTC
+  share @3 :Float64;                  # canary: the share of label entities it serves
 }
 
 # A registered model version: what it was trained on, how well it did, what its inputs looked

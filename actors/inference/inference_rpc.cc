@@ -139,6 +139,7 @@ void inference_rpc::fill_status(wire::NodeStatus::Builder st) const {
     const auto& e = entries[i];
     b.setModel(e.name);
     b.setStage(e.stage);
+    b.setShare(e.share);
     b.setLoadError(e.load_error);
     b.setLogDrops(drops);
     if (!e.model) {
@@ -150,6 +151,7 @@ void inference_rpc::fill_status(wire::NodeStatus::Builder st) const {
     b.setLoadedAt(m.loaded_at);
     b.setRequests(m.requests.load());
     b.setErrors(m.errors.load());
+    b.setShadowSkipped(m.shadow_skipped.load());
     b.setRequestsPerSecond(m.requests_per_second());
     b.setP50Micros(m.latency.quantile_us(0.5));
     b.setP99Micros(m.latency.quantile_us(0.99));

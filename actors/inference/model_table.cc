@@ -2,18 +2,33 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <set>
+
 #include "cluster/registry.h"
 
 namespace tessera {
 namespace {
 
-constexpr size_t kPinnedPerModel = 4;
+constexpr size_t kPinnedPerModel = 4;  // loaded versions kept beyond those in use
 
-uint32_t production_of(const nlohmann::json& head) {
-  if (!head.is_object() || !head.contains("versions")) return 0;
-  for (auto& [v, e] : head["versions"].items())
-    if (e.value("stage", "") == "production") return static_cast<uint32_t>(std::stoul(v));
-  return 0;
+struct wanted {
+  uint32_t production = 0, canary = 0;
+  double share = 0;
+  std::vector<uint32_t> shadows;
+};
+
+wanted wanted_by(const nlohmann::json& head) {
+  wanted w;
+  if (!head.is_object() || !head.contains("versions")) return w;
+  for (auto& [v, e] : head["versions"].items()) {
+    const std::string stage = e.value("stage", "");
+    const auto n = static_cast<uint32_t>(std::stoul(v));
+    if (stage == "production") w.production = n;
+    if (stage == "canary") w.canary = n, w.share = e.value("share", 0.1);
+    if (stage == "shadow") w.shadows.push_back(n);
+  }
+  return w;
 }
 
 }  // namespace
@@ -72,46 +87,62 @@ void model_table::on_update(const kv_bucket::watcher::update& u) {
 }
 
 void model_table::on_head(const std::string& name, const nlohmann::json& head, uint64_t revision) {
-  const uint32_t prod = production_of(head);
+  const wanted w = wanted_by(head);
+  std::vector<uint32_t> to_load;
   {
     std::lock_guard<std::mutex> l(mu_);
     entry& e = models_[name];
     if (revision && revision < e.revision) return;
     e.revision = std::max(e.revision, revision);
     e.head = head;
-    e.production = prod;
-    if (prod == 0) {
-      e.serving = nullptr;
-      return;
+    e.production = w.production;
+    e.canary = w.canary;
+    e.canary_share = w.share;
+    e.shadows = w.shadows;
+    if (w.production == 0) e.serving = 0;
+    if (w.production && e.loaded.count(w.production)) e.serving = w.production;
+    std::set<uint32_t> in_use{w.production, w.canary, e.serving};
+    in_use.insert(w.shadows.begin(), w.shadows.end());
+    for (uint32_t v : in_use)
+      if (v && !e.loaded.count(v)) to_load.push_back(v);
+    // Production first: it is what most requests wait for.
+    std::stable_partition(to_load.begin(), to_load.end(),
+                          [&](uint32_t v) { return v == w.production; });
+    // Versions no longer in use stay loaded for pinned calls, a few at most (oldest go first).
+    size_t extra = 0;
+    for (auto& [v, m] : e.loaded) extra += !in_use.count(v);
+    for (auto it = e.loaded.begin(); it != e.loaded.end() && extra > kPinnedPerModel;)
+      if (!in_use.count(it->first))
+        it = e.loaded.erase(it), --extra;
+      else
+        ++it;
+  }
+  for (uint32_t v : to_load) {
+    auto loaded = load(name, v);
+    std::lock_guard<std::mutex> l(mu_);
+    entry& e = models_[name];
+    if (!loaded) {
+      e.load_error = "version " + std::to_string(v) + " not served: " + loaded.error_message();
+      e.failed = v;
+      spdlog::error("model {}: {}; {}", name, e.load_error,
+                    e.serving ? "version " + std::to_string(e.serving) + " keeps serving"
+                              : std::string("nothing replaces it"));
+      continue;
     }
-    if (e.serving && e.serving->version == prod) return;
-    if (auto it = e.pinned.find(prod); it != e.pinned.end()) {  // loaded already
-      e.serving = it->second;
-      return;
+    e.loaded[v] = std::move(loaded.value());
+    if (e.failed == v) e.load_error.clear(), e.failed = 0;
+    if (v == e.production) {
+      e.serving = v;
+      spdlog::info("model {}: version {} serving", name, v);
+    } else {
+      spdlog::info("model {}: version {} loaded ({})", name, v, stage_of(e, v));
     }
   }
-  auto loaded = load(name, prod);
-  std::lock_guard<std::mutex> l(mu_);
-  entry& e = models_[name];
-  if (!loaded) {
-    e.load_error = "version " + std::to_string(prod) + " not served: " + loaded.error_message();
-    e.failed = prod;
-    spdlog::error("model {}: {}; {}", name, e.load_error,
-                  e.serving ? "version " + std::to_string(e.serving->version) + " keeps serving"
-                            : std::string("nothing serves it"));
-    return;
-  }
-  if (e.production != prod) return;  // promoted again meanwhile: the next head loads that
-  e.serving = std::move(loaded.value());
-  e.load_error.clear();
-  e.failed = 0;
-  spdlog::info("model {}: version {} serving", name, prod);
 }
 
 result<std::shared_ptr<const serving_model>> model_table::load(const std::string& name,
                                                                uint32_t version) {
   std::lock_guard<std::mutex> l(load_mu_);
-  ++loads_;
   auto record = registry_->show(name, version);
   if (!record) return record.failure();
   auto artifact = registry_->artifact(name, version);
@@ -139,8 +170,8 @@ bool model_table::needs_load(const std::string& name, uint32_t version) const {
   auto it = models_.find(name);
   if (it == models_.end()) return false;
   const entry& e = it->second;
-  return !(e.serving && e.serving->version == version) && !e.pinned.count(version) &&
-         e.head.is_object() && e.head["versions"].contains(std::to_string(version));
+  return !e.loaded.count(version) && e.head.is_object() &&
+         e.head["versions"].contains(std::to_string(version));
 }
 
 result<model_table::served> model_table::acquire(const std::string& name, uint32_t version,
@@ -158,7 +189,6 @@ result<model_table::served> model_table::acquire(const std::string& name, uint32
     }
     entry& e = it->second;
     if (version == 0) {
-      if (e.serving && e.serving->version == e.production) return served{e.serving, "production"};
       if (e.production == 0) {
         std::string stages;
         for (auto& [v, x] : e.head["versions"].items())
@@ -168,20 +198,30 @@ result<model_table::served> model_table::acquire(const std::string& name, uint32
                               " VERSION production",
                           errc::not_found);
       }
-      if (e.serving)  // the new production version is loading (or failed): the old one serves
-        return served{e.serving, stage_of(e, e.serving->version)};
-      if (e.failed == e.production)
-        return make_error("model " + name + ": " + e.load_error, errc::invalid);
-      return make_error("model " + name + ": version " + std::to_string(e.production) +
-                            " is loading on this node; retry",
-                        errc::retryable);
+      if (!e.serving) {
+        if (e.failed == e.production)
+          return make_error("model " + name + ": " + e.load_error, errc::invalid);
+        return make_error("model " + name + ": version " + std::to_string(e.production) +
+                              " is loading on this node; retry",
+                          errc::retryable);
+      }
+      served s{e.loaded.at(e.serving), stage_of(e, e.serving), nullptr, 0, {}};
+      if (auto c = e.loaded.find(e.canary); e.canary && c != e.loaded.end())
+        s.canary = c->second, s.canary_share = e.canary_share;
+      for (uint32_t v : e.shadows)
+        if (auto sh = e.loaded.find(v); sh != e.loaded.end()) s.shadows.push_back(sh->second);
+      return s;
     }
     if (!e.head["versions"].contains(std::to_string(version)))
       return make_error("model " + name + " has no version " + std::to_string(version),
                         errc::not_found);
-    if (e.serving && e.serving->version == version) return served{e.serving, stage_of(e, version)};
-    if (auto p = e.pinned.find(version); p != e.pinned.end())
-      return served{p->second, stage_of(e, version)};
+    if (auto p = e.loaded.find(version); p != e.loaded.end()) {
+      served s{p->second, stage_of(e, version), nullptr, 0, {}};
+      if (version == e.serving)  // production, pinned by the entry node: shadowed here too
+        for (uint32_t v : e.shadows)
+          if (auto sh = e.loaded.find(v); sh != e.loaded.end()) s.shadows.push_back(sh->second);
+      return s;
+    }
     if (!may_load)
       return make_error("model " + name + " version " + std::to_string(version) +
                             " is not loaded on this node yet; retry",
@@ -194,24 +234,31 @@ result<model_table::served> model_table::acquire(const std::string& name, uint32
                       loaded.error_code() == errc::internal ? errc::internal : errc::invalid);
   std::lock_guard<std::mutex> l(mu_);
   entry& e = models_[name];
-  e.pinned[version] = *loaded;
-  while (e.pinned.size() > kPinnedPerModel) {  // the oldest other version goes
-    auto victim = e.pinned.begin();
-    if (victim->first == version) ++victim;
-    e.pinned.erase(victim);
-  }
-  return served{*loaded, stage_of(e, version)};
+  e.loaded.emplace(version, *loaded);
+  return served{e.loaded.at(version), stage_of(e, version), nullptr, 0, {}};
 }
 
 std::vector<model_table::status_entry> model_table::serving() const {
   std::vector<status_entry> out;
   std::lock_guard<std::mutex> l(mu_);
   for (auto& [name, e] : models_) {
-    if (e.serving || !e.load_error.empty())
-      out.push_back({e.serving, e.serving ? stage_of(e, e.serving->version) : "", e.load_error,
-                     name, e.failed});
-    for (auto& [v, m] : e.pinned)
-      if (m != e.serving) out.push_back({m, "pinned (" + stage_of(e, v) + ")", "", name, 0});
+    bool error_shown = false;
+    for (auto& [v, m] : e.loaded) {
+      status_entry s{m, stage_of(e, v), 0, "", name, 0};
+      if (v == e.serving && v != e.production)
+        s.stage += " (serving until " + std::to_string(e.production) + " loads)";
+      if (v == e.canary) s.share = e.canary_share;
+      if (v != e.serving && v != e.canary &&
+          std::find(e.shadows.begin(), e.shadows.end(), v) == e.shadows.end())
+        s.stage = "pinned (" + s.stage + ")";
+      if (v == e.serving && !e.load_error.empty()) {
+        s.load_error = e.load_error, s.failed_version = e.failed;
+        error_shown = true;
+      }
+      out.push_back(std::move(s));
+    }
+    if (!e.load_error.empty() && !error_shown)
+      out.push_back({nullptr, stage_of(e, e.failed), 0, e.load_error, name, e.failed});
   }
   return out;
 }

@@ -1,13 +1,13 @@
 // The model versions this node serves, following the registry: a watcher (one ordered KV
-// consumer on TSR_MODELS) sees every head change; when a model's production version changes
-// (promotion, rollback), the new version is loaded and warmed (serving_model.h) before it
-// takes traffic, then swapped in atomically; requests holding the old one finish on it. A
-// version that fails to load leaves the previous one serving; status() says why. Versions
-// asked for by number (pinned) are loaded on first use and kept (a few per model).
-// Lifecycle: owned by the inference service; start() loads every production version known at
-// start (so a node serves from its first request), stop() joins the watcher.
-// Thread safety: acquire() and status() from any thread; loads run on the watcher thread or on
-// the caller's (pinned versions: callers use may_load only off the kj and libnats threads).
+// consumer on TSR_MODELS) sees every head change; the versions a head puts in production,
+// canary and shadow are loaded and warmed (serving_model.h) before they take traffic, then
+// swapped in atomically; requests holding an old one finish on it. A version that fails to load
+// leaves the previous one serving; serving() says why. Versions asked for by number (pinned)
+// are loaded on first use and kept (a few per model).
+// Lifecycle: owned by the inference service; start() loads every version in use at start (so a
+// node serves from its first request), stop() joins the watcher.
+// Thread safety: acquire(), refresh() and serving() from any thread; loads run on the watcher
+// thread or on the caller's (callers load only off the kj and libnats threads: may_load).
 #pragma once
 #include <atomic>
 #include <map>
@@ -32,39 +32,48 @@ class model_table {
   status start();
   void stop();
 
+  // What a call is served by: the version asked for (production, or pinned), with production's
+  // canary (a share of the label entities, see in_canary) and shadows (scored on the same
+  // vectors, never answered) when no version was pinned.
   struct served {
     std::shared_ptr<const serving_model> model;
     std::string stage;  // the version's stage when acquired
+    std::shared_ptr<const serving_model> canary;
+    double canary_share = 0;
+    std::vector<std::shared_ptr<const serving_model>> shadows;
   };
   // version 0: the production version. Errors: not_found (unknown model; no production version,
-  // with the stages that exist; unknown version), retryable (not loaded yet and !may_load: the
-  // caller loads off its thread, see needs_load), invalid (the version cannot be served: why).
+  // with the stages that exist; unknown version), retryable (not loaded yet and !may_load),
+  // invalid (the version cannot be served: why).
   result<served> acquire(const std::string& name, uint32_t version, bool may_load);
+  // Whether acquire(name, version, false) would have to load (pinned, not loaded yet).
+  bool needs_load(const std::string& name, uint32_t version) const;
   // Reads the model's head from the registry now (blocking) instead of waiting for the watch:
   // for a model this node has not seen yet (registered a moment ago).
   void refresh(const std::string& name);
-  // Whether acquire(name, version, false) would have to load (pinned, not loaded yet).
-  bool needs_load(const std::string& name, uint32_t version) const;
 
   struct status_entry {
-    std::shared_ptr<const serving_model> model;
+    std::shared_ptr<const serving_model> model;  // null: nothing of the model serves
     std::string stage;
-    std::string load_error;  // of the newest production version, when it is not serving
+    double share = 0;        // canary
+    std::string load_error;  // of a version the head wants and this node could not load
     std::string name;
     uint32_t failed_version = 0;
   };
   std::vector<status_entry> serving() const;
 
-  // Tests: the number of versions loaded since start (including failed loads).
-  uint64_t TEST_loads() const { return loads_.load(); }
-
  private:
   struct entry {
     nlohmann::json head;    // the registry head as last seen
     uint64_t revision = 0;  // its KV revision: an older one (the watch behind a refresh) is ignored
-    uint32_t production = 0;                       // the production version the head names
-    std::shared_ptr<const serving_model> serving;  // production, as loaded (may lag `production`)
-    std::map<uint32_t, std::shared_ptr<const serving_model>> pinned;
+    // What the head wants.
+    uint32_t production = 0, canary = 0;
+    double canary_share = 0;
+    std::vector<uint32_t> shadows;
+    // What is loaded here: every version in use or pinned (production may lag the head's while
+    // the new one loads, and stays the old one when it fails to load).
+    std::map<uint32_t, std::shared_ptr<const serving_model>> loaded;
+    uint32_t serving = 0;  // the production version serving
     std::string load_error;
     uint32_t failed = 0;  // the version load_error is about
   };
@@ -81,7 +90,6 @@ class model_table {
   std::map<std::string, entry> models_;
   std::mutex load_mu_;  // one load at a time
   std::atomic<bool> stop_{false};
-  std::atomic<uint64_t> loads_{0};
   std::unique_ptr<kv_bucket::watcher> watcher_;
   std::thread thread_;
 };

@@ -3,6 +3,7 @@
 #include <capnp/message.h>
 #include <capnp/serialize.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <map>
@@ -11,6 +12,7 @@
 
 #include "bus.h"
 #include "cluster/cluster_view.h"
+#include "cluster/registry.h"
 #include "codec.h"
 #include "hash.h"
 #include "inference_wire.h"
@@ -62,7 +64,9 @@ struct predictor::call {
   std::vector<prediction_out> out;
   std::vector<std::vector<value>> fields;
   std::vector<int64_t> feature_time;
-  std::vector<std::vector<std::string>> keys;  // per example, per view
+  std::vector<std::vector<std::string>> keys;  // per example, per view of its arm's version
+  std::vector<uint8_t> arm;                    // per example: 0 the version asked for, 1 canary
+  const serving_model& version_of(uint8_t a) const { return a ? *s.canary : *s.model; }
   bool forward = true;
   int64_t deadline_us = 0;  // wall clock
   steady::time_point deadline, start;
@@ -148,13 +152,16 @@ void predictor::run(std::shared_ptr<call> c) const {
   const serving_model& m = *c->s.model;
   const label_def& label = *m.label;
   const stream_def* stream = m.defs->find_stream(label.stream);
-  const size_t n = c->ex.size(), nv = m.derive->views().size();
+  const size_t n = c->ex.size();
+  // A canary of another label would route by another entity: it is not used (see README).
+  if (c->s.canary && c->s.canary->label != m.label) c->s.canary = nullptr;
   c->out.resize(n);
   c->fields.resize(n);
   c->feature_time.resize(n);
   c->keys.resize(n);
-  std::vector<size_t> local;
-  std::map<std::string, std::vector<size_t>> remote;
+  c->arm.assign(n, 0);
+  std::vector<size_t> local[2];
+  std::map<std::pair<std::string, uint8_t>, std::vector<size_t>> remote;  // (owner, arm)
   for (size_t i = 0; i < n; ++i) {
     prediction_out& o = c->out[i];
     example_in& e = c->ex[i];
@@ -187,10 +194,16 @@ void predictor::run(std::shared_ptr<call> c) const {
       o.fail("field " + err.field + ": " + err.reason, errc::invalid);
       continue;
     }
+    // The canary serves a stable share of the label entities (in_canary: sticky per entity).
+    const uint8_t arm = c->s.canary && in_canary(m.name, key, c->s.canary_share) ? 1 : 0;
+    c->arm[i] = arm;
+    const serving_model& am = c->version_of(arm);
+    if (arm) o.version = am.version, o.stage = "canary";
+    const size_t nv = am.derive->views().size();
     c->keys[i].resize(nv);
     bool keys_ok = true;
     for (size_t v = 0; v < nv && keys_ok; ++v) {
-      c->keys[i][v] = m.derive->key(v, *f, err);
+      c->keys[i][v] = am.derive->key(v, *f, err);
       if (c->keys[i][v].empty()) {
         o.fail("field " + err.field + ": " + err.reason, errc::invalid);
         keys_ok = false;
@@ -202,23 +215,25 @@ void predictor::run(std::shared_ptr<call> c) const {
     const route r = d_.cluster ? d_.cluster->route_of(shard_of(key, d_.shard_count))
                                : route{route::local, {}, {}};
     if (r.kind == route::local) {
-      local.push_back(i);
+      local[arm].push_back(i);
     } else if (r.kind == route::remote && c->forward) {
-      remote[r.owner].push_back(i);
+      remote[{r.owner, arm}].push_back(i);
     } else if (r.kind == route::remote) {
       o.fail("entity " + key + " is served by node " + r.owner + " now; retry", errc::retryable);
     } else {
       o.fail(r.why, errc::retryable);
     }
   }
-  c->left = remote.size() + (local.empty() ? 0 : 1) + 1;  // +1: released once all is sent
-  for (auto& [owner, rows] : remote) forward_part(c, owner, std::move(rows));
-  if (!local.empty()) score_local(c, std::move(local));
+  // +1: released once all is sent
+  c->left = remote.size() + !local[0].empty() + !local[1].empty() + 1;
+  for (auto& [to, rows] : remote) forward_part(c, to.first, std::move(rows), to.second);
+  for (uint8_t arm : {0, 1})
+    if (!local[arm].empty()) score_local(c, std::move(local[arm]), arm);
   c->finish_part();
 }
 
-void predictor::score_local(std::shared_ptr<call> c, std::vector<size_t> rows) const {
-  const serving_model& m = *c->s.model;
+void predictor::score_local(std::shared_ptr<call> c, std::vector<size_t> rows, uint8_t arm) const {
+  const serving_model& m = c->version_of(arm);
   const size_t nv = m.derive->views().size();
   std::vector<feature_source::lookup> lookups;
   lookups.reserve(rows.size() * nv);
@@ -228,8 +243,8 @@ void predictor::score_local(std::shared_ptr<call> c, std::vector<size_t> rows) c
   m.batch->expect(1);
   d_.features->read(
       std::move(lookups), c->remaining_ms(),
-      [this, c, rows = std::move(rows), nv](std::vector<result<feature_vector>> got) {
-        const serving_model& m = *c->s.model;
+      [this, c, rows = std::move(rows), nv, arm](std::vector<result<feature_vector>> got) {
+        const serving_model& m = c->version_of(arm);
         const size_t d = m.inputs.size();
         std::vector<float> x;
         x.reserve(rows.size() * d);
@@ -299,10 +314,10 @@ void predictor::score_local(std::shared_ptr<call> c, std::vector<size_t> rows) c
         m.batch->expect(-1);
         if (scored.empty()) return c->finish_part();
         std::vector<float> logged;
-        if (d_.log) logged = x;
-        auto on_scores = [this, c, scored, logged = std::move(logged)](status st,
-                                                                       const float* scores) {
-          const serving_model& m = *c->s.model;
+        if (d_.log || (arm == 0 && !c->s.shadows.empty())) logged = x;
+        auto on_scores = [this, c, scored, logged = std::move(logged), arm](status st,
+                                                                            const float* scores) {
+          const serving_model& m = c->version_of(arm);
           const size_t d = m.inputs.size();
           const auto now = steady::now();
           const int64_t wall = now_micros();
@@ -347,6 +362,7 @@ void predictor::score_local(std::shared_ptr<call> c, std::vector<size_t> rows) c
             r.fields = c->ex[scored[k]].fields;
             d_.log->append(std::move(r));
           }
+          if (arm == 0 && st) shadow(c, scored, logged);
           c->finish_part();
         };
         status st =
@@ -362,13 +378,14 @@ void predictor::score_local(std::shared_ptr<call> c, std::vector<size_t> rows) c
 }
 
 void predictor::forward_part(std::shared_ptr<call> c, const std::string& owner,
-                             std::vector<size_t> rows) const {
+                             std::vector<size_t> rows, uint8_t arm) const {
   capnp::MallocMessageBuilder mb;
   auto r = mb.initRoot<wire::ForwardedPredict>();
   r.setModel(c->model);
-  r.setVersion(c->s.model->version);
+  const uint32_t version = c->version_of(arm).version;  // the arm's version, decided here
+  r.setVersion(version);
   predict_options o = c->o;
-  o.version = c->s.model->version;  // one version for the whole call
+  o.version = version;
   write_options(r.initOptions(), o);
   r.setDeadline(c->deadline_us);
   auto el = r.initExamples(static_cast<unsigned>(rows.size()));
@@ -376,7 +393,7 @@ void predictor::forward_part(std::shared_ptr<call> c, const std::string& owner,
     write_example(el[static_cast<unsigned>(k)], c->ex[rows[k]]);
   d_.nats->request(
       node_predict_subject(owner), to_bytes(mb), c->remaining_ms(),
-      [c, owner, rows = std::move(rows)](result<std::string> rep) {
+      [c, owner, rows = std::move(rows), arm](result<std::string> rep) {
         auto fail_all = [&](const std::string& why, errc code) {
           for (size_t i : rows) c->out[i].fail(why, code);
         };
@@ -398,13 +415,108 @@ void predictor::forward_part(std::shared_ptr<call> c, const std::string& owner,
                            errc::internal);
                   return;
                 }
-                for (size_t k = 0; k < rows.size(); ++k)
+                for (size_t k = 0; k < rows.size(); ++k) {
+                  const std::string stage = c->out[rows[k]].stage;
                   c->out[rows[k]] = read_prediction(pl[static_cast<unsigned>(k)]);
+                  if (arm) c->out[rows[k]].stage = stage;  // "canary", as decided here
+                }
               });
           if (!ok) fail_all("node " + owner + " sent a malformed reply", errc::internal);
         }
         c->finish_part();
       });
+}
+
+void predictor::shadow(const std::shared_ptr<call>& c, const std::vector<size_t>& rows,
+                       const std::vector<float>& x) const {
+  if (c->s.shadows.empty() || x.empty()) return;
+  const serving_model& m = *c->s.model;
+  const size_t d = m.inputs.size();
+  // How long a shadow's rows may wait for its worker: past it they are skipped, never queued
+  // without bound behind a slow shadow.
+  constexpr auto kBudget = std::chrono::milliseconds(100);
+  for (const auto& sh : c->s.shadows) {
+    std::vector<size_t> from;  // shadow input j is production input from[j]
+    for (auto& in : sh->inputs) {
+      size_t j = 0;
+      while (j < d && m.inputs[j].name != in.name) ++j;
+      from.push_back(j);
+    }
+    if (sh->label != m.label || std::find(from.begin(), from.end(), d) != from.end()) {
+      sh->shadow_skipped.fetch_add(rows.size());  // not the same vector: it cannot shadow
+      continue;
+    }
+    std::vector<size_t> pick;  // indices into rows (and x's rows)
+    for (size_t k = 0; k < rows.size(); ++k)
+      if (sampled(c->out[rows[k]].request_id, m.shadow_sample)) pick.push_back(k);
+    if (pick.empty()) continue;
+    const size_t sd = from.size();
+    std::vector<float> sx(pick.size() * sd);
+    for (size_t r = 0; r < pick.size(); ++r)
+      for (size_t j = 0; j < sd; ++j) sx[r * sd + j] = x[pick[r] * d + from[j]];
+    // What the log needs of each row, copied now: the call's answers are handed over (moved)
+    // once it finishes, which is before the shadow scores.
+    struct row_info {
+      std::string request_id;
+      int64_t prediction_time, feature_time;
+      std::vector<std::string> keys;
+      std::vector<std::pair<std::string, value>> fields;
+    };
+    auto info = std::make_shared<std::vector<row_info>>();
+    if (d_.log)
+      for (size_t k : pick) {
+        const size_t i = rows[k];
+        info->push_back({c->out[i].request_id, c->out[i].prediction_time, c->feature_time[i],
+                         c->keys[i], c->ex[i].fields});
+      }
+    gate_->inflight.fetch_add(1);
+    auto on_scores = [this, g = gate_, sh, info, n = pick.size(), sx, node = d_.node_id](
+                         status st, const float* scores) {
+      struct release {
+        gate* g;
+        ~release() { g->inflight.fetch_sub(1); }
+      } held{g.get()};
+      if (!st) {
+        sh->shadow_skipped.fetch_add(n);
+        return;
+      }
+      const int64_t wall = now_micros();
+      const size_t sd = sh->inputs.size();
+      for (size_t r = 0; r < n; ++r) {
+        if (!std::isfinite(scores[r])) {
+          sh->shadow_skipped.fetch_add(1);
+          continue;
+        }
+        sh->record(0, true);
+        if (!d_.log || !sampled((*info)[r].request_id, sh->log_sample)) continue;
+        const row_info& ri = (*info)[r];
+        prediction_record rec;
+        rec.model = sh->name;
+        rec.version = sh->version;
+        rec.stage = "shadow";
+        rec.path = "shadow";
+        rec.node = node;
+        rec.request_id = ri.request_id;
+        rec.time = wall;
+        rec.prediction_time = ri.prediction_time;
+        rec.feature_time = ri.feature_time;
+        rec.score = static_cast<double>(scores[r]);
+        rec.inputs = sh->input_names;
+        rec.vector.assign(sx.begin() + static_cast<long>(r * sd),
+                          sx.begin() + static_cast<long>((r + 1) * sd));
+        for (size_t v = 0; v < sh->view_names.size() && v < ri.keys.size(); ++v)
+          rec.keys.emplace_back(sh->view_names[v], ri.keys[v]);
+        rec.fields = ri.fields;
+        d_.log->append(std::move(rec));
+      }
+    };
+    status st = sh->batch->submit(std::move(sx), pick.size(), false, steady::now() + kBudget,
+                                  std::move(on_scores));
+    if (!st) {
+      sh->shadow_skipped.fetch_add(pick.size());
+      gate_->inflight.fetch_sub(1);
+    }
+  }
 }
 
 bool predictor::drain(std::chrono::milliseconds max) const {

@@ -73,9 +73,14 @@ class predictor {
   std::shared_ptr<gate> gate_ = std::make_shared<gate>();
   struct call;
   void run(std::shared_ptr<call> c) const;
-  void score_local(std::shared_ptr<call> c, std::vector<size_t> rows) const;
-  void forward_part(std::shared_ptr<call> c, const std::string& owner,
-                    std::vector<size_t> rows) const;
+  void score_local(std::shared_ptr<call> c, std::vector<size_t> rows, uint8_t arm) const;
+  void forward_part(std::shared_ptr<call> c, const std::string& owner, std::vector<size_t> rows,
+                    uint8_t arm) const;
+  // The production rows just scored, scored again by every shadow version off the answer's
+  // path (their scores only logged, path "shadow"); a shadow that is slow or fails is skipped
+  // and counted, never waited for.
+  void shadow(const std::shared_ptr<call>& c, const std::vector<size_t>& rows,
+              const std::vector<float>& x) const;
   deps d_;
 };
 

@@ -100,7 +100,8 @@ result<std::shared_ptr<serving_model>> load_serving_model(std::shared_ptr<const 
   for (auto& in : m->inputs) names->push_back(in.name);
   m->input_names = std::move(names);
   for (const view_def* v : m->derive->views()) m->view_names.push_back(v->qualified());
-  if (const model_def* md = defs->find_model(m->name)) m->log_sample = md->log_sample;
+  if (const model_def* md = defs->find_model(m->name))
+    m->log_sample = md->log_sample, m->shadow_sample = md->shadow_sample;
   m->defs = std::move(defs);
   auto t = torchscript_model::load(artifact, m->inputs.size());
   if (!t) return make_error("its artifact does not load: " + t.error_message(), errc::invalid);

@@ -40,12 +40,14 @@ struct serving_model {
   std::shared_ptr<const std::vector<std::string>> input_names;  // for the prediction log
   std::vector<std::string> view_names;                          // qualified, per view
   double log_sample = 1;                                        // the model definition's, else 1
+  double shadow_sample = 1;  // the share of production's examples its shadows score
   int64_t loaded_at = 0;
   std::unique_ptr<torchscript_model> torch;
   std::unique_ptr<batcher> batch;  // declared after torch: destroyed first
 
   // Figures since loaded on this node.
   mutable std::atomic<uint64_t> requests{0}, errors{0};
+  mutable std::atomic<uint64_t> shadow_skipped{0};  // as a shadow: examples not scored
   mutable latency_histogram latency;
   mutable std::array<std::atomic<int64_t>, 16> second{};  // per-second counts, see record()
   mutable std::array<std::atomic<uint64_t>, 16> per_second{};

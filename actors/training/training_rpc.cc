@@ -206,11 +206,16 @@ kj::Promise<void> training_rpc::promote(Call call) {
   auto p = call.getParams();
   std::string name = p.getName(), stage = p.getStage();
   uint32_t version = p.getVersion();
+  const double share = p.getShare();
   if (version == 0) throw_rpc_error("name the version to promote", errc::invalid);
-  return off_thread<bool>([t = training(), name, version, stage]() -> result<bool> {
-           auto st = t->registry().promote(name, version, stage);
+  return off_thread<bool>([t = training(), name, version, stage, share]() -> result<bool> {
+           auto st = t->registry().promote(name, version, stage, share);
            if (!st) return st.failure();
-           spdlog::info("registry: {} version {} promoted to {}", name, version, stage);
+           if (stage == "canary")
+             spdlog::info("registry: {} version {} is the canary for {:.0f}% of entities", name,
+                          version, 100 * (share < 0 ? 0.1 : share));
+           else
+             spdlog::info("registry: {} version {} promoted to {}", name, version, stage);
            return true;
          })
       .then([](result<bool> r) { value_or_throw(std::move(r)); });

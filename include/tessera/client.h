@@ -105,6 +105,7 @@ struct version_summary {
   uint32_t version = 0;
   std::string stage;
   std::string created;
+  double share = 0;  // canary: the share of label entities it serves
 };
 struct model_summary {
   std::string name;
@@ -234,8 +235,9 @@ class connection {
   // that print or store them as they are.
   result<std::string> list_models_json();
   result<std::string> show_model_json(const std::string& name, uint32_t version = 0);
-  tessera::status promote_model(const std::string& name, uint32_t version,
-                                const std::string& stage);
+  // share: for stage "canary", the share of label entities it serves (< 0: the node's 0.1).
+  tessera::status promote_model(const std::string& name, uint32_t version, const std::string& stage,
+                                double share = -1);
   result<uint32_t> rollback_model(const std::string& name);  // the version now in production
   result<uint32_t> import_model(const std::string& name, const std::string& label,
                                 const std::string& torchscript);

@@ -1,0 +1,240 @@
+// Rollout (issue 16, in part): a canary serves a stable share of the label entities, sticky per
+// entity, across requests and a node restart, and a larger share keeps the entities a smaller
+// one had; shadows score the same vectors off the answer's path, never change an answer, and a
+// shadow that is slow or fails is skipped and counted.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+#include <map>
+
+#include "serving_support.h"
+
+namespace tessera::test {
+namespace {
+
+using client::example;
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string special(const std::string& dir, const std::string& kind) {
+  const std::string path = dir + "/" + kind + ".pt";
+  const std::string cmd = "/usr/bin/python3 " TSR_SOURCE_DIR
+                          "/tests/training/make_special_torchscript.py " +
+                          path + " 11 " + kind;
+  EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  return read_file(path);
+}
+
+// 10,000 label entities (routes nobody flew: features missing, imputed by the model).
+std::vector<example> synthetic_routes(size_t n) {
+  std::vector<example> out;
+  for (size_t i = 0; i < n; ++i) {
+    example e;
+    e.fields = {{"origin", "O" + std::to_string(i)},
+                {"destination", "D" + std::to_string(i % 97)},
+                {"distance", 500.0},
+                {"date", client::timestamp{kJan8 + 3600LL * 1000000}}};
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+// Per entity (by index), the version that answered; fails the test on any failed example.
+std::vector<uint32_t> versions_of(client::connection& c, const std::vector<example>& ex,
+                                  std::map<uint32_t, std::string>* stages = nullptr) {
+  std::vector<uint32_t> out;
+  for (size_t at = 0; at < ex.size(); at += 1000) {
+    std::vector<example> part(ex.begin() + static_cast<long>(at),
+                              ex.begin() + static_cast<long>(std::min(ex.size(), at + 1000)));
+    auto r = c.predict("late_mlp", part);
+    EXPECT_TRUE(r) << failure_text(r);
+    if (!r) return out;
+    for (auto& p : *r) {
+      EXPECT_TRUE(p.ok()) << p.error;
+      out.push_back(p.version);
+      if (stages) (*stages)[p.version] = p.stage;
+    }
+  }
+  return out;
+}
+
+bool canary_loaded(client::connection& c, uint32_t version, double share) {
+  return eventually(
+      [&] {
+        auto st = c.status();
+        if (!st) return false;
+        for (auto m : (*st)->getModels())
+          if (m.getModel() == "late_mlp" && m.getVersion() == version && m.getStage() == "canary" &&
+              m.getShare() == share)
+            return true;
+        return false;
+      },
+      std::chrono::seconds(30));
+}
+
+TEST(Rollout, ACanaryServesItsShareStickyPerEntityAcrossRequestsAndARestart) {
+  temp_dir dir;
+  const std::string defs = serving_definitions(dir.path);
+  const std::string data = dir.path + "/node";
+  auto h = std::make_unique<node_harness>(data, 5 * 60 * 1000, defs);
+  ASSERT_TRUE(h->n);
+  std::string out;
+  ASSERT_EQ(
+      run_cli("ingest --quiet --replay --rpc " + h->rpc() + " --stream flights " + slice_path(),
+              &out),
+      0)
+      << out;
+  ASSERT_EQ(wait_applied(h->rpc(), 2 * slice().size()), 2 * slice().size());
+  ASSERT_EQ(run_cli("train late_mlp --quiet --rpc " + h->rpc(), &out), 0) << out;
+  auto c = open_client(h->rpc());
+  ASSERT_TRUE(c->promote_model("late_mlp", 1, "production"));
+  auto exported = c->export_model("late_mlp", 1);
+  ASSERT_TRUE(exported) << failure_text(exported);
+  auto v2 = c->import_model("late_mlp", "late", exported->artifact);
+  ASSERT_TRUE(v2) << failure_text(v2);
+  ASSERT_EQ(*v2, 2u);
+
+  // Bad input: a share outside [0, 1], a canary that does not exist, a share off canary.
+  auto st = c->promote_model("late_mlp", 2, "canary", 1.5);
+  EXPECT_EQ(st.error_code(), errc::invalid) << failure_text(st);
+  EXPECT_NE(st.error_message().find("outside [0, 1]"), std::string::npos) << failure_text(st);
+  st = c->promote_model("late_mlp", 9, "canary", 0.2);
+  EXPECT_EQ(st.error_code(), errc::not_found) << failure_text(st);
+  st = c->promote_model("late_mlp", 2, "shadow", 0.2);
+  EXPECT_EQ(st.error_code(), errc::invalid) << failure_text(st);
+  EXPECT_EQ(run_cli("models canary late_mlp --share 0.2 --rpc " + h->rpc(), &out), 2) << out;
+  EXPECT_NE(out.find("has no canary"), std::string::npos) << out;
+
+  ASSERT_EQ(run_cli("models promote late_mlp 2 --stage canary --share 0.2 --rpc " + h->rpc(), &out),
+            0)
+      << out;
+  ASSERT_TRUE(canary_loaded(*c, 2, 0.2));
+  const auto ex = synthetic_routes(10000);
+  std::map<uint32_t, std::string> stages;
+  const auto first = versions_of(*c, ex, &stages);
+  ASSERT_EQ(first.size(), ex.size());
+  const double share = static_cast<double>(std::count(first.begin(), first.end(), 2u)) /
+                       static_cast<double>(first.size());
+  std::cerr << "canary share over 10,000 entities: " << share << "\n";
+  EXPECT_NEAR(share, 0.2, 0.02);
+  EXPECT_EQ(stages[2], "canary");
+  EXPECT_EQ(stages[1], "production");
+  EXPECT_EQ(versions_of(*c, ex), first);  // sticky across requests
+
+  // A larger share moves only entities into the canary, none out of it.
+  ASSERT_EQ(run_cli("models canary late_mlp --share 0.3 --rpc " + h->rpc(), &out), 0) << out;
+  ASSERT_TRUE(canary_loaded(*c, 2, 0.3));
+  const auto wider = versions_of(*c, ex);
+  ASSERT_EQ(wider.size(), ex.size());
+  size_t moved_out = 0, moved_in = 0;
+  for (size_t i = 0; i < ex.size(); ++i) {
+    moved_out += first[i] == 2 && wider[i] != 2;
+    moved_in += first[i] != 2 && wider[i] == 2;
+  }
+  EXPECT_EQ(moved_out, 0u);
+  EXPECT_NEAR(static_cast<double>(moved_in) / ex.size(), 0.1, 0.02);
+
+  // The same assignment after the node restarts.
+  c.reset();
+  h.reset();
+  h = std::make_unique<node_harness>(data, 5 * 60 * 1000, defs);
+  ASSERT_TRUE(h->n);
+  c = open_client(h->rpc());
+  ASSERT_TRUE(canary_loaded(*c, 2, 0.3));
+  EXPECT_EQ(versions_of(*c, ex), wider);
+}
+
+TEST(Rollout, AShadowNeverChangesAnAnswerAndIsSkippedAndCountedWhenSlow) {
+  temp_dir dir;
+  auto h = std::make_unique<node_harness>(dir.path + "/node", 5 * 60 * 1000,
+                                          serving_definitions(dir.path));
+  ASSERT_TRUE(h->n);
+  std::string out;
+  ASSERT_EQ(
+      run_cli("ingest --quiet --replay --rpc " + h->rpc() + " --stream flights " + slice_path(),
+              &out),
+      0)
+      << out;
+  ASSERT_EQ(wait_applied(h->rpc(), 2 * slice().size()), 2 * slice().size());
+  ASSERT_EQ(run_cli("train late_mlp --quiet --rpc " + h->rpc(), &out), 0) << out;
+  auto c = open_client(h->rpc());
+  ASSERT_TRUE(c->promote_model("late_mlp", 1, "production"));
+  ASSERT_TRUE(serves(*c, "late_mlp", 1));
+  std::vector<example> ex;
+  for (const flight& f : slice())
+    if (f.time >= kJan8 && ex.size() < 400)
+      ex.push_back(departure(f, "s" + std::to_string(ex.size())));
+  // Calls of 20 examples, before and after: one forward pass of the same rows each time.
+  auto predict_all = [&] {
+    std::vector<client::prediction> all;
+    for (size_t at = 0; at < ex.size(); at += 20) {
+      std::vector<example> part(ex.begin() + static_cast<long>(at),
+                                ex.begin() + static_cast<long>(at + 20));
+      auto r = c->predict("late_mlp", part);
+      EXPECT_TRUE(r) << failure_text(r);
+      if (r)
+        for (auto& p : *r) all.push_back(std::move(p));
+    }
+    return all;
+  };
+  const auto before = predict_all();
+  ASSERT_EQ(before.size(), ex.size());
+
+  // A shadow that takes ~0.4 s for a far flight and answers 0.75 for the others.
+  auto v2 = c->import_model("late_mlp", "late", special(dir.path, "slow_when_far"));
+  ASSERT_TRUE(v2) << failure_text(v2);
+  ASSERT_TRUE(c->promote_model("late_mlp", *v2, "shadow"));
+  ASSERT_TRUE(eventually(
+      [&] {
+        auto st = c->status();
+        if (!st) return false;
+        for (auto m : (*st)->getModels())
+          if (m.getVersion() == *v2 && m.getStage() == "shadow") return true;
+        return false;
+      },
+      std::chrono::seconds(30)));
+  const auto after = predict_all();  // many calls: the shadow falls behind the far flights
+  ASSERT_EQ(after.size(), before.size());
+  for (size_t i = 0; i < after.size(); ++i) {
+    EXPECT_EQ(after[i].score, before[i].score) << i;  // identical answers, bit for bit
+    EXPECT_EQ(after[i].version, 1u);
+    EXPECT_EQ(after[i].stage, "production");
+  }
+  // The shadow's scores are logged as such; what it could not score in time is counted.
+  uint64_t skipped = 0, scored = 0;
+  ASSERT_TRUE(eventually(
+      [&] {
+        auto st = c->status();
+        if (!st) return false;
+        for (auto m : (*st)->getModels())
+          if (m.getVersion() == *v2) skipped = m.getShadowSkipped(), scored = m.getRequests();
+        return skipped + scored == ex.size();
+      },
+      std::chrono::seconds(60)))
+      << skipped << " skipped + " << scored << " scored of " << ex.size();
+  EXPECT_GT(skipped, 0u);
+  EXPECT_GT(scored, 0u);
+  std::cerr << "shadow: " << scored << " scored, " << skipped << " skipped\n";
+  auto page = c->tail_predictions("late_mlp", 2000);
+  ASSERT_TRUE(page) << failure_text(page);
+  size_t shadow_records = 0;
+  for (auto& line : page->records) {
+    auto j = nlohmann::json::parse(line);
+    if (j["path"] == "shadow") {
+      ++shadow_records;
+      EXPECT_EQ(j["version"], *v2);
+      EXPECT_EQ(j["score"], 0.75);
+    }
+  }
+  EXPECT_EQ(shadow_records, scored);
+}
+
+}  // namespace
+}  // namespace tessera::test
