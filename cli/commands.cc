@@ -343,7 +343,8 @@ int run_status(const status_args& a) {
              {"log_drops", m.getLogDrops()},
              {"load_error", m.getLoadError().cStr()},
              {"share", m.getShare()},
-             {"shadow_skipped", m.getShadowSkipped()}});
+             {"shadow_skipped", m.getShadowSkipped()},
+             {"fallbacks", m.getFallbacks()}});
       std::cout << j.dump(2) << "\n";
       return 0;
     }
@@ -416,6 +417,9 @@ int run_status(const status_args& a) {
         if (m.getLoadError().size())
           std::printf("  %s v%u not serving: %s\n", m.getModel().cStr(), m.getVersion(),
                       m.getLoadError().cStr());
+        if (m.getFallbacks())
+          std::printf("  %s v%u: %s examples answered by its fallback\n", m.getModel().cStr(),
+                      m.getVersion(), human(m.getFallbacks()).c_str());
         if (m.getShadowSkipped())
           std::printf("  %s v%u (shadow): %s examples skipped (queue full, late or failed)\n",
                       m.getModel().cStr(), m.getVersion(), human(m.getShadowSkipped()).c_str());

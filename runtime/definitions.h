@@ -135,6 +135,19 @@ struct model_def {
   double log_sample = 1;
   // The share of production's examples that its shadow versions score too (1 = every one).
   double shadow_sample = 1;
+  // Serving: feature values older than this (event time to read time) are not used; the example
+  // goes to the fallback (or fails without one). 0: any age.
+  int64_t max_feature_age_us = 0;
+  // What answers when the model cannot: another model (its production version) or a constant
+  // score, used when the model fails, its features are missing or older than the bound, or the
+  // deadline would be missed (the model gets the deadline less `reserve`). Empty: none.
+  struct fallback_def {
+    std::string model;
+    bool has_constant = false;
+    double constant = 0;
+    int64_t reserve_us = 20000;  // 20 ms of the deadline kept for the fallback
+    bool any() const { return has_constant || !model.empty(); }
+  } fallback;
 };
 
 class definitions {

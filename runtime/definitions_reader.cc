@@ -451,10 +451,10 @@ class definitions_builder {
       if (!valid_name(m.name))
         return make_error(where(t) + "model needs a name of letters, digits and _ (got '" + m.name +
                           "')");
-      if (auto bad = unknown_keys(
-              L, t,
-              {"name", "label", "kind", "hidden", "epochs", "batch_size", "learning_rate",
-               "weight_decay", "seed", "features", "split", "log_sample"});
+      if (auto bad = unknown_keys(L, t,
+                                  {"name", "label", "kind", "hidden", "epochs", "batch_size",
+                                   "learning_rate", "weight_decay", "seed", "features", "split",
+                                   "log_sample", "shadow_sample", "fallback", "max_feature_age"});
           !bad.empty())
         return make_error(w + "unknown key(s) " + bad);
       if (defs.find_model(m.name)) return make_error(w + "defined twice");
@@ -489,6 +489,37 @@ class definitions_builder {
       m.log_sample = num_field(L, t, "log_sample", m.log_sample);
       if (!(m.log_sample >= 0 && m.log_sample <= 1))
         return make_error(w + "log_sample must be in [0, 1] (the share of predictions logged)");
+      if (has_field(L, t, "max_feature_age")) {
+        auto d = parse_duration(str_field(L, t, "max_feature_age"));
+        if (!d || *d <= 0)
+          return make_error(w + "max_feature_age must be a positive duration like \"6h\"");
+        m.max_feature_age_us = *d;
+      }
+      lua_getfield(L, t, "fallback");
+      if (lua_istable(L, -1)) {
+        const int ft = lua_gettop(L);
+        if (auto bad = unknown_keys(L, ft, {"model", "constant", "reserve"}); !bad.empty())
+          return make_error(w + "fallback: unknown key(s) " + bad +
+                            " (fallback = { model = \"name\" } or { constant = 0.5 })");
+        m.fallback.model = str_field(L, ft, "model");
+        if (has_field(L, ft, "constant")) {
+          m.fallback.has_constant = true;
+          m.fallback.constant = num_field(L, ft, "constant", 0);
+          if (!(m.fallback.constant >= 0 && m.fallback.constant <= 1))
+            return make_error(w + "fallback.constant must be a score in [0, 1]");
+        }
+        if (m.fallback.has_constant == !m.fallback.model.empty())
+          return make_error(w + "fallback needs exactly one of model = \"name\" or constant = x");
+        if (has_field(L, ft, "reserve")) {
+          auto d = parse_duration(str_field(L, ft, "reserve"));
+          if (!d || *d < 0)
+            return make_error(w + "fallback.reserve must be a duration like \"20ms\"");
+          m.fallback.reserve_us = *d;
+        }
+      } else if (!lua_isnil(L, -1)) {
+        return make_error(w + "fallback = { model = \"name\" } or { constant = 0.5 }");
+      }
+      lua_pop(L, 1);
       m.shadow_sample = num_field(L, t, "shadow_sample", m.shadow_sample);
       if (!(m.shadow_sample >= 0 && m.shadow_sample <= 1))
         return make_error(w + "shadow_sample must be in [0, 1] (the share of examples shadowed)");
@@ -531,6 +562,23 @@ class definitions_builder {
       lua_pop(L, 1);
     }
     lua_pop(L, 1);
+    // Fallback models exist, and no chain of fallbacks comes back to where it started.
+    for (auto& m : defs.models_) {
+      std::vector<std::string> chain{m.name};
+      for (const model_def* at = &m; !at->fallback.model.empty();) {
+        const model_def* next = defs.find_model(at->fallback.model);
+        if (!next)
+          return make_error("model " + at->name + ": fallback model '" + at->fallback.model +
+                            "' is not defined");
+        chain.push_back(next->name);
+        if (std::find(chain.begin(), chain.end() - 1, next->name) != chain.end() - 1) {
+          std::string cycle;
+          for (auto& c : chain) cycle += (cycle.empty() ? "" : " -> ") + c;
+          return make_error("fallback cycle: " + cycle);
+        }
+        at = next;
+      }
+    }
     return ok_status();
   }
 

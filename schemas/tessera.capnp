@@ -158,6 +158,7 @@ struct ModelServing {
   loadError @11 :Text;       # why a version the registry puts in use is not serving here
   share @12 :Float64;        # a canary: the share of label entities it serves
   shadowSkipped @13 :UInt64; # a shadow: examples not scored (queue full, late, failed)
+  fallbacks @14 :UInt64;     # examples its fallback answered
 }
 
 struct StreamClock {

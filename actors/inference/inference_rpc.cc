@@ -152,6 +152,7 @@ void inference_rpc::fill_status(wire::NodeStatus::Builder st) const {
     b.setRequests(m.requests.load());
     b.setErrors(m.errors.load());
     b.setShadowSkipped(m.shadow_skipped.load());
+    b.setFallbacks(m.fallbacks.load());
     b.setRequestsPerSecond(m.requests_per_second());
     b.setP50Micros(m.latency.quantile_us(0.5));
     b.setP99Micros(m.latency.quantile_us(0.99));

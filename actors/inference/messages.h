@@ -56,9 +56,12 @@ struct prediction_out {
   std::vector<feature_out> features;  // with return_vector
   std::string error;                  // non-empty: this example failed
   errc code = errc::internal;
-  void fail(std::string why, errc c) {
+  // Failed in a way the model's fallback may answer for (not bad input): why, in a few words.
+  std::string fallback_why;
+  void fail(std::string why, errc c, std::string fallback = {}) {
     error = std::move(why);
     code = c;
+    fallback_why = std::move(fallback);
   }
 };
 

@@ -56,7 +56,7 @@ bool retryable_kind(errc c) {
 
 }  // namespace
 
-struct predictor::call {
+struct predictor::call : std::enable_shared_from_this<predictor::call> {
   std::string model;
   model_table::served s;
   predict_options o;
@@ -68,11 +68,13 @@ struct predictor::call {
   std::vector<uint8_t> arm;                    // per example: 0 the version asked for, 1 canary
   const serving_model& version_of(uint8_t a) const { return a ? *s.canary : *s.model; }
   bool forward = true;
-  int64_t deadline_us = 0;  // wall clock
-  steady::time_point deadline, start;
+  int64_t deadline_us = 0;  // the caller's, wall clock
+  // The model's: the caller's less the fallback's reserve when the model has a fallback.
+  steady::time_point deadline, final_deadline, start;
   std::mutex mu;
   size_t left = 0;
   done_fn done;
+  std::function<void()> complete;  // set by the predictor: fallbacks, then done
 
   int64_t remaining_ms() const {
     return std::max<int64_t>(
@@ -84,6 +86,9 @@ struct predictor::call {
       std::lock_guard<std::mutex> l(mu);
       if (--left) return;
     }
+    complete();
+  }
+  void deliver() {
     // Every example failed the same retryable way: the call fails so that clients retry it.
     bool all_same = !out.empty();
     for (auto& p : out) all_same = all_same && !p.error.empty() && p.code == out[0].code;
@@ -117,6 +122,8 @@ void predictor::predict(const std::string& model, predict_options o,
                        ? deadline_us
                        : now + 1000LL * (o.deadline_ms ? o.deadline_ms : d_.default_deadline_ms);
   c->deadline = c->start + std::chrono::microseconds(c->deadline_us - now);
+  c->final_deadline = c->deadline;
+  c->complete = [this, raw = c.get()] { finish(raw); };
   auto go = [this, c](bool may_load) {
     auto s = d_.models->acquire(c->model, c->o.version, may_load);
     if (!s && s.error_code() == errc::not_found && may_load) {
@@ -130,6 +137,8 @@ void predictor::predict(const std::string& model, predict_options o,
         auto s = d_.models->acquire(c->model, c->o.version, true);
         if (!s) return c->done(s.failure());
         c->s = std::move(s.value());
+        if (c->s.model->fallback.any())
+          c->deadline -= std::chrono::microseconds(c->s.model->fallback.reserve_us);
         run(c);
       };
       if (!d_.loader->submit(again))
@@ -138,6 +147,8 @@ void predictor::predict(const std::string& model, predict_options o,
     }
     if (!s) return c->done(s.failure());
     c->s = std::move(s.value());
+    if (c->s.model->fallback.any())  // keep the fallback's reserve out of the model's deadline
+      c->deadline -= std::chrono::microseconds(c->s.model->fallback.reserve_us);
     run(c);
   };
   if (d_.loader && d_.models->needs_load(model, o.version)) {
@@ -259,12 +270,13 @@ void predictor::score_local(std::shared_ptr<call> c, std::vector<size_t> rows, u
           for (size_t v = 0; v < nv && ok; ++v)
             if (!got[k * nv + v]) {
               const auto& e = got[k * nv + v];
-              o.fail("view " + m.view_names[v] + ": " + e.error_message(), e.error_code());
+              o.fail("view " + m.view_names[v] + ": " + e.error_message(), e.error_code(),
+                     e.error_code() == errc::invalid ? "" : "features unavailable");
               ok = false;
             }
           if (!ok) continue;
           if (late) {
-            o.fail("deadline exceeded while reading features", errc::deadline);
+            o.fail("deadline exceeded while reading features", errc::deadline, "deadline");
             continue;
           }
           const size_t at = x.size();
@@ -289,14 +301,15 @@ void predictor::score_local(std::shared_ptr<call> c, std::vector<size_t> rows, u
               fo.event_time = f ? f->event_time : 0;
               fo.age = fo.event_time > 0 ? fv.as_of - fo.event_time : -1;
               fo.status = fv.status;
-              if (c->o.max_feature_age > 0 &&
-                  (fv.status == vector_status::missing ||
-                   (fo.event_time > 0 && fo.age > c->o.max_feature_age))) {
+              const int64_t bound =
+                  c->o.max_feature_age > 0 ? c->o.max_feature_age : m.max_feature_age_us;
+              if (bound > 0 &&
+                  (fv.status == vector_status::missing || (fo.event_time > 0 && fo.age > bound))) {
                 o.fail("feature " + in.name + " is " +
                            (fo.event_time > 0 ? format_duration(fo.age) + " old"
                                               : std::string("missing")) +
-                           ", over the bound " + format_duration(c->o.max_feature_age),
-                       errc::invalid);
+                           ", over the bound " + format_duration(bound),
+                       errc::invalid, fo.event_time > 0 ? "stale features" : "missing features");
                 ok = false;
               }
             }
@@ -324,17 +337,18 @@ void predictor::score_local(std::shared_ptr<call> c, std::vector<size_t> rows, u
           for (size_t k = 0; k < scored.size(); ++k) {
             prediction_out& o = c->out[scored[k]];
             if (!st) {
-              o.fail(st.error_message(), st.error_code());
+              o.fail(st.error_message(), st.error_code(),
+                     st.error_code() == errc::deadline ? "deadline" : "model error");
             } else if (now > c->deadline) {
               o.fail("deadline exceeded: scored " +
                          format_duration(std::chrono::duration_cast<std::chrono::microseconds>(
                                              now - c->deadline)
                                              .count()) +
                          " after it",
-                     errc::deadline);
+                     errc::deadline, "deadline");
             } else if (!std::isfinite(scores[k])) {
               o.fail("the model gave a non-finite score (" + std::to_string(scores[k]) + ")",
-                     errc::internal);
+                     errc::internal, "model error");
             } else {
               o.score = static_cast<double>(scores[k]);
             }
@@ -369,7 +383,7 @@ void predictor::score_local(std::shared_ptr<call> c, std::vector<size_t> rows, u
             m.batch->submit(std::move(x), scored.size(), c->o.no_batch, c->deadline, on_scores);
         if (!st) {
           for (size_t i : scored) {
-            c->out[i].fail(st.error_message(), st.error_code());
+            c->out[i].fail(st.error_message(), st.error_code(), "model overloaded");
             m.record(0, false);
           }
           c->finish_part();
@@ -395,7 +409,8 @@ void predictor::forward_part(std::shared_ptr<call> c, const std::string& owner,
       node_predict_subject(owner), to_bytes(mb), c->remaining_ms(),
       [c, owner, rows = std::move(rows), arm](result<std::string> rep) {
         auto fail_all = [&](const std::string& why, errc code) {
-          for (size_t i : rows) c->out[i].fail(why, code);
+          const bool model_side = code != errc::invalid && code != errc::not_found;
+          for (size_t i : rows) c->out[i].fail(why, code, model_side ? "node unavailable" : "");
         };
         if (!rep) {
           fail_all("node " + owner + " did not answer (" + rep.error_message() + "); retry",
@@ -419,11 +434,60 @@ void predictor::forward_part(std::shared_ptr<call> c, const std::string& owner,
                   const std::string stage = c->out[rows[k]].stage;
                   c->out[rows[k]] = read_prediction(pl[static_cast<unsigned>(k)]);
                   if (arm) c->out[rows[k]].stage = stage;  // "canary", as decided here
+                  prediction_out& p = c->out[rows[k]];
+                  if (!p.error.empty() && p.code != errc::invalid && p.code != errc::not_found)
+                    p.fallback_why = p.code == errc::deadline ? "deadline" : "model error";
                 }
               });
           if (!ok) fail_all("node " + owner + " sent a malformed reply", errc::internal);
         }
         c->finish_part();
+      });
+}
+
+void predictor::finish(call* c) const {
+  const model_def::fallback_def* fb = c->s.model ? &c->s.model->fallback : nullptr;
+  std::vector<size_t> need;
+  if (fb && fb->any())
+    for (size_t i = 0; i < c->out.size(); ++i)
+      if (!c->out[i].error.empty() && !c->out[i].fallback_why.empty()) need.push_back(i);
+  if (need.empty()) return c->deliver();
+  const serving_model& m = *c->s.model;
+  m.fallbacks.fetch_add(need.size());
+  if (fb->has_constant) {
+    for (size_t i : need) {
+      prediction_out& o = c->out[i];
+      o.path = "fallback: " + o.fallback_why + " (constant)";
+      o.stage = "fallback";
+      o.version = 0;
+      o.score = fb->constant;
+      o.error.clear();
+      o.code = errc::internal;
+    }
+    return c->deliver();
+  }
+  // Another model answers for these examples, within what is left of the caller's deadline.
+  std::vector<example_in> sub;
+  for (size_t i : need) sub.push_back(c->ex[i]);
+  predict_options o;
+  o.return_vector = c->o.return_vector;
+  o.no_batch = c->o.no_batch;
+  predict(
+      fb->model, o, std::move(sub), /*forward=*/true, c->deadline_us,
+      [c = c->shared_from_this(), need, name = fb->model](result<std::vector<prediction_out>> r) {
+        for (size_t k = 0; k < need.size(); ++k) {
+          prediction_out& o = c->out[need[k]];
+          if (!r || !(*r)[k].error.empty()) {
+            o.error +=
+                "; fallback " + name + " failed too: " + (r ? (*r)[k].error : r.error_message());
+            continue;
+          }
+          const std::string why = o.fallback_why;
+          o = std::move((*r)[k]);
+          o.path = "fallback: " + why + " (model " + name + ")";
+          o.stage = "fallback";
+        }
+        c->deliver();
       });
 }
 

@@ -73,6 +73,10 @@ class predictor {
   std::shared_ptr<gate> gate_ = std::make_shared<gate>();
   struct call;
   void run(std::shared_ptr<call> c) const;
+  // Once every part answered: the model's fallback answers for what failed on the model's side
+  // (its error, the deadline, features missing, stale or unreachable; never bad input), then the
+  // caller's done.
+  void finish(call* c) const;
   void score_local(std::shared_ptr<call> c, std::vector<size_t> rows, uint8_t arm) const;
   void forward_part(std::shared_ptr<call> c, const std::string& owner, std::vector<size_t> rows,
                     uint8_t arm) const;

@@ -40,7 +40,9 @@ struct serving_model {
   std::shared_ptr<const std::vector<std::string>> input_names;  // for the prediction log
   std::vector<std::string> view_names;                          // qualified, per view
   double log_sample = 1;                                        // the model definition's, else 1
-  double shadow_sample = 1;  // the share of production's examples its shadows score
+  double shadow_sample = 1;        // the share of production's examples its shadows score
+  int64_t max_feature_age_us = 0;  // the model's bound on feature age (0: none)
+  model_def::fallback_def fallback;
   int64_t loaded_at = 0;
   std::unique_ptr<torchscript_model> torch;
   std::unique_ptr<batcher> batch;  // declared after torch: destroyed first
@@ -48,6 +50,7 @@ struct serving_model {
   // Figures since loaded on this node.
   mutable std::atomic<uint64_t> requests{0}, errors{0};
   mutable std::atomic<uint64_t> shadow_skipped{0};  // as a shadow: examples not scored
+  mutable std::atomic<uint64_t> fallbacks{0};       // examples its fallback answered
   mutable latency_histogram latency;
   mutable std::array<std::atomic<int64_t>, 16> second{};  // per-second counts, see record()
   mutable std::array<std::atomic<uint64_t>, 16> per_second{};

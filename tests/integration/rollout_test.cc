@@ -9,6 +9,7 @@
 #include <fstream>
 #include <map>
 
+#include "definitions.h"
 #include "serving_support.h"
 
 namespace tessera::test {
@@ -234,6 +235,115 @@ TEST(Rollout, AShadowNeverChangesAnAnswerAndIsSkippedAndCountedWhenSlow) {
     }
   }
   EXPECT_EQ(shadow_records, scored);
+}
+
+// Fallbacks: a constant or another model answers when the model fails, misses its deadline
+// (a reserve of the caller's deadline is kept for the fallback) or sees stale features; bad
+// input never falls back; a cycle of fallbacks is refused when definitions load.
+const char* kFallbackModels = R"(
+model { name = "const_fb", label = "late", kind = "logistic", epochs = 1, seed = 7, split = split,
+        fallback = { constant = 0.2 } }
+model { name = "model_fb", label = "late", kind = "logistic", epochs = 1, seed = 7, split = split,
+        fallback = { model = "late_mlp", reserve = "2900ms" } }
+model { name = "stale_fb", label = "late", kind = "logistic", epochs = 1, seed = 7, split = split,
+        max_feature_age = "1s", fallback = { constant = 0.3 } }
+)";
+
+TEST(Rollout, EachFallbackTriggerAnswersWithItsPathAndBadInputNeverFallsBack) {
+  temp_dir dir;
+  const std::string defs = slice_example_definitions(dir.path, "fallback", true, kFallbackModels);
+  auto h = std::make_unique<node_harness>(dir.path + "/node", 5 * 60 * 1000, defs);
+  ASSERT_TRUE(h->n);
+  std::string out;
+  ASSERT_EQ(
+      run_cli("ingest --quiet --replay --rpc " + h->rpc() + " --stream flights " + slice_path(),
+              &out),
+      0)
+      << out;
+  ASSERT_EQ(wait_applied(h->rpc(), 2 * slice().size()), 2 * slice().size());
+  ASSERT_EQ(run_cli("train late_mlp --quiet --rpc " + h->rpc(), &out), 0) << out;
+  auto c = open_client(h->rpc());
+  ASSERT_TRUE(c->promote_model("late_mlp", 1, "production"));
+  for (auto [name, kind] : {std::pair{"const_fb", "nan_when_far"},
+                            {"model_fb", "slow_when_far"},
+                            {"stale_fb", "nan_when_far"}}) {
+    auto v = c->import_model(name, "late", special(dir.path, kind));
+    ASSERT_TRUE(v) << failure_text(v);
+    ASSERT_TRUE(c->promote_model(name, *v, "production"));
+    ASSERT_TRUE(serves(*c, name, *v)) << name;
+  }
+  ASSERT_TRUE(serves(*c, "late_mlp", 1));
+  const flight *near = nullptr, *far = nullptr;
+  for (const flight& f : slice()) {
+    if (f.time < kJan8) continue;
+    if (!near && f.distance < 800) near = &f;
+    if (!far && f.distance > 2100) far = &f;
+  }
+  ASSERT_TRUE(near && far);
+
+  // The model fails (a NaN score): the constant answers, the path says why.
+  auto r = c->predict("const_fb", {departure(*near), departure(*far)});
+  ASSERT_TRUE(r) << failure_text(r);
+  EXPECT_TRUE((*r)[0].ok()) << (*r)[0].error;
+  EXPECT_EQ((*r)[0].score, 0.25);
+  EXPECT_EQ((*r)[0].path, "model");
+  EXPECT_TRUE((*r)[1].ok()) << (*r)[1].error;
+  EXPECT_EQ((*r)[1].score, 0.2);
+  EXPECT_EQ((*r)[1].path, "fallback: model error (constant)");
+  EXPECT_EQ((*r)[1].stage, "fallback");
+
+  // The model would miss the deadline (it gets 100 ms of 3 s; a far flight takes ~0.4 s): the
+  // fallback model answers, as it would have alone.
+  client::predict_options o;
+  o.deadline = std::chrono::milliseconds(3000);
+  r = c->predict("model_fb", {departure(*far)}, o);
+  ASSERT_TRUE(r) << failure_text(r);
+  ASSERT_TRUE((*r)[0].ok()) << (*r)[0].error;
+  EXPECT_EQ((*r)[0].path, "fallback: deadline (model late_mlp)");
+  auto alone = c->predict("late_mlp", {departure(*far)});
+  ASSERT_TRUE(alone) << failure_text(alone);
+  EXPECT_EQ((*r)[0].score, (*alone)[0].score);
+  EXPECT_EQ((*r)[0].version, 1u);
+
+  // Features older than the model's bound (1 s): the constant answers.
+  r = c->predict("stale_fb", {departure(*near)});
+  ASSERT_TRUE(r) << failure_text(r);
+  ASSERT_TRUE((*r)[0].ok()) << (*r)[0].error;
+  EXPECT_EQ((*r)[0].score, 0.3);
+  EXPECT_EQ((*r)[0].path, "fallback: stale features (constant)");
+
+  // Bad input is the caller's to fix: no fallback.
+  auto bad = departure(*near);
+  bad.fields.erase(bad.fields.begin() + 1);
+  r = c->predict("const_fb", {bad});
+  ASSERT_TRUE(r) << failure_text(r);
+  EXPECT_EQ((*r)[0].code, errc::invalid);
+
+  // Fallbacks are counted.
+  auto st = c->status();
+  ASSERT_TRUE(st) << failure_text(st);
+  uint64_t fallbacks = 0;
+  for (auto m : (*st)->getModels()) fallbacks += m.getFallbacks();
+  EXPECT_EQ(fallbacks, 3u);
+}
+
+TEST(Rollout, ACycleOfFallbacksIsRefusedWhenDefinitionsLoad) {
+  temp_dir dir;
+  const std::string defs = slice_example_definitions(dir.path, "cycle", false, R"(
+model { name = "a", label = "late", split = split, fallback = { model = "b" } }
+model { name = "b", label = "late", split = split, fallback = { model = "a" } }
+)");
+  auto loaded = definitions::load_file(defs);
+  ASSERT_FALSE(loaded);
+  EXPECT_NE(loaded.error_message().find("fallback cycle: a -> b -> a"), std::string::npos)
+      << loaded.error_message();
+  const std::string unknown = slice_example_definitions(dir.path, "unknown", false, R"(
+model { name = "a", label = "late", split = split, fallback = { model = "nope" } }
+)");
+  loaded = definitions::load_file(unknown);
+  ASSERT_FALSE(loaded);
+  EXPECT_NE(loaded.error_message().find("fallback model 'nope' is not defined"), std::string::npos)
+      << loaded.error_message();
 }
 
 }  // namespace
