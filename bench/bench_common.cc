@@ -31,8 +31,12 @@ result<std::string> flights_path() {
 result<std::vector<flight>> load_flights(size_t max_rows) {
   auto path = flights_path();
   if (!path) return path.failure();
-  gzFile f = gzopen(path->c_str(), "rb");
-  if (!f) return make_error("cannot open " + *path);
+  return load_flights_file(*path, max_rows);
+}
+
+result<std::vector<flight>> load_flights_file(const std::string& path, size_t max_rows) {
+  gzFile f = gzopen(path.c_str(), "rb");
+  if (!f) return make_error("cannot open " + path);
   std::vector<flight> out;
   out.reserve(max_rows);
   gzbuffer(f, 1 << 20);

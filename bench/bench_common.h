@@ -29,6 +29,9 @@ struct flight {
 result<std::string> flights_path();
 // The first `max_rows` flights of that file.
 result<std::vector<flight>> load_flights(size_t max_rows);
+// The first `max_rows` flights of a file in the same format (date,delay,distance,origin,
+// destination; gzip or plain), e.g. the committed tests/data/flights-slice.csv.gz.
+result<std::vector<flight>> load_flights_file(const std::string& path, size_t max_rows);
 
 // Publishes flights [begin, end) keyed per entity kind and shard, up to `per_msg` events per
 // message, and waits for every JetStream ack. Returns the number of messages.

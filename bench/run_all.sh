@@ -12,5 +12,6 @@ out=bench/last-run.txt
     build/bench/bench_freshness 6 2>&1 | grep -v '\] \[info\]\|^20..-..-..T'
     build/bench/bench_read 20000 2>&1 | grep -v '\] \[info\]\|^20..-..-..T\|rps='
     build/bench/bench_cluster 10 300000 2>&1 | grep -v '\] \[info\]\|^20..-..-..T'
+    build/bench/bench_predict 5000 5 2>&1 | grep -v '\] \[info\]\|^20..-..-..T'
   done
 } | tee "$out"
