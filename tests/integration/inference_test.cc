@@ -27,37 +27,6 @@ namespace {
 using client::example;
 using client::predict_options;
 
-// A node with the slice applied and late_mlp version 1 trained and in production.
-struct serving_node {
-  temp_dir dir;
-  std::unique_ptr<node_harness> h;
-  std::unique_ptr<client::connection> c;
-  bool ready = false;
-  serving_node() {
-    h = std::make_unique<node_harness>(dir.path + "/node", 5 * 60 * 1000,
-                                       serving_definitions(dir.path));
-    if (!h->n) return;
-    std::string out;
-    if (run_cli("ingest --quiet --replay --rpc " + h->rpc() + " --stream flights " + slice_path(),
-                &out) != 0) {
-      ADD_FAILURE() << out;
-      return;
-    }
-    if (wait_applied(h->rpc(), 2 * slice().size()) != 2 * slice().size()) return;
-    if (run_cli("train late_mlp --quiet --rpc " + h->rpc(), &out) != 0) {
-      ADD_FAILURE() << out;
-      return;
-    }
-    c = open_client(h->rpc());
-    auto st = c->promote_model("late_mlp", 1, "production");
-    if (!st) {
-      ADD_FAILURE() << failure_text(st);
-      return;
-    }
-    ready = true;
-  }
-};
-
 // One dataset row: its cells after prediction_time, entity, label (empty = missing).
 struct row {
   std::vector<std::string> cells;

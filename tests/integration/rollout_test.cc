@@ -81,21 +81,10 @@ bool canary_loaded(client::connection& c, uint32_t version, double share) {
 }
 
 TEST(Rollout, ACanaryServesItsShareStickyPerEntityAcrossRequestsAndARestart) {
-  temp_dir dir;
-  const std::string defs = serving_definitions(dir.path);
-  const std::string data = dir.path + "/node";
-  auto h = std::make_unique<node_harness>(data, 5 * 60 * 1000, defs);
-  ASSERT_TRUE(h->n);
+  serving_node s;
+  ASSERT_TRUE(s.ready);
+  auto& c = s.c;
   std::string out;
-  ASSERT_EQ(
-      run_cli("ingest --quiet --replay --rpc " + h->rpc() + " --stream flights " + slice_path(),
-              &out),
-      0)
-      << out;
-  ASSERT_EQ(wait_applied(h->rpc(), 2 * slice().size()), 2 * slice().size());
-  ASSERT_EQ(run_cli("train late_mlp --quiet --rpc " + h->rpc(), &out), 0) << out;
-  auto c = open_client(h->rpc());
-  ASSERT_TRUE(c->promote_model("late_mlp", 1, "production"));
   auto exported = c->export_model("late_mlp", 1);
   ASSERT_TRUE(exported) << failure_text(exported);
   auto v2 = c->import_model("late_mlp", "late", exported->artifact);
@@ -110,11 +99,11 @@ TEST(Rollout, ACanaryServesItsShareStickyPerEntityAcrossRequestsAndARestart) {
   EXPECT_EQ(st.error_code(), errc::not_found) << failure_text(st);
   st = c->promote_model("late_mlp", 2, "shadow", 0.2);
   EXPECT_EQ(st.error_code(), errc::invalid) << failure_text(st);
-  EXPECT_EQ(run_cli("models canary late_mlp --share 0.2 --rpc " + h->rpc(), &out), 2) << out;
+  EXPECT_EQ(run_cli("models canary late_mlp --share 0.2 --rpc " + s.h->rpc(), &out), 2) << out;
   EXPECT_NE(out.find("has no canary"), std::string::npos) << out;
 
-  ASSERT_EQ(run_cli("models promote late_mlp 2 --stage canary --share 0.2 --rpc " + h->rpc(), &out),
-            0)
+  ASSERT_EQ(
+      run_cli("models promote late_mlp 2 --stage canary --share 0.2 --rpc " + s.h->rpc(), &out), 0)
       << out;
   ASSERT_TRUE(canary_loaded(*c, 2, 0.2));
   const auto ex = synthetic_routes(10000);
@@ -130,7 +119,7 @@ TEST(Rollout, ACanaryServesItsShareStickyPerEntityAcrossRequestsAndARestart) {
   EXPECT_EQ(versions_of(*c, ex), first);  // sticky across requests
 
   // A larger share moves only entities into the canary, none out of it.
-  ASSERT_EQ(run_cli("models canary late_mlp --share 0.3 --rpc " + h->rpc(), &out), 0) << out;
+  ASSERT_EQ(run_cli("models canary late_mlp --share 0.3 --rpc " + s.h->rpc(), &out), 0) << out;
   ASSERT_TRUE(canary_loaded(*c, 2, 0.3));
   const auto wider = versions_of(*c, ex);
   ASSERT_EQ(wider.size(), ex.size());
@@ -143,30 +132,18 @@ TEST(Rollout, ACanaryServesItsShareStickyPerEntityAcrossRequestsAndARestart) {
   EXPECT_NEAR(static_cast<double>(moved_in) / ex.size(), 0.1, 0.02);
 
   // The same assignment after the node restarts.
-  c.reset();
-  h.reset();
-  h = std::make_unique<node_harness>(data, 5 * 60 * 1000, defs);
-  ASSERT_TRUE(h->n);
-  c = open_client(h->rpc());
+  s.start();
+  ASSERT_TRUE(s.h->n);
   ASSERT_TRUE(canary_loaded(*c, 2, 0.3));
   EXPECT_EQ(versions_of(*c, ex), wider);
 }
 
 TEST(Rollout, AShadowNeverChangesAnAnswerAndIsSkippedAndCountedWhenSlow) {
-  temp_dir dir;
-  auto h = std::make_unique<node_harness>(dir.path + "/node", 5 * 60 * 1000,
-                                          serving_definitions(dir.path));
-  ASSERT_TRUE(h->n);
+  serving_node s;
+  ASSERT_TRUE(s.ready);
+  auto& dir = s.dir;
+  auto& c = s.c;
   std::string out;
-  ASSERT_EQ(
-      run_cli("ingest --quiet --replay --rpc " + h->rpc() + " --stream flights " + slice_path(),
-              &out),
-      0)
-      << out;
-  ASSERT_EQ(wait_applied(h->rpc(), 2 * slice().size()), 2 * slice().size());
-  ASSERT_EQ(run_cli("train late_mlp --quiet --rpc " + h->rpc(), &out), 0) << out;
-  auto c = open_client(h->rpc());
-  ASSERT_TRUE(c->promote_model("late_mlp", 1, "production"));
   ASSERT_TRUE(serves(*c, "late_mlp", 1));
   std::vector<example> ex;
   for (const flight& f : slice())
@@ -250,20 +227,11 @@ model { name = "stale_fb", label = "late", kind = "logistic", epochs = 1, seed =
 )";
 
 TEST(Rollout, EachFallbackTriggerAnswersWithItsPathAndBadInputNeverFallsBack) {
-  temp_dir dir;
-  const std::string defs = slice_example_definitions(dir.path, "fallback", true, kFallbackModels);
-  auto h = std::make_unique<node_harness>(dir.path + "/node", 5 * 60 * 1000, defs);
-  ASSERT_TRUE(h->n);
+  serving_node s(kFallbackModels);
+  ASSERT_TRUE(s.ready);
+  auto& dir = s.dir;
+  auto& c = s.c;
   std::string out;
-  ASSERT_EQ(
-      run_cli("ingest --quiet --replay --rpc " + h->rpc() + " --stream flights " + slice_path(),
-              &out),
-      0)
-      << out;
-  ASSERT_EQ(wait_applied(h->rpc(), 2 * slice().size()), 2 * slice().size());
-  ASSERT_EQ(run_cli("train late_mlp --quiet --rpc " + h->rpc(), &out), 0) << out;
-  auto c = open_client(h->rpc());
-  ASSERT_TRUE(c->promote_model("late_mlp", 1, "production"));
   for (auto [name, kind] : {std::pair{"const_fb", "nan_when_far"},
                             {"model_fb", "slow_when_far"},
                             {"stale_fb", "nan_when_far"}}) {

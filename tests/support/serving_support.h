@@ -69,4 +69,43 @@ inline bool serves(client::connection& c, const std::string& model, uint32_t ver
       std::chrono::seconds(30));
 }
 
+// A node on the serving definitions (plus `extra_models`) with the slice applied and late_mlp
+// version 1 trained and in production (`ready` once all of it succeeded).
+struct serving_node {
+  temp_dir dir;
+  std::string defs;
+  std::unique_ptr<node_harness> h;
+  std::unique_ptr<client::connection> c;
+  bool ready = false;
+  explicit serving_node(const std::string& extra_models = "") {
+    defs = slice_example_definitions(dir.path, "serving", true, extra_models);
+    start();
+    if (!h->n) return;
+    std::string out;
+    if (run_cli("ingest --quiet --replay --rpc " + h->rpc() + " --stream flights " + slice_path(),
+                &out) != 0) {
+      ADD_FAILURE() << out;
+      return;
+    }
+    if (wait_applied(h->rpc(), 2 * slice().size()) != 2 * slice().size()) return;
+    if (run_cli("train late_mlp --quiet --rpc " + h->rpc(), &out) != 0) {
+      ADD_FAILURE() << out;
+      return;
+    }
+    auto st = c->promote_model("late_mlp", 1, "production");
+    if (!st) {
+      ADD_FAILURE() << failure_text(st);
+      return;
+    }
+    ready = true;
+  }
+  // (Re)starts the node on the same data dir and definitions.
+  void start() {
+    c.reset();
+    h.reset();
+    h = std::make_unique<node_harness>(dir.path + "/node", 5 * 60 * 1000, defs);
+    if (h->n) c = open_client(h->rpc());
+  }
+};
+
 }  // namespace tessera::test
