@@ -1,5 +1,7 @@
 #include "prediction_log.h"
 
+#include "cluster/nats_text.h"
+
 #include <nats/nats.h>
 #include <spdlog/spdlog.h>
 
@@ -9,13 +11,6 @@
 
 namespace tessera {
 namespace {
-
-std::string nats_text(natsStatus s) {
-  std::string m = natsStatus_GetText(s);
-  const char* last = nats_GetLastError(nullptr);
-  if (last && *last) m += std::string(" (") + last + ")";
-  return m;
-}
 
 nlohmann::json json_of(const value& v) {
   switch (v.index()) {
