@@ -345,6 +345,18 @@ int run_status(const status_args& a) {
              {"share", m.getShare()},
              {"shadow_skipped", m.getShadowSkipped()},
              {"fallbacks", m.getFallbacks()}});
+      j["follows"] = nlohmann::json::array();
+      for (auto f : st.getFollows())
+        j["follows"].push_back({{"model", f.getModel().cStr()},
+                                {"stream", f.getStream().cStr()},
+                                {"predicted", f.getPredicted()},
+                                {"skipped", f.getSkipped()},
+                                {"dead_lettered", f.getDeadLettered()},
+                                {"retried", f.getRetried()},
+                                {"duplicates", f.getDuplicates()},
+                                {"pending", f.getPending()},
+                                {"lag_p50_ms", f.getLagP50Ms()},
+                                {"lag_p99_ms", f.getLagP99Ms()}});
       std::cout << j.dump(2) << "\n";
       return 0;
     }
@@ -425,6 +437,14 @@ int run_status(const status_args& a) {
                       m.getModel().cStr(), m.getVersion(), human(m.getShadowSkipped()).c_str());
       }
     }
+    for (auto f : st.getFollows())
+      std::printf(
+          "follow %s <- %s: %s predicted, %s skipped, %s dead-lettered, %s retried, backlog %s "
+          "messages, lag p50 %.1f ms p99 %.1f ms\n",
+          f.getModel().cStr(), f.getStream().cStr(), human(f.getPredicted()).c_str(),
+          human(f.getSkipped()).c_str(), human(f.getDeadLettered()).c_str(),
+          human(f.getRetried()).c_str(), human(f.getPending()).c_str(), f.getLagP50Ms(),
+          f.getLagP99Ms());
     for (auto l : st.getApplyStages())
       if (l.getCount())
         std::printf("apply %-9s p50 %8.2f ms  p99 %8.2f ms  p99.9 %8.2f ms  (%s batches)\n",

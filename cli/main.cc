@@ -106,6 +106,11 @@ int main(int argc, char** argv) {
       ->add_option("--predict-deadline-ms", nc.predict_deadline_ms,
                    "default deadline of a predict call (callers may set their own)")
       ->capture_default_str();
+  node_cmd
+      ->add_option("--follow-ack-wait-ms", nc.follow_ack_wait_ms,
+                   "stream-following models: redeliver an event whose predictions are not stored "
+                   "within this")
+      ->capture_default_str();
   node_cmd->add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->envname("TESSERA_LOG_LEVEL")
       ->capture_default_str();

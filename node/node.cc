@@ -234,6 +234,7 @@ result<std::unique_ptr<node>> node::start(const node_config& cfg) {
   iop.batching.max_batch = static_cast<size_t>(std::max(1, cfg.predict_max_batch));
   iop.batching.max_wait = std::chrono::microseconds(std::max<int64_t>(0, cfg.predict_max_wait_us));
   iop.default_deadline_ms = static_cast<uint32_t>(std::max<int64_t>(1, cfg.predict_deadline_ms));
+  iop.follow.ack_wait_ms = std::max<int64_t>(500, cfg.follow_ack_wait_ms);
   auto inference = inference_service::start(idp, iop);
   if (!inference) {
     spdlog::error("node {}: inference is unavailable: {}", im->node_id, inference.error_message());

@@ -120,49 +120,52 @@ bool bus::connected() const {
   return natsConnection_Status(nc_) == NATS_CONN_STATUS_CONNECTED;
 }
 
-status bus::ensure_stream(const stream_def& sd) {
+status ensure_jetstream(__jsCtx* js, const jetstream_spec& spec) {
   jsStreamConfig cfg;
   jsStreamConfig_Init(&cfg);
-  std::string name = jetstream_name(sd.name);
-  std::string subj = stream_subject_prefix(sd.name) + ".>";
-  const char* subjects[] = {subj.c_str()};
-  cfg.Name = name.c_str();
+  const char* subjects[] = {spec.subject.c_str()};
+  cfg.Name = spec.name.c_str();
   cfg.Subjects = subjects;
   cfg.SubjectsLen = 1;
   cfg.Storage = js_FileStorage;
-  cfg.MaxAge = sd.max_age_us * 1000;
-  cfg.Duplicates = sd.duplicate_window_us * 1000;
-  cfg.MaxMsgSize = 1 << 20;
-  cfg.Replicas = replicas_;
+  cfg.MaxAge = spec.max_age_us * 1000;
+  cfg.MaxBytes = spec.max_bytes;
+  cfg.Duplicates = spec.duplicate_window_us * 1000;
+  cfg.MaxMsgSize = spec.max_msg_size;
+  cfg.Discard = js_DiscardOld;
+  cfg.AllowDirect = spec.allow_direct;
+  cfg.Replicas = spec.replicas;
   jsStreamInfo* si = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
-  natsStatus s = js_AddStream(&si, js_, &cfg, nullptr, &jerr);
+  natsStatus s = js_AddStream(&si, js, &cfg, nullptr, &jerr);
   if (s != NATS_OK && jerr == JSStreamNameExistErr)
-    s = js_UpdateStream(&si, js_, &cfg, nullptr, &jerr);
+    s = spec.update ? js_UpdateStream(&si, js, &cfg, nullptr, &jerr) : NATS_OK;
   if (si) jsStreamInfo_Destroy(si);
   if (s != NATS_OK)
-    return make_error(nats_error(s, ("cannot create JetStream stream " + name).c_str()));
+    return make_error(nats_error(s, ("cannot create JetStream stream " + spec.name).c_str()));
   return ok_status();
 }
 
+status bus::ensure_stream(const stream_def& sd) {
+  jetstream_spec spec;
+  spec.name = jetstream_name(sd.name);
+  spec.subject = stream_subject_prefix(sd.name) + ".>";
+  spec.max_age_us = sd.max_age_us;
+  spec.duplicate_window_us = sd.duplicate_window_us;
+  spec.max_msg_size = 1 << 20;
+  spec.replicas = replicas_;
+  spec.update = true;
+  return ensure_jetstream(js_, spec);
+}
+
 status bus::ensure_dlq_stream() {
-  jsStreamConfig cfg;
-  jsStreamConfig_Init(&cfg);
-  const char* subjects[] = {"tsr.dlq.>"};
-  cfg.Name = "TSR_DLQ";
-  cfg.Subjects = subjects;
-  cfg.SubjectsLen = 1;
-  cfg.Storage = js_FileStorage;
-  cfg.MaxAge = 7LL * 86400 * 1000000000LL;
-  cfg.MaxBytes = 1LL << 30;
-  cfg.Replicas = replicas_;
-  jsStreamInfo* si = nullptr;
-  jsErrCode jerr = static_cast<jsErrCode>(0);
-  natsStatus s = js_AddStream(&si, js_, &cfg, nullptr, &jerr);
-  if (s != NATS_OK && jerr == JSStreamNameExistErr) s = NATS_OK;
-  if (si) jsStreamInfo_Destroy(si);
-  if (s != NATS_OK) return make_error(nats_error(s, "cannot create the dead-letter stream"));
-  return ok_status();
+  jetstream_spec spec;
+  spec.name = "TSR_DLQ";
+  spec.subject = "tsr.dlq.>";
+  spec.max_age_us = 7LL * 86400 * 1000000;
+  spec.max_bytes = 1LL << 30;
+  spec.replicas = replicas_;
+  return ensure_jetstream(js_, spec);
 }
 
 result<uint64_t> bus::open_consumer(const std::string& stream, const std::string& kind,

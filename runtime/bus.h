@@ -38,6 +38,20 @@ std::string jetstream_name(const std::string& stream);  // "TSR_<stream>"
 // a node declared dead while alive) each read the whole shard instead of splitting it.
 std::string consumer_name(const std::string& kind, uint32_t shard, const std::string& node_id);
 
+// A JetStream stream to create (or, with `update`, whose limits to bring up to date).
+struct jetstream_spec {
+  std::string name;                 // e.g. "TSR_DLQ"
+  std::string subject;              // its one subject filter, e.g. "tsr.dlq.>"
+  int64_t max_age_us = 0;           // 0: unlimited
+  int64_t max_bytes = -1;           // -1: unlimited
+  int64_t duplicate_window_us = 0;  // 0: the server's default (2 min)
+  int32_t max_msg_size = -1;
+  bool allow_direct = false;  // direct gets (reads without a consumer)
+  bool update = false;        // an existing stream takes these limits
+  int replicas = 1;
+};
+status ensure_jetstream(__jsCtx* js, const jetstream_spec& spec);
+
 // One message delivered to a consumer's pull, or the end of a pull.
 struct delivery {
   uint64_t pull_no = 0;

@@ -148,6 +148,18 @@ struct model_def {
     int64_t reserve_us = 20000;  // 20 ms of the deadline kept for the fallback
     bool any() const { return has_constant || !model.empty(); }
   } fallback;
+  // Stream-following (`follow = { stream = "departures", when = "distance > 100" }`): one
+  // prediction per event of `stream` for which `when` holds, at the event's time, built from
+  // the event's fields that the label's stream has; published on tsr.pred.<model>
+  // (actors/inference/follower.h). `from_start`: a new follower starts at the stream's first
+  // event instead of its next one. Empty stream: the model follows nothing.
+  struct follow_def {
+    std::string stream;
+    std::string when;
+    std::shared_ptr<const expr> when_expr;  // slots = indices into the stream's fields
+    bool from_start = false;
+    bool any() const { return !stream.empty(); }
+  } follow;
 };
 
 class definitions {

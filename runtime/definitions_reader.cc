@@ -440,6 +440,46 @@ class definitions_builder {
     return ok_status();
   }
 
+  // follow = { stream = "departures", when = "expr", from = "new" | "start" }: the stream
+  // exists and its events are kept (some view reads it), it has the label entity's key fields,
+  // and `when` compiles over its fields.
+  static status read_follow(lua_State* L, int t, const definitions& defs, const label_def& l,
+                            const std::string& w, model_def::follow_def& f) {
+    lua_getfield(L, t, "follow");
+    struct pop {
+      lua_State* L;
+      ~pop() { lua_pop(L, 1); }
+    } popped{L};
+    if (lua_isnil(L, -1)) return ok_status();
+    const std::string shape = " (follow = { stream = \"name\", when = \"expr\", from = \"new\" })";
+    if (!lua_istable(L, -1)) return make_error(w + "follow must be a table" + shape);
+    const int ft = lua_gettop(L);
+    if (auto bad = unknown_keys(L, ft, {"stream", "when", "from"}); !bad.empty())
+      return make_error(w + "follow: unknown key(s) " + bad + shape);
+    f.stream = str_field(L, ft, "stream");
+    const stream_def* s = defs.find_stream(f.stream);
+    if (!s) return make_error(w + "follow: unknown stream '" + f.stream + "'");
+    if (defs.plans_for_stream(f.stream).empty())
+      return make_error(w + "follow: stream " + f.stream +
+                        " feeds no view, so its events are not kept; declare a view on it");
+    const entity_def* e = defs.find_entity(l.entity);
+    for (auto& k : e->key_fields)
+      if (s->field_index(k) < 0)
+        return make_error(w + "follow: stream " + f.stream + " lacks field " + k + ", part of " +
+                          l.entity + "'s key (the label's entity)");
+    const std::string from = str_field(L, ft, "from", "new");
+    if (from != "new" && from != "start")
+      return make_error(w + "follow.from must be \"new\" or \"start\"");
+    f.from_start = from == "start";
+    f.when = str_field(L, ft, "when");
+    if (!f.when.empty()) {
+      auto c = compile_expr(f.when, [s](const std::string& n) { return s->field_index(n); });
+      if (!c) return make_error(w + "follow.when: " + c.error_message());
+      f.when_expr = std::move(*c);
+    }
+    return ok_status();
+  }
+
   static status read_models(lua_State* L, int decl, definitions& defs, const where_fn& where) {
     lua_getfield(L, decl, "models");
     for (lua_Integer i = 1, n = luaL_len(L, -1); i <= n; ++i) {
@@ -451,10 +491,11 @@ class definitions_builder {
       if (!valid_name(m.name))
         return make_error(where(t) + "model needs a name of letters, digits and _ (got '" + m.name +
                           "')");
-      if (auto bad = unknown_keys(L, t,
-                                  {"name", "label", "kind", "hidden", "epochs", "batch_size",
-                                   "learning_rate", "weight_decay", "seed", "features", "split",
-                                   "log_sample", "shadow_sample", "fallback", "max_feature_age"});
+      if (auto bad = unknown_keys(
+              L, t,
+              {"name", "label", "kind", "hidden", "epochs", "batch_size", "learning_rate",
+               "weight_decay", "seed", "features", "split", "log_sample", "shadow_sample",
+               "fallback", "max_feature_age", "follow"});
           !bad.empty())
         return make_error(w + "unknown key(s) " + bad);
       if (defs.find_model(m.name)) return make_error(w + "defined twice");
@@ -520,6 +561,7 @@ class definitions_builder {
         return make_error(w + "fallback = { model = \"name\" } or { constant = 0.5 }");
       }
       lua_pop(L, 1);
+      if (auto st = read_follow(L, t, defs, *l, w, m.follow); !st) return st;
       m.shadow_sample = num_field(L, t, "shadow_sample", m.shadow_sample);
       if (!(m.shadow_sample >= 0 && m.shadow_sample <= 1))
         return make_error(w + "shadow_sample must be in [0, 1] (the share of examples shadowed)");

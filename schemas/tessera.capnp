@@ -140,6 +140,22 @@ struct NodeStatus {
   snapshotsUnchanged @25 :UInt64;
   # The model versions this node serves (inference family), one entry per loaded version.
   models @26 :List(ModelServing);
+  # Stream-following models (`model { follow = ... }`): this node's share of the work.
+  follows @27 :List(FollowStatus);
+}
+
+# A model following a stream: one prediction per event, on tsr.pred.<model>.
+struct FollowStatus {
+  model @0 :Text;
+  stream @1 :Text;
+  predicted @2 :UInt64;     # predictions stored by this node (de-duplicated ones not counted)
+  skipped @3 :UInt64;       # events its `when` left out
+  deadLettered @4 :UInt64;  # events that could not be predicted (tsr.dlq.pred.<model>)
+  retried @5 :UInt64;       # event messages delivered again (transient failure, node lost)
+  duplicates @6 :UInt64;    # publishes JetStream had stored already
+  pending @7 :UInt64;       # event messages no node has taken yet (the consumer's backlog)
+  lagP50Ms @8 :Float64;     # event message stored → its predictions stored
+  lagP99Ms @9 :Float64;
 }
 
 # One model version as a node serves it (figures since the version was loaded on this node).

@@ -159,6 +159,22 @@ void inference_rpc::fill_status(wire::NodeStatus::Builder st) const {
     const uint64_t fw = m.batch->forwards();
     b.setMeanBatch(fw ? static_cast<double>(m.batch->rows()) / static_cast<double>(fw) : 0);
   }
+  auto follows = s->follows();
+  auto fl = st.initFollows(static_cast<unsigned>(follows.size()));
+  for (size_t i = 0; i < follows.size(); ++i) {
+    auto b = fl[static_cast<unsigned>(i)];
+    const auto& f = follows[i];
+    b.setModel(f.model);
+    b.setStream(f.stream);
+    b.setPredicted(f.predicted);
+    b.setSkipped(f.skipped);
+    b.setDeadLettered(f.dead_lettered);
+    b.setRetried(f.retried);
+    b.setDuplicates(f.duplicates);
+    b.setPending(f.pending);
+    b.setLagP50Ms(f.lag_p50_ms);
+    b.setLagP99Ms(f.lag_p99_ms);
+  }
 }
 
 }  // namespace tessera

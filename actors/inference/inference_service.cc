@@ -43,6 +43,15 @@ result<std::unique_ptr<inference_service>> inference_service::start(deps d, opti
   torchscript_model::set_threads(1);
   if (auto st = s->models_->start(); !st) return st.failure();
   if (auto st = s->predictor_->serve(); !st) return st.failure();
+  follower::deps fd;
+  fd.defs = s->d_.defs;
+  fd.nats = s->d_.nats;
+  fd.predict = s->predictor_.get();
+  fd.node_id = s->d_.node_id;
+  fd.replicas = s->d_.replicas;
+  auto fol = follower::start(fd, o.follow);
+  if (!fol) return fol.failure();
+  s->follower_ = std::move(fol.value());
   return s;
 }
 
@@ -53,6 +62,7 @@ inference_service::~inference_service() {
 void inference_service::stop() {
   if (stopped_) return;
   stopped_ = true;
+  if (follower_) follower_->stop();  // before the predictor: its calls in flight finish
   if (predictor_ && !predictor_->drain(std::chrono::seconds(5)))
     spdlog::warn("inference: calls still in flight after 5 s at stop");
   if (models_) models_->stop();
@@ -80,6 +90,10 @@ result<prediction_log::page> inference_service::tail(const std::string& model, s
 
 std::vector<model_table::status_entry> inference_service::serving() const {
   return models_->serving();
+}
+
+std::vector<follower::status_entry> inference_service::follows() const {
+  return follower_ ? follower_->status() : std::vector<follower::status_entry>{};
 }
 
 uint64_t inference_service::log_drops() const {

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "batcher.h"
+#include "follower.h"
 #include "messages.h"
 #include "model_table.h"
 #include "prediction_log.h"
@@ -47,6 +48,7 @@ class inference_service {
     uint32_t default_deadline_ms = 1000;
     bool log = true;
     prediction_log::options log_options;
+    follower::options follow;
   };
   static result<std::unique_ptr<inference_service>> start(deps d, options o);
   ~inference_service();
@@ -65,6 +67,7 @@ class inference_service {
 
   std::vector<model_table::status_entry> serving() const;
   uint64_t log_drops() const;
+  std::vector<follower::status_entry> follows() const;
   model_table& models() const { return *models_; }
   prediction_log* log() const { return log_.get(); }
 
@@ -77,6 +80,7 @@ class inference_service {
   std::unique_ptr<prediction_log> log_;
   std::unique_ptr<worker_pool> workers_;
   std::unique_ptr<predictor> predictor_;
+  std::unique_ptr<follower> follower_;  // models declared with `follow`
   bool stopped_ = false;
 };
 

@@ -1,5 +1,6 @@
 #include "prediction_log.h"
 
+#include "bus.h"
 #include "cluster/nats_text.h"
 
 #include <nats/nats.h>
@@ -61,26 +62,15 @@ result<std::unique_ptr<prediction_log>> prediction_log::start(__jsCtx* js, optio
   std::unique_ptr<prediction_log> p(new prediction_log());
   p->js_ = js;
   p->opts_ = o;
-  jsStreamConfig cfg;
-  jsStreamConfig_Init(&cfg);
-  const char* subjects[] = {"tsr.plog.>"};
-  cfg.Name = kStream;
-  cfg.Subjects = subjects;
-  cfg.SubjectsLen = 1;
-  cfg.Storage = js_FileStorage;
-  cfg.Replicas = o.replicas;
-  cfg.MaxAge = o.max_age_us * 1000;
-  cfg.MaxBytes = o.max_bytes;
-  cfg.Discard = js_DiscardOld;
-  cfg.AllowDirect = true;
-  jsStreamInfo* si = nullptr;
-  jsErrCode jerr = static_cast<jsErrCode>(0);
-  natsStatus st = js_AddStream(&si, js, &cfg, nullptr, &jerr);
-  if (st != NATS_OK && jerr == JSStreamNameExistErr) st = NATS_OK;
-  if (si) jsStreamInfo_Destroy(si);
-  if (st != NATS_OK)
-    return make_error(std::string("cannot create the prediction log stream ") + kStream + ": " +
-                      nats_text(st));
+  jetstream_spec spec;
+  spec.name = kStream;
+  spec.subject = "tsr.plog.>";
+  spec.max_age_us = o.max_age_us;
+  spec.max_bytes = o.max_bytes;
+  spec.allow_direct = true;
+  spec.replicas = o.replicas;
+  if (auto st = ensure_jetstream(js, spec); !st)
+    return make_error("cannot create the prediction log: " + st.error_message());
   p->writer_ = std::thread([raw = p.get()] { raw->run(); });
   return p;
 }

@@ -42,6 +42,9 @@ struct node_config {
   int predict_max_batch = 64;          // rows per forward pass
   int64_t predict_max_wait_us = 300;   // wait for announced rows (only when some are on their way)
   int64_t predict_deadline_ms = 1000;  // default deadline of a predict call
+  // Stream-following models: an event message whose predictions are not stored within this is
+  // delivered again (to any node).
+  int64_t follow_ack_wait_ms = 10000;
 };
 
 class node {

@@ -16,9 +16,11 @@ inline constexpr int64_t kJan12 = 979257600000000;  // 2001-01-12T00:00:00Z
 
 // The flights example with its split moved onto the committed slice (2001-01-01..11), written
 // to DIR/NAME.lua with `extra` appended; with `serving`, views that keep 30 days for as-of reads
-// (the inference tests predict flights days before the stream's clock).
+// (the inference tests predict flights days before the stream's clock). `late_mlp_options`
+// (e.g. "follow = { ... },") go into late_mlp's declaration.
 inline std::string slice_example_definitions(const std::string& dir, const std::string& name,
-                                             bool serving, const std::string& extra = "") {
+                                             bool serving, const std::string& extra = "",
+                                             const std::string& late_mlp_options = "") {
   std::ifstream in(flights_example_definitions());
   std::stringstream ss;
   ss << in.rdbuf();
@@ -33,6 +35,9 @@ inline std::string slice_example_definitions(const std::string& dir, const std::
   replace("validation = { \"2001-05-01\", \"2001-06-01\" }",
           "validation = { \"2001-01-07\", \"2001-01-08\" }");
   replace("test = { \"2001-06-01\", \"2001-07-01\" }", "test = { \"2001-01-08\", \"2001-01-12\" }");
+  if (!late_mlp_options.empty())
+    replace("model { name = \"late_mlp\", label = \"late\",",
+            "model { name = \"late_mlp\", label = \"late\", " + late_mlp_options);
   if (serving) {
     replace("ttl = \"6h\",", "ttl = \"6h\", as_of_horizon = \"30d\",");
     replace("ttl = \"7d\",", "ttl = \"7d\", as_of_horizon = \"30d\",");
@@ -77,8 +82,9 @@ struct serving_node {
   std::unique_ptr<node_harness> h;
   std::unique_ptr<client::connection> c;
   bool ready = false;
-  explicit serving_node(const std::string& extra_models = "") {
-    defs = slice_example_definitions(dir.path, "serving", true, extra_models);
+  explicit serving_node(const std::string& extra_models = "",
+                        const std::string& late_mlp_options = "") {
+    defs = slice_example_definitions(dir.path, "serving", true, extra_models, late_mlp_options);
     start();
     if (!h->n) return;
     std::string out;
