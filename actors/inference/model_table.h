@@ -1,8 +1,8 @@
 // The model versions this node serves, following the registry: a watcher (one ordered KV
 // consumer on TSR_MODELS) sees every head change; the versions a head puts in production,
-// canary, A/B arms and shadow are loaded and warmed (serving_model.h) before they take traffic, then
-// swapped in atomically; requests holding an old one finish on it. A version that fails to load
-// leaves the previous one serving; serving() says why. Versions asked for by number (pinned)
+// canary, A/B arms and shadow are loaded and warmed (serving_model.h) before they take traffic,
+// then swapped in atomically; requests holding an old one finish on it. A version that fails to
+// load leaves the previous one serving; serving() says why. Versions asked for by number (pinned)
 // are loaded on first use and kept (a few per model).
 // Lifecycle: owned by the inference service; start() loads every version in use at start (so a
 // node serves from its first request), stop() joins the watcher.
