@@ -344,7 +344,10 @@ int run_status(const status_args& a) {
              {"load_error", m.getLoadError().cStr()},
              {"share", m.getShare()},
              {"shadow_skipped", m.getShadowSkipped()},
-             {"fallbacks", m.getFallbacks()}});
+             {"fallbacks", m.getFallbacks()},
+             {"arm", m.getArm().cStr()},
+             {"mean_score", m.getMeanScore()},
+             {"scores", m.getScores()}});
       j["follows"] = nlohmann::json::array();
       for (auto f : st.getFollows())
         j["follows"].push_back({{"model", f.getModel().cStr()},
@@ -417,15 +420,18 @@ int run_status(const status_args& a) {
       std::printf("\n");
     }
     if (st.getModels().size()) {
-      std::printf("%-24s %7s %-10s %9s %9s %9s %6s %9s %9s\n", "model (served here)", "version",
-                  "stage", "req/s", "p50 ms", "p99 ms", "batch", "errors", "log drops");
+      std::printf("%-24s %7s %-14s %9s %9s %9s %9s %6s %9s %6s %9s\n", "model (served here)",
+                  "version", "stage", "examples", "req/s", "p50 ms", "p99 ms", "batch", "errors",
+                  "mean", "log drops");
       for (auto m : st.getModels()) {
         std::string stage = m.getStage().cStr();
-        if (stage == "canary") stage += " " + std::to_string(std::lround(100 * m.getShare())) + "%";
-        std::printf("%-24s %7u %-10s %9.1f %9.2f %9.2f %6.1f %9s %9s\n", m.getModel().cStr(),
-                    m.getVersion(), stage.c_str(), m.getRequestsPerSecond(), m.getP50Micros() / 1e3,
-                    m.getP99Micros() / 1e3, m.getMeanBatch(), human(m.getErrors()).c_str(),
-                    human(m.getLogDrops()).c_str());
+        if (std::string(m.getArm().cStr()) == "ab" && stage != "ab") stage += " ab";
+        if (m.getArm().size()) stage += " " + fmt::format("{:g}", 100 * m.getShare()) + "%";
+        std::printf("%-24s %7u %-14s %9s %9.1f %9.2f %9.2f %6.1f %9s %6.3f %9s\n",
+                    m.getModel().cStr(), m.getVersion(), stage.c_str(),
+                    human(m.getRequests()).c_str(), m.getRequestsPerSecond(),
+                    m.getP50Micros() / 1e3, m.getP99Micros() / 1e3, m.getMeanBatch(),
+                    human(m.getErrors()).c_str(), m.getMeanScore(), human(m.getLogDrops()).c_str());
         if (m.getLoadError().size())
           std::printf("  %s v%u not serving: %s\n", m.getModel().cStr(), m.getVersion(),
                       m.getLoadError().cStr());

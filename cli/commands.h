@@ -56,11 +56,13 @@ int run_train(const train_args& a);
 
 struct models_args {
   std::string rpc;
-  std::string action;  // list show promote rollback import export
+  std::string action;  // list show promote canary ab rollback import export
   std::string name;
   uint32_t version = 0;
   std::string stage = "production";
-  double share = -1;  // promote --stage canary --share S; models canary M --share S
+  double share = -1;              // promote --stage canary --share S; models canary M --share S
+  std::vector<std::string> arms;  // models ab M --arm V=SHARE ...
+  bool clear = false;             // models ab M --clear
   std::string label;
   std::string file;
   bool json = false;

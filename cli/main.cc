@@ -162,22 +162,31 @@ int main(int argc, char** argv) {
   auto* models_cmd = app.add_subcommand("models", "the model registry");
   models_cmd->require_subcommand(1);
   auto* m_list = models_cmd->add_subcommand("list", "every model with its versions and stages");
-  auto* m_show = models_cmd->add_subcommand("show", "one version: lineage, metrics, inputs");
+  auto* m_show = models_cmd->add_subcommand(
+      "show",
+      "the model (stages, shares, A/B arms, fallback, shadow sample, max feature age) and one "
+      "version: lineage, metrics, inputs");
   auto* m_promote = models_cmd->add_subcommand(
       "promote", "move a version to a stage (default production; atomic)");
   auto* m_canary = models_cmd->add_subcommand(
       "canary", "change the share of label entities the canary version serves");
   m_canary->add_option("--share", ma.share, "share of entities in [0, 1]")->required();
+  auto* m_ab = models_cmd->add_subcommand(
+      "ab",
+      "A/B arms: versions answering for shares of the label entities (sticky), production the "
+      "rest; e.g. tessera models ab late_mlp --arm 3=0.5 --arm 4=0.5, or --clear");
+  m_ab->add_option("--arm", ma.arms, "VERSION=SHARE (share in [0, 1]; shares sum to at most 1)");
+  m_ab->add_flag("--clear", ma.clear, "end the A/B test (production answers for every entity)");
   auto* m_rollback = models_cmd->add_subcommand(
       "rollback", "production goes back to the previous production version");
   auto* m_import = models_cmd->add_subcommand(
       "import", "register a TorchScript file (e.g. from PyTorch) as a candidate");
   auto* m_export =
       models_cmd->add_subcommand("export", "write a version's TorchScript artifact to a file");
-  for (auto* c : {m_list, m_show, m_promote, m_canary, m_rollback, m_import, m_export})
+  for (auto* c : {m_list, m_show, m_promote, m_canary, m_ab, m_rollback, m_import, m_export})
     add_rpc(c, ma.rpc);
   for (auto* c : {m_list, m_show}) c->add_flag("--json", ma.json, "JSON output");
-  for (auto* c : {m_show, m_promote, m_canary, m_rollback, m_import, m_export})
+  for (auto* c : {m_show, m_promote, m_canary, m_ab, m_rollback, m_import, m_export})
     c->add_option("name", ma.name, "model name")->required();
   for (auto* c : {m_show, m_export})
     c->add_option("--version,-v", ma.version, "version (default: production, else the latest)");
@@ -317,7 +326,7 @@ int main(int argc, char** argv) {
   if (predict_cmd->parsed()) return tessera::cli::run_predict(pa);
   if (p_tail->parsed()) return tessera::cli::run_predictions_tail(pla);
   if (skew_cmd->parsed()) return tessera::cli::run_skew(ska);
-  for (auto* c : {m_list, m_show, m_promote, m_canary, m_rollback, m_import, m_export})
+  for (auto* c : {m_list, m_show, m_promote, m_canary, m_ab, m_rollback, m_import, m_export})
     if (c->parsed()) {
       ma.action = c->get_name();
       return tessera::cli::run_models(ma);

@@ -9,6 +9,8 @@
 #include <sstream>
 #include <thread>
 
+#include <fmt/format.h>
+
 #include "cli_util.h"
 #include "commands.h"
 #include "tessera/client.h"
@@ -31,6 +33,63 @@ std::string text_list(capnp::List<capnp::Text>::Reader l) {
   nlohmann::json j = nlohmann::json::array();
   for (auto t : l) j.push_back(std::string(t.cStr()));
   return j.dump();
+}
+
+std::string percent(double share) {
+  return fmt::format("{:g}%", 100 * share);
+}
+
+// The model as a whole (describeModel's JSON), a few lines.
+void print_overview(const nlohmann::json& d) {
+  const auto& def = d["definition"];
+  std::string head = d["name"].get<std::string>() + "  production " +
+                     (d["production"].is_null() ? std::string("none")
+                                                : "v" + d["production"].dump() + " (" +
+                                                      percent(d["production_share"]) + ")");
+  if (def.is_object()) head += "  label " + def["label"].get<std::string>();
+  std::printf("%s\n", head.c_str());
+  std::string versions;
+  for (auto& v : d["versions"])
+    versions += (versions.empty() ? "" : ", ") + ("v" + v["version"].dump() + " ") +
+                v["stage"].get<std::string>();
+  std::printf("  versions: %s\n", versions.empty() ? "none registered" : versions.c_str());
+  if (d["canary"].is_object())
+    std::printf("  canary: v%u %s\n", d["canary"]["version"].get<uint32_t>(),
+                percent(d["canary"]["share"]).c_str());
+  if (!d["ab"].empty()) {
+    std::string arms;
+    for (auto& a : d["ab"])
+      arms += (arms.empty() ? "" : ", ") + ("v" + a["version"].dump() + " ") + percent(a["share"]);
+    std::printf("  A/B arms: %s; production the rest\n", arms.c_str());
+  }
+  if (!d["shadows"].empty()) {
+    std::string sh;
+    for (auto& v : d["shadows"]) sh += (sh.empty() ? "v" : ", v") + v.dump();
+    std::printf("  shadows: %s (shadow sample %s)\n", sh.c_str(),
+                def.is_object() ? percent(def["shadow_sample"]).c_str() : "?");
+  } else if (def.is_object()) {
+    std::printf("  shadow sample: %s\n", percent(def["shadow_sample"]).c_str());
+  }
+  if (!d["production_history"].empty())
+    std::printf("  production history: %s\n", d["production_history"].dump().c_str());
+  if (!def.is_object()) {
+    std::printf("  (not in this node's definitions: no fallback, no feature age bound)\n");
+    return;
+  }
+  const auto& fb = def["fallback"];
+  if (fb.is_null())
+    std::printf("  fallback: none\n");
+  else if (fb.contains("constant"))
+    std::printf("  fallback: constant %g (reserve %s)\n", fb["constant"].get<double>(),
+                fb["reserve"].get<std::string>().c_str());
+  else
+    std::printf("  fallback: model %s (reserve %s)\n", fb["model"].get<std::string>().c_str(),
+                fb["reserve"].get<std::string>().c_str());
+  std::printf("  max feature age: %s\n", def["max_feature_age"].is_null()
+                                             ? "none"
+                                             : def["max_feature_age"].get<std::string>().c_str());
+  if (!def["takes_scores_of"].empty())
+    std::printf("  takes the scores of: %s\n", def["takes_scores_of"].dump().c_str());
 }
 
 }  // namespace
@@ -110,12 +169,28 @@ int run_models(const models_args& a) {
     return 0;
   }
   if (a.action == "show") {
+    // Without -v: the model as a whole first (stages, shares, arms, fallback, ...), then its
+    // production (else latest) version; a model only defined, not registered, has no version.
+    nlohmann::json overview;
+    if (!a.version) {
+      auto d = conn->describe_model_json(a.name);
+      if (!d) return fail(a.rpc, d);
+      overview = nlohmann::json::parse(*d);
+    }
+    const bool has_version = a.version || !overview["versions"].empty();
     if (a.json) {
-      auto j = conn->show_model_json(a.name, a.version);
-      if (!j) return fail(a.rpc, j);
-      std::cout << nlohmann::json::parse(*j).dump(2) << "\n";
+      nlohmann::json out = nlohmann::json::object();
+      if (has_version) {
+        auto j = conn->show_model_json(a.name, a.version);
+        if (!j) return fail(a.rpc, j);
+        out = nlohmann::json::parse(*j);
+      }
+      if (!a.version) out["model"] = overview;
+      std::cout << out.dump(2) << "\n";
       return 0;
     }
+    if (!a.version) print_overview(overview);
+    if (!has_version) return 0;
     auto shown = conn->show_model(a.name, a.version);
     if (!shown) return fail(a.rpc, shown);
     auto m = shown->get();
@@ -172,6 +247,48 @@ int run_models(const models_args& a) {
     if (!st) return fail(a.rpc, st);
     std::printf("%s version %u is the canary for %.1f%% of entities\n", a.name.c_str(), canary,
                 100 * a.share);
+    return 0;
+  }
+  if (a.action == "ab") {
+    if (a.clear == !a.arms.empty()) {
+      std::fprintf(stderr,
+                   "error: give the arms (--arm VERSION=SHARE, once per version) or --clear\n");
+      return 2;
+    }
+    std::vector<std::pair<uint32_t, double>> arms;
+    for (auto& text : a.arms) {
+      const auto eq = text.find('=');
+      char* end = nullptr;
+      const unsigned long v = eq == std::string::npos ? 0 : std::strtoul(text.c_str(), &end, 10);
+      const bool version_ok = eq != std::string::npos && end == text.c_str() + eq && v > 0;
+      double share = 0;
+      bool share_ok = false;
+      if (version_ok) {
+        const std::string s = text.substr(eq + 1);
+        share = std::strtod(s.c_str(), &end);
+        share_ok = !s.empty() && end == s.c_str() + s.size();
+      }
+      if (!version_ok || !share_ok) {
+        std::fprintf(stderr, "error: --arm %s: expected VERSION=SHARE, e.g. --arm 3=0.5\n",
+                     text.c_str());
+        return 2;
+      }
+      arms.emplace_back(static_cast<uint32_t>(v), share);
+    }
+    auto st = conn->set_ab_arms(a.name, arms);
+    if (!st) return fail(a.rpc, st);
+    if (arms.empty()) {
+      std::printf("%s: no A/B arms; production answers for every entity\n", a.name.c_str());
+      return 0;
+    }
+    double rest = 1;
+    std::string text;
+    for (auto& [v, share] : arms) {
+      text += fmt::format("{}v{} {}", text.empty() ? "" : ", ", v, percent(share));
+      rest -= share;
+    }
+    std::printf("%s A/B arms: %s; production %s\n", a.name.c_str(), text.c_str(),
+                percent(std::max(0.0, rest)).c_str());
     return 0;
   }
   if (a.action == "rollback") {

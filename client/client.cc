@@ -193,6 +193,7 @@ result<std::vector<model_summary>> connection::list_models() {
                     for (auto v : m.getVersions())
                       ms.versions.push_back(
                           {v.getVersion(), v.getStage(), v.getCreated(), v.getShare()});
+                    for (auto a : m.getAb()) ms.ab.emplace_back(a.getVersion(), a.getShare());
                     out.push_back(std::move(ms));
                   }
                   return out;
@@ -263,6 +264,39 @@ tessera::status connection::promote_model(const std::string& name, uint32_t vers
               true)
           .get();
   return r;
+}
+
+tessera::status connection::set_ab_arms(const std::string& name,
+                                        const std::vector<std::pair<uint32_t, double>>& arms) {
+  return impl_
+      ->start<ok_t>(
+          [name, arms](session& s) {
+            auto req = s.training.setArmsRequest();
+            req.setName(name);
+            auto l = req.initArms(static_cast<unsigned>(arms.size()));
+            for (size_t i = 0; i < arms.size(); ++i) {
+              l[static_cast<unsigned>(i)].setVersion(arms[i].first);
+              l[static_cast<unsigned>(i)].setShare(arms[i].second);
+            }
+            return req.send().then(
+                [](capnp::Response<wire::Training::SetArmsResults>) { return ok_t{}; });
+          },
+          true)
+      .get();
+}
+
+result<std::string> connection::describe_model_json(const std::string& name) {
+  return impl_
+      ->start<std::string>(
+          [name](session& s) {
+            auto req = s.training.describeModelRequest();
+            req.setName(name);
+            return req.send().then([](capnp::Response<wire::Training::DescribeModelResults> r) {
+              return std::string(r.getJson().cStr(), r.getJson().size());
+            });
+          },
+          true)
+      .get();
 }
 
 result<uint32_t> connection::rollback_model(const std::string& name) {

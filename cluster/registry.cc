@@ -1,5 +1,7 @@
 #include "registry.h"
 
+#include <algorithm>
+#include <cmath>
 #include <random>
 
 #include "hash.h"
@@ -27,17 +29,87 @@ std::string random_id() {
   return buf;
 }
 
+// An archived version leaves its A/B arm (production takes its slots).
+void drop_archived_arms(nlohmann::json& head) {
+  if (!head.contains("ab")) return;
+  auto& arms = head["ab"];
+  for (size_t a = arms.size(); a-- > 0;)
+    if (head["versions"][std::to_string(arms[a]["version"].get<uint32_t>())]["stage"] == "archived")
+      arms.erase(a);
+  if (arms.empty()) head.erase("ab");
+}
+
 }  // namespace
 
-bool in_canary(const std::string& model, const std::string& key, double share) {
-  if (share <= 0) return false;
-  if (share >= 1) return true;
+uint64_t entity_slot(const std::string& model, const std::string& key) {
   uint64_t h = fnv1a_update(fnv1a_update(kFnvOffsetBasis, model), "\x1f");
   h = fnv1a_update(h, key);
   h ^= h >> 33;  // FNV's low bits are weak for short keys: mix before taking a fraction
   h *= 0xff51afd7ed558ccdULL;
   h ^= h >> 33;
-  return static_cast<double>(h >> 11) * 0x1.0p-53 < share;
+  return h >> 32;
+}
+
+uint64_t share_slots(double share) {
+  if (!(share > 0)) return 0;
+  if (share >= 1) return kSlots;
+  return static_cast<uint64_t>(std::llround(share * static_cast<double>(kSlots)));
+}
+
+bool in_canary(const std::string& model, const std::string& key, double share) {
+  return entity_slot(model, key) < share_slots(share);
+}
+
+bool in_ranges(const std::vector<slot_range>& ranges, uint64_t slot) {
+  for (auto& [from, to] : ranges)
+    if (slot >= from && slot < to) return true;
+  return false;
+}
+
+std::vector<std::vector<slot_range>> arm_ranges(
+    const std::vector<std::pair<uint32_t, std::vector<slot_range>>>& before,
+    const std::vector<ab_arm>& arms) {
+  std::vector<std::vector<slot_range>> out(arms.size());
+  std::vector<uint64_t> missing(arms.size());
+  std::vector<slot_range> taken;
+  for (size_t a = 0; a < arms.size(); ++a) {
+    uint64_t want = share_slots(arms[a].share);
+    for (auto& [v, ranges] : before) {
+      if (v != arms[a].version) continue;
+      for (auto r : ranges) {  // keep the arm's slots, in order, up to its new share
+        if (!want) break;
+        r.second = std::min(r.second, r.first + want);
+        want -= r.second - r.first;
+        out[a].push_back(r);
+        taken.push_back(r);
+      }
+    }
+    missing[a] = want;
+  }
+  std::sort(taken.begin(), taken.end());
+  std::vector<slot_range> free;  // the complement of what is kept, ascending
+  uint64_t at = 0;
+  for (auto& [from, to] : taken) {
+    if (from > at) free.emplace_back(at, from);
+    at = std::max(at, to);
+  }
+  if (at < kSlots) free.emplace_back(at, kSlots);
+  size_t f = 0;
+  for (size_t a = 0; a < arms.size(); ++a) {
+    while (missing[a] && f < free.size()) {
+      auto& [from, to] = free[f];
+      const uint64_t n = std::min(missing[a], to - from);
+      if (!out[a].empty() && out[a].back().second == from)
+        out[a].back().second += n;  // adjacent: one range
+      else
+        out[a].emplace_back(from, from + n);
+      from += n;
+      missing[a] -= n;
+      if (from == to) ++f;
+    }
+    std::sort(out[a].begin(), out[a].end());
+  }
+  return out;
 }
 
 bool valid_stage(const std::string& s) {
@@ -126,6 +198,10 @@ result<nlohmann::json> model_registry::list() const {
     }
     std::sort(m["versions"].begin(), m["versions"].end(),
               [](auto& a, auto& b) { return a["version"] < b["version"]; });
+    if (j.contains("ab")) {
+      m["ab"] = nlohmann::json::array();
+      for (auto& a : j["ab"]) m["ab"].push_back({{"version", a["version"]}, {"share", a["share"]}});
+    }
     out.push_back(std::move(m));
   }
   return out;
@@ -201,6 +277,12 @@ status model_registry::promote(const std::string& name, uint32_t version, const 
     if (!v) return v.failure();
     const std::string key = std::to_string(*v);
     if (stage == "canary") {
+      if (j.contains("ab") && !j["ab"].empty())
+        return make_error("model " + name +
+                              " has A/B arms: a model has a canary or arms, not both (end the "
+                              "A/B test first: tessera models ab " +
+                              name + " --clear)",
+                          errc::invalid);
       if (j["versions"][key]["stage"] == "production")
         return make_error("version " + key + " is in production: a canary is another version",
                           errc::invalid);
@@ -220,10 +302,75 @@ status model_registry::promote(const std::string& name, uint32_t version, const 
       }
     }
     j["versions"][key]["stage"] = stage;
+    drop_archived_arms(j);
     auto w = kv_->update(name, j.dump(), rev);
     if (w.ok) return ok_status();
     if (!w.conflict) return make_error("cannot promote " + name + ": " + w.error);
     return lost_cas("cannot promote " + name +
+                    ": the registry kept changing under concurrent writers; retry");
+  });
+}
+
+status model_registry::set_arms(const std::string& name, const std::vector<ab_arm>& arms) {
+  double sum = 0;
+  for (size_t a = 0; a < arms.size(); ++a) {
+    const std::string v = std::to_string(arms[a].version);
+    if (!(arms[a].share >= 0 && arms[a].share <= 1))
+      return make_error(
+          "the share of arm " + v + " (" + std::to_string(arms[a].share) + ") is outside [0, 1]",
+          errc::invalid);
+    for (size_t b = 0; b < a; ++b)
+      if (arms[b].version == arms[a].version)
+        return make_error("version " + v + " has two arms: one arm per version", errc::invalid);
+    sum += arms[a].share;
+  }
+  if (sum > 1 + 1e-9)
+    return make_error("the arms' shares sum to " + std::to_string(sum) +
+                          ", over 1 (production answers for the rest)",
+                      errc::invalid);
+  return retry(kCas, [&]() -> status {
+    auto h = head(name);
+    if (!h) return make_error(h.error_message());
+    auto [j, rev] = std::move(h.value());
+    if (j.is_null()) return make_error("unknown model '" + name + "'", errc::not_found);
+    for (auto& arm : arms) {
+      auto v = resolve(j, name, arm.version);
+      if (!v) return v.failure();
+      const std::string stage = j["versions"][std::to_string(arm.version)].value("stage", "");
+      if (stage == "archived")
+        return make_error("version " + std::to_string(arm.version) +
+                              " is archived; make it a candidate first (tessera models promote " +
+                              name + " " + std::to_string(arm.version) + " --stage candidate)",
+                          errc::invalid);
+      if (stage == "canary")
+        return make_error("version " + std::to_string(arm.version) +
+                              " is the canary: a model has a canary or arms, not both",
+                          errc::invalid);
+    }
+    for (auto& [v, e] : j["versions"].items())
+      if (e.value("stage", "") == "canary" && !arms.empty())
+        return make_error("model " + name + " has a canary (version " + v +
+                              "): a model has a canary or arms, not both; promote it or make it "
+                              "a candidate first",
+                          errc::invalid);
+    std::vector<std::pair<uint32_t, std::vector<slot_range>>> before;
+    if (j.contains("ab"))
+      for (auto& a : j["ab"])
+        before.emplace_back(a["version"].get<uint32_t>(),
+                            a["ranges"].get<std::vector<slot_range>>());
+    const auto ranges = arm_ranges(before, arms);
+    if (arms.empty()) {
+      j.erase("ab");
+    } else {
+      j["ab"] = nlohmann::json::array();
+      for (size_t a = 0; a < arms.size(); ++a)
+        j["ab"].push_back(
+            {{"version", arms[a].version}, {"share", arms[a].share}, {"ranges", ranges[a]}});
+    }
+    auto w = kv_->update(name, j.dump(), rev);
+    if (w.ok) return ok_status();
+    if (!w.conflict) return make_error("cannot set the arms of " + name + ": " + w.error);
+    return lost_cas("cannot set the arms of " + name +
                     ": the registry kept changing under concurrent writers; retry");
   });
 }
@@ -243,6 +390,7 @@ result<uint32_t> model_registry::rollback(const std::string& name) {
     for (auto& [v, e] : j["versions"].items())
       if (e["stage"] == "production") e["stage"] = "archived";
     j["versions"][std::to_string(back)]["stage"] = "production";
+    drop_archived_arms(j);
     auto w = kv_->update(name, j.dump(), rev);
     if (w.ok) return back;
     if (!w.conflict) return make_error("cannot roll back " + name + ": " + w.error);

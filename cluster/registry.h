@@ -33,6 +33,29 @@ bool valid_stage(const std::string& stage);  // candidate shadow canary producti
 // entity a smaller one had (only the difference moves).
 bool in_canary(const std::string& model, const std::string& key, double share);
 
+// Label entities are split between versions by a *slot*: a stable hash of model and entity key
+// into [0, 2^32). A canary owns the slots [0, share * 2^32); A/B arms own the slot ranges the
+// registry stored for them (arm_ranges), production the rest.
+constexpr uint64_t kSlots = uint64_t(1) << 32;
+uint64_t entity_slot(const std::string& model, const std::string& key);
+uint64_t share_slots(double share);                // share in [0, 1] as a number of slots
+using slot_range = std::pair<uint64_t, uint64_t>;  // [from, to)
+
+// An A/B arm: a version answering for `share` of the label entities.
+struct ab_arm {
+  uint32_t version = 0;
+  double share = 0;
+};
+// The slot ranges of `arms` given the ranges the arms had before (`before`, by version), moving
+// as few entities as can be: an arm that stays keeps its slots (shrinking gives back the end of
+// them, growing takes free ones, lowest first), an arm that goes frees its slots, a new arm takes
+// free ones. REQUIRES: shares in [0, 1] summing to at most 1.
+std::vector<std::vector<slot_range>> arm_ranges(
+    const std::vector<std::pair<uint32_t, std::vector<slot_range>>>& before,
+    const std::vector<ab_arm>& arms);
+// Whether `slot` falls in one of `ranges`.
+bool in_ranges(const std::vector<slot_range>& ranges, uint64_t slot);
+
 class model_registry {
  public:
   static result<std::unique_ptr<model_registry>> open(__jsCtx* js, int replicas);
@@ -51,6 +74,12 @@ class model_registry {
   // To canary: `share` of the label entities (in [0, 1]; < 0: 0.1); one canary at a time.
   status promote(const std::string& name, uint32_t version, const std::string& stage,
                  double share = -1);
+  // Makes `arms` the model's A/B arms (empty: ends the A/B test; production answers for all).
+  // Each arm's version must exist (not_found) and be a candidate, shadow or production version
+  // (invalid: archived, or the canary: a model has a canary or arms, not both); shares in [0, 1]
+  // summing to at most 1 (invalid); one arm per version. The rest of the entities go to
+  // production. Sticky: see arm_ranges. Stored in the head as "ab": [{version, share, ranges}].
+  status set_arms(const std::string& name, const std::vector<ab_arm>& arms);
   // Production goes back to the previous production version; the current one is archived.
   // Returns the version now in production.
   result<uint32_t> rollback(const std::string& name);

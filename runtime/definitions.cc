@@ -89,6 +89,9 @@ const label_def* definitions::find_label(const std::string& n) const {
     if (l.name == n) return &l;
   return nullptr;
 }
+std::string chained_model(const std::string& feature) {
+  return feature.rfind("model:", 0) == 0 ? feature.substr(6) : std::string();
+}
 const model_def* definitions::find_model(const std::string& n) const {
   for (auto& m : models_)
     if (m.name == n) return &m;

@@ -162,6 +162,9 @@ struct model_def {
   } follow;
 };
 
+// A model feature naming another model's score ("model:NAME", a chained model): NAME; else "".
+std::string chained_model(const std::string& feature);
+
 class definitions {
  public:
   // Loads and validates a definitions file. Errors name the file and line.

@@ -568,9 +568,11 @@ class definitions_builder {
       auto columns = l->feature_columns();
       m.features = str_list(L, t, "features");
       for (auto& f : m.features)
-        if (std::find(columns.begin(), columns.end(), f) == columns.end())
+        if (chained_model(f).empty() &&
+            std::find(columns.begin(), columns.end(), f) == columns.end())
           return make_error(w + "feature '" + f + "' is not a column of label " + l->name +
-                            " (view.feature or an on-demand name)");
+                            " (view.feature, an on-demand name, or model:NAME for another " +
+                            "model's score)");
       // split = { train = { "2001-01-01", "2001-05-01" }, validation = { ..., ... }, test = { ...,
       // ... } }
       lua_getfield(L, t, "split");
@@ -604,22 +606,62 @@ class definitions_builder {
       lua_pop(L, 1);
     }
     lua_pop(L, 1);
-    // Fallback models exist, and no chain of fallbacks comes back to where it started.
+    // Fallback models and chained models (features "model:NAME") exist, a chained model reads
+    // examples of the same stream, and no path through fallbacks and chains comes back to where
+    // it started (a fallback cycle, or a cycle of models taking each other's scores).
+    for (auto& m : defs.models_)
+      for (auto& f : m.features) {
+        const std::string up = chained_model(f);
+        if (up.empty()) continue;
+        const model_def* u = defs.find_model(up);
+        if (!u)
+          return make_error("model " + m.name + ": feature '" + f + "': model '" + up +
+                            "' is not defined");
+        const label_def* ml = defs.find_label(m.label);
+        const label_def* ul = defs.find_label(u->label);
+        if (!ml || !ul || ml->stream != ul->stream)
+          return make_error("model " + m.name + ": feature '" + f + "': model " + up +
+                            " predicts examples of stream " + (ul ? ul->stream : "?") +
+                            ", not of " + (ml ? ml->stream : "?") + " (the same example)");
+      }
     for (auto& m : defs.models_) {
       std::vector<std::string> chain{m.name};
-      for (const model_def* at = &m; !at->fallback.model.empty();) {
-        const model_def* next = defs.find_model(at->fallback.model);
-        if (!next)
-          return make_error("model " + at->name + ": fallback model '" + at->fallback.model +
-                            "' is not defined");
-        chain.push_back(next->name);
-        if (std::find(chain.begin(), chain.end() - 1, next->name) != chain.end() - 1) {
-          std::string cycle;
-          for (auto& c : chain) cycle += (cycle.empty() ? "" : " -> ") + c;
-          return make_error("fallback cycle: " + cycle);
+      std::vector<bool> via_chain;  // per step: a chained input (else a fallback)
+      std::string cycle;
+      std::function<bool(const model_def&)> visit = [&](const model_def& at) -> bool {
+        std::vector<std::pair<std::string, bool>> next;
+        if (!at.fallback.model.empty()) next.emplace_back(at.fallback.model, false);
+        for (auto& f : at.features)
+          if (auto up = chained_model(f); !up.empty()) next.emplace_back(up, true);
+        for (auto& [n, chained] : next) {
+          const model_def* nm = defs.find_model(n);
+          if (!nm) {
+            cycle = "model " + at.name + ": fallback model '" + n + "' is not defined";
+            return true;
+          }
+          const bool seen = std::find(chain.begin(), chain.end(), n) != chain.end();
+          chain.push_back(n);
+          via_chain.push_back(chained);
+          if (seen) {
+            if (chain.front() != n) {  // a cycle further on: found from its own start
+              chain.pop_back(), via_chain.pop_back();
+              continue;
+            }
+            bool any_chain = false;
+            for (bool b : via_chain) any_chain = any_chain || b;
+            std::string text;
+            for (auto& c : chain) text += (text.empty() ? "" : " -> ") + c;
+            cycle =
+                (any_chain ? "model cycle (chained scores and fallbacks): " : "fallback cycle: ") +
+                text;
+            return true;
+          }
+          if (visit(*nm)) return true;
+          chain.pop_back(), via_chain.pop_back();
         }
-        at = next;
-      }
+        return false;
+      };
+      if (visit(m)) return make_error(cycle);
     }
     return ok_status();
   }

@@ -172,9 +172,12 @@ struct ModelServing {
   errors @9 :UInt64;         # examples that failed here (any code)
   logDrops @10 :UInt64;      # prediction-log records dropped (buffer full), whole node
   loadError @11 :Text;       # why a version the registry puts in use is not serving here
-  share @12 :Float64;        # a canary: the share of label entities it serves
+  share @12 :Float64;        # a canary or A/B arm: the share of label entities it serves
   shadowSkipped @13 :UInt64; # a shadow: examples not scored (queue full, late, failed)
   fallbacks @14 :UInt64;     # examples its fallback answered
+  arm @15 :Text;             # "canary", "ab" (an A/B arm, production too), else empty
+  meanScore @16 :Float64;    # mean of the scores it answered here (a shadow: it logged)
+  scores @17 :UInt64;        # how many scores meanScore is over
 }
 
 struct StreamClock {

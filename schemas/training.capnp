@@ -36,12 +36,29 @@ interface Training {
   # columns of `label`; checked, then registered as a candidate.
   importModel @7 (name :Text, label :Text, artifact :Data) -> (version :UInt32);
   exportModel @8 (name :Text, version :UInt32) -> (artifact :Data, version :UInt32);
+  # A/B arms: each version answers for `share` of the label entities (a stable hash of the entity
+  # key, sticky: a change of shares moves only the entities it must); production answers for the
+  # rest. Versions must exist (not found) and be candidate, shadow or production; shares in
+  # [0, 1] summing to at most 1; a model has a canary or arms, not both (invalid). An empty list
+  # ends the A/B test. Atomic, like promote.
+  setArms @9 (name :Text, arms :List(AbArm)) -> ();
+  # The model as a whole, JSON text: the registry's stages, shares, A/B arms and production
+  # history, and what the node's definitions say of it (label, features, fallback, shadow
+  # sample, max feature age, the models it takes scores from). Not found when neither the
+  # registry nor the definitions know it.
+  describeModel @10 (name :Text) -> (json :Text);
+}
+
+struct AbArm {
+  version @0 :UInt32;
+  share @1 :Float64;
 }
 
 struct ModelSummary {
   name @0 :Text;
   production @1 :UInt32;              # 0: no version in production
   versions @2 :List(VersionSummary);  # by version number
+  ab @3 :List(AbArm);                 # the A/B arms (empty: none)
 }
 
 struct VersionSummary {

@@ -140,6 +140,7 @@ void inference_rpc::fill_status(wire::NodeStatus::Builder st) const {
     b.setModel(e.name);
     b.setStage(e.stage);
     b.setShare(e.share);
+    b.setArm(e.arm);
     b.setLoadError(e.load_error);
     b.setLogDrops(drops);
     if (!e.model) {
@@ -153,6 +154,8 @@ void inference_rpc::fill_status(wire::NodeStatus::Builder st) const {
     b.setErrors(m.errors.load());
     b.setShadowSkipped(m.shadow_skipped.load());
     b.setFallbacks(m.fallbacks.load());
+    b.setMeanScore(m.mean_score());
+    b.setScores(m.scores.load());
     b.setRequestsPerSecond(m.requests_per_second());
     b.setP50Micros(m.latency.quantile_us(0.5));
     b.setP99Micros(m.latency.quantile_us(0.99));

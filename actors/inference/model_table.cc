@@ -10,17 +10,27 @@
 namespace tessera {
 namespace {
 
+using model_table_ab = model_table::entry_ab;
 constexpr size_t kPinnedPerModel = 4;  // loaded versions kept beyond those in use
 
 struct wanted {
   uint32_t production = 0, canary = 0;
   double share = 0;
   std::vector<uint32_t> shadows;
+  std::vector<model_table_ab> ab;
 };
 
 wanted wanted_by(const nlohmann::json& head) {
   wanted w;
   if (!head.is_object() || !head.contains("versions")) return w;
+  if (head.contains("ab"))
+    for (auto& a : head["ab"]) {
+      model_table_ab arm;
+      arm.version = a.value("version", 0u);
+      arm.share = a.value("share", 0.0);
+      if (a.contains("ranges")) arm.ranges = a["ranges"].get<std::vector<slot_range>>();
+      if (arm.version) w.ab.push_back(std::move(arm));
+    }
   for (auto& [v, e] : head["versions"].items()) {
     const std::string stage = e.value("stage", "");
     const auto n = static_cast<uint32_t>(std::stoul(v));
@@ -99,10 +109,12 @@ void model_table::on_head(const std::string& name, const nlohmann::json& head, u
     e.canary = w.canary;
     e.canary_share = w.share;
     e.shadows = w.shadows;
+    e.ab = w.ab;
     if (w.production == 0) e.serving = 0;
     if (w.production && e.loaded.count(w.production)) e.serving = w.production;
     std::set<uint32_t> in_use{w.production, w.canary, e.serving};
     in_use.insert(w.shadows.begin(), w.shadows.end());
+    for (auto& a : w.ab) in_use.insert(a.version);
     for (uint32_t v : in_use)
       if (v && !e.loaded.count(v)) to_load.push_back(v);
     // Production first: it is what most requests wait for.
@@ -205,9 +217,13 @@ result<model_table::served> model_table::acquire(const std::string& name, uint32
                               " is loading on this node; retry",
                           errc::retryable);
       }
-      served s{e.loaded.at(e.serving), stage_of(e, e.serving), nullptr, 0, {}};
+      served s{e.loaded.at(e.serving), stage_of(e, e.serving), {}, {}};
       if (auto c = e.loaded.find(e.canary); e.canary && c != e.loaded.end())
-        s.canary = c->second, s.canary_share = e.canary_share;
+        s.arms.push_back({c->second, "canary", {{0, share_slots(e.canary_share)}}});
+      // An arm not loaded here yet: its entities get production meanwhile.
+      for (auto& a : e.ab)
+        if (auto m = e.loaded.find(a.version); m != e.loaded.end())
+          s.arms.push_back({m->second, "ab", a.ranges});
       for (uint32_t v : e.shadows)
         if (auto sh = e.loaded.find(v); sh != e.loaded.end()) s.shadows.push_back(sh->second);
       return s;
@@ -216,7 +232,7 @@ result<model_table::served> model_table::acquire(const std::string& name, uint32
       return make_error("model " + name + " has no version " + std::to_string(version),
                         errc::not_found);
     if (auto p = e.loaded.find(version); p != e.loaded.end()) {
-      served s{p->second, stage_of(e, version), nullptr, 0, {}};
+      served s{p->second, stage_of(e, version), {}, {}};
       if (version == e.serving)  // production, pinned by the entry node: shadowed here too
         for (uint32_t v : e.shadows)
           if (auto sh = e.loaded.find(v); sh != e.loaded.end()) s.shadows.push_back(sh->second);
@@ -235,7 +251,7 @@ result<model_table::served> model_table::acquire(const std::string& name, uint32
   std::lock_guard<std::mutex> l(mu_);
   entry& e = models_[name];
   e.loaded.emplace(version, *loaded);
-  return served{e.loaded.at(version), stage_of(e, version), nullptr, 0, {}};
+  return served{e.loaded.at(version), stage_of(e, version), {}, {}};
 }
 
 std::vector<model_table::status_entry> model_table::serving() const {
@@ -244,11 +260,18 @@ std::vector<model_table::status_entry> model_table::serving() const {
   for (auto& [name, e] : models_) {
     bool error_shown = false;
     for (auto& [v, m] : e.loaded) {
-      status_entry s{m, stage_of(e, v), 0, "", name, 0};
+      status_entry s{m, stage_of(e, v), 0, "", "", name, 0};
       if (v == e.serving && v != e.production)
         s.stage += " (serving until " + std::to_string(e.production) + " loads)";
-      if (v == e.canary) s.share = e.canary_share;
-      if (v != e.serving && v != e.canary &&
+      if (v == e.canary) s.share = e.canary_share, s.arm = "canary";
+      bool arm = false;
+      for (auto& a : e.ab)
+        if (a.version == v) {
+          arm = true;
+          s.share = a.share, s.arm = "ab";
+          if (v != e.serving) s.stage = "ab";
+        }
+      if (v != e.serving && v != e.canary && !arm &&
           std::find(e.shadows.begin(), e.shadows.end(), v) == e.shadows.end())
         s.stage = "pinned (" + s.stage + ")";
       if (v == e.serving && !e.load_error.empty()) {
@@ -258,7 +281,7 @@ std::vector<model_table::status_entry> model_table::serving() const {
       out.push_back(std::move(s));
     }
     if (!e.load_error.empty() && !error_shown)
-      out.push_back({nullptr, stage_of(e, e.failed), 0, e.load_error, name, e.failed});
+      out.push_back({nullptr, stage_of(e, e.failed), 0, "", e.load_error, name, e.failed});
   }
   return out;
 }

@@ -1,8 +1,8 @@
 // The model versions this node serves, following the registry: a watcher (one ordered KV
 // consumer on TSR_MODELS) sees every head change; the versions a head puts in production,
-// canary and shadow are loaded and warmed (serving_model.h) before they take traffic, then
-// swapped in atomically; requests holding an old one finish on it. A version that fails to load
-// leaves the previous one serving; serving() says why. Versions asked for by number (pinned)
+// canary, A/B arms and shadow are loaded and warmed (serving_model.h) before they take traffic,
+// then swapped in atomically; requests holding an old one finish on it. A version that fails to
+// load leaves the previous one serving; serving() says why. Versions asked for by number (pinned)
 // are loaded on first use and kept (a few per model).
 // Lifecycle: owned by the inference service; start() loads every version in use at start (so a
 // node serves from its first request), stop() joins the watcher.
@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "cluster/kv.h"
+#include "cluster/registry.h"
 #include "serving_model.h"
 
 namespace tessera {
@@ -32,14 +33,20 @@ class model_table {
   status start();
   void stop();
 
+  // A version answering for the label entities whose slot (entity_slot) is in `ranges`: the
+  // canary (one arm, slots [0, share)) or an A/B arm (the ranges the registry stored).
+  struct arm {
+    std::shared_ptr<const serving_model> model;
+    std::string stage;  // what its answers say: "canary" or "ab"
+    std::vector<slot_range> ranges;
+  };
   // What a call is served by: the version asked for (production, or pinned), with production's
-  // canary (a share of the label entities, see in_canary) and shadows (scored on the same
+  // arms (canary or A/B; the rest of the entities get `model`) and shadows (scored on the same
   // vectors, never answered) when no version was pinned.
   struct served {
     std::shared_ptr<const serving_model> model;
     std::string stage;  // the version's stage when acquired
-    std::shared_ptr<const serving_model> canary;
-    double canary_share = 0;
+    std::vector<arm> arms;
     std::vector<std::shared_ptr<const serving_model>> shadows;
   };
   // version 0: the production version. Errors: not_found (unknown model; no production version,
@@ -55,12 +62,20 @@ class model_table {
   struct status_entry {
     std::shared_ptr<const serving_model> model;  // null: nothing of the model serves
     std::string stage;
-    double share = 0;        // canary
+    double share = 0;        // canary or A/B arm
+    std::string arm;         // "canary", "ab" (an A/B arm, production too), else empty
     std::string load_error;  // of a version the head wants and this node could not load
     std::string name;
     uint32_t failed_version = 0;
   };
   std::vector<status_entry> serving() const;
+
+  // An A/B arm as the registry head states it.
+  struct entry_ab {
+    uint32_t version = 0;
+    double share = 0;
+    std::vector<slot_range> ranges;
+  };
 
  private:
   struct entry {
@@ -70,6 +85,7 @@ class model_table {
     uint32_t production = 0, canary = 0;
     double canary_share = 0;
     std::vector<uint32_t> shadows;
+    std::vector<entry_ab> ab;  // the A/B arms
     // What is loaded here: every version in use or pinned (production may lag the head's while
     // the new one loads, and stays the old one when it fails to load).
     std::map<uint32_t, std::shared_ptr<const serving_model>> loaded;

@@ -65,8 +65,11 @@ struct predictor::call : std::enable_shared_from_this<predictor::call> {
   std::vector<std::vector<value>> fields;
   std::vector<int64_t> feature_time;
   std::vector<std::vector<std::string>> keys;  // per example, per view of its arm's version
-  std::vector<uint8_t> arm;                    // per example: 0 the version asked for, 1 canary
-  const serving_model& version_of(uint8_t a) const { return a ? *s.canary : *s.model; }
+  // Per example, per upstream model of its arm's version (chained): that model's score.
+  std::vector<std::vector<double>> upstream;
+  // Per example: 0 the version asked for, k > 0 the arm s.arms[k - 1] (canary or A/B).
+  std::vector<uint8_t> arm;
+  const serving_model& version_of(uint8_t a) const { return a ? *s.arms[a - 1].model : *s.model; }
   bool forward = true;
   int64_t deadline_us = 0;  // the caller's, wall clock
   // The model's: the caller's less the fallback's reserve when the model has a fallback.
@@ -164,14 +167,19 @@ void predictor::run(std::shared_ptr<call> c) const {
   const label_def& label = *m.label;
   const stream_def* stream = m.defs->find_stream(label.stream);
   const size_t n = c->ex.size();
-  // A canary of another label would route by another entity: it is not used (see README).
-  if (c->s.canary && c->s.canary->label != m.label) c->s.canary = nullptr;
+  // An arm of another label would route by another entity: it is not used (see README).
+  auto& arms = c->s.arms;
+  arms.erase(std::remove_if(arms.begin(), arms.end(),
+                            [&](const model_table::arm& a) { return a.model->label != m.label; }),
+             arms.end());
+  if (arms.size() > 254) arms.resize(254);
   c->out.resize(n);
   c->fields.resize(n);
   c->feature_time.resize(n);
   c->keys.resize(n);
+  c->upstream.resize(n);
   c->arm.assign(n, 0);
-  std::vector<size_t> local[2];
+  std::vector<std::vector<size_t>> local(arms.size() + 1);                // by arm
   std::map<std::pair<std::string, uint8_t>, std::vector<size_t>> remote;  // (owner, arm)
   for (size_t i = 0; i < n; ++i) {
     prediction_out& o = c->out[i];
@@ -205,11 +213,16 @@ void predictor::run(std::shared_ptr<call> c) const {
       o.fail("field " + err.field + ": " + err.reason, errc::invalid);
       continue;
     }
-    // The canary serves a stable share of the label entities (in_canary: sticky per entity).
-    const uint8_t arm = c->s.canary && in_canary(m.name, key, c->s.canary_share) ? 1 : 0;
+    // Each arm serves the label entities whose slot it holds (a stable hash: sticky per entity).
+    uint8_t arm = 0;
+    if (!arms.empty()) {
+      const uint64_t slot = entity_slot(m.name, key);
+      for (size_t k = 0; k < arms.size() && !arm; ++k)
+        if (in_ranges(arms[k].ranges, slot)) arm = static_cast<uint8_t>(k + 1);
+    }
     c->arm[i] = arm;
     const serving_model& am = c->version_of(arm);
-    if (arm) o.version = am.version, o.stage = "canary";
+    if (arm) o.version = am.version, o.stage = arms[arm - 1].stage;
     const size_t nv = am.derive->views().size();
     c->keys[i].resize(nv);
     bool keys_ok = true;
@@ -236,14 +249,66 @@ void predictor::run(std::shared_ptr<call> c) const {
     }
   }
   // +1: released once all is sent
-  c->left = remote.size() + !local[0].empty() + !local[1].empty() + 1;
+  c->left = remote.size() + 1;
+  for (auto& rows : local) c->left += !rows.empty();
   for (auto& [to, rows] : remote) forward_part(c, to.first, std::move(rows), to.second);
-  for (uint8_t arm : {0, 1})
-    if (!local[arm].empty()) score_local(c, std::move(local[arm]), arm);
+  for (size_t arm = 0; arm < local.size(); ++arm)
+    if (!local[arm].empty()) score_local(c, std::move(local[arm]), static_cast<uint8_t>(arm));
   c->finish_part();
 }
 
 void predictor::score_local(std::shared_ptr<call> c, std::vector<size_t> rows, uint8_t arm) const {
+  if (c->version_of(arm).upstream.empty())
+    return read_and_score(std::move(c), std::move(rows), arm);
+  score_upstream(std::move(c), std::move(rows), arm, 0);
+}
+
+void predictor::score_upstream(std::shared_ptr<call> c, std::vector<size_t> rows, uint8_t arm,
+                               size_t u) const {
+  const serving_model& m = c->version_of(arm);
+  if (rows.empty()) return c->finish_part();
+  if (u == m.upstream.size()) return read_and_score(std::move(c), std::move(rows), arm);
+  const std::string& name = m.upstream[u];
+  predict_options o;
+  o.no_batch = c->o.no_batch;
+  o.max_feature_age = c->o.max_feature_age;
+  // Its production version (pinned: no canary or arm of its own), at the same prediction time.
+  if (auto s = d_.models->acquire(name, 0, false)) o.version = s->model->version;
+  std::vector<example_in> sub;
+  for (size_t i : rows) {
+    sub.push_back(c->ex[i]);
+    sub.back().as_of = c->out[i].prediction_time;
+  }
+  const int64_t deadline_us =
+      now_micros() +
+      std::chrono::duration_cast<std::chrono::microseconds>(c->deadline - steady::now()).count();
+  predict(
+      name, o, std::move(sub), /*forward=*/true, deadline_us,
+      [this, c, rows, arm, u, name](result<std::vector<prediction_out>> r) {
+        const size_t nu = c->version_of(arm).upstream.size();
+        std::vector<size_t> scored;
+        for (size_t k = 0; k < rows.size(); ++k) {
+          prediction_out& o = c->out[rows[k]];
+          const bool ok = r && k < r->size() && (*r)[k].error.empty();
+          if (!ok) {
+            const errc code = !r ? r.error_code() : k < r->size() ? (*r)[k].code : errc::internal;
+            o.fail("upstream model " + name + ": " +
+                       (!r              ? r.error_message()
+                        : k < r->size() ? (*r)[k].error
+                                        : std::string("no answer")),
+                   code, code == errc::invalid ? "" : "model error");
+            continue;
+          }
+          c->upstream[rows[k]].resize(nu);
+          c->upstream[rows[k]][u] = (*r)[k].score;
+          scored.push_back(rows[k]);
+        }
+        score_upstream(c, std::move(scored), arm, u + 1);
+      });
+}
+
+void predictor::read_and_score(std::shared_ptr<call> c, std::vector<size_t> rows,
+                               uint8_t arm) const {
   const serving_model& m = c->version_of(arm);
   const size_t nv = m.derive->views().size();
   std::vector<feature_source::lookup> lookups;
@@ -287,7 +352,10 @@ void predictor::score_local(std::shared_ptr<call> c, std::vector<size_t> rows, u
             feature_out fo;
             fo.name = in.name;
             double val;
-            if (in.on_demand >= 0) {
+            if (in.upstream >= 0) {
+              val = c->upstream[i][static_cast<size_t>(in.upstream)];
+              fo.status = vector_status::fresh;
+            } else if (in.on_demand >= 0) {
               if (!as_number(m.derive->on_demand(static_cast<size_t>(in.on_demand), c->fields[i]),
                              val))
                 val = std::nan("");
@@ -351,6 +419,7 @@ void predictor::score_local(std::shared_ptr<call> c, std::vector<size_t> rows, u
                      errc::internal, "model error");
             } else {
               o.score = static_cast<double>(scores[k]);
+              m.record_score(o.score);
             }
             o.latency_us = static_cast<uint32_t>(
                 std::chrono::duration_cast<std::chrono::microseconds>(now - c->start).count());
@@ -433,7 +502,7 @@ void predictor::forward_part(std::shared_ptr<call> c, const std::string& owner,
                 for (size_t k = 0; k < rows.size(); ++k) {
                   const std::string stage = c->out[rows[k]].stage;
                   c->out[rows[k]] = read_prediction(pl[static_cast<unsigned>(k)]);
-                  if (arm) c->out[rows[k]].stage = stage;  // "canary", as decided here
+                  if (arm) c->out[rows[k]].stage = stage;  // "canary" or "ab", as decided here
                   prediction_out& p = c->out[rows[k]];
                   if (!p.error.empty() && p.code != errc::invalid && p.code != errc::not_found)
                     p.fallback_why = p.code == errc::deadline ? "deadline" : "model error";
@@ -552,6 +621,7 @@ void predictor::shadow(const std::shared_ptr<call>& c, const std::vector<size_t>
           continue;
         }
         sh->record(0, true);
+        sh->record_score(static_cast<double>(scores[r]));
         if (!d_.log || !sampled((*info)[r].request_id, sh->log_sample)) continue;
         const row_info& ri = (*info)[r];
         prediction_record rec;

@@ -77,7 +77,13 @@ class predictor {
   // (its error, the deadline, features missing, stale or unreachable; never bad input), then the
   // caller's done.
   void finish(call* c) const;
+  // Scores rows of this node's shards with the arm's version: first its upstream models (a
+  // chained model takes their scores as inputs; an upstream failure fails the row, its fallback
+  // may answer), then its features are read and the rows scored in a micro-batch.
   void score_local(std::shared_ptr<call> c, std::vector<size_t> rows, uint8_t arm) const;
+  void score_upstream(std::shared_ptr<call> c, std::vector<size_t> rows, uint8_t arm,
+                      size_t u) const;
+  void read_and_score(std::shared_ptr<call> c, std::vector<size_t> rows, uint8_t arm) const;
   void forward_part(std::shared_ptr<call> c, const std::string& owner, std::vector<size_t> rows,
                     uint8_t arm) const;
   // The production rows just scored, scored again by every shadow version off the answer's

@@ -1,5 +1,6 @@
 #include "serving_model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <thread>
 
@@ -33,6 +34,20 @@ double serving_model::requests_per_second() const {
     if (s > now - 10 && s <= now - 1) n += per_second[i].load(std::memory_order_relaxed);
   }
   return static_cast<double>(n) / 9.0;  // the 9 complete seconds before this one
+}
+
+void serving_model::record_score(double score) const {
+  if (!std::isfinite(score)) return;
+  scores.fetch_add(1, std::memory_order_relaxed);
+  score_sum_nano.fetch_add(std::llround(std::clamp(score, -1e6, 1e6) * 1e9),
+                           std::memory_order_relaxed);
+}
+
+double serving_model::mean_score() const {
+  const uint64_t n = scores.load(std::memory_order_relaxed);
+  return n ? static_cast<double>(score_sum_nano.load(std::memory_order_relaxed)) / 1e9 /
+                 static_cast<double>(n)
+           : 0;
 }
 
 namespace {
@@ -80,6 +95,16 @@ result<std::shared_ptr<serving_model>> load_serving_model(std::shared_ptr<const 
     for (auto& c : record.at("inputs")) {
       serving_model::input in;
       in.name = c.get<std::string>();
+      if (auto up = chained_model(in.name); !up.empty()) {
+        if (!defs->find_model(up))
+          return make_error("input " + in.name + ": model " + up + " is not in the definitions",
+                            errc::invalid);
+        auto at = std::find(m->upstream.begin(), m->upstream.end(), up);
+        in.upstream = static_cast<int>(at - m->upstream.begin());
+        if (at == m->upstream.end()) m->upstream.push_back(up);
+        m->inputs.push_back(std::move(in));
+        continue;
+      }
       for (size_t k = 0; k < m->label->on_demand.size(); ++k)
         if (m->label->on_demand[k].name == in.name) in.on_demand = static_cast<int>(k);
       for (size_t v = 0; v < views.size() && in.on_demand < 0 && in.view < 0; ++v)

@@ -35,8 +35,12 @@ struct serving_model {
     int on_demand = -1;  // index into the label's on_demand, or
     int view = -1;       // index into derive->views() and the feature's index in it
     int feature = -1;
+    int upstream = -1;  // or index into `upstream`: that model's score on the same example
   };
   std::vector<input> inputs;
+  // Chained: the models whose scores are inputs ("model:NAME"), each scored first (its production
+  // version) on the same example at the same prediction time.
+  std::vector<std::string> upstream;
   std::shared_ptr<const std::vector<std::string>> input_names;  // for the prediction log
   std::vector<std::string> view_names;                          // qualified, per view
   double log_sample = 1;                                        // the model definition's, else 1
@@ -51,11 +55,15 @@ struct serving_model {
   mutable std::atomic<uint64_t> requests{0}, errors{0};
   mutable std::atomic<uint64_t> shadow_skipped{0};  // as a shadow: examples not scored
   mutable std::atomic<uint64_t> fallbacks{0};       // examples its fallback answered
+  mutable std::atomic<uint64_t> scores{0};  // finite scores answered (or, as a shadow, logged)
+  mutable std::atomic<int64_t> score_sum_nano{0};  // their sum in units of 1e-9
   mutable latency_histogram latency;
   mutable std::array<std::atomic<int64_t>, 16> second{};  // per-second counts, see record()
   mutable std::array<std::atomic<uint64_t>, 16> per_second{};
   void record(double latency_us, bool ok) const;
   double requests_per_second() const;  // over the last 10 s
+  void record_score(double score) const;
+  double mean_score() const;  // of the scores recorded (0: none)
 
   ~serving_model();
 };

@@ -11,6 +11,7 @@
 #include "cluster/registry.h"
 #include "dataset.h"
 #include "definitions.h"
+#include "model_overview.h"
 #include "rpc_edge.h"
 #include "trainer.h"
 #include "training_service.h"
@@ -221,6 +222,41 @@ kj::Promise<void> training_rpc::promote(Call call) {
       .then([](result<bool> r) { value_or_throw(std::move(r)); });
 }
 
+kj::Promise<void> training_rpc::setArms(SetArmsContext call) {
+  auto p = call.getParams();
+  std::string name = p.getName();
+  std::vector<ab_arm> arms;
+  for (auto a : p.getArms()) arms.push_back({a.getVersion(), a.getShare()});
+  return off_thread<bool>([t = training(), name, arms]() -> result<bool> {
+           auto st = t->registry().set_arms(name, arms);
+           if (!st) return st.failure();
+           std::string text;
+           for (auto& a : arms)
+             text += fmt::format("{}version {} {:g}%", text.empty() ? "" : ", ", a.version,
+                                 100 * a.share);
+           spdlog::info("registry: {} A/B arms: {}", name, text.empty() ? "none" : text);
+           return true;
+         })
+      .then([](result<bool> r) { value_or_throw(std::move(r)); });
+}
+
+kj::Promise<void> training_rpc::describeModel(DescribeModelContext call) {
+  std::string name = call.getParams().getName();
+  const model_def* def = d_.defs->find_model(name);
+  nlohmann::json definition = nullptr;
+  if (def) definition = describe_definition(*def);
+  return off_thread<nlohmann::json>([t = training(), name, definition]() -> result<nlohmann::json> {
+           auto h = t->registry().current_head(name);
+           if (!h) return h.failure();
+           if (h->first.is_null() && definition.is_null())
+             return make_error("unknown model '" + name + "'", errc::not_found);
+           return describe_model(name, h->first, definition);
+         })
+      .then([call](result<nlohmann::json> r) mutable {
+        call.getResults().setJson(value_or_throw(std::move(r)).dump());
+      });
+}
+
 template <typename Call>
 kj::Promise<void> training_rpc::rollback(Call call) {
   std::string name = call.getParams().getName();
@@ -245,11 +281,21 @@ kj::Promise<void> training_rpc::import_call(Call call) {
     name_ok = name_ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '_');
   if (!name_ok)
     throw_rpc_error("model names are letters, digits and _ (at most 64)", errc::invalid);
+  // A chained model of the definitions (a feature "model:NAME") reads its features, in order;
+  // any other import reads every feature column of the label.
+  std::vector<std::string> cols = l->feature_columns();
+  if (const model_def* def = d_.defs->find_model(name)) {
+    bool chained = false;
+    for (auto& f : def->features) chained = chained || !chained_model(f).empty();
+    if (chained && def->label != label)
+      throw_rpc_error("model " + name + " is defined with label " + def->label + ", not " + label,
+                      errc::invalid);
+    if (chained) cols = def->features;
+  }
   auto bytes = p.getArtifact();
   std::string artifact(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
   return off_thread<uint32_t>(
-             [t = training(), name, l, artifact = std::move(artifact)]() -> result<uint32_t> {
-               auto cols = l->feature_columns();
+             [t = training(), name, l, cols, artifact = std::move(artifact)]() -> result<uint32_t> {
                auto ok = check_torchscript(artifact, cols.size());
                if (!ok) return make_error("refused: " + ok.error_message(), errc::invalid);
                nlohmann::json views = nlohmann::json::array();

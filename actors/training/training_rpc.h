@@ -48,6 +48,8 @@ class training_rpc final : public wire::Training::Server {
   kj::Promise<void> rollbackModel(RollbackModelContext call) override { return rollback(call); }
   kj::Promise<void> importModel(ImportModelContext call) override { return import_call(call); }
   kj::Promise<void> exportModel(ExportModelContext call) override { return export_call(call); }
+  kj::Promise<void> setArms(SetArmsContext call) override;
+  kj::Promise<void> describeModel(DescribeModelContext call) override;
 
   // One implementation for this capability and the root Gateway's methods @3-@11 (Call: either
   // interface's call context; instantiated in the .cc for both).

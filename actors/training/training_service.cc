@@ -431,6 +431,17 @@ result<std::string> training_service::submit(const std::string& model) {
                           (known.empty() ? "none; define one with model { ... }" : known) + ")",
                       errc::not_found);
   }
+  for (auto& f : m->features)
+    if (auto up = chained_model(f); !up.empty())
+      return make_error("model " + model + " takes the score of model " + up + " (feature '" + f +
+                            "'): training a chained model is not supported yet (its dataset "
+                            "would need " +
+                            up +
+                            "'s score on every row); train it elsewhere and import it: tessera "
+                            "models import " +
+                            model + " FILE.pt --label " + m->label +
+                            " (inputs: the model's features, in order)",
+                        errc::invalid);
   const int64_t now = now_micros();
   char id[96];
   std::snprintf(id, sizeof id, "%s-%lld", model.c_str(), static_cast<long long>(now));

@@ -111,6 +111,7 @@ struct model_summary {
   std::string name;
   uint32_t production = 0;  // 0: none
   std::vector<version_summary> versions;
+  std::vector<std::pair<uint32_t, double>> ab;  // A/B arms: version, share
 };
 
 // Inference (schemas/inference.capnp).
@@ -238,6 +239,12 @@ class connection {
   // share: for stage "canary", the share of label entities it serves (< 0: the node's 0.1).
   tessera::status promote_model(const std::string& name, uint32_t version, const std::string& stage,
                                 double share = -1);
+  // A/B arms (version, share); empty ends the A/B test. Errors: not_found (model, version),
+  // invalid (share outside [0, 1], sum over 1, an archived or canary version).
+  tessera::status set_ab_arms(const std::string& name,
+                              const std::vector<std::pair<uint32_t, double>>& arms);
+  // The model as a whole (stages, shares, arms, fallback, ...), JSON text (describeModel).
+  result<std::string> describe_model_json(const std::string& name);
   result<uint32_t> rollback_model(const std::string& name);  // the version now in production
   result<uint32_t> import_model(const std::string& name, const std::string& label,
                                 const std::string& torchscript);

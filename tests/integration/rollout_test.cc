@@ -6,9 +6,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include <fmt/format.h>
+
+#include <cmath>
 #include <fstream>
 #include <map>
 
+#include "cluster/registry.h"
 #include "definitions.h"
 #include "serving_support.h"
 
@@ -136,6 +140,180 @@ TEST(Rollout, ACanaryServesItsShareStickyPerEntityAcrossRequestsAndARestart) {
   ASSERT_TRUE(s.h->n);
   ASSERT_TRUE(canary_loaded(*c, 2, 0.3));
   EXPECT_EQ(versions_of(*c, ex), wider);
+}
+
+// The slots of A/B arms: an arm that stays keeps its slots, a share change moves only the
+// difference, a new arm takes only production's slots.
+TEST(Rollout, ArmRangesMoveOnlyTheEntitiesAShareChangeMust) {
+  auto slots = [](const std::vector<slot_range>& r) {
+    uint64_t n = 0;
+    for (auto& [a, b] : r) n += b - a;
+    return n;
+  };
+  auto first = arm_ranges({}, {{3, 0.5}, {4, 0.3}});
+  ASSERT_EQ(first.size(), 2u);
+  EXPECT_EQ(slots(first[0]), share_slots(0.5));
+  EXPECT_EQ(slots(first[1]), share_slots(0.3));
+  // Arm 3 shrinks to 0.2 and arm 5 comes: arm 4 keeps all of its slots, arm 3 a subset of its.
+  auto second = arm_ranges({{3, first[0]}, {4, first[1]}}, {{3, 0.2}, {4, 0.3}, {5, 0.4}});
+  EXPECT_EQ(second[1], first[1]);
+  EXPECT_EQ(slots(second[0]), share_slots(0.2));
+  EXPECT_EQ(slots(second[2]), share_slots(0.4));
+  for (uint64_t probe = 0; probe < kSlots; probe += kSlots / 9973) {
+    if (in_ranges(second[0], probe)) EXPECT_TRUE(in_ranges(first[0], probe)) << probe;
+    // Arm 5 takes only slots that arm 4 does not hold.
+    if (in_ranges(second[2], probe)) EXPECT_FALSE(in_ranges(second[1], probe)) << probe;
+  }
+}
+
+bool arms_loaded(client::connection& c, const std::map<uint32_t, double>& arms) {
+  return eventually(
+      [&] {
+        auto st = c.status();
+        if (!st) return false;
+        size_t seen = 0;
+        for (auto m : (*st)->getModels())
+          if (m.getModel() == "late_mlp" && arms.count(m.getVersion()) &&
+              std::string(m.getArm().cStr()) == "ab" && m.getShare() == arms.at(m.getVersion()))
+            ++seen;
+        return seen == arms.size();
+      },
+      std::chrono::seconds(30));
+}
+
+TEST(Rollout, ABArmsServeTheirSharesStickyAndStatusCountsEachArm) {
+  serving_node s;
+  ASSERT_TRUE(s.ready);
+  auto& c = s.c;
+  std::string out;
+  auto exported = c->export_model("late_mlp", 1);
+  ASSERT_TRUE(exported) << failure_text(exported);
+  for (uint32_t v : {2u, 3u}) {
+    auto imported = c->import_model("late_mlp", "late", exported->artifact);
+    ASSERT_TRUE(imported) << failure_text(imported);
+    ASSERT_EQ(*imported, v);
+  }
+
+  // Bad input: a share outside [0, 1], a version that does not exist, shares over 1, an arm
+  // beside a canary.
+  auto st = c->set_ab_arms("late_mlp", {{2, 1.5}});
+  EXPECT_EQ(st.error_code(), errc::invalid) << failure_text(st);
+  EXPECT_NE(st.error_message().find("outside [0, 1]"), std::string::npos) << failure_text(st);
+  st = c->set_ab_arms("late_mlp", {{2, -0.1}});
+  EXPECT_EQ(st.error_code(), errc::invalid) << failure_text(st);
+  st = c->set_ab_arms("late_mlp", {{9, 0.2}});
+  EXPECT_EQ(st.error_code(), errc::not_found) << failure_text(st);
+  EXPECT_NE(st.error_message().find("has no version 9"), std::string::npos) << failure_text(st);
+  st = c->set_ab_arms("late_mlp", {{2, 0.6}, {3, 0.5}});
+  EXPECT_EQ(st.error_code(), errc::invalid) << failure_text(st);
+  EXPECT_NE(st.error_message().find("over 1"), std::string::npos) << failure_text(st);
+  EXPECT_EQ(run_cli("models ab late_mlp --arm 2=abc --rpc " + s.h->rpc(), &out), 2) << out;
+  EXPECT_EQ(run_cli("models ab late_mlp --arm 2=1.2 --rpc " + s.h->rpc(), &out), 2) << out;
+  EXPECT_NE(out.find("outside [0, 1]"), std::string::npos) << out;
+  ASSERT_TRUE(c->promote_model("late_mlp", 3, "canary", 0.1));
+  st = c->set_ab_arms("late_mlp", {{2, 0.5}});
+  EXPECT_EQ(st.error_code(), errc::invalid) << failure_text(st);
+  EXPECT_NE(st.error_message().find("has a canary"), std::string::npos) << failure_text(st);
+  ASSERT_TRUE(c->promote_model("late_mlp", 3, "candidate"));
+
+  ASSERT_EQ(run_cli("models ab late_mlp --arm 2=0.5 --arm 3=0.3 --rpc " + s.h->rpc(), &out), 0)
+      << out;
+  ASSERT_TRUE(arms_loaded(*c, {{2, 0.5}, {3, 0.3}}));
+  EXPECT_EQ(c->promote_model("late_mlp", 2, "canary", 0.1).error_code(), errc::invalid);
+
+  // Shares within 2 points over 10,000 entities, the stage of each answer "ab" for the arms.
+  const auto ex = synthetic_routes(10000);
+  std::map<uint32_t, std::string> stages;
+  std::map<uint32_t, uint64_t> observed;
+  std::map<uint32_t, double> score_sum;
+  auto predict_all = [&] {
+    std::vector<uint32_t> versions;
+    for (size_t at = 0; at < ex.size(); at += 1000) {
+      std::vector<example> part(ex.begin() + static_cast<long>(at),
+                                ex.begin() + static_cast<long>(std::min(ex.size(), at + 1000)));
+      auto r = c->predict("late_mlp", part);
+      EXPECT_TRUE(r) << failure_text(r);
+      if (!r) return versions;
+      for (auto& p : *r) {
+        EXPECT_TRUE(p.ok()) << p.error;
+        versions.push_back(p.version);
+        stages[p.version] = p.stage;
+        ++observed[p.version];
+        score_sum[p.version] += p.score;
+      }
+    }
+    return versions;
+  };
+  const auto first = predict_all();
+  ASSERT_EQ(first.size(), ex.size());
+  auto share_of = [&](const std::vector<uint32_t>& vs, uint32_t v) {
+    return static_cast<double>(std::count(vs.begin(), vs.end(), v)) /
+           static_cast<double>(vs.size());
+  };
+  std::cerr << "A/B over 10,000 entities: v2 " << share_of(first, 2) << ", v3 "
+            << share_of(first, 3) << ", production " << share_of(first, 1) << "\n";
+  EXPECT_NEAR(share_of(first, 2), 0.5, 0.02);
+  EXPECT_NEAR(share_of(first, 3), 0.3, 0.02);
+  EXPECT_NEAR(share_of(first, 1), 0.2, 0.02);
+  EXPECT_EQ(stages[2], "ab");
+  EXPECT_EQ(stages[3], "ab");
+  EXPECT_EQ(stages[1], "production");
+  EXPECT_EQ(predict_all(), first);  // sticky across requests
+
+  // Per arm in status: the examples each version answered, as the client saw them, and the
+  // mean of their scores.
+  auto status = c->status();
+  ASSERT_TRUE(status) << failure_text(status);
+  size_t arms_seen = 0;
+  for (auto m : (*status)->getModels()) {
+    if (m.getModel() != "late_mlp" || !observed.count(m.getVersion())) continue;
+    ++arms_seen;
+    EXPECT_EQ(m.getRequests(), observed[m.getVersion()]) << "v" << m.getVersion();
+    EXPECT_EQ(m.getScores(), observed[m.getVersion()]) << "v" << m.getVersion();
+    EXPECT_NEAR(m.getMeanScore(), score_sum[m.getVersion()] / observed[m.getVersion()], 1e-6);
+    EXPECT_EQ(std::string(m.getArm().cStr()), m.getVersion() == 1 ? "" : "ab");
+  }
+  EXPECT_EQ(arms_seen, 3u);
+  ASSERT_EQ(run_cli("status --rpc " + s.h->rpc(), &out), 0) << out;
+  EXPECT_NE(out.find("ab 50%"), std::string::npos) << out;
+
+  // models show: the arms and what production keeps.
+  ASSERT_EQ(run_cli("models show late_mlp --json --rpc " + s.h->rpc(), &out), 0) << out;
+  auto shown = nlohmann::json::parse(out.substr(out.find('{')));
+  EXPECT_EQ(shown["model"]["ab"],
+            nlohmann::json::parse(R"([{"version":2,"share":0.5},{"version":3,"share":0.3}])"));
+  EXPECT_NEAR(shown["model"]["production_share"].get<double>(), 0.2, 1e-9);
+  EXPECT_EQ(shown["model"]["production"], 1);
+  EXPECT_EQ(shown["version"], 1);
+  ASSERT_EQ(run_cli("models show late_mlp --rpc " + s.h->rpc(), &out), 0) << out;
+  EXPECT_NE(out.find("A/B arms: v2 50%, v3 30%"), std::string::npos) << out;
+
+  // Arm 2 shrinks to 0.4: only its entities move (to production), arm 3 keeps all of its.
+  ASSERT_EQ(run_cli("models ab late_mlp --arm 2=0.4 --arm 3=0.3 --rpc " + s.h->rpc(), &out), 0)
+      << out;
+  ASSERT_TRUE(arms_loaded(*c, {{2, 0.4}, {3, 0.3}}));
+  const auto after = predict_all();
+  ASSERT_EQ(after.size(), ex.size());
+  size_t moved = 0, wrong = 0;
+  for (size_t i = 0; i < ex.size(); ++i) {
+    if (after[i] == first[i]) continue;
+    ++moved;
+    wrong += !(first[i] == 2 && after[i] == 1);
+  }
+  EXPECT_EQ(wrong, 0u);
+  EXPECT_NEAR(static_cast<double>(moved) / ex.size(), 0.1, 0.02);
+
+  // --clear: production answers for every entity again.
+  ASSERT_EQ(run_cli("models ab late_mlp --clear --rpc " + s.h->rpc(), &out), 0) << out;
+  ASSERT_TRUE(eventually(
+      [&] {
+        auto r = c->predict("late_mlp", std::vector<example>(ex.begin(), ex.begin() + 200));
+        if (!r) return false;
+        for (auto& p : *r)
+          if (p.version != 1) return false;
+        return true;
+      },
+      std::chrono::seconds(30)));
 }
 
 TEST(Rollout, AShadowNeverChangesAnAnswerAndIsSkippedAndCountedWhenSlow) {
@@ -312,6 +490,125 @@ model { name = "a", label = "late", split = split, fallback = { model = "nope" }
   ASSERT_FALSE(loaded);
   EXPECT_NE(loaded.error_message().find("fallback model 'nope' is not defined"), std::string::npos)
       << loaded.error_message();
+}
+
+// Chained models: a model takes another model's score on the same example as an input; the
+// upstream's production version is scored first at the same prediction time.
+const char* kChainedModels = R"(
+model { name = "chained", label = "late", kind = "logistic", epochs = 1, seed = 7, split = split,
+        features = { "model:late_mlp", "distance", "route_delay.count_7d" } }
+)";
+
+TEST(Rollout, AChainedModelScoresWithTheUpstreamScoreAsAnInput) {
+  serving_node s(kChainedModels);
+  ASSERT_TRUE(s.ready);
+  auto& c = s.c;
+  std::string out;
+  // Training a chained model is refused, saying why (its dataset has no upstream score column).
+  EXPECT_EQ(run_cli("train chained --quiet --rpc " + s.h->rpc(), &out), 2) << out;
+  EXPECT_NE(out.find("training a chained model is not supported yet"), std::string::npos) << out;
+
+  // sigmoid(0.5 (upstream + distance + count_7d) - 1), imported with the model's own inputs.
+  const std::string pt = s.dir.path + "/chained.pt";
+  const std::string make =
+      "/usr/bin/python3 " TSR_SOURCE_DIR "/tests/training/make_torchscript.py " + pt + " 3";
+  ASSERT_EQ(std::system(make.c_str()), 0) << make;
+  auto v = c->import_model("chained", "late", read_file(pt));
+  ASSERT_TRUE(v) << failure_text(v);
+  ASSERT_TRUE(c->promote_model("chained", *v, "production"));
+  ASSERT_TRUE(serves(*c, "chained", *v));
+  ASSERT_EQ(run_cli("models show chained --rpc " + s.h->rpc(), &out), 0) << out;
+  EXPECT_NE(out.find("takes the scores of: [\"late_mlp\"]"), std::string::npos) << out;
+
+  std::vector<example> ex;
+  for (const flight& f : slice())
+    if (f.time >= kJan8 && ex.size() < 50)
+      ex.push_back(departure(f, "c" + std::to_string(ex.size())));
+  client::predict_options o;
+  o.return_vector = true;
+  auto up = c->predict("late_mlp", ex, o);
+  ASSERT_TRUE(up) << failure_text(up);
+  auto chained = c->predict("chained", ex, o);
+  ASSERT_TRUE(chained) << failure_text(chained);
+  ASSERT_EQ(chained->size(), ex.size());
+
+  // The reference: the upstream's own answer and vector, fed by hand to python3-torch.
+  std::ofstream rows(s.dir.path + "/chained_rows.csv");
+  for (size_t i = 0; i < ex.size(); ++i) {
+    const auto& u = (*up)[i];
+    const auto& p = (*chained)[i];
+    ASSERT_TRUE(u.ok()) << u.error;
+    ASSERT_TRUE(p.ok()) << p.error;
+    EXPECT_EQ(p.version, *v);
+    EXPECT_EQ(p.prediction_time, u.prediction_time);
+    ASSERT_EQ(p.features.size(), 3u);
+    EXPECT_EQ(p.features[0].name, "model:late_mlp");
+    EXPECT_EQ(static_cast<float>(p.features[0].value), static_cast<float>(u.score)) << i;
+    auto feature_of = [&](const std::string& name) {
+      for (auto& f : u.features)
+        if (f.name == name) return f.value;
+      ADD_FAILURE() << "late_mlp has no input " << name;
+      return std::nan("");
+    };
+    auto cell = [](double x) { return std::isnan(x) ? std::string() : fmt::format("{:.9g}", x); };
+    rows << cell(static_cast<float>(u.score)) << "," << cell(feature_of("distance")) << ","
+         << cell(feature_of("route_delay.count_7d")) << "\n";
+  }
+  rows.close();
+  const std::string score =
+      "/usr/bin/python3 " TSR_SOURCE_DIR "/tests/training/score_torchscript.py " + pt + " " +
+      s.dir.path + "/chained_rows.csv > " + s.dir.path + "/chained_py.txt";
+  ASSERT_EQ(std::system(score.c_str()), 0) << score;
+  std::ifstream py(s.dir.path + "/chained_py.txt");
+  double max_diff = 0;
+  for (size_t i = 0; i < ex.size(); ++i) {
+    double ref;
+    ASSERT_TRUE(py >> ref) << "python scored fewer rows than " << ex.size();
+    max_diff = std::max(max_diff, std::fabs(ref - (*chained)[i].score));
+  }
+  EXPECT_LE(max_diff, 1e-6);
+  std::cerr << "chained vs upstream fed by hand to python3-torch: max |difference| " << max_diff
+            << "\n";
+}
+
+TEST(Rollout, AChainCycleOrAnUnknownUpstreamIsRefusedWhenDefinitionsLoad) {
+  temp_dir dir;
+  auto load = [&](const std::string& name, const std::string& models) {
+    return definitions::load_file(slice_example_definitions(dir.path, name, false, models));
+  };
+  auto loaded = load("chain_cycle", R"(
+model { name = "a", label = "late", split = split, features = { "model:b", "distance" } }
+model { name = "b", label = "late", split = split, features = { "model:a", "distance" } }
+)");
+  ASSERT_FALSE(loaded);
+  EXPECT_NE(loaded.error_message().find("model cycle (chained scores and fallbacks): a -> b -> a"),
+            std::string::npos)
+      << loaded.error_message();
+  // Through a fallback: a takes b's score, b falls back to a.
+  loaded = load("mixed_cycle", R"(
+model { name = "a", label = "late", split = split, features = { "model:b", "distance" } }
+model { name = "b", label = "late", split = split, fallback = { model = "a" } }
+)");
+  ASSERT_FALSE(loaded);
+  EXPECT_NE(loaded.error_message().find("a -> b -> a"), std::string::npos)
+      << loaded.error_message();
+  loaded = load("self", R"(
+model { name = "a", label = "late", split = split, features = { "model:a" } }
+)");
+  ASSERT_FALSE(loaded);
+  EXPECT_NE(loaded.error_message().find("a -> a"), std::string::npos) << loaded.error_message();
+  loaded = load("unknown_upstream", R"(
+model { name = "a", label = "late", split = split, features = { "model:nope", "distance" } }
+)");
+  ASSERT_FALSE(loaded);
+  EXPECT_NE(loaded.error_message().find("model 'nope' is not defined"), std::string::npos)
+      << loaded.error_message();
+  // A chain without a cycle loads.
+  loaded = load("chain_ok", R"(
+model { name = "a", label = "late", split = split, features = { "model:b", "distance" } }
+model { name = "b", label = "late", split = split, fallback = { constant = 0.1 } }
+)");
+  EXPECT_TRUE(loaded) << loaded.error_message();
 }
 
 }  // namespace
