@@ -45,6 +45,14 @@ struct stats {
 stats summarize(std::vector<double> xs);
 void print_stats(const char* what, const stats& s, const char* unit);
 
+// The median of a few repeated figures (0 for none).
+inline double median(std::vector<double> xs) {
+  if (xs.empty()) return 0;
+  std::sort(xs.begin(), xs.end());
+  size_t n = xs.size();
+  return n % 2 ? xs[n / 2] : (xs[n / 2 - 1] + xs[n / 2]) / 2;
+}
+
 inline double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }

@@ -73,7 +73,25 @@ result<std::string> serving_definitions(const std::string& dir, int64_t first, i
   }
   std::printf("split: train %s..%s, validation ..%s, test ..%s\n", day_text(d0).c_str(),
               day_text(t1).c_str(), day_text(t2).c_str(), day_text(t3).c_str());
+  // Departures (what examples/flights/live.sh publishes at each scheduled departure), with a
+  // view so that their events are kept; serving-follow.lua has late_mlp follow them.
+  d += R"(
+stream {
+  name = "departures", time_field = "date",
+  fields = { id = "text", date = "timestamp", distance = "float", origin = "text", destination = "text" },
+  duplicate_window = "2h", offline_retention = "400d", clock = "replay",
+}
+view {
+  name = "route_departures", version = 1, entity = "route", stream = "departures", ttl = "1d",
+  features = { count { "departures_24h", window = "24h" } },
+}
+)";
   std::ofstream(dir + "/serving.lua") << d;
+  const std::string model = "model { name = \"late_mlp\", label = \"late\",";
+  const auto at = d.find(model);
+  if (at == std::string::npos) return make_error("examples/flights/flights.lua has no " + model);
+  d.insert(at + model.size(), " follow = { stream = \"departures\", from = \"start\" },");
+  std::ofstream(dir + "/serving-follow.lua") << d;
   return dir + "/serving.lua";
 }
 
@@ -345,6 +363,8 @@ int main(int argc, char** argv) {
   const double seconds = argc > 2 ? std::stod(argv[2]) : 5.0;
   const size_t max_flights = argc > 3 ? std::stoul(argv[3]) : 300000;
   const int log_rounds = argc > 4 ? std::stoi(argv[4]) : 2;
+  const int rollout_rounds = argc > 5 ? std::stoi(argv[5]) : 2;
+  const size_t n_departures = argc > 6 ? std::stoul(argv[6]) : 100000;
   constexpr int kClients = 16;
 
   const std::string dir = "/tmp/tessera-bench-predict";
@@ -635,7 +655,143 @@ int main(int argc, char** argv) {
       mean(on_rps), mean(on_p99), mean(off_rps), mean(off_p99), log_rounds,
       static_cast<unsigned long long>(drops));
 
+  // 6. A shadow version on vs off: late_mlp v1's artifact imported as v2 and put in shadow
+  // (every production vector scored again off the answer's path), then back to candidate;
+  // alternating off, on, on, off, ... One client sequential (live) and the 16-client load.
+  const uint32_t shadow_version =
+      must(c->import_model("late_mlp", "late", artifact.artifact), "import as shadow");
+  std::printf("\nshadow on vs off: late_mlp v%u (v%u's artifact) in shadow, alternating\n",
+              shadow_version, version);
+  std::vector<double> sh_p99[2], sh_p50[2], sh_load_p99[2], sh_rps[2];
+  for (int round = 0; round < rollout_rounds; ++round)
+    for (int k = 0; k < 2; ++k) {
+      const bool on = (round % 2 == 0) == (k == 1);
+      if (auto st = c->promote_model("late_mlp", shadow_version, on ? "shadow" : "candidate"); !st)
+        fail("shadow " + std::string(on ? "on" : "off") + ": " + st.error_message());
+      std::this_thread::sleep_for(std::chrono::seconds(1));  // the watch brings it, v2 warms up
+      std::vector<double> ms;
+      for (size_t i = 0; i < calls + calls / 10; ++i) {
+        auto s0 = clk::now();
+        auto got = c->predict("late_mlp", {live[i % live.size()]});
+        if (!got || got->size() != 1 || !(*got)[0].ok()) fail("predict with shadow");
+        if (i >= calls / 10) ms.push_back(seconds_since(s0) * 1e3);
+      }
+      const stats one = summarize(ms);
+      const load_result r = run_clients(rpc(), live, kClients, seconds, false);
+      std::printf(
+          "  shadow %s: 1 client p50 %.3f ms p99 %.3f ms; %d clients %.0f predictions/s p99 "
+          "%.3f ms\n",
+          on ? "on " : "off", one.p50, one.p99, kClients, r.rps, r.client_ms.p99);
+      sh_p50[on].push_back(one.p50), sh_p99[on].push_back(one.p99);
+      sh_load_p99[on].push_back(r.client_ms.p99), sh_rps[on].push_back(r.rps);
+    }
+  (void)c->promote_model("late_mlp", shadow_version, "candidate");
+
+  // 7. Stream-following: departures ingested with nobody following (ingest alone: accepted and
+  // applied), then the node restarted with late_mlp following them: the backlog predicted (the
+  // follower alone), then as many departures again ingested while it follows (both at once).
+  // Alternating restarts; departures from the last flights loaded, new ids each round.
+  std::printf("\nstream-following vs ingest alone: %zu departures per segment\n", n_departures);
+  auto ingest_departures = [&](int round, int part) {
+    std::vector<std::future<result<client::ingest_result>>> window;
+    const size_t base = fs.size() > n_departures ? fs.size() - n_departures : 0;
+    for (size_t at = base; at < fs.size(); at += 1000) {
+      std::vector<client::event> evs;
+      for (size_t i = at; i < std::min(fs.size(), at + 1000); ++i) {
+        client::event e;
+        e.known_time = -1;
+        e.fields = {{"id", "r" + std::to_string(round) + "p" + std::to_string(part) + "-" +
+                               std::to_string(i)},
+                    {"date", client::timestamp{fs[i].time}},
+                    {"distance", fs[i].distance},
+                    {"origin", fs[i].origin},
+                    {"destination", fs[i].destination}};
+        evs.push_back(std::move(e));
+      }
+      window.push_back(c->ingest_async(
+          "departures", std::move(evs),
+          "dep-" + std::to_string(round) + "-" + std::to_string(part) + "-" + std::to_string(at)));
+      if (window.size() >= 8) {
+        (void)must(window.front().get(), "ingest departures");
+        window.erase(window.begin());
+      }
+    }
+    for (auto& f : window) (void)must(f.get(), "ingest departures");
+    return fs.size() - base;
+  };
+  auto follow_status = [&](uint64_t& predicted, uint64_t& dead) {
+    auto st = must(c->status(), "status");
+    predicted = dead = 0;
+    for (auto f : st->getFollows()) predicted += f.getPredicted(), dead += f.getDeadLettered();
+  };
+  auto restart = [&](const std::string& defs) {
+    c.reset();
+    nd->stop();
+    nd.reset();
+    cfg.definitions = defs;
+    cfg.prediction_log = true;
+    nd = must(node::start(cfg), "node restart");
+    c = client::connection::open(rpc());
+    if (!wait_served(*c, version, std::chrono::seconds(120)))
+      fail("the restarted node does not serve late_mlp");
+  };
+  std::vector<double> ingest_alone, follow_alone, ingest_with, follow_with;
+  for (int round = 0; round < rollout_rounds; ++round) {
+    restart(defs_path);
+    uint64_t applied0 = nd->events_applied();
+    t0 = clk::now();
+    size_t n = ingest_departures(round, 0);
+    while (nd->events_applied() < applied0 + n) {
+      if (seconds_since(t0) > 600) fail("departures not applied after 600 s");
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    ingest_alone.push_back(static_cast<double>(n) / seconds_since(t0));
+    restart(dir + "/serving-follow.lua");
+    uint64_t predicted = 0, dead = 0;
+    t0 = clk::now();
+    for (;;) {
+      follow_status(predicted, dead);
+      if (predicted + dead >= n) break;
+      if (seconds_since(t0) > 600) fail("backlog not predicted after 600 s");
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    follow_alone.push_back(static_cast<double>(n) / seconds_since(t0));
+    const uint64_t done0 = predicted + dead;
+    applied0 = nd->events_applied();
+    t0 = clk::now();
+    n = ingest_departures(round, 1);
+    double applied_s = 0;
+    for (;;) {
+      if (applied_s == 0 && nd->events_applied() >= applied0 + n) applied_s = seconds_since(t0);
+      follow_status(predicted, dead);
+      if (applied_s > 0 && predicted + dead >= done0 + n) break;
+      if (seconds_since(t0) > 600) fail("departures not predicted after 600 s");
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    ingest_with.push_back(static_cast<double>(n) / applied_s);
+    follow_with.push_back(static_cast<double>(n) / seconds_since(t0));
+    std::printf(
+        "  round %d: ingest alone %.0f events/s applied; backlog followed %.0f predictions/s; "
+        "ingest while following %.0f events/s applied, %.0f predictions/s (ingest to last "
+        "prediction); dead letters %llu\n",
+        round + 1, ingest_alone.back(), follow_alone.back(), ingest_with.back(), follow_with.back(),
+        static_cast<unsigned long long>(dead));
+  }
+
   std::printf("\nsummary\n");
+  std::printf(
+      "shadow off vs on (medians of %d segments): 1 client p99 %.3f vs %.3f ms (p50 %.3f vs "
+      "%.3f); %d clients p99 %.3f vs %.3f ms, %.0f vs %.0f predictions/s\n",
+      rollout_rounds, median(sh_p99[0]), median(sh_p99[1]), median(sh_p50[0]), median(sh_p50[1]),
+      kClients, median(sh_load_p99[0]), median(sh_load_p99[1]), median(sh_rps[0]),
+      median(sh_rps[1]));
+  std::printf(
+      "stream-following (medians of %d rounds): ingest alone %.0f events/s; following a "
+      "backlog %.0f predictions/s (%.2fx ingest alone); ingest while following %.0f events/s, "
+      "%.0f predictions/s\n",
+      rollout_rounds, median(ingest_alone), median(follow_alone),
+      median(ingest_alone) > 0 ? median(follow_alone) / median(ingest_alone) : 0,
+      median(ingest_with), median(follow_with));
   for (const auto* s : {&seq_live, &seq_hist}) {
     const char* what = s == &seq_live ? "live" : "as of departure";
     const double bound = s->both.p99 + fwd1.p99 + 0.2;
