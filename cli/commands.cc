@@ -345,6 +345,8 @@ int run_status(const status_args& a) {
              {"share", m.getShare()},
              {"shadow_skipped", m.getShadowSkipped()},
              {"fallbacks", m.getFallbacks()},
+             {"rules", m.getRules().cStr()},
+             {"rule_failures", m.getRuleFailures()},
              {"arm", m.getArm().cStr()},
              {"mean_score", m.getMeanScore()},
              {"scores", m.getScores()}});
@@ -438,6 +440,9 @@ int run_status(const status_args& a) {
         if (m.getFallbacks())
           std::printf("  %s v%u: %s examples answered by its fallback\n", m.getModel().cStr(),
                       m.getVersion(), human(m.getFallbacks()).c_str());
+        if (m.getRules().size())
+          std::printf("  %s v%u rules: %s; %s failed (on_error answered)\n", m.getModel().cStr(),
+                      m.getVersion(), m.getRules().cStr(), human(m.getRuleFailures()).c_str());
         if (m.getShadowSkipped())
           std::printf("  %s v%u (shadow): %s examples skipped (queue full, late or failed)\n",
                       m.getModel().cStr(), m.getVersion(), human(m.getShadowSkipped()).c_str());

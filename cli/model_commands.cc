@@ -88,6 +88,29 @@ void print_overview(const nlohmann::json& d) {
   std::printf("  max feature age: %s\n", def["max_feature_age"].is_null()
                                              ? "none"
                                              : def["max_feature_age"].get<std::string>().c_str());
+  const auto& rules = def["rules"];
+  if (rules.is_null() || !rules.is_object()) {
+    std::printf("  rules: none\n");
+  } else if (rules.contains("lua")) {
+    std::printf("  rules: a Lua function @%s (on error '%s', %lld instructions, %s)\n",
+                rules["version"].get<std::string>().c_str(),
+                rules["on_error"].get<std::string>().c_str(),
+                static_cast<long long>(rules["max_instructions"].get<int64_t>()),
+                rules["budget"].get<std::string>().c_str());
+  } else {
+    std::printf("  rules @%s (first that holds fires; on error '%s'):\n",
+                rules["version"].get<std::string>().c_str(),
+                rules["on_error"].get<std::string>().c_str());
+    for (auto& r : rules["list"]) {
+      std::string cond = r.contains("when") ? r["when"].get<std::string>() : "";
+      if (r.contains("top_k"))
+        cond = "top " + std::to_string(r["top_k"].get<int>()) + " of the call" +
+               (cond.empty() ? "" : " and " + cond);
+      std::printf("    %-16s %-40s -> %s\n", r["name"].get<std::string>().c_str(),
+                  cond.empty() ? "(always)" : cond.c_str(),
+                  r["decision"].get<std::string>().c_str());
+    }
+  }
   if (!def["takes_scores_of"].empty())
     std::printf("  takes the scores of: %s\n", def["takes_scores_of"].dump().c_str());
 }

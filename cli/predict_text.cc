@@ -93,6 +93,10 @@ nlohmann::ordered_json prediction_json(const client::prediction& p) {
   j["version"] = p.version;
   j["stage"] = p.stage;
   j["path"] = p.path;
+  if (!p.decision.empty()) {
+    j["decision"] = p.decision;
+    j["rule"] = p.rule;
+  }
   j["node"] = p.node;
   j["latency_us"] = p.latency_us;
   j["prediction_time"] =
@@ -122,6 +126,7 @@ std::string format_prediction(const client::prediction& p, bool vector) {
   s += fmt::format("version          {}{}\n", p.version,
                    p.stage.empty() ? "" : " (" + p.stage + ")");
   s += fmt::format("path             {}\n", p.path);
+  if (!p.decision.empty()) s += fmt::format("decision         {} (rule {})\n", p.decision, p.rule);
   s += fmt::format("node             {}\n", p.node);
   s += fmt::format("latency          {}\n", format_age(p.latency_us));
   s += fmt::format("prediction time  {}\n",

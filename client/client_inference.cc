@@ -38,6 +38,8 @@ std::vector<prediction> read_predictions(capnp::List<wire::Prediction>::Reader l
     x.latency_us = p.getLatencyUs();
     x.error = p.getError();
     x.code = static_cast<errc>(p.getCode());
+    x.decision = p.getDecision();
+    x.rule = p.getRule();
     for (auto f : p.getFeatures())
       x.features.push_back(
           {f.getName(), f.getValue(), f.getEventTime(), f.getAge(), read_status(f.getStatus())});

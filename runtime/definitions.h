@@ -17,6 +17,8 @@
 
 namespace tessera {
 
+class rule_set;  // rules.h
+
 struct field_def {
   std::string name;
   field_type type;
@@ -160,6 +162,8 @@ struct model_def {
     bool from_start = false;
     bool any() const { return !stream.empty(); }
   } follow;
+  // Decisions from the score and the features (rules.h); null: none (answers carry no decision).
+  std::shared_ptr<const rule_set> rules;
 };
 
 // A model feature naming another model's score ("model:NAME", a chained model): NAME; else "".

@@ -12,6 +12,7 @@
 
 #include "definitions.h"
 #include "lua_host.h"
+#include "rules.h"
 #include "time_util.h"
 
 namespace tessera {
@@ -440,6 +441,70 @@ class definitions_builder {
     return ok_status();
   }
 
+  // rules = { { name, when, decision, top_k }, ..., on_error = "label" } or
+  // rules = { lua = "function(score, f) ... end", on_error, max_instructions, budget }
+  // (rules.h): compiled over score, rank, the model's inputs and the label stream's fields.
+  static status read_rules(lua_State* L, int t, const definitions& defs, const label_def& l,
+                           const std::string& w, const where_fn& where, model_def& m) {
+    lua_getfield(L, t, "rules");
+    struct pop {
+      lua_State* L;
+      ~pop() { lua_pop(L, 1); }
+    } popped{L};
+    if (lua_isnil(L, -1)) return ok_status();
+    const std::string shape =
+        " (rules = { { when = \"score > 0.5\", decision = \"late\" }, { decision = "
+        "\"on_time\" } } or rules = { lua = \"function(score, f) ... end\" })";
+    if (!lua_istable(L, -1)) return make_error(w + "rules must be a table" + shape);
+    const int rt = lua_gettop(L);
+    if (auto bad = unknown_keys(L, rt, {"lua", "on_error", "max_instructions", "budget"});
+        !bad.empty())
+      return make_error(w + "rules: unknown key(s) " + bad + shape);
+    rules_spec spec;
+    spec.lua = str_field(L, rt, "lua");
+    spec.on_error = str_field(L, rt, "on_error", spec.on_error);
+    spec.max_instructions = int_field(L, rt, "max_instructions", spec.max_instructions);
+    if (has_field(L, rt, "budget")) {
+      auto d = parse_duration(str_field(L, rt, "budget"));
+      if (!d) return make_error(w + "rules.budget must be a duration like \"5ms\"");
+      spec.budget_us = *d;
+    }
+    for (lua_Integer i = 1, n = luaL_len(L, rt); i <= n; ++i) {
+      lua_geti(L, rt, i);
+      const int it = lua_gettop(L);
+      if (!lua_istable(L, it)) {
+        lua_pop(L, 1);
+        return make_error(w + "rules[" + std::to_string(i) + "] must be a table" + shape);
+      }
+      if (auto bad = unknown_keys(L, it, {"name", "when", "decision", "top_k"}); !bad.empty()) {
+        const std::string at = where(it);
+        lua_pop(L, 1);
+        return make_error(at + "model " + m.name + ": rules[" + std::to_string(i) +
+                          "]: unknown key(s) " + bad);
+      }
+      rules_spec::item r;
+      r.name = str_field(L, it, "name");
+      r.when = str_field(L, it, "when");
+      r.decision = str_field(L, it, "decision");
+      r.top_k = static_cast<int>(int_field(L, it, "top_k", 0));
+      if (has_field(L, it, "top_k") && r.top_k <= 0) r.top_k = -1;  // refused by compile
+      lua_pop(L, 1);
+      spec.items.push_back(std::move(r));
+    }
+    // What rules may read: the model's inputs (every column of the label when it names none)
+    // and the label stream's fields.
+    std::vector<std::string> known;
+    for (auto& c : m.features.empty() ? l.feature_columns() : m.features)
+      if (chained_model(c).empty()) known.push_back(c);
+    if (const stream_def* s = defs.find_stream(l.stream))
+      for (auto& f : s->fields)
+        if (std::find(known.begin(), known.end(), f.name) == known.end()) known.push_back(f.name);
+    auto r = rule_set::compile(std::move(spec), std::move(known));
+    if (!r) return make_error(w + r.error_message());
+    m.rules = std::move(*r);
+    return ok_status();
+  }
+
   // follow = { stream = "departures", when = "expr", from = "new" | "start" }: the stream
   // exists and its events are kept (some view reads it), it has the label entity's key fields,
   // and `when` compiles over its fields.
@@ -495,7 +560,7 @@ class definitions_builder {
               L, t,
               {"name", "label", "kind", "hidden", "epochs", "batch_size", "learning_rate",
                "weight_decay", "seed", "features", "split", "log_sample", "shadow_sample",
-               "fallback", "max_feature_age", "follow"});
+               "fallback", "max_feature_age", "follow", "rules"});
           !bad.empty())
         return make_error(w + "unknown key(s) " + bad);
       if (defs.find_model(m.name)) return make_error(w + "defined twice");
@@ -573,6 +638,7 @@ class definitions_builder {
           return make_error(w + "feature '" + f + "' is not a column of label " + l->name +
                             " (view.feature, an on-demand name, or model:NAME for another " +
                             "model's score)");
+      if (auto st = read_rules(L, t, defs, *l, w, where, m); !st) return st;
       // split = { train = { "2001-01-01", "2001-05-01" }, validation = { ..., ... }, test = { ...,
       // ... } }
       lua_getfield(L, t, "split");

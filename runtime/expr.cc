@@ -23,7 +23,13 @@ result<std::vector<token>> lex(const std::string& src) {
     }
     if (std::isalpha(static_cast<unsigned char>(c)) || c == '_') {
       size_t j = i;
-      while (j < src.size() && (std::isalnum(static_cast<unsigned char>(src[j])) || src[j] == '_'))
+      // A dotted name ("route_delay.count_7d": a view's feature) is one field name.
+      auto word = [&](size_t k) {
+        return std::isalnum(static_cast<unsigned char>(src[k])) || src[k] == '_';
+      };
+      while (j < src.size() && (word(j) || (src[j] == '.' && j + 1 < src.size() &&
+                                            (std::isalpha(static_cast<unsigned char>(src[j + 1])) ||
+                                             src[j + 1] == '_'))))
         ++j;
       out.push_back({token::ident, src.substr(i, j - i)});
       i = j;

@@ -5,7 +5,8 @@
 // product := operand (('*'|'/') operand)*; operand := field | number | 'text' | true | false |
 // fn '(' sum ')' | '(' or ')', fn one of hour, weekday (UTC, Monday = 0) and abs.
 // Comparisons with null are false; arithmetic with null (or x / 0) is null; timestamps count
-// as microseconds. Compiled once at definition load; evaluation is thread-safe.
+// as microseconds. A field name may be dotted ("route_delay.count_7d", a view's feature in a
+// model's rules). Compiled once at definition load; evaluation is thread-safe.
 #pragma once
 #include <functional>
 #include <memory>

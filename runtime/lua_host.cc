@@ -2,12 +2,43 @@
 
 #include <lua.hpp>
 
+#include <cstdio>
+#include <cstdlib>
+
 namespace tessera {
 
-result<std::unique_ptr<lua_host>> lua_host::open() {
-  lua_State* L = luaL_newstate();
+namespace {
+
+// Lua's allocator with a ceiling on what the state holds in all (0: none). Past it an
+// allocation fails, which Lua raises as a "not enough memory" error in the running code.
+void* bounded_alloc(void* ud, void* ptr, size_t old_size, size_t new_size) {
+  auto* a = static_cast<lua_host::memory*>(ud);
+  if (!ptr) old_size = 0;  // for a new block Lua passes the object's type, not a size
+  if (new_size == 0) {
+    std::free(ptr);
+    a->used -= old_size;
+    return nullptr;
+  }
+  if (a->limit && new_size > old_size && a->used + (new_size - old_size) > a->limit) return nullptr;
+  void* p = std::realloc(ptr, new_size);
+  if (p) a->used += new_size - old_size;
+  return p;
+}
+
+}  // namespace
+
+result<std::unique_ptr<lua_host>> lua_host::open(size_t max_bytes) {
+  auto mem = std::make_unique<memory>();
+  mem->limit = max_bytes;
+  lua_State* L = lua_newstate(bounded_alloc, mem.get());
   if (!L) return make_error("cannot create Lua state");
   std::unique_ptr<lua_host> host(new lua_host(L));
+  host->mem_ = std::move(mem);
+  lua_atpanic(L, [](lua_State* l) {  // as luaL_newstate's: say why before Lua aborts
+    const char* m = lua_tostring(l, -1);
+    std::fprintf(stderr, "Lua panic: %s\n", m ? m : "(no message)");
+    return 0;
+  });
   luaL_requiref(L, "_G", luaopen_base, 1);
   luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 1);
   luaL_requiref(L, LUA_TABLIBNAME, luaopen_table, 1);

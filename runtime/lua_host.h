@@ -25,8 +25,13 @@ namespace tessera {
 
 class lua_host {
  public:
-  // A fresh sandboxed state; an error when Lua cannot allocate one.
-  static result<std::unique_ptr<lua_host>> open();
+  // What the state holds, and its ceiling (0: none); see open().
+  struct memory {
+    size_t used = 0, limit = 0;
+  };
+  // A fresh sandboxed state; an error when Lua cannot allocate one. `max_bytes` > 0: the state
+  // may hold no more (an allocation past it fails as a Lua "not enough memory" error).
+  static result<std::unique_ptr<lua_host>> open(size_t max_bytes = 0);
   ~lua_host();
   lua_host(const lua_host&) = delete;
   lua_host& operator=(const lua_host&) = delete;
@@ -45,6 +50,7 @@ class lua_host {
  private:
   explicit lua_host(lua_State* L) : L_(L) {}
   lua_State* L_;
+  std::unique_ptr<memory> mem_;  // the allocator's; outlives L_ (closed in the destructor)
 };
 
 // Readers of the table at stack index `idx`; they leave the stack as they found it.

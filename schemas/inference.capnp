@@ -54,6 +54,11 @@ struct Prediction {
   node @8 :Text;             # the node that scored it (the owner of the label entity's shard)
   latencyUs @9 :UInt32;      # on that node, from receipt to score
   features @10 :List(FeatureUsed);  # when options.returnVector
+  # The model's rules (definitions: model { rules = ... }): the decision label, and the rule
+  # that fired as "name@version" (the version hashes the rules' source; "on_error@..." when a
+  # rule failed and the rules' on_error label answered). Empty without rules or on error.
+  decision @11 :Text;
+  rule @12 :Text;
 }
 
 struct ModelRequest {

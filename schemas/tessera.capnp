@@ -178,6 +178,8 @@ struct ModelServing {
   arm @15 :Text;             # "canary", "ab" (an A/B arm, production too), else empty
   meanScore @16 :Float64;    # mean of the scores it answered here (a shadow: it logged)
   scores @17 :UInt64;        # how many scores meanScore is over
+  rules @18 :Text;           # the model's rules: "3 rules @1a2b3c4d, on error 'unknown'"; empty: none
+  ruleFailures @19 :UInt64;  # answers whose rule failed (on_error answered), this version here
 }
 
 struct StreamClock {

@@ -276,6 +276,8 @@ void follower::handle(model_follow* f, std::shared_ptr<message> m) {
           rec.version = p.version;
           rec.stage = p.stage;
           rec.path = p.path;
+          rec.decision = p.decision;
+          rec.rule = p.rule;
           rec.node = p.node;
           rec.request_id = p.request_id;
           rec.time = wall;

@@ -3,6 +3,7 @@
 #include "inference_service.h"
 #include "inference_wire.h"
 #include "rpc_edge.h"
+#include "rules.h"
 
 namespace tessera {
 namespace {
@@ -154,6 +155,8 @@ void inference_rpc::fill_status(wire::NodeStatus::Builder st) const {
     b.setErrors(m.errors.load());
     b.setShadowSkipped(m.shadow_skipped.load());
     b.setFallbacks(m.fallbacks.load());
+    b.setRuleFailures(m.rule_failures.load());
+    if (m.rules) b.setRules(m.rules->describe());
     b.setMeanScore(m.mean_score());
     b.setScores(m.scores.load());
     b.setRequestsPerSecond(m.requests_per_second());

@@ -53,6 +53,8 @@ prediction_out read_prediction(wire::Prediction::Reader r) {
   p.latency_us = r.getLatencyUs();
   p.error = r.getError();
   p.code = static_cast<errc>(r.getCode());
+  p.decision = r.getDecision();
+  p.rule = r.getRule();
   for (auto f : r.getFeatures())
     p.features.push_back({f.getName(), f.getValue(), f.getEventTime(), f.getAge(),
                           static_cast<vector_status>(f.getStatus())});
@@ -70,6 +72,8 @@ void write_prediction(wire::Prediction::Builder b, const prediction_out& p) {
   b.setLatencyUs(p.latency_us);
   b.setError(p.error);
   b.setCode(static_cast<uint8_t>(p.code));
+  if (!p.decision.empty()) b.setDecision(p.decision);
+  if (!p.rule.empty()) b.setRule(p.rule);
   if (p.features.empty()) return;
   auto fl = b.initFeatures(static_cast<unsigned>(p.features.size()));
   for (size_t i = 0; i < p.features.size(); ++i) {

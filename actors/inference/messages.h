@@ -54,6 +54,7 @@ struct prediction_out {
   int64_t prediction_time = 0;
   uint32_t latency_us = 0;
   std::vector<feature_out> features;  // with return_vector
+  std::string decision, rule;         // the model's rules (rules.h): empty without
   std::string error;                  // non-empty: this example failed
   errc code = errc::internal;
   // Failed in a way the model's fallback may answer for (not bad input): why, in a few words.

@@ -46,6 +46,10 @@ std::string prediction_record::to_json() const {
                    {"feature_time", feature_time},
                    {"score", score},
                    {"latency_us", latency_us}};
+  if (!decision.empty()) {
+    j["decision"] = decision;
+    j["rule"] = rule;
+  }
   auto& in = j["inputs"] = nlohmann::json::array();
   if (inputs)
     for (auto& n : *inputs) in.push_back(n);

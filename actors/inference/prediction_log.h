@@ -31,6 +31,7 @@ namespace tessera {
 // given to it (floats, as doubles; NaN written as null).
 struct prediction_record {
   std::string model, stage, path, node, request_id;
+  std::string decision, rule;  // the model's rules, when it has them
   uint32_t version = 0;
   int64_t time = 0;             // when scored, µs since the epoch
   int64_t prediction_time = 0;  // µs

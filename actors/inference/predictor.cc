@@ -10,14 +10,18 @@
 #include <mutex>
 #include <thread>
 
+#include <spdlog/spdlog.h>
+
 #include "bus.h"
 #include "cluster/cluster_view.h"
 #include "cluster/registry.h"
 #include "codec.h"
 #include "hash.h"
 #include "inference_wire.h"
+#include "metrics.h"
 #include "model_table.h"
 #include "prediction_log.h"
+#include "rules.h"
 #include "schemas/node.capnp.h"
 #include "stream_clock.h"
 #include "time_util.h"
@@ -50,6 +54,8 @@ bool sampled(const std::string& request_id, double share) {
   return static_cast<double>(h % 1000000) < share * 1e6;
 }
 
+log_limiter rule_log;  // rule failures: one line per model per 5 s
+
 bool retryable_kind(errc c) {
   return c == errc::overloaded || c == errc::retryable || c == errc::unavailable;
 }
@@ -78,6 +84,10 @@ struct predictor::call : std::enable_shared_from_this<predictor::call> {
   size_t left = 0;
   done_fn done;
   std::function<void()> complete;  // set by the predictor: fallbacks, then done
+  // Per example (entry calls of a model with rules): its arm's inputs as scored, for the rules.
+  std::vector<std::vector<float>> vec;
+  // The model's rules on every answered example, the fallback's answers too (entry calls).
+  void decide();
 
   int64_t remaining_ms() const {
     return std::max<int64_t>(
@@ -92,6 +102,7 @@ struct predictor::call : std::enable_shared_from_this<predictor::call> {
     complete();
   }
   void deliver() {
+    if (forward && s.model && s.model->rules) decide();
     // Every example failed the same retryable way: the call fails so that clients retry it.
     bool all_same = !out.empty();
     for (auto& p : out) all_same = all_same && !p.error.empty() && p.code == out[0].code;
@@ -101,6 +112,65 @@ struct predictor::call : std::enable_shared_from_this<predictor::call> {
       done(std::move(out));
   }
 };
+
+void predictor::call::decide() {
+  const serving_model& m = *s.model;
+  const rule_set& rs = *m.rules;
+  std::vector<size_t> order;
+  for (size_t i = 0; i < out.size(); ++i)
+    if (out[i].error.empty()) order.push_back(i);
+  std::vector<int64_t> rank(out.size(), 0);
+  if (rs.uses_rank()) {
+    std::stable_sort(order.begin(), order.end(),
+                     [&](size_t a, size_t b) { return out[a].score > out[b].score; });
+    for (size_t r = 0; r < order.size(); ++r) rank[order[r]] = static_cast<int64_t>(r);
+  }
+  // Where each slot's value comes from, per arm's version: an input (>= 0), a field of the
+  // label stream (-2 - index), or nowhere (-1: null).
+  const auto& slots = rs.slots();
+  const stream_def* stream = m.defs->find_stream(m.label->stream);
+  std::map<uint8_t, std::vector<int>> sources;
+  auto source_of = [&](uint8_t a) -> const std::vector<int>& {
+    auto it = sources.find(a);
+    if (it != sources.end()) return it->second;
+    const serving_model& am = version_of(a);
+    std::vector<int> src(slots.size(), -1);
+    for (size_t k = 2; k < slots.size(); ++k) {
+      for (size_t j = 0; j < am.inputs.size() && src[k] < 0; ++j)
+        if (am.inputs[j].name == slots[k]) src[k] = static_cast<int>(j);
+      if (src[k] < 0 && stream)
+        if (int f = stream->field_index(slots[k]); f >= 0) src[k] = -2 - f;
+    }
+    return sources.emplace(a, std::move(src)).first->second;
+  };
+  std::vector<value> v(slots.size());
+  for (size_t i : order) {
+    prediction_out& o = out[i];
+    const std::vector<int>& src = source_of(i < arm.size() ? arm[i] : 0);
+    v[0] = o.score;
+    v[1] = rank[i];
+    for (size_t k = 2; k < slots.size(); ++k) {
+      v[k] = value{};
+      if (src[k] >= 0) {
+        const auto j = static_cast<size_t>(src[k]);
+        if (i < vec.size() && j < vec[i].size() && std::isfinite(vec[i][j]))
+          v[k] = static_cast<double>(vec[i][j]);
+      } else if (src[k] <= -2) {
+        const auto f = static_cast<size_t>(-2 - src[k]);
+        if (i < fields.size() && f < fields[i].size()) v[k] = fields[i][f];
+      }
+    }
+    auto d = rs.decide(v);
+    o.decision = std::move(d.decision);
+    o.rule = std::move(d.rule);
+    if (d.error.empty()) continue;
+    m.rule_failures.fetch_add(1);
+    uint64_t suppressed = 0;
+    if (rule_log.allow(m.name, suppressed))
+      spdlog::warn("model {}: a rule failed, on_error answered: {} ({} more not logged)", m.name,
+                   d.error, suppressed);
+  }
+}
 
 void predictor::predict(const std::string& model, predict_options o,
                         std::vector<example_in> examples, bool forward, int64_t deadline_us,
@@ -179,6 +249,7 @@ void predictor::run(std::shared_ptr<call> c) const {
   c->keys.resize(n);
   c->upstream.resize(n);
   c->arm.assign(n, 0);
+  if (c->forward && m.rules) c->vec.resize(n);
   std::vector<std::vector<size_t>> local(arms.size() + 1);                // by arm
   std::map<std::pair<std::string, uint8_t>, std::vector<size_t>> remote;  // (owner, arm)
   for (size_t i = 0; i < n; ++i) {
@@ -394,6 +465,10 @@ void predictor::read_and_score(std::shared_ptr<call> c, std::vector<size_t> rows
         }
         m.batch->expect(-1);
         if (scored.empty()) return c->finish_part();
+        if (c->forward && c->s.model->rules)  // the rules read the inputs as scored
+          for (size_t k = 0; k < scored.size(); ++k)
+            c->vec[scored[k]].assign(x.begin() + static_cast<long>(k * d),
+                                     x.begin() + static_cast<long>((k + 1) * d));
         std::vector<float> logged;
         if (d_.log || (arm == 0 && !c->s.shadows.empty())) logged = x;
         auto on_scores = [this, c, scored, logged = std::move(logged), arm](status st,
@@ -469,6 +544,7 @@ void predictor::forward_part(std::shared_ptr<call> c, const std::string& owner,
   r.setVersion(version);
   predict_options o = c->o;
   o.version = version;
+  if (c->s.model->rules) o.return_vector = true;  // the rules read the inputs, applied here
   write_options(r.initOptions(), o);
   r.setDeadline(c->deadline_us);
   auto el = r.initExamples(static_cast<unsigned>(rows.size()));
@@ -504,6 +580,11 @@ void predictor::forward_part(std::shared_ptr<call> c, const std::string& owner,
                   c->out[rows[k]] = read_prediction(pl[static_cast<unsigned>(k)]);
                   if (arm) c->out[rows[k]].stage = stage;  // "canary" or "ab", as decided here
                   prediction_out& p = c->out[rows[k]];
+                  if (c->s.model->rules) {
+                    for (auto& f : p.features)
+                      c->vec[rows[k]].push_back(static_cast<float>(f.value));
+                    if (!c->o.return_vector) p.features.clear();
+                  }
                   if (!p.error.empty() && p.code != errc::invalid && p.code != errc::not_found)
                     p.fallback_why = p.code == errc::deadline ? "deadline" : "model error";
                 }

@@ -127,7 +127,8 @@ result<std::shared_ptr<serving_model>> load_serving_model(std::shared_ptr<const 
   for (const view_def* v : m->derive->views()) m->view_names.push_back(v->qualified());
   if (const model_def* md = defs->find_model(m->name))
     m->log_sample = md->log_sample, m->shadow_sample = md->shadow_sample,
-    m->max_feature_age_us = md->max_feature_age_us, m->fallback = md->fallback;
+    m->max_feature_age_us = md->max_feature_age_us, m->fallback = md->fallback,
+    m->rules = md->rules;
   m->defs = std::move(defs);
   auto t = torchscript_model::load(artifact, m->inputs.size());
   if (!t) return make_error("its artifact does not load: " + t.error_message(), errc::invalid);

@@ -47,6 +47,7 @@ struct serving_model {
   double shadow_sample = 1;        // the share of production's examples its shadows score
   int64_t max_feature_age_us = 0;  // the model's bound on feature age (0: none)
   model_def::fallback_def fallback;
+  std::shared_ptr<const rule_set> rules;  // the model definition's (rules.h); null: none
   int64_t loaded_at = 0;
   std::unique_ptr<torchscript_model> torch;
   std::unique_ptr<batcher> batch;  // declared after torch: destroyed first
@@ -55,6 +56,7 @@ struct serving_model {
   mutable std::atomic<uint64_t> requests{0}, errors{0};
   mutable std::atomic<uint64_t> shadow_skipped{0};  // as a shadow: examples not scored
   mutable std::atomic<uint64_t> fallbacks{0};       // examples its fallback answered
+  mutable std::atomic<uint64_t> rule_failures{0};   // answers whose rule failed (on_error)
   mutable std::atomic<uint64_t> scores{0};  // finite scores answered (or, as a shadow, logged)
   mutable std::atomic<int64_t> score_sum_nano{0};  // their sum in units of 1e-9
   mutable latency_histogram latency;

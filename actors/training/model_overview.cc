@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "rules.h"
 #include "time_util.h"
 
 namespace tessera {
@@ -23,6 +24,26 @@ nlohmann::json describe_definition(const model_def& m) {
   else
     j["fallback"] = {{"model", m.fallback.model},
                      {"reserve", format_duration(m.fallback.reserve_us)}};
+  if (!m.rules) {
+    j["rules"] = nullptr;
+  } else {
+    const rules_spec& rs = m.rules->spec();
+    nlohmann::json r{{"version", m.rules->version()}, {"on_error", rs.on_error}};
+    if (!rs.lua.empty()) {
+      r["lua"] = rs.lua;
+      r["max_instructions"] = rs.max_instructions;
+      r["budget"] = format_duration(rs.budget_us);
+    } else {
+      r["list"] = nlohmann::json::array();
+      for (auto& it : rs.items) {
+        nlohmann::json e{{"name", it.name}, {"decision", it.decision}};
+        if (!it.when.empty()) e["when"] = it.when;
+        if (it.top_k > 0) e["top_k"] = it.top_k;
+        r["list"].push_back(std::move(e));
+      }
+    }
+    j["rules"] = std::move(r);
+  }
   nlohmann::json upstream = nlohmann::json::array();
   for (auto& f : m.features)
     if (auto u = chained_model(f); !u.empty()) upstream.push_back(u);

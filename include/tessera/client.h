@@ -144,6 +144,9 @@ struct prediction {
   int64_t prediction_time = 0;
   uint32_t latency_us = 0;             // on the scoring node
   std::vector<feature_used> features;  // with predict_options::return_vector
+  // The model's rules, when it has them: the decision label and the rule that fired
+  // ("name@version"; "on_error@version" when a rule failed and its on_error label answered).
+  std::string decision, rule;
   // Set when this example failed (the others of the call did not).
   std::string error;
   errc code = errc::internal;

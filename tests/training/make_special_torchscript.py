@@ -6,6 +6,7 @@ KIND:
   nan_when_far    NaN for rows whose first input (distance) is over 2000, else 0.25
   throws_alone    raises unless given exactly 2 rows (passes the import check, fails warm-up)
   slow_when_far   burns ~0.4 s of matrix products for rows with distance over 2000, else 0.75
+  by_distance     distance / 4000, clamped to [0, 1] (a score a test can compute by hand)
 """
 import sys
 
@@ -35,5 +36,11 @@ class SlowWhenFar(torch.nn.Module):
         return torch.full_like(x[:, 0], 0.75) * a[0, 0]
 
 
-kinds = {"nan_when_far": NanWhenFar, "throws_alone": ThrowsAlone, "slow_when_far": SlowWhenFar}
+class ByDistance(torch.nn.Module):
+    def forward(self, x):
+        return torch.clamp(x[:, 0] / 4000.0, 0.0, 1.0)
+
+
+kinds = {"nan_when_far": NanWhenFar, "throws_alone": ThrowsAlone, "slow_when_far": SlowWhenFar,
+         "by_distance": ByDistance}
 torch.jit.script(kinds[sys.argv[3]]()).save(sys.argv[1])
