@@ -1,8 +1,11 @@
 // Inference (issue 15): predict over RPC on loopback, one client sequential and 16 concurrent,
 // beside what a prediction is made of, measured in the same run: getFeatures of the example's two
 // views and libtorch's forward pass of the same artifact in this process. Then the 16-client load
-// with batching off, and with the prediction log on and off.
-//   bench_predict [calls=5000] [seconds=5] [flights=300000] [log_rounds=2]
+// with batching off, and with the prediction log on and off. Then (issue 16) the same calls with
+// a shadow version on and off, and stream-following: departures ingested alone, predicted from a
+// backlog alone, and ingested while late_mlp follows them.
+//   bench_predict [calls=5000] [seconds=5] [flights=300000] [log_rounds=2] [rollout_rounds=2]
+//                 [departures=100000]
 //
 // Setup: a node in this process on a fresh data dir; the flights example with its split moved
 // onto the days loaded and views that keep 30 days for as-of reads (as the inference tests);

@@ -19,6 +19,23 @@ struct ingest_args {
 };
 int run_ingest(const ingest_args& a);
 
+// `tessera replay`: rows of FILE whose event time falls in [from, to), one event per stream
+// (with the fields the stream declares in `definitions`), sent in event-time order as the clock
+// advances `speedup` times faster than the wall clock; every `every` seconds a line of what
+// `model` served meanwhile (empty: no line). Exit 1 when some events were rejected, 2 on error.
+struct replay_args {
+  std::string rpc;
+  std::string file, format;
+  std::string definitions;
+  std::vector<std::string> streams;
+  std::string from, to;  // ISO-8601; empty: unbounded
+  double speedup = 3600;
+  double every = 5;
+  std::string model;
+  size_t batch = 5000;  // events per tick at most
+};
+int run_replay(const replay_args& a);
+
 struct features_args {
   std::string rpc;
   std::string view;

@@ -130,6 +130,25 @@ int main(int argc, char** argv) {
                        "known when stored)");
   ingest_cmd->add_option("file", ia.file, "input file")->required();
 
+  tessera::cli::replay_args ra;
+  ra.rpc = "127.0.0.1:7400";
+  auto* replay_cmd = app.add_subcommand(
+      "replay", "replay a period of a file live, at a speed-up, into streams in event-time order");
+  add_rpc(replay_cmd, ra.rpc);
+  replay_cmd->add_option("--definitions", ra.definitions, "the node's definitions file")
+      ->required();
+  replay_cmd->add_option("--stream", ra.streams, "a stream each row goes to (repeat for several)")
+      ->required();
+  replay_cmd->add_option("--from", ra.from, "first event time replayed (ISO-8601)");
+  replay_cmd->add_option("--to", ra.to, "end of the period (exclusive)");
+  replay_cmd->add_option("--speedup", ra.speedup, "event time per wall time")
+      ->capture_default_str();
+  replay_cmd->add_option("--every", ra.every, "seconds between progress lines")
+      ->capture_default_str();
+  replay_cmd->add_option("--model", ra.model, "print this model's serving figures as it goes");
+  replay_cmd->add_option("--format", ra.format, "csv or jsonl (default: from the file name)");
+  replay_cmd->add_option("file", ra.file, "input file")->required();
+
   tessera::cli::features_args fa;
   fa.rpc = "127.0.0.1:7400";
   tessera::cli::dataset_args da;
@@ -319,6 +338,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (ingest_cmd->parsed()) return tessera::cli::run_ingest(ia);
+  if (replay_cmd->parsed()) return tessera::cli::run_replay(ra);
   if (feat_cmd->parsed()) return tessera::cli::run_features(fa);
   if (status_cmd->parsed()) return tessera::cli::run_status(sa);
   if (ds_build->parsed()) return tessera::cli::run_dataset_build(da);

@@ -10,6 +10,7 @@
 
 #include <cmath>
 #include <csignal>
+#include <ctime>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -317,6 +318,72 @@ TEST(Follow, ExactlyOncePerDepartureAcrossASigkillMidStream) {
   std::cerr << "after the restart: " << fs.getPredicted() << " predicted, " << fs.getRetried()
             << " messages redelivered, " << fs.getDuplicates() << " publishes de-duplicated\n";
   EXPECT_EQ(fs.getDeadLettered(), 0u);
+}
+
+// `tessera replay` (what examples/flights/live.sh runs): rows of a file go to two streams at
+// each stream's own event time (departures at `date`, flights at the derived arrival), paced in
+// event-time order; every departure of 200 miles or more gets exactly one prediction.
+TEST(Follow, ReplaySendsEachRowToBothStreamsAndEveryDepartureIsPredictedOnce) {
+  serving_node s(kDepartures, kFollow);
+  ASSERT_TRUE(s.ready);
+  ASSERT_TRUE(serves(*s.c, "late_mlp", 1));
+  size_t from = 0;
+  while (from < slice().size() && slice()[from].time < kJan8) ++from;
+  const size_t n = std::min<size_t>(400, slice().size() - from);
+  const std::string csv = s.dir.path + "/period.csv";
+  std::set<std::string> want;
+  {
+    std::ofstream out(csv);
+    out << "date,delay,distance,origin,destination,id\n";
+    for (size_t i = from; i < from + n; ++i) {
+      const flight& f = slice()[i];
+      char date[32];
+      const time_t secs = static_cast<time_t>(f.time / 1000000);
+      std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&secs));
+      out << date << "," << f.delay << "," << f.distance << "," << f.origin << "," << f.destination
+          << ",R" << i << "\n";
+      if (f.distance >= 200) want.insert("R" + std::to_string(i));
+    }
+  }
+  std::string out;
+  ASSERT_EQ(run_cli("replay --rpc " + s.h->rpc() + " --definitions " + s.defs +
+                        " --stream departures --stream flights --speedup 1e7 --every 1 --model "
+                        "late_mlp " +
+                        csv,
+                    &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("sent " + std::to_string(2 * n) + " events (departures " + std::to_string(n) +
+                     ", flights " + std::to_string(n) + "), 0 rejected"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("late_mlp predictions"), std::string::npos) << out;
+  // A period that holds no row is an error, and so is a stream the definitions lack.
+  EXPECT_EQ(run_cli("replay --rpc " + s.h->rpc() + " --definitions " + s.defs +
+                        " --stream departures --from 2030-01-01 " + csv,
+                    &out),
+            2);
+  EXPECT_NE(out.find("no event"), std::string::npos) << out;
+  EXPECT_EQ(
+      run_cli("replay --rpc " + s.h->rpc() + " --definitions " + s.defs + " --stream nope " + csv,
+              &out),
+      2);
+  EXPECT_NE(out.find("no stream 'nope'"), std::string::npos) << out;
+
+  nats_link nl(s.h->n->nats_url());
+  std::map<std::string, std::vector<nlohmann::json>> got;
+  ASSERT_TRUE(eventually(
+      [&] {
+        got = predictions_by_id(nl.js);
+        size_t have = 0;
+        for (auto& id : want) have += got.count(id);
+        return have == want.size();
+      },
+      std::chrono::seconds(120)))
+      << got.size() << " predicted of " << want.size();
+  for (auto& id : want) EXPECT_EQ(got[id].size(), 1u) << id;
+  for (auto& [id, v] : got)
+    if (id[0] == 'R') EXPECT_TRUE(want.count(id)) << id << " was not to be predicted";
 }
 
 TEST(Follow, BadFollowDeclarationsAreRefusedAtLoad) {

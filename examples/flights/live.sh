@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# The flights example live: a node learns from January-May 2001, then June is replayed as it
+# happened, at a speed-up, as two streams in event-time order: `departures` (at the scheduled
+# departure: flight id, origin, destination, distance, date) and `flights` (at arrival, with the
+# delay: the label). late_mlp follows `departures` and publishes one prediction per departure on
+# tsr.pred.late_mlp; a second, wider MLP serves a 20% canary of the routes; the logistic
+# regression scores every example in shadow. Every few seconds it prints predictions/s, p99, the
+# stage mix and the path mix.
+#   examples/flights/live.sh [--speedup X] [--from DATE] [--to DATE] [--days N] [--data-dir DIR]
+#                            [--rpc HOST:PORT] [--keep]
+# Defaults: June 2001 at 8640x (a day each 10 s, about 5 minutes). --days N replays only the
+# first N days. --keep leaves the node running at the end (Ctrl-C stops it).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+bin="$root/build/cli/tessera"
+data_dir="$root/data/flights-live"
+rpc="127.0.0.1:7410"
+speedup=8640
+from="2001-06-01"
+to="2001-07-01"
+days=""
+keep=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --speedup) speedup=$2; shift 2 ;;
+    --from) from=$2; shift 2 ;;
+    --to) to=$2; shift 2 ;;
+    --days) days=$2; shift 2 ;;
+    --data-dir) data_dir=$2; shift 2 ;;
+    --rpc) rpc=$2; shift 2 ;;
+    --keep) keep=1; shift ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+[ -x "$bin" ] || { echo "build first: bash scripts/build.sh" >&2; exit 2; }
+if [ -n "$days" ]; then
+  to=$(date -u -d "$from + $days days" +%Y-%m-%d)
+fi
+
+csv="$root/../shared/data/flights-3m.csv.gz"
+if [ ! -f "$csv" ]; then
+  csv="$root/data/flights-3m.csv.gz"
+  [ -f "$csv" ] || { mkdir -p "$root/data"; bash "$root/examples/flights/fetch-data.sh" "$csv"; }
+fi
+
+rm -rf "$data_dir"
+mkdir -p "$data_dir"
+# The definitions: the flights example's, with the split moved before June (what a team that
+# goes live on June 1st can train and test on), late_mlp following departures, and a wider MLP
+# trained as late_mlp's second version.
+defs="$data_dir/live.lua"
+sed -e 's/validation = { "2001-05-01", "2001-06-01" }/validation = { "2001-05-01", "2001-05-22" }/' \
+    -e 's/test = { "2001-06-01", "2001-07-01" }/test = { "2001-05-22", "2001-06-01" }/' \
+    -e 's/model { name = "late_mlp", label = "late",/model { name = "late_mlp", label = "late", follow = { stream = "departures" },/' \
+    "$root/examples/flights/flights.lua" > "$defs"
+cat >> "$defs" <<'EOF'
+
+-- Live (examples/flights/live.sh): a departure is published at its scheduled time.
+stream {
+  name = "departures", time_field = "date",
+  fields = { id = "text", date = "timestamp", distance = "float", origin = "text", destination = "text" },
+  duplicate_window = "2h", offline_retention = "60d", clock = "replay",
+}
+view {
+  name = "route_departures", version = 1, entity = "route", stream = "departures", ttl = "1d",
+  features = { count { "departures_24h", window = "24h" } },
+}
+-- late_mlp's second version: a wider MLP, trained under its own name and imported.
+model { name = "late_mlp_wide", label = "late", kind = "mlp", hidden = { 64, 32 }, epochs = 4,
+        batch_size = 1024, learning_rate = 0.003, seed = 11, split = split }
+EOF
+grep -q 'follow = { stream = "departures" }' "$defs" || { echo "could not edit flights.lua" >&2; exit 2; }
+
+# The history (before the period) for the features and training; the period with flight ids.
+history="$data_dir/history.csv.gz"
+period="$data_dir/period.csv.gz"
+echo "== preparing the data: history before $from, the period [$from, $to) with flight ids"
+{ zcat "$csv" || true; } | awk -F, -v from="$from" 'NR == 1 || $1 < from' | gzip -1 > "$history"
+{ zcat "$csv" || true; } | awk -F, -v from="$from" -v to="$to" -v OFS=, \
+  'NR == 1 { print $0, "id"; next } $1 >= from && $1 < to { print $0, "F" NR }' | gzip -1 > "$period"
+
+echo "== starting node (data in $data_dir, RPC on $rpc)"
+"$bin" node --data-dir "$data_dir/node" --rpc "$rpc" --definitions "$defs" \
+  > "$data_dir/node.log" 2>&1 &
+node_pid=$!
+cleanup() { kill -TERM $node_pid 2>/dev/null && wait $node_pid 2>/dev/null || true; }
+trap cleanup EXIT
+for _ in $(seq 200); do "$bin" status --rpc "$rpc" >/dev/null 2>&1 && break; sleep 0.1; done
+"$bin" status --rpc "$rpc" >/dev/null || { echo "node did not start:"; cat "$data_dir/node.log"; exit 1; }
+
+echo "== ingesting the history"
+"$bin" ingest --replay --quiet --rpc "$rpc" --stream flights "$history"
+for _ in $(seq 600); do
+  "$bin" status --json --rpc "$rpc" | tr -d ' \n' | grep -q '"lag":[1-9]' || break
+  sleep 1
+done
+
+echo "== training late_mlp, late_mlp_wide and late_logistic (train Jan-Apr, validate and test May)"
+for m in late_mlp late_mlp_wide late_logistic; do
+  "$bin" train "$m" --quiet --rpc "$rpc"
+done
+latest() { "$bin" models list --json --rpc "$rpc" | tr -d ' \n' | sed -E "s/.*\"name\":\"$1\",\"production\":[^,]*,\"versions\":\[([^]]*)\].*/\1/" | grep -o '"version":[0-9]*' | tail -1 | cut -d: -f2; }
+"$bin" models promote late_mlp "$(latest late_mlp)" --rpc "$rpc"
+"$bin" models export late_mlp_wide "$data_dir/wide.pt" -v "$(latest late_mlp_wide)" --rpc "$rpc"
+"$bin" models import late_mlp "$data_dir/wide.pt" --label late --rpc "$rpc"
+"$bin" models promote late_mlp "$(latest late_mlp)" --stage canary --share 0.2 --rpc "$rpc"
+# The logistic regression as late_mlp's shadow: its artifact imported as a late_mlp version.
+"$bin" models export late_logistic "$data_dir/logistic.pt" -v "$(latest late_logistic)" --rpc "$rpc"
+"$bin" models import late_mlp "$data_dir/logistic.pt" --label late --rpc "$rpc"
+"$bin" models promote late_mlp "$(latest late_mlp)" --stage shadow --rpc "$rpc"
+"$bin" models show late_mlp --rpc "$rpc"
+
+echo "== replaying [$from, $to) at ${speedup}x: departures at departure, flights at arrival"
+"$bin" replay --rpc "$rpc" --definitions "$defs" --stream departures --stream flights \
+  --from "$from" --to "$to" --speedup "$speedup" --every 5 --model late_mlp "$period"
+
+echo "== status"
+"$bin" status --rpc "$rpc" | grep -E "^(model|late_|follow|  late_)" || true
+echo "== the last predictions in the prediction log"
+"$bin" predictions tail late_mlp -n 3 --rpc "$rpc" || true
+if [ "$keep" = 1 ]; then
+  echo "== node running (log: $data_dir/node.log); Ctrl-C stops it"
+  wait $node_pid
+fi
