@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cmath>
 #include <map>
 #include <mutex>
 #include <set>
@@ -100,7 +101,13 @@ TEST(InferenceCluster, ThreeNodesPredictEveryShardSwitchVersionsUnderLoadAndSurv
   temp_dir dir;
   auto n = embedded_nats::start(dir.path + "/nats-data");
   ASSERT_TRUE(n) << n.error_message();
-  const std::string defs = serving_definitions(dir.path);
+  // With rules that read a feature: answers scored on another node are decided on the entry
+  // node from the vector that node returns (and strips when the caller did not ask for it).
+  const std::string defs = slice_example_definitions(
+      dir.path, "serving", true, "",
+      R"(rules = { { name = "thin", when = "route_delay.count_7d < 2", decision = "unknown" },
+                   { name = "late", when = "score >= 0.3", decision = "late" },
+                   { name = "default", decision = "on_time" } },)");
   std::map<std::string, std::unique_ptr<node_process>> nodes;
   for (auto id : {"a", "b", "c"})
     nodes[id] = std::make_unique<node_process>(dir.path + "/" + id, (*n)->url(), id, "", defs);
@@ -141,6 +148,20 @@ TEST(InferenceCluster, ThreeNodesPredictEveryShardSwitchVersionsUnderLoadAndSurv
       scored_by.insert(p.node);
     }
     EXPECT_EQ(scored_by.size(), 3u);
+    client::predict_options with_vector;
+    with_vector.return_vector = true;
+    auto v = open_client(rpc)->predict("late_mlp", ex, with_vector);
+    ASSERT_TRUE(v) << failure_text(v);
+    for (size_t i = 0; i < fs.size(); ++i) {
+      const auto& p = (*r)[i];
+      EXPECT_TRUE(p.features.empty()) << "a vector nobody asked for";
+      double count = NAN;
+      for (auto& f : (*v)[i].features)
+        if (f.name == "route_delay.count_7d") count = f.value;
+      const std::string want = count < 2 ? "unknown" : p.score >= 0.3 ? "late" : "on_time";
+      EXPECT_EQ(p.decision, want) << rpc << " row " << i << " scored on " << p.node;
+      EXPECT_EQ((*v)[i].decision, want) << rpc << " row " << i;
+    }
   }
 
   // Promote v2, then roll back, under load: no failed request, no call mixing versions.
