@@ -362,6 +362,39 @@ int run_status(const status_args& a) {
                                 {"pending", f.getPending()},
                                 {"lag_p50_ms", f.getLagP50Ms()},
                                 {"lag_p99_ms", f.getLagP99Ms()}});
+      j["quality"] = nlohmann::json::array();
+      for (auto q : st.getQuality()) {
+        nlohmann::json arms = nlohmann::json::array();
+        for (auto a : q.getArms())
+          arms.push_back({{"stage", a.getStage().cStr()},
+                          {"version", a.getVersion()},
+                          {"pairs", a.getPairs()},
+                          {"positives", a.getPositives()},
+                          {"auc", a.getAuc()},
+                          {"auc_interval", {a.getAucLow(), a.getAucHigh()}},
+                          {"log_loss", a.getLogLoss()},
+                          {"log_loss_interval", {a.getLogLossLow(), a.getLogLossHigh()}},
+                          {"accuracy", a.getAccuracy()},
+                          {"accuracy_interval", {a.getAccuracyLow(), a.getAccuracyHigh()}},
+                          {"ece", a.getEce()},
+                          {"label_lag_p50_ms", a.getLabelLagP50Ms()},
+                          {"label_lag_p99_ms", a.getLabelLagP99Ms()}});
+        j["quality"].push_back({{"model", q.getModel().cStr()},
+                                {"arms", arms},
+                                {"predictions", q.getPredictions()},
+                                {"labels", q.getLabels()},
+                                {"joined", q.getJoined()},
+                                {"unlabelled", q.getUnlabelled()},
+                                {"late", q.getLate()},
+                                {"unmatched", q.getUnmatched()},
+                                {"duplicate_labels", q.getDuplicateLabels()},
+                                {"duplicate_predictions", q.getDuplicatePredictions()},
+                                {"waiting", q.getWaiting()},
+                                {"compared", q.getCompared()},
+                                {"canary_worse", q.getCanaryWorse()},
+                                {"canary_log_loss_p", q.getCanaryLogLossP()},
+                                {"canary_auc_p", q.getCanaryAucP()}});
+      }
       std::cout << j.dump(2) << "\n";
       return 0;
     }
@@ -456,6 +489,26 @@ int run_status(const status_args& a) {
           human(f.getSkipped()).c_str(), human(f.getDeadLettered()).c_str(),
           human(f.getRetried()).c_str(), human(f.getPending()).c_str(), f.getLagP50Ms(),
           f.getLagP99Ms());
+    for (auto q : st.getQuality()) {
+      std::printf(
+          "quality %s: %s predictions, %s labels, %s joined, %s waiting; unlabelled %s, late %s, "
+          "unmatched labels %s, duplicate labels %s\n",
+          q.getModel().cStr(), human(q.getPredictions()).c_str(), human(q.getLabels()).c_str(),
+          human(q.getJoined()).c_str(), human(q.getWaiting()).c_str(),
+          human(q.getUnlabelled()).c_str(), human(q.getLate()).c_str(),
+          human(q.getUnmatched()).c_str(), human(q.getDuplicateLabels()).c_str());
+      for (auto a : q.getArms())
+        std::printf(
+            "  v%-3u %-10s %9s pairs  AUC %.4f [%.4f, %.4f]  log loss %.4f [%.4f, %.4f]  "
+            "accuracy %.4f  ECE %.4f  label lag p50 %.1f h\n",
+            a.getVersion(), a.getStage().cStr(), human(a.getPairs()).c_str(), a.getAuc(),
+            a.getAucLow(), a.getAucHigh(), a.getLogLoss(), a.getLogLossLow(), a.getLogLossHigh(),
+            a.getAccuracy(), a.getEce(), a.getLabelLagP50Ms() / 3.6e6);
+      if (q.getCompared())
+        std::printf("  canary vs production: %s (log loss p %.3g, AUC p %.3g; alpha 0.01)\n",
+                    q.getCanaryWorse() ? "WORSE" : "not worse", q.getCanaryLogLossP(),
+                    q.getCanaryAucP());
+    }
     for (auto l : st.getApplyStages())
       if (l.getCount())
         std::printf("apply %-9s p50 %8.2f ms  p99 %8.2f ms  p99.9 %8.2f ms  (%s batches)\n",

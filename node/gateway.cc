@@ -15,6 +15,7 @@
 
 #include "actors/features/features_rpc.h"
 #include "actors/features/messages.h"
+#include "actors/monitoring/quality_service.h"
 #include "actors/training/training_rpc.h"
 #include "cluster/cluster_view.h"
 #include "rpc_edge.h"
@@ -47,6 +48,7 @@ class gateway_impl final : public wire::Gateway::Server {
     auto i = kj::heap<inference_rpc>(opts.inference);
     inference_ = i.get();
     inference_cap_ = kj::mv(i);
+    quality_ = opts.quality;
   }
 
   // The server's timer, set right after the server is built (before any call).
@@ -101,6 +103,7 @@ class gateway_impl final : public wire::Gateway::Server {
     return features_->fill_status(st).then([this, st]() mutable {
       training_->fill_status(st);
       inference_->fill_status(st);
+      if (quality_service* q = quality_ ? quality_->load() : nullptr) q->fill_status(st);
       st.setUptimeSeconds(
           std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count());
       if (ctx_->cluster) fill_cluster(st, *ctx_->cluster);
@@ -142,6 +145,7 @@ class gateway_impl final : public wire::Gateway::Server {
   features_rpc* features_;    // owned by features_cap_
   training_rpc* training_;    // owned by training_cap_
   inference_rpc* inference_;  // owned by inference_cap_
+  const std::atomic<quality_service*>* quality_ = nullptr;
   wire::Features::Client features_cap_ = nullptr;
   wire::Training::Client training_cap_ = nullptr;
   wire::Inference::Client inference_cap_ = nullptr;

@@ -22,6 +22,7 @@
 namespace tessera {
 
 struct features_context;
+class quality_service;
 
 struct gateway_options {
   std::string listen = "127.0.0.1:7400";
@@ -29,6 +30,7 @@ struct gateway_options {
   features_rpc_options features;
   training_rpc::deps training;
   const std::atomic<inference_service*>* inference = nullptr;
+  const std::atomic<quality_service*>* quality = nullptr;
 };
 
 class gateway {

@@ -15,6 +15,7 @@
 #include "actors/features/messages.h"
 #include "actors/features/vector_cache.h"
 #include "actors/inference/inference_service.h"
+#include "actors/monitoring/quality_service.h"
 #include "actors/training/dataset.h"
 #include "actors/training/training_service.h"
 #include "bridges.h"
@@ -60,6 +61,9 @@ struct node::impl {
   std::unique_ptr<dataset_offline_source> offline;
   std::unique_ptr<inference_service> inference;
   std::atomic<inference_service*> inference_ptr{nullptr};
+  // Monitoring: live quality of the models declared with `monitor`.
+  std::unique_ptr<quality_service> quality;
+  std::atomic<quality_service*> quality_ptr{nullptr};
   std::string nats_url;
   bool stopped = false;
 };
@@ -163,6 +167,7 @@ result<std::unique_ptr<node>> node::start(const node_config& cfg) {
   go.training.datasets = im->datasets.get();
   go.training.training = &im->training_ptr;
   go.inference = &im->inference_ptr;
+  go.quality = &im->quality_ptr;
   auto gw = gateway::start(go, ctx, im->features->supervisor());
   if (!gw) return make_error(gw.error_message());  // ~impl stops the families
   im->gw = std::move(gw.value());
@@ -242,6 +247,17 @@ result<std::unique_ptr<node>> node::start(const node_config& cfg) {
     im->inference = std::move(inference.value());
     im->inference_ptr = im->inference.get();
   }
+  quality_service::deps qd;
+  qd.defs = *defs;
+  qd.nats = im->nats.get();
+  qd.node_id = im->node_id;
+  auto quality = quality_service::start(qd);
+  if (!quality) {
+    spdlog::error("node {}: live quality is unavailable: {}", im->node_id, quality.error_message());
+  } else {
+    im->quality = std::move(quality.value());
+    im->quality_ptr = im->quality.get();
+  }
   spdlog::info("node {} ready: RPC on port {}, NATS {}, {} shards, data in {}", im->node_id,
                im->gw->port(), im->nats_url, cfg.shards, cfg.data_dir);
   return std::unique_ptr<node>(new node(std::move(im)));
@@ -258,6 +274,8 @@ void node::stop() {
   spdlog::info("node {} stopping", impl_->node_id);
   if (impl_->agent) impl_->agent->leave(std::chrono::milliseconds(impl_->cfg.leave_timeout_ms));
   impl_->gw.reset();  // no new calls
+  impl_->quality_ptr = nullptr;
+  impl_->quality.reset();
   impl_->inference_ptr = nullptr;
   impl_->inference.reset();  // drains calls in flight, writes the queued prediction log
   impl_->training_ptr = nullptr;

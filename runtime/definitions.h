@@ -164,6 +164,15 @@ struct model_def {
   } follow;
   // Decisions from the score and the features (rules.h); null: none (answers carry no decision).
   std::shared_ptr<const rule_set> rules;
+  // Live quality (actors/monitoring/quality_service.h): `monitor = { max_label_delay = "2d",
+  // label_grace = "1h", window = 50000 }` joins the label's events (the label stream: a flight's
+  // arrival) to the model's logged predictions by the label entity and prediction time.
+  struct monitor_def {
+    bool on = false;
+    int64_t max_label_delay_us = 2LL * 86400 * 1000000;
+    int64_t label_grace_us = 3600LL * 1000000;
+    int64_t window = 50000;  // pairs per version and stage the figures are over (the latest)
+  } monitor;
 };
 
 // A model feature naming another model's score ("model:NAME", a chained model): NAME; else "".

@@ -560,7 +560,7 @@ class definitions_builder {
               L, t,
               {"name", "label", "kind", "hidden", "epochs", "batch_size", "learning_rate",
                "weight_decay", "seed", "features", "split", "log_sample", "shadow_sample",
-               "fallback", "max_feature_age", "follow", "rules"});
+               "fallback", "max_feature_age", "follow", "rules", "monitor"});
           !bad.empty())
         return make_error(w + "unknown key(s) " + bad);
       if (defs.find_model(m.name)) return make_error(w + "defined twice");
@@ -639,6 +639,30 @@ class definitions_builder {
                             " (view.feature, an on-demand name, or model:NAME for another " +
                             "model's score)");
       if (auto st = read_rules(L, t, defs, *l, w, where, m); !st) return st;
+      lua_getfield(L, t, "monitor");
+      if (lua_istable(L, -1)) {
+        const int mt = lua_gettop(L);
+        const std::string shape =
+            " (monitor = { max_label_delay = \"2d\", label_grace = \"1h\", window = 50000 })";
+        if (auto bad = unknown_keys(L, mt, {"max_label_delay", "label_grace", "window"});
+            !bad.empty())
+          return make_error(w + "monitor: unknown key(s) " + bad + shape);
+        m.monitor.on = true;
+        for (auto [key, out] : {std::pair{"max_label_delay", &m.monitor.max_label_delay_us},
+                                {"label_grace", &m.monitor.label_grace_us}}) {
+          if (!has_field(L, mt, key)) continue;
+          auto d = parse_duration(str_field(L, mt, key));
+          if (!d || *d <= 0)
+            return make_error(w + "monitor." + key + " must be a positive duration" + shape);
+          *out = *d;
+        }
+        m.monitor.window = int_field(L, mt, "window", m.monitor.window);
+        if (m.monitor.window < 100 || m.monitor.window > 10'000'000)
+          return make_error(w + "monitor.window must be between 100 and 10000000 pairs");
+      } else if (!lua_isnil(L, -1)) {
+        return make_error(w + "monitor must be a table (monitor = {} for the defaults)");
+      }
+      lua_pop(L, 1);
       // split = { train = { "2001-01-01", "2001-05-01" }, validation = { ..., ... }, test = { ...,
       // ... } }
       lua_getfield(L, t, "split");

@@ -142,6 +142,8 @@ struct NodeStatus {
   models @26 :List(ModelServing);
   # Stream-following models (`model { follow = ... }`): this node's share of the work.
   follows @27 :List(FollowStatus);
+  # Live quality of the models declared with `monitor` (actors/monitoring/quality_service.h).
+  quality @28 :List(ModelQuality);
 }
 
 # A model following a stream: one prediction per event, on tsr.pred.<model>.
@@ -180,6 +182,46 @@ struct ModelServing {
   scores @17 :UInt64;        # how many scores meanScore is over
   rules @18 :Text;           # the model's rules: "3 rules @1a2b3c4d, on error 'unknown'"; empty: none
   ruleFailures @19 :UInt64;  # answers whose rule failed (on_error answered), this version here
+}
+
+# One version and stage of a monitored model: its latest joined (score, label) pairs.
+struct ArmQuality {
+  stage @0 :Text;            # production, canary, ab, shadow, fallback
+  version @1 :UInt32;
+  pairs @2 :UInt64;          # the figures are over these (the window's latest)
+  positives @3 :UInt64;
+  auc @4 :Float64;           # with its 95% interval (Hanley-McNeil); 0s when one class is absent
+  aucLow @5 :Float64;
+  aucHigh @6 :Float64;
+  logLoss @7 :Float64;
+  logLossLow @8 :Float64;
+  logLossHigh @9 :Float64;
+  accuracy @10 :Float64;     # at 0.5, with Wilson's interval
+  accuracyLow @11 :Float64;
+  accuracyHigh @12 :Float64;
+  ece @13 :Float64;          # expected calibration error, 10 bins
+  labelLagP50Ms @14 :Float64;  # label event time - prediction time
+  labelLagP99Ms @15 :Float64;
+}
+
+struct ModelQuality {
+  model @0 :Text;
+  arms @1 :List(ArmQuality);
+  predictions @2 :UInt64;    # logged predictions read (all stages)
+  labels @3 :UInt64;         # label events read
+  joined @4 :UInt64;
+  unlabelled @5 :UInt64;     # predictions whose label never came within max_label_delay
+  late @6 :UInt64;           # predictions whose label came too late
+  unmatched @7 :UInt64;      # labels with no prediction within label_grace
+  duplicateLabels @8 :UInt64;
+  duplicatePredictions @9 :UInt64;
+  waiting @10 :UInt64;       # predictions waiting for their label now
+  # The canary against production on their own pairs: one-sided tests that it is worse (higher
+  # log loss, lower AUC), each at alpha / 2 = 0.005. `compared`: both have 100 pairs or more.
+  compared @11 :Bool;
+  canaryWorse @12 :Bool;
+  canaryLogLossP @13 :Float64;
+  canaryAucP @14 :Float64;
 }
 
 struct StreamClock {

@@ -5,7 +5,9 @@
 # delay: the label). late_mlp follows `departures` and publishes one prediction per departure on
 # tsr.pred.late_mlp; a second, wider MLP serves a 20% canary of the routes; the logistic
 # regression scores every example in shadow. Every few seconds it prints predictions/s, p99, the
-# stage mix and the path mix.
+# stage mix and the path mix. At the end, the live quality of each version from the arrivals
+# joined to the logged predictions (tessera status: AUC, log loss, accuracy with intervals, and
+# the canary tested against production).
 #   examples/flights/live.sh [--speedup X] [--from DATE] [--to DATE] [--days N] [--data-dir DIR]
 #                            [--rpc HOST:PORT] [--keep]
 # Defaults: June 2001 at 8640x (a day each 10 s, about 5 minutes). --days N replays only the
@@ -51,7 +53,7 @@ mkdir -p "$data_dir"
 defs="$data_dir/live.lua"
 sed -e 's/validation = { "2001-05-01", "2001-06-01" }/validation = { "2001-05-01", "2001-05-22" }/' \
     -e 's/test = { "2001-06-01", "2001-07-01" }/test = { "2001-05-22", "2001-06-01" }/' \
-    -e 's/model { name = "late_mlp", label = "late",/model { name = "late_mlp", label = "late", follow = { stream = "departures" },/' \
+    -e 's/model { name = "late_mlp", label = "late",/model { name = "late_mlp", label = "late", follow = { stream = "departures" }, monitor = {},/' \
     "$root/examples/flights/flights.lua" > "$defs"
 cat >> "$defs" <<'EOF'
 
@@ -69,7 +71,7 @@ view {
 model { name = "late_mlp_wide", label = "late", kind = "mlp", hidden = { 64, 32 }, epochs = 4,
         batch_size = 1024, learning_rate = 0.003, seed = 11, split = split }
 EOF
-grep -q 'follow = { stream = "departures" }' "$defs" || { echo "could not edit flights.lua" >&2; exit 2; }
+grep -q 'follow = { stream = "departures" }, monitor = {}' "$defs" || { echo "could not edit flights.lua" >&2; exit 2; }
 
 # The history (before the period) for the features and training; the period with flight ids.
 history="$data_dir/history.csv.gz"
@@ -114,8 +116,14 @@ echo "== replaying [$from, $to) at ${speedup}x: departures at departure, flights
 "$bin" replay --rpc "$rpc" --definitions "$defs" --stream departures --stream flights \
   --from "$from" --to "$to" --speedup "$speedup" --every 5 --model late_mlp "$period"
 
-echo "== status"
-"$bin" status --rpc "$rpc" | grep -E "^(model|late_|follow|  late_)" || true
+echo "== status (live quality: the arrivals of the period joined to the predictions logged at departure)"
+joined() { "$bin" status --json --rpc "$rpc" | tr -d ' \n' | grep -o '"joined":[0-9]*' | head -1; }
+prev=""
+for _ in $(seq 30); do  # until the monitor has read the last arrivals (no new pair in 2 s)
+  now=$(joined); [ -n "$now" ] && [ "$now" = "$prev" ] && break
+  prev=$now; sleep 2
+done
+"$bin" status --rpc "$rpc" | grep -E "^(model|late_|follow|  late_|quality|  v|  canary)" || true
 echo "== the last predictions in the prediction log"
 "$bin" predictions tail late_mlp -n 3 --rpc "$rpc" || true
 if [ "$keep" = 1 ]; then

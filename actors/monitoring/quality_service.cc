@@ -1,0 +1,321 @@
+#include "quality_service.h"
+
+#include <nats/nats.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "bus.h"
+#include "cluster/nats_text.h"
+#include "codec.h"
+#include "definitions.h"
+#include "expr.h"
+#include "metrics.h"
+
+namespace tessera {
+
+namespace {
+
+constexpr const char* kPredictionLog = "TSR_PREDICTIONS";  // prediction_log.h's stream
+
+// A pull consumer of this node's own on `stream` for `filter`, from new messages on; bound
+// again (where it left off) when it exists already.
+result<natsSubscription*> subscribe(bus& nats, const std::string& stream, const std::string& filter,
+                                    const std::string& durable) {
+  jsConsumerConfig cc;
+  jsConsumerConfig_Init(&cc);
+  cc.Durable = durable.c_str();
+  cc.AckPolicy = js_AckExplicit;
+  cc.DeliverPolicy = js_DeliverNew;
+  cc.FilterSubject = filter.c_str();
+  cc.MaxAckPending = 100000;
+  jsConsumerInfo* ci = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_AddConsumer(&ci, nats.jetstream(), stream.c_str(), &cc, nullptr, &jerr);
+  if (ci) jsConsumerInfo_Destroy(ci);
+  if (s != NATS_OK)
+    spdlog::debug("quality: add consumer {} on {}: {}", durable, stream, nats_text(s));
+  jsSubOptions so;
+  jsSubOptions_Init(&so);
+  so.Stream = stream.c_str();
+  so.Consumer = durable.c_str();
+  natsSubscription* sub = nullptr;
+  s = js_PullSubscribe(&sub, nats.jetstream(), filter.c_str(), durable.c_str(), nullptr, &so,
+                       &jerr);
+  if (s != NATS_OK)
+    return make_error("cannot read " + stream + " (" + filter + "): " + nats_text(s));
+  return sub;
+}
+
+std::string text_of(const nlohmann::json& v) {
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_number_integer()) return std::to_string(v.get<int64_t>());
+  return v.dump();
+}
+
+}  // namespace
+
+struct quality_service::monitored {
+  const model_def* model = nullptr;
+  const label_def* label = nullptr;
+  const stream_def* stream = nullptr;  // the label's
+  const kind_plan* plan = nullptr;     // the label entity's
+  std::vector<std::string> key_fields;
+  natsSubscription* preds = nullptr;
+  natsSubscription* labels = nullptr;
+  std::thread thread;
+  mutable std::mutex mu;  // what follows
+  monitoring::label_join join;
+  struct pair_row {
+    double score, label;
+    int64_t lag_us;
+  };
+  std::map<std::pair<std::string, uint32_t>, std::deque<pair_row>> windows;  // (stage, version)
+  int64_t now = 0;  // latest label event time
+  log_limiter limiter{std::chrono::seconds(10)};
+  uint64_t bad = 0;
+
+  void add(const std::vector<monitoring::labelled_pair>& pairs) {
+    for (auto& p : pairs) {
+      auto& w = windows[{p.stage, p.version}];
+      w.push_back({p.score, p.label, p.label_time - p.prediction_time});
+      while (w.size() > static_cast<size_t>(model->monitor.window)) w.pop_front();
+    }
+  }
+  void warn(const std::string& what) {
+    ++bad;
+    uint64_t suppressed = 0;
+    if (limiter.allow(what.substr(0, 40), suppressed))
+      spdlog::warn("quality {}: {}{}", model->name, what,
+                   suppressed ? " (" + std::to_string(suppressed) + " more)" : "");
+  }
+  // One prediction-log message: JSON lines.
+  void on_predictions(const std::string& data) {
+    std::vector<monitoring::labelled_pair> out;
+    std::istringstream lines(data);
+    std::string line;
+    std::lock_guard<std::mutex> l(mu);
+    while (std::getline(lines, line)) {
+      if (line.empty()) continue;
+      auto j = nlohmann::json::parse(line, nullptr, false);
+      if (j.is_discarded() || !j.contains("fields") || !j["fields"].is_object()) {
+        warn("a prediction-log line that is not a record");
+        continue;
+      }
+      std::string key;
+      bool ok = true;
+      for (auto& f : key_fields) {
+        if (!j["fields"].contains(f)) {
+          ok = false;
+          break;
+        }
+        key += (key.empty() ? "" : "-") + text_of(j["fields"][f]);
+      }
+      if (!ok) continue;  // an example without the label entity's key: nothing to join
+      const int64_t pt = j.value("prediction_time", int64_t{0});
+      key += "@" + std::to_string(pt);
+      join.prediction(key, model->name, j.value("version", 0u), j.value("stage", ""),
+                      j.value("score", 0.0), pt, out);
+    }
+    add(out);
+  }
+  // One event message of the label stream.
+  void on_events(const std::string& data) {
+    std::vector<monitoring::labelled_pair> out;
+    std::lock_guard<std::mutex> l(mu);
+    const bool ok = with_message<wire::EventBatch>(data, [&](wire::EventBatch::Reader b) {
+      for (auto e : b.getEvents()) {
+        normalized_event ne;
+        event_error err;
+        if (!normalize_event(e, *stream, ne, err)) continue;  // the shards dead-letter it
+        double y = 0;
+        const value v = label->value->eval(ne.fields);
+        if (is_null(v) || !as_number(v, y)) continue;  // no label for this event
+        const value t = label->time->eval(ne.fields);
+        if (!std::holds_alternative<timestamp_value>(t)) continue;
+        const std::string k = entity_key(ne, *plan, err);
+        if (k.empty()) continue;
+        const int64_t pt = std::get<timestamp_value>(t).micros;
+        join.label(k + "@" + std::to_string(pt), y != 0 ? 1.0 : 0.0, ne.time, out);
+        now = std::max(now, ne.time);
+      }
+    });
+    if (!ok) warn("a malformed event message");
+    join.advance(now);
+    add(out);
+  }
+};
+
+result<std::unique_ptr<quality_service>> quality_service::start(deps d) {
+  std::unique_ptr<quality_service> q(new quality_service());
+  q->d_ = std::move(d);
+  for (auto& m : q->d_.defs->models()) {
+    if (!m.monitor.on) continue;
+    auto mm = std::make_unique<monitored>();
+    mm->model = &m;
+    mm->label = q->d_.defs->find_label(m.label);
+    mm->stream = q->d_.defs->find_stream(mm->label->stream);
+    mm->plan = q->d_.defs->find_plan(mm->label->stream, mm->label->entity);
+    const entity_def* e = q->d_.defs->find_entity(mm->label->entity);
+    if (!mm->plan || !e)
+      return make_error("model " + m.name + ": monitor: the label's entity " + mm->label->entity +
+                        " has no plan on stream " + mm->label->stream);
+    mm->key_fields = e->key_fields;
+    monitoring::label_join::options jo;
+    jo.max_label_delay_us = m.monitor.max_label_delay_us;
+    jo.label_grace_us = m.monitor.label_grace_us;
+    mm->join = monitoring::label_join(jo);
+    const std::string who = m.name + "_" + q->d_.node_id;
+    auto p = subscribe(*q->d_.nats, kPredictionLog, "tsr.plog." + m.name, "quality_p_" + who);
+    if (!p) return make_error("model " + m.name + ": monitor: " + p.error_message());
+    mm->preds = *p;
+    auto l = subscribe(*q->d_.nats, jetstream_name(mm->label->stream),
+                       stream_subject_prefix(mm->label->stream) + "." + mm->label->entity + ".>",
+                       "quality_l_" + who);
+    if (!l) return make_error("model " + m.name + ": monitor: " + l.error_message());
+    mm->labels = *l;
+    q->models_.push_back(std::move(mm));
+  }
+  for (auto& mm : q->models_)
+    mm->thread = std::thread([raw = q.get(), m = mm.get()] { raw->run(m); });
+  return q;
+}
+
+quality_service::~quality_service() {
+  stop();
+  for (auto& m : models_) {
+    if (m->preds) natsSubscription_Destroy(m->preds);
+    if (m->labels) natsSubscription_Destroy(m->labels);
+  }
+}
+
+void quality_service::stop() {
+  stopping_ = true;
+  for (auto& m : models_)
+    if (m->thread.joinable()) m->thread.join();
+}
+
+void quality_service::run(monitored* m) {
+  // Predictions first each round (a label finds its prediction waiting); short fetches so that
+  // neither side waits long for the other.
+  while (!stopping_) {
+    bool any = false;
+    for (natsSubscription* sub : {m->preds, m->labels}) {
+      natsMsgList list{nullptr, 0};
+      jsErrCode jerr = static_cast<jsErrCode>(0);
+      natsStatus s = natsSubscription_Fetch(&list, sub, 256, 100, &jerr);
+      if (s == NATS_TIMEOUT) continue;
+      if (s != NATS_OK) {
+        m->warn("fetch failed: " + nats_text(s));
+        continue;
+      }
+      any = any || list.Count > 0;
+      for (int i = 0; i < list.Count; ++i) {
+        const std::string data(natsMsg_GetData(list.Msgs[i]),
+                               static_cast<size_t>(natsMsg_GetDataLength(list.Msgs[i])));
+        if (sub == m->preds)
+          m->on_predictions(data);
+        else
+          m->on_events(data);
+        natsMsg_Ack(list.Msgs[i], nullptr);
+      }
+      natsMsgList_Destroy(&list);
+    }
+    if (!any) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+std::vector<quality_service::model_status> quality_service::status() const {
+  std::vector<model_status> out;
+  for (auto& m : models_) {
+    model_status ms;
+    ms.model = m->model->name;
+    std::lock_guard<std::mutex> l(m->mu);
+    ms.counts = m->join.figures();
+    ms.waiting = m->join.waiting_predictions();
+    const arm* production = nullptr;
+    const arm* canary = nullptr;
+    for (auto& [k, w] : m->windows) {
+      arm a;
+      a.stage = k.first;
+      a.version = k.second;
+      a.pairs = w.size();
+      std::vector<float> p, y;
+      std::vector<int64_t> lags;
+      for (auto& r : w) {
+        p.push_back(static_cast<float>(r.score));
+        y.push_back(static_cast<float>(r.label));
+        lags.push_back(r.lag_us);
+      }
+      a.q = monitoring::assess(p, y);
+      if (!lags.empty()) {
+        std::sort(lags.begin(), lags.end());
+        a.lag_p50_ms = static_cast<double>(lags[lags.size() / 2]) / 1e3;
+        a.lag_p99_ms =
+            static_cast<double>(lags[std::min(lags.size() - 1, lags.size() * 99 / 100)]) / 1e3;
+      }
+      ms.arms.push_back(std::move(a));
+    }
+    for (auto& a : ms.arms) {
+      if (a.stage == "production" && (!production || a.pairs > production->pairs)) production = &a;
+      if (a.stage == "canary" && (!canary || a.pairs > canary->pairs)) canary = &a;
+    }
+    if (production && canary && production->pairs >= 100 && canary->pairs >= 100) {
+      ms.compared = true;
+      ms.canary = monitoring::compare(canary->q, production->q, 0.01);
+    }
+    out.push_back(std::move(ms));
+  }
+  return out;
+}
+
+void quality_service::fill_status(wire::NodeStatus::Builder st) const {
+  auto all = status();
+  auto ql = st.initQuality(static_cast<unsigned>(all.size()));
+  for (size_t i = 0; i < all.size(); ++i) {
+    auto b = ql[static_cast<unsigned>(i)];
+    const auto& m = all[i];
+    b.setModel(m.model);
+    b.setPredictions(m.counts.predictions);
+    b.setLabels(m.counts.labels);
+    b.setJoined(m.counts.joined);
+    b.setUnlabelled(m.counts.unlabelled);
+    b.setLate(m.counts.late);
+    b.setUnmatched(m.counts.unmatched);
+    b.setDuplicateLabels(m.counts.duplicate_labels);
+    b.setDuplicatePredictions(m.counts.duplicate_predictions);
+    b.setWaiting(m.waiting);
+    b.setCompared(m.compared);
+    b.setCanaryWorse(m.canary.worse);
+    b.setCanaryLogLossP(m.canary.log_loss_p);
+    b.setCanaryAucP(m.canary.auc_p);
+    auto al = b.initArms(static_cast<unsigned>(m.arms.size()));
+    for (size_t k = 0; k < m.arms.size(); ++k) {
+      auto a = al[static_cast<unsigned>(k)];
+      const arm& x = m.arms[k];
+      a.setStage(x.stage);
+      a.setVersion(x.version);
+      a.setPairs(x.pairs);
+      a.setPositives(x.q.positives);
+      a.setAuc(x.q.point.auc);
+      a.setAucLow(x.q.auc.low);
+      a.setAucHigh(x.q.auc.high);
+      a.setLogLoss(x.q.point.log_loss);
+      a.setLogLossLow(x.q.log_loss.low);
+      a.setLogLossHigh(x.q.log_loss.high);
+      a.setAccuracy(x.q.point.accuracy);
+      a.setAccuracyLow(x.q.accuracy.low);
+      a.setAccuracyHigh(x.q.accuracy.high);
+      a.setEce(x.q.point.ece);
+      a.setLabelLagP50Ms(x.lag_p50_ms);
+      a.setLabelLagP99Ms(x.lag_p99_ms);
+    }
+  }
+}
+
+}  // namespace tessera

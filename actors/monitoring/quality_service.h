@@ -1,0 +1,79 @@
+// Live quality of the models declared with `monitor = { ... }` (issue 17, item 3, in part): the
+// label's delayed events (the flights example: a flight's arrival, with its delay) are joined to
+// the model's logged predictions (made at its departure) and each version and stage gets its
+// AUC, log loss, accuracy and calibration over its latest pairs, with intervals, and the canary
+// is tested against production.
+//
+// How:
+//   - predictions: the prediction log (TSR_PREDICTIONS, tsr.plog.<model>; every stage, shadows
+//     too, as sampled by `log_sample`), read by a pull consumer of this node's own
+//     (`quality_<model>_<node>`, new messages from its creation on);
+//   - labels: the label stream's events (TSR_<stream>, the subjects of the label's entity kind)
+//     by a second such consumer; each event's label value, label entity key and prediction time
+//     come from the label definition — the same expressions the dataset build uses;
+//   - the join key is the label entity's key and the prediction time ("ORD-LAX@<µs>"); the
+//     rules for late, duplicate, missing and early labels are label_join.h's, in event time
+//     (advanced to the latest label event time seen);
+//   - figures per (version, stage) over the latest `window` pairs (quality.h).
+// Every node that runs it reads every message (its own consumers): in a cluster each node
+// computes the whole model's figures. The join state is in memory: after a restart the join
+// starts afresh from the messages that arrive then (predictions made before are not joined).
+// Lifecycle: started by the node after inference; stop() joins the threads.
+// Thread safety: status() from any thread.
+#pragma once
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "label_join.h"
+#include "quality.h"
+#include "schemas/tessera.capnp.h"
+#include "tessera/result.h"
+
+namespace tessera {
+
+class bus;
+class definitions;
+
+class quality_service {
+ public:
+  struct deps {
+    std::shared_ptr<const definitions> defs;
+    bus* nats = nullptr;
+    std::string node_id;
+  };
+  static result<std::unique_ptr<quality_service>> start(deps d);
+  ~quality_service();
+  void stop();
+
+  struct arm {
+    std::string stage;
+    uint32_t version = 0;
+    uint64_t pairs = 0;
+    monitoring::live_quality q;
+    double lag_p50_ms = 0, lag_p99_ms = 0;
+  };
+  struct model_status {
+    std::string model;
+    std::vector<arm> arms;
+    monitoring::label_join::counts counts;
+    uint64_t waiting = 0;
+    bool compared = false;
+    monitoring::comparison canary;
+  };
+  std::vector<model_status> status() const;
+  // Fills NodeStatus.quality.
+  void fill_status(wire::NodeStatus::Builder st) const;
+
+ private:
+  struct monitored;
+  quality_service() = default;
+  void run(monitored* m);
+  deps d_;
+  std::vector<std::unique_ptr<monitored>> models_;
+  std::atomic<bool> stopping_{false};
+};
+
+}  // namespace tessera
