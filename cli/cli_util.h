@@ -66,7 +66,9 @@ class progress_line {
 
 // A field of an input row as the client sends it: text stays text (the node parses it to the
 // stream's declared type), JSON numbers and booleans keep their type, JSON null is no value.
-inline client::value field_value(input_field&& f) {
+// `Value`: client::value, or the runtime's value (the same alternatives for these).
+template <class Value = client::value>
+Value field_value(input_field&& f) {
   switch (f.k) {
     case input_field::text:
       return std::move(f.text_value);
@@ -80,6 +82,17 @@ inline client::value field_value(input_field&& f) {
       break;
   }
   return std::monostate{};
+}
+
+// A connection for ingest: a batch that meets an overloaded or briefly unreachable node is sent
+// again with the same id (stored once), backing off 0.2 s to 6.4 s: up to about 13 s in all.
+inline std::unique_ptr<client::connection> ingest_connection(const std::string& rpc) {
+  client::options co;
+  co.address = rpc;
+  co.retry.attempts = 6;
+  co.retry.first_backoff = std::chrono::milliseconds(200);
+  co.retry.max_backoff = std::chrono::milliseconds(6400);
+  return client::connection::open(co);
 }
 
 inline const char* status_name(client::vector_status s) {

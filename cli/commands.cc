@@ -53,14 +53,7 @@ int run_ingest(const ingest_args& a) {
     return 2;
   }
   {
-    // A batch that meets an overloaded or briefly unreachable node is sent again with the same
-    // id (stored once), backing off 0.2 s to 6.4 s: up to about 13 s in all.
-    client::options co;
-    co.address = a.rpc;
-    co.retry.attempts = 6;
-    co.retry.first_backoff = std::chrono::milliseconds(200);
-    co.retry.max_backoff = std::chrono::milliseconds(6400);
-    auto conn = client::connection::open(co);
+    auto conn = ingest_connection(a.rpc);
 
     struct chunk {
       std::vector<input_row> rows;

@@ -27,23 +27,6 @@ namespace {
 
 using steady = std::chrono::steady_clock;
 
-// The runtime's value of an input field (for the event time: the stream's own conversions).
-value runtime_value(const input_field& f) {
-  switch (f.k) {
-    case input_field::text:
-      return f.text_value;
-    case input_field::number_int:
-      return f.i;
-    case input_field::number_float:
-      return f.f;
-    case input_field::boolean:
-      return f.b;
-    case input_field::null:
-      break;
-  }
-  return std::monostate{};
-}
-
 struct timed_event {
   int64_t time;
   uint32_t stream;
@@ -142,9 +125,9 @@ int run_replay(const replay_args& a) {
       for (auto& f : row.fields) {
         const int at = s.field_index(f.name);
         if (at < 0 || s.fields[static_cast<size_t>(at)].derive) continue;
-        typed.emplace_back(f.name, runtime_value(f));
-        input_field copy = f;
-        ev.fields.emplace_back(f.name, field_value(std::move(copy)));
+        // Copies: the row goes to every stream.
+        typed.emplace_back(f.name, field_value<value>(input_field(f)));
+        ev.fields.emplace_back(f.name, field_value(input_field(f)));
       }
       auto fields = example_fields(s, typed);
       int64_t t = 0;
@@ -176,12 +159,7 @@ int run_replay(const replay_args& a) {
               static_cast<double>(t1 - t0) / a.speedup / 1e6);
   std::fflush(stdout);
 
-  client::options co;
-  co.address = a.rpc;
-  co.retry.attempts = 6;
-  co.retry.first_backoff = std::chrono::milliseconds(200);
-  co.retry.max_backoff = std::chrono::milliseconds(6400);
-  auto conn = client::connection::open(co);
+  auto conn = ingest_connection(a.rpc);
   auto watch = client::connection::open(a.rpc);  // status, off the ingest connection
 
   std::deque<std::future<result<client::ingest_result>>> window;

@@ -23,32 +23,24 @@ namespace {
 
 constexpr const char* kPredictionLog = "TSR_PREDICTIONS";  // prediction_log.h's stream
 
-// A pull consumer of this node's own on `stream` for `filter`, from new messages on; bound
-// again (where it left off) when it exists already.
-result<natsSubscription*> subscribe(bus& nats, const std::string& stream, const std::string& filter,
-                                    const std::string& durable) {
-  jsConsumerConfig cc;
-  jsConsumerConfig_Init(&cc);
-  cc.Durable = durable.c_str();
-  cc.AckPolicy = js_AckExplicit;
-  cc.DeliverPolicy = js_DeliverNew;
-  cc.FilterSubject = filter.c_str();
-  cc.MaxAckPending = 100000;
-  jsConsumerInfo* ci = nullptr;
-  jsErrCode jerr = static_cast<jsErrCode>(0);
-  natsStatus s = js_AddConsumer(&ci, nats.jetstream(), stream.c_str(), &cc, nullptr, &jerr);
-  if (ci) jsConsumerInfo_Destroy(ci);
-  if (s != NATS_OK)
-    spdlog::debug("quality: add consumer {} on {}: {}", durable, stream, nats_text(s));
+// An ephemeral push consumer of this node's own on `stream` for `filter`, from new messages on,
+// read synchronously (no acks: a message is handed to this node once). Pull fetches are not used
+// here: libnats 3.4's natsSubscription_Fetch can hand back more messages than the array it
+// allocated when earlier pull requests that timed out on the client are still served (a heap
+// overflow seen under ASan with short fetch timeouts).
+result<natsSubscription*> subscribe(bus& nats, const std::string& stream,
+                                    const std::string& filter) {
   jsSubOptions so;
   jsSubOptions_Init(&so);
   so.Stream = stream.c_str();
-  so.Consumer = durable.c_str();
+  so.Config.DeliverPolicy = js_DeliverNew;
+  so.Config.AckPolicy = js_AckNone;
   natsSubscription* sub = nullptr;
-  s = js_PullSubscribe(&sub, nats.jetstream(), filter.c_str(), durable.c_str(), nullptr, &so,
-                       &jerr);
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_SubscribeSync(&sub, nats.jetstream(), filter.c_str(), nullptr, &so, &jerr);
   if (s != NATS_OK)
     return make_error("cannot read " + stream + " (" + filter + "): " + nats_text(s));
+  natsSubscription_SetPendingLimits(sub, -1, -1);  // a burst waits here, never dropped
   return sub;
 }
 
@@ -170,13 +162,11 @@ result<std::unique_ptr<quality_service>> quality_service::start(deps d) {
     jo.max_label_delay_us = m.monitor.max_label_delay_us;
     jo.label_grace_us = m.monitor.label_grace_us;
     mm->join = monitoring::label_join(jo);
-    const std::string who = m.name + "_" + q->d_.node_id;
-    auto p = subscribe(*q->d_.nats, kPredictionLog, "tsr.plog." + m.name, "quality_p_" + who);
+    auto p = subscribe(*q->d_.nats, kPredictionLog, "tsr.plog." + m.name);
     if (!p) return make_error("model " + m.name + ": monitor: " + p.error_message());
     mm->preds = *p;
     auto l = subscribe(*q->d_.nats, jetstream_name(mm->label->stream),
-                       stream_subject_prefix(mm->label->stream) + "." + mm->label->entity + ".>",
-                       "quality_l_" + who);
+                       stream_subject_prefix(mm->label->stream) + "." + mm->label->entity + ".>");
     if (!l) return make_error("model " + m.name + ": monitor: " + l.error_message());
     mm->labels = *l;
     q->models_.push_back(std::move(mm));
@@ -201,30 +191,28 @@ void quality_service::stop() {
 }
 
 void quality_service::run(monitored* m) {
-  // Predictions first each round (a label finds its prediction waiting); short fetches so that
-  // neither side waits long for the other.
+  // Predictions first each round (a label finds its prediction waiting); at most 1000 messages
+  // of each side per round, so that neither starves the other.
   while (!stopping_) {
     bool any = false;
     for (natsSubscription* sub : {m->preds, m->labels}) {
-      natsMsgList list{nullptr, 0};
-      jsErrCode jerr = static_cast<jsErrCode>(0);
-      natsStatus s = natsSubscription_Fetch(&list, sub, 256, 100, &jerr);
-      if (s == NATS_TIMEOUT) continue;
-      if (s != NATS_OK) {
-        m->warn("fetch failed: " + nats_text(s));
-        continue;
-      }
-      any = any || list.Count > 0;
-      for (int i = 0; i < list.Count; ++i) {
-        const std::string data(natsMsg_GetData(list.Msgs[i]),
-                               static_cast<size_t>(natsMsg_GetDataLength(list.Msgs[i])));
+      for (int k = 0; k < 1000 && !stopping_; ++k) {
+        natsMsg* msg = nullptr;
+        const natsStatus s = natsSubscription_NextMsg(&msg, sub, 20);
+        if (s == NATS_TIMEOUT) break;
+        if (s != NATS_OK) {
+          m->warn("read failed: " + nats_text(s));
+          break;
+        }
+        any = true;
+        const std::string data(natsMsg_GetData(msg),
+                               static_cast<size_t>(natsMsg_GetDataLength(msg)));
+        natsMsg_Destroy(msg);
         if (sub == m->preds)
           m->on_predictions(data);
         else
           m->on_events(data);
-        natsMsg_Ack(list.Msgs[i], nullptr);
       }
-      natsMsgList_Destroy(&list);
     }
     if (!any) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }

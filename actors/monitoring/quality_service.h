@@ -6,8 +6,8 @@
 //
 // How:
 //   - predictions: the prediction log (TSR_PREDICTIONS, tsr.plog.<model>; every stage, shadows
-//     too, as sampled by `log_sample`), read by a pull consumer of this node's own
-//     (`quality_<model>_<node>`, new messages from its creation on);
+//     too, as sampled by `log_sample`), read by an ephemeral push consumer of this node's own
+//     (new messages from its start on, no acks);
 //   - labels: the label stream's events (TSR_<stream>, the subjects of the label's entity kind)
 //     by a second such consumer; each event's label value, label entity key and prediction time
 //     come from the label definition — the same expressions the dataset build uses;
