@@ -48,12 +48,15 @@ fi
 rm -rf "$data_dir"
 mkdir -p "$data_dir"
 # The definitions: the flights example's, with the split moved before June (what a team that
-# goes live on June 1st can train and test on), late_mlp following departures, and a wider MLP
-# trained as late_mlp's second version.
+# goes live on June 1st can train and test on), late_mlp following departures and monitored, a
+# wider MLP trained as late_mlp's second version. At a speed-up a second of the follower's lag is
+# hours of event time: the views keep days for as-of reads and a label waits 2 days (event
+# time) for a prediction still on its way.
 defs="$data_dir/live.lua"
 sed -e 's/validation = { "2001-05-01", "2001-06-01" }/validation = { "2001-05-01", "2001-05-22" }/' \
     -e 's/test = { "2001-06-01", "2001-07-01" }/test = { "2001-05-22", "2001-06-01" }/' \
-    -e 's/model { name = "late_mlp", label = "late",/model { name = "late_mlp", label = "late", follow = { stream = "departures" }, monitor = {},/' \
+    -e 's/model { name = "late_mlp", label = "late",/model { name = "late_mlp", label = "late", follow = { stream = "departures" }, monitor = { label_grace = "2d" },/' \
+    -e 's/ttl = "6h",/ttl = "6h", as_of_horizon = "3d",/' -e 's/ttl = "7d",/ttl = "7d", as_of_horizon = "9d",/' \
     "$root/examples/flights/flights.lua" > "$defs"
 cat >> "$defs" <<'EOF'
 
@@ -71,7 +74,7 @@ view {
 model { name = "late_mlp_wide", label = "late", kind = "mlp", hidden = { 64, 32 }, epochs = 4,
         batch_size = 1024, learning_rate = 0.003, seed = 11, split = split }
 EOF
-grep -q 'follow = { stream = "departures" }, monitor = {}' "$defs" || { echo "could not edit flights.lua" >&2; exit 2; }
+grep -q 'follow = { stream = "departures" }, monitor = {' "$defs" || { echo "could not edit flights.lua" >&2; exit 2; }
 
 # The history (before the period) for the features and training; the period with flight ids.
 history="$data_dir/history.csv.gz"
