@@ -94,7 +94,14 @@ struct quality_service::monitored {
     std::lock_guard<std::mutex> l(mu);
     while (std::getline(lines, line)) {
       if (line.empty()) continue;
-      auto j = nlohmann::json::parse(line, nullptr, false);
+      // Only the key fields, stage, version, score and prediction time are read: the vector and
+      // its column names (most of a record) are skipped while parsing, not built.
+      static const nlohmann::json::parser_callback_t skip_vector =
+          [](int depth, nlohmann::json::parse_event_t ev, nlohmann::json& parsed) {
+            return !(depth == 1 && ev == nlohmann::json::parse_event_t::key &&
+                     (parsed == "vector" || parsed == "inputs" || parsed == "keys"));
+          };
+      auto j = nlohmann::json::parse(line, skip_vector, false);
       if (j.is_discarded() || !j.contains("fields") || !j["fields"].is_object()) {
         warn("a prediction-log line that is not a record");
         continue;
