@@ -125,4 +125,17 @@ struct skew_args {
 };
 int run_skew(const skew_args& a);
 
+// `tessera alerts`: list (text or --json), --follow the log of transitions; `ack KEY`,
+// `silence KEY --for 2h`.
+struct alerts_args {
+  std::string rpc;
+  std::string action;  // "", "ack", "silence"
+  std::string key;
+  std::string duration = "1h";
+  std::string by;
+  bool follow = false;
+  bool json = false;
+};
+int run_alerts(const alerts_args& a);
+
 }  // namespace tessera::cli

@@ -290,6 +290,28 @@ int main(int argc, char** argv) {
   feat_cmd->add_option("view", fa.view, "view name, or name@version")->required();
   feat_cmd->add_option("entities", fa.entities, "entity keys")->required();
 
+  tessera::cli::alerts_args ala;
+  ala.rpc = "127.0.0.1:7400";
+  auto* alerts_cmd = app.add_subcommand(
+      "alerts", "the cluster's alerts (pending, firing, resolved); --follow prints transitions");
+  add_rpc(alerts_cmd, ala.rpc);
+  alerts_cmd->add_flag(
+      "--follow,-f", ala.follow,
+      "print the alert log, then each transition as it happens (until interrupted)");
+  alerts_cmd->add_flag("--json", ala.json, "JSON output (JSON lines with --follow)");
+  alerts_cmd->require_subcommand(0, 1);
+  auto* al_ack = alerts_cmd->add_subcommand("ack", "acknowledge a firing alert");
+  add_rpc(al_ack, ala.rpc);
+  al_ack->add_option("key", ala.key, "the alert's key")->required();
+  al_ack->add_option("--by", ala.by, "who acknowledges (default: $USER)");
+  auto* al_silence =
+      alerts_cmd->add_subcommand("silence", "suppress an alert's notifications for a while");
+  add_rpc(al_silence, ala.rpc);
+  al_silence->add_option("key", ala.key, "the alert's key")->required();
+  al_silence->add_option("--for", ala.duration, "how long (e.g. 2h, 1d; 0 lifts it)")
+      ->capture_default_str();
+  al_silence->add_option("--by", ala.by, "who silences (default: $USER)");
+
   tessera::cli::status_args sa;
   sa.rpc = "127.0.0.1:7400";
   auto* status_cmd = app.add_subcommand(
@@ -346,6 +368,10 @@ int main(int argc, char** argv) {
   if (predict_cmd->parsed()) return tessera::cli::run_predict(pa);
   if (p_tail->parsed()) return tessera::cli::run_predictions_tail(pla);
   if (skew_cmd->parsed()) return tessera::cli::run_skew(ska);
+  if (alerts_cmd->parsed()) {
+    ala.action = al_ack->parsed() ? "ack" : al_silence->parsed() ? "silence" : "";
+    return tessera::cli::run_alerts(ala);
+  }
   for (auto* c : {m_list, m_show, m_promote, m_canary, m_ab, m_rollback, m_import, m_export})
     if (c->parsed()) {
       ma.action = c->get_name();

@@ -27,6 +27,7 @@ struct session {
   wire::Features::Client features = nullptr;
   wire::Training::Client training = nullptr;
   wire::Inference::Client inference = nullptr;
+  wire::Monitoring::Client monitoring = nullptr;
 };
 
 inline error error_of(const kj::Exception& e, const std::string& address) {
@@ -227,6 +228,7 @@ struct connection::impl {
                    s->features = s->gateway.featuresRequest().send().getFeatures();
                    s->training = s->gateway.trainingRequest().send().getTraining();
                    s->inference = s->gateway.inferenceRequest().send().getInference();
+                   s->monitoring = s->gateway.monitoringRequest().send().getMonitoring();
                    live = kj::mv(s);
                  })
                  .eagerlyEvaluate(nullptr)

@@ -302,6 +302,7 @@ status model_registry::promote(const std::string& name, uint32_t version, const 
       }
     }
     j["versions"][key]["stage"] = stage;
+    if (stage == "production") j["versions"][key]["promoted_us"] = now_micros();
     drop_archived_arms(j);
     auto w = kv_->update(name, j.dump(), rev);
     if (w.ok) return ok_status();
@@ -376,11 +377,25 @@ status model_registry::set_arms(const std::string& name, const std::vector<ab_ar
 }
 
 result<uint32_t> model_registry::rollback(const std::string& name) {
+  return roll_back(name, 0);
+}
+
+result<bool> model_registry::rollback_from(const std::string& name, uint32_t production) {
+  auto r = roll_back(name, production);
+  if (!r) return r.failure();
+  return *r != 0;
+}
+
+result<uint32_t> model_registry::roll_back(const std::string& name, uint32_t only_from) {
   return retry(kCas, [&]() -> result<uint32_t> {
     auto h = head(name);
     if (!h) return make_error(h.error_message());
     auto [j, rev] = std::move(h.value());
     if (j.is_null()) return make_error("unknown model '" + name + "'", errc::not_found);
+    if (only_from != 0) {
+      const std::string from = std::to_string(only_from);
+      if (!j["versions"].contains(from) || j["versions"][from]["stage"] != "production") return 0u;
+    }
     auto& hist = j["production_history"];
     if (hist.empty())
       return make_error("model " + name + " has no earlier production version to roll back to",
@@ -395,6 +410,24 @@ result<uint32_t> model_registry::rollback(const std::string& name) {
     if (w.ok) return back;
     if (!w.conflict) return make_error("cannot roll back " + name + ": " + w.error);
     return lost_cas("cannot roll back " + name +
+                    ": the registry kept changing under concurrent writers; retry");
+  });
+}
+
+result<bool> model_registry::demote_canary(const std::string& name, uint32_t version) {
+  return retry(kCas, [&]() -> result<bool> {
+    auto h = head(name);
+    if (!h) return make_error(h.error_message());
+    auto [j, rev] = std::move(h.value());
+    const std::string key = std::to_string(version);
+    if (j.is_null() || !j["versions"].contains(key) || j["versions"][key]["stage"] != "canary")
+      return false;
+    j["versions"][key]["stage"] = "candidate";
+    j["versions"][key].erase("share");
+    auto w = kv_->update(name, j.dump(), rev);
+    if (w.ok) return true;
+    if (!w.conflict) return make_error("cannot demote the canary of " + name + ": " + w.error);
+    return lost_cas("cannot demote the canary of " + name +
                     ": the registry kept changing under concurrent writers; retry");
   });
 }

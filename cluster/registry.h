@@ -83,6 +83,13 @@ class model_registry {
   // Production goes back to the previous production version; the current one is archived.
   // Returns the version now in production.
   result<uint32_t> rollback(const std::string& name);
+  // Conditional forms for automatic rollback (actors/monitoring): each is one compare-and-swap
+  // that happens only while the model is as the caller saw it, so that several nodes reaching
+  // the same verdict change the registry once. True when this call made the change, false when
+  // the model had already moved on (the canary is no longer `version`; production is no longer
+  // `production`).
+  result<bool> demote_canary(const std::string& name, uint32_t version);
+  result<bool> rollback_from(const std::string& name, uint32_t production);
   // The model's head as stored now (null when there is no such model) and its KV revision.
   result<std::pair<nlohmann::json, uint64_t>> current_head(const std::string& name) const {
     return head(name);
@@ -94,6 +101,8 @@ class model_registry {
  private:
   model_registry() = default;
   result<std::pair<nlohmann::json, uint64_t>> head(const std::string& name) const;
+  // rollback(); with only_from != 0, only while that version is in production (0 otherwise).
+  result<uint32_t> roll_back(const std::string& name, uint32_t only_from);
   result<uint32_t> resolve(const nlohmann::json& head, const std::string& name,
                            uint32_t version) const;
   std::unique_ptr<kv_bucket> kv_;

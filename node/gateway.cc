@@ -15,6 +15,7 @@
 
 #include "actors/features/features_rpc.h"
 #include "actors/features/messages.h"
+#include "actors/monitoring/monitoring_rpc.h"
 #include "actors/monitoring/quality_service.h"
 #include "actors/training/training_rpc.h"
 #include "cluster/cluster_view.h"
@@ -49,6 +50,7 @@ class gateway_impl final : public wire::Gateway::Server {
     inference_ = i.get();
     inference_cap_ = kj::mv(i);
     quality_ = opts.quality;
+    monitoring_cap_ = kj::heap<monitoring_rpc>(opts.quality);
   }
 
   // The server's timer, set right after the server is built (before any call).
@@ -64,6 +66,10 @@ class gateway_impl final : public wire::Gateway::Server {
   }
   kj::Promise<void> inference(InferenceContext call) override {
     call.getResults().setInference(inference_cap_);
+    return kj::READY_NOW;
+  }
+  kj::Promise<void> monitoring(MonitoringContext call) override {
+    call.getResults().setMonitoring(monitoring_cap_);
     return kj::READY_NOW;
   }
 
@@ -149,6 +155,7 @@ class gateway_impl final : public wire::Gateway::Server {
   wire::Features::Client features_cap_ = nullptr;
   wire::Training::Client training_cap_ = nullptr;
   wire::Inference::Client inference_cap_ = nullptr;
+  wire::Monitoring::Client monitoring_cap_ = nullptr;
 };
 
 }  // namespace

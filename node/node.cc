@@ -251,6 +251,8 @@ result<std::unique_ptr<node>> node::start(const node_config& cfg) {
   qd.defs = *defs;
   qd.nats = im->nats.get();
   qd.node_id = im->node_id;
+  qd.view = im->view.get();
+  qd.replicas = cfg.replicas;
   auto quality = quality_service::start(qd);
   if (!quality) {
     spdlog::error("node {}: live quality is unavailable: {}", im->node_id, quality.error_message());

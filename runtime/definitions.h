@@ -172,6 +172,17 @@ struct model_def {
     int64_t max_label_delay_us = 2LL * 86400 * 1000000;
     int64_t label_grace_us = 3600LL * 1000000;
     int64_t window = 50000;  // pairs per version and stage the figures are over (the latest)
+    // Automatic rollback (`rollback = true`): a canary significantly worse than production
+    // (quality.h compare() at `alpha`, both with at least `min_pairs` pairs) goes back to
+    // candidate; a production version whose live AUC is significantly below `min_auc` (the
+    // interval's upper end under it) or log loss above `max_log_loss` within `rollback_within`
+    // of its promotion goes back to the previous production version.
+    bool rollback = false;
+    double alpha = 0.01;
+    int64_t min_pairs = 200;
+    double min_auc = 0;       // 0: no AUC objective
+    double max_log_loss = 0;  // 0: no log-loss objective
+    int64_t rollback_within_us = 7LL * 86400 * 1000000;
   } monitor;
 };
 

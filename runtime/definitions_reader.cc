@@ -16,6 +16,10 @@
 #include "time_util.h"
 
 namespace tessera {
+// model { monitor = { ... } } (definitions_monitor.cc).
+status read_monitor(lua_State* L, int model_table, const std::string& where,
+                    model_def::monitor_def& out);
+
 namespace {
 
 using lua::has_field;
@@ -639,30 +643,7 @@ class definitions_builder {
                             " (view.feature, an on-demand name, or model:NAME for another " +
                             "model's score)");
       if (auto st = read_rules(L, t, defs, *l, w, where, m); !st) return st;
-      lua_getfield(L, t, "monitor");
-      if (lua_istable(L, -1)) {
-        const int mt = lua_gettop(L);
-        const std::string shape =
-            " (monitor = { max_label_delay = \"2d\", label_grace = \"1h\", window = 50000 })";
-        if (auto bad = unknown_keys(L, mt, {"max_label_delay", "label_grace", "window"});
-            !bad.empty())
-          return make_error(w + "monitor: unknown key(s) " + bad + shape);
-        m.monitor.on = true;
-        for (auto [key, out] : {std::pair{"max_label_delay", &m.monitor.max_label_delay_us},
-                                {"label_grace", &m.monitor.label_grace_us}}) {
-          if (!has_field(L, mt, key)) continue;
-          auto d = parse_duration(str_field(L, mt, key));
-          if (!d || *d <= 0)
-            return make_error(w + "monitor." + key + " must be a positive duration" + shape);
-          *out = *d;
-        }
-        m.monitor.window = int_field(L, mt, "window", m.monitor.window);
-        if (m.monitor.window < 100 || m.monitor.window > 10'000'000)
-          return make_error(w + "monitor.window must be between 100 and 10000000 pairs");
-      } else if (!lua_isnil(L, -1)) {
-        return make_error(w + "monitor must be a table (monitor = {} for the defaults)");
-      }
-      lua_pop(L, 1);
+      if (auto st = read_monitor(L, t, w, m.monitor); !st) return st;
       // split = { train = { "2001-01-01", "2001-05-01" }, validation = { ..., ... }, test = { ...,
       // ... } }
       lua_getfield(L, t, "split");

@@ -61,4 +61,5 @@ interface Gateway @0xf3163b7f5e20d9df {
   features @12 () -> (features :import "features.capnp".Features);
   training @13 () -> (training :import "training.capnp".Training);
   inference @14 () -> (inference :import "inference.capnp".Inference);
+  monitoring @15 () -> (monitoring :import "monitoring.capnp".Monitoring);
 }

@@ -217,11 +217,15 @@ struct ModelQuality {
   duplicatePredictions @9 :UInt64;
   waiting @10 :UInt64;       # predictions waiting for their label now
   # The canary against production on their own pairs: one-sided tests that it is worse (higher
-  # log loss, lower AUC), each at alpha / 2 = 0.005. `compared`: both have 100 pairs or more.
+  # log loss, lower AUC), each at the model's alpha / 2 (monitor.alpha, default 0.01).
+  # `compared`: both have the model's monitor.min_pairs pairs or more (default 200).
   compared @11 :Bool;
   canaryWorse @12 :Bool;
   canaryLogLossP @13 :Float64;
   canaryAucP @14 :Float64;
+  # Verdicts this node made on the model (once a second while it leads the cluster): canary
+  # worse, production below its objectives, automatic rollback (actors/monitoring/verdicts.h).
+  verdicts @15 :UInt64;
 }
 
 struct StreamClock {

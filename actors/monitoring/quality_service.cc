@@ -10,12 +10,17 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "alert_store.h"
 #include "bus.h"
+#include "cluster/cluster_view.h"
 #include "cluster/nats_text.h"
+#include "cluster/registry.h"
 #include "codec.h"
 #include "definitions.h"
 #include "expr.h"
 #include "metrics.h"
+#include "time_util.h"
+#include "verdicts.h"
 
 namespace tessera {
 
@@ -69,6 +74,7 @@ struct quality_service::monitored {
   };
   std::map<std::pair<std::string, uint32_t>, std::deque<pair_row>> windows;  // (stage, version)
   int64_t now = 0;  // latest label event time
+  uint64_t verdicts = 0;
   log_limiter limiter{std::chrono::seconds(10)};
   uint64_t bad = 0;
 
@@ -153,6 +159,18 @@ struct quality_service::monitored {
 result<std::unique_ptr<quality_service>> quality_service::start(deps d) {
   std::unique_ptr<quality_service> q(new quality_service());
   q->d_ = std::move(d);
+  bool any = false;
+  for (auto& m : q->d_.defs->models()) any = any || m.monitor.on;
+  if (any) {
+    auto reg = model_registry::open(q->d_.nats->jetstream(), q->d_.replicas);
+    if (!reg) return make_error("monitor: the registry: " + reg.error_message());
+    q->registry_ = std::move(reg.value());
+    alert_store::options ao;
+    ao.replicas = q->d_.replicas;
+    auto al = alert_store::open(q->d_.nats->jetstream(), ao);
+    if (!al) return make_error("monitor: alerts: " + al.error_message());
+    q->alerts_ = std::move(al.value());
+  }
   for (auto& m : q->d_.defs->models()) {
     if (!m.monitor.on) continue;
     auto mm = std::make_unique<monitored>();
@@ -199,8 +217,13 @@ void quality_service::stop() {
 
 void quality_service::run(monitored* m) {
   // Predictions first each round (a label finds its prediction waiting); at most 1000 messages
-  // of each side per round, so that neither starves the other.
+  // of each side per round, so that neither starves the other. The leader judges once a second.
+  auto next_verdict = std::chrono::steady_clock::now();
   while (!stopping_) {
+    if (std::chrono::steady_clock::now() >= next_verdict) {
+      next_verdict += std::chrono::seconds(1);
+      if (!d_.view || d_.view->leader() == d_.node_id) judge(*m);
+    }
     bool any = false;
     for (natsSubscription* sub : {m->preds, m->labels}) {
       for (int k = 0; k < 1000 && !stopping_; ++k) {
@@ -227,46 +250,58 @@ void quality_service::run(monitored* m) {
 
 std::vector<quality_service::model_status> quality_service::status() const {
   std::vector<model_status> out;
-  for (auto& m : models_) {
-    model_status ms;
-    ms.model = m->model->name;
-    std::lock_guard<std::mutex> l(m->mu);
-    ms.counts = m->join.figures();
-    ms.waiting = m->join.waiting_predictions();
-    const arm* production = nullptr;
-    const arm* canary = nullptr;
-    for (auto& [k, w] : m->windows) {
-      arm a;
-      a.stage = k.first;
-      a.version = k.second;
-      a.pairs = w.size();
-      std::vector<float> p, y;
-      std::vector<int64_t> lags;
-      for (auto& r : w) {
-        p.push_back(static_cast<float>(r.score));
-        y.push_back(static_cast<float>(r.label));
-        lags.push_back(r.lag_us);
-      }
-      a.q = monitoring::assess(p, y);
-      if (!lags.empty()) {
-        std::sort(lags.begin(), lags.end());
-        a.lag_p50_ms = static_cast<double>(lags[lags.size() / 2]) / 1e3;
-        a.lag_p99_ms =
-            static_cast<double>(lags[std::min(lags.size() - 1, lags.size() * 99 / 100)]) / 1e3;
-      }
-      ms.arms.push_back(std::move(a));
-    }
-    for (auto& a : ms.arms) {
-      if (a.stage == "production" && (!production || a.pairs > production->pairs)) production = &a;
-      if (a.stage == "canary" && (!canary || a.pairs > canary->pairs)) canary = &a;
-    }
-    if (production && canary && production->pairs >= 100 && canary->pairs >= 100) {
-      ms.compared = true;
-      ms.canary = monitoring::compare(canary->q, production->q, 0.01);
-    }
-    out.push_back(std::move(ms));
-  }
+  for (auto& m : models_) out.push_back(status_of(*m));
   return out;
+}
+
+void quality_service::judge(monitored& m) {
+  if (!registry_ || !alerts_) return;
+  const auto forget = monitoring::judge(*m.model, status_of(m), *registry_, *alerts_, now_micros());
+  std::lock_guard<std::mutex> l(m.mu);
+  for (auto& k : forget) m.windows.erase(k);
+  ++m.verdicts;
+}
+
+quality_service::model_status quality_service::status_of(const monitored& m) const {
+  model_status ms;
+  ms.model = m.model->name;
+  std::lock_guard<std::mutex> l(m.mu);
+  ms.counts = m.join.figures();
+  ms.waiting = m.join.waiting_predictions();
+  ms.verdicts = m.verdicts;
+  const arm* production = nullptr;
+  const arm* canary = nullptr;
+  for (auto& [k, w] : m.windows) {
+    arm a;
+    a.stage = k.first;
+    a.version = k.second;
+    a.pairs = w.size();
+    std::vector<float> p, y;
+    std::vector<int64_t> lags;
+    for (auto& r : w) {
+      p.push_back(static_cast<float>(r.score));
+      y.push_back(static_cast<float>(r.label));
+      lags.push_back(r.lag_us);
+    }
+    a.q = monitoring::assess(p, y);
+    if (!lags.empty()) {
+      std::sort(lags.begin(), lags.end());
+      a.lag_p50_ms = static_cast<double>(lags[lags.size() / 2]) / 1e3;
+      a.lag_p99_ms =
+          static_cast<double>(lags[std::min(lags.size() - 1, lags.size() * 99 / 100)]) / 1e3;
+    }
+    ms.arms.push_back(std::move(a));
+  }
+  for (auto& a : ms.arms) {
+    if (a.stage == "production" && (!production || a.pairs > production->pairs)) production = &a;
+    if (a.stage == "canary" && (!canary || a.pairs > canary->pairs)) canary = &a;
+  }
+  const auto min_pairs = static_cast<uint64_t>(m.model->monitor.min_pairs);
+  if (production && canary && production->pairs >= min_pairs && canary->pairs >= min_pairs) {
+    ms.compared = true;
+    ms.canary = monitoring::compare(canary->q, production->q, m.model->monitor.alpha);
+  }
+  return ms;
 }
 
 void quality_service::fill_status(wire::NodeStatus::Builder st) const {
@@ -289,6 +324,7 @@ void quality_service::fill_status(wire::NodeStatus::Builder st) const {
     b.setCanaryWorse(m.canary.worse);
     b.setCanaryLogLossP(m.canary.log_loss_p);
     b.setCanaryAucP(m.canary.auc_p);
+    b.setVerdicts(m.verdicts);
     auto al = b.initArms(static_cast<unsigned>(m.arms.size()));
     for (size_t k = 0; k < m.arms.size(); ++k) {
       auto a = al[static_cast<unsigned>(k)];

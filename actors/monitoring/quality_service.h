@@ -18,6 +18,11 @@
 // Every node that runs it reads every message (its own consumers): in a cluster each node
 // computes the whole model's figures. The join state is in memory: after a restart the join
 // starts afresh from the messages that arrive then (predictions made before are not joined).
+// Verdicts (quality_verdicts.cc): once a second the cluster's leader judges each model — a
+// canary significantly worse than production, a production version below its objectives — and
+// raises, updates and resolves alerts (alert_store.h); with `rollback = true` it demotes the
+// canary or rolls production back (one conditional compare-and-swap of the registry: once, even
+// when a leader change makes two nodes judge).
 // Lifecycle: started by the node after inference; stop() joins the threads.
 // Thread safety: status() from any thread.
 #pragma once
@@ -34,15 +39,20 @@
 
 namespace tessera {
 
+class alert_store;
 class bus;
+class cluster_view;
 class definitions;
+class model_registry;
 
 class quality_service {
  public:
   struct deps {
     std::shared_ptr<const definitions> defs;
     bus* nats = nullptr;
+    const cluster_view* view = nullptr;  // who leads (judges); null: this node judges
     std::string node_id;
+    int replicas = 1;  // of the alert bucket and log it creates
   };
   static result<std::unique_ptr<quality_service>> start(deps d);
   ~quality_service();
@@ -62,8 +72,11 @@ class quality_service {
     uint64_t waiting = 0;
     bool compared = false;
     monitoring::comparison canary;
+    uint64_t verdicts = 0;
   };
   std::vector<model_status> status() const;
+  // The cluster's alerts (null when no model is monitored); shared with the RPC's workers.
+  std::shared_ptr<alert_store> alerts() const { return alerts_; }
   // Fills NodeStatus.quality.
   void fill_status(wire::NodeStatus::Builder st) const;
 
@@ -71,7 +84,11 @@ class quality_service {
   struct monitored;
   quality_service() = default;
   void run(monitored* m);
+  model_status status_of(const monitored& m) const;
+  void judge(monitored& m);  // quality_verdicts.cc
   deps d_;
+  std::unique_ptr<model_registry> registry_;
+  std::shared_ptr<alert_store> alerts_;
   std::vector<std::unique_ptr<monitored>> models_;
   std::atomic<bool> stopping_{false};
 };

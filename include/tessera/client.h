@@ -271,6 +271,13 @@ class connection {
   // Logged vectors recomputed from the offline log (JSON report, see README "Skew").
   result<std::string> skew(const std::string& model, uint32_t sample);
 
+  // Monitoring (schemas/monitoring.capnp): the cluster's alerts as JSON text.
+  result<std::string> alerts_json();
+  // The alert log after sequence `after`: (JSON array, the last sequence read).
+  result<std::pair<std::string, uint64_t>> alert_log(uint64_t after, uint32_t limit = 0);
+  tessera::status acknowledge_alert(const std::string& key, const std::string& by);
+  tessera::status silence_alert(const std::string& key, uint32_t seconds, const std::string& by);
+
   struct impl;
 
  private:

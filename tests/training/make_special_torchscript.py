@@ -7,6 +7,7 @@ KIND:
   throws_alone    raises unless given exactly 2 rows (passes the import check, fails warm-up)
   slow_when_far   burns ~0.4 s of matrix products for rows with distance over 2000, else 0.75
   by_distance     distance / 4000, clamped to [0, 1] (a score a test can compute by hand)
+  sure_late       0.99 for every row (a confidently wrong canary: most flights are on time)
 """
 import sys
 
@@ -41,6 +42,11 @@ class ByDistance(torch.nn.Module):
         return torch.clamp(x[:, 0] / 4000.0, 0.0, 1.0)
 
 
+class SureLate(torch.nn.Module):
+    def forward(self, x):
+        return torch.full_like(x[:, 0], 0.99)
+
+
 kinds = {"nan_when_far": NanWhenFar, "throws_alone": ThrowsAlone, "slow_when_far": SlowWhenFar,
-         "by_distance": ByDistance}
+         "by_distance": ByDistance, "sure_late": SureLate}
 torch.jit.script(kinds[sys.argv[3]]()).save(sys.argv[1])

@@ -1,0 +1,188 @@
+#include "verdicts.h"
+
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <set>
+
+#include "alert_store.h"
+#include "cluster/registry.h"
+#include "definitions.h"
+
+namespace tessera::monitoring {
+
+namespace {
+
+std::string fixed(double v, int digits = 4) {
+  char b[48];
+  std::snprintf(b, sizeof b, "%.*f", digits, v);
+  return b;
+}
+
+std::string sci(double v) {
+  char b[48];
+  std::snprintf(b, sizeof b, "%.2g", v);
+  return b;
+}
+
+nlohmann::json figures(const quality_service::arm& a) {
+  return {{"stage", a.stage},
+          {"version", a.version},
+          {"pairs", a.pairs},
+          {"auc", a.q.point.auc},
+          {"auc_low", a.q.auc.low},
+          {"auc_high", a.q.auc.high},
+          {"log_loss", a.q.point.log_loss},
+          {"log_loss_low", a.q.log_loss.low},
+          {"log_loss_high", a.q.log_loss.high},
+          {"accuracy", a.q.point.accuracy}};
+}
+
+const quality_service::arm* find_arm(const quality_service::model_status& st,
+                                     const std::string& stage, uint32_t version) {
+  for (auto& a : st.arms)
+    if (a.stage == stage && a.version == version) return &a;
+  return nullptr;
+}
+
+struct head_view {
+  uint32_t production = 0, canary = 0;
+  int64_t promoted_us = 0;
+  bool has_previous = false;
+};
+
+head_view read_head(const nlohmann::json& j) {
+  head_view h;
+  if (!j.is_object() || !j.contains("versions")) return h;
+  for (auto& [v, e] : j["versions"].items()) {
+    const std::string stage = e.value("stage", "");
+    if (stage == "production") {
+      h.production = static_cast<uint32_t>(std::stoul(v));
+      h.promoted_us = e.value("promoted_us", int64_t{0});
+    } else if (stage == "canary") {
+      h.canary = static_cast<uint32_t>(std::stoul(v));
+    }
+  }
+  h.has_previous = j.contains("production_history") && !j["production_history"].empty();
+  return h;
+}
+
+}  // namespace
+
+std::vector<std::pair<std::string, uint32_t>> judge(const model_def& model,
+                                                    const quality_service::model_status& st,
+                                                    model_registry& registry, alert_store& alerts,
+                                                    int64_t now_us) {
+  std::vector<std::pair<std::string, uint32_t>> forget;
+  const auto& mon = model.monitor;
+  auto head = registry.current_head(model.name);
+  if (!head) {
+    spdlog::warn("monitor {}: cannot read the registry: {}", model.name, head.error_message());
+    return forget;
+  }
+  const head_view h = read_head(head->first);
+  const auto min_pairs = static_cast<uint64_t>(mon.min_pairs);
+  std::set<std::string> holding;  // keys whose condition holds now
+  auto raise = [&](alert_spec spec, const std::string& summary, const nlohmann::json& details) {
+    holding.insert(spec.key);
+    spec.group = model.name;
+    if (auto a = alerts.observe(spec, true, now_us, summary, details); !a)
+      spdlog::warn("monitor {}: alert {}: {}", model.name, spec.key, a.error_message());
+  };
+  const quality_service::arm* prod =
+      h.production ? find_arm(st, "production", h.production) : nullptr;
+
+  // The canary against production.
+  const quality_service::arm* can = h.canary ? find_arm(st, "canary", h.canary) : nullptr;
+  if (prod && can && prod->pairs >= min_pairs && can->pairs >= min_pairs) {
+    const comparison c = compare(can->q, prod->q, mon.alpha);
+    if (c.worse) {
+      std::string summary = "canary v" + std::to_string(h.canary) + " of " + model.name +
+                            " is worse than production v" + std::to_string(h.production) +
+                            ": log loss " + fixed(can->q.point.log_loss) + " vs " +
+                            fixed(prod->q.point.log_loss) + " (p " + sci(c.log_loss_p) + "), AUC " +
+                            fixed(can->q.point.auc) + " vs " + fixed(prod->q.point.auc) + " (p " +
+                            sci(c.auc_p) + "), over " + std::to_string(can->pairs) + " and " +
+                            std::to_string(prod->pairs) + " labelled predictions";
+      if (mon.rollback) {
+        auto d = registry.demote_canary(model.name, h.canary);
+        if (!d) {
+          summary += "; the rollback failed: " + d.error_message();
+        } else {
+          summary += *d ? "; rolled back to candidate" : "; already rolled back";
+          forget.emplace_back("canary", h.canary);
+        }
+      }
+      alert_spec spec;
+      spec.key = "canary_worse." + model.name + ".v" + std::to_string(h.canary);
+      spec.name = "canary_worse";
+      spec.severity = "page";
+      raise(spec, summary,
+            {{"canary", figures(*can)},
+             {"production", figures(*prod)},
+             {"log_loss_p", c.log_loss_p},
+             {"auc_p", c.auc_p},
+             {"alpha", mon.alpha},
+             {"rolled_back", mon.rollback}});
+    }
+  }
+
+  // Production against its objectives.
+  if (prod && prod->pairs >= min_pairs) {
+    const bool auc_low = mon.min_auc > 0 && prod->q.auc.high > 0 && prod->q.auc.high < mon.min_auc;
+    const bool loss_high = mon.max_log_loss > 0 && prod->q.log_loss.low > mon.max_log_loss;
+    if (auc_low || loss_high) {
+      std::string summary =
+          "production v" + std::to_string(h.production) + " of " + model.name +
+          " misses its objective: " +
+          (auc_low ? "live AUC " + fixed(prod->q.point.auc) + " [" + fixed(prod->q.auc.low) + ", " +
+                         fixed(prod->q.auc.high) + "] below " + fixed(mon.min_auc, 3)
+                   : "live log loss " + fixed(prod->q.point.log_loss) + " [" +
+                         fixed(prod->q.log_loss.low) + ", " + fixed(prod->q.log_loss.high) +
+                         "] above " + fixed(mon.max_log_loss, 3)) +
+          " over " + std::to_string(prod->pairs) + " labelled predictions";
+      const bool recent =
+          h.promoted_us > 0 && now_us - h.promoted_us <= mon.rollback_within_us && h.has_previous;
+      if (mon.rollback && recent) {
+        auto r = registry.rollback_from(model.name, h.production);
+        if (!r) {
+          summary += "; the rollback failed: " + r.error_message();
+        } else {
+          summary +=
+              *r ? "; rolled back to the previous production version" : "; already rolled back";
+          forget.emplace_back("production", h.production);
+        }
+      } else if (mon.rollback) {
+        summary += "; not rolled back (" +
+                   std::string(h.has_previous ? "promoted more than rollback_within ago"
+                                              : "no earlier production version") +
+                   ")";
+      }
+      alert_spec spec;
+      spec.key = "quality_slo." + model.name + ".v" + std::to_string(h.production);
+      spec.name = "quality_slo";
+      spec.severity = "page";
+      raise(spec, summary,
+            {{"production", figures(*prod)},
+             {"min_auc", mon.min_auc},
+             {"max_log_loss", mon.max_log_loss},
+             {"rolled_back", mon.rollback && recent}});
+    }
+  }
+
+  // The model's other alerts, raised earlier (by this node or an earlier leader), resolve.
+  auto open = alerts.list(false);
+  if (!open) return forget;
+  for (auto& a : *open) {
+    if (a.spec.group != model.name || holding.count(a.spec.key)) continue;
+    if (a.state != alert_state::pending && a.state != alert_state::firing &&
+        notification_due(a).empty())
+      continue;
+    if (a.spec.name != "canary_worse" && a.spec.name != "quality_slo") continue;  // not ours
+    if (auto r = alerts.observe(a.spec, false, now_us, a.summary, a.details); !r)
+      spdlog::warn("monitor {}: alert {}: {}", model.name, a.spec.key, r.error_message());
+  }
+  return forget;
+}
+
+}  // namespace tessera::monitoring

@@ -1,0 +1,65 @@
+// model { monitor = { ... } }: live quality, its objectives and automatic rollback
+// (definitions.h model_def::monitor_def; the model reader in definitions_reader.cc calls this).
+#include <lua.hpp>
+
+#include "definitions.h"
+#include "lua_host.h"
+#include "time_util.h"
+
+namespace tessera {
+
+status read_monitor(lua_State* L, int model_table, const std::string& where,
+                    model_def::monitor_def& out) {
+  lua_getfield(L, model_table, "monitor");
+  struct pop_on_exit {
+    lua_State* L;
+    ~pop_on_exit() { lua_pop(L, 1); }
+  } pop{L};
+  if (lua_isnil(L, -1)) return ok_status();
+  const std::string& w = where;
+  if (!lua_istable(L, -1))
+    return make_error(w + "monitor must be a table (monitor = {} for the defaults)");
+  const int mt = lua_gettop(L);
+  const std::string shape =
+      " (monitor = { max_label_delay = \"2d\", label_grace = \"1h\", window = 50000, rollback = "
+      "true, alpha = 0.01, min_pairs = 200, min_auc = 0.6, max_log_loss = 0.7, rollback_within "
+      "= \"7d\" })";
+  if (auto bad = lua::unknown_keys(L, mt,
+                                   {"max_label_delay", "label_grace", "window", "rollback", "alpha",
+                                    "min_pairs", "min_auc", "max_log_loss", "rollback_within"});
+      !bad.empty())
+    return make_error(w + "monitor: unknown key(s) " + bad + shape);
+  out.on = true;
+  for (auto [key, dst] : {std::pair{"max_label_delay", &out.max_label_delay_us},
+                          {"label_grace", &out.label_grace_us},
+                          {"rollback_within", &out.rollback_within_us}}) {
+    if (!lua::has_field(L, mt, key)) continue;
+    auto d = parse_duration(lua::str_field(L, mt, key));
+    if (!d || *d <= 0)
+      return make_error(w + "monitor." + key + " must be a positive duration" + shape);
+    *dst = *d;
+  }
+  out.window = lua::int_field(L, mt, "window", out.window);
+  if (out.window < 100 || out.window > 10'000'000)
+    return make_error(w + "monitor.window must be between 100 and 10000000 pairs");
+  lua_getfield(L, mt, "rollback");
+  const bool is_bool = lua_isboolean(L, -1), is_nil = lua_isnil(L, -1);
+  if (is_bool) out.rollback = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  if (!is_bool && !is_nil) return make_error(w + "monitor.rollback must be true or false" + shape);
+  out.alpha = lua::num_field(L, mt, "alpha", out.alpha);
+  if (!(out.alpha > 0 && out.alpha < 0.5))
+    return make_error(w + "monitor.alpha must be in (0, 0.5): the false-alarm rate of a test");
+  out.min_pairs = lua::int_field(L, mt, "min_pairs", out.min_pairs);
+  if (out.min_pairs < 30 || out.min_pairs > out.window)
+    return make_error(w + "monitor.min_pairs must be between 30 and monitor.window");
+  out.min_auc = lua::num_field(L, mt, "min_auc", out.min_auc);
+  if (!(out.min_auc >= 0 && out.min_auc < 1))
+    return make_error(w + "monitor.min_auc must be in [0, 1) (0: none)");
+  out.max_log_loss = lua::num_field(L, mt, "max_log_loss", out.max_log_loss);
+  if (!(out.max_log_loss >= 0))
+    return make_error(w + "monitor.max_log_loss must be a positive number (0: none)");
+  return ok_status();
+}
+
+}  // namespace tessera
