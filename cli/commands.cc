@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "cli_util.h"
+#include "drift_text.h"
 #include "hash.h"
 #include "input_reader.h"
 #include "tessera/client.h"
@@ -386,7 +387,10 @@ int run_status(const status_args& a) {
                                 {"compared", q.getCompared()},
                                 {"canary_worse", q.getCanaryWorse()},
                                 {"canary_log_loss_p", q.getCanaryLogLossP()},
-                                {"canary_auc_p", q.getCanaryAucP()}});
+                                {"canary_auc_p", q.getCanaryAucP()},
+                                {"verdicts", q.getVerdicts()},
+                                {"drift", drift_json(q.getDrift())},
+                                {"drift_mismatched", q.getDriftMismatched()}});
       }
       std::cout << j.dump(2) << "\n";
       return 0;
@@ -498,9 +502,10 @@ int run_status(const status_args& a) {
             a.getAucLow(), a.getAucHigh(), a.getLogLoss(), a.getLogLossLow(), a.getLogLossHigh(),
             a.getAccuracy(), a.getEce(), a.getLabelLagP50Ms() / 3.6e6);
       if (q.getCompared())
-        std::printf("  canary vs production: %s (log loss p %.3g, AUC p %.3g; alpha 0.01)\n",
+        std::printf("  canary vs production: %s (log loss p %.3g, AUC p %.3g)\n",
                     q.getCanaryWorse() ? "WORSE" : "not worse", q.getCanaryLogLossP(),
                     q.getCanaryAucP());
+      print_drift(q.getDrift());
     }
     for (auto l : st.getApplyStages())
       if (l.getCount())

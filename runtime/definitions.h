@@ -183,6 +183,13 @@ struct model_def {
     double min_auc = 0;       // 0: no AUC objective
     double max_log_loss = 0;  // 0: no log-loss objective
     int64_t rollback_within_us = 7LL * 86400 * 1000000;
+    // Drift of the inputs and score over the prediction log against the training reference
+    // (actors/monitoring/drift_monitor.h): windows of `drift_window` event time tested every
+    // `drift_step`, at a false-alarm rate per value and window, ignoring PSI under drift_min_psi.
+    int64_t drift_window_us = 86400LL * 1000000;
+    int64_t drift_step_us = 3600LL * 1000000;
+    double drift_false_alarm_rate = 0.01;
+    double drift_min_psi = 0.01;
   } monitor;
 };
 

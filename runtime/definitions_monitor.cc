@@ -23,16 +23,21 @@ status read_monitor(lua_State* L, int model_table, const std::string& where,
   const std::string shape =
       " (monitor = { max_label_delay = \"2d\", label_grace = \"1h\", window = 50000, rollback = "
       "true, alpha = 0.01, min_pairs = 200, min_auc = 0.6, max_log_loss = 0.7, rollback_within "
-      "= \"7d\" })";
-  if (auto bad = lua::unknown_keys(L, mt,
-                                   {"max_label_delay", "label_grace", "window", "rollback", "alpha",
-                                    "min_pairs", "min_auc", "max_log_loss", "rollback_within"});
+      "= \"7d\", drift_window = \"1d\", drift_step = \"1h\", drift_false_alarm_rate = 0.01, "
+      "drift_min_psi = 0.01 })";
+  if (auto bad = lua::unknown_keys(
+          L, mt,
+          {"max_label_delay", "label_grace", "window", "rollback", "alpha", "min_pairs", "min_auc",
+           "max_log_loss", "rollback_within", "drift_window", "drift_step",
+           "drift_false_alarm_rate", "drift_min_psi"});
       !bad.empty())
     return make_error(w + "monitor: unknown key(s) " + bad + shape);
   out.on = true;
   for (auto [key, dst] : {std::pair{"max_label_delay", &out.max_label_delay_us},
                           {"label_grace", &out.label_grace_us},
-                          {"rollback_within", &out.rollback_within_us}}) {
+                          {"rollback_within", &out.rollback_within_us},
+                          {"drift_window", &out.drift_window_us},
+                          {"drift_step", &out.drift_step_us}}) {
     if (!lua::has_field(L, mt, key)) continue;
     auto d = parse_duration(lua::str_field(L, mt, key));
     if (!d || *d <= 0)
@@ -59,6 +64,15 @@ status read_monitor(lua_State* L, int model_table, const std::string& where,
   out.max_log_loss = lua::num_field(L, mt, "max_log_loss", out.max_log_loss);
   if (!(out.max_log_loss >= 0))
     return make_error(w + "monitor.max_log_loss must be a positive number (0: none)");
+  if (out.drift_step_us > out.drift_window_us || out.drift_window_us / out.drift_step_us > 1000)
+    return make_error(w + "monitor.drift_step must divide drift_window into 1 to 1000 steps");
+  out.drift_false_alarm_rate =
+      lua::num_field(L, mt, "drift_false_alarm_rate", out.drift_false_alarm_rate);
+  if (!(out.drift_false_alarm_rate > 0 && out.drift_false_alarm_rate < 0.5))
+    return make_error(w + "monitor.drift_false_alarm_rate must be in (0, 0.5)");
+  out.drift_min_psi = lua::num_field(L, mt, "drift_min_psi", out.drift_min_psi);
+  if (!(out.drift_min_psi >= 0))
+    return make_error(w + "monitor.drift_min_psi must be a number >= 0");
   return ok_status();
 }
 

@@ -226,6 +226,33 @@ struct ModelQuality {
   # Verdicts this node made on the model (once a second while it leads the cluster): canary
   # worse, production below its objectives, automatic rollback (actors/monitoring/verdicts.h).
   verdicts @15 :UInt64;
+  # Drift of the inputs and score over the prediction log, per version, against the training
+  # reference (actors/monitoring/drift_monitor.h).
+  drift @16 :List(VersionDrift);
+  driftMismatched @17 :UInt64;  # logged vectors whose length is not the reference's
+}
+
+struct VersionDrift {
+  version @0 :UInt32;
+  reference @1 :Bool;          # false: no reference recorded (e.g. an imported model): `why`
+  why @2 :Text;
+  at @3 :Int64;                # the window (at - drift_window, at] last tested, event time (µs)
+  predictions @4 :UInt64;      # in that window
+  tests @5 :UInt64;            # windows tested so far
+  values @6 :List(ValueDrift); # drifted first, by contribution, then by PSI
+}
+
+struct ValueDrift {
+  name @0 :Text;               # an input, or "score"
+  tested @1 :Bool;             # enough values in the window (drift_config.min_samples)
+  psi @2 :Float64;
+  threshold @3 :Float64;       # the PSI this window needed (false-alarm rate, counts, min PSI)
+  pValue @4 :Float64;
+  js @5 :Float64;              # Jensen-Shannon divergence on the same bins
+  meanShiftSd @6 :Float64;     # (window mean - reference mean) / reference sd
+  drifted @7 :Bool;            # this window
+  alarming @8 :Bool;           # k of the last n windows drifted (persistence)
+  contribution @9 :Float64;    # share of the drifted values' total PSI
 }
 
 struct StreamClock {

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cmath>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -17,6 +18,7 @@
 #include "cluster/registry.h"
 #include "codec.h"
 #include "definitions.h"
+#include "drift_monitor.h"
 #include "expr.h"
 #include "metrics.h"
 #include "time_util.h"
@@ -75,6 +77,9 @@ struct quality_service::monitored {
   std::map<std::pair<std::string, uint32_t>, std::deque<pair_row>> windows;  // (stage, version)
   int64_t now = 0;  // latest label event time
   uint64_t verdicts = 0;
+  std::unique_ptr<monitoring::drift_monitor> drift;
+  model_registry* registry = nullptr;  // the versions' references
+  int64_t predicted_until = 0;         // latest prediction time logged
   log_limiter limiter{std::chrono::seconds(10)};
   uint64_t bad = 0;
 
@@ -100,18 +105,18 @@ struct quality_service::monitored {
     std::lock_guard<std::mutex> l(mu);
     while (std::getline(lines, line)) {
       if (line.empty()) continue;
-      // Only the key fields, stage, version, score and prediction time are read: the vector and
-      // its column names (most of a record) are skipped while parsing, not built.
-      static const nlohmann::json::parser_callback_t skip_vector =
+      // The vector's column names and the view keys are skipped while parsing, not built.
+      static const nlohmann::json::parser_callback_t skip_names =
           [](int depth, nlohmann::json::parse_event_t ev, nlohmann::json& parsed) {
             return !(depth == 1 && ev == nlohmann::json::parse_event_t::key &&
-                     (parsed == "vector" || parsed == "inputs" || parsed == "keys"));
+                     (parsed == "inputs" || parsed == "keys"));
           };
-      auto j = nlohmann::json::parse(line, skip_vector, false);
+      auto j = nlohmann::json::parse(line, skip_names, false);
       if (j.is_discarded() || !j.contains("fields") || !j["fields"].is_object()) {
         warn("a prediction-log line that is not a record");
         continue;
       }
+      on_vector(j);
       std::string key;
       bool ok = true;
       for (auto& f : key_fields) {
@@ -127,7 +132,56 @@ struct quality_service::monitored {
       join.prediction(key, model->name, j.value("version", 0u), j.value("stage", ""),
                       j.value("score", 0.0), pt, out);
     }
+    if (drift) drift->advance(predicted_until);
     add(out);
+  }
+  // The logged vector and score into the drift windows of its version (whose reference is read
+  // from the registry the first time the version is seen).
+  void on_vector(const nlohmann::json& j) {
+    if (!drift) return;
+    const uint32_t version = j.value("version", 0u);
+    const int64_t pt = j.value("prediction_time", int64_t{0});
+    if (version == 0 || pt <= 0) return;
+    if (!drift->knows(version)) load_reference(version);
+    std::vector<double> vec;
+    if (auto it = j.find("vector"); it != j.end() && it->is_array()) {
+      vec.reserve(it->size());
+      for (auto& x : *it) vec.push_back(x.is_number() ? x.get<double>() : std::nan(""));
+    }
+    drift->add(version, pt, vec, j.value("score", std::nan("")));
+    predicted_until = std::max(predicted_until, pt);
+  }
+  void load_reference(uint32_t version) {
+    auto rec = registry->show(model->name, version);
+    if (!rec) {
+      // Not recorded as known: the next prediction of this version asks again.
+      warn("cannot read the reference of version " + std::to_string(version) + ": " +
+           rec.error_message());
+      return;
+    }
+    const auto& ref = (*rec)["reference"];
+    if (!ref.is_object() || !ref.contains("inputs") || !ref["inputs"].is_array()) {
+      drift->set_no_reference(version, "no reference distributions recorded (imported?)");
+      return;
+    }
+    std::vector<monitoring::drift_reference> inputs;
+    for (auto& x : ref["inputs"]) {
+      auto r = monitoring::reference_from_json(x);
+      if (!r) {
+        drift->set_no_reference(version, r.error_message());
+        return;
+      }
+      inputs.push_back(std::move(r.value()));
+    }
+    std::optional<monitoring::drift_reference> score;
+    if (ref.contains("predictions")) {
+      auto r = monitoring::reference_from_json(ref["predictions"]);
+      if (r) {
+        score = std::move(r.value());
+        score->name = "score";
+      }
+    }
+    drift->set_reference(version, std::move(inputs), std::move(score));
   }
   // One event message of the label stream.
   void on_events(const std::string& data) {
@@ -187,6 +241,13 @@ result<std::unique_ptr<quality_service>> quality_service::start(deps d) {
     jo.max_label_delay_us = m.monitor.max_label_delay_us;
     jo.label_grace_us = m.monitor.label_grace_us;
     mm->join = monitoring::label_join(jo);
+    monitoring::drift_monitor::options dopt;
+    dopt.window_us = m.monitor.drift_window_us;
+    dopt.step_us = m.monitor.drift_step_us;
+    dopt.config.false_alarm_rate = m.monitor.drift_false_alarm_rate;
+    dopt.config.min_psi = m.monitor.drift_min_psi;
+    mm->drift = std::make_unique<monitoring::drift_monitor>(dopt);
+    mm->registry = q->registry_.get();
     auto p = subscribe(*q->d_.nats, kPredictionLog, "tsr.plog." + m.name);
     if (!p) return make_error("model " + m.name + ": monitor: " + p.error_message());
     mm->preds = *p;
@@ -269,6 +330,10 @@ quality_service::model_status quality_service::status_of(const monitored& m) con
   ms.counts = m.join.figures();
   ms.waiting = m.join.waiting_predictions();
   ms.verdicts = m.verdicts;
+  if (m.drift) {
+    ms.drift = m.drift->status();
+    ms.drift_mismatched = m.drift->mismatched();
+  }
   const arm* production = nullptr;
   const arm* canary = nullptr;
   for (auto& [k, w] : m.windows) {
@@ -325,6 +390,33 @@ void quality_service::fill_status(wire::NodeStatus::Builder st) const {
     b.setCanaryLogLossP(m.canary.log_loss_p);
     b.setCanaryAucP(m.canary.auc_p);
     b.setVerdicts(m.verdicts);
+    b.setDriftMismatched(m.drift_mismatched);
+    auto dl = b.initDrift(static_cast<unsigned>(m.drift.size()));
+    for (size_t k = 0; k < m.drift.size(); ++k) {
+      auto d = dl[static_cast<unsigned>(k)];
+      const auto& x = m.drift[k];
+      d.setVersion(x.version);
+      d.setReference(x.has_reference);
+      d.setWhy(x.why);
+      d.setAt(x.at_us);
+      d.setPredictions(x.n);
+      d.setTests(x.tests);
+      auto vl = d.initValues(static_cast<unsigned>(x.values.size()));
+      for (size_t i = 0; i < x.values.size(); ++i) {
+        auto v = vl[static_cast<unsigned>(i)];
+        const auto& r = x.values[i].result;
+        v.setName(r.name);
+        v.setTested(r.tested);
+        v.setPsi(r.psi);
+        v.setThreshold(r.threshold);
+        v.setPValue(r.p_value);
+        v.setJs(r.js);
+        v.setMeanShiftSd(r.mean_shift_sd);
+        v.setDrifted(r.drifted);
+        v.setAlarming(std::find(x.alarming.begin(), x.alarming.end(), r.name) != x.alarming.end());
+        v.setContribution(x.values[i].contribution);
+      }
+    }
     auto al = b.initArms(static_cast<unsigned>(m.arms.size()));
     for (size_t k = 0; k < m.arms.size(); ++k) {
       auto a = al[static_cast<unsigned>(k)];

@@ -32,6 +32,7 @@
 #include <thread>
 #include <vector>
 
+#include "drift_monitor.h"
 #include "label_join.h"
 #include "quality.h"
 #include "schemas/tessera.capnp.h"
@@ -73,6 +74,8 @@ class quality_service {
     bool compared = false;
     monitoring::comparison canary;
     uint64_t verdicts = 0;
+    std::vector<monitoring::drift_monitor::version_drift> drift;
+    uint64_t drift_mismatched = 0;
   };
   std::vector<model_status> status() const;
   // The cluster's alerts (null when no model is monitored); shared with the RPC's workers.

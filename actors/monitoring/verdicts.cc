@@ -2,12 +2,14 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <set>
 
 #include "alert_store.h"
 #include "cluster/registry.h"
 #include "definitions.h"
+#include "time_util.h"
 
 namespace tessera::monitoring {
 
@@ -170,6 +172,39 @@ std::vector<std::pair<std::string, uint32_t>> judge(const model_def& model,
     }
   }
 
+  // Drift of a served version's inputs or score (persistent: k of the last n windows).
+  for (auto& d : st.drift) {
+    if (!d.has_reference || d.alarming.empty()) continue;
+    if (d.version != h.production && d.version != h.canary) continue;
+    std::string list;
+    nlohmann::json values = nlohmann::json::array();
+    for (auto& r : d.values) {
+      if (std::find(d.alarming.begin(), d.alarming.end(), r.result.name) == d.alarming.end())
+        continue;
+      if (values.size() < 5)
+        list += (list.empty() ? "" : "; ") + r.result.name + " PSI " + fixed(r.result.psi, 3) +
+                " (needed " + fixed(r.result.threshold, 3) + ", " + fixed(100 * r.contribution, 0) +
+                "% of the drift, mean shift " + fixed(r.result.mean_shift_sd, 2) + " sd)";
+      values.push_back({{"name", r.result.name},
+                        {"psi", r.result.psi},
+                        {"threshold", r.result.threshold},
+                        {"p_value", r.result.p_value},
+                        {"js", r.result.js},
+                        {"mean_shift_sd", r.result.mean_shift_sd},
+                        {"contribution", r.contribution}});
+    }
+    alert_spec spec;
+    spec.key = "drift." + model.name + ".v" + std::to_string(d.version);
+    spec.name = "drift";
+    spec.severity = "ticket";
+    raise(spec,
+          std::to_string(d.alarming.size()) + " value(s) of " + model.name + " v" +
+              std::to_string(d.version) + " drifted from the training reference over the " +
+              std::to_string(d.n) + " predictions of the window to " + format_timestamp(d.at_us) +
+              ": " + list,
+          {{"version", d.version}, {"at_us", d.at_us}, {"predictions", d.n}, {"values", values}});
+  }
+
   // The model's other alerts, raised earlier (by this node or an earlier leader), resolve.
   auto open = alerts.list(false);
   if (!open) return forget;
@@ -178,7 +213,8 @@ std::vector<std::pair<std::string, uint32_t>> judge(const model_def& model,
     if (a.state != alert_state::pending && a.state != alert_state::firing &&
         notification_due(a).empty())
       continue;
-    if (a.spec.name != "canary_worse" && a.spec.name != "quality_slo") continue;  // not ours
+    if (a.spec.name != "canary_worse" && a.spec.name != "quality_slo" && a.spec.name != "drift")
+      continue;  // not ours
     if (auto r = alerts.observe(a.spec, false, now_us, a.summary, a.details); !r)
       spdlog::warn("monitor {}: alert {}: {}", model.name, a.spec.key, r.error_message());
   }

@@ -7,6 +7,8 @@
 //     (its interval's upper end under it) or its log loss above max_log_loss (the interval's
 //     lower end over it). With `rollback = true` and N promoted within rollback_within, it goes
 //     back to the previous production version (model_registry::rollback_from: once).
+//   - drift.<model>.v<N> (ticket): inputs or the score of production or canary N alarming in the
+//     drift monitor (drift_monitor.h: persistent over k of n windows), ranked by contribution.
 // An alert of the model that no condition holds for any more resolves (alert_store.h), also
 // one raised by an earlier leader.
 #pragma once

@@ -1,0 +1,13 @@
+// How `tessera status` shows drift (schemas/tessera.capnp VersionDrift): JSON, and text with the
+// alarming and drifted values first.
+#pragma once
+#include <nlohmann/json.hpp>
+
+#include "schemas/tessera.capnp.h"
+
+namespace tessera::cli {
+
+nlohmann::json drift_json(capnp::List<wire::VersionDrift>::Reader drift);
+void print_drift(capnp::List<wire::VersionDrift>::Reader drift);
+
+}  // namespace tessera::cli
