@@ -1,5 +1,6 @@
 // `tessera alerts`: the cluster's alerts (schemas/monitoring.capnp), their log as it grows
-// (--follow), and acknowledging or silencing one.
+// (--follow), and acknowledging or silencing one. `tessera validate report`: what ingest saw of a
+// stream's expectations.
 #include <cstdio>
 #include <iostream>
 #include <thread>
@@ -100,6 +101,47 @@ int run_alerts(const alerts_args& a) {
     last = std::max(last, page->second);
     if (!full) std::this_thread::sleep_for(std::chrono::seconds(1));
   }
+}
+
+int run_validate_report(const validate_args& a) {
+  auto conn = client::connection::open(a.rpc);
+  auto r = conn->validation_report(a.stream);
+  if (!r) return fail(a.rpc, r);
+  auto j = nlohmann::json::parse(*r, nullptr, false);
+  if (a.json || !j.is_object()) {
+    std::cout << (j.is_discarded() ? *r : j.dump(2)) << "\n";
+    return 0;
+  }
+  const auto& list = j["expectations"];
+  if (!list.is_array() || list.empty()) {
+    std::printf("stream %s declares no expectations (expect = { field = { ... } })\n",
+                a.stream.c_str());
+    return 0;
+  }
+  std::printf(
+      "stream %s, as ingested through node %s%s\n", a.stream.c_str(), j.value("node", "").c_str(),
+      j.value("slice_field", "").empty() ? "" : (", by " + j.value("slice_field", "")).c_str());
+  for (auto& e : list) {
+    std::printf("  %-16s %-8s %s: %llu checked, %llu failed", e.value("field", "").c_str(),
+                e.value("on_fail", "").c_str(), e.value("checks", "").c_str(),
+                static_cast<unsigned long long>(e.value("checked", uint64_t{0})),
+                static_cast<unsigned long long>(e.value("failed", uint64_t{0})));
+    if (e.value("null_windows_failed", uint64_t{0}))
+      std::printf(", %llu null-share windows over the limit",
+                  static_cast<unsigned long long>(e.value("null_windows_failed", uint64_t{0})));
+    std::printf("\n");
+    for (auto& sl : e["slices"]) {
+      std::printf("      %-12s %llu of %llu failed", sl.value("slice", "").c_str(),
+                  static_cast<unsigned long long>(sl.value("failed", uint64_t{0})),
+                  static_cast<unsigned long long>(sl.value("checked", uint64_t{0})));
+      if (sl.value("null_windows_failed", uint64_t{0}))
+        std::printf(", last null share %.3f", sl.value("last_null_share", 0.0));
+      std::printf("\n");
+      for (auto& l : sl["last"])
+        std::printf("        %s: %s\n", l.value("reason", "").c_str(), l["event"].dump().c_str());
+    }
+  }
+  return 0;
 }
 
 }  // namespace tessera::cli

@@ -138,4 +138,12 @@ struct alerts_args {
 };
 int run_alerts(const alerts_args& a);
 
+// `tessera validate report STREAM`: the stream's expectations as ingest saw them.
+struct validate_args {
+  std::string rpc;
+  std::string stream;
+  bool json = false;
+};
+int run_validate_report(const validate_args& a);
+
 }  // namespace tessera::cli

@@ -312,6 +312,16 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   al_silence->add_option("--by", ala.by, "who silences (default: $USER)");
 
+  tessera::cli::validate_args va;
+  va.rpc = "127.0.0.1:7400";
+  auto* validate_cmd = app.add_subcommand("validate", "data expectations checked at ingest");
+  validate_cmd->require_subcommand(1);
+  auto* v_report = validate_cmd->add_subcommand(
+      "report", "per expectation: events checked and failed, the worst slices, the last failures");
+  add_rpc(v_report, va.rpc);
+  v_report->add_option("stream", va.stream, "stream name")->required();
+  v_report->add_flag("--json", va.json, "JSON output");
+
   tessera::cli::status_args sa;
   sa.rpc = "127.0.0.1:7400";
   auto* status_cmd = app.add_subcommand(
@@ -368,6 +378,7 @@ int main(int argc, char** argv) {
   if (predict_cmd->parsed()) return tessera::cli::run_predict(pa);
   if (p_tail->parsed()) return tessera::cli::run_predictions_tail(pla);
   if (skew_cmd->parsed()) return tessera::cli::run_skew(ska);
+  if (v_report->parsed()) return tessera::cli::run_validate_report(va);
   if (alerts_cmd->parsed()) {
     ala.action = al_ack->parsed() ? "ack" : al_silence->parsed() ? "silence" : "";
     return tessera::cli::run_alerts(ala);

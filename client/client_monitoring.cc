@@ -1,7 +1,22 @@
-// The monitoring calls of the client (schemas/monitoring.capnp).
+// The monitoring calls of the client (schemas/monitoring.capnp) and the validation report
+// (schemas/features.capnp).
 #include "client_impl.h"
 
 namespace tessera::client {
+
+result<std::string> connection::validation_report(const std::string& stream) {
+  return impl_
+      ->start<std::string>(
+          [stream](session& s) {
+            auto req = s.features.validationReportRequest();
+            req.setStream(stream);
+            return req.send().then([](capnp::Response<wire::Features::ValidationReportResults> r) {
+              return std::string(r.getJson().cStr(), r.getJson().size());
+            });
+          },
+          true)
+      .get();
+}
 
 result<std::string> connection::alerts_json() {
   return impl_

@@ -22,6 +22,7 @@
 #include "bus.h"
 #include "cluster/agent.h"
 #include "cluster/cluster_view.h"
+#include "expectations.h"
 #include "gateway.h"
 #include "metrics.h"
 #include "nats_server.h"
@@ -45,6 +46,7 @@ struct node::impl {
   shard_directory directory;
   vector_cache cache;
   std::unique_ptr<stream_clocks> clocks;
+  validation_ledger validation;  // what ingest saw of the streams' expectations
   // The families, started in this order and stopped in reverse. The features family's shard
   // host outlives the agent (its only caller): features is destroyed after the agent.
   std::unique_ptr<features_service> features;
@@ -147,6 +149,7 @@ result<std::unique_ptr<node>> node::start(const node_config& cfg) {
   ctx->cache = &im->cache;
   im->clocks = std::make_unique<stream_clocks>(**defs);
   ctx->clocks = im->clocks.get();
+  ctx->validation = &im->validation;
   ctx->node_id = im->node_id;
   ctx->opts.shard_count = cfg.shards;
   ctx->opts.entity_idle = std::chrono::milliseconds(cfg.entity_idle_ms);

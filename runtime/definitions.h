@@ -17,7 +17,8 @@
 
 namespace tessera {
 
-class rule_set;  // rules.h
+class rule_set;         // rules.h
+class expectation_set;  // expectations.h
 
 struct field_def {
   std::string name;
@@ -51,6 +52,9 @@ struct stream_def {
   // the flights file an arrival lies up to 24.5 h past every arrival replayed before it).
   int64_t max_future_us = 86400LL * 1000000;    // 1d
   int64_t max_jump_us = 2 * 86400LL * 1000000;  // 2d
+  // Expectations checked where events enter (expectations.h; `expect = { field = { ... } }`):
+  // null when none are declared.
+  std::shared_ptr<const expectation_set> expect;
   int field_index(const std::string& name) const;
 };
 

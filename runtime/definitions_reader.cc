@@ -11,6 +11,7 @@
 #include <lua.hpp>
 
 #include "definitions.h"
+#include "expectations.h"
 #include "lua_host.h"
 #include "rules.h"
 #include "time_util.h"
@@ -87,10 +88,10 @@ class definitions_builder {
       if (!valid_name(s.name))
         return make_error(where(t) + "stream needs a name of letters, digits and _ (got '" +
                           s.name + "')");
-      if (auto bad =
-              unknown_keys(L, t,
-                           {"name", "time_field", "fields", "derive", "max_age", "duplicate_window",
-                            "offline_retention", "clock", "max_future", "max_jump"});
+      if (auto bad = unknown_keys(L, t,
+                                  {"name", "time_field", "fields", "derive", "max_age",
+                                   "duplicate_window", "offline_retention", "clock", "max_future",
+                                   "max_jump", "expect", "expect_slice", "expect_window"});
           !bad.empty())
         return make_error(where(t) + "stream " + s.name + ": unknown key(s) " + bad);
       if (defs.find_stream(s.name))
@@ -192,6 +193,9 @@ class definitions_builder {
                             "(reads at the stream's watermark), not '" +
                             c + "'");
       }
+      auto expect = expectation_set::read(L, t, s, where(t));
+      if (!expect) return expect.failure();
+      s.expect = std::move(expect.value());
       defs.streams_.push_back(std::move(s));
       lua_pop(L, 1);
     }

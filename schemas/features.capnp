@@ -28,4 +28,11 @@ interface Features {
   # Errors: not found (unknown view), invalid (no entities, bad key, implausible asOf),
   # retryable (a shard moving between nodes for longer than the node waits).
   getFeatures @1 (view :Text, entities :List(Text), asOf :Int64) -> (vectors :List(T.FeatureVector));
+
+  # What this node's ingest saw of the stream's expectations (`expect = { ... }` in its
+  # definition, runtime/expectations.h), as JSON: per expectation the events checked and failed,
+  # the slices (values of expect_slice) with most failures and their last failing events, and
+  # the null-share windows that failed. Counted since the node started, by the node that took
+  # the ingest calls. Errors: not found (unknown stream).
+  validationReport @2 (stream :Text) -> (json :Text);
 }

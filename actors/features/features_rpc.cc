@@ -3,12 +3,14 @@
 #include <capnp/message.h>
 #include <capnp/serialize.h>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <map>
 #include <mutex>
 
 #include "codec.h"
+#include "expectations.h"
 #include "hash.h"
 #include "messages.h"
 #include "rpc_edge.h"
@@ -123,6 +125,30 @@ kj::Promise<void> features_rpc::ingest_call(Call call) {
       ++refused;
       rejected.push_back({i, {s->time_field, why}});
       continue;
+    }
+    // The stream's expectations (runtime/expectations.h): soft failures are counted by the
+    // ledger; a hard one rejects the event, or dead-letters it, with the reason.
+    if (s->expect && ctx_->validation) {
+      auto v = ctx_->validation->record(*s, normalized[i].fields, t, call_clock);
+      if (v.action != expectation::action::count) {
+        if (v.action == expectation::action::dead_letter) {
+          nlohmann::json ev = nlohmann::json::object();
+          for (size_t f = 0; f < s->fields.size(); ++f)
+            if (!is_null(normalized[i].fields[f]))
+              ev[s->fields[f].name] = to_text(normalized[i].fields[f]);
+          ctx_->nats->publish_dead_letter(stream_name,
+                                          nlohmann::json{{"stream", stream_name},
+                                                         {"reason", v.reason},
+                                                         {"field", v.field},
+                                                         {"time", format_timestamp(now)},
+                                                         {"event", ev}}
+                                              .dump());
+          ctx_->metrics->dead_letters += 1;
+          v.reason += " (dead-lettered on tsr.dlq." + stream_name + ")";
+        }
+        rejected.push_back({i, {v.field, v.reason}});
+        continue;
+      }
     }
     const int64_t kt = e.getKnownTime();
     if (kt == -1) {
@@ -446,5 +472,16 @@ template kj::Promise<void> features_rpc::get_features_call(
     wire::Features::Server::GetFeaturesContext);
 template kj::Promise<void> features_rpc::get_features_call(
     wire::Gateway::Server::GetFeaturesContext);
+
+kj::Promise<void> features_rpc::validationReport(ValidationReportContext call) {
+  std::string name = call.getParams().getStream();
+  const stream_def* s = ctx_->defs->find_stream(name);
+  if (!s) throw_rpc_error("unknown stream '" + name + "'" + known_streams(), errc::not_found);
+  nlohmann::json report =
+      ctx_->validation ? ctx_->validation->report(*s) : nlohmann::json{{"stream", name}};
+  report["node"] = ctx_->node_id;
+  call.getResults().setJson(report.dump());
+  return kj::READY_NOW;
+}
 
 }  // namespace tessera

@@ -49,6 +49,7 @@ class features_rpc final : public wire::Features::Server {
   kj::Promise<void> getFeatures(GetFeaturesContext call) override {
     return get_features_call(call);
   }
+  kj::Promise<void> validationReport(ValidationReportContext call) override;
   // One implementation for this capability and the root Gateway's ingest and getFeatures
   // (Call: either interface's call context; instantiated in the .cc for both).
   template <typename Call>

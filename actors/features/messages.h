@@ -44,6 +44,7 @@ namespace tessera {
 class shard_directory;
 class cluster_view;
 class vector_cache;
+class validation_ledger;
 
 using apply_atom = caf::atom_constant<caf::atom("apply")>;
 using read_atom = caf::atom_constant<caf::atom("read")>;
@@ -81,7 +82,8 @@ struct features_context {
   const cluster_view* cluster =
       nullptr;  // routing: which shards this node serves, who owns the rest
   vector_cache* cache = nullptr;
-  stream_clocks* clocks = nullptr;  // the streams' read clocks (runtime/stream_clock.h)
+  stream_clocks* clocks = nullptr;          // the streams' read clocks (runtime/stream_clock.h)
+  validation_ledger* validation = nullptr;  // what ingest saw of the expectations (node-owned)
   std::string node_id;
   features_options opts;
 };

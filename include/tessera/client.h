@@ -271,6 +271,9 @@ class connection {
   // Logged vectors recomputed from the offline log (JSON report, see README "Skew").
   result<std::string> skew(const std::string& model, uint32_t sample);
 
+  // What the node's ingest saw of `stream`'s expectations (JSON, see features.capnp).
+  result<std::string> validation_report(const std::string& stream);
+
   // Monitoring (schemas/monitoring.capnp): the cluster's alerts as JSON text.
   result<std::string> alerts_json();
   // The alert log after sequence `after`: (JSON array, the last sequence read).
