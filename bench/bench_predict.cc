@@ -5,7 +5,10 @@
 // a shadow version on and off, and stream-following: departures ingested alone, predicted from a
 // backlog alone, and ingested while late_mlp follows them.
 //   bench_predict [calls=5000] [seconds=5] [flights=300000] [log_rounds=2] [rollout_rounds=2]
-//                 [departures=100000]
+//                 [departures=100000] [monitor_rounds=2]
+// Then (issue 17) monitoring on and off: the 16-client load and flights ingested, on a node
+// restarted with late_mlp monitored (its prediction log and the flights read, joined, drift
+// tested) or not.
 //
 // Setup: a node in this process on a fresh data dir; the flights example with its split moved
 // onto the days loaded and views that keep 30 days for as-of reads (as the inference tests);
@@ -93,8 +96,12 @@ view {
   const std::string model = "model { name = \"late_mlp\", label = \"late\",";
   const auto at = d.find(model);
   if (at == std::string::npos) return make_error("examples/flights/flights.lua has no " + model);
+  std::string monitored = d;
   d.insert(at + model.size(), " follow = { stream = \"departures\", from = \"start\" },");
   std::ofstream(dir + "/serving-follow.lua") << d;
+  // serving-monitor.lua: late_mlp monitored (live quality from the flights' arrivals, drift).
+  monitored.insert(at + model.size(), " monitor = { window = 20000 },");
+  std::ofstream(dir + "/serving-monitor.lua") << monitored;
   return dir + "/serving.lua";
 }
 
@@ -368,6 +375,7 @@ int main(int argc, char** argv) {
   const int log_rounds = argc > 4 ? std::stoi(argv[4]) : 2;
   const int rollout_rounds = argc > 5 ? std::stoi(argv[5]) : 2;
   const size_t n_departures = argc > 6 ? std::stoul(argv[6]) : 100000;
+  const int monitor_rounds = argc > 7 ? std::stoi(argv[7]) : 2;
   constexpr int kClients = 16;
 
   const std::string dir = "/tmp/tessera-bench-predict";
@@ -781,7 +789,72 @@ int main(int argc, char** argv) {
         static_cast<unsigned long long>(dead));
   }
 
+  // 8. Monitoring on vs off (issue 17): on a node restarted with late_mlp monitored or not,
+  // alternating on, off, off, on, ...: the live 16-client load, then the last 3 days of flights
+  // ingested again 3 days later each segment (new events: the monitor reads them as labels),
+  // until applied.
+  std::printf("\nmonitoring on vs off: %d clients live, then flights ingested\n", kClients);
+  std::vector<double> mon_rps[2], mon_p99[2], mon_ingest[2];
+  std::vector<const flight*> tail;
+  for (auto& f : fs)
+    if (f.time > last - 3 * kDay) tail.push_back(&f);
+  int segment = 0;
+  for (int round = 0; round < monitor_rounds; ++round)
+    for (int k = 0; k < 2; ++k, ++segment) {
+      const bool on = (round % 2 == 0) == (k == 0);
+      restart(on ? dir + "/serving-monitor.lua" : defs_path);
+      const load_result r = run_clients(rpc(), live, kClients, seconds, false);
+      const int64_t shift = 3 * kDay * (segment + 1);
+      const uint64_t applied0 = nd->events_applied();
+      t0 = clk::now();
+      std::vector<std::future<result<client::ingest_result>>> window;
+      for (size_t at = 0; at < tail.size(); at += 1000) {
+        std::vector<client::event> evs;
+        for (size_t i = at; i < std::min(tail.size(), at + 1000); ++i) {
+          client::event e;
+          e.known_time = -1;
+          e.fields = {{"date", client::timestamp{tail[i]->time + shift}},
+                      {"delay", tail[i]->delay},
+                      {"distance", tail[i]->distance},
+                      {"origin", tail[i]->origin},
+                      {"destination", tail[i]->destination}};
+          evs.push_back(std::move(e));
+        }
+        window.push_back(
+            c->ingest_async("flights", std::move(evs),
+                            "mon-" + std::to_string(segment) + "-" + std::to_string(at)));
+        if (window.size() >= 8) {
+          (void)must(window.front().get(), "ingest");
+          window.erase(window.begin());
+        }
+      }
+      for (auto& f : window) (void)must(f.get(), "ingest");
+      while (nd->events_applied() < applied0 + 2 * tail.size()) {
+        if (seconds_since(t0) > 600) fail("flights not applied after 600 s");
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+      const double ingest_rate = static_cast<double>(tail.size()) / seconds_since(t0);
+      std::printf(
+          "  monitoring %s: %d clients %.0f predictions/s p99 %.3f ms; %zu flights ingested and "
+          "applied at %.0f events/s\n",
+          on ? "on " : "off", kClients, r.rps, r.client_ms.p99, tail.size(), ingest_rate);
+      mon_rps[on].push_back(r.rps), mon_p99[on].push_back(r.client_ms.p99);
+      mon_ingest[on].push_back(ingest_rate);
+    }
+
   std::printf("\nsummary\n");
+  if (monitor_rounds > 0) {
+    const double pc = 100 * (1 - median(mon_rps[1]) / median(mon_rps[0]));
+    const double ic = 100 * (1 - median(mon_ingest[1]) / median(mon_ingest[0]));
+    std::printf(
+        "monitoring off vs on (medians of %d segments): %d clients %.0f vs %.0f predictions/s "
+        "(cost %.1f %%), p99 %.3f vs %.3f ms; ingest %.0f vs %.0f events/s (cost %.1f %%)\n",
+        monitor_rounds, kClients, median(mon_rps[0]), median(mon_rps[1]), pc, median(mon_p99[0]),
+        median(mon_p99[1]), median(mon_ingest[0]), median(mon_ingest[1]), ic);
+    std::printf(
+        "goal: monitoring costs <= 10 %% of predictions/s (%.1f %%) and of ingest (%.1f %%): %s\n",
+        pc, ic, verdict(pc <= 10 && ic <= 10));
+  }
   std::printf(
       "shadow off vs on (medians of %d segments): 1 client p99 %.3f vs %.3f ms (p50 %.3f vs "
       "%.3f); %d clients p99 %.3f vs %.3f ms, %.0f vs %.0f predictions/s\n",

@@ -390,7 +390,12 @@ int run_status(const status_args& a) {
                                 {"canary_auc_p", q.getCanaryAucP()},
                                 {"verdicts", q.getVerdicts()},
                                 {"drift", drift_json(q.getDrift())},
-                                {"drift_mismatched", q.getDriftMismatched()}});
+                                {"drift_mismatched", q.getDriftMismatched()},
+                                {"skew",
+                                 {{"at", q.getSkewAt()},
+                                  {"compared", q.getSkewCompared()},
+                                  {"mismatched", q.getSkewMismatched()},
+                                  {"worst", q.getSkewWorst().cStr()}}}});
       }
       std::cout << j.dump(2) << "\n";
       return 0;
@@ -506,6 +511,11 @@ int run_status(const status_args& a) {
                     q.getCanaryWorse() ? "WORSE" : "not worse", q.getCanaryLogLossP(),
                     q.getCanaryAucP());
       print_drift(q.getDrift());
+      if (q.getSkewAt())
+        std::printf("  skew: %llu of %llu logged vectors differ from the offline log%s%s\n",
+                    static_cast<unsigned long long>(q.getSkewMismatched()),
+                    static_cast<unsigned long long>(q.getSkewCompared()),
+                    q.getSkewWorst().size() ? ", most often " : "", q.getSkewWorst().cStr());
     }
     for (auto l : st.getApplyStages())
       if (l.getCount())

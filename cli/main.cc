@@ -92,6 +92,9 @@ int main(int argc, char** argv) {
       ->add_flag("--sync", nc.sync_writes, "fsync every state write (survives power loss, slower)")
       ->envname("TESSERA_SYNC");
   bool no_prediction_log = false;
+  node_cmd->add_option("--alert-webhook", nc.alert_webhook,
+                       "POST every alert transition as JSON to this http:// URL (retried with "
+                       "back-off; one node of the cluster delivers each)");
   node_cmd->add_flag("--no-prediction-log", no_prediction_log,
                      "do not log predictions to JetStream (TSR_PREDICTIONS)");
   node_cmd

@@ -194,6 +194,12 @@ struct model_def {
     int64_t drift_step_us = 3600LL * 1000000;
     double drift_false_alarm_rate = 0.01;
     double drift_min_psi = 0.01;
+    // Training/serving skew sampled continuously: every `skew_every` (wall clock; 0: never) the
+    // leader recomputes the last `skew_sample` logged vectors from the offline log (tessera
+    // skew); more than `max_skew_share` of them differing raises skew.<model> (ticket).
+    int64_t skew_every_us = 600LL * 1000000;
+    int64_t skew_sample = 200;
+    double max_skew_share = 0.01;
   } monitor;
 };
 

@@ -24,12 +24,13 @@ status read_monitor(lua_State* L, int model_table, const std::string& where,
       " (monitor = { max_label_delay = \"2d\", label_grace = \"1h\", window = 50000, rollback = "
       "true, alpha = 0.01, min_pairs = 200, min_auc = 0.6, max_log_loss = 0.7, rollback_within "
       "= \"7d\", drift_window = \"1d\", drift_step = \"1h\", drift_false_alarm_rate = 0.01, "
-      "drift_min_psi = 0.01 })";
-  if (auto bad = lua::unknown_keys(
-          L, mt,
-          {"max_label_delay", "label_grace", "window", "rollback", "alpha", "min_pairs", "min_auc",
-           "max_log_loss", "rollback_within", "drift_window", "drift_step",
-           "drift_false_alarm_rate", "drift_min_psi"});
+      "drift_min_psi = 0.01, skew_every = \"10m\", skew_sample = 200, max_skew_share = 0.01 })";
+  if (auto bad =
+          lua::unknown_keys(L, mt,
+                            {"max_label_delay", "label_grace", "window", "rollback", "alpha",
+                             "min_pairs", "min_auc", "max_log_loss", "rollback_within",
+                             "drift_window", "drift_step", "drift_false_alarm_rate",
+                             "drift_min_psi", "skew_every", "skew_sample", "max_skew_share"});
       !bad.empty())
     return make_error(w + "monitor: unknown key(s) " + bad + shape);
   out.on = true;
@@ -73,6 +74,18 @@ status read_monitor(lua_State* L, int model_table, const std::string& where,
   out.drift_min_psi = lua::num_field(L, mt, "drift_min_psi", out.drift_min_psi);
   if (!(out.drift_min_psi >= 0))
     return make_error(w + "monitor.drift_min_psi must be a number >= 0");
+  if (lua::has_field(L, mt, "skew_every")) {
+    auto d = parse_duration(lua::str_field(L, mt, "skew_every"));
+    if (!d || *d < 0)
+      return make_error(w + "monitor.skew_every must be a duration (0: never)" + shape);
+    out.skew_every_us = *d;
+  }
+  out.skew_sample = lua::int_field(L, mt, "skew_sample", out.skew_sample);
+  if (out.skew_sample < 1 || out.skew_sample > 100000)
+    return make_error(w + "monitor.skew_sample must be between 1 and 100000");
+  out.max_skew_share = lua::num_field(L, mt, "max_skew_share", out.max_skew_share);
+  if (!(out.max_skew_share >= 0 && out.max_skew_share < 1))
+    return make_error(w + "monitor.max_skew_share must be in [0, 1)");
   return ok_status();
 }
 

@@ -230,6 +230,13 @@ struct ModelQuality {
   # reference (actors/monitoring/drift_monitor.h).
   drift @16 :List(VersionDrift);
   driftMismatched @17 :UInt64;  # logged vectors whose length is not the reference's
+  # Training/serving skew sampled by the leader every monitor.skew_every (tessera skew): when,
+  # how many logged vectors were recomputed and compared, how many differed, and the input that
+  # differed most often (empty: none).
+  skewAt @18 :Int64;            # wall clock (µs); 0: not sampled on this node
+  skewCompared @19 :UInt64;
+  skewMismatched @20 :UInt64;
+  skewWorst @21 :Text;
 }
 
 struct VersionDrift {

@@ -48,7 +48,10 @@ void drift_monitor::set_no_reference(uint32_t version, std::string why) {
 
 void drift_monitor::add(uint32_t version, int64_t time_us, const std::vector<double>& vector,
                         double score) {
-  if (next_boundary_ == 0) next_boundary_ = (time_us / o_.step_us + 1) * o_.step_us;
+  if (next_boundary_ == 0) {
+    next_boundary_ = (time_us / o_.step_us + 1) * o_.step_us;
+    first_us_ = time_us;
+  }
   auto it = versions_.find(version);
   if (it == versions_.end() || !it->second.has_reference) return;
   tracked& t = it->second;
@@ -64,9 +67,12 @@ bool drift_monitor::advance(int64_t now_us) {
   if (next_boundary_ == 0 || now_us < next_boundary_) return false;
   // Event time may jump by days: test the last boundary reached (the windows before it are gone).
   const int64_t boundary = now_us / o_.step_us * o_.step_us;
+  next_boundary_ = boundary + o_.step_us;
+  // Only full windows: a window that began before the first prediction would hold part of the
+  // period (a few weekdays of a week, the morning of a day) and drift for that alone.
+  if (boundary - first_us_ < o_.window_us) return false;
   for (auto& [v, t] : versions_)
     if (t.has_reference) test(v, t, boundary);
-  next_boundary_ = boundary + o_.step_us;
   return true;
 }
 

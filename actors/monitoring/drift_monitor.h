@@ -5,7 +5,8 @@
 //
 // Each value has a sliding window of event time (the prediction time) of `window_us`, kept in
 // `window_us / step_us` buckets (drift.h sliding_counts). Each time event time crosses a step
-// boundary, every version's windows are tested at that boundary (drift.h test_drift: thresholds
+// boundary at least a window after the first prediction (only full windows are tested), every
+// version's windows are tested at that boundary (drift.h test_drift: thresholds
 // from the statistic's distribution under no change for the observed counts, at the configured
 // false-alarm rate) and each value's k-of-n alarm (drift.h drift_alarm) is fed: a value is
 // *alarming* while its alarm is up. Results are ranked by contribution to the drifted PSI.
@@ -48,8 +49,8 @@ class drift_monitor {
   // the reference's is not counted (mismatched() counts it).
   void add(uint32_t version, int64_t time_us, const std::vector<double>& vector, double score);
 
-  // Tests every version at each step boundary event time has crossed up to `now_us`; true when
-  // at least one boundary was tested.
+  // Tests every version at the last step boundary event time has crossed up to `now_us` (once
+  // a full window lies behind it); true when it tested.
   bool advance(int64_t now_us);
 
   struct version_drift {
@@ -78,6 +79,7 @@ class drift_monitor {
   options o_;
   std::map<uint32_t, tracked> versions_;
   int64_t next_boundary_ = 0;  // 0: set from the first prediction
+  int64_t first_us_ = 0;       // the first prediction's time: windows are tested once full
   uint64_t mismatched_ = 0;
 };
 

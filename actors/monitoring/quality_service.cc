@@ -23,6 +23,7 @@
 #include "metrics.h"
 #include "time_util.h"
 #include "verdicts.h"
+#include "webhook.h"
 
 namespace tessera {
 
@@ -80,6 +81,9 @@ struct quality_service::monitored {
   std::unique_ptr<monitoring::drift_monitor> drift;
   model_registry* registry = nullptr;  // the versions' references
   int64_t predicted_until = 0;         // latest prediction time logged
+  int64_t skew_at = 0;                 // wall clock of the last skew sample (µs)
+  uint64_t skew_compared = 0, skew_mismatched = 0;
+  std::string skew_worst;
   log_limiter limiter{std::chrono::seconds(10)};
   uint64_t bad = 0;
 
@@ -224,6 +228,11 @@ result<std::unique_ptr<quality_service>> quality_service::start(deps d) {
     auto al = alert_store::open(q->d_.nats->jetstream(), ao);
     if (!al) return make_error("monitor: alerts: " + al.error_message());
     q->alerts_ = std::move(al.value());
+    if (!q->d_.webhook.empty()) {
+      auto wh = alert_webhook::start(q->d_.nats->jetstream(), q->d_.webhook);
+      if (!wh) return make_error("monitor: " + wh.error_message());
+      q->webhook_ = std::move(wh.value());
+    }
   }
   for (auto& m : q->d_.defs->models()) {
     if (!m.monitor.on) continue;
@@ -259,6 +268,8 @@ result<std::unique_ptr<quality_service>> quality_service::start(deps d) {
   }
   for (auto& mm : q->models_)
     mm->thread = std::thread([raw = q.get(), m = mm.get()] { raw->run(m); });
+  if (q->d_.skew && q->alerts_)
+    q->skew_thread_ = std::thread([raw = q.get()] { raw->sample_skew(); });
   return q;
 }
 
@@ -272,8 +283,10 @@ quality_service::~quality_service() {
 
 void quality_service::stop() {
   stopping_ = true;
+  if (webhook_) webhook_->stop();
   for (auto& m : models_)
     if (m->thread.joinable()) m->thread.join();
+  if (skew_thread_.joinable()) skew_thread_.join();
 }
 
 void quality_service::run(monitored* m) {
@@ -323,6 +336,62 @@ void quality_service::judge(monitored& m) {
   ++m.verdicts;
 }
 
+void quality_service::sample_skew() {
+  std::vector<int64_t> next(models_.size(), 0);
+  while (!stopping_) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    if (d_.view && d_.view->leader() != d_.node_id) continue;
+    const int64_t now = now_micros();
+    for (size_t i = 0; i < models_.size() && !stopping_; ++i) {
+      monitored& m = *models_[i];
+      const auto& mon = m.model->monitor;
+      if (mon.skew_every_us <= 0 || now < next[i]) continue;
+      next[i] = now + mon.skew_every_us;
+      auto report = d_.skew(m.model->name, static_cast<size_t>(mon.skew_sample));
+      if (!report) {
+        if (report.error_code() != errc::not_found) m.warn("skew: " + report.error_message());
+        continue;
+      }
+      auto j = nlohmann::json::parse(*report, nullptr, false);
+      if (!j.is_object()) continue;
+      const uint64_t compared = j.value("compared", uint64_t{0});
+      const uint64_t mismatched = j.value("mismatched_examples", uint64_t{0});
+      std::string worst;
+      uint64_t worst_n = 0;
+      nlohmann::json features = nlohmann::json::array();
+      if (j.contains("features") && j["features"].is_array())
+        for (auto& f : j["features"]) {
+          const uint64_t n = f.value("mismatches", uint64_t{0});
+          if (n > worst_n) worst_n = n, worst = f.value("name", "");
+          if (n) features.push_back({{"name", f.value("name", "")}, {"mismatches", n}});
+        }
+      {
+        std::lock_guard<std::mutex> l(m.mu);
+        m.skew_at = now;
+        m.skew_compared = compared;
+        m.skew_mismatched = mismatched;
+        m.skew_worst = worst;
+      }
+      const bool skewed =
+          compared > 0 &&
+          static_cast<double>(mismatched) / static_cast<double>(compared) > mon.max_skew_share;
+      monitoring::alert_spec spec;
+      spec.key = "skew." + m.model->name;
+      spec.name = "skew";
+      spec.severity = "ticket";
+      spec.group = m.model->name;
+      const std::string summary =
+          std::to_string(mismatched) + " of " + std::to_string(compared) + " logged vectors of " +
+          m.model->name + " differ from the offline recomputation (most often " + worst + ")";
+      if (auto a = alerts_->observe(
+              spec, skewed, now, summary,
+              {{"compared", compared}, {"mismatched", mismatched}, {"features", features}});
+          !a)
+        m.warn("skew alert: " + a.error_message());
+    }
+  }
+}
+
 quality_service::model_status quality_service::status_of(const monitored& m) const {
   model_status ms;
   ms.model = m.model->name;
@@ -330,6 +399,10 @@ quality_service::model_status quality_service::status_of(const monitored& m) con
   ms.counts = m.join.figures();
   ms.waiting = m.join.waiting_predictions();
   ms.verdicts = m.verdicts;
+  ms.skew_at_us = m.skew_at;
+  ms.skew_compared = m.skew_compared;
+  ms.skew_mismatched = m.skew_mismatched;
+  ms.skew_worst = m.skew_worst;
   if (m.drift) {
     ms.drift = m.drift->status();
     ms.drift_mismatched = m.drift->mismatched();
@@ -391,6 +464,10 @@ void quality_service::fill_status(wire::NodeStatus::Builder st) const {
     b.setCanaryAucP(m.canary.auc_p);
     b.setVerdicts(m.verdicts);
     b.setDriftMismatched(m.drift_mismatched);
+    b.setSkewAt(m.skew_at_us);
+    b.setSkewCompared(m.skew_compared);
+    b.setSkewMismatched(m.skew_mismatched);
+    b.setSkewWorst(m.skew_worst);
     auto dl = b.initDrift(static_cast<unsigned>(m.drift.size()));
     for (size_t k = 0; k < m.drift.size(); ++k) {
       auto d = dl[static_cast<unsigned>(k)];

@@ -23,10 +23,14 @@
 // raises, updates and resolves alerts (alert_store.h); with `rollback = true` it demotes the
 // canary or rolls production back (one conditional compare-and-swap of the registry: once, even
 // when a leader change makes two nodes judge).
+// Skew: a thread of its own has the leader recompute each model's last logged vectors from the
+// offline log every monitor.skew_every (tessera skew), shown in status; too many differing
+// raises skew.<model> (ticket).
 // Lifecycle: started by the node after inference; stop() joins the threads.
 // Thread safety: status() from any thread.
 #pragma once
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -41,6 +45,7 @@
 namespace tessera {
 
 class alert_store;
+class alert_webhook;
 class bus;
 class cluster_view;
 class definitions;
@@ -53,7 +58,11 @@ class quality_service {
     bus* nats = nullptr;
     const cluster_view* view = nullptr;  // who leads (judges); null: this node judges
     std::string node_id;
-    int replicas = 1;  // of the alert bucket and log it creates
+    int replicas = 1;     // of the alert bucket and log it creates
+    std::string webhook;  // alert transitions POSTed here (webhook.h); empty: none
+    // `tessera skew` of a model over its last N logged vectors (inference_service::skew, wired
+    // by the node); empty: skew is not sampled.
+    std::function<result<std::string>(const std::string& model, size_t sample)> skew;
   };
   static result<std::unique_ptr<quality_service>> start(deps d);
   ~quality_service();
@@ -76,6 +85,9 @@ class quality_service {
     uint64_t verdicts = 0;
     std::vector<monitoring::drift_monitor::version_drift> drift;
     uint64_t drift_mismatched = 0;
+    int64_t skew_at_us = 0;
+    uint64_t skew_compared = 0, skew_mismatched = 0;
+    std::string skew_worst;
   };
   std::vector<model_status> status() const;
   // The cluster's alerts (null when no model is monitored); shared with the RPC's workers.
@@ -88,12 +100,15 @@ class quality_service {
   quality_service() = default;
   void run(monitored* m);
   model_status status_of(const monitored& m) const;
-  void judge(monitored& m);  // quality_verdicts.cc
+  void judge(monitored& m);  // verdicts.h
+  void sample_skew();        // the skew thread: each model every monitor.skew_every
   deps d_;
   std::unique_ptr<model_registry> registry_;
   std::shared_ptr<alert_store> alerts_;
+  std::unique_ptr<alert_webhook> webhook_;
   std::vector<std::unique_ptr<monitored>> models_;
   std::atomic<bool> stopping_{false};
+  std::thread skew_thread_;
 };
 
 }  // namespace tessera

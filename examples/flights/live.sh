@@ -3,11 +3,15 @@
 # happened, at a speed-up, as two streams in event-time order: `departures` (at the scheduled
 # departure: flight id, origin, destination, distance, date) and `flights` (at arrival, with the
 # delay: the label). late_mlp follows `departures` and publishes one prediction per departure on
-# tsr.pred.late_mlp; a second, wider MLP serves a 20% canary of the routes; the logistic
+# tsr.pred.late_mlp; a deliberately bad canary (a wider MLP exported upside down: it answers
+# 1 - p, as a model trained with flipped labels would) serves 20% of the routes; the logistic
 # regression scores every example in shadow. Every few seconds it prints predictions/s, p99, the
-# stage mix and the path mix. At the end, the live quality of each version from the arrivals
-# joined to the logged predictions (tessera status: AUC, log loss, accuracy with intervals, and
-# the canary tested against production).
+# stage mix and the path mix. Monitoring joins the arrivals to the predictions logged at
+# departure: the bad canary is found significantly worse than production and rolled back to
+# candidate by itself, with an alert; June's inputs are tested for drift against the January-April
+# training reference (weekly windows, tested daily). At the end: the live quality of each
+# version (AUC, log loss, accuracy with intervals), the drift ranking, the alerts, and
+# production's live AUC beside its offline AUC on June's point-in-time dataset.
 #   examples/flights/live.sh [--speedup X] [--from DATE] [--to DATE] [--days N] [--data-dir DIR]
 #                            [--rpc HOST:PORT] [--keep]
 # Defaults: June 2001 at 8640x (a day each 10 s, about 5 minutes). --days N replays only the
@@ -55,7 +59,7 @@ mkdir -p "$data_dir"
 defs="$data_dir/live.lua"
 sed -e 's/validation = { "2001-05-01", "2001-06-01" }/validation = { "2001-05-01", "2001-05-22" }/' \
     -e 's/test = { "2001-06-01", "2001-07-01" }/test = { "2001-05-22", "2001-06-01" }/' \
-    -e 's/model { name = "late_mlp", label = "late",/model { name = "late_mlp", label = "late", follow = { stream = "departures" }, monitor = { label_grace = "2d" },/' \
+    -e 's/model { name = "late_mlp", label = "late",/model { name = "late_mlp", label = "late", follow = { stream = "departures" }, monitor = { label_grace = "2d", rollback = true, min_pairs = 500, drift_window = "7d", drift_step = "1d" },/' \
     -e 's/ttl = "6h",/ttl = "6h", as_of_horizon = "3d",/' -e 's/ttl = "7d",/ttl = "7d", as_of_horizon = "9d",/' \
     "$root/examples/flights/flights.lua" > "$defs"
 cat >> "$defs" <<'EOF'
@@ -107,7 +111,18 @@ done
 latest() { "$bin" models list --json --rpc "$rpc" | tr -d ' \n' | sed -E "s/.*\"name\":\"$1\",\"production\":[^,]*,\"versions\":\[([^]]*)\].*/\1/" | grep -o '"version":[0-9]*' | tail -1 | cut -d: -f2; }
 "$bin" models promote late_mlp "$(latest late_mlp)" --rpc "$rpc"
 "$bin" models export late_mlp_wide "$data_dir/wide.pt" -v "$(latest late_mlp_wide)" --rpc "$rpc"
-"$bin" models import late_mlp "$data_dir/wide.pt" --label late --rpc "$rpc"
+# The bad canary: the wide MLP upside down (1 - p), as a model trained with flipped labels.
+/usr/bin/python3 - "$data_dir/wide.pt" "$data_dir/upside-down.pt" <<'PY'
+import sys, torch
+class UpsideDown(torch.nn.Module):
+    def __init__(self, m):
+        super().__init__()
+        self.m = m
+    def forward(self, x):
+        return 1 - self.m(x)
+torch.jit.script(UpsideDown(torch.jit.load(sys.argv[1]))).save(sys.argv[2])
+PY
+"$bin" models import late_mlp "$data_dir/upside-down.pt" --label late --rpc "$rpc"
 "$bin" models promote late_mlp "$(latest late_mlp)" --stage canary --share 0.2 --rpc "$rpc"
 # The logistic regression as late_mlp's shadow: its artifact imported as a late_mlp version.
 "$bin" models export late_logistic "$data_dir/logistic.pt" -v "$(latest late_logistic)" --rpc "$rpc"
@@ -126,7 +141,53 @@ for _ in $(seq 30); do  # until the monitor has read the last arrivals (no new p
   now=$(joined); [ -n "$now" ] && [ "$now" = "$prev" ] && break
   prev=$now; sleep 2
 done
-"$bin" status --rpc "$rpc" | grep -E "^(model|late_|follow|  late_|quality|  v|  canary)" || true
+"$bin" status --rpc "$rpc" | grep -E "^(model|late_|follow|  late_|quality|  v|  canary|  drift|    )" || true
+echo "== the registry: the bad canary is a candidate again"
+"$bin" models list --rpc "$rpc" | grep -E "late_mlp|version" || true
+echo "== alerts (tessera alerts)"
+"$bin" alerts --rpc "$rpc" || true
+
+echo "== production's live AUC beside its offline AUC on June's point-in-time dataset"
+prod=$("$bin" models list --json --rpc "$rpc" | tr -d ' \n' | sed -E 's/.*"name":"late_mlp","production":([0-9]+).*/\1/')
+"$bin" dataset build late --from "$from" --to "$to" -o "$data_dir/period-dataset.csv" --quiet --rpc "$rpc"
+"$bin" models export late_mlp "$data_dir/production.pt" -v "$prod" --rpc "$rpc"
+"$bin" models show late_mlp -v "$prod" --json --rpc "$rpc" > "$data_dir/production.json"
+"$bin" status --json --rpc "$rpc" > "$data_dir/status.json"
+/usr/bin/python3 - "$data_dir" "$prod" <<'PY'
+import csv, json, math, sys
+import numpy as np, torch
+d, prod = sys.argv[1], int(sys.argv[2])
+inputs = json.load(open(d + "/production.json"))["inputs"]
+rows = list(csv.reader(open(d + "/period-dataset.csv")))
+col = {c: i for i, c in enumerate(rows[0])}
+x = np.array([[float(r[col[c]]) if r[col[c]] != "" else math.nan for c in inputs] for r in rows[1:]],
+             dtype=np.float32)
+y = np.array([1.0 if r[col["label"]] in ("1", "true", "1.0") else 0.0 for r in rows[1:]])
+p = torch.jit.load(d + "/production.pt")(torch.from_numpy(x)).detach().numpy().astype(np.float64)
+order = np.argsort(p, kind="mergesort")
+ranks = np.empty(len(p))
+ps = p[order]
+i = 0
+while i < len(ps):  # average ranks over ties (Mann-Whitney)
+    j = i
+    while j + 1 < len(ps) and ps[j + 1] == ps[i]:
+        j += 1
+    ranks[order[i:j + 1]] = (i + j) / 2 + 1
+    i = j + 1
+pos = y.sum(); neg = len(y) - pos
+auc = (ranks[y == 1].sum() - pos * (pos + 1) / 2) / (pos * neg)
+live = None
+for q in json.load(open(d + "/status.json")).get("quality", []):
+    for a in q["arms"]:
+        if a["stage"] == "production" and a["version"] == prod:
+            live = a
+print(f"offline: late_mlp v{prod} on the period's {len(y):,} examples (point-in-time): AUC {auc:.4f}")
+if live:
+    lo, hi = live["auc_interval"]
+    inside = lo <= auc <= hi
+    print(f"live:    the last {live['pairs']:,} labelled predictions: AUC {live['auc']:.4f} "
+          f"[{lo:.4f}, {hi:.4f}] -> the offline AUC is {'inside' if inside else 'OUTSIDE'} the live interval")
+PY
 echo "== the last predictions in the prediction log"
 "$bin" predictions tail late_mlp -n 3 --rpc "$rpc" || true
 if [ "$keep" = 1 ]; then
