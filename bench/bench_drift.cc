@@ -190,7 +190,7 @@ int main(int argc, char** argv) {
       for (size_t c = 0; c < wide; ++c) row[c] = value_of(gw, c, r, rows);
       gen_s += seconds_since(g0);
       const int64_t pt = t0 + static_cast<int64_t>(r) * 1000000;
-      mw.add(1, pt, row, 0.2);
+      mw.add(1, pt, row, 0.2 + 0.05 * gw());
       mw.advance(pt);
     }
     const double wide_s = seconds_since(t) - gen_s;

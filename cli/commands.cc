@@ -395,7 +395,8 @@ int run_status(const status_args& a) {
                                  {{"at", q.getSkewAt()},
                                   {"compared", q.getSkewCompared()},
                                   {"mismatched", q.getSkewMismatched()},
-                                  {"worst", q.getSkewWorst().cStr()}}}});
+                                  {"worst", q.getSkewWorst().cStr()}}},
+                                {"slos", slo_json(q.getSlos())}});
       }
       std::cout << j.dump(2) << "\n";
       return 0;
@@ -511,6 +512,7 @@ int run_status(const status_args& a) {
                     q.getCanaryWorse() ? "WORSE" : "not worse", q.getCanaryLogLossP(),
                     q.getCanaryAucP());
       print_drift(q.getDrift());
+      print_slos(q.getSlos());
       if (q.getSkewAt())
         std::printf("  skew: %llu of %llu logged vectors differ from the offline log%s%s\n",
                     static_cast<unsigned long long>(q.getSkewMismatched()),

@@ -60,4 +60,27 @@ void print_drift(capnp::List<wire::VersionDrift>::Reader drift) {
   }
 }
 
+nlohmann::json slo_json(capnp::List<wire::SloState>::Reader slos) {
+  nlohmann::json out = nlohmann::json::array();
+  for (auto x : slos)
+    out.push_back({{"sli", x.getSli().cStr()},
+                   {"budget", x.getBudget()},
+                   {"burn_5m", x.getBurn5m()},
+                   {"burn_30m", x.getBurn30m()},
+                   {"burn_1h", x.getBurn1h()},
+                   {"burn_6h", x.getBurn6h()},
+                   {"events_1h", x.getEvents1h()},
+                   {"level", x.getLevel().cStr()}});
+  return out;
+}
+
+void print_slos(capnp::List<wire::SloState>::Reader slos) {
+  for (auto x : slos)
+    std::printf(
+        "  objective %-8s budget %.4g: burn 5m %.1fx 30m %.1fx 1h %.1fx 6h %.1fx over %llu "
+        "predictions in the hour: %s\n",
+        x.getSli().cStr(), x.getBudget(), x.getBurn5m(), x.getBurn30m(), x.getBurn1h(),
+        x.getBurn6h(), static_cast<unsigned long long>(x.getEvents1h()), x.getLevel().cStr());
+}
+
 }  // namespace tessera::cli

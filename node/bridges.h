@@ -7,7 +7,9 @@
 #include <mutex>
 
 #include "actors/features/reader.h"
+#include "actors/inference/inference_service.h"
 #include "actors/inference/messages.h"
+#include "actors/monitoring/quality_service.h"
 #include "actors/training/dataset.h"
 
 namespace tessera {
@@ -36,5 +38,9 @@ class dataset_offline_source final : public offline_source {
  private:
   const dataset_service& d_;
 };
+
+// What `inf` serves, for the monitoring family's objectives (quality_service::deps::serving):
+// per model and version answering (production, canary, A/B arm; not shadows) its counters.
+std::vector<quality_service::deps::served_counters> served_counters(const inference_service& inf);
 
 }  // namespace tessera

@@ -257,8 +257,10 @@ result<std::unique_ptr<node>> node::start(const node_config& cfg) {
   qd.view = im->view.get();
   qd.replicas = cfg.replicas;
   qd.webhook = cfg.alert_webhook;
-  if (inference_service* inf = im->inference.get())
+  if (inference_service* inf = im->inference.get()) {
     qd.skew = [inf](const std::string& model, size_t sample) { return inf->skew(model, sample); };
+    qd.serving = [inf] { return served_counters(*inf); };
+  }
   auto quality = quality_service::start(qd);
   if (!quality) {
     spdlog::error("node {}: live quality is unavailable: {}", im->node_id, quality.error_message());

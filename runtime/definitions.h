@@ -200,6 +200,15 @@ struct model_def {
     int64_t skew_every_us = 600LL * 1000000;
     int64_t skew_sample = 200;
     double max_skew_share = 0.01;
+    // Objectives on what each node serves of the model (actors/monitoring/slo.h, burn rates:
+    // page at 14.4x over 1h and 5m, ticket at 6x over 6h and 30m): the share of predictions that
+    // may fail, take longer than slo_latency_ms, or be answered by the fallback. 0: none.
+    double slo_error_rate = 0;
+    double slo_latency_ms = 0, slo_latency_rate = 0;
+    double slo_fallback_rate = 0;
+    bool any_slo() const {
+      return slo_error_rate > 0 || slo_latency_rate > 0 || slo_fallback_rate > 0;
+    }
   } monitor;
 };
 

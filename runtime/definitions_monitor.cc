@@ -24,13 +24,15 @@ status read_monitor(lua_State* L, int model_table, const std::string& where,
       " (monitor = { max_label_delay = \"2d\", label_grace = \"1h\", window = 50000, rollback = "
       "true, alpha = 0.01, min_pairs = 200, min_auc = 0.6, max_log_loss = 0.7, rollback_within "
       "= \"7d\", drift_window = \"1d\", drift_step = \"1h\", drift_false_alarm_rate = 0.01, "
-      "drift_min_psi = 0.01, skew_every = \"10m\", skew_sample = 200, max_skew_share = 0.01 })";
-  if (auto bad =
-          lua::unknown_keys(L, mt,
-                            {"max_label_delay", "label_grace", "window", "rollback", "alpha",
-                             "min_pairs", "min_auc", "max_log_loss", "rollback_within",
-                             "drift_window", "drift_step", "drift_false_alarm_rate",
-                             "drift_min_psi", "skew_every", "skew_sample", "max_skew_share"});
+      "drift_min_psi = 0.01, skew_every = \"10m\", skew_sample = 200, max_skew_share = 0.01, "
+      "slo_error_rate = "
+      "0.001, slo_latency_ms = 50, slo_latency_rate = 0.01, slo_fallback_rate = 0.05 })";
+  if (auto bad = lua::unknown_keys(
+          L, mt, {"max_label_delay", "label_grace",    "window",           "rollback",
+                  "alpha",           "min_pairs",      "min_auc",          "max_log_loss",
+                  "rollback_within", "drift_window",   "drift_step",       "drift_false_alarm_rate",
+                  "drift_min_psi",   "skew_every",     "skew_sample",      "max_skew_share",
+                  "slo_error_rate",  "slo_latency_ms", "slo_latency_rate", "slo_fallback_rate"});
       !bad.empty())
     return make_error(w + "monitor: unknown key(s) " + bad + shape);
   out.on = true;
@@ -86,6 +88,16 @@ status read_monitor(lua_State* L, int model_table, const std::string& where,
   out.max_skew_share = lua::num_field(L, mt, "max_skew_share", out.max_skew_share);
   if (!(out.max_skew_share >= 0 && out.max_skew_share < 1))
     return make_error(w + "monitor.max_skew_share must be in [0, 1)");
+  for (auto [key, dst] : {std::pair{"slo_error_rate", &out.slo_error_rate},
+                          {"slo_latency_rate", &out.slo_latency_rate},
+                          {"slo_fallback_rate", &out.slo_fallback_rate}}) {
+    *dst = lua::num_field(L, mt, key, *dst);
+    if (!(*dst >= 0 && *dst < 1))
+      return make_error(w + "monitor." + key + " must be in [0, 1): the share allowed (0: none)");
+  }
+  out.slo_latency_ms = lua::num_field(L, mt, "slo_latency_ms", out.slo_latency_ms);
+  if ((out.slo_latency_rate > 0) != (out.slo_latency_ms > 0))
+    return make_error(w + "monitor.slo_latency_ms and slo_latency_rate go together" + shape);
   return ok_status();
 }
 

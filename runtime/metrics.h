@@ -30,6 +30,15 @@ class latency_histogram {
     for (auto& b : buckets_) n += b.load(std::memory_order_relaxed);
     return n;
   }
+  // Recorded values at least `us` (to the bucket: those in buckets whose lower edge is >= us;
+  // buckets are 9% wide).
+  uint64_t count_at_least_us(double us) const {
+    const int first = us <= 1 ? 1 : static_cast<int>(std::ceil(std::log2(us) * kPerDoubling)) + 1;
+    uint64_t n = 0;
+    for (int i = std::max(first, 0); i < kBuckets; ++i)
+      n += buckets_[static_cast<size_t>(i)].load(std::memory_order_relaxed);
+    return n;
+  }
   // The q-quantile (0 < q ≤ 1) in µs: the upper edge of the bucket holding it; 0 when empty.
   double quantile_us(double q) const {
     std::array<uint64_t, kBuckets> snap;

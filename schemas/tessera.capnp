@@ -237,6 +237,19 @@ struct ModelQuality {
   skewCompared @19 :UInt64;
   skewMismatched @20 :UInt64;
   skewWorst @21 :Text;
+  # Objectives on what this node serves of the model (monitor.slo_*), with their burn rates.
+  slos @22 :List(SloState);
+}
+
+struct SloState {
+  sli @0 :Text;         # "errors", "latency" (over slo_latency_ms) or "fallback"
+  budget @1 :Float64;   # the share of predictions allowed to be bad
+  burn5m @2 :Float64;   # bad share / budget over the window (0: too few predictions)
+  burn30m @3 :Float64;
+  burn1h @4 :Float64;
+  burn6h @5 :Float64;
+  events1h @6 :UInt64;  # predictions in the last hour
+  level @7 :Text;       # "none", "ticket" (6x over 6h and 30m), "page" (14.4x over 1h and 5m)
 }
 
 struct VersionDrift {

@@ -21,6 +21,7 @@
 #include "drift_monitor.h"
 #include "expr.h"
 #include "metrics.h"
+#include "slo.h"
 #include "time_util.h"
 #include "verdicts.h"
 #include "webhook.h"
@@ -84,6 +85,12 @@ struct quality_service::monitored {
   int64_t skew_at = 0;                 // wall clock of the last skew sample (µs)
   uint64_t skew_compared = 0, skew_mismatched = 0;
   std::string skew_worst;
+  // Objectives (slo.h): one burn-rate tracker per SLI declared.
+  struct slo_tracker {
+    std::string sli;
+    monitoring::burn_rates rates;
+  };
+  std::vector<slo_tracker> slos;
   log_limiter limiter{std::chrono::seconds(10)};
   uint64_t bad = 0;
 
@@ -268,8 +275,16 @@ result<std::unique_ptr<quality_service>> quality_service::start(deps d) {
   }
   for (auto& mm : q->models_)
     mm->thread = std::thread([raw = q.get(), m = mm.get()] { raw->run(m); });
-  if (q->d_.skew && q->alerts_)
-    q->skew_thread_ = std::thread([raw = q.get()] { raw->sample_skew(); });
+  for (auto& mm : q->models_) {
+    const auto& mon = mm->model->monitor;
+    if (mon.slo_error_rate > 0)
+      mm->slos.push_back({"errors", monitoring::burn_rates(mon.slo_error_rate)});
+    if (mon.slo_latency_rate > 0)
+      mm->slos.push_back({"latency", monitoring::burn_rates(mon.slo_latency_rate)});
+    if (mon.slo_fallback_rate > 0)
+      mm->slos.push_back({"fallback", monitoring::burn_rates(mon.slo_fallback_rate)});
+  }
+  if (q->alerts_) q->background_ = std::thread([raw = q.get()] { raw->background(); });
   return q;
 }
 
@@ -286,7 +301,7 @@ void quality_service::stop() {
   if (webhook_) webhook_->stop();
   for (auto& m : models_)
     if (m->thread.joinable()) m->thread.join();
-  if (skew_thread_.joinable()) skew_thread_.join();
+  if (background_.joinable()) background_.join();
 }
 
 void quality_service::run(monitored* m) {
@@ -336,11 +351,73 @@ void quality_service::judge(monitored& m) {
   ++m.verdicts;
 }
 
-void quality_service::sample_skew() {
+void quality_service::background() {
   std::vector<int64_t> next(models_.size(), 0);
+  auto next_slo = std::chrono::steady_clock::now();
   while (!stopping_) {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    if (d_.view && d_.view->leader() != d_.node_id) continue;
+    if (d_.serving && std::chrono::steady_clock::now() >= next_slo) {
+      next_slo += std::chrono::seconds(10);
+      evaluate_slos();
+    }
+    if (d_.skew && (!d_.view || d_.view->leader() == d_.node_id)) sample_skew(next);
+  }
+}
+
+void quality_service::evaluate_slos() {
+  const int64_t now = now_micros();
+  const auto served = d_.serving();
+  for (auto& mp : models_) {
+    monitored& m = *mp;
+    if (m.slos.empty()) continue;
+    const auto& mon = m.model->monitor;
+    std::map<std::string, std::pair<uint64_t, uint64_t>> errors, slow, fallbacks;
+    for (auto& c : served) {
+      if (c.model != m.model->name) continue;
+      errors[c.source] = {c.requests, c.errors};
+      fallbacks[c.source] = {c.requests, c.fallbacks};
+      if (mon.slo_latency_ms > 0 && c.at_least)
+        slow[c.source] = {c.requests, c.at_least(mon.slo_latency_ms * 1000)};
+    }
+    for (auto& t : m.slos) {
+      std::lock_guard<std::mutex> l(m.mu);
+      t.rates.observe(now, t.sli == "errors" ? errors : t.sli == "latency" ? slow : fallbacks);
+    }
+    for (auto& t : m.slos) {
+      monitoring::burn_rates::level level;
+      double b5, b60;
+      {
+        std::lock_guard<std::mutex> l(m.mu);
+        level = t.rates.judge(now);
+        b5 = t.rates.burn(now, 5 * 60 * kMicrosPerSecond);
+        b60 = t.rates.burn(now, 3600 * kMicrosPerSecond);
+      }
+      for (auto lv : {monitoring::burn_rates::level::ticket, monitoring::burn_rates::level::page}) {
+        monitoring::alert_spec spec;
+        spec.name = "slo_" + t.sli;
+        spec.severity = monitoring::level_name(lv);
+        spec.key = spec.name + "." + m.model->name + "." + d_.node_id + "." + spec.severity;
+        spec.group = m.model->name;
+        const std::string what = t.sli == "errors"    ? "failed"
+                                 : t.sli == "latency" ? "took longer than the objective"
+                                                      : "were answered by the fallback";
+        char summary[320];
+        std::snprintf(summary, sizeof summary,
+                      "%s on node %s: predictions that %s burn the %s budget (%.4g) %.1fx over "
+                      "the last hour, %.1fx over 5 minutes",
+                      m.model->name.c_str(), d_.node_id.c_str(), what.c_str(), t.sli.c_str(),
+                      t.rates.budget(), b60, b5);
+        if (auto a = alerts_->observe(spec, level == lv, now, summary,
+                                      {{"sli", t.sli}, {"burn_1h", b60}, {"burn_5m", b5}});
+            !a)
+          m.warn("slo alert: " + a.error_message());
+      }
+    }
+  }
+}
+
+void quality_service::sample_skew(std::vector<int64_t>& next) {
+  {
     const int64_t now = now_micros();
     for (size_t i = 0; i < models_.size() && !stopping_; ++i) {
       monitored& m = *models_[i];
@@ -403,6 +480,19 @@ quality_service::model_status quality_service::status_of(const monitored& m) con
   ms.skew_compared = m.skew_compared;
   ms.skew_mismatched = m.skew_mismatched;
   ms.skew_worst = m.skew_worst;
+  const int64_t wall = now_micros();
+  for (auto& t : m.slos) {
+    model_status::slo_state x;
+    x.sli = t.sli;
+    x.budget = t.rates.budget();
+    x.burn5m = t.rates.burn(wall, 300 * kMicrosPerSecond);
+    x.burn30m = t.rates.burn(wall, 1800 * kMicrosPerSecond);
+    x.burn1h = t.rates.burn(wall, 3600 * kMicrosPerSecond);
+    x.burn6h = t.rates.burn(wall, 6 * 3600 * kMicrosPerSecond);
+    x.events1h = t.rates.events(wall, 3600 * kMicrosPerSecond);
+    x.level = monitoring::level_name(t.rates.judge(wall));
+    ms.slos.push_back(std::move(x));
+  }
   if (m.drift) {
     ms.drift = m.drift->status();
     ms.drift_mismatched = m.drift->mismatched();
@@ -468,6 +558,19 @@ void quality_service::fill_status(wire::NodeStatus::Builder st) const {
     b.setSkewCompared(m.skew_compared);
     b.setSkewMismatched(m.skew_mismatched);
     b.setSkewWorst(m.skew_worst);
+    auto sl = b.initSlos(static_cast<unsigned>(m.slos.size()));
+    for (size_t k = 0; k < m.slos.size(); ++k) {
+      auto x = sl[static_cast<unsigned>(k)];
+      const auto& y = m.slos[k];
+      x.setSli(y.sli);
+      x.setBudget(y.budget);
+      x.setBurn5m(y.burn5m);
+      x.setBurn30m(y.burn30m);
+      x.setBurn1h(y.burn1h);
+      x.setBurn6h(y.burn6h);
+      x.setEvents1h(y.events1h);
+      x.setLevel(y.level);
+    }
     auto dl = b.initDrift(static_cast<unsigned>(m.drift.size()));
     for (size_t k = 0; k < m.drift.size(); ++k) {
       auto d = dl[static_cast<unsigned>(k)];

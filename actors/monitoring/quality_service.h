@@ -63,6 +63,14 @@ class quality_service {
     // `tessera skew` of a model over its last N logged vectors (inference_service::skew, wired
     // by the node); empty: skew is not sampled.
     std::function<result<std::string>(const std::string& model, size_t sample)> skew;
+    // What this node serves, for the objectives (slo.h): per model and serving version (not
+    // shadows), cumulative requests, errors, fallbacks and requests at least `slow_us` long.
+    struct served_counters {
+      std::string model, source;  // source: "<version>:<stage>"
+      uint64_t requests = 0, errors = 0, fallbacks = 0;
+      std::function<uint64_t(double us)> at_least;
+    };
+    std::function<std::vector<served_counters>()> serving;
   };
   static result<std::unique_ptr<quality_service>> start(deps d);
   ~quality_service();
@@ -88,6 +96,13 @@ class quality_service {
     int64_t skew_at_us = 0;
     uint64_t skew_compared = 0, skew_mismatched = 0;
     std::string skew_worst;
+    struct slo_state {
+      std::string sli;
+      double budget = 0, burn5m = 0, burn30m = 0, burn1h = 0, burn6h = 0;
+      uint64_t events1h = 0;
+      std::string level;
+    };
+    std::vector<slo_state> slos;
   };
   std::vector<model_status> status() const;
   // The cluster's alerts (null when no model is monitored); shared with the RPC's workers.
@@ -101,14 +116,16 @@ class quality_service {
   void run(monitored* m);
   model_status status_of(const monitored& m) const;
   void judge(monitored& m);  // verdicts.h
-  void sample_skew();        // the skew thread: each model every monitor.skew_every
+  void background();         // skew (leader, every skew_every) and objectives (every 10 s)
+  void sample_skew(std::vector<int64_t>& next);
+  void evaluate_slos();
   deps d_;
   std::unique_ptr<model_registry> registry_;
   std::shared_ptr<alert_store> alerts_;
   std::unique_ptr<alert_webhook> webhook_;
   std::vector<std::unique_ptr<monitored>> models_;
   std::atomic<bool> stopping_{false};
-  std::thread skew_thread_;
+  std::thread background_;
 };
 
 }  // namespace tessera

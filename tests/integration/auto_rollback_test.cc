@@ -2,7 +2,8 @@
 // flight: most are on time) is rolled back to candidate once its labelled predictions show it
 // worse than production, with one alert that fires and resolves and says why; a canary as good
 // as production, judged on the same amount of data, stays. Alerts are read over RPC and by the
-// CLI; acknowledging a resolved alert is refused, silencing one works.
+// CLI; acknowledging a resolved alert is refused, silencing one works. The model's objectives
+// (errors, latency) count what the node served.
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -29,7 +30,8 @@ view { name = "trip_delay", version = 1, entity = "route", stream = "trips", ttl
 label { name = "trip_late", stream = "trips", entity = "route", value = "delay > 15",
         prediction_time = "date", features = { "trip_delay" }, on_demand = { distance = "distance" } }
 model { name = "trip_model", label = "trip_late", split = split,
-        monitor = { max_label_delay = "2d", label_grace = "1h", rollback = true, min_pairs = 60 } }
+        monitor = { max_label_delay = "2d", label_grace = "1h", rollback = true, min_pairs = 60,
+                    slo_error_rate = 0.001, slo_latency_ms = 2000, slo_latency_rate = 0.01 } }
 )lua";
 
 std::string read_all(const std::string& path) {
@@ -213,6 +215,23 @@ TEST(AutoRollback, ABadCanaryIsRolledBackOnceWithAnAlertAndAGoodOneStays) {
   EXPECT_EQ(stages(c)[good], "canary");
   EXPECT_EQ(stages(c)[bad], "candidate");
   EXPECT_EQ(alert_log(c).size(), 2u) << alert_log(c).dump();
+
+  // The objectives count what this node served (800 predictions, none failed or slow).
+  ASSERT_TRUE(eventually(
+      [&] {
+        auto r = c.status();
+        if (!r) return false;
+        for (auto m : (*r)->getQuality()) {
+          if (m.getModel() != "trip_model" || m.getSlos().size() != 2) continue;
+          bool all = true;
+          for (auto x : m.getSlos())
+            all = all && x.getEvents1h() >= 800 && std::string(x.getLevel().cStr()) == "none" &&
+                  x.getBurn1h() == 0;
+          return all;
+        }
+        return false;
+      },
+      std::chrono::seconds(60)));
 
   // The CLI: the resolved alert with its reason; acknowledging it is refused; silencing works.
   std::string out;
