@@ -20,6 +20,7 @@
 #include "definitions.h"
 #include "drift_monitor.h"
 #include "expr.h"
+#include "logged_prediction.h"
 #include "metrics.h"
 #include "slo.h"
 #include "time_util.h"
@@ -53,12 +54,6 @@ result<natsSubscription*> subscribe(bus& nats, const std::string& stream,
   return sub;
 }
 
-std::string text_of(const nlohmann::json& v) {
-  if (v.is_string()) return v.get<std::string>();
-  if (v.is_number_integer()) return std::to_string(v.get<int64_t>());
-  return v.dump();
-}
-
 }  // namespace
 
 struct quality_service::monitored {
@@ -80,9 +75,10 @@ struct quality_service::monitored {
   int64_t now = 0;  // latest label event time
   uint64_t verdicts = 0;
   std::unique_ptr<monitoring::drift_monitor> drift;
-  model_registry* registry = nullptr;  // the versions' references
-  int64_t predicted_until = 0;         // latest prediction time logged
-  int64_t skew_at = 0;                 // wall clock of the last skew sample (µs)
+  model_registry* registry = nullptr;    // the versions' references
+  int64_t predicted_until = 0;           // latest prediction time logged
+  monitoring::logged_prediction parsed;  // one line's, reused
+  int64_t skew_at = 0;                   // wall clock of the last skew sample (µs)
   uint64_t skew_compared = 0, skew_mismatched = 0;
   std::string skew_worst;
   // Objectives (slo.h): one burn-rate tracker per SLI declared.
@@ -116,51 +112,36 @@ struct quality_service::monitored {
     std::lock_guard<std::mutex> l(mu);
     while (std::getline(lines, line)) {
       if (line.empty()) continue;
-      // The vector's column names and the view keys are skipped while parsing, not built.
-      static const nlohmann::json::parser_callback_t skip_names =
-          [](int depth, nlohmann::json::parse_event_t ev, nlohmann::json& parsed) {
-            return !(depth == 1 && ev == nlohmann::json::parse_event_t::key &&
-                     (parsed == "inputs" || parsed == "keys"));
-          };
-      auto j = nlohmann::json::parse(line, skip_names, false);
-      if (j.is_discarded() || !j.contains("fields") || !j["fields"].is_object()) {
+      monitoring::logged_prediction& r = parsed;
+      if (!monitoring::parse_logged(line, r)) {
         warn("a prediction-log line that is not a record");
         continue;
       }
-      on_vector(j);
+      on_vector(r);
       std::string key;
-      bool ok = true;
       for (auto& f : key_fields) {
-        if (!j["fields"].contains(f)) {
-          ok = false;
+        const auto it = std::find_if(r.fields.begin(), r.fields.end(),
+                                     [&](const auto& kv) { return kv.first == f; });
+        if (it == r.fields.end()) {
+          key.clear();
           break;
         }
-        key += (key.empty() ? "" : "-") + text_of(j["fields"][f]);
+        key += (key.empty() ? "" : "-") + it->second;
       }
-      if (!ok) continue;  // an example without the label entity's key: nothing to join
-      const int64_t pt = j.value("prediction_time", int64_t{0});
-      key += "@" + std::to_string(pt);
-      join.prediction(key, model->name, j.value("version", 0u), j.value("stage", ""),
-                      j.value("score", 0.0), pt, out);
+      if (key.empty()) continue;  // an example without the label entity's key: nothing to join
+      key += "@" + std::to_string(r.prediction_time);
+      join.prediction(key, model->name, r.version, r.stage, r.score, r.prediction_time, out);
     }
     if (drift) drift->advance(predicted_until);
     add(out);
   }
   // The logged vector and score into the drift windows of its version (whose reference is read
   // from the registry the first time the version is seen).
-  void on_vector(const nlohmann::json& j) {
-    if (!drift) return;
-    const uint32_t version = j.value("version", 0u);
-    const int64_t pt = j.value("prediction_time", int64_t{0});
-    if (version == 0 || pt <= 0) return;
-    if (!drift->knows(version)) load_reference(version);
-    std::vector<double> vec;
-    if (auto it = j.find("vector"); it != j.end() && it->is_array()) {
-      vec.reserve(it->size());
-      for (auto& x : *it) vec.push_back(x.is_number() ? x.get<double>() : std::nan(""));
-    }
-    drift->add(version, pt, vec, j.value("score", std::nan("")));
-    predicted_until = std::max(predicted_until, pt);
+  void on_vector(const monitoring::logged_prediction& r) {
+    if (!drift || r.version == 0 || r.prediction_time <= 0) return;
+    if (!drift->knows(r.version)) load_reference(r.version);
+    drift->add(r.version, r.prediction_time, r.vector, r.score);
+    predicted_until = std::max(predicted_until, r.prediction_time);
   }
   void load_reference(uint32_t version) {
     auto rec = registry->show(model->name, version);
@@ -422,7 +403,9 @@ void quality_service::sample_skew(std::vector<int64_t>& next) {
     for (size_t i = 0; i < models_.size() && !stopping_; ++i) {
       monitored& m = *models_[i];
       const auto& mon = m.model->monitor;
-      if (mon.skew_every_us <= 0 || now < next[i]) continue;
+      if (mon.skew_every_us <= 0) continue;
+      if (next[i] == 0) next[i] = now + mon.skew_every_us;  // the first a period after start
+      if (now < next[i]) continue;
       next[i] = now + mon.skew_every_us;
       auto report = d_.skew(m.model->name, static_cast<size_t>(mon.skew_sample));
       if (!report) {
