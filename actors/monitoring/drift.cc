@@ -178,10 +178,11 @@ drift_alarm::change drift_alarm::feed(bool drifted) {
   return change::none;
 }
 
-sliding_counts::sliding_counts(drift_reference ref, int64_t window_us, int buckets)
+sliding_counts::sliding_counts(drift_reference ref, int64_t window_us, int buckets, int slack)
     : ref_(std::move(ref)),
       width_(std::max<int64_t>(1, window_us / std::max(1, buckets))),
-      ring_(static_cast<size_t>(std::max(1, buckets))) {}
+      span_(std::max(1, buckets)),
+      ring_(static_cast<size_t>(std::max(1, buckets) + std::max(0, slack))) {}
 
 void sliding_counts::add(int64_t time_us, double v) {
   const int64_t index = time_us >= 0 ? time_us / width_ : (time_us - width_ + 1) / width_;
@@ -195,7 +196,7 @@ void sliding_counts::add(int64_t time_us, double v) {
 
 window_counts sliding_counts::at(int64_t now_us) const {
   const int64_t now_index = now_us >= 0 ? now_us / width_ : (now_us - width_ + 1) / width_;
-  const int64_t oldest = now_index - static_cast<int64_t>(ring_.size()) + 1;
+  const int64_t oldest = now_index - span_ + 1;
   window_counts w;
   w.counts.assign(ref_.counts.size(), 0);
   for (auto& b : ring_)

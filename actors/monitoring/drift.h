@@ -104,7 +104,9 @@ class drift_alarm {
 // time moves past them. Events older than the window at their arrival are not counted.
 class sliding_counts {
  public:
-  sliding_counts(drift_reference ref, int64_t window_us, int buckets);
+  // `slack` more buckets are kept than the window spans, so that a window can be read that many
+  // buckets after its end while later values already arrive (drift_monitor tests a step late).
+  sliding_counts(drift_reference ref, int64_t window_us, int buckets, int slack = 0);
   void add(int64_t time_us, double v);
   // The window (now - window, now].
   window_counts at(int64_t now_us) const;
@@ -117,6 +119,7 @@ class sliding_counts {
   };
   drift_reference ref_;
   int64_t width_;
+  int64_t span_;  // buckets in a window
   std::vector<bucket> ring_;
 };
 

@@ -30,8 +30,9 @@ void drift_monitor::set_reference(uint32_t version, std::vector<drift_reference>
   tracked t;
   t.has_reference = true;
   const int buckets = static_cast<int>(std::max<int64_t>(1, o_.window_us / o_.step_us));
-  for (auto& r : inputs) t.inputs.emplace_back(std::move(r), o_.window_us, buckets);
-  if (score) t.score.emplace(std::move(*score), o_.window_us, buckets);
+  // One bucket of slack: a window is tested a step after its end (advance()).
+  for (auto& r : inputs) t.inputs.emplace_back(std::move(r), o_.window_us, buckets, 1);
+  if (score) t.score.emplace(std::move(*score), o_.window_us, buckets, 1);
   t.alarms.assign(t.inputs.size() + (t.score ? 1 : 0), drift_alarm(o_.persist));
   t.last.version = version;
   t.last.has_reference = true;
@@ -64,9 +65,12 @@ void drift_monitor::add(uint32_t version, int64_t time_us, const std::vector<dou
 }
 
 bool drift_monitor::advance(int64_t now_us) {
-  if (next_boundary_ == 0 || now_us < next_boundary_) return false;
+  // A boundary is tested once event time is a step past it: predictions that arrive a little out
+  // of order (a follower's lag, shards answering at their own pace) are in its window by then.
+  const int64_t settled = now_us - o_.step_us;
+  if (next_boundary_ == 0 || settled < next_boundary_) return false;
   // Event time may jump by days: test the last boundary reached (the windows before it are gone).
-  const int64_t boundary = now_us / o_.step_us * o_.step_us;
+  const int64_t boundary = settled / o_.step_us * o_.step_us;
   next_boundary_ = boundary + o_.step_us;
   // Only full windows: a window that began before the first prediction would hold part of the
   // period (a few weekdays of a week, the morning of a day) and drift for that alone.

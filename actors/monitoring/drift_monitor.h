@@ -5,8 +5,9 @@
 //
 // Each value has a sliding window of event time (the prediction time) of `window_us`, kept in
 // `window_us / step_us` buckets (drift.h sliding_counts). Each time event time crosses a step
-// boundary at least a window after the first prediction (only full windows are tested), every
-// version's windows are tested at that boundary (drift.h test_drift: thresholds
+// boundary at least a window after the first prediction (only full windows are tested), and
+// once event time is a further step past it (late predictions are in by then), every version's
+// windows are tested at that boundary (drift.h test_drift: thresholds
 // from the statistic's distribution under no change for the observed counts, at the configured
 // false-alarm rate) and each value's k-of-n alarm (drift.h drift_alarm) is fed: a value is
 // *alarming* while its alarm is up. Results are ranked by contribution to the drifted PSI.

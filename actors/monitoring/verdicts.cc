@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <set>
 
 #include "alert_store.h"
@@ -67,6 +68,32 @@ head_view read_head(const nlohmann::json& j) {
   }
   h.has_previous = j.contains("production_history") && !j["production_history"].empty();
   return h;
+}
+
+// Whether the condition of alert `a` (not holding this round) is known to be over: its version
+// no longer has the stage it was about, or there is enough data to say so. A monitor that has just
+// (re)started knows nothing yet: it must not resolve what an earlier one raised (it would fire
+// again once it knows, twice for one problem).
+bool judged_clear(const alert& a, const model_def& model, const quality_service::model_status& st,
+                  uint32_t production, uint32_t canary) {
+  const auto dot = a.spec.key.rfind(".v");
+  if (dot == std::string::npos) return true;
+  const uint32_t v = static_cast<uint32_t>(std::strtoul(a.spec.key.c_str() + dot + 2, nullptr, 10));
+  const auto min_pairs = static_cast<uint64_t>(model.monitor.min_pairs);
+  if (a.spec.name == "canary_worse") {
+    if (v != canary) return true;
+    const auto* can = find_arm(st, "canary", v);
+    return can && can->pairs >= min_pairs && st.compared;
+  }
+  if (a.spec.name == "quality_slo") {
+    if (v != production) return true;
+    const auto* prod = find_arm(st, "production", v);
+    return prod && prod->pairs >= min_pairs;
+  }
+  if (v != production && v != canary) return true;  // drift of a version no longer served
+  for (auto& d : st.drift)
+    if (d.version == v) return d.tests >= 5;  // the alarm's n windows seen since (re)start
+  return false;
 }
 
 }  // namespace
@@ -215,6 +242,7 @@ std::vector<std::pair<std::string, uint32_t>> judge(const model_def& model,
       continue;
     if (a.spec.name != "canary_worse" && a.spec.name != "quality_slo" && a.spec.name != "drift")
       continue;  // not ours
+    if (!judged_clear(a, model, st, h.production, h.canary)) continue;
     if (auto r = alerts.observe(a.spec, false, now_us, a.summary, a.details); !r)
       spdlog::warn("monitor {}: alert {}: {}", model.name, a.spec.key, r.error_message());
   }

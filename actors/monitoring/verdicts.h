@@ -9,8 +9,11 @@
 //     back to the previous production version (model_registry::rollback_from: once).
 //   - drift.<model>.v<N> (ticket): inputs or the score of production or canary N alarming in the
 //     drift monitor (drift_monitor.h: persistent over k of n windows), ranked by contribution.
-// An alert of the model that no condition holds for any more resolves (alert_store.h), also
-// one raised by an earlier leader.
+// An alert of the model whose condition is known to be over resolves (alert_store.h), also one
+// raised by an earlier leader: its version lost the stage it was about, or there is data enough
+// to judge (the canary compared again, production with min_pairs pairs, 5 drift windows tested).
+// A monitor that has just (re)started and knows nothing yet leaves it firing: one problem is one
+// alert, across restarts and leader changes.
 #pragma once
 #include <cstdint>
 #include <string>

@@ -10,8 +10,9 @@
 # departure: the bad canary is found significantly worse than production and rolled back to
 # candidate by itself, with an alert; June's inputs are tested for drift against the January-April
 # training reference (weekly windows, tested daily). At the end: the live quality of each
-# version (AUC, log loss, accuracy with intervals), the drift ranking, the alerts, and
-# production's live AUC beside its offline AUC on June's point-in-time dataset.
+# version (AUC, log loss, accuracy with intervals; over up to 600,000 pairs per version: the whole
+# month), the drift ranking, the alerts, and production's live AUC beside its offline AUC on June's
+# point-in-time dataset.
 #   examples/flights/live.sh [--speedup X] [--from DATE] [--to DATE] [--days N] [--data-dir DIR]
 #                            [--rpc HOST:PORT] [--keep]
 # Defaults: June 2001 at 8640x (a day each 10 s, about 5 minutes). --days N replays only the
@@ -59,7 +60,7 @@ mkdir -p "$data_dir"
 defs="$data_dir/live.lua"
 sed -e 's/validation = { "2001-05-01", "2001-06-01" }/validation = { "2001-05-01", "2001-05-22" }/' \
     -e 's/test = { "2001-06-01", "2001-07-01" }/test = { "2001-05-22", "2001-06-01" }/' \
-    -e 's/model { name = "late_mlp", label = "late",/model { name = "late_mlp", label = "late", follow = { stream = "departures" }, monitor = { label_grace = "2d", rollback = true, min_pairs = 500, drift_window = "7d", drift_step = "1d" },/' \
+    -e 's/model { name = "late_mlp", label = "late",/model { name = "late_mlp", label = "late", follow = { stream = "departures" }, monitor = { label_grace = "2d", window = 600000, rollback = true, min_pairs = 500, drift_window = "7d", drift_step = "1d" },/' \
     -e 's/ttl = "6h",/ttl = "6h", as_of_horizon = "3d",/' -e 's/ttl = "7d",/ttl = "7d", as_of_horizon = "9d",/' \
     "$root/examples/flights/flights.lua" > "$defs"
 cat >> "$defs" <<'EOF'
@@ -112,7 +113,8 @@ latest() { "$bin" models list --json --rpc "$rpc" | tr -d ' \n' | sed -E "s/.*\"
 "$bin" models promote late_mlp "$(latest late_mlp)" --rpc "$rpc"
 "$bin" models export late_mlp_wide "$data_dir/wide.pt" -v "$(latest late_mlp_wide)" --rpc "$rpc"
 # The bad canary: the wide MLP upside down (1 - p), as a model trained with flipped labels.
-/usr/bin/python3 - "$data_dir/wide.pt" "$data_dir/upside-down.pt" <<'PY'
+# (From a file: TorchScript compiles the module from its source.)
+cat > "$data_dir/upside_down.py" <<'PY'
 import sys, torch
 class UpsideDown(torch.nn.Module):
     def __init__(self, m):
@@ -122,6 +124,7 @@ class UpsideDown(torch.nn.Module):
         return 1 - self.m(x)
 torch.jit.script(UpsideDown(torch.jit.load(sys.argv[1]))).save(sys.argv[2])
 PY
+/usr/bin/python3 "$data_dir/upside_down.py" "$data_dir/wide.pt" "$data_dir/upside-down.pt"
 "$bin" models import late_mlp "$data_dir/upside-down.pt" --label late --rpc "$rpc"
 "$bin" models promote late_mlp "$(latest late_mlp)" --stage canary --share 0.2 --rpc "$rpc"
 # The logistic regression as late_mlp's shadow: its artifact imported as a late_mlp version.
@@ -188,6 +191,8 @@ if live:
     print(f"live:    the last {live['pairs']:,} labelled predictions: AUC {live['auc']:.4f} "
           f"[{lo:.4f}, {hi:.4f}] -> the offline AUC is {'inside' if inside else 'OUTSIDE'} the live interval")
 PY
+echo "== skew: 1,000 logged vectors recomputed from the offline log (what a training set holds)"
+"$bin" skew late_mlp --sample 1000 --rpc "$rpc" | head -20 || true
 echo "== the last predictions in the prediction log"
 "$bin" predictions tail late_mlp -n 3 --rpc "$rpc" || true
 if [ "$keep" = 1 ]; then
