@@ -18,39 +18,8 @@
 namespace tessera::test {
 namespace {
 
-const char* kTrips = R"lua(
-stream {
-  name = "trips", time_field = "arrival",
-  fields = { date = "timestamp", delay = "float", distance = "float", origin = "text", destination = "text" },
-  derive = { arrival = { type = "timestamp", expr = "date + 60000000 * (30 + distance / 8 + delay)" } },
-  clock = "replay",
-}
-view { name = "trip_delay", version = 1, entity = "route", stream = "trips", ttl = "7d",
-       features = { count { "n_7d", window = "7d" } } }
-label { name = "trip_late", stream = "trips", entity = "route", value = "delay > 15",
-        prediction_time = "date", features = { "trip_delay" }, on_demand = { distance = "distance" } }
-model { name = "trip_model", label = "trip_late", split = split,
-        monitor = { max_label_delay = "2d", label_grace = "1h", rollback = true, min_pairs = 60,
-                    slo_error_rate = 0.001, slo_latency_ms = 2000, slo_latency_rate = 0.01 } }
-)lua";
-
-std::string read_all(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-client::event trip(const flight& f) {
-  client::event e;
-  e.fields = {{"date", client::timestamp{f.time}},
-              {"delay", f.delay},
-              {"distance", f.distance},
-              {"origin", f.origin},
-              {"destination", f.destination}};
-  e.known_time = -1;
-  return e;
-}
+const std::string kTrips = trips_definitions(
+    R"(max_label_delay = "2d", label_grace = "1h", rollback = true, min_pairs = 60, slo_error_rate = 0.001, slo_latency_ms = 2000, slo_latency_rate = 0.01)");
 
 std::map<uint32_t, std::string> stages(client::connection& c) {
   std::map<uint32_t, std::string> out;
@@ -105,7 +74,7 @@ void predict_then_label(client::connection& c, const std::vector<const flight*>&
   };
   ASSERT_TRUE(seen(predicted_before + part.size(), labels_before));
   std::vector<client::event> labels;
-  for (auto* f : part) labels.push_back(trip(*f));
+  for (auto* f : part) labels.push_back(trip_event(*f));
   auto ing = c.ingest("trips", labels, id);
   ASSERT_TRUE(ing) << failure_text(ing);
   ASSERT_EQ(ing->rejected.size(), 0u);
@@ -124,12 +93,12 @@ TEST(AutoRollback, ABadCanaryIsRolledBackOnceWithAnAlertAndAGoodOneStays) {
                            pt + " 2 " + kind)
                               .c_str()),
               0);
-    auto r = c.import_model("trip_model", "trip_late", read_all(pt));
+    auto r = c.import_model("trip_model", "trip_late", read_file(pt));
     ASSERT_TRUE(r) << failure_text(r);
     v[kind] = *r;
   }
   const std::string good_pt = s.dir.path + "/by_distance.pt";
-  auto good_canary = c.import_model("trip_model", "trip_late", read_all(good_pt));
+  auto good_canary = c.import_model("trip_model", "trip_late", read_file(good_pt));
   ASSERT_TRUE(good_canary) << failure_text(good_canary);
   const uint32_t prod = v["by_distance"], bad = v["sure_late"], good = *good_canary;
   ASSERT_TRUE(c.promote_model("trip_model", prod, "production"));

@@ -18,38 +18,7 @@ namespace {
 
 // A stream of its own for the labels (the history the serving node replays is not labelled
 // again), its label and a model whose score is distance / 4000 (imported).
-const char* kTrips = R"lua(
-stream {
-  name = "trips", time_field = "arrival",
-  fields = { date = "timestamp", delay = "float", distance = "float", origin = "text", destination = "text" },
-  derive = { arrival = { type = "timestamp", expr = "date + 60000000 * (30 + distance / 8 + delay)" } },
-  clock = "replay",
-}
-view { name = "trip_delay", version = 1, entity = "route", stream = "trips", ttl = "7d",
-       features = { count { "n_7d", window = "7d" } } }
-label { name = "trip_late", stream = "trips", entity = "route", value = "delay > 15",
-        prediction_time = "date", features = { "trip_delay" }, on_demand = { distance = "distance" } }
-model { name = "trip_model", label = "trip_late", split = split,
-        monitor = { max_label_delay = "2d", label_grace = "1h" } }
-)lua";
-
-std::string read_all(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-client::event trip(const flight& f, int64_t shift = 0) {
-  client::event e;
-  e.fields = {{"date", client::timestamp{f.time + shift}},
-              {"delay", f.delay},
-              {"distance", f.distance},
-              {"origin", f.origin},
-              {"destination", f.destination}};
-  e.known_time = -1;
-  return e;
-}
+const std::string kTrips = trips_definitions(R"(max_label_delay = "2d", label_grace = "1h")");
 
 TEST(Quality, LiveQualityFromDelayedLabelsEqualsBruteForceAndCountsWhatDidNotJoin) {
   serving_node s(kTrips);
@@ -61,7 +30,7 @@ TEST(Quality, LiveQualityFromDelayedLabelsEqualsBruteForceAndCountsWhatDidNotJoi
                          pt + " 2 by_distance")
                             .c_str()),
             0);
-  auto v = c.import_model("trip_model", "trip_late", read_all(pt));
+  auto v = c.import_model("trip_model", "trip_late", read_file(pt));
   ASSERT_TRUE(v) << failure_text(v);
   ASSERT_TRUE(c.promote_model("trip_model", *v, "production"));
   ASSERT_TRUE(serves(c, "trip_model", *v));
@@ -98,8 +67,8 @@ TEST(Quality, LiveQualityFromDelayedLabelsEqualsBruteForceAndCountsWhatDidNotJoi
       std::chrono::seconds(60)));
   std::vector<client::event> labels;
   for (size_t i = 0; i < 300; ++i)
-    if (i < 200 || i >= 250) labels.push_back(trip(*fl[i]));
-  labels.push_back(trip(*fl[7]));  // a duplicate label
+    if (i < 200 || i >= 250) labels.push_back(trip_event(*fl[i]));
+  labels.push_back(trip_event(*fl[7]));  // a duplicate label
   // Two later trips, sent one after the other, move event time on (each within the stream's
   // max_jump) past every prediction's 2-day wait and every label's grace; the first is then
   // counted unmatched (never predicted), the second still waits.
@@ -123,7 +92,7 @@ TEST(Quality, LiveQualityFromDelayedLabelsEqualsBruteForceAndCountsWhatDidNotJoi
       std::chrono::seconds(60)));
   for (auto [f, id, seen] : {std::tuple{&later, "labels-2", labels.size() + 1},
                              std::tuple{&latest, "labels-3", labels.size() + 2}}) {
-    ing = c.ingest("trips", {trip(*f)}, id);
+    ing = c.ingest("trips", {trip_event(*f)}, id);
     ASSERT_TRUE(ing) << failure_text(ing);
     ASSERT_EQ(ing->rejected.size(), 0u);
     ASSERT_TRUE(eventually(

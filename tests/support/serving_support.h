@@ -114,4 +114,42 @@ struct serving_node {
   }
 };
 
+// The monitoring tests' own label stream: trips (a flight's arrival with its delay, at its
+// arrival time), a view, the label trip_late (delay > 15 at the scheduled departure) and the
+// model trip_model with `monitor = { <monitor> }` (models are imported into it).
+inline std::string trips_definitions(const std::string& monitor) {
+  return R"lua(
+stream {
+  name = "trips", time_field = "arrival",
+  fields = { date = "timestamp", delay = "float", distance = "float", origin = "text", destination = "text" },
+  derive = { arrival = { type = "timestamp", expr = "date + 60000000 * (30 + distance / 8 + delay)" } },
+  clock = "replay",
+}
+view { name = "trip_delay", version = 1, entity = "route", stream = "trips", ttl = "7d",
+       features = { count { "n_7d", window = "7d" } } }
+label { name = "trip_late", stream = "trips", entity = "route", value = "delay > 15",
+        prediction_time = "date", features = { "trip_delay" }, on_demand = { distance = "distance" } }
+model { name = "trip_model", label = "trip_late", split = split, monitor = { )lua" +
+         monitor + " } }\n";
+}
+
+// A trip's arrival (the label of its departure), `shift` µs later.
+inline client::event trip_event(const flight& f, int64_t shift = 0) {
+  client::event e;
+  e.fields = {{"date", client::timestamp{f.time + shift}},
+              {"delay", f.delay},
+              {"distance", f.distance},
+              {"origin", f.origin},
+              {"destination", f.destination}};
+  e.known_time = -1;
+  return e;
+}
+
+inline std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
 }  // namespace tessera::test
