@@ -30,9 +30,10 @@ void drift_monitor::set_reference(uint32_t version, std::vector<drift_reference>
   tracked t;
   t.has_reference = true;
   const int buckets = static_cast<int>(std::max<int64_t>(1, o_.window_us / o_.step_us));
-  // One bucket of slack: a window is tested a step after its end (advance()).
-  for (auto& r : inputs) t.inputs.emplace_back(std::move(r), o_.window_us, buckets, 1);
-  if (score) t.score.emplace(std::move(*score), o_.window_us, buckets, 1);
+  // Two buckets of slack: a window is tested a step after its end (advance()), by the first
+  // prediction of the step after that, which is already counted in its own bucket then.
+  for (auto& r : inputs) t.inputs.emplace_back(std::move(r), o_.window_us, buckets, 2);
+  if (score) t.score.emplace(std::move(*score), o_.window_us, buckets, 2);
   t.alarms.assign(t.inputs.size() + (t.score ? 1 : 0), drift_alarm(o_.persist));
   t.last.version = version;
   t.last.has_reference = true;

@@ -269,6 +269,11 @@ TEST(DriftMonitor, APersistentShiftOfOneInputAlarmsRankedFirstAndNoChangeStaysQu
       m.add(1, t, v, score(rng));
       m.add(2, t, v, 0.5);
     }
+    // The next hour's first prediction arrives before the monitor advances (as in the service:
+    // a message's predictions are added, then time advances).
+    std::vector<double> first(20);
+    for (int f = 0; f < 20; ++f) first[f] = f + noise(rng);
+    m.add(1, t0 + (h + 1) * hour, first, score(rng));
     if (!m.advance(t0 + (h + 1) * hour)) continue;
     ++tests;
     const auto st = m.status();
@@ -291,7 +296,7 @@ TEST(DriftMonitor, APersistentShiftOfOneInputAlarmsRankedFirstAndNoChangeStaysQu
   EXPECT_EQ(d.values[0].result.name, "f7");
   EXPECT_GT(d.values[0].contribution, 0.5);
   EXPECT_NEAR(d.values[0].result.mean_shift_sd, 0.5, 0.1);
-  EXPECT_EQ(d.n, 24u * 200);
+  EXPECT_EQ(d.n, 24u * 200 + 24);  // the day's 4,800 and each hour's early first prediction
   EXPECT_EQ(m.mismatched(), 1u);
   EXPECT_FALSE(st[1].has_reference);
   EXPECT_EQ(st[1].why, "imported");
