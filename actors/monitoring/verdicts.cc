@@ -48,6 +48,16 @@ const quality_service::arm* find_arm(const quality_service::model_status& st,
   return nullptr;
 }
 
+// The alert `<name>.<model>.v<version>` of `severity`.
+alert_spec spec_of(const std::string& name, const std::string& severity, const std::string& model,
+                   uint32_t version) {
+  alert_spec spec;
+  spec.key = name + "." + model + ".v" + std::to_string(version);
+  spec.name = name;
+  spec.severity = severity;
+  return spec;
+}
+
 struct head_view {
   uint32_t production = 0, canary = 0;
   int64_t promoted_us = 0;
@@ -142,11 +152,7 @@ std::vector<std::pair<std::string, uint32_t>> judge(const model_def& model,
           forget.emplace_back("canary", h.canary);
         }
       }
-      alert_spec spec;
-      spec.key = "canary_worse." + model.name + ".v" + std::to_string(h.canary);
-      spec.name = "canary_worse";
-      spec.severity = "page";
-      raise(spec, summary,
+      raise(spec_of("canary_worse", "page", model.name, h.canary), summary,
             {{"canary", figures(*can)},
              {"production", figures(*prod)},
              {"log_loss_p", c.log_loss_p},
@@ -187,11 +193,7 @@ std::vector<std::pair<std::string, uint32_t>> judge(const model_def& model,
                                               : "no earlier production version") +
                    ")";
       }
-      alert_spec spec;
-      spec.key = "quality_slo." + model.name + ".v" + std::to_string(h.production);
-      spec.name = "quality_slo";
-      spec.severity = "page";
-      raise(spec, summary,
+      raise(spec_of("quality_slo", "page", model.name, h.production), summary,
             {{"production", figures(*prod)},
              {"min_auc", mon.min_auc},
              {"max_log_loss", mon.max_log_loss},
@@ -220,11 +222,7 @@ std::vector<std::pair<std::string, uint32_t>> judge(const model_def& model,
                         {"mean_shift_sd", r.result.mean_shift_sd},
                         {"contribution", r.contribution}});
     }
-    alert_spec spec;
-    spec.key = "drift." + model.name + ".v" + std::to_string(d.version);
-    spec.name = "drift";
-    spec.severity = "ticket";
-    raise(spec,
+    raise(spec_of("drift", "ticket", model.name, d.version),
           std::to_string(d.alarming.size()) + " value(s) of " + model.name + " v" +
               std::to_string(d.version) + " drifted from the training reference over the " +
               std::to_string(d.n) + " predictions of the window to " + format_timestamp(d.at_us) +
