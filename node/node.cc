@@ -261,6 +261,10 @@ result<std::unique_ptr<node>> node::start(const node_config& cfg) {
     qd.skew = [inf](const std::string& model, size_t sample) { return inf->skew(model, sample); };
     qd.serving = [inf] { return served_counters(*inf); };
   }
+  qd.freshness = [m = &im->metrics](double slow_us) {
+    return std::pair<uint64_t, uint64_t>{m->stages.total.count(),
+                                         m->stages.total.count_at_least_us(slow_us)};
+  };
   auto quality = quality_service::start(qd);
   if (!quality) {
     spdlog::error("node {}: live quality is unavailable: {}", im->node_id, quality.error_message());

@@ -203,11 +203,16 @@ struct model_def {
     // Objectives on what each node serves of the model (actors/monitoring/slo.h, burn rates:
     // page at 14.4x over 1h and 5m, ticket at 6x over 6h and 30m): the share of predictions that
     // may fail, take longer than slo_latency_ms, or be answered by the fallback. 0: none.
+    // Feature freshness: the share of the node's applied event batches whose events took longer
+    // than slo_freshness_ms from JetStream storing them to being readable (the node's
+    // `apply total` stage, every stream it serves).
     double slo_error_rate = 0;
     double slo_latency_ms = 0, slo_latency_rate = 0;
     double slo_fallback_rate = 0;
+    double slo_freshness_ms = 0, slo_freshness_rate = 0;
     bool any_slo() const {
-      return slo_error_rate > 0 || slo_latency_rate > 0 || slo_fallback_rate > 0;
+      return slo_error_rate > 0 || slo_latency_rate > 0 || slo_fallback_rate > 0 ||
+             slo_freshness_rate > 0;
     }
   } monitor;
 };

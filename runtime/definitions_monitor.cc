@@ -26,13 +26,31 @@ status read_monitor(lua_State* L, int model_table, const std::string& where,
       "= \"7d\", drift_window = \"1d\", drift_step = \"1h\", drift_false_alarm_rate = 0.01, "
       "drift_min_psi = 0.01, skew_every = \"10m\", skew_sample = 200, max_skew_share = 0.01, "
       "slo_error_rate = "
-      "0.001, slo_latency_ms = 50, slo_latency_rate = 0.01, slo_fallback_rate = 0.05 })";
-  if (auto bad = lua::unknown_keys(
-          L, mt, {"max_label_delay", "label_grace",    "window",           "rollback",
-                  "alpha",           "min_pairs",      "min_auc",          "max_log_loss",
-                  "rollback_within", "drift_window",   "drift_step",       "drift_false_alarm_rate",
-                  "drift_min_psi",   "skew_every",     "skew_sample",      "max_skew_share",
-                  "slo_error_rate",  "slo_latency_ms", "slo_latency_rate", "slo_fallback_rate"});
+      "0.001, slo_latency_ms = 50, slo_latency_rate = 0.01, slo_fallback_rate = 0.05, "
+      "slo_freshness_ms = 1000, slo_freshness_rate = 0.01 })";
+  if (auto bad = lua::unknown_keys(L, mt,
+                                   {"max_label_delay",
+                                    "label_grace",
+                                    "window",
+                                    "rollback",
+                                    "alpha",
+                                    "min_pairs",
+                                    "min_auc",
+                                    "max_log_loss",
+                                    "rollback_within",
+                                    "drift_window",
+                                    "drift_step",
+                                    "drift_false_alarm_rate",
+                                    "drift_min_psi",
+                                    "skew_every",
+                                    "skew_sample",
+                                    "max_skew_share",
+                                    "slo_error_rate",
+                                    "slo_latency_ms",
+                                    "slo_latency_rate",
+                                    "slo_fallback_rate",
+                                    "slo_freshness_ms",
+                                    "slo_freshness_rate"});
       !bad.empty())
     return make_error(w + "monitor: unknown key(s) " + bad + shape);
   out.on = true;
@@ -90,7 +108,8 @@ status read_monitor(lua_State* L, int model_table, const std::string& where,
     return make_error(w + "monitor.max_skew_share must be in [0, 1)");
   for (auto [key, dst] : {std::pair{"slo_error_rate", &out.slo_error_rate},
                           {"slo_latency_rate", &out.slo_latency_rate},
-                          {"slo_fallback_rate", &out.slo_fallback_rate}}) {
+                          {"slo_fallback_rate", &out.slo_fallback_rate},
+                          {"slo_freshness_rate", &out.slo_freshness_rate}}) {
     *dst = lua::num_field(L, mt, key, *dst);
     if (!(*dst >= 0 && *dst < 1))
       return make_error(w + "monitor." + key + " must be in [0, 1): the share allowed (0: none)");
@@ -98,6 +117,9 @@ status read_monitor(lua_State* L, int model_table, const std::string& where,
   out.slo_latency_ms = lua::num_field(L, mt, "slo_latency_ms", out.slo_latency_ms);
   if ((out.slo_latency_rate > 0) != (out.slo_latency_ms > 0))
     return make_error(w + "monitor.slo_latency_ms and slo_latency_rate go together" + shape);
+  out.slo_freshness_ms = lua::num_field(L, mt, "slo_freshness_ms", out.slo_freshness_ms);
+  if ((out.slo_freshness_rate > 0) != (out.slo_freshness_ms > 0))
+    return make_error(w + "monitor.slo_freshness_ms and slo_freshness_rate go together" + shape);
   return ok_status();
 }
 

@@ -242,13 +242,13 @@ struct ModelQuality {
 }
 
 struct SloState {
-  sli @0 :Text;         # "errors", "latency" (over slo_latency_ms) or "fallback"
-  budget @1 :Float64;   # the share of predictions allowed to be bad
+  sli @0 :Text;         # "errors", "latency" (over slo_latency_ms), "fallback" or "freshness"
+  budget @1 :Float64;   # the share of predictions (freshness: applied batches) allowed to be bad
   burn5m @2 :Float64;   # bad share / budget over the window (0: too few predictions)
   burn30m @3 :Float64;
   burn1h @4 :Float64;
   burn6h @5 :Float64;
-  events1h @6 :UInt64;  # predictions in the last hour
+  events1h @6 :UInt64;  # predictions (freshness: applied batches) in the last hour
   level @7 :Text;       # "none", "ticket" (6x over 6h and 30m), "page" (14.4x over 1h and 5m)
 }
 

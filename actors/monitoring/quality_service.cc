@@ -264,6 +264,8 @@ result<std::unique_ptr<quality_service>> quality_service::start(deps d) {
       mm->slos.push_back({"latency", monitoring::burn_rates(mon.slo_latency_rate)});
     if (mon.slo_fallback_rate > 0)
       mm->slos.push_back({"fallback", monitoring::burn_rates(mon.slo_fallback_rate)});
+    if (mon.slo_freshness_rate > 0)
+      mm->slos.push_back({"freshness", monitoring::burn_rates(mon.slo_freshness_rate)});
   }
   if (q->alerts_) q->background_ = std::thread([raw = q.get()] { raw->background(); });
   return q;
@@ -337,7 +339,7 @@ void quality_service::background() {
   auto next_slo = std::chrono::steady_clock::now();
   while (!stopping_) {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    if (d_.serving && std::chrono::steady_clock::now() >= next_slo) {
+    if ((d_.serving || d_.freshness) && std::chrono::steady_clock::now() >= next_slo) {
       next_slo += std::chrono::seconds(10);
       evaluate_slos();
     }
@@ -347,12 +349,14 @@ void quality_service::background() {
 
 void quality_service::evaluate_slos() {
   const int64_t now = now_micros();
-  const auto served = d_.serving();
+  const auto served = d_.serving ? d_.serving() : std::vector<deps::served_counters>{};
   for (auto& mp : models_) {
     monitored& m = *mp;
     if (m.slos.empty()) continue;
     const auto& mon = m.model->monitor;
-    std::map<std::string, std::pair<uint64_t, uint64_t>> errors, slow, fallbacks;
+    std::map<std::string, std::pair<uint64_t, uint64_t>> errors, slow, fallbacks, stale;
+    if (mon.slo_freshness_ms > 0 && d_.freshness)
+      stale[d_.node_id] = d_.freshness(mon.slo_freshness_ms * 1000);
     for (auto& c : served) {
       if (c.model != m.model->name) continue;
       errors[c.source] = {c.requests, c.errors};
@@ -362,7 +366,10 @@ void quality_service::evaluate_slos() {
     }
     for (auto& t : m.slos) {
       std::lock_guard<std::mutex> l(m.mu);
-      t.rates.observe(now, t.sli == "errors" ? errors : t.sli == "latency" ? slow : fallbacks);
+      t.rates.observe(now, t.sli == "errors"      ? errors
+                           : t.sli == "latency"   ? slow
+                           : t.sli == "freshness" ? stale
+                                                  : fallbacks);
     }
     for (auto& t : m.slos) {
       monitoring::burn_rates::level level;
@@ -379,13 +386,15 @@ void quality_service::evaluate_slos() {
         spec.severity = monitoring::level_name(lv);
         spec.key = spec.name + "." + m.model->name + "." + d_.node_id + "." + spec.severity;
         spec.group = m.model->name;
-        const std::string what = t.sli == "errors"    ? "failed"
-                                 : t.sli == "latency" ? "took longer than the objective"
-                                                      : "were answered by the fallback";
+        const std::string what =
+            t.sli == "errors"      ? "predictions that failed"
+            : t.sli == "latency"   ? "predictions that took longer than the objective"
+            : t.sli == "freshness" ? "event batches readable later than the objective"
+                                   : "predictions answered by the fallback";
         char summary[320];
         std::snprintf(summary, sizeof summary,
-                      "%s on node %s: predictions that %s burn the %s budget (%.4g) %.1fx over "
-                      "the last hour, %.1fx over 5 minutes",
+                      "%s on node %s: %s burn the %s budget (%.4g) %.1fx over the last hour, "
+                      "%.1fx over 5 minutes",
                       m.model->name.c_str(), d_.node_id.c_str(), what.c_str(), t.sli.c_str(),
                       t.rates.budget(), b60, b5);
         if (auto a = alerts_->observe(spec, level == lv, now, summary,

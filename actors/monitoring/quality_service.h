@@ -71,6 +71,9 @@ class quality_service {
       std::function<uint64_t(double us)> at_least;
     };
     std::function<std::vector<served_counters>()> serving;
+    // This node's applied event batches, cumulative: (all, those at least `slow_us` from
+    // JetStream storing them to committed); empty: no freshness objective is evaluated.
+    std::function<std::pair<uint64_t, uint64_t>(double slow_us)> freshness;
   };
   static result<std::unique_ptr<quality_service>> start(deps d);
   ~quality_service();
