@@ -1,7 +1,7 @@
 // Cluster benchmarks on one machine (every process shares the same 2 cores, so this measures
 // overhead, not scaling):
 //   recovery  — SIGKILL one of 3 nodes, time until every shard is served again by the others
-//               (the shard map names only live nodes and they serve all 64); repeated.
+//               (the shard map names only live nodes and they serve all 8, the default); repeated.
 //   ingest    — 1, 2 and 3 node processes apply the same pre-published flights (JetStream →
 //               shards → RocksDB) from a fresh start; events/s until all are applied.
 //   routing   — getFeatures for one airport through its owner vs through another node
@@ -82,7 +82,7 @@ double wait_served(const std::string& rpc, const std::string& gone, double timeo
   auto t0 = clk::now();
   while (seconds_since(t0) < timeout_s) {
     auto st = open_once(rpc)->status();  // an error: not served yet
-    if (st && every_shard_served(st->get(), 64, gone)) return seconds_since(t0);
+    if (st && every_shard_served(st->get(), kDefaultShards, gone)) return seconds_since(t0);
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   return -1;
@@ -189,7 +189,7 @@ int main(int argc, char** argv) {
       }
       auto owners = st->get().getShardOwners();
       std::string key = "ATL";
-      std::string owner = owners[shard_of(key, 64)].cStr();
+      std::string owner = owners[shard_of(key, kDefaultShards)].cStr();
       proc* own = nullptr;
       proc* other = nullptr;
       for (auto& p : ps) (p.id == owner ? own : other) = &p;

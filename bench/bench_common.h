@@ -14,6 +14,7 @@
 
 #include "bus.h"
 #include "definitions.h"
+#include "tessera/node.h"
 #include "tessera/result.h"
 
 namespace tessera::bench {
@@ -36,7 +37,7 @@ result<std::vector<flight>> load_flights_file(const std::string& path, size_t ma
 // Publishes flights [begin, end) keyed per entity kind and shard, up to `per_msg` events per
 // message, and waits for every JetStream ack. Returns the number of messages.
 size_t publish_flights(bus& b, const definitions& defs, const std::vector<flight>& fs, size_t begin,
-                       size_t end, size_t per_msg, uint32_t shards = 64);
+                       size_t end, size_t per_msg, uint32_t shards = kDefaultShards);
 
 struct stats {
   double p50, p90, p99, p999, max, mean;

@@ -1,6 +1,8 @@
 // Freshness: time from publishing an event to JetStream until a client reading over RPC sees
 // it in the served vector, while background load runs at a fixed rate.
-//   bench_freshness [seconds_per_rate=8] [shards=64] [rates=0,10000,100000]
+//   bench_freshness [seconds_per_rate=8] [shards=8, the default] [rates=0,1000,10000]
+// Beside every loaded rate, its raw JetStream baseline in the same run (raw_jetstream.h: one
+// 100-byte message per event, async publish, one pull consumer) and the ratio of the p99s.
 // Load: flights replayed in order, published every 10 ms in keyed batches. Probes: every 20 ms
 // one event for a probe airport "PRB<n>" with a fresh event time; a reader polls getFeatures
 // for that airport until its eventTime reaches the probe's.
@@ -11,6 +13,7 @@
 #include "bench_common.h"
 #include "hash.h"
 #include "nats_server.h"
+#include "raw_jetstream.h"
 #include "tessera/client.h"
 #include "tessera/node.h"
 
@@ -93,7 +96,7 @@ std::vector<std::string> split_list(const std::string& s) {
 
 int main(int argc, char** argv) {
   double secs = argc > 1 ? std::stod(argv[1]) : 8;
-  uint32_t shards = argc > 2 ? static_cast<uint32_t>(std::stoul(argv[2])) : 64;
+  uint32_t shards = argc > 2 ? static_cast<uint32_t>(std::stoul(argv[2])) : kDefaultShards;
   std::string dir = "/tmp/tessera-bench-freshness";
   std::filesystem::remove_all(dir);
   auto fs_loaded = load_flights(static_cast<size_t>(110000 * secs + 100000));
@@ -116,13 +119,20 @@ int main(int argc, char** argv) {
   std::printf(
       "bench_freshness: publish → readable over RPC, %.0f s per rate, %u shards, %u cores\n", secs,
       shards, std::thread::hardware_concurrency());
-  std::vector<double> rates{0.0, 10000.0, 100000.0};
+  std::vector<double> rates{0.0, 1000.0, 10000.0};
   if (argc > 3) {  // e.g. "10000" or "0,10000"
     rates.clear();
     for (auto& r : split_list(argv[3])) rates.push_back(std::stod(r));
   }
   for (double rate : rates) {
     std::printf("rate %.0f events/s%s\n", rate, rate == 0 ? " (baseline: idle node)" : "");
+    std::optional<stats> raw;
+    if (rate > 0) {
+      auto r = raw_publish_consume_ms((*nats)->url(), "RAW_FRESH", rate, secs);
+      if (r.empty()) return std::fprintf(stderr, "raw baseline failed\n"), 2;
+      raw = summarize(std::move(r));
+      print_stats("  baseline raw JetStream publish → consume (ms)", *raw, "ms");
+    }
     std::vector<double> ack;
     auto probes = run_rate(**b, **defs, fs, cursor, rate, secs, rpc, shards, ack);
     if (!probes)
@@ -130,7 +140,11 @@ int main(int argc, char** argv) {
                           probes.error_message().c_str()),
              1;
     const std::vector<double>& lat = *probes;
-    print_stats("  freshness (ms)", summarize(lat), "ms");
+    const stats fresh = summarize(lat);
+    print_stats("  freshness (ms)", fresh, "ms");
+    if (raw)
+      std::printf("  RATIO freshness p99 / raw p99 at %.0f events/s: %.2f (goal <= 2); p50: %.2f\n",
+                  rate, fresh.p99 / raw->p99, fresh.p50 / raw->p50);
     std::vector<double> node_part(lat.size());
     for (size_t i = 0; i < lat.size(); ++i) node_part[i] = lat[i] - ack[i];
     print_stats("    of which publish → JetStream ack (ms)", summarize(ack), "ms");

@@ -1,17 +1,15 @@
 // Ingest throughput: JetStream → shard actors → entity actors → RocksDB (online store), beside
 // a raw JetStream consume (pull + Cap'n Proto decode, nothing else) of the same messages on the
 // same machine, in the same run.
-//   bench_ingest [events=1000000] [events_per_message=1000]
-#include <capnp/serialize.h>
-#include <nats/nats.h>
-
-#include <cstring>
+// Also (issue 18) `tessera ingest` end to end beside raw async publish.
+//   bench_ingest [events=1000000] [events_per_message=1000] [parts=e2e,apply]
+#include <cstdlib>
 #include <filesystem>
 #include <thread>
 
 #include "bench_common.h"
 #include "nats_server.h"
-#include "schemas/gateway.capnp.h"
+#include "raw_jetstream.h"
 #include "tessera/node.h"
 
 using namespace tessera;
@@ -20,48 +18,44 @@ using clk = std::chrono::steady_clock;
 
 namespace {
 
-double raw_consume(const std::string& url, size_t expect_msgs, size_t& events_out) {
-  natsConnection* nc = nullptr;
-  natsConnection_ConnectTo(&nc, url.c_str());
-  jsCtx* js = nullptr;
-  natsConnection_JetStream(&js, nc, nullptr);
-  jsSubOptions so;
-  jsSubOptions_Init(&so);
-  so.Config.AckPolicy = js_AckNone;
-  so.Config.MaxWaiting = 8;
-  natsSubscription* sub = nullptr;
-  jsErrCode jerr;
-  if (js_PullSubscribe(&sub, js, "tsr.ev.flights.>", "bench_raw", nullptr, &so, &jerr) != NATS_OK) {
-    std::fprintf(stderr, "raw pull subscribe failed: %s (%d)\n", nats_GetLastError(nullptr), jerr);
-    return 0;
-  }
-  natsSubscription_SetPendingLimits(sub, -1, -1);
-  size_t msgs = 0, events = 0;
-  auto t0 = clk::now();
-  while (msgs < expect_msgs) {
-    natsMsgList list{};
-    natsStatus st = natsSubscription_Fetch(&list, sub, 64, 5000, &jerr);
-    if (st != NATS_OK) {
-      std::fprintf(stderr, "raw fetch: %s after %zu messages\n", natsStatus_GetText(st), msgs);
-      break;
-    }
-    for (int i = 0; i < list.Count; ++i) {
-      natsMsg* m = list.Msgs[i];
-      auto words = kj::heapArray<capnp::word>(natsMsg_GetDataLength(m) / 8);
-      std::memcpy(words.begin(), natsMsg_GetData(m), words.asBytes().size());
-      capnp::FlatArrayMessageReader r(words);
-      for (auto e : r.getRoot<wire::EventBatch>().getEvents()) events += e.getFields().size() > 0;
-      ++msgs;
-    }
-    natsMsgList_Destroy(&list);
-  }
-  double secs = seconds_since(t0);
-  events_out = events;
-  natsSubscription_Unsubscribe(sub);
-  natsSubscription_Destroy(sub);
-  jsCtx_Destroy(js);
-  natsConnection_Destroy(nc);
-  return secs;
+// Goal 2 of issue 18: `tessera ingest` of the first `n` flights (a CSV written from the data
+// file) into a fresh node until every event is applied, beside raw JetStream async publish of
+// one 100-byte message per event on the same nats-server, in the same run.
+int end_to_end(size_t n, const std::string& dir) {
+  auto path = flights_path();
+  if (!path) return std::fprintf(stderr, "%s\n", path.error_message().c_str()), 2;
+  const std::string csv = dir + "/flights.csv";
+  const std::string cut = "zcat " + *path + " | head -n " + std::to_string(n + 1) + " > " + csv;
+  if (std::system(cut.c_str()) != 0) return std::fprintf(stderr, "%s failed\n", cut.c_str()), 2;
+  auto nats = embedded_nats::start(dir + "/nats-e2e");
+  if (!nats) return std::fprintf(stderr, "%s\n", nats.error_message().c_str()), 2;
+  const double raw = raw_async_publish_rate((*nats)->url(), "RAW_PUBLISH", n);
+  std::printf("baseline raw JetStream async publish, one 100 B message per event: %.0f msg/s\n",
+              raw);
+  node_config cfg;
+  cfg.data_dir = dir + "/node-e2e";
+  cfg.rpc = "127.0.0.1:0";
+  cfg.nats_url = (*nats)->url();
+  cfg.definitions = TSR_SOURCE_DIR "/examples/flights/flights.lua";
+  auto nd = node::start(cfg);
+  if (!nd) return std::fprintf(stderr, "%s\n", nd.error_message().c_str()), 2;
+  const std::string cmd = std::string(TSR_BINARY) +
+                          " ingest --quiet --replay --stream flights --rpc 127.0.0.1:" +
+                          std::to_string((*nd)->rpc_port()) + " " + csv;
+  const auto t0 = clk::now();
+  if (std::system(cmd.c_str()) != 0) return std::fprintf(stderr, "%s failed\n", cmd.c_str()), 1;
+  const double sent = seconds_since(t0);
+  while ((*nd)->events_applied() < 2 * n && seconds_since(t0) < 600)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  const double total = seconds_since(t0);
+  const uint64_t applied = (*nd)->events_applied();
+  std::printf(
+      "tessera ingest (CLI → gateway → JetStream → applied): %zu events, CLI done after %.2f s, "
+      "all applied after %.2f s (%llu of %zu entity applications) = %.0f events/s\n",
+      n, sent, total, static_cast<unsigned long long>(applied), 2 * n, n / total);
+  std::printf("  RATIO end-to-end ingest / raw async publish: %.2f (goal >= 2)\n", n / total / raw);
+  (*nd)->stop();
+  return applied >= 2 * n ? 0 : 1;
 }
 
 }  // namespace
@@ -69,11 +63,15 @@ double raw_consume(const std::string& url, size_t expect_msgs, size_t& events_ou
 int main(int argc, char** argv) {
   size_t n = argc > 1 ? std::stoul(argv[1]) : 1000000;
   size_t per_msg = argc > 2 ? std::stoul(argv[2]) : 1000;
+  const std::string parts = argc > 3 ? argv[3] : "e2e,apply";
   std::string dir = "/tmp/tessera-bench-ingest";
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   std::printf("bench_ingest: %zu flights, up to %zu events per JetStream message, %u cores\n", n,
               per_msg, std::thread::hardware_concurrency());
+  if (parts.find("e2e") != std::string::npos)
+    if (int rc = end_to_end(n, dir); rc != 0) return rc;
+  if (parts.find("apply") == std::string::npos) return 0;
   auto fs_loaded = load_flights(n);
   if (!fs_loaded) return std::fprintf(stderr, "%s\n", fs_loaded.error_message().c_str()), 2;
   std::vector<flight> fs = std::move(*fs_loaded);
@@ -92,7 +90,7 @@ int main(int argc, char** argv) {
       fs.size(), msgs, 2 * fs.size(), pub, fs.size() / pub);
 
   size_t raw_events = 0;
-  double raw = raw_consume((*nats)->url(), msgs, raw_events);
+  double raw = raw_pull_decode((*nats)->url(), "tsr.ev.flights.>", msgs, raw_events);
   std::printf(
       "baseline raw JetStream pull+decode: %zu event copies in %.2f s = %.0f event copies/s (%.0f "
       "events/s)\n",
@@ -143,7 +141,8 @@ int main(int argc, char** argv) {
               fs.size() / total, 2 * fs.size() / total);
   std::printf("  per 0.25 s interval, entity applications/s: p50=%.0f p10=%.0f max=%.0f (n=%zu)\n",
               s.p50, rates.empty() ? 0.0 : rates[rates.size() / 10], s.max, s.n);
-  std::printf("  ratio to raw consume: %.2f\n", (fs.size() / total) / (raw_events / 2 / raw));
+  std::printf("  RATIO apply / raw pull+decode: %.2f (goal >= 0.8)\n",
+              (fs.size() / total) / (raw_events / 2 / raw));
   (*nd)->stop();
   return 0;
 }

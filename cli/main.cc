@@ -44,9 +44,11 @@ int main(int argc, char** argv) {
   node_cmd->add_option("--definitions", nc.definitions, "Lua definitions file")
       ->envname("TESSERA_DEFINITIONS")
       ->required();
-  node_cmd->add_option("--shards", nc.shards, "logical shards (fixed when the data dir is created)")
-      ->envname("TESSERA_SHARDS")
-      ->capture_default_str();
+  node_cmd
+      ->add_option("--shards", nc.shards,
+                   "logical shards, fixed when the data dir is created (default: the data dir's, "
+                   "8 for a new one)")
+      ->envname("TESSERA_SHARDS");
   node_cmd->add_option("--node-id", nc.node_id, "node id (default: kept in DATA_DIR/node_id)")
       ->envname("TESSERA_NODE_ID");
   node_cmd

@@ -46,7 +46,7 @@ struct node_metrics;
 struct agent_options {
   std::string node_id;
   std::string rpc_address;  // advertised to the other members
-  uint32_t shard_count = 64;
+  uint32_t shard_count = 8;
   int replicas = 1;  // of the KV buckets and the snapshot stream
   std::chrono::milliseconds heartbeat{400};
   std::chrono::milliseconds dead_after{1500};

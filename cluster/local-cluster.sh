@@ -46,6 +46,7 @@ start_nats() {  # K
 start_node() {  # K
   local k=$1
   "$bin" node --data-dir "$dir/node$k" --node-id "node$k" --rpc "127.0.0.1:$((7400 + k))" --nats "$urls" \
+    --shards "${TSR_SHARDS:-8}" \
     --replicas 3 --definitions "$defs" >>"$dir/node$k.log" 2>&1 &
   echo $! > "$dir/node$k.pid"
 }

@@ -83,14 +83,19 @@ result<std::string> read_or_create(const fs::path& p, const std::string& fresh) 
 
 }  // namespace
 
-result<std::unique_ptr<node>> node::start(const node_config& cfg) {
+result<std::unique_ptr<node>> node::start(const node_config& given) {
   auto im = std::make_unique<impl>();
+  node_config cfg = given;
+  if (cfg.shards == 0) {  // the data dir's count, else the default
+    std::ifstream in(fs::path(cfg.data_dir) / "shard_count");
+    if (!(in >> cfg.shards) || cfg.shards == 0) cfg.shards = kDefaultShards;
+  }
   im->cfg = cfg;
   if (cfg.definitions.empty())
     return make_error("no definitions file given (--definitions FILE.lua)");
   auto defs = definitions::load_file(cfg.definitions);
   if (!defs) return make_error("invalid definitions: " + defs.error_message());
-  if (cfg.shards == 0 || cfg.shards > 4096) return make_error("shards must be between 1 and 4096");
+  if (cfg.shards > 4096) return make_error("shards must be between 1 and 4096");
 
   std::error_code ec;
   fs::create_directories(cfg.data_dir, ec);

@@ -61,7 +61,7 @@ using release_atom = caf::atom_constant<caf::atom("release")>;
 using watchdog_atom = caf::atom_constant<caf::atom("watchdog")>;
 
 struct features_options {
-  uint32_t shard_count = 64;
+  uint32_t shard_count = 8;
   std::chrono::milliseconds entity_idle{std::chrono::minutes(5)};
   std::chrono::milliseconds materialize_every{
       std::chrono::seconds(1)};  // online-store refresh per entity

@@ -40,7 +40,7 @@ class inference_service {
     const feature_source* features = nullptr;
     const offline_source* offline = nullptr;  // null: skew unavailable
     std::string node_id;
-    uint32_t shard_count = 64;
+    uint32_t shard_count = 8;
     int replicas = 1;
   };
   struct options {

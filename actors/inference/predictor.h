@@ -47,7 +47,7 @@ class predictor {
     model_table* models = nullptr;
     worker_pool* loader = nullptr;  // loads pinned versions off the caller's thread
     std::string node_id;
-    uint32_t shard_count = 64;
+    uint32_t shard_count = 8;
     uint32_t default_deadline_ms = 1000;
   };
   explicit predictor(deps d) : d_(std::move(d)) {}

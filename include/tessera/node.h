@@ -19,13 +19,19 @@ namespace tessera {
 
 struct features_context;  // actors/features/messages.h
 
+// The shard count of a new data dir when none is given: 8 (64 made every 10 ms of ingest 128
+// tiny JetStream messages; freshness at 10k events/s, p99: 380 ms with 64, 26 ms with 8;
+// bench/RESULTS.md, issue 18). A cluster of more than 8 nodes needs more, set at its creation.
+inline constexpr uint32_t kDefaultShards = 8;
+
 struct node_config {
   std::string data_dir = "./tessera-data";
   std::string rpc = "127.0.0.1:7400";  // HOST:PORT; port 0 picks a free one
   std::string nats_url;                // empty: start an embedded nats-server
   std::string definitions;             // Lua file
   std::string node_id;                 // empty: kept in <data_dir>/node_id
-  uint32_t shards = 64;                // fixed when the data dir is created
+  // Fixed when the data dir is created; 0: the data dir's count, or kDefaultShards for a new one.
+  uint32_t shards = 0;
   int64_t entity_idle_ms = 5 * 60 * 1000;
   bool sync_writes = false;  // fsync every RocksDB batch
   int threads = 0;           // actor scheduler threads; 0 = hardware concurrency

@@ -240,6 +240,7 @@ TEST(BadDefinitions, NodeRefusesToStartAndNamesTheLine) {
   node_config cfg;
   cfg.data_dir = dir.path + "/data";
   cfg.rpc = "127.0.0.1:0";
+  cfg.shards = kTestShards;
   cfg.definitions = defs;
   auto r = node::start(cfg);
   ASSERT_FALSE(r.ok());
@@ -260,6 +261,25 @@ TEST(BadConfig, ShardCountIsFixedForADataDir) {
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error_message().find("created with 64 shards"), std::string::npos)
       << r.error_message();
+}
+
+// Without a shard count a node takes its data dir's (a dir created with 64 stays at 64), and a
+// new data dir gets the default, 8.
+TEST(BadConfig, WithoutAShardCountANodeKeepsItsDataDirsAndANewOneGetsTheDefault) {
+  temp_dir dir, fresh;
+  { node_harness h(dir.path); }
+  for (auto [d, want] : {std::pair{dir.path, 64u}, std::pair{fresh.path, kDefaultShards}}) {
+    node_config cfg;
+    cfg.data_dir = d;
+    cfg.rpc = "127.0.0.1:0";
+    cfg.definitions = flights_definitions();
+    auto r = node::start(cfg);
+    ASSERT_TRUE(r) << r.error_message();
+    auto st = open_client("127.0.0.1:" + std::to_string((*r)->rpc_port()))->status();
+    ASSERT_TRUE(st) << failure_text(st);
+    EXPECT_EQ(st->get().getShardCount(), want);
+  }
+  EXPECT_EQ(kDefaultShards, 8u);
 }
 
 // The shard count is fixed when the cluster is created: a node configured otherwise is refused

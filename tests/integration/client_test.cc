@@ -159,6 +159,7 @@ TEST(Client, TheConnectionComesBackAfterTheNodeRestarts) {
   node_config cfg;
   cfg.data_dir = dir.path;
   cfg.rpc = "127.0.0.1:0";
+  cfg.shards = kTestShards;
   cfg.definitions = flights_definitions();
   auto n = node::start(cfg);
   ASSERT_TRUE(n) << n.error_message();

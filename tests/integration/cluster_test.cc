@@ -345,6 +345,7 @@ TEST_F(cluster_fixture, ReadPointsAsksEachOtherOwnerOnceAndAnswersAsReadsOnTheOw
   cfg.nats_url = nats->url();
   cfg.node_id = "a";
   cfg.definitions = flights_definitions();
+  cfg.shards = kTestShards;
   auto a = node::start(cfg);
   ASSERT_TRUE(a) << a.error_message();
   const std::string a_rpc = "127.0.0.1:" + std::to_string((*a)->rpc_port());

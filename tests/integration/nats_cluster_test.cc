@@ -18,9 +18,9 @@ namespace {
 // prints what the shards saw and the teardown stops the cluster (a ctest kill orphans it).
 TEST(NatsCluster, LosingOneOfThreeServersLosesNothing) {
   temp_dir dir;
-  std::string script = std::string("TESSERA_CLUSTER_DIR=") + dir.path +
-                       " TESSERA_BIN=" + TSR_BINARY + " bash " + TSR_SOURCE_DIR +
-                       "/cluster/local-cluster.sh ";
+  std::string script = "TSR_SHARDS=" + std::to_string(kTestShards) +
+                       " TESSERA_CLUSTER_DIR=" + dir.path + " TESSERA_BIN=" + TSR_BINARY +
+                       " bash " + TSR_SOURCE_DIR + "/cluster/local-cluster.sh ";
   struct teardown {  // also on a failed assertion or an exception
     std::string cmd;
     ~teardown() { (void)std::system(cmd.c_str()); }

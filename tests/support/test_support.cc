@@ -134,6 +134,7 @@ node_harness::node_harness(const std::string& data_dir, int64_t entity_idle_ms,
   cfg.rpc = "127.0.0.1:0";
   cfg.definitions = definitions;
   cfg.entity_idle_ms = entity_idle_ms;
+  cfg.shards = kTestShards;
   auto r = node::start(cfg);
   if (!r.ok())
     ADD_FAILURE() << r.error_message();
@@ -307,7 +308,8 @@ node_process::node_process(const std::string& d, const std::string& nats_url,
                            const std::string& node_id, const std::string& extra_args,
                            const std::string& definitions)
     : dir(d), port(find_free_port()) {
-  std::string cmd = std::string("exec ") + TSR_BINARY + " node --data-dir " + dir +
+  std::string cmd = std::string("exec ") + TSR_BINARY + " node --shards " +
+                    std::to_string(kTestShards) + " --data-dir " + dir +
                     " --rpc 127.0.0.1:" + std::to_string(port) + " --definitions " + definitions +
                     (nats_url.empty() ? "" : " --nats " + nats_url) +
                     (node_id.empty() ? "" : " --node-id " + node_id) + " " + extra_args + " >>" +

@@ -66,6 +66,10 @@ std::string flights_definitions();
 // The flights example itself (event time = arrival; labels and models).
 std::string flights_example_definitions();
 
+// The shard count of the tests' nodes (in process, child processes, local-cluster.sh): 64, the
+// count they were written for (shard numbers, 128 (kind, shard) pairs), not the default (8).
+inline constexpr uint32_t kTestShards = 64;
+
 // A node in this process with an embedded nats-server, on a temp data dir.
 struct node_harness {
   explicit node_harness(const std::string& data_dir, int64_t entity_idle_ms = 5 * 60 * 1000,
