@@ -24,7 +24,7 @@ using clk = std::chrono::steady_clock;
 namespace {
 
 // One rate: returns the probe latencies in ms, or the error of a read that failed.
-result<std::vector<double>> run_rate(bus& b, const definitions& defs, const std::vector<flight>& fs,
+result<std::vector<double>> run_rate(bus& b, bus& probe_bus, const definitions& defs, const std::vector<flight>& fs,
                                      size_t& cursor, double rate, double seconds,
                                      const std::string& rpc, uint32_t shards,
                                      std::vector<double>& ack_ms) {
@@ -54,7 +54,7 @@ result<std::vector<double>> run_rate(bus& b, const definitions& defs, const std:
     std::string key = "PRB" + std::to_string(probe % 50);
     std::vector<flight> one{{t, 1.0, 1.0, key, "XXX"}};
     auto sent = clk::now();
-    publish_flights(b, defs, one, 0, 1, 1, shards);
+    publish_flights(probe_bus, defs, one, 0, 1, 1, shards);
     ack_ms.push_back(seconds_since(sent) * 1000);  // JetStream stored it (publish → ack)
     while (true) {
       auto resp = c->features("airport_delay", {key});
@@ -114,6 +114,11 @@ int main(int argc, char** argv) {
   auto nd = node::start(cfg);
   if (!nd) return std::fprintf(stderr, "%s\n", nd.error_message().c_str()), 2;
   auto b = bus::connect({(*nats)->url(), "bench"});
+  // The probes' producer has a connection of its own, as another client would: on the load's
+  // connection a probe waited behind the acks of the load's messages (publish → ack p99 17 ms
+  // at 1k events/s, against 1.6 ms for the raw baseline's producer).
+  auto pb = bus::connect({(*nats)->url(), "bench-probe"});
+  if (!b || !pb) return std::fprintf(stderr, "cannot connect to NATS\n"), 2;
   std::string rpc = "127.0.0.1:" + std::to_string((*nd)->rpc_port());
   size_t cursor = 0;
   std::printf(
@@ -134,7 +139,7 @@ int main(int argc, char** argv) {
       print_stats("  baseline raw JetStream publish → consume (ms)", *raw, "ms");
     }
     std::vector<double> ack;
-    auto probes = run_rate(**b, **defs, fs, cursor, rate, secs, rpc, shards, ack);
+    auto probes = run_rate(**b, **pb, **defs, fs, cursor, rate, secs, rpc, shards, ack);
     if (!probes)
       return std::fprintf(stderr, "read failed: [%s] %s\n", errc_name(probes.error_code()),
                           probes.error_message().c_str()),

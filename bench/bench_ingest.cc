@@ -2,7 +2,7 @@
 // a raw JetStream consume (pull + Cap'n Proto decode, nothing else) of the same messages on the
 // same machine, in the same run.
 // Also (issue 18) `tessera ingest` end to end beside raw async publish.
-//   bench_ingest [events=1000000] [events_per_message=1000] [parts=e2e,apply]
+//   bench_ingest [events=1000000] [events_per_message=1000] [parts=e2e,apply] [shards=8]
 #include <cstdlib>
 #include <filesystem>
 #include <thread>
@@ -21,7 +21,7 @@ namespace {
 // Goal 2 of issue 18: `tessera ingest` of the first `n` flights (a CSV written from the data
 // file) into a fresh node until every event is applied, beside raw JetStream async publish of
 // one 100-byte message per event on the same nats-server, in the same run.
-int end_to_end(size_t n, const std::string& dir) {
+int end_to_end(size_t n, const std::string& dir, uint32_t shards) {
   auto path = flights_path();
   if (!path) return std::fprintf(stderr, "%s\n", path.error_message().c_str()), 2;
   const std::string csv = dir + "/flights.csv";
@@ -37,6 +37,7 @@ int end_to_end(size_t n, const std::string& dir) {
   cfg.rpc = "127.0.0.1:0";
   cfg.nats_url = (*nats)->url();
   cfg.definitions = TSR_SOURCE_DIR "/examples/flights/flights.lua";
+  cfg.shards = shards;
   auto nd = node::start(cfg);
   if (!nd) return std::fprintf(stderr, "%s\n", nd.error_message().c_str()), 2;
   const std::string cmd = std::string(TSR_BINARY) +
@@ -64,13 +65,15 @@ int main(int argc, char** argv) {
   size_t n = argc > 1 ? std::stoul(argv[1]) : 1000000;
   size_t per_msg = argc > 2 ? std::stoul(argv[2]) : 1000;
   const std::string parts = argc > 3 ? argv[3] : "e2e,apply";
+  const uint32_t shards = argc > 4 ? static_cast<uint32_t>(std::stoul(argv[4])) : kDefaultShards;
   std::string dir = "/tmp/tessera-bench-ingest";
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
-  std::printf("bench_ingest: %zu flights, up to %zu events per JetStream message, %u cores\n", n,
-              per_msg, std::thread::hardware_concurrency());
+  std::printf(
+      "bench_ingest: %zu flights, up to %zu events per JetStream message, %u shards, %u cores\n", n,
+      per_msg, shards, std::thread::hardware_concurrency());
   if (parts.find("e2e") != std::string::npos)
-    if (int rc = end_to_end(n, dir); rc != 0) return rc;
+    if (int rc = end_to_end(n, dir, shards); rc != 0) return rc;
   if (parts.find("apply") == std::string::npos) return 0;
   auto fs_loaded = load_flights(n);
   if (!fs_loaded) return std::fprintf(stderr, "%s\n", fs_loaded.error_message().c_str()), 2;
@@ -82,7 +85,7 @@ int main(int argc, char** argv) {
   (void)(*b)->ensure_stream(*(*defs)->find_stream("flights"));
 
   auto t0 = clk::now();
-  size_t msgs = publish_flights(**b, **defs, fs, 0, fs.size(), per_msg);
+  size_t msgs = publish_flights(**b, **defs, fs, 0, fs.size(), per_msg, shards);
   double pub = seconds_since(t0);
   std::printf(
       "preload: %zu events as %zu messages (%zu entity copies) in %.2f s = %.0f events/s "
@@ -101,6 +104,7 @@ int main(int argc, char** argv) {
   cfg.rpc = "127.0.0.1:0";
   cfg.nats_url = (*nats)->url();
   cfg.definitions = TSR_SOURCE_DIR "/examples/flights/flights.lua";
+  cfg.shards = shards;
   auto t1 = clk::now();
   auto nd = node::start(cfg);
   if (!nd) return std::fprintf(stderr, "%s\n", nd.error_message().c_str()), 2;

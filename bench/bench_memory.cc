@@ -1,9 +1,12 @@
 // Memory per active entity (issue 18, goal 4: <= 2 KB including window state): a node in this
 // process applies one synthetic flight for each of N airports and N routes (2N entities, every
 // one with its windows' state), and the process's resident memory is read before and after.
-//   bench_memory [airports=1000000] [shards=8, the default]
+//   bench_memory [airports=1000000] [shards=8, the default] [entity_idle_ms=300000]
+// With a short entity_idle_ms it also reads RSS once the entity actors are gone (after
+// malloc_trim): what the actors hold, against the stores' part.
 // Generated in chunks of 100k so the generator holds little; RSS from /proc/self/statm, after
 // every event is applied and the node has been idle for 2 s.
+#include <malloc.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -44,6 +47,8 @@ int main(int argc, char** argv) {
   cfg.nats_url = (*nats)->url();
   cfg.definitions = TSR_SOURCE_DIR "/examples/flights/flights.lua";
   cfg.shards = shards;
+  const int64_t idle_ms = argc > 3 ? std::stoll(argv[3]) : 300000;
+  cfg.entity_idle_ms = idle_ms;
   auto nd = node::start(cfg);
   if (!nd) return std::fprintf(stderr, "%s\n", nd.error_message().c_str()), 2;
   auto b = bus::connect({(*nats)->url(), "bench"});
@@ -52,6 +57,7 @@ int main(int argc, char** argv) {
   const double before = rss_mib();
   std::printf("bench_memory: %zu airports + %zu routes, %u shards; node idle RSS %.1f MiB\n", n, n,
               shards, before);
+  std::fflush(stdout);
   const int64_t t0 = 988675200000000;  // 2001-05-01T00:00:00Z
   const auto started = clk::now();
   for (size_t at = 0; at < n; at += 100000) {
@@ -62,8 +68,15 @@ int main(int argc, char** argv) {
                        "B" + std::to_string(i)});
     publish_flights(**b, **defs, chunk, 0, chunk.size(), 1000, shards);
   }
-  while ((*nd)->events_applied() < 2 * n && seconds_since(started) < 1200)
+  for (auto last = clk::now(); (*nd)->events_applied() < 2 * n && seconds_since(started) < 1200;) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (seconds_since(last) >= 10) {
+      last = clk::now();
+      std::printf("  %.0f s: %llu of %zu applied, RSS %.1f MiB\n", seconds_since(started),
+                  static_cast<unsigned long long>((*nd)->events_applied()), 2 * n, rss_mib());
+      std::fflush(stdout);
+    }
+  }
   const double applied_s = seconds_since(started);
   std::this_thread::sleep_for(std::chrono::seconds(2));
   const double after = rss_mib();
@@ -72,6 +85,15 @@ int main(int argc, char** argv) {
               static_cast<unsigned long long>((*nd)->events_applied()), applied_s, after,
               after - before);
   std::printf("  memory per active entity: %.0f bytes (goal <= 2048), %zu entities\n", per, 2 * n);
+  if (idle_ms < 60000) {  // the actors stop after idle_ms; what stays is the stores' part
+    std::this_thread::sleep_for(std::chrono::milliseconds(2 * idle_ms + 3000));
+    malloc_trim(0);
+    const double idle = rss_mib();
+    std::printf("  after the entity actors stopped (idle %lld ms) and malloc_trim: RSS %.1f MiB "
+                "(+%.1f MiB over the idle node = %.0f bytes per entity)\n",
+                static_cast<long long>(idle_ms), idle, idle - before,
+                (idle - before) * 1048576.0 / static_cast<double>(2 * n));
+  }
   (*nd)->stop();
   return 0;
 }
