@@ -24,9 +24,9 @@ using clk = std::chrono::steady_clock;
 namespace {
 
 // One rate: returns the probe latencies in ms, or the error of a read that failed.
-result<std::vector<double>> run_rate(bus& b, bus& probe_bus, const definitions& defs, const std::vector<flight>& fs,
-                                     size_t& cursor, double rate, double seconds,
-                                     const std::string& rpc, uint32_t shards,
+result<std::vector<double>> run_rate(bus& b, bus& probe_bus, const definitions& defs,
+                                     const std::vector<flight>& fs, size_t& cursor, double rate,
+                                     double seconds, const std::string& rpc, uint32_t shards,
                                      std::vector<double>& ack_ms) {
   std::atomic<bool> stop{false};
   std::atomic<size_t> published{0};

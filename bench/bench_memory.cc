@@ -89,10 +89,11 @@ int main(int argc, char** argv) {
     std::this_thread::sleep_for(std::chrono::milliseconds(2 * idle_ms + 3000));
     malloc_trim(0);
     const double idle = rss_mib();
-    std::printf("  after the entity actors stopped (idle %lld ms) and malloc_trim: RSS %.1f MiB "
-                "(+%.1f MiB over the idle node = %.0f bytes per entity)\n",
-                static_cast<long long>(idle_ms), idle, idle - before,
-                (idle - before) * 1048576.0 / static_cast<double>(2 * n));
+    std::printf(
+        "  after the entity actors stopped (idle %lld ms) and malloc_trim: RSS %.1f MiB "
+        "(+%.1f MiB over the idle node = %.0f bytes per entity)\n",
+        static_cast<long long>(idle_ms), idle, idle - before,
+        (idle - before) * 1048576.0 / static_cast<double>(2 * n));
   }
   (*nd)->stop();
   return 0;

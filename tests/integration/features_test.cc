@@ -49,6 +49,24 @@ TEST_F(FlightsNode, EveryValueAtAnExplicitAsOfMatchesBruteForce) {
   EXPECT_EQ(compare_all(harness_->rpc(), slice(), last - 5 * kHour - 17 * 1000000), 0u);
 }
 
+// The default shard count (8, where the tests' nodes have 64): every value of both views still
+// equals the reference.
+TEST(DefaultShards, EveryValueMatchesBruteForce) {
+  temp_dir dir;
+  node_harness h(dir.path, 5 * 60 * 1000, flights_definitions(), kDefaultShards);
+  ASSERT_TRUE(h.n);
+  std::string out;
+  ASSERT_EQ(run_cli("ingest --quiet --rpc " + h.rpc() + " --stream flights " + slice_path(), &out),
+            0)
+      << out;
+  ASSERT_EQ(wait_applied(h.rpc(), 2 * slice().size()), 2 * slice().size());
+  auto st = open_client(h.rpc())->status();
+  ASSERT_TRUE(st) << failure_text(st);
+  EXPECT_EQ(st->get().getShardCount(), 8u);
+  EXPECT_EQ(st->get().getShards().size(), 16u);  // 8 shards x 2 entity kinds
+  EXPECT_EQ(compare_all(h.rpc(), slice(), 0), 0u);
+}
+
 TEST_F(FlightsNode, AsOfBeforeTheRetainedWindowIsAClearError) {
   auto c = open_client(harness_->rpc());
   // 2001-01-01: ten days before the watermark, horizon is 24h.

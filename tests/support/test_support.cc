@@ -128,13 +128,13 @@ route_ref route_at(const std::vector<flight>& fs, const std::string& route, int6
 }
 
 node_harness::node_harness(const std::string& data_dir, int64_t entity_idle_ms,
-                           const std::string& definitions) {
+                           const std::string& definitions, uint32_t shards) {
   node_config cfg;
   cfg.data_dir = data_dir;
   cfg.rpc = "127.0.0.1:0";
   cfg.definitions = definitions;
   cfg.entity_idle_ms = entity_idle_ms;
-  cfg.shards = kTestShards;
+  cfg.shards = shards;
   auto r = node::start(cfg);
   if (!r.ok())
     ADD_FAILURE() << r.error_message();

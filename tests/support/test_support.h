@@ -73,7 +73,8 @@ inline constexpr uint32_t kTestShards = 64;
 // A node in this process with an embedded nats-server, on a temp data dir.
 struct node_harness {
   explicit node_harness(const std::string& data_dir, int64_t entity_idle_ms = 5 * 60 * 1000,
-                        const std::string& definitions = flights_definitions());
+                        const std::string& definitions = flights_definitions(),
+                        uint32_t shards = kTestShards);
   std::unique_ptr<node> n;
   std::string rpc() const { return "127.0.0.1:" + std::to_string(n->rpc_port()); }
 };
