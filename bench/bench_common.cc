@@ -117,6 +117,17 @@ size_t publish_flights(bus& b, const definitions& defs, const std::vector<flight
   return msgs;
 }
 
+node_config flights_node_config(const std::string& data_dir, const std::string& nats_url,
+                                uint32_t shards) {
+  node_config cfg;
+  cfg.data_dir = data_dir;
+  cfg.rpc = "127.0.0.1:0";
+  cfg.nats_url = nats_url;
+  cfg.definitions = TSR_SOURCE_DIR "/examples/flights/flights.lua";
+  cfg.shards = shards;
+  return cfg;
+}
+
 stats summarize(std::vector<double> xs) {
   stats s{};
   s.n = xs.size();

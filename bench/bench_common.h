@@ -39,6 +39,11 @@ result<std::vector<flight>> load_flights_file(const std::string& path, size_t ma
 size_t publish_flights(bus& b, const definitions& defs, const std::vector<flight>& fs, size_t begin,
                        size_t end, size_t per_msg, uint32_t shards = kDefaultShards);
 
+// A node in this process on the flights example's definitions: data in `data_dir`, NATS at
+// `nats_url`, RPC on a free loopback port.
+node_config flights_node_config(const std::string& data_dir, const std::string& nats_url,
+                                uint32_t shards = kDefaultShards);
+
 struct stats {
   double p50, p90, p99, p999, max, mean;
   size_t n;

@@ -105,12 +105,7 @@ int main(int argc, char** argv) {
   auto defs = definitions::load_file(TSR_SOURCE_DIR "/examples/flights/flights.lua");
   auto nats = embedded_nats::start(dir);
   if (!nats) return std::fprintf(stderr, "%s\n", nats.error_message().c_str()), 2;
-  node_config cfg;
-  cfg.data_dir = dir + "/node";
-  cfg.rpc = "127.0.0.1:0";
-  cfg.nats_url = (*nats)->url();
-  cfg.definitions = TSR_SOURCE_DIR "/examples/flights/flights.lua";
-  cfg.shards = shards;
+  node_config cfg = flights_node_config(dir + "/node", (*nats)->url(), shards);
   auto nd = node::start(cfg);
   if (!nd) return std::fprintf(stderr, "%s\n", nd.error_message().c_str()), 2;
   auto b = bus::connect({(*nats)->url(), "bench"});

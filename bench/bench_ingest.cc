@@ -32,12 +32,7 @@ int end_to_end(size_t n, const std::string& dir, uint32_t shards) {
   const double raw = raw_async_publish_rate((*nats)->url(), "RAW_PUBLISH", n);
   std::printf("baseline raw JetStream async publish, one 100 B message per event: %.0f msg/s\n",
               raw);
-  node_config cfg;
-  cfg.data_dir = dir + "/node-e2e";
-  cfg.rpc = "127.0.0.1:0";
-  cfg.nats_url = (*nats)->url();
-  cfg.definitions = TSR_SOURCE_DIR "/examples/flights/flights.lua";
-  cfg.shards = shards;
+  node_config cfg = flights_node_config(dir + "/node-e2e", (*nats)->url(), shards);
   auto nd = node::start(cfg);
   if (!nd) return std::fprintf(stderr, "%s\n", nd.error_message().c_str()), 2;
   const std::string cmd = std::string(TSR_BINARY) +
@@ -99,12 +94,7 @@ int main(int argc, char** argv) {
       "events/s)\n",
       raw_events, raw, raw_events / raw, raw_events / 2 / raw);
 
-  node_config cfg;
-  cfg.data_dir = dir + "/node";
-  cfg.rpc = "127.0.0.1:0";
-  cfg.nats_url = (*nats)->url();
-  cfg.definitions = TSR_SOURCE_DIR "/examples/flights/flights.lua";
-  cfg.shards = shards;
+  node_config cfg = flights_node_config(dir + "/node", (*nats)->url(), shards);
   auto t1 = clk::now();
   auto nd = node::start(cfg);
   if (!nd) return std::fprintf(stderr, "%s\n", nd.error_message().c_str()), 2;

@@ -41,12 +41,7 @@ int main(int argc, char** argv) {
   if (!defs) return std::fprintf(stderr, "%s\n", defs.error_message().c_str()), 2;
   auto nats = embedded_nats::start(dir);
   if (!nats) return std::fprintf(stderr, "%s\n", nats.error_message().c_str()), 2;
-  node_config cfg;
-  cfg.data_dir = dir + "/node";
-  cfg.rpc = "127.0.0.1:0";
-  cfg.nats_url = (*nats)->url();
-  cfg.definitions = TSR_SOURCE_DIR "/examples/flights/flights.lua";
-  cfg.shards = shards;
+  node_config cfg = flights_node_config(dir + "/node", (*nats)->url(), shards);
   const int64_t idle_ms = argc > 3 ? std::stoll(argv[3]) : 300000;
   cfg.entity_idle_ms = idle_ms;
   auto nd = node::start(cfg);
