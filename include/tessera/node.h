@@ -20,8 +20,9 @@ namespace tessera {
 struct features_context;  // actors/features/messages.h
 
 // The shard count of a new data dir when none is given: 8 (64 made every 10 ms of ingest 128
-// tiny JetStream messages; freshness at 10k events/s, p99: 380 ms with 64, 26 ms with 8;
-// bench/RESULTS.md, issue 18). A cluster of more than 8 nodes needs more, set at its creation.
+// tiny JetStream messages; freshness at 10k events/s, p99 in three rounds: 324-582 ms with 64,
+// 27-83 ms with 8; bench/RESULTS.md, issue 18). A cluster of more than 8 nodes needs more, set at
+// its creation.
 inline constexpr uint32_t kDefaultShards = 8;
 
 struct node_config {
