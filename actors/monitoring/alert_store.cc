@@ -61,8 +61,15 @@ result<alert> alert_store::observe(const monitoring::alert_spec& spec, bool cond
       return a;  // nothing recorded, nothing holds
     }
     a.spec = spec;
+    const std::string said = a.summary;
     const bool moved = monitoring::observe(a, condition, now_us, summary, details);
-    if (moved) {
+    // A pending or firing alert's summary and details follow the evidence (e.g. which inputs
+    // drift now, not only those of the window that raised it), rewritten at most every
+    // kSummaryRefreshUs; the log keeps transitions only.
+    const bool refresh =
+        !moved && condition && summary != said && now_us - a.updated_us >= kSummaryRefreshUs;
+    if (refresh) a.updated_us = now_us;
+    if (moved || refresh) {
       auto w = rev ? kv_->update(spec.key, a.to_json().dump(), rev)
                    : kv_->create(spec.key, a.to_json().dump());
       if (w.conflict) continue;  // another node moved it: observe what it recorded

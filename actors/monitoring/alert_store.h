@@ -46,6 +46,8 @@ class alert_store {
   result<std::pair<std::vector<nlohmann::json>, uint64_t>> log(uint64_t after, size_t limit) const;
 
   static constexpr const char* kBucket = "TSR_ALERTS";
+  // How often a pending or firing alert's changed summary is written back to its record.
+  static constexpr int64_t kSummaryRefreshUs = 5 * 1000000;
   static constexpr const char* kLog = "TSR_ALERT_LOG";
 
  private:

@@ -103,6 +103,29 @@ TEST_F(alert_fixture, TwoObserversRecordAndPublishEachTransitionOnce) {
   EXPECT_TRUE(next->first.empty());
 }
 
+// A firing alert's summary follows the evidence, rewritten at most every kSummaryRefreshUs,
+// without a new transition in the log.
+TEST_F(alert_fixture, AFiringAlertsSummaryFollowsTheEvidenceWithoutNewTransitions) {
+  auto sa = alert_store::open(a->jetstream(), {});
+  ASSERT_TRUE(sa);
+  const int64_t t0 = 1'700'000'000LL * kS;
+  auto summary = [&] {
+    auto list = (*sa)->list(false);
+    return list && list->size() == 1 ? (*list)[0].summary : std::string("?");
+  };
+  ASSERT_TRUE((*sa)->observe(spec(), true, t0, "weekday drifts", {}));
+  ASSERT_TRUE((*sa)->observe(spec(), true, t0 + kS, "weekday drifts", {}));  // firing
+  ASSERT_TRUE((*sa)->observe(spec(), true, t0 + 2 * kS, "weekday and distance drift", {}));
+  EXPECT_EQ(summary(), "weekday drifts");  // within the refresh interval of the firing
+  ASSERT_TRUE((*sa)->observe(spec(), true, t0 + kS + alert_store::kSummaryRefreshUs,
+                             "weekday and distance drift", {}));
+  EXPECT_EQ(summary(), "weekday and distance drift");
+  auto log = (*sa)->log(0, 100);
+  ASSERT_TRUE(log);
+  ASSERT_EQ(log->first.size(), 1u);
+  EXPECT_EQ(log->first[0]["transition"], "firing:1");
+}
+
 // A receiver on loopback: answers 500 to the first `failures` POSTs, then 200; keeps bodies.
 struct receiver {
   int fd = -1, port = 0, failures = 0, seen = 0;
