@@ -1,6 +1,6 @@
 // Read latency: getFeatures over RPC on loopback (one entity; 100 entities per call), beside
 // redis-benchmark GET against a local redis-server started in the same run.
-//   bench_read [calls=20000]
+//   bench_read [calls=20000] [shards=8]
 #include <filesystem>
 #include <random>
 #include <set>
@@ -17,6 +17,7 @@ using clk = std::chrono::steady_clock;
 
 int main(int argc, char** argv) {
   size_t calls = argc > 1 ? std::stoul(argv[1]) : 20000;
+  const uint32_t shards = argc > 2 ? static_cast<uint32_t>(std::stoul(argv[2])) : kDefaultShards;
   std::string dir = "/tmp/tessera-bench-read";
   std::filesystem::remove_all(dir);
   auto fs_loaded = load_flights(300000);
@@ -27,10 +28,11 @@ int main(int argc, char** argv) {
   cfg.data_dir = dir + "/node";
   cfg.rpc = "127.0.0.1:0";
   cfg.definitions = TSR_SOURCE_DIR "/examples/flights/flights.lua";
+  cfg.shards = shards;
   auto nd = node::start(cfg);
   if (!nd) return std::fprintf(stderr, "%s\n", nd.error_message().c_str()), 2;
   auto b = bus::connect({(*nd)->nats_url(), "bench"});
-  publish_flights(**b, **defs, fs, 0, fs.size(), 1000);
+  publish_flights(**b, **defs, fs, 0, fs.size(), 1000, shards);
   while ((*nd)->events_applied() < 2 * fs.size())
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   std::set<std::string> origin_set, route_set;
