@@ -152,4 +152,15 @@ inline std::string read_file(const std::string& path) {
   return ss.str();
 }
 
+// A special TorchScript model of tests/training/make_special_torchscript.py (`kind`: by_distance,
+// nan_when_far, ...; 11 inputs) written under `dir`; its bytes.
+inline std::string special(const std::string& dir, const std::string& kind) {
+  const std::string path = dir + "/" + kind + ".pt";
+  const std::string cmd = "/usr/bin/python3 " TSR_SOURCE_DIR
+                          "/tests/training/make_special_torchscript.py " +
+                          path + " 11 " + kind;
+  EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  return read_file(path);
+}
+
 }  // namespace tessera::test
