@@ -389,6 +389,10 @@ int run_status(const status_args& a) {
                                 {"canary_log_loss_p", q.getCanaryLogLossP()},
                                 {"canary_auc_p", q.getCanaryAucP()},
                                 {"verdicts", q.getVerdicts()},
+                                {"state",
+                                 {{"saved_at", q.getSavedAt()},
+                                  {"saved_predictions", q.getSavedPredictions()},
+                                  {"restored_at", q.getRestoredAt()}}},
                                 {"drift", drift_json(q.getDrift())},
                                 {"drift_mismatched", q.getDriftMismatched()},
                                 {"skew",
@@ -500,6 +504,11 @@ int run_status(const status_args& a) {
           human(q.getJoined()).c_str(), human(q.getWaiting()).c_str(),
           human(q.getUnlabelled()).c_str(), human(q.getLate()).c_str(),
           human(q.getUnmatched()).c_str(), human(q.getDuplicateLabels()).c_str());
+      if (q.getSavedAt() != 0)
+        std::printf("  state saved %.1f s ago (%s predictions)%s\n",
+                    static_cast<double>(now_micros() - q.getSavedAt()) / 1e6,
+                    human(q.getSavedPredictions()).c_str(),
+                    q.getRestoredAt() != 0 ? ", restored at start" : "");
       for (auto a : q.getArms())
         std::printf(
             "  v%-3u %-10s %9s pairs  AUC %.4f [%.4f, %.4f]  log loss %.4f [%.4f, %.4f]  "

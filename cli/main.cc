@@ -97,6 +97,12 @@ int main(int argc, char** argv) {
   node_cmd->add_option("--alert-webhook", nc.alert_webhook,
                        "POST every alert transition as JSON to this http:// URL (retried with "
                        "back-off; one node of the cluster delivers each)");
+  node_cmd
+      ->add_option("--monitor-save-ms", nc.monitor_save_ms,
+                   "save each monitored model's state (label join, pairs, drift windows) to the "
+                   "data dir this often; a restart resumes from it")
+      ->check(CLI::Range(int64_t{100}, int64_t{3600} * 1000))
+      ->capture_default_str();
   node_cmd->add_flag("--no-prediction-log", no_prediction_log,
                      "do not log predictions to JetStream (TSR_PREDICTIONS)");
   node_cmd

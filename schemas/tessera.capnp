@@ -239,6 +239,11 @@ struct ModelQuality {
   skewWorst @21 :Text;
   # Objectives on what this node serves of the model (monitor.slo_*), with their burn rates.
   slos @22 :List(SloState);
+  # The state saved to the node's data dir (actors/monitoring/checkpoint.h): when last (wall µs;
+  # 0: never), the predictions it counts, and when this node restored it at start (0: it did not).
+  savedAt @23 :Int64;
+  savedPredictions @24 :UInt64;
+  restoredAt @25 :Int64;
 }
 
 struct SloState {

@@ -18,6 +18,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 namespace tessera::monitoring {
 
 // A reference distribution as training records it (actors/training/evaluation.h): 11 edges (min,
@@ -92,6 +94,8 @@ class drift_alarm {
   explicit drift_alarm(persistence p = {}) : p_(p) {}
   change feed(bool drifted);
   bool firing() const { return firing_; }
+  nlohmann::json save() const;  // checkpoint.cc
+  void restore(const nlohmann::json& j);
 
  private:
   persistence p_;
@@ -111,6 +115,9 @@ class sliding_counts {
   // The window (now - window, now].
   window_counts at(int64_t now_us) const;
   const drift_reference& reference() const { return ref_; }
+  // The reference and the buckets (checkpoint.cc); the constructor from a saved one.
+  nlohmann::json save() const;
+  explicit sliding_counts(const nlohmann::json& saved);
 
  private:
   struct bucket {

@@ -67,6 +67,12 @@ class drift_monitor {
   std::vector<version_drift> status() const;
   uint64_t mismatched() const { return mismatched_; }
 
+  // Every version's windows, alarms and last results (checkpoint.cc). restore() replaces them
+  // and returns false, changing nothing, when the saved windows are of another length or step
+  // (the definitions changed); throws (std::exception) on a malformed one.
+  nlohmann::json save() const;
+  bool restore(const nlohmann::json& j);
+
  private:
   struct tracked {
     bool has_reference = false;

@@ -25,6 +25,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 namespace tessera::monitoring {
 
 struct labelled_pair {
@@ -62,6 +64,12 @@ class label_join {
   const counts& figures() const { return c_; }
   size_t waiting_predictions() const { return pending_count_; }
   size_t waiting_labels() const { return orphans_; }
+
+  // The whole state (counts, waiting predictions and labels, expiries) for a checkpoint
+  // (checkpoint.cc); restore() replaces this one's state (options stay) and throws
+  // (std::exception) on a malformed one.
+  nlohmann::json save() const;
+  void restore(const nlohmann::json& j);
 
  private:
   struct pending {

@@ -6,13 +6,16 @@
 #include <algorithm>
 #include <cmath>
 #include <deque>
+#include <filesystem>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <stdexcept>
 
 #include "alert_store.h"
 #include "bus.h"
+#include "checkpoint.h"
 #include "cluster/cluster_view.h"
 #include "cluster/nats_text.h"
 #include "cluster/registry.h"
@@ -33,17 +36,19 @@ namespace {
 
 constexpr const char* kPredictionLog = "TSR_PREDICTIONS";  // prediction_log.h's stream
 
-// An ephemeral push consumer of this node's own on `stream` for `filter`, from new messages on,
-// read synchronously (no acks: a message is handed to this node once). Pull fetches are not used
-// here: libnats 3.4's natsSubscription_Fetch can hand back more messages than the array it
-// allocated when earlier pull requests that timed out on the client are still served (a heap
-// overflow seen under ASan with short fetch timeouts).
-result<natsSubscription*> subscribe(bus& nats, const std::string& stream,
-                                    const std::string& filter) {
+// An ephemeral push consumer of this node's own on `stream` for `filter`, from stream sequence
+// `from` on, read synchronously (no acks: a message is handed to this node once; where to resume
+// after a restart is the saved state's business, checkpoint.h). Pull fetches are not used here:
+// libnats 3.4's natsSubscription_Fetch can hand back more messages than the array it allocated
+// when earlier pull requests that timed out on the client are still served (a heap overflow
+// seen under ASan with short fetch timeouts).
+result<natsSubscription*> subscribe(bus& nats, const std::string& stream, const std::string& filter,
+                                    uint64_t from) {
   jsSubOptions so;
   jsSubOptions_Init(&so);
   so.Stream = stream.c_str();
-  so.Config.DeliverPolicy = js_DeliverNew;
+  so.Config.DeliverPolicy = js_DeliverByStartSequence;
+  so.Config.OptStartSeq = from;
   so.Config.AckPolicy = js_AckNone;
   natsSubscription* sub = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
@@ -52,6 +57,25 @@ result<natsSubscription*> subscribe(bus& nats, const std::string& stream,
     return make_error("cannot read " + stream + " (" + filter + "): " + nats_text(s));
   natsSubscription_SetPendingLimits(sub, -1, -1);  // a burst waits here, never dropped
   return sub;
+}
+
+// The sequence of the last message `stream` holds (0: empty).
+result<uint64_t> last_sequence(bus& nats, const std::string& stream) {
+  jsStreamInfo* si = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  const natsStatus s = js_GetStreamInfo(&si, nats.jetstream(), stream.c_str(), nullptr, &jerr);
+  if (s != NATS_OK) return make_error("cannot read " + stream + "'s state: " + nats_text(s));
+  const uint64_t last = si->State.LastSeq;
+  jsStreamInfo_Destroy(si);
+  return last;
+}
+
+uint64_t stream_sequence(natsMsg* msg) {
+  jsMsgMetaData* meta = nullptr;
+  if (natsMsg_GetMetaData(&meta, msg) != NATS_OK || !meta) return 0;
+  const uint64_t seq = meta->Sequence.Stream;
+  jsMsgMetaData_Destroy(meta);
+  return seq;
 }
 
 }  // namespace
@@ -89,7 +113,52 @@ struct quality_service::monitored {
   std::vector<slo_tracker> slos;
   log_limiter limiter{std::chrono::seconds(10)};
   uint64_t bad = 0;
+  // Saved state (checkpoint.h): the stream sequences of the last prediction-log and label
+  // messages applied, where it is saved, when it was saved and restored (wall µs, 0: never).
+  uint64_t plog_seq = 0, label_seq = 0;
+  std::string state_path;  // empty: not saved
+  int64_t saved_at = 0, restored_at = 0;
+  uint64_t saved_predictions = 0, saved_seq = 0;
 
+  // The whole state with the sequences it covers (the caller holds mu).
+  nlohmann::json save() const {
+    nlohmann::json arms = nlohmann::json::array();
+    for (auto& [k, w] : windows) {
+      nlohmann::json rows = nlohmann::json::array();
+      for (auto& r : w) rows.push_back({r.score, r.label, r.lag_us});
+      arms.push_back({k.first, k.second, rows});
+    }
+    return {{"format", 1},
+            {"model", model->name},
+            {"plog_seq", plog_seq},
+            {"label_seq", label_seq},
+            {"now", now},
+            {"predicted_until", predicted_until},
+            {"join", join.save()},
+            {"arms", arms},
+            {"drift", drift ? drift->save() : nlohmann::json()}};
+  }
+  // Replaces the state with a saved one; throws (std::exception) on a malformed one, leaving
+  // the join or the pairs half restored: the caller then starts afresh.
+  void restore(const nlohmann::json& j) {
+    if (j.at("format").get<int>() != 1 || j.at("model").get<std::string>() != model->name)
+      throw std::runtime_error("another model's state, or another format");
+    std::map<std::pair<std::string, uint32_t>, std::deque<pair_row>> w;
+    for (const auto& a : j.at("arms")) {
+      auto& rows = w[{a.at(0).get<std::string>(), a.at(1).get<uint32_t>()}];
+      for (const auto& r : a.at(2))
+        rows.push_back({r.at(0).get<double>(), r.at(1).get<double>(), r.at(2).get<int64_t>()});
+      while (rows.size() > static_cast<size_t>(model->monitor.window)) rows.pop_front();
+    }
+    join.restore(j.at("join"));
+    windows = std::move(w);
+    plog_seq = j.at("plog_seq").get<uint64_t>();
+    label_seq = j.at("label_seq").get<uint64_t>();
+    now = j.at("now").get<int64_t>();
+    predicted_until = j.at("predicted_until").get<int64_t>();
+    if (drift && !j.at("drift").is_null() && !drift->restore(j.at("drift")))
+      warn("the drift window or step changed since the state was saved: drift starts afresh");
+  }
   void add(const std::vector<monitoring::labelled_pair>& pairs) {
     for (auto& p : pairs) {
       auto& w = windows[{p.stage, p.version}];
@@ -237,19 +306,46 @@ result<std::unique_ptr<quality_service>> quality_service::start(deps d) {
     monitoring::label_join::options jo;
     jo.max_label_delay_us = m.monitor.max_label_delay_us;
     jo.label_grace_us = m.monitor.label_grace_us;
-    mm->join = monitoring::label_join(jo);
     monitoring::drift_monitor::options dopt;
     dopt.window_us = m.monitor.drift_window_us;
     dopt.step_us = m.monitor.drift_step_us;
     dopt.config.false_alarm_rate = m.monitor.drift_false_alarm_rate;
     dopt.config.min_psi = m.monitor.drift_min_psi;
-    mm->drift = std::make_unique<monitoring::drift_monitor>(dopt);
+    auto afresh = [&] {
+      mm->join = monitoring::label_join(jo);
+      mm->drift = std::make_unique<monitoring::drift_monitor>(dopt);
+      mm->windows.clear();
+      mm->plog_seq = mm->label_seq = 0;
+      mm->now = mm->predicted_until = 0;
+    };
+    afresh();
     mm->registry = q->registry_.get();
-    auto p = subscribe(*q->d_.nats, kPredictionLog, "tsr.plog." + m.name);
+    if (!q->d_.state_dir.empty()) {
+      std::error_code ec;
+      std::filesystem::create_directories(q->d_.state_dir, ec);
+      if (ec) return make_error("monitor: cannot create " + q->d_.state_dir + ": " + ec.message());
+      mm->state_path = q->d_.state_dir + "/" + m.name + ".state";
+      q->restore(*mm, afresh);
+    }
+    const std::string label_stream = jetstream_name(mm->label->stream);
+    for (auto [stream, seq] :
+         {std::pair{std::string(kPredictionLog), &mm->plog_seq}, {label_stream, &mm->label_seq}}) {
+      // No saved state: from the stream's end on (as of now; a saved state may hold 0: nothing
+      // read yet). A saved sequence past the end: the stream was deleted and made again since;
+      // its old messages are gone, go on from its end.
+      auto last = last_sequence(*q->d_.nats, stream);
+      if (!last) return make_error("model " + m.name + ": monitor: " + last.error_message());
+      if (*seq > *last)
+        mm->warn(stream + " ends at " + std::to_string(*last) + ", before the saved state's " +
+                 std::to_string(*seq) + " (made again?): reading from its end");
+      if (mm->restored_at == 0 || *seq > *last) *seq = *last;
+    }
+    auto p = subscribe(*q->d_.nats, kPredictionLog, "tsr.plog." + m.name, mm->plog_seq + 1);
     if (!p) return make_error("model " + m.name + ": monitor: " + p.error_message());
     mm->preds = *p;
-    auto l = subscribe(*q->d_.nats, jetstream_name(mm->label->stream),
-                       stream_subject_prefix(mm->label->stream) + "." + mm->label->entity + ".>");
+    auto l = subscribe(*q->d_.nats, label_stream,
+                       stream_subject_prefix(mm->label->stream) + "." + mm->label->entity + ".>",
+                       mm->label_seq + 1);
     if (!l) return make_error("model " + m.name + ": monitor: " + l.error_message());
     mm->labels = *l;
     q->models_.push_back(std::move(mm));
@@ -283,14 +379,63 @@ void quality_service::stop() {
   stopping_ = true;
   if (webhook_) webhook_->stop();
   for (auto& m : models_)
-    if (m->thread.joinable()) m->thread.join();
+    if (m->thread.joinable()) {
+      m->thread.join();
+      save(*m);  // a clean stop resumes where it stopped
+    }
   if (background_.joinable()) background_.join();
+}
+
+void quality_service::save(monitored& m) {
+  if (m.state_path.empty()) return;
+  nlohmann::json doc;
+  uint64_t predictions = 0, seq = 0;
+  {
+    std::lock_guard<std::mutex> l(m.mu);
+    if (m.saved_at != 0 && m.plog_seq + m.label_seq == m.saved_seq) return;  // nothing new
+    doc = m.save();
+    predictions = m.join.figures().predictions;
+    seq = m.plog_seq + m.label_seq;
+  }
+  const auto s = monitoring::save_state(m.state_path, doc);
+  std::lock_guard<std::mutex> l(m.mu);
+  if (!s) {
+    m.warn("cannot save the monitor's state: " + s.error_message());
+    return;
+  }
+  m.saved_at = now_micros();
+  m.saved_predictions = predictions;
+  m.saved_seq = seq;
+}
+
+void quality_service::restore(monitored& m, const std::function<void()>& afresh) {
+  auto doc = monitoring::load_state(m.state_path);
+  if (!doc) {
+    if (doc.error_code() != errc::not_found) m.warn(doc.error_message() + ": starting afresh");
+    return;
+  }
+  try {
+    m.restore(*doc);
+    m.restored_at = m.saved_at = now_micros();
+    m.saved_predictions = m.join.figures().predictions;
+    m.saved_seq = m.plog_seq + m.label_seq;
+    spdlog::info(
+        "quality {}: state restored ({} predictions, {} labels read; resuming after "
+        "prediction-log message {} and label message {})",
+        m.model->name, m.join.figures().predictions, m.join.figures().labels, m.plog_seq,
+        m.label_seq);
+  } catch (const std::exception& e) {
+    afresh();
+    m.warn("the saved state " + m.state_path + " does not restore (" + e.what() +
+           "): starting afresh");
+  }
 }
 
 void quality_service::run(monitored* m) {
   // Predictions first each round (a label finds its prediction waiting); at most 1000 messages
   // of each side per round, so that neither starves the other. The leader judges once a second.
   auto next_verdict = std::chrono::steady_clock::now();
+  auto next_save = next_verdict + d_.save_every;
   while (!stopping_) {
     if (std::chrono::steady_clock::now() >= next_verdict) {
       next_verdict += std::chrono::seconds(1);
@@ -309,12 +454,21 @@ void quality_service::run(monitored* m) {
         any = true;
         const std::string data(natsMsg_GetData(msg),
                                static_cast<size_t>(natsMsg_GetDataLength(msg)));
+        const uint64_t seq = stream_sequence(msg);
         natsMsg_Destroy(msg);
+        uint64_t& applied = sub == m->preds ? m->plog_seq : m->label_seq;
+        if (seq != 0 && seq <= applied) continue;  // covered by the restored state
         if (sub == m->preds)
           m->on_predictions(data);
         else
           m->on_events(data);
+        std::lock_guard<std::mutex> l(m->mu);
+        if (seq != 0) applied = seq;
       }
+    }
+    if (std::chrono::steady_clock::now() >= next_save) {
+      next_save = std::chrono::steady_clock::now() + d_.save_every;
+      save(*m);
     }
     if (!any) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
@@ -468,6 +622,9 @@ quality_service::model_status quality_service::status_of(const monitored& m) con
   ms.counts = m.join.figures();
   ms.waiting = m.join.waiting_predictions();
   ms.verdicts = m.verdicts;
+  ms.saved_at_us = m.saved_at;
+  ms.restored_at_us = m.restored_at;
+  ms.saved_predictions = m.saved_predictions;
   ms.skew_at_us = m.skew_at;
   ms.skew_compared = m.skew_compared;
   ms.skew_mismatched = m.skew_mismatched;
@@ -545,6 +702,9 @@ void quality_service::fill_status(wire::NodeStatus::Builder st) const {
     b.setCanaryLogLossP(m.canary.log_loss_p);
     b.setCanaryAucP(m.canary.auc_p);
     b.setVerdicts(m.verdicts);
+    b.setSavedAt(m.saved_at_us);
+    b.setRestoredAt(m.restored_at_us);
+    b.setSavedPredictions(m.saved_predictions);
     b.setDriftMismatched(m.drift_mismatched);
     b.setSkewAt(m.skew_at_us);
     b.setSkewCompared(m.skew_compared);

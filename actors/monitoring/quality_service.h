@@ -16,8 +16,11 @@
 //     (advanced to the latest label event time seen);
 //   - figures per (version, stage) over the latest `window` pairs (quality.h).
 // Every node that runs it reads every message (its own consumers): in a cluster each node
-// computes the whole model's figures. The join state is in memory: after a restart the join
-// starts afresh from the messages that arrive then (predictions made before are not joined).
+// computes the whole model's figures, so a dead node takes nothing with it. Each node saves each
+// model's state (join, pairs, drift windows and alarms) with the stream sequences it covers to
+// its data dir (checkpoint.h) every few seconds and at stop; a restarted node — clean or
+// SIGKILLed — restores it and reads on from those sequences: nothing counted twice, nothing
+// forgotten.
 // Verdicts (quality_verdicts.cc): once a second the cluster's leader judges each model — a
 // canary significantly worse than production, a production version below its objectives — and
 // raises, updates and resolves alerts (alert_store.h); with `rollback = true` it demotes the
@@ -30,6 +33,7 @@
 // Thread safety: status() from any thread.
 #pragma once
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -74,6 +78,11 @@ class quality_service {
     // This node's applied event batches, cumulative: (all, those at least `slow_us` from
     // JetStream storing them to committed); empty: no freshness objective is evaluated.
     std::function<std::pair<uint64_t, uint64_t>(double slow_us)> freshness;
+    // Where each monitored model's state is saved (checkpoint.h: <state_dir>/<model>.state),
+    // every `save_every` while it changes and at stop; empty: not saved (a restart starts
+    // afresh from the messages that arrive then).
+    std::string state_dir;
+    std::chrono::milliseconds save_every{5000};
   };
   static result<std::unique_ptr<quality_service>> start(deps d);
   ~quality_service();
@@ -94,6 +103,8 @@ class quality_service {
     bool compared = false;
     monitoring::comparison canary;
     uint64_t verdicts = 0;
+    int64_t saved_at_us = 0, restored_at_us = 0;  // wall clock; 0: never
+    uint64_t saved_predictions = 0;               // predictions the saved state counts
     std::vector<monitoring::drift_monitor::version_drift> drift;
     uint64_t drift_mismatched = 0;
     int64_t skew_at_us = 0;
@@ -119,7 +130,9 @@ class quality_service {
   void run(monitored* m);
   model_status status_of(const monitored& m) const;
   void judge(monitored& m);  // verdicts.h
-  void background();         // skew (leader, every skew_every) and objectives (every 10 s)
+  void save(monitored& m);   // checkpoint.h
+  void restore(monitored& m, const std::function<void()>& afresh);
+  void background();  // skew (leader, every skew_every) and objectives (every 10 s)
   void sample_skew(std::vector<int64_t>& next);
   void evaluate_slos();
   deps d_;
