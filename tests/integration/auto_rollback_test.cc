@@ -221,5 +221,68 @@ TEST(AutoRollback, ABadCanaryIsRolledBackOnceWithAnAlertAndAGoodOneStays) {
   EXPECT_NE(out.find("no alert"), std::string::npos) << out;
 }
 
+// A production version that misses its objective soon after its promotion (sure_late: log loss
+// far above max_log_loss) goes back to the previous production version, once, with one alert
+// saying so; the restored version, judged on as many pairs, stays, and the alert resolves.
+TEST(AutoRollback, AProductionVersionMissingItsObjectiveAfterAPromotionGoesBackToThePreviousOnce) {
+  serving_node s(trips_definitions(
+      R"(max_label_delay = "2d", label_grace = "1h", rollback = true, min_pairs = 60, max_log_loss = 1.0)"));
+  ASSERT_TRUE(s.ready);
+  auto& c = *s.c;
+  std::map<std::string, uint32_t> v;
+  for (const char* kind : {"by_distance", "sure_late"}) {
+    auto r = c.import_model("trip_model", "trip_late", special(s.dir.path, kind));
+    ASSERT_TRUE(r) << failure_text(r);
+    v[kind] = *r;
+  }
+  const uint32_t good = v["by_distance"], bad = v["sure_late"];
+  ASSERT_TRUE(c.promote_model("trip_model", good, "production"));
+  ASSERT_TRUE(serves(c, "trip_model", good));
+  ASSERT_TRUE(c.promote_model("trip_model", bad, "production"));  // good is the previous one
+  ASSERT_TRUE(serves(c, "trip_model", bad));
+
+  std::vector<const flight*> fl;
+  std::set<std::string> keys;
+  for (const flight& f : slice()) {
+    if (f.time < kJan8 || fl.size() == 600) continue;
+    if (keys.insert(f.origin + "-" + f.destination + "@" + std::to_string(f.time)).second)
+      fl.push_back(&f);
+  }
+  ASSERT_EQ(fl.size(), 600u);
+  predict_then_label(c, {fl.begin(), fl.begin() + 300}, 0, 0, "labels-1");
+  const std::string key = "quality_slo.trip_model.v" + std::to_string(bad);
+  ASSERT_TRUE(eventually(
+      [&] {
+        auto st = stages(c);
+        return st[bad] == "archived" && st[good] == "production";
+      },
+      std::chrono::seconds(60)))
+      << "stages: bad " << stages(c)[bad] << ", good " << stages(c)[good] << "; log "
+      << alert_log(c).dump();
+  auto log = alert_log(c);
+  ASSERT_GE(log.size(), 1u);
+  EXPECT_EQ(log[0].value("key", ""), key);
+  EXPECT_EQ(log[0].value("state", ""), "firing");
+  EXPECT_EQ(log[0].value("subject", ""), "tsr.alert.page.quality_slo");
+  EXPECT_NE(log[0].value("summary", "").find("rolled back to the previous production version"),
+            std::string::npos)
+      << log[0].dump();
+
+  // The restored version serves the next 300 flights and meets the objective: it stays, the
+  // alert resolves, and nothing else is raised.
+  ASSERT_TRUE(serves(c, "trip_model", good));
+  predict_then_label(c, {fl.begin() + 300, fl.end()}, 300, 300, "labels-2");
+  const uint64_t n = verdicts(c);
+  ASSERT_TRUE(eventually([&] { return verdicts(c) >= n + 3; }, std::chrono::seconds(60)));
+  ASSERT_TRUE(eventually([&] { return alert_log(c).size() >= 2; }, std::chrono::seconds(60)))
+      << alert_log(c).dump();
+  EXPECT_EQ(stages(c)[good], "production");
+  EXPECT_EQ(stages(c)[bad], "archived");
+  log = alert_log(c);
+  ASSERT_EQ(log.size(), 2u) << log.dump();
+  EXPECT_EQ(log[1].value("key", ""), key);
+  EXPECT_EQ(log[1].value("state", ""), "resolved");
+}
+
 }  // namespace
 }  // namespace tessera::test
