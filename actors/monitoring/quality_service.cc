@@ -1,6 +1,7 @@
 #include "quality_service.h"
 
 #include <nats/nats.h>
+#include <pthread.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -432,6 +433,7 @@ void quality_service::restore(monitored& m, const std::function<void()>& afresh)
 }
 
 void quality_service::run(monitored* m) {
+  pthread_setname_np(pthread_self(), "tsr-monitor");  // its CPU is told apart (bench_predict)
   // Predictions first each round (a label finds its prediction waiting); at most 1000 messages
   // of each side per round, so that neither starves the other. The leader judges once a second.
   auto next_verdict = std::chrono::steady_clock::now();
@@ -489,6 +491,7 @@ void quality_service::judge(monitored& m) {
 }
 
 void quality_service::background() {
+  pthread_setname_np(pthread_self(), "tsr-monitor-bg");
   std::vector<int64_t> next(models_.size(), 0);
   auto next_slo = std::chrono::steady_clock::now();
   while (!stopping_) {
