@@ -22,6 +22,7 @@ nlohmann::json drift_json(capnp::List<wire::VersionDrift>::Reader drift) {
                         {"alarming", v.getAlarming()},
                         {"contribution", v.getContribution()}});
     out.push_back({{"version", d.getVersion()},
+                   {"window_us", d.getWindow()},
                    {"reference", d.getReference()},
                    {"why", d.getWhy().cStr()},
                    {"at", d.getAt()},
@@ -38,15 +39,16 @@ void print_drift(capnp::List<wire::VersionDrift>::Reader drift) {
       std::printf("  drift v%u: not measured: %s\n", d.getVersion(), d.getWhy().cStr());
       continue;
     }
+    const std::string window = d.getWindow() > 0 ? format_duration(d.getWindow()) : "";
     if (d.getTests() == 0) {
-      std::printf("  drift v%u: no window complete yet\n", d.getVersion());
+      std::printf("  drift v%u: no %s window complete yet\n", d.getVersion(), window.c_str());
       continue;
     }
     unsigned alarming = 0, drifted = 0;
     for (auto v : d.getValues()) alarming += v.getAlarming(), drifted += v.getDrifted();
     std::printf(
-        "  drift v%u: window to %s, %llu predictions: %u of %u values drifted, %u alarming\n",
-        d.getVersion(), format_timestamp(d.getAt()).c_str(),
+        "  drift v%u: %s window to %s, %llu predictions: %u of %u values drifted, %u alarming\n",
+        d.getVersion(), window.c_str(), format_timestamp(d.getAt()).c_str(),
         static_cast<unsigned long long>(d.getPredictions()), drifted, d.getValues().size(),
         alarming);
     unsigned shown = 0;

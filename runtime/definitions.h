@@ -190,7 +190,10 @@ struct model_def {
     // Drift of the inputs and score over the prediction log against the training reference
     // (actors/monitoring/drift_monitor.h): windows of `drift_window` event time tested every
     // `drift_step`, at a false-alarm rate per value and window, ignoring PSI under drift_min_psi.
+    // `drift_window = "1d"` or several, `drift_window = { "1h", "1d" }` (each its own windows,
+    // alarms and alert; drift_window_us is the first); one step for all.
     int64_t drift_window_us = 86400LL * 1000000;
+    std::vector<int64_t> drift_windows_us{86400LL * 1000000};
     int64_t drift_step_us = 3600LL * 1000000;
     double drift_false_alarm_rate = 0.01;
     double drift_min_psi = 0.01;

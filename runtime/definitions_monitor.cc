@@ -2,6 +2,8 @@
 // (definitions.h model_def::monitor_def; the model reader in definitions_reader.cc calls this).
 #include <lua.hpp>
 
+#include <algorithm>
+
 #include "definitions.h"
 #include "lua_host.h"
 #include "time_util.h"
@@ -23,7 +25,8 @@ status read_monitor(lua_State* L, int model_table, const std::string& where,
   const std::string shape =
       " (monitor = { max_label_delay = \"2d\", label_grace = \"1h\", window = 50000, rollback = "
       "true, alpha = 0.01, min_pairs = 200, min_auc = 0.6, max_log_loss = 0.7, rollback_within "
-      "= \"7d\", drift_window = \"1d\", drift_step = \"1h\", drift_false_alarm_rate = 0.01, "
+      "= \"7d\", drift_window = \"1d\" or { \"1h\", \"1d\" }, drift_step = \"1h\", "
+      "drift_false_alarm_rate = 0.01, "
       "drift_min_psi = 0.01, skew_every = \"10m\", skew_sample = 200, max_skew_share = 0.01, "
       "slo_error_rate = "
       "0.001, slo_latency_ms = 50, slo_latency_rate = 0.01, slo_fallback_rate = 0.05, "
@@ -57,7 +60,6 @@ status read_monitor(lua_State* L, int model_table, const std::string& where,
   for (auto [key, dst] : {std::pair{"max_label_delay", &out.max_label_delay_us},
                           {"label_grace", &out.label_grace_us},
                           {"rollback_within", &out.rollback_within_us},
-                          {"drift_window", &out.drift_window_us},
                           {"drift_step", &out.drift_step_us}}) {
     if (!lua::has_field(L, mt, key)) continue;
     auto d = parse_duration(lua::str_field(L, mt, key));
@@ -65,6 +67,49 @@ status read_monitor(lua_State* L, int model_table, const std::string& where,
       return make_error(w + "monitor." + key + " must be a positive duration" + shape);
     *dst = *d;
   }
+  // drift_window: one duration, or a list of them.
+  lua_getfield(L, mt, "drift_window");
+  if (lua_istable(L, -1)) {
+    const int wt = lua_gettop(L);
+    out.drift_windows_us.clear();
+    for (int i = 1;; ++i) {
+      lua_rawgeti(L, wt, i);
+      if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        break;
+      }
+      const char* text = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : nullptr;
+      result<int64_t> d = text ? parse_duration(text) : result<int64_t>(make_error("not text"));
+      lua_pop(L, 1);
+      if (!d || *d <= 0) {
+        lua_pop(L, 1);
+        return make_error(w + "monitor.drift_window[" + std::to_string(i) +
+                          "] must be a positive duration" + shape);
+      }
+      if (std::find(out.drift_windows_us.begin(), out.drift_windows_us.end(), *d) !=
+          out.drift_windows_us.end()) {
+        lua_pop(L, 1);
+        return make_error(w + "monitor.drift_window lists " + format_duration(*d) + " twice");
+      }
+      out.drift_windows_us.push_back(*d);
+    }
+    lua_pop(L, 1);
+    if (out.drift_windows_us.empty() || out.drift_windows_us.size() > 4)
+      return make_error(w + "monitor.drift_window must list 1 to 4 durations" + shape);
+  } else {
+    const bool present = !lua_isnil(L, -1);
+    lua_pop(L, 1);
+    if (present) {
+      auto d = parse_duration(lua::str_field(L, mt, "drift_window"));
+      if (!d || *d <= 0)
+        return make_error(w +
+                          "monitor.drift_window must be a positive duration, or a list of "
+                          "them" +
+                          shape);
+      out.drift_windows_us = {*d};
+    }
+  }
+  out.drift_window_us = out.drift_windows_us.front();
   out.window = lua::int_field(L, mt, "window", out.window);
   if (out.window < 100 || out.window > 10'000'000)
     return make_error(w + "monitor.window must be between 100 and 10000000 pairs");
@@ -85,8 +130,12 @@ status read_monitor(lua_State* L, int model_table, const std::string& where,
   out.max_log_loss = lua::num_field(L, mt, "max_log_loss", out.max_log_loss);
   if (!(out.max_log_loss >= 0))
     return make_error(w + "monitor.max_log_loss must be a positive number (0: none)");
-  if (out.drift_step_us > out.drift_window_us || out.drift_window_us / out.drift_step_us > 1000)
-    return make_error(w + "monitor.drift_step must divide drift_window into 1 to 1000 steps");
+  for (const int64_t dw : out.drift_windows_us)
+    if (out.drift_step_us > dw || dw / out.drift_step_us > 1000)
+      return make_error(w +
+                        "monitor.drift_step must divide each drift_window into 1 to 1000 "
+                        "steps (" +
+                        format_duration(dw) + " by " + format_duration(out.drift_step_us) + ")");
   out.drift_false_alarm_rate =
       lua::num_field(L, mt, "drift_false_alarm_rate", out.drift_false_alarm_rate);
   if (!(out.drift_false_alarm_rate > 0 && out.drift_false_alarm_rate < 0.5))

@@ -265,6 +265,7 @@ struct VersionDrift {
   predictions @4 :UInt64;      # in that window
   tests @5 :UInt64;            # windows tested so far
   values @6 :List(ValueDrift); # drifted first, by contribution, then by PSI
+  window @7 :Int64;            # its length (µs): one entry per version and drift_window
 }
 
 struct ValueDrift {

@@ -109,7 +109,10 @@ void drift_monitor::test(uint32_t version, tracked& t, int64_t at_us) {
 
 std::vector<drift_monitor::version_drift> drift_monitor::status() const {
   std::vector<version_drift> out;
-  for (auto& [v, t] : versions_) out.push_back(t.last);
+  for (auto& [v, t] : versions_) {
+    out.push_back(t.last);
+    out.back().window_us = o_.window_us;
+  }
   return out;
 }
 

@@ -56,6 +56,7 @@ class drift_monitor {
 
   struct version_drift {
     uint32_t version = 0;
+    int64_t window_us = 0;  // this monitor's window
     bool has_reference = false;
     std::string why;                    // without a reference: why
     int64_t at_us = 0;                  // the boundary last tested (0: none yet)

@@ -99,11 +99,11 @@ struct quality_service::monitored {
   std::map<std::pair<std::string, uint32_t>, std::deque<pair_row>> windows;  // (stage, version)
   int64_t now = 0;  // latest label event time
   uint64_t verdicts = 0;
-  std::unique_ptr<monitoring::drift_monitor> drift;
-  model_registry* registry = nullptr;    // the versions' references
-  int64_t predicted_until = 0;           // latest prediction time logged
-  monitoring::logged_prediction parsed;  // one line's, reused
-  int64_t skew_at = 0;                   // wall clock of the last skew sample (µs)
+  std::vector<std::unique_ptr<monitoring::drift_monitor>> drifts;  // one per drift_window
+  model_registry* registry = nullptr;                              // the versions' references
+  int64_t predicted_until = 0;                                     // latest prediction time logged
+  monitoring::logged_prediction parsed;                            // one line's, reused
+  int64_t skew_at = 0;  // wall clock of the last skew sample (µs)
   uint64_t skew_compared = 0, skew_mismatched = 0;
   std::string skew_worst;
   // Objectives (slo.h): one burn-rate tracker per SLI declared.
@@ -137,7 +137,11 @@ struct quality_service::monitored {
             {"predicted_until", predicted_until},
             {"join", join.save()},
             {"arms", arms},
-            {"drift", drift ? drift->save() : nlohmann::json()}};
+            {"drifts", [&] {
+               nlohmann::json all = nlohmann::json::array();
+               for (auto& d : drifts) all.push_back(d->save());
+               return all;
+             }()}};
   }
   // Replaces the state with a saved one; throws (std::exception) on a malformed one, leaving
   // the join or the pairs half restored: the caller then starts afresh.
@@ -157,8 +161,16 @@ struct quality_service::monitored {
     label_seq = j.at("label_seq").get<uint64_t>();
     now = j.at("now").get<int64_t>();
     predicted_until = j.at("predicted_until").get<int64_t>();
-    if (drift && !j.at("drift").is_null() && !drift->restore(j.at("drift")))
-      warn("the drift window or step changed since the state was saved: drift starts afresh");
+    // Each window restores from the saved one of its length (and step); a window the
+    // definitions added since starts afresh.
+    for (auto& d : drifts) {
+      bool restored = false;
+      for (const auto& saved : j.at("drifts")) restored = restored || d->restore(saved);
+      if (!restored)
+        warn(
+            "no saved drift window of this length and step (the definitions changed): that "
+            "window starts afresh");
+    }
   }
   void add(const std::vector<monitoring::labelled_pair>& pairs) {
     for (auto& p : pairs) {
@@ -202,15 +214,15 @@ struct quality_service::monitored {
       key += "@" + std::to_string(r.prediction_time);
       join.prediction(key, model->name, r.version, r.stage, r.score, r.prediction_time, out);
     }
-    if (drift) drift->advance(predicted_until);
+    for (auto& d : drifts) d->advance(predicted_until);
     add(out);
   }
   // The logged vector and score into the drift windows of its version (whose reference is read
   // from the registry the first time the version is seen).
   void on_vector(const monitoring::logged_prediction& r) {
-    if (!drift || r.version == 0 || r.prediction_time <= 0) return;
-    if (!drift->knows(r.version)) load_reference(r.version);
-    drift->add(r.version, r.prediction_time, r.vector, r.score);
+    if (drifts.empty() || r.version == 0 || r.prediction_time <= 0) return;
+    if (!drifts.front()->knows(r.version)) load_reference(r.version);
+    for (auto& d : drifts) d->add(r.version, r.prediction_time, r.vector, r.score);
     predicted_until = std::max(predicted_until, r.prediction_time);
   }
   void load_reference(uint32_t version) {
@@ -223,14 +235,15 @@ struct quality_service::monitored {
     }
     const auto& ref = (*rec)["reference"];
     if (!ref.is_object() || !ref.contains("inputs") || !ref["inputs"].is_array()) {
-      drift->set_no_reference(version, "no reference distributions recorded (imported?)");
+      for (auto& d : drifts)
+        d->set_no_reference(version, "no reference distributions recorded (imported?)");
       return;
     }
     std::vector<monitoring::drift_reference> inputs;
     for (auto& x : ref["inputs"]) {
       auto r = monitoring::reference_from_json(x);
       if (!r) {
-        drift->set_no_reference(version, r.error_message());
+        for (auto& d : drifts) d->set_no_reference(version, r.error_message());
         return;
       }
       inputs.push_back(std::move(r.value()));
@@ -243,7 +256,7 @@ struct quality_service::monitored {
         score->name = "score";
       }
     }
-    drift->set_reference(version, std::move(inputs), std::move(score));
+    for (auto& d : drifts) d->set_reference(version, inputs, score);
   }
   // One event message of the label stream.
   void on_events(const std::string& data) {
@@ -308,13 +321,16 @@ result<std::unique_ptr<quality_service>> quality_service::start(deps d) {
     jo.max_label_delay_us = m.monitor.max_label_delay_us;
     jo.label_grace_us = m.monitor.label_grace_us;
     monitoring::drift_monitor::options dopt;
-    dopt.window_us = m.monitor.drift_window_us;
     dopt.step_us = m.monitor.drift_step_us;
     dopt.config.false_alarm_rate = m.monitor.drift_false_alarm_rate;
     dopt.config.min_psi = m.monitor.drift_min_psi;
     auto afresh = [&] {
       mm->join = monitoring::label_join(jo);
-      mm->drift = std::make_unique<monitoring::drift_monitor>(dopt);
+      mm->drifts.clear();
+      for (const int64_t w : m.monitor.drift_windows_us) {
+        dopt.window_us = w;
+        mm->drifts.push_back(std::make_unique<monitoring::drift_monitor>(dopt));
+      }
       mm->windows.clear();
       mm->plog_seq = mm->label_seq = 0;
       mm->now = mm->predicted_until = 0;
@@ -645,9 +661,9 @@ quality_service::model_status quality_service::status_of(const monitored& m) con
     x.level = monitoring::level_name(t.rates.judge(wall));
     ms.slos.push_back(std::move(x));
   }
-  if (m.drift) {
-    ms.drift = m.drift->status();
-    ms.drift_mismatched = m.drift->mismatched();
+  for (auto& d : m.drifts) {
+    for (auto& v : d->status()) ms.drift.push_back(std::move(v));
+    ms.drift_mismatched = d->mismatched();
   }
   const arm* production = nullptr;
   const arm* canary = nullptr;
@@ -736,6 +752,7 @@ void quality_service::fill_status(wire::NodeStatus::Builder st) const {
       d.setAt(x.at_us);
       d.setPredictions(x.n);
       d.setTests(x.tests);
+      d.setWindow(x.window_us);
       auto vl = d.initValues(static_cast<unsigned>(x.values.size()));
       for (size_t i = 0; i < x.values.size(); ++i) {
         auto v = vl[static_cast<unsigned>(i)];

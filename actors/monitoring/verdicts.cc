@@ -84,6 +84,14 @@ head_view read_head(const nlohmann::json& j) {
 // no longer has the stage it was about, or there is enough data to say so. A monitor that has just
 // (re)started knows nothing yet: it must not resolve what an earlier one raised (it would fire
 // again once it knows, twice for one problem).
+// The drift alert of one version and window: drift.<model>.v<N>, and with several windows declared
+// drift.<model>.v<N>.<window> (e.g. .1h).
+std::string drift_key(const model_def& model, uint32_t version, int64_t window_us) {
+  std::string key = spec_of("drift", "ticket", model.name, version).key;
+  if (model.monitor.drift_windows_us.size() > 1) key += "." + format_duration(window_us);
+  return key;
+}
+
 bool judged_clear(const alert& a, const model_def& model, const quality_service::model_status& st,
                   uint32_t production, uint32_t canary) {
   const auto dot = a.spec.key.rfind(".v");
@@ -101,9 +109,14 @@ bool judged_clear(const alert& a, const model_def& model, const quality_service:
     return prod && prod->pairs >= min_pairs;
   }
   if (v != production && v != canary) return true;  // drift of a version no longer served
-  for (auto& d : st.drift)
-    if (d.version == v) return d.tests >= 5;  // the alarm's n windows seen since (re)start
-  return false;
+  bool version_seen = false;
+  for (auto& d : st.drift) {
+    if (d.version != v) continue;
+    version_seen = true;
+    if (drift_key(model, v, d.window_us) == a.spec.key)
+      return d.tests >= 5;  // the alarm's n windows seen since (re)start
+  }
+  return version_seen;  // seen, but not this window: no longer declared
 }
 
 }  // namespace
@@ -222,12 +235,18 @@ std::vector<std::pair<std::string, uint32_t>> judge(const model_def& model,
                         {"mean_shift_sd", r.result.mean_shift_sd},
                         {"contribution", r.contribution}});
     }
-    raise(spec_of("drift", "ticket", model.name, d.version),
+    alert_spec spec = spec_of("drift", "ticket", model.name, d.version);
+    spec.key = drift_key(model, d.version, d.window_us);
+    raise(spec,
           std::to_string(d.alarming.size()) + " value(s) of " + model.name + " v" +
               std::to_string(d.version) + " drifted from the training reference over the " +
-              std::to_string(d.n) + " predictions of the window to " + format_timestamp(d.at_us) +
-              ": " + list,
-          {{"version", d.version}, {"at_us", d.at_us}, {"predictions", d.n}, {"values", values}});
+              std::to_string(d.n) + " predictions of the " + format_duration(d.window_us) +
+              " window to " + format_timestamp(d.at_us) + ": " + list,
+          {{"version", d.version},
+           {"window_us", d.window_us},
+           {"at_us", d.at_us},
+           {"predictions", d.n},
+           {"values", values}});
   }
 
   // The model's other alerts, raised earlier (by this node or an earlier leader), resolve.

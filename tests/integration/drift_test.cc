@@ -9,6 +9,9 @@
 // still filling up during the reference week.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <map>
+
 #include <nlohmann/json.hpp>
 
 #include "serving_support.h"
@@ -25,14 +28,15 @@ struct distance_drift {
   double mean_shift = 0;
 };
 
-distance_drift read_distance(client::connection& c) {
+// (window_us 0: any window; the last listed.)
+distance_drift read_distance(client::connection& c, int64_t window_us = 0) {
   distance_drift out;
   auto st = c.status();
   if (!st) return out;
   for (auto q : (*st)->getQuality()) {
     if (q.getModel() != "late_mlp") continue;
     for (auto d : q.getDrift()) {
-      if (d.getVersion() != 1) continue;
+      if (d.getVersion() != 1 || (window_us != 0 && d.getWindow() != window_us)) continue;
       out.tests = d.getTests();
       int i = 0;
       for (auto v : d.getValues()) {
@@ -138,6 +142,59 @@ TEST(LiveDrift, AShiftedInputAlarmsOnlyAfterTheChangeAndTheDriftIsOneAlert) {
       std::chrono::seconds(60)))
       << compared;
   EXPECT_EQ(mismatched, 0u);
+}
+
+// Several windows (drift_window = { "6h", "12h" }): each is tested on its own, the distance
+// alarms in both after the change, and each window has its own alert, fired once.
+TEST(LiveDrift, EachDeclaredWindowIsTestedAndAlertsOnItsOwn) {
+  serving_node s("",
+                 "monitor = { drift_window = { \"6h\", \"12h\" }, drift_step = \"1h\", "
+                 "skew_every = \"0s\" },");
+  ASSERT_TRUE(s.ready);
+  auto& c = *s.c;
+  ASSERT_TRUE(serves(c, "late_mlp", 1));
+  constexpr int64_t h = 3600LL * 1000000;
+  std::vector<const flight*> day1, day2;
+  for (const flight& f : slice()) {
+    if (f.time >= kJan8 && f.time < kJan8 + 24 * h) day1.push_back(&f);
+    if (f.time >= kJan8 + 24 * h && f.time < kJan8 + 48 * h) day2.push_back(&f);
+  }
+  auto by_time = [](const flight* a, const flight* b) { return a->time < b->time; };
+  std::sort(day1.begin(), day1.end(), by_time);
+  std::sort(day2.begin(), day2.end(), by_time);
+  for (auto [day, scale] : {std::pair{&day1, 1.0}, {&day2, 5.0}})
+    for (size_t at = 0; at < day->size(); at += 100) {
+      std::vector<client::example> ex;
+      for (size_t i = at; i < std::min(day->size(), at + 100); ++i) {
+        flight f = *(*day)[i];
+        f.distance *= scale;
+        ex.push_back(departure(f));
+      }
+      auto r = c.predict("late_mlp", ex);
+      ASSERT_TRUE(r) << failure_text(r);
+    }
+  for (int64_t w : {6 * h, 12 * h})
+    ASSERT_TRUE(eventually([&] { return read_distance(c, w).alarming; }, std::chrono::seconds(60)))
+        << "window " << w / h << "h: " << read_distance(c, w).tests << " tests";
+  // More windows are tested in 6 h windows than in 12 h ones (each once a full window is behind).
+  EXPECT_GT(read_distance(c, 6 * h).tests, read_distance(c, 12 * h).tests);
+  std::map<std::string, int> fired;
+  ASSERT_TRUE(eventually(
+      [&] {
+        fired.clear();
+        for (auto& t : nlohmann::json::parse(c.alert_log(0)->first, nullptr, false))
+          if (t.value("state", "") == "firing") ++fired[t.value("key", "")];
+        return fired.count("drift.late_mlp.v1.6h") && fired.count("drift.late_mlp.v1.12h");
+      },
+      std::chrono::seconds(60)))
+      << c.alert_log(0)->first;
+  EXPECT_EQ(fired["drift.late_mlp.v1.6h"], 1);
+  EXPECT_EQ(fired["drift.late_mlp.v1.12h"], 1);
+  EXPECT_EQ(fired.count("drift.late_mlp.v1"), 0u);
+  std::string out;
+  run_cli("status --rpc " + s.h->rpc(), &out);
+  EXPECT_NE(out.find("drift v1: 6h window"), std::string::npos) << out;
+  EXPECT_NE(out.find("drift v1: 12h window"), std::string::npos) << out;
 }
 
 }  // namespace

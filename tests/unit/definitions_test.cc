@@ -169,4 +169,46 @@ view { name = "v", entity = "e", stream = "s", features = { count { "n", window 
       std::string::npos);
 }
 
+TEST(Definitions, DriftWindowsAreOneDurationOrAListOfThem) {
+  const std::string base = R"lua(
+stream { name = "s", time_field = "t", fields = { t = "timestamp", x = "float", k = "text" } }
+entity { name = "e", key = "k" }
+view { name = "v", entity = "e", stream = "s", features = { count { "n", window = "1h" } } }
+label { name = "l", stream = "s", entity = "e", value = "x > 1", features = { "v" } }
+)lua";
+  const std::string split =
+      R"(split = { train = { "2001-01-01", "2001-02-01" }, validation = { "2001-02-01", "2001-03-01" }, test = { "2001-03-01", "2001-04-01" } })";
+  auto load = [&](const std::string& monitor) {
+    return definitions::load_string(base + "model { name = \"m\", label = \"l\", " + split +
+                                        ", monitor = { " + monitor + " } }",
+                                    "d.lua");
+  };
+  auto windows = [&](const std::string& monitor) {
+    auto r = load(monitor);
+    EXPECT_TRUE(r.ok()) << r.error_message();
+    return r.ok() ? (*r)->models().at(0).monitor.drift_windows_us : std::vector<int64_t>{};
+  };
+  auto err = [&](const std::string& monitor) {
+    auto r = load(monitor);
+    return r.ok() ? std::string("<loaded>") : r.error_message();
+  };
+  constexpr int64_t h = 3600LL * 1000000;
+  EXPECT_EQ(windows(""), std::vector<int64_t>{24 * h});
+  EXPECT_EQ(windows(R"(drift_window = "12h")"), std::vector<int64_t>{12 * h});
+  EXPECT_EQ(windows(R"(drift_window = { "1h", "1d" }, drift_step = "1h")"),
+            (std::vector<int64_t>{h, 24 * h}));
+  EXPECT_EQ(
+      load(R"(drift_window = { "1h", "1d" })").value()->models().at(0).monitor.drift_window_us,
+      h);  // the first
+  EXPECT_NE(err(R"(drift_window = { "1h", "1h" })").find("twice"), std::string::npos);
+  EXPECT_NE(
+      err(R"(drift_window = { "1h", 5 })").find("drift_window[2] must be a positive duration"),
+      std::string::npos);
+  EXPECT_NE(err(R"(drift_window = {})").find("1 to 4 durations"), std::string::npos);
+  EXPECT_NE(err(R"(drift_window = { "30m", "1d" }, drift_step = "1h")").find("must divide each"),
+            std::string::npos);
+  EXPECT_NE(err(R"(drift_window = "soon")").find("drift_window must be a positive duration"),
+            std::string::npos);
+}
+
 }  // namespace tessera
