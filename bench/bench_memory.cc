@@ -80,6 +80,15 @@ int main(int argc, char** argv) {
               static_cast<unsigned long long>((*nd)->events_applied()), applied_s, after,
               after - before);
   std::printf("  memory per active entity: %.0f bytes (goal <= 2048), %zu entities\n", per, 2 * n);
+  // What malloc holds for the program (in use) against what it keeps (arenas' free space):
+  // tells live data from fragmentation.
+  const struct mallinfo2 mi = mallinfo2();
+  std::printf(
+      "  malloc: %.1f MiB in use (%.0f bytes per entity), %.1f MiB free in its arenas, "
+      "%.1f MiB mapped\n",
+      static_cast<double>(mi.uordblks + mi.hblkhd) / 1048576.0,
+      static_cast<double>(mi.uordblks + mi.hblkhd) / static_cast<double>(2 * n),
+      static_cast<double>(mi.fordblks) / 1048576.0, static_cast<double>(mi.hblkhd) / 1048576.0);
   if (idle_ms < 60000) {  // the actors stop after idle_ms; what stays is the stores' part
     std::this_thread::sleep_for(std::chrono::milliseconds(2 * idle_ms + 3000));
     malloc_trim(0);
@@ -89,6 +98,10 @@ int main(int argc, char** argv) {
         "(+%.1f MiB over the idle node = %.0f bytes per entity)\n",
         static_cast<long long>(idle_ms), idle, idle - before,
         (idle - before) * 1048576.0 / static_cast<double>(2 * n));
+    const struct mallinfo2 mi2 = mallinfo2();
+    std::printf("  malloc then: %.1f MiB in use (%.0f bytes per entity)\n",
+                static_cast<double>(mi2.uordblks + mi2.hblkhd) / 1048576.0,
+                static_cast<double>(mi2.uordblks + mi2.hblkhd) / static_cast<double>(2 * n));
   }
   (*nd)->stop();
   return 0;
