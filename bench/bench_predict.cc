@@ -33,6 +33,8 @@
 #include <thread>
 
 #include "bench_common.h"
+#include "bus.h"
+#include "cluster/kv.h"
 #include "tessera/client.h"
 #include "tessera/node.h"
 #include "time_util.h"
@@ -749,13 +751,19 @@ int main(int argc, char** argv) {
     predicted = dead = 0;
     for (auto f : st->getFollows()) predicted += f.getPredicted(), dead += f.getDeadLettered();
   };
+  // The monitor's saved state of late_mlp erased (state_store.h: the manifest in TSR_MONITOR).
+  auto forget_monitor_state = [&] {
+    auto b = must(bus::connect({nd->nats_url(), "bench-forget"}), "connect");
+    auto kv = must(kv_bucket::open(b->jetstream(), {"TSR_MONITOR", 0, 1, 1}), "TSR_MONITOR");
+    (void)kv->erase("late_mlp");
+  };
   // forget_monitor: without its saved state the monitor reads from the restart on, so that an
   // "on" segment measures keeping up, not catching up on the "off" segments' predictions.
   auto restart = [&](const std::string& defs, bool forget_monitor = false) {
     c.reset();
+    if (forget_monitor) forget_monitor_state();  // before the stop's own save: erased after it
     nd->stop();
     nd.reset();
-    if (forget_monitor) std::filesystem::remove_all(cfg.data_dir + "/monitor");
     cfg.definitions = defs;
     cfg.prediction_log = true;
     nd = must(node::start(cfg), "node restart");

@@ -389,6 +389,8 @@ int run_status(const status_args& a) {
                                 {"canary_log_loss_p", q.getCanaryLogLossP()},
                                 {"canary_auc_p", q.getCanaryAucP()},
                                 {"verdicts", q.getVerdicts()},
+                                {"owner", q.getOwner().cStr()},
+                                {"owned", q.getOwned()},
                                 {"state",
                                  {{"saved_at", q.getSavedAt()},
                                   {"saved_predictions", q.getSavedPredictions()},
@@ -497,6 +499,11 @@ int run_status(const status_args& a) {
           human(f.getRetried()).c_str(), human(f.getPending()).c_str(), f.getLagP50Ms(),
           f.getLagP99Ms());
     for (auto q : st.getQuality()) {
+      if (!q.getOwned()) {  // another node computes it (one per model)
+        std::printf("quality %s: computed on node %s\n", q.getModel().cStr(),
+                    q.getOwner().size() ? q.getOwner().cStr() : "(none yet)");
+        continue;
+      }
       std::printf(
           "quality %s: %s predictions, %s labels, %s joined, %s waiting; unlabelled %s, late %s, "
           "unmatched labels %s, duplicate labels %s\n",

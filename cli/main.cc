@@ -99,8 +99,8 @@ int main(int argc, char** argv) {
                        "back-off; one node of the cluster delivers each)");
   node_cmd
       ->add_option("--monitor-save-ms", nc.monitor_save_ms,
-                   "save each monitored model's state (label join, pairs, drift windows) to the "
-                   "data dir this often; a restart resumes from it")
+                   "save each monitored model's state (label join, pairs, drift windows) to "
+                   "JetStream this often; whoever computes the model next resumes from it")
       ->check(CLI::Range(int64_t{100}, int64_t{3600} * 1000))
       ->capture_default_str();
   node_cmd->add_flag("--no-prediction-log", no_prediction_log,

@@ -262,7 +262,6 @@ result<std::unique_ptr<node>> node::start(const node_config& given) {
   qd.view = im->view.get();
   qd.replicas = cfg.replicas;
   qd.webhook = cfg.alert_webhook;
-  qd.state_dir = (fs::path(cfg.data_dir) / "monitor").string();
   qd.save_every = std::chrono::milliseconds(std::max<int64_t>(100, cfg.monitor_save_ms));
   if (inference_service* inf = im->inference.get()) {
     qd.skew = [inf](const std::string& model, size_t sample) { return inf->skew(model, sample); };

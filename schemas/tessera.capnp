@@ -244,6 +244,10 @@ struct ModelQuality {
   savedAt @23 :Int64;
   savedPredictions @24 :UInt64;
   restoredAt @25 :Int64;
+  # The node that computes this model's monitoring (one per model, spread over the live members);
+  # the figures above are that node's: on any other node they are empty.
+  owner @26 :Text;
+  owned @27 :Bool;
 }
 
 struct SloState {

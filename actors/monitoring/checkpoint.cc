@@ -1,14 +1,6 @@
 #include "checkpoint.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstdio>
-#include <cstring>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <stdexcept>
 
 #include "drift.h"
@@ -19,40 +11,17 @@ namespace tessera::monitoring {
 
 using nlohmann::json;
 
-status save_state(const std::string& path, const json& doc) {
+std::string encode_state(const json& doc) {
   const std::vector<std::uint8_t> bytes = json::to_msgpack(doc);
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return make_error("cannot write " + tmp + ": " + std::strerror(errno));
-  size_t at = 0;
-  while (at < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + at, bytes.size() - at);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const std::string why = std::strerror(errno);
-      ::close(fd);
-      return make_error("cannot write " + tmp + ": " + why);
-    }
-    at += static_cast<size_t>(n);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0)
-    return make_error("cannot write " + tmp + ": " + std::strerror(errno));
-  if (std::rename(tmp.c_str(), path.c_str()) != 0)
-    return make_error("cannot replace " + path + ": " + std::strerror(errno));
-  return ok_status();
+  return std::string(bytes.begin(), bytes.end());
 }
 
-result<json> load_state(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return make_error("no saved state at " + path, errc::not_found);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  const std::string bytes = ss.str();
+result<json> decode_state(const std::string& bytes) {
   json j = json::from_msgpack(bytes, true, false);
   if (j.is_discarded() || !j.is_object())
-    return make_error(path + " is not a saved monitor state (" + std::to_string(bytes.size()) +
-                          " bytes that do not decode)",
-                      errc::invalid);
+    return make_error(
+        "not a saved monitor state (" + std::to_string(bytes.size()) + " bytes that do not decode)",
+        errc::invalid);
   return j;
 }
 

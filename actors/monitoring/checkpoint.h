@@ -1,15 +1,15 @@
-// The monitor's state on the node's disk (issue 17: "a monitoring actor that crashes restarts
-// from persisted state, nothing counted twice"). The quality service saves each monitored
-// model's whole state — the label join, the pairs of every arm, the drift windows and alarms —
-// together with the stream sequences of the last prediction-log and label messages it applied,
-// in one file written atomically (a temporary file, fsync, rename). After a restart, clean or
-// SIGKILL, it loads the file and reads both streams from those sequences + 1: messages applied
-// before the save are not applied again and those after it are applied once — the shards'
-// rule (state and sequence stored together), with a file instead of a WriteBatch.
+// The monitor's saved state (issue 17: "a monitoring actor that crashes restarts from persisted
+// state, nothing counted twice"). The quality service saves each monitored model's whole state —
+// the label join, the pairs of every arm, the drift windows and alarms — together with the
+// stream sequences of the last prediction-log and label messages it applied, as one document
+// (state_store.h keeps it in JetStream). Whoever computes the model next — the same node after a
+// restart, clean or SIGKILL, or another node after this one died — loads it and reads both
+// streams from those sequences + 1: messages applied before the save are not applied again and
+// those after it are applied once — the shards' rule (state and sequence stored together).
 //
 // The components' save()/restore() (label_join.h, drift.h, drift_monitor.h) are defined in
-// checkpoint.cc, next to the file's format: MessagePack of one JSON document (NaN scores and
-// 64-bit integers kept exactly).
+// checkpoint.cc, next to the format: MessagePack of one JSON document (NaN scores and 64-bit
+// integers kept exactly).
 // Thread safety: none; the service calls these from the model's own thread.
 #pragma once
 #include <string>
@@ -20,10 +20,8 @@
 
 namespace tessera::monitoring {
 
-// Replaces `path` with `doc` as a whole: a reader sees the old file or the new one.
-status save_state(const std::string& path, const nlohmann::json& doc);
-// The document saved at `path`: not_found when there is none; invalid when it does not decode
-// (a node then starts that model afresh and says so).
-result<nlohmann::json> load_state(const std::string& path);
+// The bytes of a saved state (MessagePack of `doc`), and back: invalid when they do not decode.
+std::string encode_state(const nlohmann::json& doc);
+result<nlohmann::json> decode_state(const std::string& bytes);
 
 }  // namespace tessera::monitoring

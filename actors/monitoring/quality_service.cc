@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <cmath>
 #include <deque>
-#include <filesystem>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -24,9 +23,11 @@
 #include "definitions.h"
 #include "drift_monitor.h"
 #include "expr.h"
+#include "hash.h"
 #include "logged_prediction.h"
 #include "metrics.h"
 #include "slo.h"
+#include "state_store.h"
 #include "time_util.h"
 #include "verdicts.h"
 #include "webhook.h"
@@ -114,12 +115,36 @@ struct quality_service::monitored {
   std::vector<slo_tracker> slos;
   log_limiter limiter{std::chrono::seconds(10)};
   uint64_t bad = 0;
-  // Saved state (checkpoint.h): the stream sequences of the last prediction-log and label
-  // messages applied, where it is saved, when it was saved and restored (wall µs, 0: never).
+  // Saved state (checkpoint.h, state_store.h): the stream sequences of the last prediction-log
+  // and label messages applied, when it was saved and restored (wall µs, 0: never).
   uint64_t plog_seq = 0, label_seq = 0;
-  std::string state_path;  // empty: not saved
   int64_t saved_at = 0, restored_at = 0;
   uint64_t saved_predictions = 0, saved_seq = 0;
+  // Which node computes the model (owner_of); this one while `owned` (its consumers open).
+  std::string owner;
+  bool owned = false;
+
+  // Empty state, as at a first start (the caller holds mu or is the only one to touch it).
+  void reset() {
+    monitoring::label_join::options jo;
+    jo.max_label_delay_us = model->monitor.max_label_delay_us;
+    jo.label_grace_us = model->monitor.label_grace_us;
+    join = monitoring::label_join(jo);
+    monitoring::drift_monitor::options dopt;
+    dopt.step_us = model->monitor.drift_step_us;
+    dopt.config.false_alarm_rate = model->monitor.drift_false_alarm_rate;
+    dopt.config.min_psi = model->monitor.drift_min_psi;
+    drifts.clear();
+    for (const int64_t w : model->monitor.drift_windows_us) {
+      dopt.window_us = w;
+      drifts.push_back(std::make_unique<monitoring::drift_monitor>(dopt));
+    }
+    windows.clear();
+    plog_seq = label_seq = 0;
+    now = predicted_until = 0;
+    saved_at = restored_at = 0;
+    saved_predictions = saved_seq = 0;
+  }
 
   // The whole state with the sequences it covers (the caller holds mu).
   nlohmann::json save() const {
@@ -299,6 +324,9 @@ result<std::unique_ptr<quality_service>> quality_service::start(deps d) {
     auto al = alert_store::open(q->d_.nats->jetstream(), ao);
     if (!al) return make_error("monitor: alerts: " + al.error_message());
     q->alerts_ = std::move(al.value());
+    auto states = monitor_state_store::open(q->d_.nats->jetstream(), q->d_.replicas);
+    if (!states) return make_error("monitor: " + states.error_message());
+    q->states_ = std::move(states.value());
     if (!q->d_.webhook.empty()) {
       auto wh = alert_webhook::start(q->d_.nats->jetstream(), q->d_.webhook);
       if (!wh) return make_error("monitor: " + wh.error_message());
@@ -317,54 +345,8 @@ result<std::unique_ptr<quality_service>> quality_service::start(deps d) {
       return make_error("model " + m.name + ": monitor: the label's entity " + mm->label->entity +
                         " has no plan on stream " + mm->label->stream);
     mm->key_fields = e->key_fields;
-    monitoring::label_join::options jo;
-    jo.max_label_delay_us = m.monitor.max_label_delay_us;
-    jo.label_grace_us = m.monitor.label_grace_us;
-    monitoring::drift_monitor::options dopt;
-    dopt.step_us = m.monitor.drift_step_us;
-    dopt.config.false_alarm_rate = m.monitor.drift_false_alarm_rate;
-    dopt.config.min_psi = m.monitor.drift_min_psi;
-    auto afresh = [&] {
-      mm->join = monitoring::label_join(jo);
-      mm->drifts.clear();
-      for (const int64_t w : m.monitor.drift_windows_us) {
-        dopt.window_us = w;
-        mm->drifts.push_back(std::make_unique<monitoring::drift_monitor>(dopt));
-      }
-      mm->windows.clear();
-      mm->plog_seq = mm->label_seq = 0;
-      mm->now = mm->predicted_until = 0;
-    };
-    afresh();
+    mm->reset();
     mm->registry = q->registry_.get();
-    if (!q->d_.state_dir.empty()) {
-      std::error_code ec;
-      std::filesystem::create_directories(q->d_.state_dir, ec);
-      if (ec) return make_error("monitor: cannot create " + q->d_.state_dir + ": " + ec.message());
-      mm->state_path = q->d_.state_dir + "/" + m.name + ".state";
-      q->restore(*mm, afresh);
-    }
-    const std::string label_stream = jetstream_name(mm->label->stream);
-    for (auto [stream, seq] :
-         {std::pair{std::string(kPredictionLog), &mm->plog_seq}, {label_stream, &mm->label_seq}}) {
-      // No saved state: from the stream's end on (as of now; a saved state may hold 0: nothing
-      // read yet). A saved sequence past the end: the stream was deleted and made again since;
-      // its old messages are gone, go on from its end.
-      auto last = last_sequence(*q->d_.nats, stream);
-      if (!last) return make_error("model " + m.name + ": monitor: " + last.error_message());
-      if (*seq > *last)
-        mm->warn(stream + " ends at " + std::to_string(*last) + ", before the saved state's " +
-                 std::to_string(*seq) + " (made again?): reading from its end");
-      if (mm->restored_at == 0 || *seq > *last) *seq = *last;
-    }
-    auto p = subscribe(*q->d_.nats, kPredictionLog, "tsr.plog." + m.name, mm->plog_seq + 1);
-    if (!p) return make_error("model " + m.name + ": monitor: " + p.error_message());
-    mm->preds = *p;
-    auto l = subscribe(*q->d_.nats, label_stream,
-                       stream_subject_prefix(mm->label->stream) + "." + mm->label->entity + ".>",
-                       mm->label_seq + 1);
-    if (!l) return make_error("model " + m.name + ": monitor: " + l.error_message());
-    mm->labels = *l;
     q->models_.push_back(std::move(mm));
   }
   for (auto& mm : q->models_)
@@ -386,10 +368,7 @@ result<std::unique_ptr<quality_service>> quality_service::start(deps d) {
 
 quality_service::~quality_service() {
   stop();
-  for (auto& m : models_) {
-    if (m->preds) natsSubscription_Destroy(m->preds);
-    if (m->labels) natsSubscription_Destroy(m->labels);
-  }
+  for (auto& m : models_) close(*m);
 }
 
 void quality_service::stop() {
@@ -398,23 +377,23 @@ void quality_service::stop() {
   for (auto& m : models_)
     if (m->thread.joinable()) {
       m->thread.join();
-      save(*m);  // a clean stop resumes where it stopped
+      if (m->owned) save(*m);  // whoever computes it next resumes where it stopped
     }
   if (background_.joinable()) background_.join();
 }
 
 void quality_service::save(monitored& m) {
-  if (m.state_path.empty()) return;
-  nlohmann::json doc;
+  if (!states_) return;
+  std::string bytes;
   uint64_t predictions = 0, seq = 0;
   {
     std::lock_guard<std::mutex> l(m.mu);
     if (m.saved_at != 0 && m.plog_seq + m.label_seq == m.saved_seq) return;  // nothing new
-    doc = m.save();
+    bytes = monitoring::encode_state(m.save());
     predictions = m.join.figures().predictions;
     seq = m.plog_seq + m.label_seq;
   }
-  const auto s = monitoring::save_state(m.state_path, doc);
+  const auto s = states_->save(m.model->name, bytes, d_.node_id);
   std::lock_guard<std::mutex> l(m.mu);
   if (!s) {
     m.warn("cannot save the monitor's state: " + s.error_message());
@@ -425,39 +404,128 @@ void quality_service::save(monitored& m) {
   m.saved_seq = seq;
 }
 
-void quality_service::restore(monitored& m, const std::function<void()>& afresh) {
-  auto doc = monitoring::load_state(m.state_path);
-  if (!doc) {
-    if (doc.error_code() != errc::not_found) m.warn(doc.error_message() + ": starting afresh");
-    return;
+void quality_service::close(monitored& m) {
+  if (m.preds) natsSubscription_Destroy(m.preds);
+  if (m.labels) natsSubscription_Destroy(m.labels);
+  m.preds = m.labels = nullptr;
+}
+
+tessera::status quality_service::acquire(monitored& m) {
+  std::unique_lock<std::mutex> l(m.mu);
+  m.reset();
+  l.unlock();
+  bool restored = false;
+  auto bytes = states_ ? states_->load(m.model->name)
+                       : result<std::optional<std::string>>(std::optional<std::string>());
+  if (!bytes) return make_error("cannot read the saved state: " + bytes.error_message());
+  if (bytes->has_value()) {
+    auto doc = monitoring::decode_state(**bytes);
+    l.lock();
+    try {
+      if (!doc) throw std::runtime_error(doc.error_message());
+      m.restore(*doc);
+      m.restored_at = m.saved_at = now_micros();
+      m.saved_predictions = m.join.figures().predictions;
+      m.saved_seq = m.plog_seq + m.label_seq;
+      restored = true;
+      spdlog::info(
+          "quality {}: state restored ({} predictions, {} labels read; resuming after "
+          "prediction-log message {} and label message {})",
+          m.model->name, m.join.figures().predictions, m.join.figures().labels, m.plog_seq,
+          m.label_seq);
+    } catch (const std::exception& e) {
+      m.reset();
+      m.warn(std::string("the saved state does not restore (") + e.what() + "): starting afresh");
+    }
+    l.unlock();
   }
-  try {
-    m.restore(*doc);
-    m.restored_at = m.saved_at = now_micros();
-    m.saved_predictions = m.join.figures().predictions;
-    m.saved_seq = m.plog_seq + m.label_seq;
-    spdlog::info(
-        "quality {}: state restored ({} predictions, {} labels read; resuming after "
-        "prediction-log message {} and label message {})",
-        m.model->name, m.join.figures().predictions, m.join.figures().labels, m.plog_seq,
-        m.label_seq);
-  } catch (const std::exception& e) {
-    afresh();
-    m.warn("the saved state " + m.state_path + " does not restore (" + e.what() +
-           "): starting afresh");
+  const std::string label_stream = jetstream_name(m.label->stream);
+  uint64_t from[2] = {m.plog_seq, m.label_seq};
+  int i = 0;
+  for (const std::string& stream : {std::string(kPredictionLog), label_stream}) {
+    // No saved state: from the stream's end on (as of now; a saved state may hold 0: nothing
+    // read yet). A saved sequence past the end: the stream was deleted and made again since;
+    // its old messages are gone, go on from its end.
+    auto last = last_sequence(*d_.nats, stream);
+    if (!last) return make_error(last.error_message());
+    uint64_t& seq = from[i++];
+    if (restored && seq > *last)
+      m.warn(stream + " ends at " + std::to_string(*last) + ", before the saved state's " +
+             std::to_string(seq) + " (made again?): reading from its end");
+    if (!restored || seq > *last) seq = *last;
   }
+  auto p = subscribe(*d_.nats, kPredictionLog, "tsr.plog." + m.model->name, from[0] + 1);
+  if (!p) return make_error(p.error_message());
+  auto lb =
+      subscribe(*d_.nats, label_stream,
+                stream_subject_prefix(m.label->stream) + "." + m.label->entity + ".>", from[1] + 1);
+  if (!lb) {
+    natsSubscription_Destroy(*p);
+    return make_error(lb.error_message());
+  }
+  l.lock();
+  m.plog_seq = from[0];
+  m.label_seq = from[1];
+  m.preds = *p;
+  m.labels = *lb;
+  m.owned = true;
+  return ok_status();
+}
+
+void quality_service::release(monitored& m) {
+  save(m);
+  close(m);
+  std::lock_guard<std::mutex> l(m.mu);
+  m.owned = false;
+  m.reset();
+}
+
+std::string quality_service::owner_of(const std::string& model) const {
+  if (!d_.view) return d_.node_id;
+  // Rendezvous hashing over the live members: each model has one owner, and a member's death
+  // moves only its own models.
+  std::string best;
+  uint64_t best_h = 0;
+  for (const auto& mi : d_.view->members()) {
+    if (!mi.alive || mi.leaving) continue;
+    const uint64_t h = stable_hash(model + "/" + mi.id);
+    if (best.empty() || h > best_h) best = mi.id, best_h = h;
+  }
+  return best;
 }
 
 void quality_service::run(monitored* m) {
   pthread_setname_np(pthread_self(), "tsr-monitor");  // its CPU is told apart (bench_predict)
   // Predictions first each round (a label finds its prediction waiting); at most 1000 messages
   // of each side per round, so that neither starves the other. The leader judges once a second.
+  // One node computes each model (owner_of): it reads both streams, judges once a second and
+  // saves the state; the others wait for the model to become theirs.
   auto next_verdict = std::chrono::steady_clock::now();
   auto next_save = next_verdict + d_.save_every;
+  auto next_owner_check = next_verdict;
   while (!stopping_) {
+    if (std::chrono::steady_clock::now() >= next_owner_check) {
+      next_owner_check = std::chrono::steady_clock::now() + std::chrono::milliseconds(250);
+      const std::string owner = owner_of(m->model->name);
+      {
+        std::lock_guard<std::mutex> l(m->mu);
+        m->owner = owner;
+      }
+      if (owner == d_.node_id && !m->owned) {
+        if (auto a = acquire(*m); !a) m->warn("cannot take the model over: " + a.error_message());
+      } else if (owner != d_.node_id && m->owned) {
+        spdlog::info("quality {}: now computed by {}", m->model->name,
+                     owner.empty() ? "nobody (no live member)" : owner);
+        release(*m);
+      }
+    }
+    if (!m->owned) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      continue;
+    }
     if (std::chrono::steady_clock::now() >= next_verdict) {
       next_verdict += std::chrono::seconds(1);
-      if (!d_.view || d_.view->leader() == d_.node_id) judge(*m);
+      judge(*m);
     }
     bool any = false;
     for (natsSubscription* sub : {m->preds, m->labels}) {
@@ -644,6 +712,8 @@ quality_service::model_status quality_service::status_of(const monitored& m) con
   ms.saved_at_us = m.saved_at;
   ms.restored_at_us = m.restored_at;
   ms.saved_predictions = m.saved_predictions;
+  ms.owner = m.owner;
+  ms.owned = m.owned;
   ms.skew_at_us = m.skew_at;
   ms.skew_compared = m.skew_compared;
   ms.skew_mismatched = m.skew_mismatched;
@@ -724,6 +794,8 @@ void quality_service::fill_status(wire::NodeStatus::Builder st) const {
     b.setSavedAt(m.saved_at_us);
     b.setRestoredAt(m.restored_at_us);
     b.setSavedPredictions(m.saved_predictions);
+    b.setOwner(m.owner);
+    b.setOwned(m.owned);
     b.setDriftMismatched(m.drift_mismatched);
     b.setSkewAt(m.skew_at_us);
     b.setSkewCompared(m.skew_compared);

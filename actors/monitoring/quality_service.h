@@ -15,17 +15,18 @@
 //     rules for late, duplicate, missing and early labels are label_join.h's, in event time
 //     (advanced to the latest label event time seen);
 //   - figures per (version, stage) over the latest `window` pairs (quality.h).
-// Every node that runs it reads every message (its own consumers): in a cluster each node
-// computes the whole model's figures, so a dead node takes nothing with it. Each node saves each
-// model's state (join, pairs, drift windows and alarms) with the stream sequences it covers to
-// its data dir (checkpoint.h) every few seconds and at stop; a restarted node — clean or
-// SIGKILLed — restores it and reads on from those sequences: nothing counted twice, nothing
-// forgotten.
-// Verdicts (quality_verdicts.cc): once a second the cluster's leader judges each model — a
+// One node computes each model: the owner, by rendezvous hashing of the model's name over the
+// live members (so monitoring is spread over the cluster and a member's death moves only its own
+// models). The owner reads both streams, keeps the state, judges, and saves the state with the
+// stream sequences it covers to JetStream (state_store.h) every `save_every` and when it stops
+// or hands the model over; the next owner — the same node restarted, clean or SIGKILLed, or
+// another node when this one died — restores it and reads on from those sequences: nothing
+// counted twice, nothing forgotten. Other nodes report only who computes it.
+// Verdicts (verdicts.cc): once a second the model's owner judges it — a
 // canary significantly worse than production, a production version below its objectives — and
 // raises, updates and resolves alerts (alert_store.h); with `rollback = true` it demotes the
 // canary or rolls production back (one conditional compare-and-swap of the registry: once, even
-// when a leader change makes two nodes judge).
+// when an owner change makes two nodes judge).
 // Skew: a thread of its own has the leader recompute each model's last logged vectors from the
 // offline log every monitor.skew_every (tessera skew), shown in status; too many differing
 // raises skew.<model> (ticket).
@@ -54,6 +55,7 @@ class bus;
 class cluster_view;
 class definitions;
 class model_registry;
+class monitor_state_store;
 
 class quality_service {
  public:
@@ -78,10 +80,8 @@ class quality_service {
     // This node's applied event batches, cumulative: (all, those at least `slow_us` from
     // JetStream storing them to committed); empty: no freshness objective is evaluated.
     std::function<std::pair<uint64_t, uint64_t>(double slow_us)> freshness;
-    // Where each monitored model's state is saved (checkpoint.h: <state_dir>/<model>.state),
-    // every `save_every` while it changes and at stop; empty: not saved (a restart starts
-    // afresh from the messages that arrive then).
-    std::string state_dir;
+    // How often the node computing a model saves its state (state_store.h) while it changes;
+    // also when it stops or hands the model over.
     std::chrono::milliseconds save_every{5000};
   };
   static result<std::unique_ptr<quality_service>> start(deps d);
@@ -105,6 +105,8 @@ class quality_service {
     uint64_t verdicts = 0;
     int64_t saved_at_us = 0, restored_at_us = 0;  // wall clock; 0: never
     uint64_t saved_predictions = 0;               // predictions the saved state counts
+    std::string owner;                            // the node computing the model
+    bool owned = false;                           // this one
     std::vector<monitoring::drift_monitor::version_drift> drift;
     uint64_t drift_mismatched = 0;
     int64_t skew_at_us = 0;
@@ -129,15 +131,19 @@ class quality_service {
   quality_service() = default;
   void run(monitored* m);
   model_status status_of(const monitored& m) const;
-  void judge(monitored& m);  // verdicts.h
-  void save(monitored& m);   // checkpoint.h
-  void restore(monitored& m, const std::function<void()>& afresh);
+  void judge(monitored& m);               // verdicts.h
+  void save(monitored& m);                // checkpoint.h, state_store.h
+  tessera::status acquire(monitored& m);  // restore the saved state, open the consumers
+  void release(monitored& m);             // save, close, forget
+  void close(monitored& m);
+  std::string owner_of(const std::string& model) const;
   void background();  // skew (leader, every skew_every) and objectives (every 10 s)
   void sample_skew(std::vector<int64_t>& next);
   void evaluate_slos();
   deps d_;
   std::unique_ptr<model_registry> registry_;
   std::shared_ptr<alert_store> alerts_;
+  std::unique_ptr<monitor_state_store> states_;
   std::unique_ptr<alert_webhook> webhook_;
   std::vector<std::unique_ptr<monitored>> models_;
   std::atomic<bool> stopping_{false};

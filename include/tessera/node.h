@@ -47,7 +47,7 @@ struct node_config {
   // Inference (actors/inference).
   bool prediction_log = true;          // log every prediction (sampled per model) to JetStream
   std::string alert_webhook;           // http://host:port/path: alert transitions POSTed there
-  int64_t monitor_save_ms = 5000;      // monitored models' state saved to the data dir this often
+  int64_t monitor_save_ms = 5000;      // monitored models' state saved to JetStream this often
   int predict_max_batch = 64;          // rows per forward pass
   int64_t predict_max_wait_us = 300;   // wait for announced rows (only when some are on their way)
   int64_t predict_deadline_ms = 1000;  // default deadline of a predict call

@@ -1,15 +1,12 @@
 // The monitor's saved state (actors/monitoring/checkpoint.h): a label join and a drift monitor
-// saved halfway through a stream to a file, loaded into new ones and fed the rest end exactly
-// where ones that never stopped end — every count, every pair, every drift figure and alarm;
-// a file that does not decode is refused, not half read.
+// saved halfway through a stream, encoded, decoded and loaded into new ones and fed the rest end
+// exactly where ones that never stopped end — every count, every pair, every drift figure and
+// alarm; bytes that do not decode are refused, not half read.
 #include "actors/monitoring/checkpoint.h"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <cstdio>
-#include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
 
@@ -21,18 +18,9 @@ namespace {
 
 constexpr int64_t kHour = 3600LL * 1000000, kDay = 24 * kHour;
 
-std::string temp_path(const std::string& name) {
-  return (std::filesystem::temp_directory_path() /
-          (name + "-" + std::to_string(::getpid()) + ".state"))
-      .string();
-}
-
-// A round trip through the file, as the service makes it.
-nlohmann::json through_file(const nlohmann::json& doc, const std::string& name) {
-  const std::string path = temp_path(name);
-  EXPECT_TRUE(save_state(path, doc));
-  auto back = load_state(path);
-  std::filesystem::remove(path);
+// A round trip through the saved bytes, as the service makes it.
+nlohmann::json through_bytes(const nlohmann::json& doc) {
+  auto back = decode_state(encode_state(doc));
   EXPECT_TRUE(back) << back.error_message();
   return back ? *back : nlohmann::json();
 }
@@ -90,7 +78,7 @@ TEST(Checkpoint, ALabelJoinRestoredHalfwayEndsWhereOneThatNeverStoppedEnds) {
   for (size_t i = 0; i < half; ++i) feed(first, in[i], now_split, first_pairs);
   ASSERT_GT(first.waiting_predictions(), 0u);  // something is in flight at the save
   label_join second(o);
-  second.restore(through_file(first.save(), "join"));
+  second.restore(through_bytes(first.save()));
   for (size_t i = half; i < in.size(); ++i) feed(second, in[i], now_split, second_pairs);
 
   const auto& a = whole.figures();
@@ -164,7 +152,7 @@ TEST(Checkpoint, ADriftMonitorRestoredHalfwayEndsWhereOneThatNeverStoppedEnds) {
   run(whole, 0, in.size());
   run(first, 0, half);
   drift_monitor second(o);
-  ASSERT_TRUE(second.restore(through_file(first.save(), "drift")));
+  ASSERT_TRUE(second.restore(through_bytes(first.save())));
   run(second, half, in.size());
 
   const auto a = whole.status(), b = second.status();
@@ -195,30 +183,20 @@ TEST(Checkpoint, ADriftMonitorRestoredHalfwayEndsWhereOneThatNeverStoppedEnds) {
   EXPECT_TRUE(third.status().empty());
 }
 
-TEST(Checkpoint, AFileThatDoesNotDecodeIsRefusedAndAMissingOneIsNotFound) {
-  const std::string path = temp_path("bad");
-  auto none = load_state(path);
-  ASSERT_FALSE(none);
-  EXPECT_EQ(none.error_code(), errc::not_found);
+TEST(Checkpoint, BytesThatDoNotDecodeAreRefusedAndAMalformedStateChangesNothing) {
   label_join j;
   std::vector<labelled_pair> out;
   j.prediction("a", "m", 1, "production", 0.5, kHour, out);
-  ASSERT_TRUE(save_state(path, j.save()));
-  const auto size = std::filesystem::file_size(path);
-  std::filesystem::resize_file(path, size / 2);  // a torn write
-  auto torn = load_state(path);
+  const std::string bytes = encode_state(j.save());
+  auto torn = decode_state(bytes.substr(0, bytes.size() / 2));  // a torn write
   ASSERT_FALSE(torn);
   EXPECT_EQ(torn.error_code(), errc::invalid);
-  {
-    std::ofstream out_file(path, std::ios::binary | std::ios::trunc);
-    out_file << "not a state";
-  }
-  EXPECT_FALSE(load_state(path));
+  EXPECT_FALSE(decode_state("not a state"));
+  EXPECT_FALSE(decode_state(""));
   // A document of another shape: restore throws and the join keeps what it had.
   EXPECT_ANY_THROW(j.restore(nlohmann::json{{"counts", {1, 2}}}));
   EXPECT_EQ(j.figures().predictions, 1u);
   EXPECT_EQ(j.waiting_predictions(), 1u);
-  std::filesystem::remove(path);
 }
 
 }  // namespace
