@@ -497,7 +497,7 @@ std::string quality_service::owner_of(const std::string& model) const {
 void quality_service::run(monitored* m) {
   pthread_setname_np(pthread_self(), "tsr-monitor");  // its CPU is told apart (bench_predict)
   // Predictions first each round (a label finds its prediction waiting); at most 1000 messages
-  // of each side per round, so that neither starves the other. The leader judges once a second.
+  // of each side per round, so that neither starves the other.
   // One node computes each model (owner_of): it reads both streams, judges once a second and
   // saves the state; the others wait for the model to become theirs.
   auto next_verdict = std::chrono::steady_clock::now();
