@@ -115,13 +115,7 @@ TEST(AutoRollback, ABadCanaryIsRolledBackOnceWithAnAlertAndAGoodOneStays) {
       std::chrono::seconds(60)));
 
   // 800 flights with distinct keys: 400 with the bad canary, 400 with the good one.
-  std::vector<const flight*> fl;
-  std::set<std::string> keys;
-  for (const flight& f : slice()) {
-    if (f.time < kJan8 || fl.size() == 800) continue;
-    if (keys.insert(f.origin + "-" + f.destination + "@" + std::to_string(f.time)).second)
-      fl.push_back(&f);
-  }
+  const std::vector<const flight*> fl = distinct_trips(800);
   ASSERT_EQ(fl.size(), 800u);
   const std::vector<const flight*> first(fl.begin(), fl.begin() + 400),
       second(fl.begin() + 400, fl.end());
@@ -241,13 +235,7 @@ TEST(AutoRollback, AProductionVersionMissingItsObjectiveAfterAPromotionGoesBackT
   ASSERT_TRUE(c.promote_model("trip_model", bad, "production"));  // good is the previous one
   ASSERT_TRUE(serves(c, "trip_model", bad));
 
-  std::vector<const flight*> fl;
-  std::set<std::string> keys;
-  for (const flight& f : slice()) {
-    if (f.time < kJan8 || fl.size() == 600) continue;
-    if (keys.insert(f.origin + "-" + f.destination + "@" + std::to_string(f.time)).second)
-      fl.push_back(&f);
-  }
+  const std::vector<const flight*> fl = distinct_trips(600);
   ASSERT_EQ(fl.size(), 600u);
   predict_then_label(c, {fl.begin(), fl.begin() + 300}, 0, 0, "labels-1");
   const std::string key = "quality_slo.trip_model.v" + std::to_string(bad);

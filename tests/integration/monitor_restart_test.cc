@@ -101,19 +101,6 @@ void import_model(const std::string& dir, const std::string& rpc,
   for (auto& r : rpcs) ASSERT_TRUE(serves(*open_client(r), "trip_model", *v)) << r;
 }
 
-// 300 flights with distinct keys (route and scheduled departure): 0..249 are predicted,
-// 0..199 and 250..299 labelled, 7 twice.
-std::vector<const flight*> flights_300() {
-  std::vector<const flight*> fl;
-  std::set<std::string> keys;
-  for (const flight& f : slice()) {
-    if (f.time < kJan8 || fl.size() == 300) continue;
-    if (keys.insert(f.origin + "-" + f.destination + "@" + std::to_string(f.time)).second)
-      fl.push_back(&f);
-  }
-  return fl;
-}
-
 void predict(const std::string& rpc, const std::vector<const flight*>& fl, size_t from, size_t to) {
   auto c = open_client(rpc);
   for (size_t at = from; at < to; at += 50) {
@@ -204,7 +191,8 @@ TEST(MonitorRestart, SigkilledNodesResumeFromTheSavedStateCountingNothingTwiceAn
   const std::string node_dir = dir.path + "/node";
   auto n = std::make_unique<node_process>(node_dir, "", "", kArgs, defs);
   import_model(dir.path, n->rpc(), {n->rpc()});
-  const auto fl = flights_300();
+  // 0..249 are predicted, 0..199 and 250..299 labelled, 7 twice.
+  const auto fl = distinct_trips(300);
   ASSERT_EQ(fl.size(), 300u);
 
   // 1. 150 predictions saved, 100 more read but (most likely) not saved yet: SIGKILL.
@@ -271,7 +259,8 @@ TEST(MonitorRestart, WhenTheNodeComputingAModelDiesTheOtherTakesItOverFromItsSav
   ASSERT_EQ(run_cli("status --rpc " + other_rpc, &out), 0) << out;
   EXPECT_NE(out.find("quality trip_model: computed on node " + owner), std::string::npos) << out;
 
-  const auto fl = flights_300();
+  // 0..249 are predicted, 0..199 and 250..299 labelled, 7 twice.
+  const auto fl = distinct_trips(300);
   ASSERT_EQ(fl.size(), 300u);
   predict(other_rpc, fl, 0, 150);
   ASSERT_TRUE(wait_for(owner_rpc, [](auto& f) { return f.saved_predictions == 150; }));

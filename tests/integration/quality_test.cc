@@ -36,13 +36,7 @@ TEST(Quality, LiveQualityFromDelayedLabelsEqualsBruteForceAndCountsWhatDidNotJoi
   ASSERT_TRUE(serves(c, "trip_model", *v));
 
   // 300 flights with distinct keys (route and scheduled departure).
-  std::vector<const flight*> fl;
-  std::set<std::string> keys;
-  for (const flight& f : slice()) {
-    if (f.time < kJan8 || fl.size() == 300) continue;
-    if (keys.insert(f.origin + "-" + f.destination + "@" + std::to_string(f.time)).second)
-      fl.push_back(&f);
-  }
+  const std::vector<const flight*> fl = distinct_trips(300);
   ASSERT_EQ(fl.size(), 300u);
   // Predicted: 0..249. Labelled: 0..199 and 250..299 (never predicted), 7 twice.
   std::vector<client::example> ex;

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <string>
 
@@ -131,6 +132,19 @@ label { name = "trip_late", stream = "trips", entity = "route", value = "delay >
         prediction_time = "date", features = { "trip_delay" }, on_demand = { distance = "distance" } }
 model { name = "trip_model", label = "trip_late", split = split, monitor = { )lua" +
          monitor + " } }\n";
+}
+
+// The first `n` flights from Jan 8 on with distinct join keys (route and scheduled departure):
+// the monitoring tests' departures, each labelled by its own arrival.
+inline std::vector<const flight*> distinct_trips(size_t n) {
+  std::vector<const flight*> fl;
+  std::set<std::string> keys;
+  for (const flight& f : slice()) {
+    if (f.time < kJan8 || fl.size() == n) continue;
+    if (keys.insert(f.origin + "-" + f.destination + "@" + std::to_string(f.time)).second)
+      fl.push_back(&f);
+  }
+  return fl;
 }
 
 // A trip's arrival (the label of its departure), `shift` µs later.
