@@ -202,9 +202,8 @@ TEST_F(alert_fixture, TheWebhookRetriesWithBackOffUntilTheReceiverTakesEachTrans
       std::chrono::seconds(60)));
   // A webhook counts a delivery once it has read the receiver's answer, after the receiver
   // recorded the body: wait for that too.
-  EXPECT_TRUE(eventually(
-      [&] { return (*wa)->counts().delivered + (*wb)->counts().delivered >= 2; },
-      std::chrono::seconds(30)));
+  EXPECT_TRUE(eventually([&] { return (*wa)->counts().delivered + (*wb)->counts().delivered >= 2; },
+                         std::chrono::seconds(30)));
   const auto ca = (*wa)->counts(), cb = (*wb)->counts();
   EXPECT_EQ(ca.delivered + cb.delivered, 2u);
   EXPECT_EQ(ca.retried + cb.retried, 2u);
