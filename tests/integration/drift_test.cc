@@ -53,6 +53,32 @@ distance_drift read_distance(client::connection& c, int64_t window_us = 0) {
   return out;
 }
 
+// The flights of day `d` after Jan 8 (0: Jan 8), in time order.
+std::vector<const flight*> day_of(int d) {
+  constexpr int64_t kDay = 86400LL * 1000000;
+  std::vector<const flight*> out;
+  for (const flight& f : slice())
+    if (f.time >= kJan8 + d * kDay && f.time < kJan8 + (d + 1) * kDay) out.push_back(&f);
+  std::sort(out.begin(), out.end(),
+            [](const flight* a, const flight* b) { return a->time < b->time; });
+  return out;
+}
+
+// Predicts every flight of `day` through late_mlp, 100 a call, the distance times `scale`.
+void predict_day(client::connection& c, const std::vector<const flight*>& day, double scale) {
+  for (size_t at = 0; at < day.size(); at += 100) {
+    std::vector<client::example> ex;
+    for (size_t i = at; i < std::min(day.size(), at + 100); ++i) {
+      flight f = *day[i];
+      f.distance *= scale;
+      ex.push_back(departure(f));
+    }
+    auto r = c.predict("late_mlp", ex);
+    ASSERT_TRUE(r) << failure_text(r);
+    for (auto& p : *r) ASSERT_TRUE(p.ok()) << p.error;
+  }
+}
+
 TEST(LiveDrift, AShiftedInputAlarmsOnlyAfterTheChangeAndTheDriftIsOneAlert) {
   serving_node s("",
                  "monitor = { drift_window = \"12h\", drift_step = \"1h\", skew_every = \"1s\", "
@@ -62,38 +88,17 @@ TEST(LiveDrift, AShiftedInputAlarmsOnlyAfterTheChangeAndTheDriftIsOneAlert) {
   ASSERT_TRUE(serves(c, "late_mlp", 1));
 
   // Jan 8 as it was, then Jan 9 with 5x the distance, in time order.
-  std::vector<const flight*> day1, day2;
-  for (const flight& f : slice()) {
-    if (f.time >= kJan8 && f.time < kJan8 + 86400LL * 1000000) day1.push_back(&f);
-    if (f.time >= kJan8 + 86400LL * 1000000 && f.time < kJan8 + 2 * 86400LL * 1000000)
-      day2.push_back(&f);
-  }
+  const auto day1 = day_of(0), day2 = day_of(1);
   ASSERT_GT(day1.size(), 1000u);
   ASSERT_GT(day2.size(), 1000u);
-  auto by_time = [](const flight* a, const flight* b) { return a->time < b->time; };
-  std::sort(day1.begin(), day1.end(), by_time);
-  std::sort(day2.begin(), day2.end(), by_time);
-  auto predict_all = [&](const std::vector<const flight*>& day, double scale) {
-    for (size_t at = 0; at < day.size(); at += 100) {
-      std::vector<client::example> ex;
-      for (size_t i = at; i < std::min(day.size(), at + 100); ++i) {
-        flight f = *day[i];
-        f.distance *= scale;
-        ex.push_back(departure(f));
-      }
-      auto r = c.predict("late_mlp", ex);
-      ASSERT_TRUE(r) << failure_text(r);
-      for (auto& p : *r) ASSERT_TRUE(p.ok()) << p.error;
-    }
-  };
-  predict_all(day1, 1);
+  predict_day(c, day1, 1);
   // The monitor has tested the day's full windows (one an hour, once 12 hours of predictions lie
   // behind): the distance is not alarming.
   ASSERT_TRUE(eventually([&] { return read_distance(c).tests >= 4; }, std::chrono::seconds(60)))
       << read_distance(c).tests;
   EXPECT_FALSE(read_distance(c).alarming);
 
-  predict_all(day2, 5);
+  predict_day(c, day2, 5);
   const bool alarmed = eventually(
       [&] {
         auto d = read_distance(c);
@@ -154,25 +159,8 @@ TEST(LiveDrift, EachDeclaredWindowIsTestedAndAlertsOnItsOwn) {
   auto& c = *s.c;
   ASSERT_TRUE(serves(c, "late_mlp", 1));
   constexpr int64_t h = 3600LL * 1000000;
-  std::vector<const flight*> day1, day2;
-  for (const flight& f : slice()) {
-    if (f.time >= kJan8 && f.time < kJan8 + 24 * h) day1.push_back(&f);
-    if (f.time >= kJan8 + 24 * h && f.time < kJan8 + 48 * h) day2.push_back(&f);
-  }
-  auto by_time = [](const flight* a, const flight* b) { return a->time < b->time; };
-  std::sort(day1.begin(), day1.end(), by_time);
-  std::sort(day2.begin(), day2.end(), by_time);
-  for (auto [day, scale] : {std::pair{&day1, 1.0}, {&day2, 5.0}})
-    for (size_t at = 0; at < day->size(); at += 100) {
-      std::vector<client::example> ex;
-      for (size_t i = at; i < std::min(day->size(), at + 100); ++i) {
-        flight f = *(*day)[i];
-        f.distance *= scale;
-        ex.push_back(departure(f));
-      }
-      auto r = c.predict("late_mlp", ex);
-      ASSERT_TRUE(r) << failure_text(r);
-    }
+  predict_day(c, day_of(0), 1);
+  predict_day(c, day_of(1), 5);
   for (int64_t w : {6 * h, 12 * h})
     ASSERT_TRUE(eventually([&] { return read_distance(c, w).alarming; }, std::chrono::seconds(60)))
         << "window " << w / h << "h: " << read_distance(c, w).tests << " tests";
