@@ -163,8 +163,8 @@ std::vector<std::string> store::known_entities(const shard_id& s) const {
   return out;
 }
 
-result<std::deque<record>> store::load_records(const shard_id& s, const std::string& key) const {
-  std::deque<record> out;
+result<std::vector<record>> store::load_records(const shard_id& s, const std::string& key) const {
+  std::vector<record> out;
   std::string prefix = "e/" + shard_part(s) + "/" + key;
   prefix.push_back('\0');
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));

@@ -54,7 +54,7 @@ class store {
   shard_meta load_meta(const shard_id& s) const;
   std::vector<std::string> known_entities(const shard_id& s) const;
   // Records of one entity in (time, seq, idx) order; error if a stored record is corrupt.
-  result<std::deque<record>> load_records(const shard_id& s, const std::string& key) const;
+  result<std::vector<record>> load_records(const shard_id& s, const std::string& key) const;
   std::optional<feature_vector> load_vector(const std::string& qualified_view, uint32_t shard,
                                             const std::string& key) const;
 

@@ -13,11 +13,8 @@
 //               shard_directory;
 //                                                    replies via callback)
 //               <- status_atom -> shard_status
-//               <- passivate_atom, std::string key  (from an idle entity)
-//   entity      <- apply_atom, shared_ptr<const vector<record>>, int64 prune_at, int64 clock ->
-//   entity_delta
-//               <- read_atom, uint32 view, int64 t -> feature_vector
-//               <- stop_atom                        (passivation: state is already persisted)
+//               <- crash_atom, std::string key -> bool  (test hook: the entity's next apply fails)
+//   (entities are not actors: the shard holds them, see entities.h)
 //
 // CAF messages never leave the process (nodes talk over NATS), so these types are allowed
 // unserialised with CAF_ALLOW_UNSAFE_MESSAGE_TYPE.
@@ -46,12 +43,10 @@ class cluster_view;
 class vector_cache;
 class validation_ledger;
 
-using apply_atom = caf::atom_constant<caf::atom("apply")>;
 using read_atom = caf::atom_constant<caf::atom("read")>;
 using status_atom = caf::atom_constant<caf::atom("status")>;
 using flush_atom = caf::atom_constant<caf::atom("flush")>;
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
-using passivate_atom = caf::atom_constant<caf::atom("passivate")>;
 using stop_atom = caf::atom_constant<caf::atom("stop")>;
 using restart_atom = caf::atom_constant<caf::atom("restart")>;
 using init_atom = caf::atom_constant<caf::atom("init")>;
@@ -95,7 +90,7 @@ struct record_id {
   uint32_t idx;
 };
 
-// An entity's answer to apply: what it pruned and its vectors at the new watermark.
+// What applying a batch changed in an entity: what it pruned and its vectors to store.
 struct entity_delta {
   std::string key;
   std::vector<record_id> pruned;
@@ -153,17 +148,12 @@ struct status_request {
   std::function<void(std::vector<shard_status>)> done;
 };
 
-using record_batch = std::shared_ptr<const std::vector<record>>;
-
 }  // namespace tessera
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tessera::delivery)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tessera::entity_delta)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tessera::shard_status)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tessera::shard_read)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tessera::status_request)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tessera::record_batch)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tessera::feature_vector)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<tessera::feature_vector>)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::deque<tessera::record>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tessera::context_ptr)

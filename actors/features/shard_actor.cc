@@ -4,7 +4,6 @@
 
 #include <algorithm>
 
-#include "entity_actor.h"
 #include "shard_apply.h"
 #include "shard_consumer.h"
 #include "shard_reads.h"
@@ -18,24 +17,22 @@ void shard_warn_limited(shard_self self, const std::string& what, const std::str
                  suppressed ? fmt::format(" ({} similar suppressed)", suppressed) : "");
 }
 
-caf::actor activate_entity(shard_self self, const std::string& key) {
+entity_table::entity& activate_entity(shard_self self, const std::string& key) {
   auto& s = self->state;
-  auto it = s.active.find(key);
-  if (it != s.active.end()) return it->second;
-  std::deque<record> recs;
-  if (s.known.count(key)) {
+  auto& slot = s.entities->slot(key);
+  if (slot.active) {
+    slot.last_used = std::chrono::steady_clock::now();
+    return slot;
+  }
+  std::vector<record> recs;
+  if (slot.persisted) {
     auto loaded = s.ctx->db->load_records(s.id, key);
     if (loaded)
       recs = std::move(loaded.value());
     else
       shard_warn_limited(self, "corrupt entity state", loaded.error_message());
   }
-  auto a = self->spawn<caf::linked>(entity_actor, key, s.plan, std::move(recs),
-                                    caf::actor_cast<caf::actor>(self), s.ctx->opts.entity_idle,
-                                    s.ctx->opts.materialize_every, s.ctx->cache, s.id.shard);
-  s.active.emplace(key, a);
-  s.by_addr.emplace(a.address(), key);
-  return a;
+  return s.entities->activate(key, std::move(recs));
 }
 
 caf::behavior shard_actor(shard_self self, context_ptr ctx, shard_id id) {
@@ -49,19 +46,7 @@ caf::behavior shard_actor(shard_self self, context_ptr ctx, shard_id id) {
     st.counts_stream_late = !plans.empty() && plans.front() == st.plan;
     for (auto* p : plans) st.stream_retention = std::max(st.stream_retention, p->retention_us);
   }
-
-  // Entities die with their shard (linked); the shard hears of entity exits here.
-  self->set_exit_handler([self](caf::exit_msg& m) {
-    auto& s = self->state;
-    auto it = s.by_addr.find(m.source);
-    if (it != s.by_addr.end()) {
-      auto a = s.active.find(it->second);
-      if (a != s.active.end() && a->second.address() == m.source) s.active.erase(a);
-      s.by_addr.erase(it);
-      return;
-    }
-    if (m.reason != caf::exit_reason::normal) self->quit(m.reason);
-  });
+  st.entities = std::make_unique<entity_table>(st.plan, ctx->cache, id.shard);
 
   shard_open_consumer(self);
   self->delayed_send(self, std::chrono::seconds(1), tick_atom::value);
@@ -78,19 +63,20 @@ caf::behavior shard_actor(shard_self self, context_ptr ctx, shard_id id) {
         self->state.flush_scheduled = false;
         shard_apply_pending(self);
       },
-      [=](tick_atom) { shard_on_tick(self); },
+      [=](tick_atom) {
+        shard_on_tick(self);
+        // Passivation: entities unused for entity_idle are dropped (their state is persisted).
+        auto& s = self->state;
+        const auto idle = s.ctx->opts.entity_idle;
+        const auto now = std::chrono::steady_clock::now();
+        if (now - s.last_passivation >= std::max<std::chrono::milliseconds>(idle / 4, {})) {
+          s.last_passivation = now;
+          if (size_t n = s.entities->passivate_idle(idle))
+            spdlog::debug("shard {}: passivated {} entities", s.id.name(), n);
+        }
+      },
       [=](watchdog_atom, int64_t pending, int64_t last, const std::string& error) {
         shard_on_watchdog(self, pending, last, error);
-      },
-      [=](passivate_atom, const std::string& key) {
-        auto& s = self->state;
-        if (s.inflight.count(key)) return;  // busy: it will time out again later
-        auto it = s.active.find(key);
-        if (it == s.active.end()) return;
-        spdlog::debug("shard {}: passivating {}", s.id.name(), key);
-        s.by_addr.erase(it->second.address());
-        self->send(it->second, stop_atom::value);
-        s.active.erase(it);
       },
       [=](read_atom, shard_read& req) { shard_serve_read(self, req); },
       [=](status_atom) -> shard_status {
@@ -99,17 +85,14 @@ caf::behavior shard_actor(shard_self self, context_ptr ctx, shard_id id) {
         out.id = s.id;
         out.meta = s.meta;
         out.lag = s.last_pending + s.pending.size();
-        out.active = static_cast<uint32_t>(s.active.size());
-        size_t passive = 0;
-        for (auto& k : s.known)
-          if (!s.active.count(k)) ++passive;
-        out.passivated = static_cast<uint32_t>(passive);
+        out.active = static_cast<uint32_t>(s.entities->active_count());
+        out.passivated = static_cast<uint32_t>(s.entities->passive_count());
         return out;
       },
       [=](crash_atom, const std::string& key) {
-        // Test hook: the entity's next apply throws, exercising one-for-one restart. Answers
-        // once the entity has taken it (so the caller's next events surely meet it).
-        return self->delegate(activate_entity(self, key), crash_atom::value);
+        // Test hook: the entity's next apply throws, exercising one-for-one restart.
+        activate_entity(self, key).TEST_crash_next = true;
+        return true;
       },
       [=](stop_atom) { self->quit(); },
   };

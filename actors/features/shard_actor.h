@@ -6,9 +6,9 @@
 // twice. It supervises its entity actors one-for-one (see README in this folder).
 // Its work is split by purpose, all of it on this actor (one message at a time, so the state
 // below needs no lock): shard_consumer.h (the consumer: opening, pulls, deliveries, watchdog),
-// shard_apply.h (a batch: judged, applied through the entities, committed), shard_reads.h
-// (reads). This file composes them and keeps the entity actors (activation, exits,
-// passivation).
+// shard_apply.h (a batch: judged, applied to its entities, committed), shard_reads.h
+// (reads), entities.h (the live entities). This file composes them and keeps the entities'
+// activation and passivation.
 #pragma once
 #include <chrono>
 #include <deque>
@@ -16,6 +16,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "entities.h"
 #include "messages.h"
 
 namespace tessera {
@@ -38,13 +39,12 @@ struct shard_state {
 
   // What is committed: loaded when the consumer is (re)opened, replaced by each commit.
   shard_meta meta;
-  std::unordered_set<std::string> known;  // entities with persisted state
 
-  // Entity actors (shard_actor.cc).
-  std::unordered_map<std::string, caf::actor> active;
-  std::unordered_map<caf::actor_addr, std::string> by_addr;
-  std::unordered_map<std::string, int> inflight;  // outstanding requests per entity (apply, reads)
+  // Its entities: which have persisted state, which are active (entities.h), and the recent
+  // failures of each.
+  std::unique_ptr<entity_table> entities;
   std::unordered_map<std::string, std::deque<std::chrono::steady_clock::time_point>> failures;
+  std::chrono::steady_clock::time_point last_passivation = std::chrono::steady_clock::now();
 
   // The consumer (shard_consumer.cc).
   bool ready = false;  // the consumer is open and its inbox subscribed
@@ -77,11 +77,6 @@ struct shard_state {
   bool flush_scheduled = false;
   bool applying = false;
   std::unique_ptr<apply_job> job;  // the batch being applied (set while `applying`)
-  std::unordered_map<std::string, int64_t>
-      log_pruned;  // offline-log cutoff last applied per entity
-  // Watermark of the batch being applied: its entities may already hold (and have pruned
-  // for) it before the commit, so reads use max(meta.watermark, inflight_watermark).
-  int64_t inflight_watermark = 0;
   // The latest time its entities pruned at (apply_job::prune_at: now for a live stream, the
   // shard's watermark for a replay one): a read at or before pruned_to - as_of_horizon may lack
   // records, so it is refused (shard_reads.h).
@@ -94,11 +89,8 @@ using shard_self = caf::stateful_actor<shard_state>*;
 
 caf::behavior shard_actor(shard_self self, context_ptr ctx, shard_id id);
 
-// How long the shard waits for an entity's answer (apply or read) before treating it as failed.
-inline constexpr auto kEntityRequestTimeout = std::chrono::seconds(30);
-
-// The entity actor of `key`, spawned (linked, from its persisted state) when not active.
-caf::actor activate_entity(shard_self self, const std::string& key);
+// The entity of `key`, activated from its persisted state when not active.
+entity_table::entity& activate_entity(shard_self self, const std::string& key);
 
 // A warning rate-limited per (stream, what) over the node.
 void shard_warn_limited(shard_self self, const std::string& what, const std::string& detail);

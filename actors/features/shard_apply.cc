@@ -50,15 +50,41 @@ nlohmann::json record_json(const kind_plan& p, const std::string& key, const rec
   return {{"key", key}, {"event_time", format_timestamp(r.time)}, {"fields", f}};
 }
 
-void commit(shard_self self);
-
-// Sends one entity its records; on a crash restarts it from persisted state (one-for-one)
-// until the restart intensity is exceeded, then dead-letters its events.
-void send_group(shard_self self, size_t gi);
-
-void finish_group(shard_self self, group& g) {
-  g.done = true;
-  if (--self->state.job->outstanding == 0) commit(self);
+// Applies one entity its records; when that fails, drops the entity and applies them again to
+// its persisted state (one-for-one) until the restart intensity is exceeded, then
+// dead-letters its events.
+void apply_group(shard_self self, group& g) {
+  auto& s = self->state;
+  const apply_job& j = *s.job;
+  for (;;) {
+    try {
+      auto& e = activate_entity(self, g.key);
+      g.delta =
+          s.entities->apply(g.key, e, g.recs, j.prune_at, j.clock, s.ctx->opts.materialize_every);
+      return;
+    } catch (const std::exception& ex) {
+      s.ctx->metrics->entity_restarts++;
+      s.entities->deactivate(g.key);  // half-changed: its persisted state is loaded next time
+      auto& f = s.failures[g.key];
+      auto now = clock_type::now();
+      f.push_back(now);
+      while (!f.empty() && now - f.front() > s.ctx->opts.restart_window) f.pop_front();
+      const std::string why = ex.what();
+      if (static_cast<int>(f.size()) > s.ctx->opts.entity_max_restarts) {
+        shard_warn_limited(self, "entity crash-looping",
+                           "entity " + g.key + " failed " + std::to_string(f.size()) +
+                               " times; its events go to the dead-letter stream: " + why);
+        for (auto& r : g.recs)
+          s.job->dead_letters.push_back(dlq_json(s.id, r.seq, r.idx,
+                                                 "entity failed repeatedly: " + why,
+                                                 record_json(*s.plan, g.key, r)));
+        g.dead_lettered = true;
+        return;
+      }
+      shard_warn_limited(self, "entity restarted",
+                         "entity " + g.key + " restarted from persisted state after: " + why);
+    }
+  }
 }
 
 // Writes everything the batch changed, with the new sequence, in one WriteBatch.
@@ -69,11 +95,11 @@ void commit(shard_self self) {
   uint64_t applied = 0;
   for (auto& g : j.groups) {
     if (g.dead_lettered) continue;
-    for (auto& r : *g.recs) b.put_record(g.key, r);
+    for (auto& r : g.recs) b.put_record(g.key, r);
     for (auto& p : g.delta.pruned) b.delete_record(g.key, p.time, p.seq, p.idx);
     for (auto& [view, bytes] : g.delta.vectors) b.put_vector(view, g.key, bytes);
-    if (g.is_new && !s.known.count(g.key)) b.put_known(g.key);
-    applied += g.recs->size();
+    if (g.is_new && !s.entities->persisted(g.key)) b.put_known(g.key);
+    applied += g.recs.size();
   }
   for (auto& [key, e] : j.offline_only) b.put_log(key, e);
   applied += j.offline_only.size();
@@ -88,10 +114,10 @@ void commit(shard_self self) {
   for (auto& g : j.groups) {
     if (g.dead_lettered) continue;
     for (auto& e : g.log) b.put_log(g.key, e);
-    auto [it, fresh] = s.log_pruned.emplace(g.key, INT64_MIN);
-    if (log_cutoff > 0 && (fresh || log_cutoff - it->second > log_retention / 64)) {
+    int64_t& pruned = s.entities->slot(g.key).log_pruned;
+    if (log_cutoff > 0 && (pruned == INT64_MIN || log_cutoff - pruned > log_retention / 64)) {
       b.prune_log(g.key, log_cutoff);
-      it->second = log_cutoff;
+      pruned = log_cutoff;
     }
   }
   b.put_meta(m);
@@ -114,14 +140,13 @@ void commit(shard_self self) {
     return;
   }
   s.meta = m;
-  s.inflight_watermark = 0;
   if (auto* clocks = s.ctx->clocks) {
     clocks->advance_local(s.id.stream, m.watermark);
     if (j.late) clocks->count_late(s.id.stream, j.late);
     if (j.refused) clocks->count_refused(s.id.stream, j.refused);
   }
   for (auto& g : j.groups)
-    if (!g.dead_lettered) s.known.insert(g.key);
+    if (!g.dead_lettered) s.entities->slot(g.key).persisted = true;
   s.ctx->metrics->events_applied += applied;
   s.ctx->metrics->events_offline_only += j.offline_only.size();
   if (j.stored_ns > 0 && j.received_ns > 0) {
@@ -133,59 +158,10 @@ void commit(shard_self self) {
     st.total.record_us(std::max<int64_t>(0, committed_ns - j.stored_ns) / 1e3);
   }
   s.ctx->metrics->dead_letters += j.dead_letters.size();
-  for (auto& g : j.groups) {
-    auto it = s.inflight.find(g.key);
-    if (it != s.inflight.end() && --it->second <= 0) s.inflight.erase(it);
-  }
   s.job.reset();
   s.applying = false;
   if (!s.pending.empty()) shard_schedule_apply(self);
   shard_pull(self);
-}
-
-void send_group(shard_self self, size_t gi) {
-  auto& s = self->state;
-  group& g = s.job->groups[gi];
-  caf::actor a = activate_entity(self, g.key);
-  self->request(a, kEntityRequestTimeout, apply_atom::value, record_batch(g.recs), s.job->prune_at,
-                s.job->clock)
-      .then(
-          [self, gi](entity_delta& d) {
-            group& g = self->state.job->groups[gi];
-            g.delta = std::move(d);
-            finish_group(self, g);
-          },
-          [self, gi, a](caf::error& err) {
-            auto& s = self->state;
-            group& g = self->state.job->groups[gi];
-            s.ctx->metrics->entity_restarts++;
-            // Forget the failed incarnation (its exit message, if still to come, is
-            // recognised through by_addr) and make sure it is gone (e.g. on a timeout).
-            auto it = s.active.find(g.key);
-            if (it != s.active.end() && it->second == a) s.active.erase(it);
-            self->send_exit(a, caf::exit_reason::kill);
-            auto& f = s.failures[g.key];
-            auto now = clock_type::now();
-            f.push_back(now);
-            while (!f.empty() && now - f.front() > s.ctx->opts.restart_window) f.pop_front();
-            std::string why = self->system().render(err);
-            if (static_cast<int>(f.size()) > s.ctx->opts.entity_max_restarts) {
-              shard_warn_limited(self, "entity crash-looping",
-                                 "entity " + g.key + " failed " + std::to_string(f.size()) +
-                                     " times; its events go to the dead-letter stream: " + why);
-              for (auto& r : *g.recs)
-                self->state.job->dead_letters.push_back(
-                    dlq_json(s.id, r.seq, r.idx, "entity actor failed repeatedly: " + why,
-                             record_json(*s.plan, g.key, r)));
-              g.dead_lettered = true;
-              finish_group(self, g);
-            } else {
-              shard_warn_limited(
-                  self, "entity restarted",
-                  "entity " + g.key + " restarted from persisted state after: " + why);
-              send_group(self, gi);
-            }
-          });
 }
 
 }  // namespace
@@ -326,11 +302,11 @@ void shard_apply_pending(shard_self self) {
         if (inserted) {
           j.groups.emplace_back();
           j.groups.back().key = key;
-          j.groups.back().is_new = !s.known.count(key);
+          j.groups.back().is_new = !s.entities->persisted(key);
         }
         group& grp = j.groups[it->second];
         grp.log.push_back(to_log(ne, e.getKnownTime(), i));
-        grp.recs->push_back(std::move(r));
+        grp.recs.push_back(std::move(r));
         ++j.events;
       }
     } catch (const kj::Exception& ex) {
@@ -344,20 +320,12 @@ void shard_apply_pending(shard_self self) {
   j.prune_at = live ? now : j.watermark;
   j.clock = live ? now : std::max(j.watermark, stream_wm);
   s.applying = true;
-  s.inflight_watermark = j.watermark;
   s.pruned_to = std::max(s.pruned_to, j.prune_at);
   // Reads on this node take the clock from here on: none can ask for a time before what
   // this batch's entities are about to prune (see shard_reads.h).
   if (clocks && !live) clocks->advance_local(s.id.stream, j.watermark);
-  j.outstanding = j.groups.size();
-  if (j.groups.empty()) {  // (possibly only offline-only events)
-    commit(self);
-    return;
-  }
-  for (size_t gi = 0; gi < j.groups.size(); ++gi) {
-    s.inflight[j.groups[gi].key]++;
-    send_group(self, gi);
-  }
+  for (auto& g : j.groups) apply_group(self, g);
+  commit(self);
 }
 
 }  // namespace tessera

@@ -1,21 +1,20 @@
 // A shard's apply pipeline: takes the pending deliveries in stream order (at most 64 messages
 // a batch), decodes them, judges every event (invalid, outlier, late, too old) by the stream's
-// clock, applies the rest through the entity actors and commits what they changed with the new
-// applied sequence in one RocksDB WriteBatch. What cannot be applied goes to the stream's
+// clock, applies the rest to its entities (entities.h) and commits what they changed with the
+// new applied sequence in one RocksDB WriteBatch. What cannot be applied goes to the stream's
 // dead-letter subject, published before the commit: after a crash it may repeat, never vanish.
-// Runs on the shard actor (shard_actor.h), one batch at a time (shard_state::applying); the
-// entities answer it with messages, so the actor keeps taking deliveries and reads meanwhile.
+// Runs on the shard actor (shard_actor.h), one batch at a time, from decoding to commit in one
+// message (reads and deliveries wait for it: a batch is at most 64 messages).
 // Start: a delivery schedules it (flush_atom to self); each commit schedules the next batch.
 // Stop: with the actor: a batch not yet committed is lost with its entities' changes and
 // applied again by the next incarnation from the committed sequence (exactly once: state and
 // sequence are written together). A failed write stops the shard with an error (the supervisor
 // restarts it).
-// Entities: each is supervised one-for-one here: a failed entity is killed, restarted from its
-// persisted state and sent its records again; past `entity_max_restarts` within
-// `restart_window` its records become dead letters instead.
-// Hazards: the entities of the batch hold its events before the commit, so reads use the
-// batch's watermark and the time its entities pruned at (shard_state::inflight_watermark,
-// pruned_to); a (re)opened consumer waits for the commit (shard_consumer.h).
+// Entities: each is supervised one-for-one here: an entity whose apply fails is dropped,
+// reloaded from its persisted state and given its records again; past `entity_max_restarts`
+// within `restart_window` its records become dead letters instead.
+// Hazards: reads after a batch may be answered from entities that pruned for it, so reads
+// before the time they pruned at are refused (shard_state::pruned_to, shard_reads.h).
 #pragma once
 #include <chrono>
 #include <cstdint>
@@ -32,19 +31,17 @@ namespace tessera {
 // One entity's share of an applied batch.
 struct group {
   std::string key;
-  std::shared_ptr<std::vector<record>> recs = std::make_shared<std::vector<record>>();
+  std::vector<record> recs;
   std::vector<log_entry> log;  // the same events with every stream field, for the offline log
   bool is_new = false;
   entity_delta delta;
-  bool done = false;
   bool dead_lettered = false;
 };
 
-// The batch being applied: decoded, routed to entities, waiting for their deltas.
+// The batch being applied: decoded, grouped by entity, applied, committed.
 struct apply_job {
   std::vector<group> groups;
   std::unordered_map<std::string, size_t> index;
-  size_t outstanding = 0;
   uint64_t max_seq = 0;
   int64_t watermark = 0;  // the shard's: latest event time applied
   // What the entities of this batch prune at (now for a live stream, else the shard's own

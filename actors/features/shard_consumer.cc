@@ -49,8 +49,8 @@ void shard_open_consumer(shard_self self) {
   // Entities persisted by an earlier incarnation were pruned at most at its watermark (replay)
   // or at a wall-clock time before now (live, judged at the next apply).
   s.pruned_to = s.stream->clock == clock_mode::replay ? s.meta.watermark : 0;
-  s.known.clear();
-  for (auto& k : s.ctx->db->known_entities(s.id)) s.known.insert(k);
+  // Entities are reloaded from what is committed (the layout may have changed, above).
+  s.entities->reset(s.ctx->db->known_entities(s.id));
   caf::actor me = caf::actor_cast<caf::actor>(self);
   s.ctx->nats->open_consumer_async(
       s.id.stream, s.id.kind, s.id.shard, s.meta.applied_seq + 1, [me](result<uint64_t> r) {

@@ -15,7 +15,7 @@ void shard_serve_read(shard_self self, shard_read& req) {
     return;
   }
   const view_def* v = s.plan->views[req.view];
-  const int64_t wm = std::max(s.meta.watermark, s.inflight_watermark);
+  const int64_t wm = s.meta.watermark;
   // Callers resolve the stream's clock once for a whole read (feature_reader); a bare
   // read takes it here. A read at a clock of 0 (a replay stream that had applied nothing when
   // the read began) is answered as of 0 — every vector missing — on every shard alike: a shard
@@ -44,44 +44,17 @@ void shard_serve_read(shard_self self, shard_read& req) {
                         errc::invalid));
     return;
   }
-  struct gather {
-    shard_read req;
-    std::vector<feature_vector> out;
-    size_t left = 0;
-    bool failed = false;
-  };
-  auto g = std::make_shared<gather>();
-  g->out.resize(req.keys.size());
-  for (size_t i = 0; i < req.keys.size(); ++i) {
-    const std::string& key = req.keys[i];
-    if (!s.known.count(key) && !s.active.count(key)) {
+  std::vector<feature_vector> out;
+  out.reserve(req.keys.size());
+  for (const std::string& key : req.keys) {
+    if (!s.entities->persisted(key) && !s.entities->active(key)) {
       spdlog::debug("shard {}: read of {} which it has never applied", s.id.name(), key);
-      g->out[i] = compute_vector(*v, std::deque<record>{}, t, key);
+      out.push_back(compute_vector(*v, std::vector<record>{}, t, key));
       continue;
     }
-    ++g->left;
-    s.inflight[key]++;
-    self->request(activate_entity(self, key), kEntityRequestTimeout, read_atom::value, req.view, t)
-        .then(
-            [self, g, i, key](feature_vector& fv) {
-              auto& in = self->state.inflight;
-              if (--in[key] <= 0) in.erase(key);
-              g->out[i] = std::move(fv);
-              if (--g->left == 0 && !g->failed) g->req.done(std::move(g->out));
-            },
-            [self, g, key](caf::error& err) {
-              auto& in = self->state.inflight;
-              if (--in[key] <= 0) in.erase(key);
-              if (!g->failed) {
-                g->failed = true;
-                g->req.done(make_error(
-                    "reading entity " + key + " failed: " + self->system().render(err) + "; retry",
-                    errc::retryable));
-              }
-            });
+    out.push_back(s.entities->vector(key, activate_entity(self, key), req.view, t));
   }
-  g->req = std::move(req);
-  if (g->left == 0) g->req.done(std::move(g->out));
+  req.done(std::move(out));
 }
 
 }  // namespace tessera

@@ -1,4 +1,4 @@
-// Vectors the entity actors computed, readable from any thread, so the gateway answers the
+// Vectors the shards' entities computed, readable from any thread, so the gateway answers the
 // common read (a known entity at the stream's clock) on its own thread without a hop into the
 // actor system. Entries are (view@version, shard, entity) -> vector; a hit requires the
 // caller's t to lie in the vector's validity [as_of, valid_until) (see feature_vector), so a
