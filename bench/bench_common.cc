@@ -54,8 +54,9 @@ result<std::vector<flight>> load_flights_file(const std::string& path, size_t ma
   return result<std::vector<flight>>(std::move(out));
 }
 
-size_t publish_flights(bus& b, const definitions& defs, const std::vector<flight>& fs, size_t begin,
-                       size_t end, size_t per_msg, uint32_t shards) {
+std::shared_ptr<pending_acks> publish_flights_nowait(bus& b, const definitions& defs,
+                                                     const std::vector<flight>& fs, size_t begin,
+                                                     size_t end, size_t per_msg, uint32_t shards) {
   const stream_def* s = defs.find_stream("flights");
   auto plans = defs.plans_for_stream("flights");
   std::map<std::pair<size_t, uint32_t>, std::vector<size_t>> groups;
@@ -66,13 +67,7 @@ size_t publish_flights(bus& b, const definitions& defs, const std::vector<flight
       groups[{p, shard_of(key, shards)}].push_back(i);
     }
   }
-  struct waiter {
-    std::mutex mu;
-    std::condition_variable cv;
-    size_t left = 0;
-  } w;
-  std::vector<kj::Array<capnp::word>> keep;
-  size_t msgs = 0;
+  auto w = std::make_shared<pending_acks>();
   for (auto& [g, idx] : groups) {
     for (size_t off = 0; off < idx.size(); off += per_msg) {
       size_t n = std::min(per_msg, idx.size() - off);
@@ -96,25 +91,40 @@ size_t publish_flights(bus& b, const definitions& defs, const std::vector<flight
         fl[3].setName("destination");
         fl[3].initValue().setText(f.destination);
       }
-      keep.push_back(capnp::messageToFlatArray(mb));
-      auto bytes = keep.back().asBytes();
+      kj::Array<capnp::word> words = capnp::messageToFlatArray(mb);
+      auto bytes = words.asBytes();
       {
-        std::lock_guard<std::mutex> l(w.mu);
-        ++w.left;
+        std::lock_guard<std::mutex> l(w->mu_);
+        ++w->left_;
+        w->keep_.push_back(std::move(words));
       }
       b.publish(event_subject("flights", plans[g.first]->entity, g.second), bytes.begin(),
-                bytes.size(), "", [&w](const std::string& err, bool) {
+                bytes.size(), "", [w](const std::string& err, bool) {
                   if (!err.empty()) std::fprintf(stderr, "publish error: %s\n", err.c_str());
-                  std::lock_guard<std::mutex> l(w.mu);
-                  if (--w.left == 0) w.cv.notify_all();
+                  std::lock_guard<std::mutex> l(w->mu_);
+                  if (--w->left_ == 0) {
+                    w->acked_at_ = std::chrono::steady_clock::now();
+                    w->cv_.notify_all();
+                  }
                 });
-      ++msgs;
+      ++w->messages;
     }
   }
   (void)s;
-  std::unique_lock<std::mutex> l(w.mu);
-  w.cv.wait(l, [&] { return w.left == 0; });
-  return msgs;
+  return w;
+}
+
+std::chrono::steady_clock::time_point pending_acks::wait() {
+  std::unique_lock<std::mutex> l(mu_);
+  cv_.wait(l, [&] { return left_ == 0; });
+  return acked_at_;
+}
+
+size_t publish_flights(bus& b, const definitions& defs, const std::vector<flight>& fs, size_t begin,
+                       size_t end, size_t per_msg, uint32_t shards) {
+  auto acks = publish_flights_nowait(b, defs, fs, begin, end, per_msg, shards);
+  acks->wait();
+  return acks->messages;
 }
 
 node_config flights_node_config(const std::string& data_dir, const std::string& nats_url,

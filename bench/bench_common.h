@@ -8,9 +8,13 @@
 #include <cstdint>
 #include <cstdio>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
+
+#include <capnp/common.h>
+#include <kj/array.h>
 
 #include "bus.h"
 #include "definitions.h"
@@ -35,7 +39,28 @@ result<std::vector<flight>> load_flights(size_t max_rows);
 result<std::vector<flight>> load_flights_file(const std::string& path, size_t max_rows);
 
 // Publishes flights [begin, end) keyed per entity kind and shard, up to `per_msg` events per
-// message, and waits for every JetStream ack. Returns the number of messages.
+// message, without waiting: `wait()` on the answer returns once JetStream acked every message.
+class pending_acks {
+ public:
+  // Returns when JetStream acked every message: the time of the last ack.
+  std::chrono::steady_clock::time_point wait();
+  size_t messages = 0;
+
+ private:
+  friend std::shared_ptr<pending_acks> publish_flights_nowait(bus&, const definitions&,
+                                                              const std::vector<flight>&, size_t,
+                                                              size_t, size_t, uint32_t);
+  std::mutex mu_;
+  std::condition_variable cv_;
+  size_t left_ = 0;
+  std::chrono::steady_clock::time_point acked_at_;
+  std::vector<kj::Array<capnp::word>> keep_;  // the messages, alive until acked
+};
+std::shared_ptr<pending_acks> publish_flights_nowait(bus& b, const definitions& defs,
+                                                     const std::vector<flight>& fs, size_t begin,
+                                                     size_t end, size_t per_msg,
+                                                     uint32_t shards = kDefaultShards);
+// The same, waiting for every JetStream ack. Returns the number of messages.
 size_t publish_flights(bus& b, const definitions& defs, const std::vector<flight>& fs, size_t begin,
                        size_t end, size_t per_msg, uint32_t shards = kDefaultShards);
 
