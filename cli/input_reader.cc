@@ -1,7 +1,12 @@
 #include "input_reader.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
+
+#include <cerrno>
+#include <cstring>
 #include <nlohmann/json.hpp>
 
 #include "csv.h"
@@ -10,31 +15,70 @@ namespace tessera::cli {
 
 namespace {
 
+// Lines of a file, gzip or plain. A pipe or FIFO that is not gzip is read as bytes arrive:
+// zlib fills its whole buffer before returning, so a producer writing slowly into
+// `tessera ingest /dev/stdin` would see nothing sent until it had written a megabyte.
 class line_source {
  public:
-  explicit line_source(gzFile f, uint64_t size) : f_(f), size_(size) {}
-  ~line_source() { gzclose(f_); }
+  line_source(gzFile f, uint64_t size) : f_(f), size_(size) {}
+  explicit line_source(int fd) : fd_(fd) {}
+  ~line_source() {
+    if (f_) gzclose(f_);
+    if (fd_ >= 0) ::close(fd_);
+  }
   bool getline(std::string& out) {
     out.clear();
+    if (fd_ >= 0) return getline_fd(out);
     char buf[65536];
     while (gzgets(f_, buf, sizeof buf)) {
       out += buf;
       if (!out.empty() && out.back() == '\n') {
-        out.pop_back();
-        if (!out.empty() && out.back() == '\r') out.pop_back();
+        trim_end(out);
         return true;
       }
     }
     return !out.empty();
   }
   double progress() const {
-    if (!size_) return 0;
+    if (!size_ || !f_) return 0;
     return std::min(1.0, static_cast<double>(gzoffset(f_)) / static_cast<double>(size_));
   }
 
  private:
-  gzFile f_;
-  uint64_t size_;
+  static void trim_end(std::string& line) {
+    line.pop_back();
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+  }
+  bool getline_fd(std::string& out) {
+    for (;;) {
+      auto nl = buf_.find('\n', pos_);
+      if (nl != std::string::npos) {
+        out.assign(buf_, pos_, nl + 1 - pos_);
+        pos_ = nl + 1;
+        trim_end(out);
+        return true;
+      }
+      buf_.erase(0, pos_);
+      pos_ = 0;
+      char chunk[65536];
+      ssize_t n = eof_ ? 0 : ::read(fd_, chunk, sizeof chunk);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {  // End (or a read error, reported as the end): the last line may lack '\n'.
+        eof_ = true;
+        out.swap(buf_);
+        buf_.clear();
+        return !out.empty();
+      }
+      buf_.append(chunk, static_cast<size_t>(n));
+    }
+  }
+
+  gzFile f_ = nullptr;
+  uint64_t size_ = 0;
+  int fd_ = -1;
+  std::string buf_;
+  size_t pos_ = 0;
+  bool eof_ = false;
 };
 
 class csv_reader final : public input_reader {
@@ -151,10 +195,17 @@ result<std::unique_ptr<input_reader>> input_reader::open(const std::string& path
     return make_error("unknown --format '" + fmt + "' (csv or jsonl)");
   struct stat sb {};
   if (::stat(path.c_str(), &sb) != 0) return make_error("cannot open " + path);
-  gzFile f = gzopen(path.c_str(), "rb");
-  if (!f) return make_error("cannot open " + path);
-  gzbuffer(f, 1 << 20);
-  auto src = std::make_unique<line_source>(f, static_cast<uint64_t>(sb.st_size));
+  std::unique_ptr<line_source> src;
+  if (!S_ISREG(sb.st_mode) && !ends_with(path, ".gz")) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return make_error("cannot open " + path + ": " + std::strerror(errno));
+    src = std::make_unique<line_source>(fd);
+  } else {
+    gzFile f = gzopen(path.c_str(), "rb");
+    if (!f) return make_error("cannot open " + path);
+    gzbuffer(f, 1 << 20);
+    src = std::make_unique<line_source>(f, static_cast<uint64_t>(sb.st_size));
+  }
   if (fmt == "csv") {
     auto r = std::make_unique<csv_reader>(std::move(src));
     if (auto st = r->read_header(); !st) return make_error(path + ": " + st.error_message());
