@@ -2,8 +2,8 @@
 // process applies one synthetic flight for each of N airports and N routes (2N entities, every
 // one with its windows' state), and the process's resident memory is read before and after.
 //   bench_memory [airports=1000000] [shards=8, the default] [entity_idle_ms=300000]
-// With a short entity_idle_ms it also reads RSS once the entity actors are gone (after
-// malloc_trim): what the actors hold, against the stores' part.
+// With a short entity_idle_ms it also reads RSS once the shards have passivated every entity
+// (after malloc_trim): what the entities' state holds, against the stores' part.
 // Generated in chunks of 100k so the generator holds little; RSS from /proc/self/statm, after
 // every event is applied and the node has been idle for 2 s.
 #include <malloc.h>
@@ -89,12 +89,12 @@ int main(int argc, char** argv) {
       static_cast<double>(mi.uordblks + mi.hblkhd) / 1048576.0,
       static_cast<double>(mi.uordblks + mi.hblkhd) / static_cast<double>(2 * n),
       static_cast<double>(mi.fordblks) / 1048576.0, static_cast<double>(mi.hblkhd) / 1048576.0);
-  if (idle_ms < 60000) {  // the actors stop after idle_ms; what stays is the stores' part
+  if (idle_ms < 60000) {  // entities are passivated after idle_ms; what stays is the stores' part
     std::this_thread::sleep_for(std::chrono::milliseconds(2 * idle_ms + 3000));
     malloc_trim(0);
     const double idle = rss_mib();
     std::printf(
-        "  after the entity actors stopped (idle %lld ms) and malloc_trim: RSS %.1f MiB "
+        "  after every entity was passivated (idle %lld ms) and malloc_trim: RSS %.1f MiB "
         "(+%.1f MiB over the idle node = %.0f bytes per entity)\n",
         static_cast<long long>(idle_ms), idle, idle - before,
         (idle - before) * 1048576.0 / static_cast<double>(2 * n));
