@@ -1,6 +1,8 @@
 // Read latency: getFeatures over RPC on loopback (one entity; 100 entities per call), beside
 // redis-benchmark GET against a local redis-server started in the same run.
 //   bench_read [calls=20000] [shards=8]
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <random>
 #include <set>
@@ -49,7 +51,7 @@ int main(int argc, char** argv) {
   int64_t last_time = 0;
   for (auto& f : fs) last_time = std::max(last_time, f.time);
   auto run = [&](const char* what, const std::string& view, const std::vector<std::string>& keys,
-                 size_t per_call, size_t n, int64_t as_of = 0, int64_t as_of_step = 0) {
+                 size_t per_call, size_t n, int64_t as_of = 0, int64_t as_of_step = 0) -> stats {
     std::vector<double> lat;
     for (size_t i = 0; i < n + n / 10; ++i) {  // first 10% warm up
       std::vector<std::string> entities(per_call);
@@ -66,10 +68,12 @@ int main(int argc, char** argv) {
       if (r->size() != per_call) std::abort();
       if (i >= n / 10) lat.push_back(us / 1000);
     }
-    print_stats(what, summarize(lat), "ms");
+    const stats st = summarize(lat);
+    print_stats(what, st, "ms");
+    return st;
   };
-  run("tessera getFeatures, 1 airport", "airport_delay", origins, 1, calls);
-  run("tessera getFeatures, 1 route", "route_delay", routes, 1, calls);
+  const stats airport = run("tessera getFeatures, 1 airport", "airport_delay", origins, 1, calls);
+  const stats route = run("tessera getFeatures, 1 route", "route_delay", routes, 1, calls);
   run("tessera getFeatures, 100 routes per call", "route_delay", routes, 100, calls / 10);
   // An explicit as-of inside a cached vector's validity is answered from the cache; one that
   // moves back a microsecond per call always misses it: the entity actor computes it.
@@ -99,7 +103,26 @@ int main(int argc, char** argv) {
                     " -c 1 -d 200 --precision 3 2>&1 | grep -A2 'latency summary'";
   std::printf("baseline redis-benchmark GET (-c 1, 200-byte values):\n");
   std::fflush(stdout);
-  (void)std::system(cmd.c_str());
+  // The summary's header line ("avg min p50 p95 p99 max") is followed by the figures in ms.
+  double redis_p99 = 0;
+  if (FILE* p = ::popen(cmd.c_str(), "r")) {
+    char line[4096];
+    bool figures_next = false;
+    while (std::fgets(line, sizeof line, p)) {
+      std::fputs(line, stdout);
+      double avg, mn, p50, p95, p99;
+      if (figures_next &&
+          std::sscanf(line, "%lf %lf %lf %lf %lf", &avg, &mn, &p50, &p95, &p99) == 5)
+        redis_p99 = p99;
+      figures_next = std::strstr(line, "p99") != nullptr;
+    }
+    ::pclose(p);
+  }
+  if (redis_p99 > 0)
+    std::printf(
+        "  RATIO read p99 / Redis GET p99: 1 airport %.2f, 1 route %.2f (goal <= 2.5; Redis p99 "
+        "%.3f ms)\n",
+        airport.p99 / redis_p99, route.p99 / redis_p99, redis_p99);
   (void)std::system(("kill $(cat " + rdir + "/redis.pid)").c_str());
   (*nd)->stop();
   return 0;
