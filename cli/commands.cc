@@ -249,6 +249,8 @@ int run_status(const status_args& a) {
                        {"rejected_at_gateway", st.getRejectedAtGateway()},
                        {"entity_restarts", st.getEntityRestarts()},
                        {"events_offline_only", st.getEventsOfflineOnly()},
+                       {"settled_waits", st.getSettledWaits()},
+                       {"settle_timeouts", st.getSettleTimeouts()},
                        {"uptime_seconds", st.getUptimeSeconds()}};
       j["streams"] = nlohmann::json::array();
       for (auto s : st.getStreams()) j["streams"].push_back(s.cStr());
@@ -498,6 +500,9 @@ int run_status(const status_args& a) {
           human(f.getSkipped()).c_str(), human(f.getDeadLettered()).c_str(),
           human(f.getRetried()).c_str(), human(f.getPending()).c_str(), f.getLagP50Ms(),
           f.getLagP99Ms());
+    if (st.getFollows().size() || st.getSettledWaits())
+      std::printf("settled reads: %s waited for their shard, %s answered when the wait ran out\n",
+                  human(st.getSettledWaits()).c_str(), human(st.getSettleTimeouts()).c_str());
     for (auto q : st.getQuality()) {
       if (!q.getOwned()) {  // another node computes it (one per model)
         std::printf("quality %s: computed on node %s\n", q.getModel().cStr(),

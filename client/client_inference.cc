@@ -21,6 +21,7 @@ void write_options(wire::PredictOptions::Builder b, const predict_options& o) {
   b.setMaxFeatureAge(o.max_feature_age_us);
   b.setReturnVector(o.return_vector);
   b.setNoBatch(o.no_batch);
+  b.setSettled(o.settled);
 }
 
 std::vector<prediction> read_predictions(capnp::List<wire::Prediction>::Reader l) {

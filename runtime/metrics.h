@@ -80,6 +80,10 @@ struct node_metrics {
   std::atomic<uint64_t> shard_restarts{0};
   std::atomic<uint64_t> ingest_calls{0};
   std::atomic<uint64_t> read_calls{0};
+  // Settled reads (stream-following predictions) that waited for their shard to apply up to
+  // their time, and those answered when the wait ran out (possibly missing events).
+  std::atomic<uint64_t> settled_waits{0};
+  std::atomic<uint64_t> settle_timeouts{0};
 };
 
 // Allows one line per `key` per interval and counts what it suppressed.

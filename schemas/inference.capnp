@@ -29,6 +29,10 @@ struct PredictOptions {
   returnVector @3 :Bool;     # fill Prediction.features
   # One forward pass per example instead of micro-batches (for comparisons; slower under load).
   noBatch @4 :Bool;
+  # Features read only once their shards have applied their stream up to the prediction time,
+  # waiting a bounded time (2 s by default) on replay-clock streams: what stream-following
+  # predictions ask, so that they see what a point-in-time dataset sees.
+  settled @5 :Bool;
 }
 
 # One input of the model as it was scored.

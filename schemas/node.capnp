@@ -84,6 +84,9 @@ struct PointItem @0xb27b7b112276c6c4 {
   # asOf is the sending node's reading of the stream's clock (as ForwardedRead.atClock): a shard
   # that has moved past it answers a retryable error rather than "before the retained window".
   atClock @3 :Bool;
+  # Answer once the shard has applied its events up to asOf, waiting a bounded time (a
+  # stream-following prediction; feature_reader's point_lookup::settled).
+  settled @4 :Bool;
 }
 
 struct PointRead @0xfcc40e15706b207f {

@@ -144,6 +144,11 @@ struct NodeStatus {
   follows @27 :List(FollowStatus);
   # Live quality of the models declared with `monitor` (actors/monitoring/quality_service.h).
   quality @28 :List(ModelQuality);
+  # Settled reads (PredictOptions.settled; stream-following predictions) on this node's shards
+  # since start: those that waited for their shard to apply up to their time, and those answered
+  # when the wait ran out (their features may lack the latest events).
+  settledWaits @29 :UInt64;
+  settleTimeouts @30 :UInt64;
 }
 
 # A model following a stream: one prediction per event, on tsr.pred.<model>.

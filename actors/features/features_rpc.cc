@@ -421,6 +421,8 @@ kj::Promise<void> features_rpc::fill_status(wire::NodeStatus::Builder st) {
     st.setRejectedAtGateway(ctx_->metrics->rejected_at_gateway.load());
     st.setEntityRestarts(ctx_->metrics->entity_restarts.load());
     st.setEventsOfflineOnly(ctx_->metrics->events_offline_only.load());
+    st.setSettledWaits(ctx_->metrics->settled_waits.load());
+    st.setSettleTimeouts(ctx_->metrics->settle_timeouts.load());
     if (auto* clocks = ctx_->clocks) {
       auto cl = st.initClocks(static_cast<unsigned>(streams.size()));
       for (size_t i = 0; i < streams.size(); ++i) {

@@ -64,6 +64,8 @@ struct features_options {
   int entity_max_restarts = 3;   // within restart_window, then its events go to the DLQ
   int shard_max_restarts = 5;    // within restart_window, then the shard is reported failed
   std::chrono::seconds restart_window{60};
+  // The longest a settled read (shard_read::settled) waits for its shard to apply up to its time.
+  std::chrono::milliseconds settle_wait{2000};
 };
 
 // Everything the feature actors share. Owned by the node; outlives the actor system.
@@ -114,6 +116,10 @@ struct shard_read {
   int64_t as_of = 0;
   bool at_clock =
       false;  // as_of is the caller's reading of the stream's clock, not a time asked for
+  // Answer only once the shard has applied its events up to as_of, waiting at most
+  // features_options::settle_wait (replay-clock streams; see shard_reads.h).
+  bool settled = false;
+  std::chrono::steady_clock::time_point settle_by{};  // set by the shard when it defers the read
   std::function<void(result<std::vector<feature_vector>>)> done;
 };
 

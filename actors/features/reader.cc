@@ -141,7 +141,8 @@ struct local_send {
 };
 result<local_send> shard_request(const features_context& ctx, const view_def* v, uint32_t sh,
                                  std::vector<std::string> keys, int64_t as_of, bool at_clock,
-                                 std::function<void(result<std::vector<feature_vector>>)> answer) {
+                                 std::function<void(result<std::vector<feature_vector>>)> answer,
+                                 bool settled = false) {
   shard_id id{v->stream, v->entity, sh};
   std::string why;
   caf::actor a = ctx.directory->get(id.name(), why);
@@ -154,6 +155,7 @@ result<local_send> shard_request(const features_context& ctx, const view_def* v,
   out.req.keys = std::move(keys);
   out.req.as_of = as_of;
   out.req.at_clock = at_clock;
+  out.req.settled = settled;
   auto once = std::make_shared<answer_once>();
   once->fn = std::move(answer);
   out.req.done = [once](result<std::vector<feature_vector>> res) { (*once)(std::move(res)); };
@@ -217,6 +219,7 @@ std::string encode_points(const std::vector<Point>& points,
     l[k].setEntity(p.key);
     l[k].setAsOf(p.as_of);
     l[k].setAtClock(p.at_clock);
+    l[k].setSettled(p.settled);
   }
   return flat(mb);
 }
@@ -385,6 +388,7 @@ void feature_reader::read_points(std::vector<point_lookup> lookups, int64_t time
     points[i].key = std::move(lookups[i].key);
     points[i].as_of = lookups[i].as_of;
     points[i].at_clock = lookups[i].as_of == 0;
+    points[i].settled = lookups[i].settled;
   }
   read_points_at(std::move(points), /*forward=*/true, timeout_ms, std::move(done));
 }
@@ -397,8 +401,8 @@ void feature_reader::read_points_at(std::vector<timed_point> points, bool forwar
   // Phase 1, nothing sent yet (as in read_at): resolve each point's read time (the stream's
   // clock read once per stream), route it, answer cache hits, and group the rest.
   std::map<std::string, int64_t> clocks;  // by stream
-  using group_key =
-      std::tuple<uint32_t, const view_def*, int64_t, bool>;  // shard, view, t, at_clock
+  using group_key = std::tuple<uint32_t, const view_def*, int64_t, bool,
+                               bool>;  // shard, view, t, at_clock, settled
   std::map<group_key, std::pair<std::vector<std::string>, std::vector<uint32_t>>> groups;
   std::map<std::string, std::vector<uint32_t>> remote;  // positions by owner
   for (uint32_t i = 0; i < points.size(); ++i) {
@@ -423,18 +427,19 @@ void feature_reader::read_points_at(std::vector<timed_point> points, bool forwar
       remote[r.owner].push_back(i);
     } else if (r.kind != route::local) {
       g->out[i] = not_here(*ctx_, v, sh, r);
-    } else if (auto hit = p.as_of != 0 ? ctx_->cache->get(v->qualified(), sh, p.key, p.as_of)
-                                       : std::nullopt) {
+    } else if (auto hit = p.as_of != 0 && !p.settled
+                              ? ctx_->cache->get(v->qualified(), sh, p.key, p.as_of)
+                              : std::nullopt) {
       g->out[i] = std::move(*hit);
     } else {
-      auto& grp = groups[group_key{sh, v, p.as_of, p.at_clock}];
+      auto& grp = groups[group_key{sh, v, p.as_of, p.at_clock, p.settled}];
       grp.first.push_back(std::move(p.key));
       grp.second.push_back(i);
     }
   }
   std::vector<local_send> locals;
   for (auto& [k, grp] : groups) {
-    auto& [sh, v, as_of, at_clock] = k;
+    auto& [sh, v, as_of, at_clock, settled] = k;
     auto send = shard_request(
         *ctx_, v, sh, std::move(grp.first), as_of, at_clock,
         [g, positions = grp.second](result<std::vector<feature_vector>> res) {
@@ -451,7 +456,8 @@ void feature_reader::read_points_at(std::vector<timed_point> points, bool forwar
               g->out[positions[j]] = std::move((*res)[j]);
           }
           g->finish_one();
-        });
+        },
+        settled);
     if (!send) {
       g->fail(grp.second, send.failure());
       continue;
@@ -517,6 +523,7 @@ void feature_reader::serve_points(const std::string& data, const std::string& re
       p.key = it.getEntity();
       p.as_of = it.getAsOf();
       p.at_clock = it.getAtClock() || p.as_of == 0;
+      p.settled = it.getSettled();
       if (!p.view)
         p.refused = unknown_view(view);
       else if (!key_is_valid(p.key))

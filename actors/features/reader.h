@@ -34,6 +34,10 @@ struct point_lookup {
   const view_def* view;  // a view of the node's definitions
   std::string key;       // a valid entity key (key_is_valid)
   int64_t as_of;         // > 0: the read time (µs since the epoch); 0: the stream's clock
+  // Read only once the owning shard has applied the stream's events up to as_of (bounded; see
+  // actors/features/shard_reads.h), never from the vector cache: what a prediction that follows
+  // a replayed stream needs to see what a point-in-time dataset sees.
+  bool settled = false;
 };
 using points_done_fn = std::function<void(std::vector<result<feature_vector>> answers)>;
 
@@ -83,6 +87,7 @@ class feature_reader {
     std::string key;
     int64_t as_of = 0;
     bool at_clock = false;
+    bool settled = false;
     std::optional<error> refused;
   };
   void read_points_at(std::vector<timed_point> points, bool forward, int64_t timeout_ms,

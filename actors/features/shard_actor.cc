@@ -65,6 +65,7 @@ caf::behavior shard_actor(shard_self self, context_ptr ctx, shard_id id) {
       },
       [=](tick_atom) {
         shard_on_tick(self);
+        shard_serve_deferred(self);
         // Passivation: entities unused for entity_idle are dropped (their state is persisted).
         auto& s = self->state;
         const auto idle = s.ctx->opts.entity_idle;

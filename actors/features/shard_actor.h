@@ -81,6 +81,9 @@ struct shard_state {
   // shard's watermark for a replay one): a read at or before pruned_to - as_of_horizon may lack
   // records, so it is refused (shard_reads.h).
   int64_t pruned_to = 0;
+  // Settled reads waiting for the shard to apply up to their time (shard_reads.h), answered
+  // after a commit or a tick once it has, or once their wait runs out.
+  std::vector<shard_read> deferred_reads;
 
   static inline const char* name = "tsr.shard";
 };

@@ -10,6 +10,7 @@
 #include "codec.h"
 #include "hash.h"
 #include "shard_consumer.h"
+#include "shard_reads.h"
 #include "time_util.h"
 
 namespace tessera {
@@ -160,6 +161,7 @@ void commit(shard_self self) {
   s.ctx->metrics->dead_letters += j.dead_letters.size();
   s.job.reset();
   s.applying = false;
+  shard_serve_deferred(self);
   if (!s.pending.empty()) shard_schedule_apply(self);
   shard_pull(self);
 }

@@ -8,12 +8,55 @@
 
 namespace tessera {
 
+namespace {
+
+// Whether the shard has applied its events up to `t` (see shard_reads.h): past it, or at it
+// with nothing received left to apply and nothing more on its consumer.
+bool applied_up_to(const shard_state& s, int64_t t) {
+  const int64_t wm = s.meta.watermark;
+  return wm > t || (wm == t && !s.applying && s.pending.empty() && s.last_pending == 0 && s.ready);
+}
+
+// Defers a settled read whose shard has not applied up to its time yet; false: answer it now.
+bool defer_settled(shard_self self, shard_read& req) {
+  auto& s = self->state;
+  if (!req.settled || req.as_of <= 0 || s.stream->clock != clock_mode::replay ||
+      applied_up_to(s, req.as_of))
+    return false;
+  const auto now = std::chrono::steady_clock::now();
+  if (req.settle_by == std::chrono::steady_clock::time_point{}) {
+    req.settle_by = now + s.ctx->opts.settle_wait;
+    s.ctx->metrics->settled_waits++;
+  } else if (now >= req.settle_by) {
+    s.ctx->metrics->settle_timeouts++;
+    shard_warn_limited(self, "settled read timed out",
+                       "answered a read as of " + format_timestamp(req.as_of) + " after " +
+                           std::to_string(s.ctx->opts.settle_wait.count()) +
+                           " ms with the shard's watermark at " +
+                           format_timestamp(s.meta.watermark) + " (it may lack recent events)");
+    return false;
+  }
+  s.deferred_reads.push_back(std::move(req));
+  return true;
+}
+
+}  // namespace
+
+void shard_serve_deferred(shard_self self) {
+  auto& s = self->state;
+  if (s.deferred_reads.empty()) return;
+  std::vector<shard_read> waiting;
+  waiting.swap(s.deferred_reads);
+  for (auto& req : waiting) shard_serve_read(self, req);  // defers again those still early
+}
+
 void shard_serve_read(shard_self self, shard_read& req) {
   auto& s = self->state;
   if (req.view >= s.plan->views.size()) {
     req.done(make_error("view index out of range", errc::invalid));
     return;
   }
+  if (defer_settled(self, req)) return;
   const view_def* v = s.plan->views[req.view];
   const int64_t wm = s.meta.watermark;
   // Callers resolve the stream's clock once for a whole read (feature_reader); a bare

@@ -239,6 +239,7 @@ void follower::handle(model_follow* f, std::shared_ptr<message> m) {
   if (m->examples.empty()) return finish(f, m);
   predict_options po;
   po.deadline_ms = o_.deadline_ms;
+  po.settled = true;            // see what the point-in-time dataset of the label sees
   auto examples = m->examples;  // kept for the lines and dead letters
   d_.predict->predict(
       f->model->name, po, std::move(examples), /*forward=*/true, 0,

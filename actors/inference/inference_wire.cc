@@ -30,6 +30,7 @@ predict_options read_options(wire::PredictOptions::Reader r) {
   o.max_feature_age = r.getMaxFeatureAge();
   o.return_vector = r.getReturnVector();
   o.no_batch = r.getNoBatch();
+  o.settled = r.getSettled();
   return o;
 }
 
@@ -39,6 +40,7 @@ void write_options(wire::PredictOptions::Builder b, const predict_options& o) {
   b.setMaxFeatureAge(o.max_feature_age);
   b.setReturnVector(o.return_vector);
   b.setNoBatch(o.no_batch);
+  b.setSettled(o.settled);
 }
 
 prediction_out read_prediction(wire::Prediction::Reader r) {

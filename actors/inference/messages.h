@@ -37,6 +37,10 @@ struct predict_options {
   int64_t max_feature_age = 0;  // µs; > 0: older feature values fail the example
   bool return_vector = false;
   bool no_batch = false;
+  // Features read only once their shards have applied their stream up to the prediction time
+  // (bounded): a prediction that follows a replayed stream sees what a point-in-time dataset
+  // sees, not a shard still behind (actors/features/shard_reads.h).
+  bool settled = false;
 };
 
 struct feature_out {
@@ -75,6 +79,7 @@ class feature_source {
     const view_def* view;
     std::string key;
     int64_t as_of;
+    bool settled = false;  // read once the owning shard has applied up to as_of (bounded)
   };
   using done_fn = std::function<void(std::vector<result<feature_vector>>)>;
   virtual ~feature_source() = default;

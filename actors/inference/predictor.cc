@@ -343,6 +343,7 @@ void predictor::score_upstream(std::shared_ptr<call> c, std::vector<size_t> rows
   predict_options o;
   o.no_batch = c->o.no_batch;
   o.max_feature_age = c->o.max_feature_age;
+  o.settled = c->o.settled;
   // Its production version (pinned: no canary or arm of its own), at the same prediction time.
   if (auto s = d_.models->acquire(name, 0, false)) o.version = s->model->version;
   std::vector<example_in> sub;
@@ -386,7 +387,7 @@ void predictor::read_and_score(std::shared_ptr<call> c, std::vector<size_t> rows
   lookups.reserve(rows.size() * nv);
   for (size_t i : rows)
     for (size_t v = 0; v < nv; ++v)
-      lookups.push_back({m.derive->views()[v], c->keys[i][v], c->feature_time[i]});
+      lookups.push_back({m.derive->views()[v], c->keys[i][v], c->feature_time[i], c->o.settled});
   m.batch->expect(1);
   d_.features->read(
       std::move(lookups), c->remaining_ms(),
@@ -622,6 +623,7 @@ void predictor::finish(call* c) const {
   predict_options o;
   o.return_vector = c->o.return_vector;
   o.no_batch = c->o.no_batch;
+  o.settled = c->o.settled;
   predict(
       fb->model, o, std::move(sub), /*forward=*/true, c->deadline_us,
       [c = c->shared_from_this(), need, name = fb->model](result<std::vector<prediction_out>> r) {

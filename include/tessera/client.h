@@ -127,6 +127,9 @@ struct predict_options {
   int64_t max_feature_age_us = 0;         // > 0: older feature values fail the example
   bool return_vector = false;             // fill prediction::features
   bool no_batch = false;                  // one forward pass per example (comparisons)
+  // Replay-clock streams: read features only once their shards have applied the stream up to
+  // each example's prediction time (waiting at most 2 s), as a point-in-time dataset sees them.
+  bool settled = false;
 };
 
 struct feature_used {

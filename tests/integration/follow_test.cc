@@ -320,6 +320,25 @@ TEST(Follow, ExactlyOncePerDepartureAcrossASigkillMidStream) {
   EXPECT_EQ(fs.getDeadLettered(), 0u);
 }
 
+// Writes flights [from, from + n) of the slice as a replay file (the example's columns plus an
+// id "R<index>"), their departures moved `shift_us` later; returns the ids late_mlp predicts.
+std::set<std::string> write_period(const std::string& csv, size_t from, size_t n,
+                                   int64_t shift_us) {
+  std::set<std::string> want;
+  std::ofstream out(csv);
+  out << "date,delay,distance,origin,destination,id\n";
+  for (size_t i = from; i < from + n && i < slice().size(); ++i) {
+    const flight& f = slice()[i];
+    char date[32];
+    const time_t secs = static_cast<time_t>((f.time + shift_us) / 1000000);
+    std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&secs));
+    out << date << "," << f.delay << "," << f.distance << "," << f.origin << "," << f.destination
+        << ",R" << i << "\n";
+    if (f.distance >= 200) want.insert("R" + std::to_string(i));
+  }
+  return want;
+}
+
 // `tessera replay` (what examples/flights/live.sh runs): rows of a file go to two streams at
 // each stream's own event time (departures at `date`, flights at the derived arrival), paced in
 // event-time order; every departure of 200 miles or more gets exactly one prediction.
@@ -331,20 +350,7 @@ TEST(Follow, ReplaySendsEachRowToBothStreamsAndEveryDepartureIsPredictedOnce) {
   while (from < slice().size() && slice()[from].time < kJan8) ++from;
   const size_t n = std::min<size_t>(400, slice().size() - from);
   const std::string csv = s.dir.path + "/period.csv";
-  std::set<std::string> want;
-  {
-    std::ofstream out(csv);
-    out << "date,delay,distance,origin,destination,id\n";
-    for (size_t i = from; i < from + n; ++i) {
-      const flight& f = slice()[i];
-      char date[32];
-      const time_t secs = static_cast<time_t>(f.time / 1000000);
-      std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&secs));
-      out << date << "," << f.delay << "," << f.distance << "," << f.origin << "," << f.destination
-          << ",R" << i << "\n";
-      if (f.distance >= 200) want.insert("R" + std::to_string(i));
-    }
-  }
+  const std::set<std::string> want = write_period(csv, from, n, 0);
   std::string out;
   ASSERT_EQ(run_cli("replay --rpc " + s.h->rpc() + " --definitions " + s.defs +
                         " --stream departures --stream flights --speedup 1e7 --every 1 --model "
@@ -384,6 +390,56 @@ TEST(Follow, ReplaySendsEachRowToBothStreamsAndEveryDepartureIsPredictedOnce) {
   for (auto& id : want) EXPECT_EQ(got[id].size(), 1u) << id;
   for (auto& [id, v] : got)
     if (id[0] == 'R') EXPECT_TRUE(want.count(id)) << id << " was not to be predicted";
+}
+
+// A followed departure is predicted from the features its point-in-time training example would
+// hold: the arrivals replayed before it are read even when the flights shards apply them after
+// the follower got the departure (settled reads, actors/features/shard_reads.h). The replay runs
+// as fast as it can (speed-up 1e7), so the follower races the flights shards on every event;
+// `skew` recomputes each logged vector from the offline log at its prediction time. The period is
+// the slice's Jan 8-9 moved five days on, after every arrival of the slice, so the windows of
+// its departures hold the arrivals of the replay itself.
+TEST(Follow, FollowedPredictionsReadWhatTheirPointInTimeExamplesHold) {
+  serving_node s(kDepartures, kFollow);
+  ASSERT_TRUE(s.ready);
+  ASSERT_TRUE(serves(*s.c, "late_mlp", 1));
+  size_t from = 0;
+  while (from < slice().size() && slice()[from].time < kJan8) ++from;
+  const std::string csv = s.dir.path + "/later.csv";
+  const std::set<std::string> want = write_period(csv, from, 1500, 5 * 86400LL * 1000000);
+  std::string out;
+  ASSERT_EQ(run_cli("replay --rpc " + s.h->rpc() + " --definitions " + s.defs +
+                        " --stream departures --stream flights --speedup 1e7 --every 1 " + csv,
+                    &out),
+            0)
+      << out;
+  nats_link nl(s.h->n->nats_url());
+  std::map<std::string, std::vector<nlohmann::json>> got;
+  ASSERT_TRUE(eventually(
+      [&] {
+        got = predictions_by_id(nl.js);
+        return got.size() >= want.size() && follow_idle(nl.js);
+      },
+      std::chrono::seconds(180), std::chrono::milliseconds(250)))
+      << got.size() << " predicted of " << want.size();
+  // Every prediction is in the prediction log with its vector: recompute them all.
+  auto& c = *s.c;
+  ASSERT_TRUE(eventually(
+      [&] {
+        auto page = c.tail_predictions("late_mlp", 5000);
+        return page && page->records.size() >= want.size();
+      },
+      std::chrono::seconds(60)));
+  auto skew = c.skew("late_mlp", 5000);
+  ASSERT_TRUE(skew) << failure_text(skew);
+  auto report = nlohmann::json::parse(*skew);
+  auto st = c.status();
+  ASSERT_TRUE(st) << failure_text(st);
+  std::cerr << want.size() << " departures followed; settled reads: " << (*st)->getSettledWaits()
+            << " waited, " << (*st)->getSettleTimeouts() << " ran out of time\n";
+  EXPECT_EQ(report["compared"], want.size()) << *skew;
+  EXPECT_EQ(report["mismatched_examples"], 0) << report.dump(1).substr(0, 3000);
+  EXPECT_EQ((*st)->getSettleTimeouts(), 0u);
 }
 
 TEST(Follow, BadFollowDeclarationsAreRefusedAtLoad) {
