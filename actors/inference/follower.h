@@ -10,7 +10,11 @@
 //     entity kind of the stream (every kind carries the same events), explicit acks;
 //   - each event message becomes one predict call (predictor.h: each example goes to the node
 //     owning its label entity, read at the event's time); the example is the event's fields
-//     that the label's stream declares;
+//     that the label's stream declares. Its features are read settled (predict_options::
+//     settled): each shard answers once it has applied its stream up to the prediction time
+//     (bounded), so a shard behind the follower never serves a vector missing events that the
+//     point-in-time training example holds (without it, 838 of 1,362 followed vectors differed
+//     in follow_test's race);
 //   - the call's predictions go out as one message of JSON lines (the prediction log's format)
 //     with Nats-Msg-Id `<model>:<stream seq>` — a redelivered event message (a node killed
 //     after publishing, before acknowledging) is de-duplicated by JetStream — and the event
