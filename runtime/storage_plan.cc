@@ -23,6 +23,16 @@ kind_plan* plan_of(std::vector<kind_plan>& plans, const view_def& v) {
 
 }  // namespace
 
+std::vector<int> stored_slot_of(const kind_plan& p) {
+  std::vector<int> slot_of;
+  for (size_t slot = 0; slot < p.stored_field_index.size(); ++slot) {
+    const auto fi = static_cast<size_t>(p.stored_field_index[slot]);
+    if (slot_of.size() <= fi) slot_of.resize(fi + 1, -1);
+    slot_of[fi] = static_cast<int>(slot);
+  }
+  return slot_of;
+}
+
 status plan_storage(const std::vector<stream_def>& streams, const std::vector<entity_def>& entities,
                     std::vector<view_def>& views, std::vector<kind_plan>& plans) {
   if (streams.empty()) return make_error("no stream defined");

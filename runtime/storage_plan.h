@@ -27,6 +27,10 @@ struct kind_plan {
   int64_t retention_us = 0;
 };
 
+// The plan's stored fields as decode_record's slot_of: stream field index -> slot among the
+// stored fields, -1 for fields it does not store.
+std::vector<int> stored_slot_of(const kind_plan& p);
+
 // Appends a plan per (stream, entity kind) that some view reads, in the order views first name
 // them, and completes each view's features: `slot` (the field's index among the plan's stored
 // fields) and the compiled `filter` (over those slots).

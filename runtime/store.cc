@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <unordered_set>
 
 #include <capnp/serialize.h>
 
@@ -19,10 +20,15 @@ namespace {
 // Key layout (all keys start with a one-letter family):
 //   m/<stream>/<kind>/<shard4>                       -> shard_meta
 //   k/<stream>/<kind>/<shard4>/<key>                 -> "" (entity known to the shard)
-//   e/<stream>/<kind>/<shard4>/<key>\0<t><seq><idx>  -> encoded record (big-endian, sign-flipped t)
 //   v/<view@ver>/<shard4>/<key>                      -> FeatureVector (Cap'n Proto)
-//   o/<stream>/<kind>/<shard4>/<key>\0<t><seq><idx>  -> offline log: u64 known time + encoded
-//                                                       record with every stream field
+//   o/<stream>/<kind>/<shard4>/<key>\0<t><seq><idx>  -> offline log (big-endian, sign-flipped t):
+//                                                       u64 known time (top bit: offline_only)
+//                                                       + encoded record with every stream field
+//   l/<stream>/<kind>/<shard4>                       -> layout marker (kLayout)
+// Written by Tessera before 2026-12 only (removed by ensure_layout):
+//   e/<stream>/<kind>/<shard4>/<key>\0<t><seq><idx>  -> window record (the plan's fields)
+constexpr char kLayout[] = "windows-from-log/1";
+constexpr uint64_t kOfflineOnlyBit = 1ULL << 63;
 std::string shard_part(const shard_id& s) {
   char buf[8];
   std::snprintf(buf, sizeof buf, "%04u", s.shard);
@@ -163,18 +169,14 @@ std::vector<std::string> store::known_entities(const shard_id& s) const {
   return out;
 }
 
-result<std::vector<record>> store::load_records(const shard_id& s, const std::string& key) const {
+result<std::vector<record>> store::load_window(const shard_id& s, const std::string& key,
+                                               int64_t from, const std::vector<int>& slot_of,
+                                               size_t slots) const {
   std::vector<record> out;
-  std::string prefix = "e/" + shard_part(s) + "/" + key;
-  prefix.push_back('\0');
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
-  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
-    record r;
-    if (!decode_record(std::string_view(it->value().data(), it->value().size()), r))
-      return make_error("corrupt record of entity '" + key + "' in shard " + s.name());
-    out.push_back(std::move(r));
-  }
-  if (!it->status().ok()) return make_error("RocksDB read failed: " + it->status().ToString());
+  auto st = for_each_entry(s, key, from, INT64_MAX - 1, &slot_of, slots, [&](log_entry& e) {
+    if (!e.offline_only) out.push_back(std::move(e.r));
+  });
+  if (!st) return make_error(st.error_message());
   return out;
 }
 
@@ -200,20 +202,14 @@ store::batch::batch(const shard_id& s)
     : shard_(s), prefix_(shard_part(s)), wb_(new rocksdb::WriteBatch()) {}
 store::batch::~batch() = default;
 
-std::string store::batch::record_key(const std::string& key, int64_t time, uint64_t seq,
-                                     uint32_t idx, char family) const {
-  std::string k = std::string(1, family) + "/" + prefix_ + "/" + key;
+std::string store::batch::log_key(const std::string& key, int64_t time, uint64_t seq,
+                                  uint32_t idx) const {
+  std::string k = "o/" + prefix_ + "/" + key;
   k.push_back('\0');
   put_be64(k, static_cast<uint64_t>(time) ^ (1ULL << 63));
   put_be64(k, seq);
   put_be32(k, idx);
   return k;
-}
-void store::batch::put_record(const std::string& key, const record& r) {
-  wb_->Put(record_key(key, r.time, r.seq, r.idx), encode_record(r));
-}
-void store::batch::delete_record(const std::string& key, int64_t time, uint64_t seq, uint32_t idx) {
-  wb_->Delete(record_key(key, time, seq, idx));
 }
 void store::batch::put_known(const std::string& key) {
   wb_->Put("k/" + prefix_ + "/" + key, "");
@@ -229,9 +225,9 @@ void store::batch::put_meta(const shard_meta& m) {
 }
 void store::batch::put_log(const std::string& key, const log_entry& e) {
   std::string v;
-  put_be64(v, static_cast<uint64_t>(e.known));
+  put_be64(v, static_cast<uint64_t>(e.known) | (e.offline_only ? kOfflineOnlyBit : 0));
   v += encode_record(e.r);
-  wb_->Put(record_key(key, e.r.time, e.r.seq, e.r.idx, 'o'), v);
+  wb_->Put(log_key(key, e.r.time, e.r.seq, e.r.idx), v);
 }
 void store::batch::prune_log(const std::string& key, int64_t cutoff) {
   std::string begin = "o/" + prefix_ + "/" + key;
@@ -254,7 +250,8 @@ bool decode_log(rocksdb::Slice v, log_entry& e, const std::vector<int>* slot_of 
   if (v.size() < 8) return false;
   uint64_t known = 0;
   for (int i = 0; i < 8; ++i) known = (known << 8) | static_cast<uint8_t>(v.data()[i]);
-  e.known = static_cast<int64_t>(known);
+  e.offline_only = (known & kOfflineOnlyBit) != 0;
+  e.known = static_cast<int64_t>(known & ~kOfflineOnlyBit);
   const std::string_view rec(v.data() + 8, v.size() - 8);
   return slot_of ? decode_record(rec, *slot_of, slots, e.r) : decode_record(rec, e.r);
 }
@@ -316,47 +313,65 @@ uint64_t store::approximate_log_bytes(const shard_id& s, const std::string& key)
 }
 
 result<std::optional<size_t>> store::ensure_layout(const shard_id& s, const kind_plan& p) {
-  std::string layout;
-  for (auto& n : p.stored_field_names) layout += (layout.empty() ? "" : ",") + n;
-  layout += ";" + std::to_string(p.retention_us);
   const std::string lkey = "l/" + shard_part(s);
   std::string cur;
   auto st = db_->Get(rocksdb::ReadOptions(), lkey, &cur);
+  if (st.ok() && cur == kLayout) return std::optional<size_t>();
+  if (!st.ok() && !st.IsNotFound()) return make_error("RocksDB read failed: " + st.ToString());
+  rocksdb::WriteBatch wb;
+  size_t dropped = 0;
+  // Written before the marker existed (with or without a recorded field list): upgrade. A slice
+  // with nothing stored has nothing to upgrade.
+  if (auto up = upgrade_from_window_records(s, p, wb, dropped); !up)
+    return make_error(up.error_message());
+  wb.Put(lkey, kLayout);
   rocksdb::WriteOptions wo;
   wo.sync = sync_;
-  if (st.IsNotFound() || (st.ok() && cur == layout)) {
-    if (st.IsNotFound()) db_->Put(wo, lkey, layout);
-    return std::optional<size_t>();
-  }
-  if (!st.ok()) return make_error("RocksDB read failed: " + st.ToString());
-  const shard_meta meta = load_meta(s);
-  const int64_t cutoff = meta.watermark - p.retention_us;
-  const std::string part = shard_part(s), eprefix = "e/" + part + "/", oprefix = "o/" + part + "/";
-  rocksdb::WriteBatch wb;
-  std::string eend = eprefix;
-  eend.back() = static_cast<char>(eend.back() + 1);
-  wb.DeleteRange(eprefix, eend);
-  size_t n = 0;
-  std::string err;
-  auto fs = for_each_log(s, cutoff, INT64_MAX - 1, [&](const std::string& key, log_entry&& e) {
-    record r;
-    r.time = e.r.time, r.seq = e.r.seq, r.idx = e.r.idx;
-    for (int fi : p.stored_field_index)
-      r.fields.push_back(fi < static_cast<int>(e.r.fields.size()) ? e.r.fields[fi] : value{});
-    std::string k = eprefix + key;
-    k.push_back('\0');
-    put_be64(k, static_cast<uint64_t>(r.time) ^ (1ULL << 63));
-    put_be64(k, r.seq);
-    put_be32(k, r.idx);
-    wb.Put(k, encode_record(r));
-    wb.Put("k/" + part + "/" + key, "");
-    ++n;
-  });
-  if (!fs) return make_error(fs.error_message());
-  wb.Put(lkey, layout);
   st = db_->Write(wo, &wb);
   if (!st.ok()) return make_error("RocksDB write failed: " + st.ToString());
-  return std::optional<size_t>(n);
+  return dropped ? std::optional<size_t>(dropped) : std::optional<size_t>();
+}
+
+status store::upgrade_from_window_records(const shard_id& s, const kind_plan& p,
+                                          rocksdb::WriteBatch& wb, size_t& dropped) const {
+  const std::string part = shard_part(s), eprefix = "e/" + part + "/", oprefix = "o/" + part + "/";
+  rocksdb::ReadOptions ro;
+  const rocksdb::Snapshot* snap = db_->GetSnapshot();
+  ro.snapshot = snap;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  // Every window record's <key>\0<t><seq><idx>, the same suffix as its log entry's.
+  std::unordered_set<std::string> in_windows;
+  for (it->Seek(eprefix); it->Valid() && it->key().starts_with(eprefix); it->Next())
+    in_windows.emplace(it->key().data() + eprefix.size(), it->key().size() - eprefix.size());
+  // Log entries a window load can reach (event time past the watermark minus the retention)
+  // without a window record were late: flag them.
+  const int64_t cutoff = load_meta(s).watermark - p.retention_us;
+  std::string err;
+  for (it->Seek(oprefix); err.empty() && it->Valid() && it->key().starts_with(oprefix);
+       it->Next()) {
+    const rocksdb::Slice k = it->key(), v = it->value();
+    if (k.size() < oprefix.size() + 21 || v.size() < 8) {
+      err = "malformed offline log entry in shard " + s.name();
+      break;
+    }
+    uint64_t tb = 0;
+    for (int i = 0; i < 8; ++i) tb = (tb << 8) | static_cast<uint8_t>(k.data()[k.size() - 20 + i]);
+    if (static_cast<int64_t>(tb ^ (1ULL << 63)) <= cutoff || (v.data()[0] & 0x80)) continue;
+    if (in_windows.count(std::string(k.data() + oprefix.size(), k.size() - oprefix.size())))
+      continue;
+    std::string flagged(v.data(), v.size());
+    flagged[0] = static_cast<char>(flagged[0] | 0x80);
+    wb.Put(k, flagged);
+  }
+  if (err.empty() && !it->status().ok()) err = "RocksDB read failed: " + it->status().ToString();
+  it.reset();
+  db_->ReleaseSnapshot(snap);
+  if (!err.empty()) return make_error(err);
+  std::string eend = eprefix;
+  eend.back() = static_cast<char>(eend.back() + 1);
+  if (!in_windows.empty()) wb.DeleteRange(eprefix, eend);
+  dropped = in_windows.size();
+  return ok_status();
 }
 
 status store::for_each_log(const shard_id& s, int64_t from, int64_t to,

@@ -1,6 +1,7 @@
-// The node's RocksDB instance: per-shard entity records, online feature vectors and each
-// shard's applied sequence. A shard's changes for one applied batch go in one WriteBatch, so
-// state and sequence are always consistent after a crash.
+// The node's RocksDB instance: each shard's offline log (which is also where an entity's window
+// records are loaded from), online feature vectors and each shard's applied sequence. A shard's
+// changes for one applied batch go in one WriteBatch, so state and sequence are always
+// consistent after a crash.
 // Thread safety: all methods may be called from any thread (RocksDB is thread-safe); each
 // shard is written by its own shard actor only.
 #pragma once
@@ -42,6 +43,9 @@ struct shard_meta {
 struct log_entry {
   record r;           // r.fields: the stream's fields in stream_def order
   int64_t known = 0;  // microseconds since the epoch
+  // Late: already older than the online windows when applied, so it is history for training
+  // sets only and never part of an entity's window (load_window skips it).
+  bool offline_only = false;
 };
 
 class store {
@@ -53,16 +57,23 @@ class store {
 
   shard_meta load_meta(const shard_id& s) const;
   std::vector<std::string> known_entities(const shard_id& s) const;
-  // Records of one entity in (time, seq, idx) order; error if a stored record is corrupt.
-  result<std::vector<record>> load_records(const shard_id& s, const std::string& key) const;
+  // The window records of one entity: its offline-log entries with event time > `from` that
+  // were applied online (offline_only ones skipped), in (time, seq, idx) order, with the plan's
+  // stored fields (field i of the stream into slot slot_of[i], `slots` of them: see
+  // decode_record). Error if an entry is corrupt.
+  result<std::vector<record>> load_window(const shard_id& s, const std::string& key, int64_t from,
+                                          const std::vector<int>& slot_of, size_t slots) const;
   std::optional<feature_vector> load_vector(const std::string& qualified_view, uint32_t shard,
                                             const std::string& key) const;
 
-  // The stored-field layout of a slice's entity records (the plan's stored fields). When new
-  // definitions change it (a view reads another field, or a longer window), the slice's records
-  // are rebuilt from the offline log in the new layout, keeping those within the plan's
-  // retention: the backfill of a new view or version. Returns the records rebuilt, or nullopt
-  // when nothing changed (a slice without a recorded layout only records it).
+  // Brings a slice written by an older Tessera to the current layout. Up to 2026-12 each event
+  // was stored twice: as a window record (family e/, deleted once out of the windows) and in
+  // the offline log. Windows now load from the log alone (issue 18: one RocksDB write per event
+  // instead of three), so the upgrade flags the log entries within `retention_us` of the
+  // shard's watermark that have no window record (late events) as offline_only, then deletes
+  // the e/ records, in one WriteBatch. Returns the e/ records dropped, or nullopt when the slice
+  // was already current (new definitions need nothing here: windows are read from the log in
+  // the plan's layout). Error, with nothing changed, if RocksDB fails or an entry is corrupt.
   result<std::optional<size_t>> ensure_layout(const shard_id& s, const kind_plan& p);
 
   // The offline log of one entity with event time in (from, to], in (time, seq, idx) order,
@@ -90,8 +101,6 @@ class store {
    public:
     explicit batch(const shard_id& s);
     ~batch();
-    void put_record(const std::string& key, const record& r);
-    void delete_record(const std::string& key, int64_t time, uint64_t seq, uint32_t idx);
     void put_known(const std::string& key);
     void put_vector(const std::string& qualified_view, const std::string& key,
                     const std::string& bytes);
@@ -102,8 +111,7 @@ class store {
 
    private:
     friend class store;
-    std::string record_key(const std::string& key, int64_t time, uint64_t seq, uint32_t idx,
-                           char family = 'e') const;
+    std::string log_key(const std::string& key, int64_t time, uint64_t seq, uint32_t idx) const;
     shard_id shard_;
     std::string prefix_;
     std::unique_ptr<rocksdb::WriteBatch> wb_;
@@ -134,6 +142,8 @@ class store {
       const shard_id& s, const std::string& key, int64_t from, int64_t to,
       const std::vector<int>* slot_of, size_t slots,
       const std::function<void(log_entry&)>& fn) const;  // slot_of null: every field
+  status upgrade_from_window_records(const shard_id& s, const kind_plan& p,
+                                     rocksdb::WriteBatch& wb, size_t& dropped) const;
 
   std::unique_ptr<rocksdb::DB> db_;
   bool sync_ = false;

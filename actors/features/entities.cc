@@ -91,8 +91,6 @@ entity_delta entity_table::apply(const std::string& key, entity& e, const std::v
   const int64_t cutoff = prune_at - plan_->retention_us;
   auto keep = std::find_if(e.records.begin(), e.records.end(),
                            [cutoff](const record& r) { return r.time > cutoff; });
-  for (auto it = e.records.begin(); it != keep; ++it)
-    d.pruned.push_back({it->time, it->seq, it->idx});
   e.records.erase(e.records.begin(), keep);
   auto now = clock_type::now();
   e.last_used = now;

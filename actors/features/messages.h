@@ -86,16 +86,9 @@ struct features_context {
 };
 using context_ptr = std::shared_ptr<const features_context>;
 
-struct record_id {
-  int64_t time;
-  uint64_t seq;
-  uint32_t idx;
-};
-
-// What applying a batch changed in an entity: what it pruned and its vectors to store.
+// What applying a batch changed in an entity: its vectors to store.
 struct entity_delta {
   std::string key;
-  std::vector<record_id> pruned;
   std::vector<std::pair<std::string, std::string>> vectors;  // (view@version, encoded vector)
 };
 

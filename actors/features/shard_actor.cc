@@ -7,6 +7,7 @@
 #include "shard_apply.h"
 #include "shard_consumer.h"
 #include "shard_reads.h"
+#include "time_util.h"
 
 namespace tessera {
 
@@ -26,7 +27,14 @@ entity_table::entity& activate_entity(shard_self self, const std::string& key) {
   }
   std::vector<record> recs;
   if (slot.persisted) {
-    auto loaded = s.ctx->db->load_records(s.id, key);
+    // What any window or as-of read the shard still serves can reach (see shard_reads.h):
+    // after pruned_to minus the retention. A live shard that has applied nothing since it
+    // opened takes now as its prune point, as its next batch will.
+    const int64_t prune_point = s.pruned_to        ? s.pruned_to
+                                : s.stream->clock == clock_mode::live ? now_micros()
+                                                                      : s.meta.watermark;
+    auto loaded = s.ctx->db->load_window(s.id, key, prune_point - s.plan->retention_us,
+                                         s.log_slots, s.plan->stored_field_index.size());
     if (loaded)
       recs = std::move(loaded.value());
     else
@@ -47,6 +55,7 @@ caf::behavior shard_actor(shard_self self, context_ptr ctx, shard_id id) {
     for (auto* p : plans) st.stream_retention = std::max(st.stream_retention, p->retention_us);
   }
   st.entities = std::make_unique<entity_table>(st.plan, ctx->cache, id.shard);
+  st.log_slots = stored_slot_of(*st.plan);
 
   shard_open_consumer(self);
   self->delayed_send(self, std::chrono::seconds(1), tick_atom::value);

@@ -96,8 +96,6 @@ void commit(shard_self self) {
   uint64_t applied = 0;
   for (auto& g : j.groups) {
     if (g.dead_lettered) continue;
-    for (auto& r : g.recs) b.put_record(g.key, r);
-    for (auto& p : g.delta.pruned) b.delete_record(g.key, p.time, p.seq, p.idx);
     for (auto& [view, bytes] : g.delta.vectors) b.put_vector(view, g.key, bytes);
     if (g.is_new && !s.entities->persisted(g.key)) b.put_known(g.key);
     applied += g.recs.size();
@@ -109,8 +107,10 @@ void commit(shard_self self) {
   m.watermark = std::max(m.watermark, j.watermark);
   m.dead_letters += j.dead_letters.size();
   m.events_applied += applied;
-  // The offline log, pruned per entity once its cutoff moved by 1/64 of the retention.
-  const int64_t log_retention = s.stream->offline_retention_us;
+  // The offline log (entities load their windows from it: store::load_window), pruned per
+  // entity once its cutoff moved by 1/64 of the retention. It keeps at least what the
+  // entity's windows and as-of reads reach, even when offline_retention is shorter.
+  const int64_t log_retention = std::max(s.stream->offline_retention_us, s.plan->retention_us);
   const int64_t log_cutoff = j.prune_at - log_retention;
   for (auto& g : j.groups) {
     if (g.dead_lettered) continue;
@@ -284,6 +284,7 @@ void shard_apply_pending(shard_self self) {
           // Late: no online window or as-of read reaches it, but it is history a training set
           // may use (at its known time).
           j.offline_only.emplace_back(key, to_log(ne, e.getKnownTime(), i));
+          j.offline_only.back().second.offline_only = true;
           continue;
         }
         if (clock > 0 && ne.time <= clock - retention) {

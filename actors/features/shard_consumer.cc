@@ -34,14 +34,15 @@ void shard_open_consumer(shard_self self) {
   s.inbox.reset();
   s.pulls.clear();
   s.pending.clear();
-  // New definitions may store other fields for this kind: rebuild its records from the log.
-  if (auto rebuilt = s.ctx->db->ensure_layout(s.id, *s.plan); !rebuilt)
-    spdlog::error("shard {}: {}", s.id.name(), rebuilt.error_message());
-  else if (*rebuilt)
+  // A store written by an older Tessera kept window records beside the log: upgrade it once.
+  // (New definitions need nothing: windows are loaded from the log in the plan's layout.)
+  if (auto upgraded = s.ctx->db->ensure_layout(s.id, *s.plan); !upgraded)
+    spdlog::error("shard {}: {}", s.id.name(), upgraded.error_message());
+  else if (*upgraded)
     spdlog::info(
-        "shard {}: the definitions changed what it stores; rebuilt {} entity records from the "
-        "offline log",
-        s.id.name(), **rebuilt);
+        "shard {}: upgraded its store: windows now load from the offline log ({} window records "
+        "dropped)",
+        s.id.name(), **upgraded);
   s.meta = s.ctx->db->load_meta(s.id);
   // Vectors cached by an earlier incarnation may include applied-but-uncommitted events.
   if (s.ctx->cache) s.ctx->cache->clear_shard(s.id.shard);
@@ -49,7 +50,7 @@ void shard_open_consumer(shard_self self) {
   // Entities persisted by an earlier incarnation were pruned at most at its watermark (replay)
   // or at a wall-clock time before now (live, judged at the next apply).
   s.pruned_to = s.stream->clock == clock_mode::replay ? s.meta.watermark : 0;
-  // Entities are reloaded from what is committed (the layout may have changed, above).
+  // Entities are reloaded from what is committed.
   s.entities->reset(s.ctx->db->known_entities(s.id));
   caf::actor me = caf::actor_cast<caf::actor>(self);
   s.ctx->nats->open_consumer_async(

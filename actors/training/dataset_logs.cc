@@ -53,12 +53,7 @@ dataset_service::impl::indexed_log::indexed_log(const view_def& v, const kind_pl
   // Only the fields the plan stores are decoded, straight into its layout. Sized from the log's
   // bytes in the store (an entry takes over 80): growing the index's arrays by doubling cost
   // a copy and fresh pages (each page fault is ~12 us on the VMs measured here).
-  std::vector<int> slot_of;
-  for (size_t slot = 0; slot < plan.stored_field_index.size(); ++slot) {
-    const size_t fi = static_cast<size_t>(plan.stored_field_index[slot]);
-    if (slot_of.size() <= fi) slot_of.resize(fi + 1, -1);
-    slot_of[fi] = static_cast<int>(slot);
-  }
+  const std::vector<int> slot_of = stored_slot_of(plan);
   index->reserve(static_cast<size_t>(db.approximate_log_bytes(sid, key) / 80));
   st =
       db.for_each_entry(sid, key, INT64_MIN, INT64_MAX - 1, slot_of, plan.stored_field_index.size(),
