@@ -300,7 +300,7 @@ void bus::retire(__natsSubscription* sub, void* box) {
 }
 
 uint64_t bus::pull(const std::string& stream, const std::string& kind, uint32_t shard,
-                   const inbox& in, int batch, int64_t expires_ms) {
+                   const inbox& in, int batch, int64_t max_bytes, int64_t expires_ms) {
   uint64_t no = next_pull_++;
   std::string subj = "$JS.API.CONSUMER.MSG.NEXT." + jetstream_name(stream) + "." +
                      consumer_name(kind, shard, node_id_);
@@ -312,7 +312,9 @@ uint64_t bus::pull(const std::string& stream, const std::string& kind, uint32_t 
       subj = "$JS.API.CONSUMER.MSG.NEXT." + jetstream_name(stream) + "." + it->second;
   }
   std::string body = "{\"batch\":" + std::to_string(batch) +
-                     ",\"expires\":" + std::to_string(expires_ms * 1000000) + "}";
+                     ",\"expires\":" + std::to_string(expires_ms * 1000000);
+  if (max_bytes > 0) body += ",\"max_bytes\":" + std::to_string(max_bytes);
+  body += "}";
   natsStatus s = natsConnection_PublishRequest(nc_, subj.c_str(), reply.c_str(), body.data(),
                                                static_cast<int>(body.size()));
   return s == NATS_OK ? no : 0;
@@ -410,6 +412,8 @@ void bus::on_inbox(__natsConnection*, __natsSubscription*, __natsMsg* msg, void*
     // A status addressed to <inbox>.<pull no>: the end of that pull (or a heartbeat).
     d.end = true;
     d.status = st;
+    const char* desc = nullptr;
+    if (natsMsgHeader_Get(msg, "Description", &desc) == NATS_OK && desc) d.description = desc;
     const char* subj = natsMsg_GetSubject(msg);
     const char* dot = std::strrchr(subj, '.');
     d.pull_no = dot ? std::strtoull(dot + 1, nullptr, 10) : 0;

@@ -57,6 +57,7 @@ struct delivery {
   uint64_t pull_no = 0;
   bool end = false;         // the pull request finished (timeout, or server status)
   std::string status;       // the status code when `end`
+  std::string description;  // the server's words for it ("Message Size Exceeds MaxBytes")
   uint64_t seq = 0;         // stream sequence
   uint64_t cseq = 0;        // consumer sequence: +1 per delivery of the consumer, without gaps
   uint64_t pending = 0;     // messages left in the consumer after this one
@@ -113,10 +114,12 @@ class bus {
     void* box_ = nullptr;
   };
   result<std::unique_ptr<inbox>> open_inbox(delivery_fn fn);
-  // Asks for up to `batch` messages, delivered to `in` (data messages carry pull_no 0; the
-  // end of the pull carries its number). Returns the pull number, or 0 if not sent.
+  // Asks for up to `batch` messages of at most `max_bytes` in all (0: no limit; a first message
+  // larger than the limit ends the pull with 409 "Message Size Exceeds MaxBytes" and is not
+  // delivered), delivered to `in` (data messages carry pull_no 0; the end of the pull carries
+  // its number). Returns the pull number, or 0 if not sent.
   uint64_t pull(const std::string& stream, const std::string& kind, uint32_t shard, const inbox& in,
-                int batch, int64_t expires_ms);
+                int batch, int64_t max_bytes, int64_t expires_ms);
   void ack(const std::string& ack_subject);
   // Deletes this node's consumer of (stream, kind, shard), e.g. after handing the shard off.
   void delete_consumer(const std::string& stream, const std::string& kind, uint32_t shard);

@@ -142,8 +142,8 @@ class store {
       const shard_id& s, const std::string& key, int64_t from, int64_t to,
       const std::vector<int>* slot_of, size_t slots,
       const std::function<void(log_entry&)>& fn) const;  // slot_of null: every field
-  status upgrade_from_window_records(const shard_id& s, const kind_plan& p,
-                                     rocksdb::WriteBatch& wb, size_t& dropped) const;
+  status upgrade_from_window_records(const shard_id& s, const kind_plan& p, rocksdb::WriteBatch& wb,
+                                     size_t& dropped) const;
 
   std::unique_ptr<rocksdb::DB> db_;
   bool sync_ = false;

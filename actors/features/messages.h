@@ -61,8 +61,13 @@ struct features_options {
   std::chrono::milliseconds materialize_every{
       std::chrono::seconds(1)};  // online-store refresh per entity
   int pull_batch = 256;          // JetStream messages per pull request
-  int entity_max_restarts = 3;   // within restart_window, then its events go to the DLQ
-  int shard_max_restarts = 5;    // within restart_window, then the shard is reported failed
+  // Bytes a node's shards may have asked JetStream for and not yet received, in all; each pull
+  // asks for at most this over twice the node's (shard, kind) slices (see shard_pull). NATS
+  // drops a client with over 64 MiB unread (the server's max_pending default) as a slow
+  // consumer: every delivery in flight lost, heartbeats missed (issue 18, bench/RESULTS.md).
+  int64_t pull_bytes_in_flight = 24 << 20;
+  int entity_max_restarts = 3;  // within restart_window, then its events go to the DLQ
+  int shard_max_restarts = 5;   // within restart_window, then the shard is reported failed
   std::chrono::seconds restart_window{60};
   // The longest a settled read (shard_read::settled) waits for its shard to apply up to its time.
   std::chrono::milliseconds settle_wait{2000};

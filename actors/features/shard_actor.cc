@@ -30,11 +30,11 @@ entity_table::entity& activate_entity(shard_self self, const std::string& key) {
     // What any window or as-of read the shard still serves can reach (see shard_reads.h):
     // after pruned_to minus the retention. A live shard that has applied nothing since it
     // opened takes now as its prune point, as its next batch will.
-    const int64_t prune_point = s.pruned_to        ? s.pruned_to
+    const int64_t prune_point = s.pruned_to                           ? s.pruned_to
                                 : s.stream->clock == clock_mode::live ? now_micros()
                                                                       : s.meta.watermark;
-    auto loaded = s.ctx->db->load_window(s.id, key, prune_point - s.plan->retention_us,
-                                         s.log_slots, s.plan->stored_field_index.size());
+    auto loaded = s.ctx->db->load_window(s.id, key, prune_point - s.plan->retention_us, s.log_slots,
+                                         s.plan->stored_field_index.size());
     if (loaded)
       recs = std::move(loaded.value());
     else

@@ -36,7 +36,8 @@ struct shard_state {
   // stream's late events, by the shards of its first kind only (so each is counted once).
   bool counts_stream_late = false;
   int64_t stream_retention = 0;
-  std::vector<int> log_slots;  // stream field index -> stored slot (-1: not stored; load_window)  // the longest online retention over the stream's kinds
+  std::vector<int> log_slots;  // stream field index -> stored slot (-1: not stored; load_window) //
+                               // the longest online retention over the stream's kinds
 
   // What is committed: loaded when the consumer is (re)opened, replaced by each commit.
   shard_meta meta;
@@ -50,10 +51,14 @@ struct shard_state {
   // The consumer (shard_consumer.cc).
   bool ready = false;  // the consumer is open and its inbox subscribed
   struct pull_info {
-    int remaining;
+    int remaining;  // messages not yet delivered of the `asked`
+    int asked;
     std::chrono::steady_clock::time_point issued;
   };
   std::unordered_map<uint64_t, pull_info> pulls;
+  // A pull ended on its byte limit with nothing delivered: the next message is larger than a
+  // pull may ask for, so the next pull fetches that one alone, without a limit.
+  bool oversized_next = false;
   std::unique_ptr<bus::inbox> inbox;
   // Each re-created consumer gets a fresh inbox; deliveries of an older one (late answers to
   // old pulls, possibly out of order with the new consumer's) are dropped by generation, so

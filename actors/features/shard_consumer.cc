@@ -19,6 +19,8 @@ using clock_type = std::chrono::steady_clock;
 // The shard's credit estimate is approximate (data messages do not say which pull they
 // answer); the refresh also heals a wrong one. Idle cost: 0.4 requests/s per shard.
 constexpr int64_t kPullExpiresMs = 5000;
+// The least a pull asks for, however many slices share pull_bytes_in_flight.
+constexpr int64_t kMinPullBytes = 64 << 10;
 // Silence after which the shard checks that its consumer really has nothing for it.
 constexpr auto kWatchdogSilence = std::chrono::seconds(10);
 
@@ -107,9 +109,17 @@ void shard_pull(shard_self self) {
   if (s.pulls.size() >= 2 || (credit >= batch / 2 && !half_expired) ||
       s.pending.size() >= static_cast<size_t>(4 * batch))
     return;
-  uint64_t no =
-      s.ctx->nats->pull(s.id.stream, s.id.kind, s.id.shard, *s.inbox, batch, kPullExpiresMs);
-  if (no) s.pulls[no] = {batch, now};
+  // Bytes in flight stay bounded node-wide: each pull asks for its share of
+  // pull_bytes_in_flight, as if every (shard, kind) slice were here with two pulls out.
+  const int64_t slices = std::max<int64_t>(
+      1, int64_t{s.ctx->opts.shard_count} * static_cast<int64_t>(s.ctx->defs->plans().size()));
+  int asked = batch;
+  int64_t max_bytes =
+      std::max<int64_t>(kMinPullBytes, s.ctx->opts.pull_bytes_in_flight / (2 * slices));
+  if (s.oversized_next) asked = 1, max_bytes = 0, s.oversized_next = false;
+  uint64_t no = s.ctx->nats->pull(s.id.stream, s.id.kind, s.id.shard, *s.inbox, asked, max_bytes,
+                                  kPullExpiresMs);
+  if (no) s.pulls[no] = {asked, asked, now};
 }
 
 void shard_on_delivery(shard_self self, delivery& d) {
@@ -118,6 +128,7 @@ void shard_on_delivery(shard_self self, delivery& d) {
   if (d.end) {
     auto p = s.pulls.find(d.pull_no);
     if (p == s.pulls.end()) return;
+    const bool delivered_none = p->second.remaining == p->second.asked;
     s.pulls.erase(p);
     // 503: nobody serves the consumer (its NATS server died); 404: it is gone. Re-create
     // it from the committed sequence; what was pending will be delivered again (and what
@@ -130,7 +141,12 @@ void shard_on_delivery(shard_self self, delivery& d) {
       self->delayed_send(self, std::chrono::milliseconds(200), init_atom::value);
       return;
     }
-    if (d.status == "409")
+    // 409 on the byte limit is a pull's ordinary end under load; others ("Exceeded
+    // MaxWaiting") mean pulling less often.
+    if (d.status == "409" && d.description.find("MaxBytes") != std::string::npos) {
+      if (delivered_none) s.oversized_next = true;
+      shard_pull(self);
+    } else if (d.status == "409")
       self->delayed_send(self, std::chrono::milliseconds(50), tick_atom::value);
     else
       shard_pull(self);
