@@ -1,8 +1,6 @@
 // With a tiny idle timeout every entity actor passivates, and comes back with equal values.
 #include <gtest/gtest.h>
 
-#include <ctime>
-#include <fstream>
 #include <set>
 #include <thread>
 
@@ -49,24 +47,13 @@ TEST(Passivation, IdleEntitiesPassivateAndReactivateWithEqualValues) {
   EXPECT_EQ(compare_all(h.rpc(), slice(), 0), 0u);
 }
 
-void write_csv(const std::string& path, const std::vector<flight>& fs) {
-  std::ofstream out(path);
-  out << "date,delay,distance,origin,destination\n";
-  for (auto& f : fs) {
-    std::time_t secs = f.time / 1000000;
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&secs));
-    out << buf << "," << f.delay << ",0," << f.origin << "," << f.destination << "\n";
-  }
-}
-
 TEST(Restart, CleanStopAndStartKeepsEveryValueAndAppliesNewEventsOnce) {
   temp_dir dir;
   const auto& all = slice();
   std::vector<flight> first(all.begin(), all.begin() + all.size() / 2),
       second(all.begin() + all.size() / 2, all.end());
-  write_csv(dir.path + "/first.csv", first);
-  write_csv(dir.path + "/second.csv", second);
+  write_flights_csv(dir.path + "/first.csv", first);
+  write_flights_csv(dir.path + "/second.csv", second);
   {
     node_harness h(dir.path);
     ASSERT_TRUE(h.n);

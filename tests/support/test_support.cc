@@ -33,6 +33,17 @@ temp_dir::~temp_dir() {
   fs::remove_all(path, ec);
 }
 
+void write_flights_csv(const std::string& path, const std::vector<flight>& fs) {
+  std::ofstream out(path);
+  out << "date,delay,distance,origin,destination\n";
+  for (auto& f : fs) {
+    std::time_t secs = f.time / 1000000;
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&secs));
+    out << buf << "," << f.delay << ",0," << f.origin << "," << f.destination << "\n";
+  }
+}
+
 std::string slice_path() {
   return TSR_TEST_DATA_DIR "/flights-slice.csv.gz";
 }

@@ -46,6 +46,8 @@ struct flight {
 // Reads tests/data/flights-slice.csv.gz with its own CSV and time parsing.
 const std::vector<flight>& slice();
 std::string slice_path();
+// Writes `fs` as a flights CSV (date, delay, distance 0, origin, destination) for `tessera ingest`.
+void write_flights_csv(const std::string& path, const std::vector<flight>& fs);
 
 // Brute-force values of the example views at time t, straight from the definition's words.
 struct airport_ref {
