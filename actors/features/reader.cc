@@ -388,7 +388,11 @@ void feature_reader::read_points(std::vector<point_lookup> lookups, int64_t time
     points[i].key = std::move(lookups[i].key);
     points[i].as_of = lookups[i].as_of;
     points[i].at_clock = lookups[i].as_of == 0;
-    points[i].settled = lookups[i].settled;
+    // Only a replay-clock stream's shard holds a settled read (shard_reads.h); on a live one
+    // it answers at once, so such a lookup may be served from the vector cache as any other.
+    const stream_def* sd =
+        lookups[i].view ? ctx_->defs->find_stream(lookups[i].view->stream) : nullptr;
+    points[i].settled = lookups[i].settled && sd && sd->clock == clock_mode::replay;
   }
   read_points_at(std::move(points), /*forward=*/true, timeout_ms, std::move(done));
 }
