@@ -35,9 +35,9 @@ struct shard_state {
   // Events too old for the online windows of every kind of the stream are counted as the
   // stream's late events, by the shards of its first kind only (so each is counted once).
   bool counts_stream_late = false;
-  int64_t stream_retention = 0;
-  std::vector<int> log_slots;  // stream field index -> stored slot (-1: not stored; load_window) //
-                               // the longest online retention over the stream's kinds
+  int64_t stream_retention = 0;  // the longest online retention over the stream's kinds
+  // Stream field index -> slot among the plan's stored fields, -1 if not stored (load_window).
+  std::vector<int> log_slots;
 
   // What is committed: loaded when the consumer is (re)opened, replaced by each commit.
   shard_meta meta;
