@@ -191,14 +191,18 @@ result<std::vector<value>> example_fields(const stream_def& s,
 bool normalize_event(wire::Event::Reader e, const stream_def& s, normalized_event& out,
                      event_error& err) {
   out.fields.assign(s.fields.size(), std::monostate{});
+  size_t next = 0;  // producers (the gateway among them) mostly send fields in the stream's order
   for (auto f : e.getFields()) {
-    std::string name(f.getName().cStr(), f.getName().size());
-    int i = s.field_index(name);
+    const std::string_view name(f.getName().cStr(), f.getName().size());
+    const int i = next < s.fields.size() && s.fields[next].name == name
+                      ? static_cast<int>(next)
+                      : s.field_index(std::string(name));
     if (i < 0 || s.fields[i].derive)
       continue;  // unknown fields are ignored: producers may send more than we read
+    next = static_cast<size_t>(i) + 1;
     auto v = convert_value(f.getValue(), s.fields[i].type);
     if (!v) {
-      err = {name, v.error_message()};
+      err = {std::string(name), v.error_message()};
       return false;
     }
     out.fields[i] = std::move(v.value());
@@ -283,12 +287,22 @@ bool get_u32(std::string_view& s, uint32_t& x) {
 std::string encode_record(const record& r) {
   std::string s;
   s.reserve(24 + r.fields.size() * 9);
+  append_record(s, r);
+  return s;
+}
+
+void append_record(std::string& s, const record& r) {
+  append_record(s, r.time, r.seq, r.idx, r.fields);
+}
+
+void append_record(std::string& s, int64_t time, uint64_t seq, uint32_t idx,
+                   const std::vector<value>& fields) {
   s.push_back(1);  // format version
-  put_u64(s, static_cast<uint64_t>(r.time));
-  put_u64(s, r.seq);
-  put_u32(s, r.idx);
-  put_u32(s, static_cast<uint32_t>(r.fields.size()));
-  for (auto& v : r.fields) {
+  put_u64(s, static_cast<uint64_t>(time));
+  put_u64(s, seq);
+  put_u32(s, idx);
+  put_u32(s, static_cast<uint32_t>(fields.size()));
+  for (auto& v : fields) {
     s.push_back(static_cast<char>(v.index()));
     switch (v.index()) {
       case 1:
@@ -317,7 +331,6 @@ std::string encode_record(const record& r) {
         break;
     }
   }
-  return s;
 }
 
 namespace {

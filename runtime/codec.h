@@ -57,6 +57,9 @@ bool key_is_valid(std::string_view key);
 
 // Stored per-entity event records (binary, little-endian, versioned by a leading byte).
 std::string encode_record(const record& r);
+void append_record(std::string& out, const record& r);  // the same, appended to `out`
+void append_record(std::string& out, int64_t time, uint64_t seq, uint32_t idx,
+                   const std::vector<value>& fields);
 bool decode_record(std::string_view bytes, record& out);
 // The same with only some fields: field i goes to out.fields[slot_of[i]], fields whose slot is
 // -1 (or past slot_of) are skipped unread; out.fields has `slots` values (monostate if absent).

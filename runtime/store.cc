@@ -6,6 +6,7 @@
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <unordered_set>
@@ -21,14 +22,21 @@ namespace {
 //   m/<stream>/<kind>/<shard4>                       -> shard_meta
 //   k/<stream>/<kind>/<shard4>/<key>                 -> "" (entity known to the shard)
 //   v/<view@ver>/<shard4>/<key>                      -> FeatureVector (Cap'n Proto)
-//   o/<stream>/<kind>/<shard4>/<key>\0<t><seq><idx>  -> offline log (big-endian, sign-flipped t):
-//                                                       u64 known time (top bit: offline_only)
-//                                                       + encoded record with every stream field
+//   o/<stream>/<kind>/<shard4>/<key>\0<t><seq><idx>  -> offline log (big-endian, sign-flipped t),
+//                                                       one entry: u64 known time (top bit:
+//                                                       offline_only) + encoded record with
+//                                                       every stream field; or a block
+//                                                       (kLogBlockSpanUs; keyed by its latest
+//                                                       entry): kBlockFormat, u32 count, then
+//                                                       per entry u32 size + such an entry
 //   l/<stream>/<kind>/<shard4>                       -> layout marker (kLayout)
 // Written by Tessera before 2026-12 only (removed by ensure_layout):
 //   e/<stream>/<kind>/<shard4>/<key>\0<t><seq><idx>  -> window record (the plan's fields)
 constexpr char kLayout[] = "windows-from-log/1";
 constexpr uint64_t kOfflineOnlyBit = 1ULL << 63;
+// The first byte of a log block. A single entry starts with its known time, big-endian, whose
+// first byte is 0x00 or 0x80 (offline_only) for any time before the year 4000.
+constexpr char kBlockFormat = 0x01;
 std::string shard_part(const shard_id& s) {
   char buf[8];
   std::snprintf(buf, sizeof buf, "%04u", s.shard);
@@ -223,11 +231,53 @@ void store::batch::put_vector(const std::string& view, const std::string& key,
 void store::batch::put_meta(const shard_meta& m) {
   wb_->Put("m/" + prefix_, encode_meta(m));
 }
+namespace {
+void append_log_entry(std::string& v, int64_t known, bool offline_only, const record& r) {
+  put_be64(v, static_cast<uint64_t>(known) | (offline_only ? kOfflineOnlyBit : 0));
+  append_record(v, r);
+}
+}  // namespace
+
+void log_buffer::add(int64_t time, uint64_t seq, uint32_t idx, int64_t known, bool offline_only,
+                     const std::vector<value>& fields) {
+  const size_t at = bytes_.size();
+  put_be64(bytes_, static_cast<uint64_t>(known) | (offline_only ? kOfflineOnlyBit : 0));
+  append_record(bytes_, time, seq, idx, fields);
+  refs_.push_back(
+      {time, seq, idx, static_cast<uint32_t>(at), static_cast<uint32_t>(bytes_.size() - at)});
+}
+
 void store::batch::put_log(const std::string& key, const log_entry& e) {
-  std::string v;
-  put_be64(v, static_cast<uint64_t>(e.known) | (e.offline_only ? kOfflineOnlyBit : 0));
-  v += encode_record(e.r);
-  wb_->Put(log_key(key, e.r.time, e.r.seq, e.r.idx), v);
+  value_.clear();
+  append_log_entry(value_, e.known, e.offline_only, e.r);
+  wb_->Put(log_key(key, e.r.time, e.r.seq, e.r.idx), value_);
+}
+void store::batch::put_log_entries(const std::string& key, log_buffer& entries) {
+  auto& refs = entries.refs_;
+  if (!std::is_sorted(refs.begin(), refs.end())) std::sort(refs.begin(), refs.end());
+  const std::string& bytes = entries.bytes_;
+  for (size_t i = 0, j; i < refs.size(); i = j) {
+    j = i + 1;
+    while (j < refs.size() && refs[j].time - refs[i].time <= kLogBlockSpanUs) ++j;
+    value_.clear();
+    if (j == i + 1) {  // one entry: as stores before blocks wrote every entry
+      value_.append(bytes, refs[i].offset, refs[i].size);
+    } else {
+      value_.push_back(kBlockFormat);
+      put_u32(value_, static_cast<uint32_t>(j - i));
+      for (size_t k = i; k < j; ++k) {
+        put_u32(value_, refs[k].size);
+        value_.append(bytes, refs[k].offset, refs[k].size);
+      }
+    }
+    const auto& last = refs[j - 1];
+    wb_->Put(log_key(key, last.time, last.seq, last.idx), value_);
+  }
+}
+void store::batch::put_log_entries(const std::string& key, const std::vector<log_entry>& entries) {
+  log_buffer b;
+  for (auto& e : entries) b.add(e);
+  put_log_entries(key, b);
 }
 void store::batch::prune_log(const std::string& key, int64_t cutoff) {
   std::string begin = "o/" + prefix_ + "/" + key;
@@ -255,6 +305,76 @@ bool decode_log(rocksdb::Slice v, log_entry& e, const std::vector<int>* slot_of 
   const std::string_view rec(v.data() + 8, v.size() - 8);
   return slot_of ? decode_record(rec, *slot_of, slots, e.r) : decode_record(rec, e.r);
 }
+// Calls one(entry bytes) for each entry of an offline-log value (one entry, or a block of
+// them); false if the value is malformed or one() returns false.
+template <typename F>
+bool for_each_in_value(rocksdb::Slice v, F&& one) {
+  if (v.empty() || v[0] != kBlockFormat) return one(v);
+  uint32_t n = 0, size = 0;
+  if (v.size() < 5) return false;
+  std::memcpy(&n, v.data() + 1, 4);
+  size_t pos = 5;
+  for (uint32_t i = 0; i < n; ++i) {
+    if (v.size() - pos < 4) return false;
+    std::memcpy(&size, v.data() + pos, 4);
+    pos += 4;
+    if (v.size() - pos < size || !one(rocksdb::Slice(v.data() + pos, size))) return false;
+    pos += size;
+  }
+  return pos == v.size();
+}
+// The event time a log key is keyed by (a block's latest): <...>\0<t:8><seq:8><idx:4>.
+int64_t log_key_time(rocksdb::Slice k) {
+  uint64_t tb = 0;
+  for (int i = 0; i < 8; ++i) tb = (tb << 8) | static_cast<uint8_t>(k.data()[k.size() - 20 + i]);
+  return static_cast<int64_t>(tb ^ (1ULL << 63));
+}
+// Puts one entity's log entries, read value by value in key order, back in (time, seq, idx)
+// order. A value keyed at t holds entries no earlier than t - kLogBlockSpanUs, and so do all
+// after it: once it is reached, the entries held before that time are final. Entry objects are
+// reused, so decoding allocates only when fn moved from one.
+class log_merge {
+ public:
+  // The entry the next one is decoded into; keep() holds it, else it is reused.
+  log_entry& slot() {
+    if (n_ == buf_.size()) buf_.emplace_back();
+    return buf_[n_];
+  }
+  void keep() {
+    if (n_ > head_ && buf_[n_].r < buf_[n_ - 1].r) sorted_ = false;
+    ++n_;
+  }
+  // A value keyed at `key_time` is next: passes on what it and later ones cannot precede.
+  template <typename F>
+  void before_value(int64_t key_time, F&& fn) {
+    release(key_time < INT64_MIN + kLogBlockSpanUs ? INT64_MIN : key_time - kLogBlockSpanUs, fn);
+  }
+  template <typename F>
+  void finish(F&& fn) {
+    release(INT64_MAX, fn, true);
+  }
+
+ private:
+  template <typename F>
+  void release(int64_t before, F&& fn, bool all = false) {
+    if (!sorted_) {
+      std::sort(buf_.begin() + head_, buf_.begin() + n_,
+                [](const log_entry& a, const log_entry& b) { return a.r < b.r; });
+      sorted_ = true;
+    }
+    while (head_ < n_ && (all || buf_[head_].r.time < before)) fn(buf_[head_++]);
+    if (head_ == n_) {
+      head_ = n_ = 0;
+    } else if (head_ >= 64 && 2 * head_ >= n_) {  // keep the held ones at the front
+      std::rotate(buf_.begin(), buf_.begin() + head_, buf_.begin() + n_);
+      n_ -= head_;
+      head_ = 0;
+    }
+  }
+  std::vector<log_entry> buf_;  // [head_, n_): held; the rest: objects to reuse
+  size_t head_ = 0, n_ = 0;
+  bool sorted_ = true;
+};
 // The keys of one entity's offline log start with this.
 std::string entity_log_prefix(const shard_id& s, const std::string& key) {
   std::string prefix = "o/" + shard_part(s) + "/" + key;
@@ -283,20 +403,29 @@ status store::for_each_entry(const shard_id& s, const std::string& key, int64_t 
                              const std::vector<int>* slot_of, size_t slots,
                              const std::function<void(log_entry&)>& fn) const {
   const std::string prefix = entity_log_prefix(s, key);
-  const std::string end = log_time_key(prefix, to + 1);
+  // Values keyed up to kLogBlockSpanUs past `to` may hold entries up to `to`.
+  const int64_t last = to >= INT64_MAX - 1 - kLogBlockSpanUs ? INT64_MAX - 1 : to + kLogBlockSpanUs;
+  const std::string end = log_time_key(prefix, last + 1);
   const rocksdb::Slice upper(end);
   rocksdb::ReadOptions ro;
   ro.iterate_upper_bound = &upper;  // no block past the entity's range is read
   ro.fill_cache = false;            // whole logs are read once and indexed by the caller
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
-  log_entry e;
+  log_merge merge;
   for (it->Seek(log_time_key(prefix, from + 1)); it->Valid() && it->key().compare(end) < 0;
        it->Next()) {
-    if (!decode_log(it->value(), e, slot_of, slots))
+    merge.before_value(log_key_time(it->key()), fn);
+    const bool ok = for_each_in_value(it->value(), [&](rocksdb::Slice one) {
+      log_entry& e = merge.slot();
+      if (!decode_log(one, e, slot_of, slots)) return false;
+      if (e.r.time > from && e.r.time <= to) merge.keep();
+      return true;
+    });
+    if (!ok)
       return make_error("corrupt offline log entry of entity '" + key + "' in shard " + s.name());
-    fn(e);
   }
   if (!it->status().ok()) return make_error("RocksDB read failed: " + it->status().ToString());
+  merge.finish(fn);
   return ok_status();
 }
 
@@ -356,7 +485,9 @@ status store::upgrade_from_window_records(const shard_id& s, const kind_plan& p,
     }
     uint64_t tb = 0;
     for (int i = 0; i < 8; ++i) tb = (tb << 8) | static_cast<uint8_t>(k.data()[k.size() - 20 + i]);
-    if (static_cast<int64_t>(tb ^ (1ULL << 63)) <= cutoff || (v.data()[0] & 0x80)) continue;
+    if (static_cast<int64_t>(tb ^ (1ULL << 63)) <= cutoff || (v.data()[0] & 0x80) ||
+        v.data()[0] == kBlockFormat)
+      continue;
     if (in_windows.count(std::string(k.data() + oprefix.size(), k.size() - oprefix.size())))
       continue;
     std::string flagged(v.data(), v.size());
@@ -384,8 +515,9 @@ status store::for_each_log(const shard_id& s, int64_t from, int64_t to,
   ro.readahead_size = 4 << 20;  // a long sequential scan: fewer, larger reads
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
   std::string err;
-  log_entry e;
   std::string key;
+  log_merge merge;
+  auto pass_on = [&](log_entry& e) { fn(key, std::move(e)); };
   for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
     rocksdb::Slice k = it->key();
     // <prefix><key>\0<t:8><seq:8><idx:4>
@@ -393,17 +525,27 @@ status store::for_each_log(const shard_id& s, int64_t from, int64_t to,
       err = "malformed offline log key in shard " + s.name();
       break;
     }
-    key.assign(k.data() + prefix.size(), k.size() - prefix.size() - 21);
-    uint64_t tb = 0;
-    for (int i = 0; i < 8; ++i) tb = (tb << 8) | static_cast<uint8_t>(k.data()[k.size() - 20 + i]);
-    int64_t t = static_cast<int64_t>(tb ^ (1ULL << 63));
-    if (t <= from || t > to) continue;
-    if (!decode_log(it->value(), e)) {
+    const rocksdb::Slice entity(k.data() + prefix.size(), k.size() - prefix.size() - 21);
+    if (entity != rocksdb::Slice(key)) {
+      merge.finish(pass_on);
+      key.assign(entity.data(), entity.size());
+    }
+    // Every entry of a value keyed at t is in [t - kLogBlockSpanUs, t].
+    const int64_t t = log_key_time(k);
+    if (t <= from || (to < INT64_MAX - kLogBlockSpanUs && t > to + kLogBlockSpanUs)) continue;
+    merge.before_value(t, pass_on);
+    const bool ok = for_each_in_value(it->value(), [&](rocksdb::Slice one) {
+      log_entry& e = merge.slot();
+      if (!decode_log(one, e)) return false;
+      if (e.r.time > from && e.r.time <= to) merge.keep();
+      return true;
+    });
+    if (!ok) {
       err = "corrupt offline log entry of entity '" + key + "' in shard " + s.name();
       break;
     }
-    fn(key, std::move(e));
   }
+  if (err.empty()) merge.finish(pass_on);
   if (err.empty() && !it->status().ok()) err = "RocksDB read failed: " + it->status().ToString();
   it.reset();
   db_->ReleaseSnapshot(snap);

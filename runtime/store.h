@@ -48,6 +48,42 @@ struct log_entry {
   bool offline_only = false;
 };
 
+// The offline log holds an entity's entries of one applied batch in blocks, one RocksDB key
+// each, keyed by the block's latest (time, seq, idx) and spanning at most this much event
+// time (a block keyed at time t holds events in [t - span, t]). One key per event made the
+// memtable insert the largest single cost of applying (issue 18, bench/RESULTS.md). Readers
+// put entries back in order: a block's entries are released once no later key can hold an
+// earlier one. The bound keeps that buffer, and what a read up to a time reads past it, small.
+// A store written before blocks (one entry per key) reads the same: a block of one.
+constexpr int64_t kLogBlockSpanUs = 6LL * 3600 * 1000000;
+
+// One entity's offline-log entries of one batch, encoded as they are added: no allocation per
+// entry (issue 18). store::batch::put_log_entries writes them.
+class log_buffer {
+ public:
+  // An entry: `fields` are every field of the stream, in stream_def order.
+  void add(int64_t time, uint64_t seq, uint32_t idx, int64_t known, bool offline_only,
+           const std::vector<value>& fields);
+  void add(const log_entry& e) {
+    add(e.r.time, e.r.seq, e.r.idx, e.known, e.offline_only, e.r.fields);
+  }
+  size_t size() const { return refs_.size(); }
+
+ private:
+  friend class store;
+  struct ref {
+    int64_t time;
+    uint64_t seq;
+    uint32_t idx;
+    uint32_t offset, size;  // in bytes_: u64 known time + encoded record
+    bool operator<(const ref& o) const {
+      return time != o.time ? time < o.time : seq != o.seq ? seq < o.seq : idx < o.idx;
+    }
+  };
+  std::string bytes_;
+  std::vector<ref> refs_;
+};
+
 class store {
  public:
   // Opens (creating if needed) the database at `path`. `sync` fsyncs each write (survives power
@@ -80,8 +116,9 @@ class store {
   // appended to `out`. Error if an entry is corrupt.
   status scan_log(const shard_id& s, const std::string& key, int64_t from, int64_t to,
                   std::vector<log_entry>& out) const;
-  // The same, entry by entry: fn(entry), one entry object reused (decoded into in place, so no
-  // allocation per entry; fn may move from it).
+  // The same, entry by entry: fn(entry). Entry objects are reused (decoded into in place, a
+  // block's worth kept while blocks are put back in order), so no allocation per entry; fn may
+  // move from it. Reads past `to` by up to kLogBlockSpanUs of keys.
   status for_each_entry(const shard_id& s, const std::string& key, int64_t from, int64_t to,
                         const std::function<void(log_entry&)>& fn) const;
   // The same with only some fields decoded, into slots (see decode_record with slot_of).
@@ -91,8 +128,8 @@ class store {
   // About how many bytes the entity's log takes in the store (from the files' indexes: no read).
   uint64_t approximate_log_bytes(const shard_id& s, const std::string& key) const;
   // Every entry of a shard's offline log with event time in (from, to], entity by entity (key
-  // order), each entity's in time order: fn(key, entry). Reads at one RocksDB snapshot. One
-  // entry object is reused (see for_each_entry).
+  // order), each entity's in time order: fn(key, entry). Reads at one RocksDB snapshot. Entry
+  // objects are reused (see for_each_entry).
   status for_each_log(const shard_id& s, int64_t from, int64_t to,
                       const std::function<void(const std::string& key, log_entry&& e)>& fn) const;
 
@@ -106,6 +143,11 @@ class store {
                     const std::string& bytes);
     void put_meta(const shard_meta& m);
     void put_log(const std::string& key, const log_entry& e);
+    // Logs the entity's entries of one batch: sorted by (time, seq, idx), then written as
+    // blocks of entries spanning at most kLogBlockSpanUs of event time, one RocksDB key each
+    // (see kLogBlockSpanUs).
+    void put_log_entries(const std::string& key, log_buffer& entries);
+    void put_log_entries(const std::string& key, const std::vector<log_entry>& entries);
     // Deletes the entity's log entries with event time <= cutoff (offline retention).
     void prune_log(const std::string& key, int64_t cutoff);
 
@@ -114,6 +156,7 @@ class store {
     std::string log_key(const std::string& key, int64_t time, uint64_t seq, uint32_t idx) const;
     shard_id shard_;
     std::string prefix_;
+    std::string value_;  // reused while encoding log values
     std::unique_ptr<rocksdb::WriteBatch> wb_;
   };
   status write(batch& b);

@@ -114,7 +114,7 @@ void commit(shard_self self) {
   const int64_t log_cutoff = j.prune_at - log_retention;
   for (auto& g : j.groups) {
     if (g.dead_lettered) continue;
-    for (auto& e : g.log) b.put_log(g.key, e);
+    b.put_log_entries(g.key, g.log);
     int64_t& pruned = s.entities->slot(g.key).log_pruned;
     if (log_cutoff > 0 && (pruned == INT64_MIN || log_cutoff - pruned > log_retention / 64)) {
       b.prune_log(g.key, log_cutoff);
@@ -232,17 +232,12 @@ void shard_apply_pending(shard_self self) {
       const int64_t gateway_clock = root.getClock();  // 0: not through a gateway
       // Known time: the producer's, else when JetStream stored the message, else the batch's.
       const int64_t stored_us = d.stored_ns > 0 ? d.stored_ns / 1000 : root.getIngestTime();
-      // The offline-log entry of an event (takes its fields: call it last).
-      auto to_log = [&](normalized_event& ne, int64_t known, uint32_t idx) {
-        log_entry le;
-        le.r.time = ne.time, le.r.seq = d.seq, le.r.idx = idx;
-        le.r.fields = std::move(ne.fields);
-        le.known = known > 0 ? known : (stored_us > 0 ? stored_us : ne.time);
-        return le;
+      auto known_time = [&](int64_t known, const normalized_event& ne) {
+        return known > 0 ? known : (stored_us > 0 ? stored_us : ne.time);
       };
+      normalized_event ne;  // reused: its fields keep their storage from event to event
       for (uint32_t i = 0; i < events.size(); ++i) {
         auto e = events[i];
-        normalized_event ne;
         event_error err;
         if (!normalize_event(e, *s.stream, ne, err)) {
           dead(i, (err.field.empty() ? "" : "field " + err.field + ": ") + err.reason);
@@ -283,8 +278,12 @@ void shard_apply_pending(shard_self self) {
             ne.time > clock - s.stream->offline_retention_us) {
           // Late: no online window or as-of read reaches it, but it is history a training set
           // may use (at its known time).
-          j.offline_only.emplace_back(key, to_log(ne, e.getKnownTime(), i));
-          j.offline_only.back().second.offline_only = true;
+          log_entry le;
+          le.r.time = ne.time, le.r.seq = d.seq, le.r.idx = i;
+          le.r.fields = ne.fields;
+          le.known = known_time(e.getKnownTime(), ne);
+          le.offline_only = true;
+          j.offline_only.emplace_back(key, std::move(le));
           continue;
         }
         if (clock > 0 && ne.time <= clock - retention) {
@@ -308,7 +307,7 @@ void shard_apply_pending(shard_self self) {
           j.groups.back().is_new = !s.entities->persisted(key);
         }
         group& grp = j.groups[it->second];
-        grp.log.push_back(to_log(ne, e.getKnownTime(), i));
+        grp.log.add(ne.time, d.seq, i, known_time(e.getKnownTime(), ne), false, ne.fields);
         grp.recs.push_back(std::move(r));
         ++j.events;
       }

@@ -32,7 +32,7 @@ namespace tessera {
 struct group {
   std::string key;
   std::vector<record> recs;
-  std::vector<log_entry> log;  // the same events with every stream field, for the offline log
+  log_buffer log;  // the same events with every stream field, for the offline log
   bool is_new = false;
   entity_delta delta;
   bool dead_lettered = false;
