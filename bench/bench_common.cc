@@ -74,6 +74,12 @@ std::shared_ptr<pending_acks> publish_flights_nowait(bus& b, const definitions& 
       capnp::MallocMessageBuilder mb;
       auto batch = mb.initRoot<wire::EventBatch>();
       batch.setIngestTime(now_micros());
+      // Values by position, as the gateway writes them (Event.values).
+      auto names = batch.initFieldNames(4);
+      names.set(0, "delay");
+      names.set(1, "distance");
+      names.set(2, "origin");
+      names.set(3, "destination");
       auto evs = batch.initEvents(static_cast<unsigned>(n));
       for (size_t k = 0; k < n; ++k) {
         const flight& f = fs[idx[off + k]];
@@ -81,15 +87,11 @@ std::shared_ptr<pending_acks> publish_flights_nowait(bus& b, const definitions& 
         e.setStream("flights");
         e.setKey(plans[g.first]->entity == "route" ? f.origin + "-" + f.destination : f.origin);
         e.setEventTime(f.time);
-        auto fl = e.initFields(4);
-        fl[0].setName("delay");
-        fl[0].initValue().setFloat(f.delay);
-        fl[1].setName("distance");
-        fl[1].initValue().setFloat(f.distance);
-        fl[2].setName("origin");
-        fl[2].initValue().setText(f.origin);
-        fl[3].setName("destination");
-        fl[3].initValue().setText(f.destination);
+        auto vl = e.initValues(4);
+        vl[0].setFloat(f.delay);
+        vl[1].setFloat(f.distance);
+        vl[2].setText(f.origin);
+        vl[3].setText(f.destination);
       }
       kj::Array<capnp::word> words = capnp::messageToFlatArray(mb);
       auto bytes = words.asBytes();

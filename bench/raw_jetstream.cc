@@ -187,7 +187,8 @@ double raw_pull_decode(const std::string& url, const std::string& subjects, size
       auto words = kj::heapArray<capnp::word>(static_cast<size_t>(natsMsg_GetDataLength(m)) / 8);
       std::memcpy(words.begin(), natsMsg_GetData(m), words.asBytes().size());
       capnp::FlatArrayMessageReader r(words);
-      for (auto e : r.getRoot<wire::EventBatch>().getEvents()) events += e.getFields().size() > 0;
+      for (auto e : r.getRoot<wire::EventBatch>().getEvents())
+        events += e.getFields().size() + e.getValues().size() > 0;
       ++msgs;
     }
     natsMsgList_Destroy(&list);

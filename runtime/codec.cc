@@ -188,9 +188,32 @@ result<std::vector<value>> example_fields(const stream_def& s,
   return out;
 }
 
+std::vector<int> positional_fields(wire::EventBatch::Reader b, const stream_def& s) {
+  std::vector<int> out;
+  for (auto n : b.getFieldNames()) {
+    const int i = s.field_index(std::string(n.cStr(), n.size()));
+    out.push_back(i >= 0 && !s.fields[i].derive ? i : -1);
+  }
+  return out;
+}
+
 bool normalize_event(wire::Event::Reader e, const stream_def& s, normalized_event& out,
-                     event_error& err) {
+                     event_error& err, const std::vector<int>* positional) {
   out.fields.assign(s.fields.size(), std::monostate{});
+  if (positional && e.hasValues()) {
+    auto values = e.getValues();
+    const size_t n = std::min<size_t>(values.size(), positional->size());
+    for (size_t k = 0; k < n; ++k) {
+      const int i = (*positional)[k];
+      if (i < 0 || values[k].isNull()) continue;  // a name the stream does not read
+      auto v = convert_value(values[k], s.fields[i].type);
+      if (!v) {
+        err = {s.fields[i].name, v.error_message()};
+        return false;
+      }
+      out.fields[i] = std::move(v.value());
+    }
+  }
   size_t next = 0;  // producers (the gateway among them) mostly send fields in the stream's order
   for (auto f : e.getFields()) {
     const std::string_view name(f.getName().cStr(), f.getName().size());

@@ -38,9 +38,14 @@ struct event_error {
   std::string reason;
   bool outlier = false;  // the event time is past the stream's max_future (counted as refused)
 };
-// Checks types, the time field and text sizes. `err` is filled when it returns false.
+// The stream field index of each of a batch's positional field names (EventBatch.fieldNames),
+// -1 for names the stream does not have or derives itself. Computed once per batch.
+std::vector<int> positional_fields(wire::EventBatch::Reader b, const stream_def& s);
+// Checks types, the time field and text sizes. `err` is filled when it returns false. An event
+// of an EventBatch may carry its fields by position (Event.values): `positional` is then the
+// batch's positional_fields (without it they are not read).
 bool normalize_event(wire::Event::Reader e, const stream_def& s, normalized_event& out,
-                     event_error& err);
+                     event_error& err, const std::vector<int>* positional = nullptr);
 // Computes the stream's derived fields from the others (null when an input is missing).
 void derive_fields(const stream_def& s, std::vector<value>& fields);
 // The fields of a serving example (schemas/inference.capnp Example), in the stream's layout:

@@ -40,6 +40,11 @@ struct Event {
   # At the gateway, -1 means "at its event time": a replay of history whose events were known
   # as they happened (`tessera ingest --replay`).
   knownTime @4 :Int64;
+  # The fields by position, as the gateway writes them: value i is the field named
+  # EventBatch.fieldNames[i] (null: absent). Names once per batch instead of once per field
+  # and event: half the bytes JetStream stores and delivers (issue 18, bench/RESULTS.md).
+  # Read only inside an EventBatch that has fieldNames; an event may carry `fields` instead.
+  values @5 :List(Value);
 }
 
 # Events always travel in batches: one JetStream message = one EventBatch for one
@@ -54,6 +59,8 @@ struct EventBatch {
   # publishing directly): the shard checks max_jump itself and judges lateness by its own
   # watermark.
   clock @2 :Int64;
+  # The names of the events' positional `values` (see Event.values).
+  fieldNames @3 :List(Text);
 }
 
 enum Status {

@@ -225,6 +225,11 @@ kj::Promise<void> features_rpc::ingest_call(Call call) {
   };
   std::vector<message_counts> ids;
   int64_t ingest_time = now_micros();
+  // Events carry their values by position, named once per message (EventBatch.fieldNames): the
+  // stream's own fields, not the derived ones (every reader derives those again).
+  std::vector<size_t> columns;
+  for (size_t f = 0; f < s->fields.size(); ++f)
+    if (!s->fields[f].derive) columns.push_back(f);
   for (auto& [gk, members] : groups) {
     const kind_plan* plan = plans[gk.first];
     for (size_t off = 0, chunk = 0; off < members.size(); off += kEventsPerMessage, ++chunk) {
@@ -233,6 +238,9 @@ kj::Promise<void> features_rpc::ingest_call(Call call) {
       auto batch = mb.initRoot<wire::EventBatch>();
       batch.setIngestTime(ingest_time);
       batch.setClock(call_clock > 0 ? call_clock : 1);  // 1: judged, with no clock yet
+      auto names = batch.initFieldNames(static_cast<unsigned>(columns.size()));
+      for (size_t c = 0; c < columns.size(); ++c)
+        names.set(static_cast<unsigned>(c), s->fields[columns[c]].name);
       auto out = batch.initEvents(static_cast<unsigned>(n));
       uint32_t late_here = 0;
       for (size_t k = 0; k < n; ++k) {
@@ -244,16 +252,10 @@ kj::Promise<void> features_rpc::ingest_call(Call call) {
         ev.setKey(key);
         ev.setEventTime(ne.time);
         if (known[idx]) ev.setKnownTime(known[idx]);
-        size_t present = 0;
-        for (auto& v : ne.fields) present += !is_null(v);
-        auto fl = ev.initFields(static_cast<unsigned>(present));
-        unsigned fi = 0;
-        for (size_t f = 0; f < ne.fields.size(); ++f) {
-          if (is_null(ne.fields[f])) continue;
-          fl[fi].setName(s->fields[f].name);
-          write_value(fl[fi].initValue(), ne.fields[f]);
-          ++fi;
-        }
+        auto vl = ev.initValues(static_cast<unsigned>(columns.size()));
+        for (size_t c = 0; c < columns.size(); ++c)
+          if (!is_null(ne.fields[columns[c]]))
+            write_value(vl[static_cast<unsigned>(c)], ne.fields[columns[c]]);
       }
       std::string subject = event_subject(stream_name, plan->entity, gk.second);
       std::string id = batch_id.empty()

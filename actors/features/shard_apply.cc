@@ -229,6 +229,7 @@ void shard_apply_pending(shard_self self) {
       capnp::FlatArrayMessageReader reader(words);
       auto root = reader.getRoot<wire::EventBatch>();
       auto events = root.getEvents();
+      const std::vector<int> positional = positional_fields(root, *s.stream);
       const int64_t gateway_clock = root.getClock();  // 0: not through a gateway
       // Known time: the producer's, else when JetStream stored the message, else the batch's.
       const int64_t stored_us = d.stored_ns > 0 ? d.stored_ns / 1000 : root.getIngestTime();
@@ -239,7 +240,7 @@ void shard_apply_pending(shard_self self) {
       for (uint32_t i = 0; i < events.size(); ++i) {
         auto e = events[i];
         event_error err;
-        if (!normalize_event(e, *s.stream, ne, err)) {
+        if (!normalize_event(e, *s.stream, ne, err, &positional)) {
           dead(i, (err.field.empty() ? "" : "field " + err.field + ": ") + err.reason);
           j.refused += err.outlier;
           continue;

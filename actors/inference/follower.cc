@@ -207,10 +207,11 @@ void follower::handle(model_follow* f, std::shared_ptr<message> m) {
                          static_cast<size_t>(natsMsg_GetDataLength(m->msg)));
   const bool ok = with_message<wire::EventBatch>(data, [&](wire::EventBatch::Reader b) {
     uint32_t i = 0;
+    const std::vector<int> positional = positional_fields(b, s);
     for (auto e : b.getEvents()) {
       normalized_event ne;
       event_error err;
-      if (!normalize_event(e, s, ne, err)) {
+      if (!normalize_event(e, s, ne, err, &positional)) {
         m->dead.push_back({i++, (err.field.empty() ? "" : "field " + err.field + ": ") + err.reason,
                            nlohmann::json()});
         continue;

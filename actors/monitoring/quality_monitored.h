@@ -234,10 +234,11 @@ struct quality_service::monitored {
     std::vector<monitoring::labelled_pair> out;
     std::lock_guard<std::mutex> l(mu);
     const bool ok = with_message<wire::EventBatch>(data, [&](wire::EventBatch::Reader b) {
+      const std::vector<int> positional = positional_fields(b, *stream);
       for (auto e : b.getEvents()) {
         normalized_event ne;
         event_error err;
-        if (!normalize_event(e, *stream, ne, err)) continue;  // the shards dead-letter it
+        if (!normalize_event(e, *stream, ne, err, &positional)) continue;  // dead-lettered there
         double y = 0;
         const value v = label->value->eval(ne.fields);
         if (is_null(v) || !as_number(v, y)) continue;  // no label for this event

@@ -213,3 +213,59 @@ TEST(NormalizeExample, DerivesTheArrivalTimeAndIgnoresASentValue) {
 }
 
 }  // namespace tessera
+
+namespace tessera {
+// The gateway writes events' values by position, named once per batch (Event.values,
+// EventBatch.fieldNames). Read back they must equal the same event sent with named fields, in
+// any name order, with names the stream does not have (or derives itself) ignored, and a bad
+// value reported under its field's name.
+TEST(NormalizeExample, PositionalValuesReadAsNamedFields) {
+  auto d = definitions::load_file(TSR_EXAMPLES_DIR "/flights/flights.lua");
+  ASSERT_TRUE(d.ok()) << d.error_message();
+  const auto& defs = *d;
+  const stream_def* s = defs->find_stream("flights");
+  const std::vector<std::pair<std::string, std::string>> fs{
+      {"origin", "LAS"},        {"extra", "ignored"},
+      {"delay", "33"},          {"date", "2001-01-01T00:01:00.000Z"},
+      {"destination", "PHL"},   {"distance", "400"},
+      {"arrival", "1999-01-01"}};
+  capnp::MallocMessageBuilder named_mb;
+  auto ne = named_mb.initRoot<wire::Event>();
+  auto fl = ne.initFields(static_cast<unsigned>(fs.size()));
+  for (unsigned i = 0; i < fs.size(); ++i) {
+    fl[i].setName(fs[i].first);
+    fl[i].initValue().setText(fs[i].second);
+  }
+  normalized_event named, pos;
+  event_error err;
+  ASSERT_TRUE(normalize_event(ne.asReader(), *s, named, err)) << err.reason;
+
+  capnp::MallocMessageBuilder mb;
+  auto b = mb.initRoot<wire::EventBatch>();
+  auto names = b.initFieldNames(static_cast<unsigned>(fs.size()));
+  for (unsigned i = 0; i < fs.size(); ++i) names.set(i, fs[i].first);
+  auto e = b.initEvents(2);
+  auto v = e[0].initValues(static_cast<unsigned>(fs.size()));
+  for (unsigned i = 0; i < fs.size(); ++i) v[i].setText(fs[i].second);
+  const std::vector<int> positional = positional_fields(b.asReader(), *s);
+  EXPECT_EQ(positional[1], -1);  // "extra": not a field of the stream
+  EXPECT_EQ(positional[6], -1);  // "arrival": derived by the reader
+  ASSERT_TRUE(normalize_event(b.asReader().getEvents()[0], *s, pos, err, &positional))
+      << err.reason;
+  EXPECT_EQ(pos.time, named.time);
+  EXPECT_EQ(pos.time, 978307260000000LL + 113 * 60000000LL);  // arrival: 00:01 + 113 min
+  ASSERT_EQ(pos.fields.size(), named.fields.size());
+  for (size_t f = 0; f < pos.fields.size(); ++f)
+    EXPECT_EQ(pos.fields[f], named.fields[f]) << s->fields[f].name;
+  EXPECT_EQ(entity_key(pos, *defs->find_plan("flights", "route"), err), "LAS-PHL");
+
+  // A value of the wrong type is refused under its field's name.
+  auto bad = e[1].initValues(static_cast<unsigned>(fs.size()));
+  for (unsigned i = 0; i < fs.size(); ++i) bad[i].setText(fs[i].second);
+  bad[2].setText("late");
+  EXPECT_FALSE(normalize_event(b.asReader().getEvents()[1], *s, pos, err, &positional));
+  EXPECT_EQ(err.field, "delay");
+  // Without the batch's names the values are not read: no event time.
+  EXPECT_FALSE(normalize_event(b.asReader().getEvents()[0], *s, pos, err));
+}
+}  // namespace tessera
