@@ -148,7 +148,8 @@ class store {
     // (see kLogBlockSpanUs).
     void put_log_entries(const std::string& key, log_buffer& entries);
     void put_log_entries(const std::string& key, const std::vector<log_entry>& entries);
-    // Deletes the entity's log entries with event time <= cutoff (offline retention).
+    // Deletes the entity's log entries with event time <= cutoff (offline retention), block by
+    // block: a block that also holds later entries stays until its latest is past the cutoff.
     void prune_log(const std::string& key, int64_t cutoff);
 
    private:
