@@ -214,7 +214,7 @@ bool normalize_event(wire::Event::Reader e, const stream_def& s, normalized_even
       out.fields[i] = std::move(v.value());
     }
   }
-  size_t next = 0;  // producers (the gateway among them) mostly send fields in the stream's order
+  size_t next = 0;  // producers mostly send named fields in the stream's order
   for (auto f : e.getFields()) {
     const std::string_view name(f.getName().cStr(), f.getName().size());
     const int i = next < s.fields.size() && s.fields[next].name == name
