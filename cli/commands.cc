@@ -439,6 +439,12 @@ int run_status(const status_args& a) {
                                    : "DEAD",
                     owned[m.getNodeId().cStr()], m.getShardsServed(),
                     human(m.getEventsApplied()).c_str(), m.getSilentSeconds());
+      for (auto m : st.getMembers())
+        if (m.getEventWire() == 1)  // 0: told by a node from before the field
+          std::printf(
+              "  events are published with named fields: %s runs a build that does not read "
+              "values by position (until its heartbeat expires, an hour after it stops)\n",
+              m.getNodeId().cStr());
     }
     for (auto c : st.getClocks())
       std::printf(

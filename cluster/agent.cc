@@ -8,6 +8,7 @@
 
 #include "assignment.h"
 #include "bus.h"
+#include "codec.h"
 #include "handoff.h"
 #include "metrics.h"
 #include "stream_clock.h"
@@ -207,6 +208,7 @@ void cluster_agent::beat() {
                    {"events_applied", d_.metrics ? d_.metrics->events_applied.load() : 0},
                    {"read_calls", d_.metrics ? d_.metrics->read_calls.load() : 0},
                    {"started_us", started_us_},
+                   {"event_wire", kEventWireVersion},
                    {"time", format_timestamp(now_micros())}};
   if (d_.clocks) {
     nlohmann::json clocks = nlohmann::json::object();
@@ -288,6 +290,7 @@ void cluster_agent::members_loop() {
       o.rpc = j.value("rpc", "");
       o.leaving = j.value("leaving", false);
       o.events_applied = j.value("events_applied", uint64_t(0));
+      o.event_wire = j.value("event_wire", uint32_t(1));
       for (auto& s : j.at("served")) o.served.insert(s.get<uint32_t>());
       if (d_.clocks && j.contains("clocks"))
         for (auto& [stream, wm] : j["clocks"].items()) {
@@ -413,6 +416,7 @@ void cluster_agent::control_loop() {
         x.leaving = m.leaving;
         x.shards_served = static_cast<uint32_t>(m.served.size());
         x.events_applied = m.events_applied;
+        x.event_wire = m.event_wire;
         x.silent_s = std::chrono::duration<double>(now - m.changed).count();
         mi.push_back(std::move(x));
       }

@@ -96,6 +96,7 @@ class cluster_agent {
     std::set<uint32_t> served;
     bool leaving = false;
     uint64_t events_applied = 0;
+    uint32_t event_wire = 1;  // kEventWireVersion of its build (1: from before it existed)
   };
   struct map_state {
     bool present = false;

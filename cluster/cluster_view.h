@@ -3,6 +3,7 @@
 // gateway reads it to route each request, and status reports it.
 // Thread safety: every method locks; callers get copies.
 #pragma once
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <mutex>
@@ -18,7 +19,8 @@ struct member_info {
   bool leaving = false;  // graceful leave in progress
   uint32_t shards_served = 0;
   uint64_t events_applied = 0;
-  double silent_s = 0;  // seconds since its heartbeat last changed (as this node saw it)
+  double silent_s = 0;      // seconds since its heartbeat last changed (as this node saw it)
+  uint32_t event_wire = 1;  // the event encodings its build reads (runtime/codec.h)
 };
 
 // The local state of one shard number (every (stream, kind) slice of it moves together).
@@ -95,6 +97,15 @@ class cluster_view {
   std::string leader() const {
     std::lock_guard<std::mutex> g(mu_);
     return leader_;
+  }
+  // The event encoding every member reads: the lowest kEventWireVersion among the members in
+  // TSR_NODES, live or not (a dead member may come back and take shards; its heartbeat expires
+  // from the bucket after an hour). 1 until this node has seen the members at all.
+  uint32_t event_wire() const {
+    std::lock_guard<std::mutex> g(mu_);
+    uint32_t v = members_.empty() ? 1 : UINT32_MAX;
+    for (auto& m : members_) v = std::min(v, m.event_wire);
+    return v;
   }
 
   // Where a request for `shard` goes now. Serving locally wins over the map (the map may

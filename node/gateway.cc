@@ -129,6 +129,7 @@ class gateway_impl final : public wire::Gateway::Server {
       m.setShardsServed(members[i].shards_served);
       m.setSilentSeconds(members[i].silent_s);
       m.setEventsApplied(members[i].events_applied);
+      m.setEventWire(members[i].event_wire);
     }
     st.setLeader(cluster.leader());
     st.setMapEpoch(cluster.epoch());

@@ -63,6 +63,27 @@ void write_value(wire::Value::Builder b, const value& v) {
   }
 }
 
+void write_event_values(wire::Event::Builder e, const normalized_event& ne,
+                        const std::vector<size_t>& columns) {
+  auto vl = e.initValues(static_cast<unsigned>(columns.size()));
+  for (size_t c = 0; c < columns.size(); ++c)
+    if (!is_null(ne.fields[columns[c]]))
+      write_value(vl[static_cast<unsigned>(c)], ne.fields[columns[c]]);
+}
+
+void write_event_fields(wire::Event::Builder e, const normalized_event& ne, const stream_def& s) {
+  size_t present = 0;
+  for (auto& v : ne.fields) present += !is_null(v);
+  auto fl = e.initFields(static_cast<unsigned>(present));
+  unsigned fi = 0;
+  for (size_t f = 0; f < ne.fields.size(); ++f) {
+    if (is_null(ne.fields[f])) continue;
+    fl[fi].setName(s.fields[f].name);
+    write_value(fl[fi].initValue(), ne.fields[f]);
+    ++fi;
+  }
+}
+
 result<value> parse_text_as(std::string_view s, field_type t) {
   auto bad = [&](const char* what) {
     std::string shown(s.substr(0, 40));

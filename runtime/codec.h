@@ -38,6 +38,11 @@ struct event_error {
   std::string reason;
   bool outlier = false;  // the event time is past the stream's max_future (counted as refused)
 };
+// The event encodings this build reads, advertised in the cluster heartbeat: 1, fields by name
+// (Event.fields); 2, also values by position (Event.values with EventBatch.fieldNames). A
+// gateway writes positions only once every member of the cluster reads them (a rolling upgrade
+// from a build before them keeps older nodes able to apply what is published meanwhile).
+constexpr uint32_t kEventWireVersion = 2;
 // The stream field index of each of a batch's positional field names (EventBatch.fieldNames),
 // -1 for names the stream does not have or derives itself. Computed once per batch.
 std::vector<int> positional_fields(wire::EventBatch::Reader b, const stream_def& s);
@@ -46,6 +51,12 @@ std::vector<int> positional_fields(wire::EventBatch::Reader b, const stream_def&
 // batch's positional_fields (without it they are not read).
 bool normalize_event(wire::Event::Reader e, const stream_def& s, normalized_event& out,
                      event_error& err, const std::vector<int>* positional = nullptr);
+// Writes an accepted event's fields into `e`: by position, the stream fields at `columns` (the
+// batch's fieldNames name them in that order); or by name, every present field, as builds before
+// kEventWireVersion 2 read them.
+void write_event_values(wire::Event::Builder e, const normalized_event& ne,
+                        const std::vector<size_t>& columns);
+void write_event_fields(wire::Event::Builder e, const normalized_event& ne, const stream_def& s);
 // Computes the stream's derived fields from the others (null when an input is missing).
 void derive_fields(const stream_def& s, std::vector<value>& fields);
 // The fields of a serving example (schemas/inference.capnp Example), in the stream's layout:

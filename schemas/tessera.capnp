@@ -318,6 +318,8 @@ struct MemberStatus {
   shardsServed @4 :UInt32;
   silentSeconds @5 :Float64;
   eventsApplied @6 :UInt64;   # load: events the member applied since it started
+  eventWire @7 :UInt32;       # the event encodings its build reads: 1 by name only, 2 also by
+                              # position; gateways write by position once every member reads it
 }
 
 struct StageLatency {

@@ -9,6 +9,7 @@
 #include <map>
 #include <mutex>
 
+#include "cluster/cluster_view.h"
 #include "codec.h"
 #include "expectations.h"
 #include "hash.h"
@@ -226,7 +227,9 @@ kj::Promise<void> features_rpc::ingest_call(Call call) {
   std::vector<message_counts> ids;
   int64_t ingest_time = now_micros();
   // Events carry their values by position, named once per message (EventBatch.fieldNames): the
-  // stream's own fields, not the derived ones (every reader derives those again).
+  // stream's own fields, not the derived ones (every reader derives those again). While a member
+  // of the cluster runs a build that reads only named fields (a rolling upgrade), by name.
+  const bool positional = !ctx_->cluster || ctx_->cluster->event_wire() >= 2;
   std::vector<size_t> columns;
   for (size_t f = 0; f < s->fields.size(); ++f)
     if (!s->fields[f].derive) columns.push_back(f);
@@ -238,9 +241,11 @@ kj::Promise<void> features_rpc::ingest_call(Call call) {
       auto batch = mb.initRoot<wire::EventBatch>();
       batch.setIngestTime(ingest_time);
       batch.setClock(call_clock > 0 ? call_clock : 1);  // 1: judged, with no clock yet
-      auto names = batch.initFieldNames(static_cast<unsigned>(columns.size()));
-      for (size_t c = 0; c < columns.size(); ++c)
-        names.set(static_cast<unsigned>(c), s->fields[columns[c]].name);
+      if (positional) {
+        auto names = batch.initFieldNames(static_cast<unsigned>(columns.size()));
+        for (size_t c = 0; c < columns.size(); ++c)
+          names.set(static_cast<unsigned>(c), s->fields[columns[c]].name);
+      }
       auto out = batch.initEvents(static_cast<unsigned>(n));
       uint32_t late_here = 0;
       for (size_t k = 0; k < n; ++k) {
@@ -252,10 +257,10 @@ kj::Promise<void> features_rpc::ingest_call(Call call) {
         ev.setKey(key);
         ev.setEventTime(ne.time);
         if (known[idx]) ev.setKnownTime(known[idx]);
-        auto vl = ev.initValues(static_cast<unsigned>(columns.size()));
-        for (size_t c = 0; c < columns.size(); ++c)
-          if (!is_null(ne.fields[columns[c]]))
-            write_value(vl[static_cast<unsigned>(c)], ne.fields[columns[c]]);
+        if (positional)
+          write_event_values(ev, ne, columns);
+        else
+          write_event_fields(ev, ne, *s);
       }
       std::string subject = event_subject(stream_name, plan->entity, gk.second);
       std::string id = batch_id.empty()

@@ -3,7 +3,9 @@
 // node joining and another leaving gracefully mid-ingest, and across a node killed with SIGKILL
 // mid-ingest and replaced. The persisted applied counts sum to exactly 2 × rows (origin and
 // route), so no event was lost or applied twice.
+#include <capnp/serialize.h>
 #include <gtest/gtest.h>
+#include <nats/nats.h>
 #include <signal.h>
 
 #include <atomic>
@@ -15,6 +17,7 @@
 #include "hash.h"
 #include "nats_server.h"
 #include "point_reads.h"
+#include "schemas/tessera.capnp.h"
 #include "test_support.h"
 
 namespace tessera::test {
@@ -411,6 +414,102 @@ TEST_F(cluster_fixture, ReadPointsAsksEachOtherOwnerOnceAndAnswersAsReadsOnTheOw
     }
   }
   (*a)->TEST_stop_without_leaving();  // b is gone: nobody to hand shards to
+}
+
+// How the events published while a subscription listened were encoded.
+struct encodings {
+  size_t named = 0, positional = 0, other = 0;  // events
+};
+encodings drain_events(natsSubscription* sub) {
+  encodings out;
+  natsMsg* msg = nullptr;
+  // The CLI returned after JetStream acknowledged every message: all of them are on their way.
+  while (natsSubscription_NextMsg(&msg, sub, 2000) == NATS_OK) {
+    const size_t len = static_cast<size_t>(natsMsg_GetDataLength(msg));
+    auto words = kj::heapArray<capnp::word>((len + 7) / 8);
+    std::memcpy(words.begin(), natsMsg_GetData(msg), len);
+    natsMsg_Destroy(msg);
+    capnp::FlatArrayMessageReader reader(words);
+    auto batch = reader.getRoot<wire::EventBatch>();
+    for (auto e : batch.getEvents()) {
+      if (batch.hasFieldNames() && e.hasValues() && !e.hasFields())
+        ++out.positional;
+      else if (!batch.hasFieldNames() && !e.hasValues() && e.hasFields())
+        ++out.named;
+      else
+        ++out.other;
+    }
+  }
+  return out;
+}
+
+// The event encoding the member `id` reads, as `rpc`'s status reports it (0: not listed).
+uint32_t member_event_wire(const std::string& rpc, const std::string& id) {
+  auto st = open_client(rpc)->status();
+  if (!st) return 0;
+  for (auto m : st->get().getMembers())
+    if (m.getNodeId() == id) return m.getEventWire();
+  return 0;
+}
+
+// A rolling upgrade from a build that reads events only by name (Event.fields): while such a
+// member is listed in TSR_NODES, the gateway publishes every event by name; once that member
+// runs the new build, by position. Both halves of the slice are applied exactly once and every
+// value equals the brute-force reference.
+TEST_F(cluster_fixture, EventsGoByNameUntilEveryMemberReadsPositions) {
+  auto b = bus::connect({nats->url(), "old-build"});
+  ASSERT_TRUE(b) << b.error_message();
+  auto nodes = kv_bucket::open((*b)->jetstream(), {"TSR_NODES", 3600 * 1000, 1, 1});
+  ASSERT_TRUE(nodes) << nodes.error_message();
+  // The old build's heartbeat has no "event_wire". It is leaving, so no shard is assigned to it.
+  std::atomic<bool> stop{false}, upgraded{false};
+  std::thread old([&] {
+    while (!stop) {
+      (*nodes)->put("old", std::string(R"({"id":"old","rpc":"127.0.0.1:1","served":[],)") +
+                               R"("leaving":true)" + (upgraded ? R"(,"event_wire":2})" : "}"));
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+  });
+  struct joiner {
+    std::atomic<bool>& stop;
+    std::thread& t;
+    ~joiner() { stop = true, t.join(); }
+  } join_old{stop, old};
+  node_process a(dir.path + "/a", nats->url(), "a");
+  ASSERT_TRUE(eventually([&] { return member_event_wire(a.rpc(), "old") == 1; },
+                         std::chrono::seconds(30), std::chrono::milliseconds(50)))
+      << a.log_tail();
+  natsSubscription* sub = nullptr;
+  ASSERT_EQ(natsConnection_SubscribeSync(&sub, (*b)->connection(), "tsr.ev.flights.>"), NATS_OK);
+  ASSERT_EQ(natsSubscription_SetPendingLimits(sub, -1, -1), NATS_OK);
+
+  const std::vector<flight>& fs = slice();
+  const size_t half = fs.size() / 2;
+  std::vector<flight> first(fs.begin(), fs.begin() + half), second(fs.begin() + half, fs.end());
+  auto ingest = [&](const std::vector<flight>& part, const std::string& name) {
+    const std::string path = dir.path + "/" + name + ".csv";
+    write_flights_csv(path, part);
+    std::string out;
+    EXPECT_EQ(run_cli("ingest --quiet --rpc " + a.rpc() + " --stream flights " + path, &out), 0)
+        << out;
+  };
+  ingest(first, "first");
+  encodings e1 = drain_events(sub);
+  EXPECT_EQ(e1.named, 2 * half) << "both kinds, every event by name";
+  EXPECT_EQ(e1.positional + e1.other, 0u);
+  EXPECT_EQ(wait_cluster_applied({a.rpc()}, 2 * half), 2 * half);
+
+  upgraded = true;
+  ASSERT_TRUE(eventually([&] { return member_event_wire(a.rpc(), "old") == 2; },
+                         std::chrono::seconds(30), std::chrono::milliseconds(50)));
+  ingest(second, "second");
+  encodings e2 = drain_events(sub);
+  EXPECT_EQ(e2.positional, 2 * second.size()) << "every member reads positions now";
+  EXPECT_EQ(e2.named + e2.other, 0u);
+  natsSubscription_Destroy(sub);
+  EXPECT_EQ(wait_cluster_applied({a.rpc()}, 2 * fs.size()), 2 * fs.size());
+  EXPECT_EQ(compare_all(a.rpc(), fs, 0), 0u);
+  if (HasFailure()) std::fprintf(stderr, "%s", a.log_tail(30).c_str());
 }
 
 }  // namespace
