@@ -1,8 +1,9 @@
 // Feature definitions: streams, entities and feature views, loaded from a sandboxed Lua file.
 // Immutable after load and shared read-only by every thread (shared_ptr<const definitions>).
 //
-// Files: definitions.cc the lookups below; definitions_reader.cc loading (Lua tables → these
-// structs); lua_host.h the sandboxed Lua state; storage_plan.h the per-(stream, kind) plan.
+// Files: definitions.cc the lookups below; definitions_reader*.cc and definitions_monitor.cc
+// loading (Lua tables → these structs, definitions_reader_internal.h); lua_host.h the sandboxed
+// Lua state; storage_plan.h the per-(stream, kind) plan.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -246,7 +247,7 @@ class definitions {
   std::vector<const kind_plan*> plans_for_stream(const std::string& stream) const;
 
  private:
-  friend class definitions_builder;  // definitions_reader.cc
+  friend class definitions_builder;  // definitions_reader_internal.h
   // Plans storage once streams, entities and views are read (storage_plan.h).
   status finish();
 

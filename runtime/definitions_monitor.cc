@@ -1,10 +1,12 @@
 // model { monitor = { ... } }: live quality, its objectives and automatic rollback
-// (definitions.h model_def::monitor_def; the model reader in definitions_reader.cc calls this).
+// (definitions.h model_def::monitor_def; the model reader in definitions_reader_models.cc calls
+// this, declared in definitions_reader_internal.h).
 #include <lua.hpp>
 
 #include <algorithm>
 
 #include "definitions.h"
+#include "definitions_reader_internal.h"
 #include "lua_host.h"
 #include "time_util.h"
 
