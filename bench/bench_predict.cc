@@ -19,14 +19,12 @@
 // getFeatures calls read the same views at the same time.
 // Prints medians and tails (bench_common's stats), the CPU each group of threads used under the
 // 16-client loads, and each goal of the issue as met or not.
-#include <sys/syscall.h>
-#include <unistd.h>
-
 #include <atomic>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <map>
+#include <functional>
+#include <memory>
 #include <random>
 #include <set>
 #include <sstream>
@@ -35,6 +33,7 @@
 #include "bench_common.h"
 #include "bus.h"
 #include "cluster/kv.h"
+#include "cpu_time.h"
 #include "tessera/client.h"
 #include "tessera/node.h"
 #include "time_util.h"
@@ -128,13 +127,6 @@ T must(result<T> r, const char* what) {
   return std::move(*r);
 }
 
-std::string loadavg() {
-  std::ifstream in("/proc/loadavg");
-  std::string a, b, c;
-  in >> a >> b >> c;
-  return a + " " + b + " " + c;
-}
-
 // The served entry of late_mlp on the node (requests, mean batch, node-side p50/p99 since load).
 struct served {
   bool production = false;
@@ -176,70 +168,6 @@ bool wait_served(client::connection& c, uint32_t version, std::chrono::seconds m
   return false;
 }
 
-// CPU time (ns on a CPU, /proc/.../schedstat) of this process's threads, by thread id.
-std::map<long, uint64_t> thread_cpu() {
-  std::map<long, uint64_t> out;
-  for (auto& e : std::filesystem::directory_iterator("/proc/self/task")) {
-    std::ifstream in(e.path() / "schedstat");
-    uint64_t ns = 0;
-    if (in >> ns) out[std::stol(e.path().filename().string())] = ns;
-  }
-  return out;
-}
-// CPU time of this process (ns), every thread, also those that have exited.
-uint64_t process_cpu() {
-  timespec ts{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
-// CPU time (ns) of this process's threads whose name begins with `prefix`, living ones only.
-uint64_t named_threads_cpu(const std::string& prefix) {
-  uint64_t total = 0;
-  for (auto& e : std::filesystem::directory_iterator("/proc/self/task")) {
-    std::ifstream comm(e.path() / "comm");
-    std::string name;
-    std::getline(comm, name);
-    if (name.rfind(prefix, 0) != 0) continue;
-    std::ifstream in(e.path() / "schedstat");
-    uint64_t ns = 0;
-    if (in >> ns) total += ns;
-  }
-  return total;
-}
-// Busy CPU time of the whole machine (ns), from /proc/stat.
-uint64_t machine_cpu() {
-  std::ifstream in("/proc/stat");
-  std::string cpu;
-  uint64_t user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0;
-  in >> cpu >> user >> nice >> system >> idle >> iowait >> irq >> softirq >> steal;
-  return (user + nice + system + irq + softirq + steal) * (1000000000ull / sysconf(_SC_CLK_TCK));
-}
-// CPU time (ns) of this process's child processes (the node's embedded nats-server), all threads.
-uint64_t children_cpu() {
-  uint64_t total = 0;
-  const std::string me = std::to_string(getpid());
-  for (auto& p : std::filesystem::directory_iterator("/proc")) {
-    const std::string pid = p.path().filename().string();
-    if (pid.empty() || !std::isdigit(static_cast<unsigned char>(pid[0]))) continue;
-    std::ifstream st(p.path() / "stat");
-    std::string line;
-    if (!std::getline(st, line)) continue;
-    auto close = line.rfind(')');
-    if (close == std::string::npos) continue;
-    std::istringstream rest(line.substr(close + 2));
-    std::string state, ppid;
-    rest >> state >> ppid;
-    if (ppid != me) continue;
-    std::error_code ec;
-    for (auto& t : std::filesystem::directory_iterator(p.path() / "task", ec)) {
-      std::ifstream in(t.path() / "schedstat");
-      uint64_t ns = 0;
-      if (in >> ns) total += ns;
-    }
-  }
-  return total;
-}
-
 struct load_result {
   double rps = 0;
   stats client_ms{}, node_ms{};
@@ -277,7 +205,7 @@ load_result run_clients(const std::string& rpc, const std::vector<client::exampl
   for (int t = 0; t < clients; ++t) {
     ts.emplace_back([&, t] {
       per_thread& me = out[static_cast<size_t>(t)];
-      caller_tids[static_cast<size_t>(t)] = syscall(SYS_gettid);
+      caller_tids[static_cast<size_t>(t)] = current_thread_id();
       auto c = client::connection::open(rpc);
       (void)c->predict("late_mlp", {exs[static_cast<size_t>(t) % exs.size()]}, o);  // connect
       me.client_ms.reserve(200000);
@@ -381,22 +309,57 @@ const char* verdict(bool met) {
   return met ? "met" : "NOT met";
 }
 
-}  // namespace
+// What the command line sets (see the top of this file).
+struct options {
+  size_t calls = 5000;
+  double seconds = 5.0;
+  size_t max_flights = 300000;
+  int log_rounds = 2;
+  int rollout_rounds = 2;
+  size_t n_departures = 100000;
+  int monitor_rounds = 2;
+};
+constexpr int kClients = 16;
 
-int main(int argc, char** argv) {
-  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress as it happens, also into a file
-  const size_t calls = argc > 1 ? std::stoul(argv[1]) : 5000;
-  const double seconds = argc > 2 ? std::stod(argv[2]) : 5.0;
-  const size_t max_flights = argc > 3 ? std::stoul(argv[3]) : 300000;
-  const int log_rounds = argc > 4 ? std::stoi(argv[4]) : 2;
-  const int rollout_rounds = argc > 5 ? std::stoi(argv[5]) : 2;
-  const size_t n_departures = argc > 6 ? std::stoul(argv[6]) : 100000;
-  const int monitor_rounds = argc > 7 ? std::stoi(argv[7]) : 2;
-  constexpr int kClients = 16;
+// The positional arguments, in the order of `options`; the defaults for those not given.
+options parse_options(int argc, char** argv) {
+  options o;
+  if (argc > 1) o.calls = std::stoul(argv[1]);
+  if (argc > 2) o.seconds = std::stod(argv[2]);
+  if (argc > 3) o.max_flights = std::stoul(argv[3]);
+  if (argc > 4) o.log_rounds = std::stoi(argv[4]);
+  if (argc > 5) o.rollout_rounds = std::stoi(argv[5]);
+  if (argc > 6) o.n_departures = std::stoul(argv[6]);
+  if (argc > 7) o.monitor_rounds = std::stoi(argv[7]);
+  return o;
+}
 
-  const std::string dir = "/tmp/tessera-bench-predict";
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
+// The node under test, in this process, and this benchmark's client connection to it. Both are
+// replaced on each restart; `cfg` is what the next (re)start uses.
+struct bench_node {
+  node_config cfg;
+  std::unique_ptr<node> nd;
+  std::unique_ptr<client::connection> c;
+  uint32_t version = 0;  // late_mlp's production version, once trained
+  std::string rpc() const { return "127.0.0.1:" + std::to_string(nd->rpc_port()); }
+};
+
+// Closes the client, runs `after_disconnect` (if any), stops the node, starts it again with
+// b.cfg and reconnects; returns once it serves late_mlp v`b.version` (exits after 120 s).
+void restart(bench_node& b, const std::function<void()>& after_disconnect = {}) {
+  b.c.reset();
+  if (after_disconnect) after_disconnect();
+  b.nd->stop();
+  b.nd.reset();
+  b.nd = must(node::start(b.cfg), "node restart");
+  b.c = client::connection::open(b.rpc());
+  if (!wait_served(*b.c, b.version, std::chrono::seconds(120)))
+    fail("the restarted node does not serve late_mlp");
+}
+
+// The flights the benchmark loads: the first `max_flights` of the shared data set, or of the
+// committed slice when the shared one is absent. Exits when there are none.
+std::vector<flight> bench_flights(size_t max_flights) {
   const std::string shared = TSR_SOURCE_DIR "/../shared/data/flights-3m.csv.gz";
   auto fs =
       must(std::filesystem::exists(shared)
@@ -404,19 +367,12 @@ int main(int argc, char** argv) {
                : load_flights_file(TSR_SOURCE_DIR "/tests/data/flights-slice.csv.gz", max_flights),
            "loading flights");
   if (fs.empty()) fail("no flights loaded");
-  int64_t first = fs.front().time, last = fs.front().time;
-  for (auto& f : fs) first = std::min(first, f.time), last = std::max(last, f.time);
-  auto defs_path = must(serving_definitions(dir, first, last), "definitions");
+  return fs;
+}
 
-  node_config cfg;
-  cfg.data_dir = dir + "/node";
-  cfg.rpc = "127.0.0.1:0";
-  cfg.definitions = defs_path;
-  auto nd = must(node::start(cfg), "node start");
-  auto rpc = [&] { return "127.0.0.1:" + std::to_string(nd->rpc_port()); };
-  auto c = client::connection::open(rpc());
-
-  // Ingest as a replay (each event known at its event time), 1,000 events a call, 8 in flight.
+// Ingests `fs` as a replay (each event known at its event time), 1,000 events a call, 8 in
+// flight, and returns once the node applied them (exits after 600 s, or on a rejected event).
+void ingest_replay(bench_node& b, const std::vector<flight>& fs, int64_t first, int64_t last) {
   auto t0 = clk::now();
   {
     std::vector<std::future<result<client::ingest_result>>> window;
@@ -432,7 +388,7 @@ int main(int argc, char** argv) {
                     {"destination", fs[i].destination}};
         evs.push_back(std::move(e));
       }
-      window.push_back(c->ingest_async("flights", std::move(evs), "bench-" + std::to_string(at)));
+      window.push_back(b.c->ingest_async("flights", std::move(evs), "bench-" + std::to_string(at)));
       if (window.size() >= 8) {
         auto r = must(window.front().get(), "ingest");
         if (!r.rejected.empty()) fail("ingest rejected: " + r.rejected[0].reason);
@@ -441,19 +397,28 @@ int main(int argc, char** argv) {
     }
     for (auto& f : window) (void)must(f.get(), "ingest");
   }
-  while (nd->events_applied() < 2 * fs.size()) {
+  while (b.nd->events_applied() < 2 * fs.size()) {
     if (seconds_since(t0) > 600) fail("events not applied after 600 s");
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   std::printf("%zu flights %s .. %s ingested and applied in %.1f s\n", fs.size(),
               format_timestamp(first).c_str(), format_timestamp(last).c_str(), seconds_since(t0));
+}
 
-  // Train late_mlp on the node, promote it, wait until the node serves it.
-  t0 = clk::now();
-  const std::string job_id = must(c->train("late_mlp"), "train");
+// late_mlp as trained and served: its inputs and its exported artifact.
+struct trained_model {
+  size_t n_inputs = 0;
+  client::exported_model artifact;
+};
+
+// Trains late_mlp on the node, promotes it to production and waits until the node serves it
+// (sets b.version). Exits when training fails or takes over 1200 s.
+trained_model train_and_serve(bench_node& b) {
+  auto t0 = clk::now();
+  const std::string job_id = must(b.c->train("late_mlp"), "train");
   uint32_t version = 0;
   for (;;) {
-    auto j = must(c->job(job_id), "job");
+    auto j = must(b.c->job(job_id), "job");
     const std::string state = j->getState().cStr();
     if (state == "failed") fail("training failed: " + std::string(j->getError().cStr()));
     if (state == "done") {
@@ -465,151 +430,188 @@ int main(int argc, char** argv) {
     if (seconds_since(t0) > 1200) fail("training not done after 1200 s");
     std::this_thread::sleep_for(std::chrono::milliseconds(250));
   }
-  if (auto st = c->promote_model("late_mlp", version, "production"); !st)
+  if (auto st = b.c->promote_model("late_mlp", version, "production"); !st)
     fail("promote: " + st.error_message());
-  if (!wait_served(*c, version, std::chrono::seconds(60))) fail("the node does not serve it");
-  auto shown = must(c->show_model("late_mlp", version), "show model");
-  const size_t n_inputs = shown->getInputs().size();
-  auto artifact = must(c->export_model("late_mlp", version), "export");
+  if (!wait_served(*b.c, version, std::chrono::seconds(60))) fail("the node does not serve it");
+  b.version = version;
+  trained_model out;
+  auto shown = must(b.c->show_model("late_mlp", version), "show model");
+  out.n_inputs = shown->getInputs().size();
+  out.artifact = must(b.c->export_model("late_mlp", version), "export");
+  return out;
+}
 
-  // Examples: the flights of the last day loaded, in a fixed random order, twice: as departures
-  // at their own time (features read as of hours before the stream's clock: the entity actors
-  // compute them), and as departures at the stream's clock, as a live service predicts flights
-  // leaving now (features from the vector cache).
-  int64_t clock = 0;
+// The examples predicted: the flights of the last day loaded, in a fixed random order, twice.
+struct example_set {
+  int64_t clock = 0;                  // the flights stream's clock when they were chosen
+  std::vector<flight> chosen;         // the flights
+  std::vector<client::example> hist;  // each at its own departure (as-of reads)
+  std::vector<client::example> live;  // each at the stream's clock (the vector cache answers)
+};
+
+// Chooses the examples: the flights of the last day loaded (up to `last`), in a fixed random
+// order, as departures at their own time (features read as of hours before the stream's clock:
+// the entity actors compute them), and as departures at the stream's clock, as a live service
+// predicts flights leaving now (features from the vector cache). Exits when the stream has no
+// clock.
+example_set choose_examples(bench_node& b, const std::vector<flight>& fs, int64_t last) {
+  example_set ex;
   {
-    auto st = must(c->status(), "status");
+    auto st = must(b.c->status(), "status");
     for (auto k : st->getClocks())
-      if (k.getStream() == "flights") clock = k.getReadTime();
+      if (k.getStream() == "flights") ex.clock = k.getReadTime();
   }
-  if (clock == 0) fail("the flights stream has no clock");
-  std::vector<flight> chosen;
+  if (ex.clock == 0) fail("the flights stream has no clock");
   for (auto& f : fs)
-    if (f.time > last - kDay) chosen.push_back(f);
-  std::shuffle(chosen.begin(), chosen.end(), std::mt19937(7));
+    if (f.time > last - kDay) ex.chosen.push_back(f);
+  std::shuffle(ex.chosen.begin(), ex.chosen.end(), std::mt19937(7));
   std::set<std::string> routes, airports;
-  for (auto& f : chosen) routes.insert(f.origin + "-" + f.destination), airports.insert(f.origin);
-  std::vector<client::example> hist, live;
-  for (auto& f : chosen) {
-    hist.push_back(departure(f, f.time));
-    live.push_back(departure(f, clock));
+  for (auto& f : ex.chosen)
+    routes.insert(f.origin + "-" + f.destination), airports.insert(f.origin);
+  for (auto& f : ex.chosen) {
+    ex.hist.push_back(departure(f, f.time));
+    ex.live.push_back(departure(f, ex.clock));
   }
   std::printf(
       "examples: %zu flights of the last day (%zu routes, %zu airports), predicted at their "
       "departure (as-of reads) and at the stream's clock %s (live); %d cores, load %s\n",
-      chosen.size(), routes.size(), airports.size(), format_timestamp(clock).c_str(),
+      ex.chosen.size(), routes.size(), airports.size(), format_timestamp(ex.clock).c_str(),
       static_cast<int>(std::thread::hardware_concurrency()), loadavg().c_str());
+  return ex;
+}
 
-  // Their model inputs as the node computes them (for the raw forward passes).
+// The model inputs of up to 512 of `hist` as the node computes them (rows of n_inputs floats),
+// for the raw forward passes. Exits when a prediction fails.
+std::vector<float> model_inputs(bench_node& b, const std::vector<client::example>& hist) {
   std::vector<float> rows;
-  {
-    client::predict_options o;
-    o.return_vector = true;
-    std::vector<client::example> part(hist.begin(),
-                                      hist.begin() + std::min<size_t>(512, hist.size()));
-    for (auto& p : must(c->predict("late_mlp", part, o), "predict with vectors")) {
-      if (!p.ok()) fail("predict: " + p.error);
-      for (auto& u : p.features) rows.push_back(static_cast<float>(u.value));
-    }
+  client::predict_options o;
+  o.return_vector = true;
+  std::vector<client::example> part(hist.begin(),
+                                    hist.begin() + std::min<size_t>(512, hist.size()));
+  for (auto& p : must(b.c->predict("late_mlp", part, o), "predict with vectors")) {
+    if (!p.ok()) fail("predict: " + p.error);
+    for (auto& u : p.features) rows.push_back(static_cast<float>(u.value));
   }
-  const size_t n_rows = rows.size() / n_inputs;
+  return rows;
+}
 
-  // 1 + 2. One client, sequential: predict of one example, and getFeatures of the same
-  // example's two views at the same read time (airport_delay for the origin, route_delay for the
-  // route: two calls), interleaved per example, alternating which goes first.
-  struct sequential_result {
-    stats pred, pred_node, air, route, both;
-    double rps = 0;
-  };
-  auto sequential = [&](const std::vector<client::example>& exs, bool at_clock) {
-    std::vector<double> pred_ms, pred_node_ms, air_ms, route_ms, both_ms;
-    size_t failed = 0;
-    const auto wall0 = clk::now();
-    const uint64_t mine0 = process_cpu() + children_cpu(), all0 = machine_cpu();
-    for (size_t i = 0; i < calls + calls / 10; ++i) {  // the first 10 % warm up
-      const flight& f = chosen[i % chosen.size()];
-      const client::example& e = exs[i % exs.size()];
-      const int64_t as_of = at_clock ? clock : f.time;
-      double p = 0, a = 0, r = 0, pn = 0;
-      auto do_predict = [&] {
-        auto s = clk::now();
-        auto got = c->predict("late_mlp", {e});
-        p = seconds_since(s) * 1e3;
-        if (!got || got->size() != 1 || !(*got)[0].ok()) return void(++failed);
-        pn = (*got)[0].latency_us / 1000.0;
-      };
-      auto do_features = [&] {
-        auto s = clk::now();
-        auto va = c->features("airport_delay", {f.origin}, as_of);
-        a = seconds_since(s) * 1e3;
-        s = clk::now();
-        auto vr = c->features("route_delay", {f.origin + "-" + f.destination}, as_of);
-        r = seconds_since(s) * 1e3;
-        if (!va || !vr || va->size() != 1 || vr->size() != 1) ++failed;
-      };
-      if (i % 2) {
-        do_predict();
-        do_features();
-      } else {
-        do_features();
-        do_predict();
-      }
-      if (i < calls / 10) continue;
-      pred_ms.push_back(p), pred_node_ms.push_back(pn), air_ms.push_back(a);
-      route_ms.push_back(r), both_ms.push_back(a + r);
+// One client's sequential figures (ms): predict at the client and on the node, getFeatures of
+// each view and of both; predictions/s back to back.
+struct sequential_result {
+  stats pred, pred_node, air, route, both;
+  double rps = 0;
+};
+
+// 1 + 2. One client, sequential: predict of one example of `exs`, and getFeatures of the same
+// example's two views at the same read time (airport_delay for the origin, route_delay for the
+// route: two calls), interleaved per example, alternating which goes first; `calls` of each
+// after calls / 10 to warm up. `at_clock`: the features are read at the stream's clock, else as
+// of each departure. Prints the figures; exits when a call fails.
+sequential_result run_sequential(bench_node& b, const example_set& ex,
+                                 const std::vector<client::example>& exs, bool at_clock,
+                                 size_t calls) {
+  client::connection* c = b.c.get();
+  std::vector<double> pred_ms, pred_node_ms, air_ms, route_ms, both_ms;
+  size_t failed = 0;
+  const auto wall0 = clk::now();
+  const uint64_t mine0 = process_cpu() + children_cpu(), all0 = machine_cpu();
+  for (size_t i = 0; i < calls + calls / 10; ++i) {  // the first 10 % warm up
+    const flight& f = ex.chosen[i % ex.chosen.size()];
+    const client::example& e = exs[i % exs.size()];
+    const int64_t as_of = at_clock ? ex.clock : f.time;
+    double p = 0, a = 0, r = 0, pn = 0;
+    auto do_predict = [&] {
+      auto s = clk::now();
+      auto got = c->predict("late_mlp", {e});
+      p = seconds_since(s) * 1e3;
+      if (!got || got->size() != 1 || !(*got)[0].ok()) return void(++failed);
+      pn = (*got)[0].latency_us / 1000.0;
+    };
+    auto do_features = [&] {
+      auto s = clk::now();
+      auto va = c->features("airport_delay", {f.origin}, as_of);
+      a = seconds_since(s) * 1e3;
+      s = clk::now();
+      auto vr = c->features("route_delay", {f.origin + "-" + f.destination}, as_of);
+      r = seconds_since(s) * 1e3;
+      if (!va || !vr || va->size() != 1 || vr->size() != 1) ++failed;
+    };
+    if (i % 2) {
+      do_predict();
+      do_features();
+    } else {
+      do_features();
+      do_predict();
     }
-    if (failed) fail(std::to_string(failed) + " sequential calls failed");
-    const double secs = seconds_since(wall0);
-    const double mine = static_cast<double>(process_cpu() + children_cpu() - mine0) / 1e9 / secs;
-    const double others =
-        std::max(0.0, static_cast<double>(machine_cpu() - all0) / 1e9 / secs - mine);
-    sequential_result out;
-    double total = 0;
-    for (double x : pred_ms) total += x;
-    out.rps = 1e3 * static_cast<double>(pred_ms.size()) / total;
-    out.pred = summarize(pred_ms), out.pred_node = summarize(pred_node_ms);
-    out.air = summarize(air_ms), out.route = summarize(route_ms), out.both = summarize(both_ms);
-    std::printf(
-        "\n1 client, sequential, %s, %zu calls each (after %zu warm-up); cores used: "
-        "this process and nats-server %.2f, other processes %.2f\n",
-        at_clock ? "live (at the stream's clock)" : "as of each departure", calls, calls / 10, mine,
-        others);
-    print_stats("predict, 1 example", out.pred, "ms");
-    print_stats("  of which on the node (receipt to score)", out.pred_node, "ms");
-    std::printf("  %.0f predictions/s (back to back)\n", out.rps);
-    print_stats("getFeatures airport_delay, same read time", out.air, "ms");
-    print_stats("getFeatures route_delay, same read time", out.route, "ms");
-    print_stats("getFeatures both views (two calls, summed)", out.both, "ms");
-    return out;
-  };
-  const sequential_result seq_hist = sequential(hist, false);
-  const sequential_result seq_live = sequential(live, true);
+    if (i < calls / 10) continue;
+    pred_ms.push_back(p), pred_node_ms.push_back(pn), air_ms.push_back(a);
+    route_ms.push_back(r), both_ms.push_back(a + r);
+  }
+  if (failed) fail(std::to_string(failed) + " sequential calls failed");
+  const double secs = seconds_since(wall0);
+  const double mine = static_cast<double>(process_cpu() + children_cpu() - mine0) / 1e9 / secs;
+  const double others =
+      std::max(0.0, static_cast<double>(machine_cpu() - all0) / 1e9 / secs - mine);
+  sequential_result out;
+  double total = 0;
+  for (double x : pred_ms) total += x;
+  out.rps = 1e3 * static_cast<double>(pred_ms.size()) / total;
+  out.pred = summarize(pred_ms), out.pred_node = summarize(pred_node_ms);
+  out.air = summarize(air_ms), out.route = summarize(route_ms), out.both = summarize(both_ms);
+  std::printf(
+      "\n1 client, sequential, %s, %zu calls each (after %zu warm-up); cores used: "
+      "this process and nats-server %.2f, other processes %.2f\n",
+      at_clock ? "live (at the stream's clock)" : "as of each departure", calls, calls / 10, mine,
+      others);
+  print_stats("predict, 1 example", out.pred, "ms");
+  print_stats("  of which on the node (receipt to score)", out.pred_node, "ms");
+  std::printf("  %.0f predictions/s (back to back)\n", out.rps);
+  print_stats("getFeatures airport_delay, same read time", out.air, "ms");
+  print_stats("getFeatures route_delay, same read time", out.route, "ms");
+  print_stats("getFeatures both views (two calls, summed)", out.both, "ms");
+  return out;
+}
 
-  // 4. Sixteen clients, batched, then batching off; live first, then as of each departure.
+// The 16-client loads, batched and not, live and as of each departure.
+struct load_set {
+  load_result live_b, live_u, hist_b, hist_u;
+  double live_ratio = 0, hist_ratio = 0;  // batched / unbatched predictions/s
+};
+
+// 4. Sixteen clients, batched, then batching off; live first, then as of each departure; then a
+// diagnostic load whose callers block on the future. Prints each.
+load_set run_loads(bench_node& b, const example_set& ex, double seconds) {
   std::printf(
       "\n%d clients, each its own connection, sequential calls of 1 example, %.0f s "
       "measured after 1 s warm-up\n",
       kClients, seconds);
-  const load_result live_b = run_clients(rpc(), live, kClients, seconds, false);
-  print_load("live, batched", live_b);
-  const load_result live_u = run_clients(rpc(), live, kClients, seconds, true);
-  print_load("live, batching off (no_batch)", live_u);
-  const load_result hist_b = run_clients(rpc(), hist, kClients, seconds, false);
-  print_load("as of departure, batched", hist_b);
-  const load_result hist_u = run_clients(rpc(), hist, kClients, seconds, true);
-  print_load("as of departure, batching off (no_batch)", hist_u);
+  load_set l;
+  l.live_b = run_clients(b.rpc(), ex.live, kClients, seconds, false);
+  print_load("live, batched", l.live_b);
+  l.live_u = run_clients(b.rpc(), ex.live, kClients, seconds, true);
+  print_load("live, batching off (no_batch)", l.live_u);
+  l.hist_b = run_clients(b.rpc(), ex.hist, kClients, seconds, false);
+  print_load("as of departure, batched", l.hist_b);
+  l.hist_u = run_clients(b.rpc(), ex.hist, kClients, seconds, true);
+  print_load("as of departure, batching off (no_batch)", l.hist_u);
   // Diagnostic: the live batched load with callers that sleep on the future at once.
   print_load("live, batched, callers block on the future (no yield)",
-             run_clients(rpc(), live, kClients, seconds, false, true));
-  const double live_ratio = live_u.rps > 0 ? live_b.rps / live_u.rps : 0;
-  const double hist_ratio = hist_u.rps > 0 ? hist_b.rps / hist_u.rps : 0;
-  std::printf("batched / unbatched predictions/s: live %.2f, as of departure %.2f\n", live_ratio,
-              hist_ratio);
+             run_clients(b.rpc(), ex.live, kClients, seconds, false, true));
+  l.live_ratio = l.live_u.rps > 0 ? l.live_b.rps / l.live_u.rps : 0;
+  l.hist_ratio = l.hist_u.rps > 0 ? l.hist_b.rps / l.hist_u.rps : 0;
+  std::printf("batched / unbatched predictions/s: live %.2f, as of departure %.2f\n", l.live_ratio,
+              l.hist_ratio);
+  return l;
+}
 
-  // 3. libtorch's forward pass of the same artifact in this process, one intra-op thread, at
-  // batch 1 and at the mean batches observed under 16 clients.
+// 3. libtorch's forward pass of the same artifact in this process, one intra-op thread, at
+// batch 1 and at the mean batches observed under 16 clients, over `rows` (model inputs).
+// Prints each; returns batch 1's latencies.
+stats run_forward(const trained_model& m, const std::vector<float>& rows, const load_set& loads,
+                  size_t calls) {
+  const size_t n_inputs = m.n_inputs, n_rows = rows.size() / n_inputs;
   torchscript_model::set_threads(1);
-  auto model = must(torchscript_model::load(artifact.artifact, n_inputs), "load artifact");
+  auto model = must(torchscript_model::load(m.artifact.artifact, n_inputs), "load artifact");
   auto forward = [&](size_t batch) {
     std::vector<float> x(batch * n_inputs), y(batch);
     std::vector<double> lat;
@@ -631,39 +633,42 @@ int main(int argc, char** argv) {
   const stats fwd1 = forward(1);
   print_stats("forward, batch 1", fwd1, "ms");
   std::set<size_t> sizes;
-  for (double b : {live_b.mean_batch, hist_b.mean_batch})
-    sizes.insert(std::max<size_t>(2, static_cast<size_t>(std::lround(b))));
-  for (size_t b : sizes) {
-    const std::string what = "forward, batch " + std::to_string(b) + " (mean observed)";
-    print_stats(what.c_str(), forward(b), "ms");
+  for (double bm : {loads.live_b.mean_batch, loads.hist_b.mean_batch})
+    sizes.insert(std::max<size_t>(2, static_cast<size_t>(std::lround(bm))));
+  for (size_t bs : sizes) {
+    const std::string what = "forward, batch " + std::to_string(bs) + " (mean observed)";
+    print_stats(what.c_str(), forward(bs), "ms");
   }
   model.reset();
+  return fwd1;
+}
 
-  // 5. The prediction log on and off: the live batched 16-client load on a node restarted with
-  // the log on or off, alternating on, off, off, on, ... so that drift hits both.
+// The prediction log's cost: on vs off, in % of predictions/s and of p99.
+struct log_cost {
+  double rps_pct = 0, p99_pct = 0;
+};
+
+// 5. The prediction log on and off: the live batched 16-client load on a node restarted with
+// the log on or off, alternating on, off, off, on, ... so that drift hits both. Prints each
+// segment and the means.
+log_cost run_log_on_off(bench_node& b, const example_set& ex, const options& o) {
   std::printf(
       "\nprediction log on vs off: %d clients, live, batched, each segment on a "
       "restarted node\n",
       kClients);
   std::vector<double> on_rps, off_rps, on_p99, off_p99;
   uint64_t drops = 0;
-  for (int round = 0; round < log_rounds; ++round) {
+  for (int round = 0; round < o.log_rounds; ++round) {
     for (int k = 0; k < 2; ++k) {
       const bool log_on = (round % 2 == 0) == (k == 0);
-      c.reset();
-      t0 = clk::now();
-      nd->stop();
-      nd.reset();
-      cfg.prediction_log = log_on;
-      nd = must(node::start(cfg), "node restart");
-      c = client::connection::open(rpc());
-      if (!wait_served(*c, version, std::chrono::seconds(120)))
-        fail("the restarted node does not serve late_mlp");
+      clk::time_point t0;
+      b.cfg.prediction_log = log_on;
+      restart(b, [&] { t0 = clk::now(); });
       char what[64];
       std::snprintf(what, sizeof what, "log %s (restart %.1f s)", log_on ? "on " : "off",
                     seconds_since(t0));
-      const load_result r = run_clients(rpc(), live, kClients, seconds, false);
-      drops = std::max(drops, served_model(*c).log_drops);
+      const load_result r = run_clients(b.rpc(), ex.live, kClients, o.seconds, false);
+      drops = std::max(drops, served_model(*b.c).log_drops);
       print_load(what, r);
       (log_on ? on_rps : off_rps).push_back(r.rps);
       (log_on ? on_p99 : off_p99).push_back(r.client_ms.p99);
@@ -674,54 +679,95 @@ int main(int argc, char** argv) {
     for (double x : v) s += x;
     return v.empty() ? 0 : s / static_cast<double>(v.size());
   };
-  const double log_cost = mean(off_rps) > 0 ? 100 * (1 - mean(on_rps) / mean(off_rps)) : 0;
-  const double log_p99 = mean(off_p99) > 0 ? 100 * (mean(on_p99) / mean(off_p99) - 1) : 0;
+  log_cost out;
+  out.rps_pct = mean(off_rps) > 0 ? 100 * (1 - mean(on_rps) / mean(off_rps)) : 0;
+  out.p99_pct = mean(off_p99) > 0 ? 100 * (mean(on_p99) / mean(off_p99) - 1) : 0;
   std::printf(
       "log on: %.0f predictions/s, p99 %.3f ms; off: %.0f predictions/s, p99 %.3f ms "
       "(means of %d segments each); log records dropped: %llu\n",
-      mean(on_rps), mean(on_p99), mean(off_rps), mean(off_p99), log_rounds,
+      mean(on_rps), mean(on_p99), mean(off_rps), mean(off_p99), o.log_rounds,
       static_cast<unsigned long long>(drops));
+  return out;
+}
 
-  // 6. A shadow version on vs off: late_mlp v1's artifact imported as v2 and put in shadow
-  // (every production vector scored again off the answer's path), then back to candidate;
-  // alternating off, on, on, off, ... One client sequential (live) and the 16-client load.
+// Per segment, indexed by whether the shadow was on: 1 client's p50 and p99, the 16-client
+// load's p99 and predictions/s.
+struct shadow_result {
+  std::vector<double> p99[2], p50[2], load_p99[2], rps[2];
+};
+
+// 6. A shadow version on vs off: late_mlp's artifact `m` imported as a new version and put in
+// shadow (every production vector scored again off the answer's path), then back to candidate;
+// alternating off, on, on, off, ... One client sequential (live) and the 16-client load.
+shadow_result run_shadow(bench_node& b, const trained_model& m, const example_set& ex,
+                         const options& o) {
   const uint32_t shadow_version =
-      must(c->import_model("late_mlp", "late", artifact.artifact), "import as shadow");
+      must(b.c->import_model("late_mlp", "late", m.artifact.artifact), "import as shadow");
   std::printf("\nshadow on vs off: late_mlp v%u (v%u's artifact) in shadow, alternating\n",
-              shadow_version, version);
-  std::vector<double> sh_p99[2], sh_p50[2], sh_load_p99[2], sh_rps[2];
-  for (int round = 0; round < rollout_rounds; ++round)
+              shadow_version, b.version);
+  shadow_result sh;
+  for (int round = 0; round < o.rollout_rounds; ++round)
     for (int k = 0; k < 2; ++k) {
       const bool on = (round % 2 == 0) == (k == 1);
-      if (auto st = c->promote_model("late_mlp", shadow_version, on ? "shadow" : "candidate"); !st)
+      if (auto st = b.c->promote_model("late_mlp", shadow_version, on ? "shadow" : "candidate");
+          !st)
         fail("shadow " + std::string(on ? "on" : "off") + ": " + st.error_message());
       std::this_thread::sleep_for(std::chrono::seconds(1));  // the watch brings it, v2 warms up
       std::vector<double> ms;
-      for (size_t i = 0; i < calls + calls / 10; ++i) {
+      for (size_t i = 0; i < o.calls + o.calls / 10; ++i) {
         auto s0 = clk::now();
-        auto got = c->predict("late_mlp", {live[i % live.size()]});
+        auto got = b.c->predict("late_mlp", {ex.live[i % ex.live.size()]});
         if (!got || got->size() != 1 || !(*got)[0].ok()) fail("predict with shadow");
-        if (i >= calls / 10) ms.push_back(seconds_since(s0) * 1e3);
+        if (i >= o.calls / 10) ms.push_back(seconds_since(s0) * 1e3);
       }
       const stats one = summarize(ms);
-      const load_result r = run_clients(rpc(), live, kClients, seconds, false);
+      const load_result r = run_clients(b.rpc(), ex.live, kClients, o.seconds, false);
       std::printf(
           "  shadow %s: 1 client p50 %.3f ms p99 %.3f ms; %d clients %.0f predictions/s p99 "
           "%.3f ms\n",
           on ? "on " : "off", one.p50, one.p99, kClients, r.rps, r.client_ms.p99);
-      sh_p50[on].push_back(one.p50), sh_p99[on].push_back(one.p99);
-      sh_load_p99[on].push_back(r.client_ms.p99), sh_rps[on].push_back(r.rps);
+      sh.p50[on].push_back(one.p50), sh.p99[on].push_back(one.p99);
+      sh.load_p99[on].push_back(r.client_ms.p99), sh.rps[on].push_back(r.rps);
     }
-  (void)c->promote_model("late_mlp", shadow_version, "candidate");
+  (void)b.c->promote_model("late_mlp", shadow_version, "candidate");
+  return sh;
+}
 
-  // 7. Stream-following: departures ingested with nobody following (ingest alone: accepted and
-  // applied), then the node restarted with late_mlp following them: the backlog predicted (the
-  // follower alone), then as many departures again ingested while it follows (both at once).
-  // Alternating restarts; departures from the last flights loaded, new ids each round.
-  std::printf("\nstream-following vs ingest alone: %zu departures per segment\n", n_departures);
+// The monitor's saved state of late_mlp erased (state_store.h: the manifest in TSR_MONITOR).
+void forget_monitor_state(node& nd) {
+  auto bus_conn = must(bus::connect({nd.nats_url(), "bench-forget"}), "connect");
+  auto kv = must(kv_bucket::open(bus_conn->jetstream(), {"TSR_MONITOR", 0, 1, 1}), "TSR_MONITOR");
+  (void)kv->erase("late_mlp");
+}
+
+// Restarts the node on the definitions file `defs` with the prediction log on. `forget_monitor`:
+// without its saved state the monitor reads from the restart on, so that an "on" segment
+// measures keeping up, not catching up on the "off" segments' predictions.
+void restart_on(bench_node& b, const std::string& defs, bool forget_monitor = false) {
+  b.cfg.definitions = defs;
+  b.cfg.prediction_log = true;
+  restart(b, [&] {
+    if (forget_monitor) forget_monitor_state(*b.nd);  // before the stop's own save: erased after it
+  });
+}
+
+// Per round: events/s applied and predictions/s.
+struct follow_result {
+  std::vector<double> ingest_alone, follow_alone, ingest_with, follow_with;
+};
+
+// 7. Stream-following: departures ingested with nobody following (ingest alone: accepted and
+// applied), then the node restarted with late_mlp following them: the backlog predicted (the
+// follower alone), then as many departures again ingested while it follows (both at once).
+// Alternating restarts on `defs_path` and `follow_path`; departures from the last flights
+// loaded, new ids each round. Exits when a segment takes over 600 s.
+follow_result run_following(bench_node& b, const std::vector<flight>& fs,
+                            const std::string& defs_path, const std::string& follow_path,
+                            const options& o) {
+  std::printf("\nstream-following vs ingest alone: %zu departures per segment\n", o.n_departures);
   auto ingest_departures = [&](int round, int part) {
     std::vector<std::future<result<client::ingest_result>>> window;
-    const size_t base = fs.size() > n_departures ? fs.size() - n_departures : 0;
+    const size_t base = fs.size() > o.n_departures ? fs.size() - o.n_departures : 0;
     for (size_t at = base; at < fs.size(); at += 1000) {
       std::vector<client::event> evs;
       for (size_t i = at; i < std::min(fs.size(), at + 1000); ++i) {
@@ -735,7 +781,7 @@ int main(int argc, char** argv) {
                     {"destination", fs[i].destination}};
         evs.push_back(std::move(e));
       }
-      window.push_back(c->ingest_async(
+      window.push_back(b.c->ingest_async(
           "departures", std::move(evs),
           "dep-" + std::to_string(round) + "-" + std::to_string(part) + "-" + std::to_string(at)));
       if (window.size() >= 8) {
@@ -747,42 +793,22 @@ int main(int argc, char** argv) {
     return fs.size() - base;
   };
   auto follow_status = [&](uint64_t& predicted, uint64_t& dead) {
-    auto st = must(c->status(), "status");
+    auto st = must(b.c->status(), "status");
     predicted = dead = 0;
     for (auto f : st->getFollows()) predicted += f.getPredicted(), dead += f.getDeadLettered();
   };
-  // The monitor's saved state of late_mlp erased (state_store.h: the manifest in TSR_MONITOR).
-  auto forget_monitor_state = [&] {
-    auto b = must(bus::connect({nd->nats_url(), "bench-forget"}), "connect");
-    auto kv = must(kv_bucket::open(b->jetstream(), {"TSR_MONITOR", 0, 1, 1}), "TSR_MONITOR");
-    (void)kv->erase("late_mlp");
-  };
-  // forget_monitor: without its saved state the monitor reads from the restart on, so that an
-  // "on" segment measures keeping up, not catching up on the "off" segments' predictions.
-  auto restart = [&](const std::string& defs, bool forget_monitor = false) {
-    c.reset();
-    if (forget_monitor) forget_monitor_state();  // before the stop's own save: erased after it
-    nd->stop();
-    nd.reset();
-    cfg.definitions = defs;
-    cfg.prediction_log = true;
-    nd = must(node::start(cfg), "node restart");
-    c = client::connection::open(rpc());
-    if (!wait_served(*c, version, std::chrono::seconds(120)))
-      fail("the restarted node does not serve late_mlp");
-  };
-  std::vector<double> ingest_alone, follow_alone, ingest_with, follow_with;
-  for (int round = 0; round < rollout_rounds; ++round) {
-    restart(defs_path);
-    uint64_t applied0 = nd->events_applied();
-    t0 = clk::now();
+  follow_result out;
+  for (int round = 0; round < o.rollout_rounds; ++round) {
+    restart_on(b, defs_path);
+    uint64_t applied0 = b.nd->events_applied();
+    auto t0 = clk::now();
     size_t n = ingest_departures(round, 0);
-    while (nd->events_applied() < applied0 + n) {
+    while (b.nd->events_applied() < applied0 + n) {
       if (seconds_since(t0) > 600) fail("departures not applied after 600 s");
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
-    ingest_alone.push_back(static_cast<double>(n) / seconds_since(t0));
-    restart(dir + "/serving-follow.lua");
+    out.ingest_alone.push_back(static_cast<double>(n) / seconds_since(t0));
+    restart_on(b, follow_path);
     uint64_t predicted = 0, dead = 0;
     t0 = clk::now();
     for (;;) {
@@ -791,51 +817,62 @@ int main(int argc, char** argv) {
       if (seconds_since(t0) > 600) fail("backlog not predicted after 600 s");
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
-    follow_alone.push_back(static_cast<double>(n) / seconds_since(t0));
+    out.follow_alone.push_back(static_cast<double>(n) / seconds_since(t0));
     const uint64_t done0 = predicted + dead;
-    applied0 = nd->events_applied();
+    applied0 = b.nd->events_applied();
     t0 = clk::now();
     n = ingest_departures(round, 1);
     double applied_s = 0;
     for (;;) {
-      if (applied_s == 0 && nd->events_applied() >= applied0 + n) applied_s = seconds_since(t0);
+      if (applied_s == 0 && b.nd->events_applied() >= applied0 + n) applied_s = seconds_since(t0);
       follow_status(predicted, dead);
       if (applied_s > 0 && predicted + dead >= done0 + n) break;
       if (seconds_since(t0) > 600) fail("departures not predicted after 600 s");
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
-    ingest_with.push_back(static_cast<double>(n) / applied_s);
-    follow_with.push_back(static_cast<double>(n) / seconds_since(t0));
+    out.ingest_with.push_back(static_cast<double>(n) / applied_s);
+    out.follow_with.push_back(static_cast<double>(n) / seconds_since(t0));
     std::printf(
         "  round %d: ingest alone %.0f events/s applied; backlog followed %.0f predictions/s; "
         "ingest while following %.0f events/s applied, %.0f predictions/s (ingest to last "
         "prediction); dead letters %llu\n",
-        round + 1, ingest_alone.back(), follow_alone.back(), ingest_with.back(), follow_with.back(),
-        static_cast<unsigned long long>(dead));
+        round + 1, out.ingest_alone.back(), out.follow_alone.back(), out.ingest_with.back(),
+        out.follow_with.back(), static_cast<unsigned long long>(dead));
   }
+  return out;
+}
 
-  // 8. Monitoring on vs off (issue 17): on a node restarted with late_mlp monitored or not,
-  // alternating on, off, off, on, ...: the live 16-client load, then the last 3 days of flights
-  // ingested again 3 days later each segment (new events: the monitor reads them as labels),
-  // until applied.
+// Per segment, indexed by whether monitoring was on: predictions/s, p99 and ingest events/s;
+// and the monitor threads' share (%) of the CPU in the "on" segments.
+struct monitor_result {
+  std::vector<double> rps[2], p99[2], ingest[2], share;
+};
+
+// 8. Monitoring on vs off (issue 17): on a node restarted with late_mlp monitored
+// (`monitor_path`) or not (`defs_path`), alternating on, off, off, on, ...: the live 16-client
+// load, then the last 3 days of flights ingested again 3 days later each segment (new events:
+// the monitor reads them as labels), until applied (exits after 600 s).
+monitor_result run_monitoring(bench_node& b, const std::vector<flight>& fs, int64_t last,
+                              const example_set& ex, const std::string& defs_path,
+                              const std::string& monitor_path, const options& o) {
   std::printf("\nmonitoring on vs off: %d clients live, then flights ingested\n", kClients);
-  std::vector<double> mon_rps[2], mon_p99[2], mon_ingest[2], mon_share;
+  monitor_result mon;
   std::vector<const flight*> tail;
   for (auto& f : fs)
     if (f.time > last - 3 * kDay) tail.push_back(&f);
   int segment = 0;
-  for (int round = 0; round < monitor_rounds; ++round)
+  for (int round = 0; round < o.monitor_rounds; ++round)
     for (int k = 0; k < 2; ++k, ++segment) {
       const bool on = (round % 2 == 0) == (k == 0);
-      restart(on ? dir + "/serving-monitor.lua" : defs_path, true);
+      restart_on(b, on ? monitor_path : defs_path, true);
       // The monitor's own work, directly: its threads' CPU against the process's and the
       // nats-server's over the whole segment (the throughputs below vary more than the cost).
       const uint64_t mon0 = named_threads_cpu("tsr-monitor"), proc0 = process_cpu(),
                      srv0 = children_cpu();
-      const load_result r = run_clients(rpc(), live, kClients, seconds, false);
+      const load_result r = run_clients(b.rpc(), ex.live, kClients, o.seconds, false);
       const int64_t shift = 3 * kDay * (segment + 1);
-      const uint64_t applied0 = nd->events_applied();
-      t0 = clk::now();
+      const uint64_t applied0 = b.nd->events_applied();
+      auto t0 = clk::now();
       std::vector<std::future<result<client::ingest_result>>> window;
       for (size_t at = 0; at < tail.size(); at += 1000) {
         std::vector<client::event> evs;
@@ -850,15 +887,15 @@ int main(int argc, char** argv) {
           evs.push_back(std::move(e));
         }
         window.push_back(
-            c->ingest_async("flights", std::move(evs),
-                            "mon-" + std::to_string(segment) + "-" + std::to_string(at)));
+            b.c->ingest_async("flights", std::move(evs),
+                              "mon-" + std::to_string(segment) + "-" + std::to_string(at)));
         if (window.size() >= 8) {
           (void)must(window.front().get(), "ingest");
           window.erase(window.begin());
         }
       }
       for (auto& f : window) (void)must(f.get(), "ingest");
-      while (nd->events_applied() < applied0 + 2 * tail.size()) {
+      while (b.nd->events_applied() < applied0 + 2 * tail.size()) {
         if (seconds_since(t0) > 600) fail("flights not applied after 600 s");
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
       }
@@ -870,43 +907,50 @@ int main(int argc, char** argv) {
           "applied at %.0f events/s; monitor threads %.2f of %.1f CPU-s (%.1f %%)\n",
           on ? "on " : "off", kClients, r.rps, r.client_ms.p99, tail.size(), ingest_rate, mon_s,
           all_s, all_s > 0 ? 100 * mon_s / all_s : 0.0);
-      if (on) mon_share.push_back(all_s > 0 ? 100 * mon_s / all_s : 0.0);
-      mon_rps[on].push_back(r.rps), mon_p99[on].push_back(r.client_ms.p99);
-      mon_ingest[on].push_back(ingest_rate);
+      if (on) mon.share.push_back(all_s > 0 ? 100 * mon_s / all_s : 0.0);
+      mon.rps[on].push_back(r.rps), mon.p99[on].push_back(r.client_ms.p99);
+      mon.ingest[on].push_back(ingest_rate);
     }
+  return mon;
+}
 
+// The summary: each figure compared, and each goal of the issues as met or not.
+void print_summary(const options& o, const monitor_result& mon, const shadow_result& sh,
+                   const follow_result& fo, const sequential_result& seq_live,
+                   const sequential_result& seq_hist, const stats& fwd1, const load_set& loads,
+                   const log_cost& log) {
   std::printf("\nsummary\n");
-  if (monitor_rounds > 0) {
-    const double pc = 100 * (1 - median(mon_rps[1]) / median(mon_rps[0]));
-    const double ic = 100 * (1 - median(mon_ingest[1]) / median(mon_ingest[0]));
+  if (o.monitor_rounds > 0) {
+    const double pc = 100 * (1 - median(mon.rps[1]) / median(mon.rps[0]));
+    const double ic = 100 * (1 - median(mon.ingest[1]) / median(mon.ingest[0]));
     std::printf(
         "monitoring off vs on (medians of %d segments): %d clients %.0f vs %.0f predictions/s "
         "(cost %.1f %%), p99 %.3f vs %.3f ms; ingest %.0f vs %.0f events/s (cost %.1f %%)\n",
-        monitor_rounds, kClients, median(mon_rps[0]), median(mon_rps[1]), pc, median(mon_p99[0]),
-        median(mon_p99[1]), median(mon_ingest[0]), median(mon_ingest[1]), ic);
+        o.monitor_rounds, kClients, median(mon.rps[0]), median(mon.rps[1]), pc, median(mon.p99[0]),
+        median(mon.p99[1]), median(mon.ingest[0]), median(mon.ingest[1]), ic);
     std::printf(
         "goal: monitoring costs <= 10 %% of predictions/s (%.1f %%) and of ingest (%.1f %%): %s\n",
         pc, ic, verdict(pc <= 10 && ic <= 10));
     std::printf(
         "monitor threads' share of the CPU (process + nats-server) in the 'on' segments: median "
         "%.1f %%, max %.1f %% (<= 10 %%: %s)\n",
-        median(mon_share),
-        mon_share.empty() ? 0.0 : *std::max_element(mon_share.begin(), mon_share.end()),
-        verdict(!mon_share.empty() && median(mon_share) <= 10));
+        median(mon.share),
+        mon.share.empty() ? 0.0 : *std::max_element(mon.share.begin(), mon.share.end()),
+        verdict(!mon.share.empty() && median(mon.share) <= 10));
   }
   std::printf(
       "shadow off vs on (medians of %d segments): 1 client p99 %.3f vs %.3f ms (p50 %.3f vs "
       "%.3f); %d clients p99 %.3f vs %.3f ms, %.0f vs %.0f predictions/s\n",
-      rollout_rounds, median(sh_p99[0]), median(sh_p99[1]), median(sh_p50[0]), median(sh_p50[1]),
-      kClients, median(sh_load_p99[0]), median(sh_load_p99[1]), median(sh_rps[0]),
-      median(sh_rps[1]));
+      o.rollout_rounds, median(sh.p99[0]), median(sh.p99[1]), median(sh.p50[0]), median(sh.p50[1]),
+      kClients, median(sh.load_p99[0]), median(sh.load_p99[1]), median(sh.rps[0]),
+      median(sh.rps[1]));
   std::printf(
       "stream-following (medians of %d rounds): ingest alone %.0f events/s; following a "
       "backlog %.0f predictions/s (%.2fx ingest alone); ingest while following %.0f events/s, "
       "%.0f predictions/s\n",
-      rollout_rounds, median(ingest_alone), median(follow_alone),
-      median(ingest_alone) > 0 ? median(follow_alone) / median(ingest_alone) : 0,
-      median(ingest_with), median(follow_with));
+      o.rollout_rounds, median(fo.ingest_alone), median(fo.follow_alone),
+      median(fo.ingest_alone) > 0 ? median(fo.follow_alone) / median(fo.ingest_alone) : 0,
+      median(fo.ingest_with), median(fo.follow_with));
   for (const auto* s : {&seq_live, &seq_hist}) {
     const char* what = s == &seq_live ? "live" : "as of departure";
     const double bound = s->both.p99 + fwd1.p99 + 0.2;
@@ -920,9 +964,10 @@ int main(int argc, char** argv) {
         "%s)\n",
         one, fwd1.p99, one + fwd1.p99 + 0.2, verdict(s->pred.p99 <= one + fwd1.p99 + 0.2));
   }
-  for (const auto* r : {&live_b, &hist_b}) {
-    const bool is_live = r == &live_b;
-    const double un = is_live ? live_u.rps : hist_u.rps, ratio = is_live ? live_ratio : hist_ratio;
+  for (const auto* r : {&loads.live_b, &loads.hist_b}) {
+    const bool is_live = r == &loads.live_b;
+    const double un = is_live ? loads.live_u.rps : loads.hist_u.rps,
+                 ratio = is_live ? loads.live_ratio : loads.hist_ratio;
     const char* what = is_live ? "live" : "as of departure";
     std::printf(
         "goal: %d clients, %s: batched %.0f >= 3 x unbatched %.0f predictions/s "
@@ -932,14 +977,52 @@ int main(int argc, char** argv) {
                 r->client_ms.p99, verdict(r->client_ms.p99 <= 2));
   }
   std::printf("goal: prediction log costs %.1f %% of predictions/s (p99 %+.1f %%) <= 10 %%: %s\n",
-              log_cost, log_p99, verdict(log_cost <= 10));
+              log.rps_pct, log.p99_pct, verdict(log.rps_pct <= 10));
   std::printf(
       "anchors: Ray Serve adds 1-2 ms per call; Michelangelo P95 5-10 ms. Here, 1 client: "
       "predict p50 / p90 / p99 %.3f / %.3f / %.3f ms live, %.3f / %.3f / %.3f ms as of "
       "departure\n",
       seq_live.pred.p50, seq_live.pred.p90, seq_live.pred.p99, seq_hist.pred.p50, seq_hist.pred.p90,
       seq_hist.pred.p99);
-  c.reset();
-  nd->stop();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress as it happens, also into a file
+  const options o = parse_options(argc, argv);
+
+  const std::string dir = "/tmp/tessera-bench-predict";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  const std::vector<flight> fs = bench_flights(o.max_flights);
+  int64_t first = fs.front().time, last = fs.front().time;
+  for (auto& f : fs) first = std::min(first, f.time), last = std::max(last, f.time);
+  const std::string defs_path = must(serving_definitions(dir, first, last), "definitions");
+
+  bench_node b;
+  b.cfg.data_dir = dir + "/node";
+  b.cfg.rpc = "127.0.0.1:0";
+  b.cfg.definitions = defs_path;
+  b.nd = must(node::start(b.cfg), "node start");
+  b.c = client::connection::open(b.rpc());
+
+  ingest_replay(b, fs, first, last);
+  const trained_model model = train_and_serve(b);
+  const example_set ex = choose_examples(b, fs, last);
+  const std::vector<float> rows = model_inputs(b, ex.hist);
+  const sequential_result seq_hist = run_sequential(b, ex, ex.hist, false, o.calls);
+  const sequential_result seq_live = run_sequential(b, ex, ex.live, true, o.calls);
+  const load_set loads = run_loads(b, ex, o.seconds);
+  const stats fwd1 = run_forward(model, rows, loads, o.calls);
+  const log_cost log = run_log_on_off(b, ex, o);
+  const shadow_result sh = run_shadow(b, model, ex, o);
+  const follow_result fo = run_following(b, fs, defs_path, dir + "/serving-follow.lua", o);
+  const monitor_result mon =
+      run_monitoring(b, fs, last, ex, defs_path, dir + "/serving-monitor.lua", o);
+
+  print_summary(o, mon, sh, fo, seq_live, seq_hist, fwd1, loads, log);
+  b.c.reset();
+  b.nd->stop();
   return 0;
 }
