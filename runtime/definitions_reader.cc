@@ -281,7 +281,22 @@ result<std::shared_ptr<const definitions>> definitions_builder::build(const std:
   if (auto st = (*host)->run(source, chunk, kMaxInstructions); !st)
     return make_error(st.error_message());
   lua_State* L = (*host)->state();
+  // Reading runs no code of the file's but its tables' metamethods (setmetatable is there):
+  // those run protected and bounded, as the chunk did.
+  result<std::shared_ptr<const definitions>> out = make_error(chunk + ": nothing read");
+  auto read = [&] {
+    try {
+      out = read_all(L, chunk);
+    } catch (const std::exception& e) {
+      out = make_error(chunk + ": " + e.what());
+    }
+  };
+  if (auto st = (*host)->call(read, kMaxInstructions); !st) return make_error(st.error_message());
+  return out;
+}
 
+result<std::shared_ptr<const definitions>> definitions_builder::read_all(lua_State* L,
+                                                                         const std::string& chunk) {
   auto defs = std::make_shared<definitions>();
   lua_getglobal(L, "__tessera_decl");
   int decl = lua_gettop(L);

@@ -32,6 +32,9 @@ class definitions_builder {
   using where_fn = std::function<std::string(int)>;
 
  private:
+  // Reads every declaration the chunk `chunk` left in `L` (inside lua_host::call).
+  static result<std::shared_ptr<const definitions>> read_all(lua_State* L,
+                                                             const std::string& chunk);
   // Each reads the list <kind> of the registry table at `decl` (what the prelude's stream{...},
   // entity{...}, ... appended), checks every entry against what `defs` already holds and appends
   // it to `defs`. The error is the first problem found, prefixed by where().

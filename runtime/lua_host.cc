@@ -79,6 +79,43 @@ status lua_host::run(const std::string& source, const std::string& chunk_name,
   return ok_status();
 }
 
+status lua_host::call(const std::function<void()>& fn, int max_instructions) {
+  struct frame {
+    const std::function<void()>* fn;
+    std::string error;  // a C++ exception's
+  } f{&fn, {}};
+  lua_sethook(
+      L_,
+      [](lua_State* l, lua_Debug*) {
+        luaL_error(l, "definitions took too long (instruction limit)");
+      },
+      LUA_MASKCOUNT, max_instructions);
+  lua_pushcfunction(L_, [](lua_State* l) -> int {
+    auto* f = static_cast<frame*>(lua_touserdata(l, 1));
+    lua_settop(l, 0);
+    // Only C++ exceptions: a Lua error (thrown as Lua's own type in this C++ build of Lua) must
+    // reach the protected call.
+    try {
+      (*f->fn)();
+    } catch (const std::exception& e) {
+      f->error = e.what();
+      if (f->error.empty()) f->error = "error";
+    }
+    return 0;
+  });
+  lua_pushlightuserdata(L_, &f);
+  const int rc = lua_pcall(L_, 1, 0, 0);
+  lua_sethook(L_, nullptr, 0, 0);
+  if (rc != LUA_OK) {
+    const char* m = lua_tostring(L_, -1);
+    std::string msg = m ? m : "a Lua error whose value is not a string";
+    lua_settop(L_, 0);
+    return make_error(msg);
+  }
+  if (!f.error.empty()) return make_error(f.error);
+  return ok_status();
+}
+
 namespace lua {
 
 std::string str_field(lua_State* L, int idx, const char* key, const std::string& def) {

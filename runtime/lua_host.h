@@ -7,11 +7,11 @@
 // instruction limit, so a definitions file cannot hang the node.
 //
 // Lifecycle: owned by whoever loads a file, for that one load; closes its state when destroyed.
-// Threads: one thread at a time (a lua_State is not thread-safe). A Lua error outside a
-// protected call (a table reader given something that is not a table) unwinds as Lua does;
-// callers keep their reads inside a try block (definitions::load_string does).
+// Threads: one thread at a time (a lua_State is not thread-safe). Outside a protected call a
+// Lua error panics and aborts the process: read the tables a chunk left inside call().
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <memory>
 #include <string>
@@ -46,6 +46,11 @@ class lua_host {
   // Past `max_instructions` VM instructions it fails with "definitions took too long
   // (instruction limit)". The error is Lua's message.
   status run(const std::string& source, const std::string& chunk_name, int max_instructions);
+  // Runs `fn`, which reads the state through the C API, inside a protected call: a Lua error it
+  // meets (a metamethod of the file's tables that raises, runs out of memory, or runs past
+  // `max_instructions`) ends it and is the error returned, instead of Lua's panic and abort. A
+  // std::exception out of `fn` is returned as an error too. `fn` starts on an empty stack.
+  status call(const std::function<void()>& fn, int max_instructions);
 
  private:
   explicit lua_host(lua_State* L) : L_(L) {}

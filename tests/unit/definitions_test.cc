@@ -95,6 +95,31 @@ TEST(Definitions, SandboxHasNoIoAndBoundsWork) {
   EXPECT_NE(error_of("error('custom failure')").find("custom failure"), std::string::npos);
 }
 
+// Reading the declared tables runs their metamethods: one that raises, or never ends, is an
+// error naming it (it used to be a Lua panic that aborted the process), and one that supplies a
+// value is honoured.
+TEST(Definitions, MetamethodsOfDeclaredTablesAreBoundedAndTheirErrorsReported) {
+  const std::string fields =
+      R"(fields = { date = "timestamp", delay = "float", origin = "text", destination = "text" })";
+  auto with_index = [&](const std::string& index) {
+    return "stream(setmetatable({ name = 'flights', time_field = 'date', " + fields +
+           " }, { __index = " + index + " }))\nentity { name = 'origin', key = 'origin' }\n";
+  };
+  std::string raised = error_of(with_index("function(_, k) error('no default for ' .. k) end"));
+  EXPECT_NE(raised.find("no default for"), std::string::npos) << raised;
+  EXPECT_NE(raised.find("defs.lua:1:"), std::string::npos) << raised;
+  std::string looped = error_of(with_index("function() while true do end end"));
+  EXPECT_NE(looped.find("instruction limit"), std::string::npos) << looped;
+  std::string not_text = error_of(with_index("function() error({}) end"));
+  EXPECT_NE(not_text.find("not a string"), std::string::npos) << not_text;
+  auto r = definitions::load_string("stream(setmetatable({ name = 'flights', " + fields +
+                                        " }, { __index = { time_field = 'date' } }))\nentity { "
+                                        "name = 'origin', key = 'origin' }\n",
+                                    "defs.lua");
+  ASSERT_TRUE(r.ok()) << r.error_message();
+  EXPECT_EQ((*r)->find_stream("flights")->time_field, "date");
+}
+
 }  // namespace tessera
 
 namespace tessera {
