@@ -185,7 +185,6 @@ struct quality_service::monitored {
       key += "@" + std::to_string(r.prediction_time);
       join.prediction(key, model->name, r.version, r.stage, r.score, r.prediction_time, out);
     }
-    for (auto& d : drifts) d->advance(predicted_until);
     add(out);
   }
   // The logged vector and score into the drift windows of its version (whose reference is read
@@ -193,8 +192,14 @@ struct quality_service::monitored {
   void on_vector(const monitoring::logged_prediction& r) {
     if (drifts.empty() || r.version == 0 || r.prediction_time <= 0) return;
     if (!drifts.front()->knows(r.version)) load_reference(r.version);
-    for (auto& d : drifts) d->add(r.version, r.prediction_time, r.vector, r.score);
     predicted_until = std::max(predicted_until, r.prediction_time);
+    // Each step's boundary is tested as the predictions cross it, however many a prediction-log
+    // message holds: advanced once per message, a monitor that fell behind (the log batches
+    // more under load) tested only the last boundary of each message and skipped the others.
+    for (auto& d : drifts) {
+      d->add(r.version, r.prediction_time, r.vector, r.score);
+      d->advance(predicted_until);
+    }
   }
   void load_reference(uint32_t version) {
     auto rec = registry->show(model->name, version);
