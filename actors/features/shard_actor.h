@@ -59,6 +59,10 @@ struct shard_state {
   // A pull ended on its byte limit with nothing delivered: the next message is larger than a
   // pull may ask for, so the next pull fetches that one alone, without a limit.
   bool oversized_next = false;
+  // For the watchdog's warning: pulls sent and ends received since the consumer opened, and
+  // the last end's status and description.
+  uint64_t pulls_sent = 0, pull_ends = 0;
+  std::string last_end;
   std::unique_ptr<bus::inbox> inbox;
   // Each re-created consumer gets a fresh inbox; deliveries of an older one (late answers to
   // old pulls, possibly out of order with the new consumer's) are dropped by generation, so

@@ -36,6 +36,8 @@ void shard_open_consumer(shard_self self) {
   s.inbox.reset();
   s.pulls.clear();
   s.pending.clear();
+  s.pulls_sent = s.pull_ends = 0;
+  s.last_end.clear();
   // A store written by an older Tessera kept window records beside the log: upgrade it once.
   // (New definitions need nothing: windows are loaded from the log in the plan's layout.)
   if (auto upgraded = s.ctx->db->ensure_layout(s.id, *s.plan); !upgraded)
@@ -119,13 +121,15 @@ void shard_pull(shard_self self) {
   if (s.oversized_next) asked = 1, max_bytes = 0, s.oversized_next = false;
   uint64_t no = s.ctx->nats->pull(s.id.stream, s.id.kind, s.id.shard, *s.inbox, asked, max_bytes,
                                   kPullExpiresMs);
-  if (no) s.pulls[no] = {asked, asked, now};
+  if (no) s.pulls[no] = {asked, asked, now}, ++s.pulls_sent;
 }
 
 void shard_on_delivery(shard_self self, delivery& d) {
   auto& s = self->state;
   if (d.inbox_gen != s.inbox_gen || !s.inbox) return;  // from a replaced consumer
   if (d.end) {
+    ++s.pull_ends;
+    s.last_end = d.status + (d.description.empty() ? "" : " " + d.description);
     auto p = s.pulls.find(d.pull_no);
     if (p == s.pulls.end()) return;
     const bool delivered_none = p->second.remaining == p->second.asked;
@@ -211,6 +215,11 @@ void shard_on_watchdog(shard_self self, int64_t pending, int64_t last, const std
                     static_cast<uint64_t>(last) > s.meta.applied_seq && !s.applying &&
                     s.pending.empty();
   if (!lost && pending == 0 && error.empty()) return;
+  int credit = 0;
+  for (auto& [no, p] : s.pulls) credit += p.remaining;
+  const std::string pulls = fmt::format(
+      " ({} pulls sent, {} ended{}{}; {} out with credit {})", s.pulls_sent, s.pull_ends,
+      s.last_end.empty() ? "" : ", the last with ", s.last_end, s.pulls.size(), credit);
   shard_warn_limited(
       self, "consumer stalled",
       !error.empty() ? "consumer unreachable (" + error + "); re-creating it"
@@ -218,7 +227,8 @@ void shard_on_watchdog(shard_self self, int64_t pending, int64_t last, const std
                    std::to_string(s.meta.applied_seq) +
                    " is the last applied and the consumer has nothing pending; re-creating it"
              : std::to_string(pending) + " messages wait but none arrived for " +
-                   std::to_string(kWatchdogSilence.count()) + " s; re-creating the consumer");
+                   std::to_string(kWatchdogSilence.count()) + " s" + pulls +
+                   "; re-creating the consumer");
   s.ready = false;  // shard_open_consumer drops the old inbox, pulls and pending deliveries
   self->send(self, init_atom::value);
 }
