@@ -247,30 +247,12 @@ bool valid_name(const std::string& s) {
 
 status definitions_builder::read_streams(lua_State* L, int decl, definitions& defs,
                                          const where_fn& where) {
-  lua_getfield(L, decl, "streams");
-  for (lua_Integer i = 1, n = luaL_len(L, -1); i <= n; ++i) {
-    lua_geti(L, -1, i);
-    stream_def s;
-    if (auto st = read_stream(L, lua_gettop(L), defs, where, s); !st) return st;
-    defs.streams_.push_back(std::move(s));
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
-  return ok_status();
+  return read_each(L, decl, "streams", defs, where, read_stream, defs.streams_);
 }
 
 status definitions_builder::read_entities(lua_State* L, int decl, definitions& defs,
                                           const where_fn& where) {
-  lua_getfield(L, decl, "entities");
-  for (lua_Integer i = 1, n = luaL_len(L, -1); i <= n; ++i) {
-    lua_geti(L, -1, i);
-    entity_def e;
-    if (auto st = read_entity(L, lua_gettop(L), defs, where, e); !st) return st;
-    defs.entities_.push_back(std::move(e));
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
-  return ok_status();
+  return read_each(L, decl, "entities", defs, where, read_entity, defs.entities_);
 }
 
 result<std::shared_ptr<const definitions>> definitions_builder::build(const std::string& source,

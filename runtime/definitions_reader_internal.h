@@ -11,12 +11,31 @@
 #include <memory>
 #include <string>
 
+#include <lua.hpp>
+
 #include "definitions.h"
 #include "tessera/result.h"
 
-struct lua_State;
-
 namespace tessera {
+
+// Reads the list `name` of the registry table at `decl` (what the prelude's stream{...},
+// entity{...}, ... appended) one declaration at a time: `read_one(L, index, defs, where, item)`
+// checks the table at `index` against what `defs` already holds; each item is appended to
+// `out` before the next is read. Stops at the first error.
+template <typename T, typename Read>
+status read_each(lua_State* L, int decl, const char* name, definitions& defs,
+                 const std::function<std::string(int)>& where, Read read_one, std::vector<T>& out) {
+  lua_getfield(L, decl, name);
+  for (lua_Integer i = 1, n = luaL_len(L, -1); i <= n; ++i) {
+    lua_geti(L, -1, i);
+    T item;
+    if (auto st = read_one(L, lua_gettop(L), defs, where, item); !st) return st;
+    out.push_back(std::move(item));
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return ok_status();
+}
 
 // Reads the declarations in dependency order: streams, entities, views, then the storage plan
 // (definitions::finish), then labels (which name views and plans) and models (which name labels).

@@ -114,16 +114,7 @@ status read_label(lua_State* L, int t, const definitions& defs, const where_fn& 
 
 status definitions_builder::read_labels(lua_State* L, int decl, definitions& defs,
                                         const where_fn& where) {
-  lua_getfield(L, decl, "labels");
-  for (lua_Integer i = 1, n = luaL_len(L, -1); i <= n; ++i) {
-    lua_geti(L, -1, i);
-    label_def l;
-    if (auto st = read_label(L, lua_gettop(L), defs, where, l); !st) return st;
-    defs.labels_.push_back(std::move(l));
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
-  return ok_status();
+  return read_each(L, decl, "labels", defs, where, read_label, defs.labels_);
 }
 
 }  // namespace tessera

@@ -345,15 +345,7 @@ status check_model_cycles(const definitions& defs) {
 
 status definitions_builder::read_models(lua_State* L, int decl, definitions& defs,
                                         const where_fn& where) {
-  lua_getfield(L, decl, "models");
-  for (lua_Integer i = 1, n = luaL_len(L, -1); i <= n; ++i) {
-    lua_geti(L, -1, i);
-    model_def m;
-    if (auto st = read_model(L, lua_gettop(L), defs, where, m); !st) return st;
-    defs.models_.push_back(std::move(m));
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
+  if (auto st = read_each(L, decl, "models", defs, where, read_model, defs.models_); !st) return st;
   // The links between models, once all are read: chained inputs first, then fallbacks and cycles.
   if (auto st = check_chained_inputs(defs); !st) return st;
   return check_model_cycles(defs);

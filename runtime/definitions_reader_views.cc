@@ -165,16 +165,7 @@ status read_view(lua_State* L, int t, const definitions& defs, const where_fn& w
 
 status definitions_builder::read_views(lua_State* L, int decl, definitions& defs,
                                        const where_fn& where) {
-  lua_getfield(L, decl, "views");
-  for (lua_Integer i = 1, n = luaL_len(L, -1); i <= n; ++i) {
-    lua_geti(L, -1, i);
-    view_def v;
-    if (auto st = read_view(L, lua_gettop(L), defs, where, v); !st) return st;
-    defs.views_.push_back(std::move(v));
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
-  return ok_status();
+  return read_each(L, decl, "views", defs, where, read_view, defs.views_);
 }
 
 }  // namespace tessera
