@@ -180,10 +180,7 @@ status read_stream_limits(lua_State* L, int t, const where_fn& where, stream_def
 // may not repeat).
 status read_stream(lua_State* L, int t, const definitions& defs, const where_fn& where,
                    stream_def& s) {
-  s.name = str_field(L, t, "name");
-  if (!valid_name(s.name))
-    return make_error(where(t) + "stream needs a name of letters, digits and _ (got '" + s.name +
-                      "')");
+  if (auto st = read_name(L, t, "stream", where, s.name); !st) return st;
   if (auto bad = unknown_keys(L, t,
                               {"name", "time_field", "fields", "derive", "max_age",
                                "duplicate_window", "offline_retention", "clock", "max_future",
@@ -212,10 +209,7 @@ status read_stream(lua_State* L, int t, const definitions& defs, const where_fn&
 // `defs` holds the entities read before it (a name may not repeat).
 status read_entity(lua_State* L, int t, const definitions& defs, const where_fn& where,
                    entity_def& e) {
-  e.name = str_field(L, t, "name");
-  if (!valid_name(e.name))
-    return make_error(where(t) + "entity needs a name of letters, digits and _ (got '" + e.name +
-                      "')");
+  if (auto st = read_name(L, t, "entity", where, e.name); !st) return st;
   if (auto bad = unknown_keys(L, t, {"name", "key"}); !bad.empty())
     return make_error(where(t) + "entity " + e.name + ": unknown key(s) " + bad);
   if (defs.find_entity(e.name)) return make_error(where(t) + "entity " + e.name + " defined twice");
@@ -243,6 +237,15 @@ bool valid_name(const std::string& s) {
   for (char c : s)
     if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_')) return false;
   return !std::isdigit(static_cast<unsigned char>(s[0]));
+}
+
+status read_name(lua_State* L, int t, const char* kind,
+                 const std::function<std::string(int)>& where, std::string& name) {
+  name = str_field(L, t, "name");
+  if (!valid_name(name))
+    return make_error(where(t) + kind + " needs a name of letters, digits and _ (got '" + name +
+                      "')");
+  return ok_status();
 }
 
 status definitions_builder::read_streams(lua_State* L, int decl, definitions& defs,

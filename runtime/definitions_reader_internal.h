@@ -74,6 +74,10 @@ class definitions_builder {
 // Whether `s` may name a declaration or a field: 1 to 64 letters, digits and _, not starting with
 // a digit.
 bool valid_name(const std::string& s);
+// The `name` of the declaration table at `t` into `name`; an error naming the kind ("stream",
+// "view", ...) and where it is declared when it is not letters, digits and _.
+status read_name(lua_State* L, int t, const char* kind,
+                 const std::function<std::string(int)>& where, std::string& name);
 
 // model { monitor = { ... } } of the model table at `model_table` into `out` (left as it is when
 // the model has no monitor); errors are prefixed by `where` (definitions_monitor.cc).

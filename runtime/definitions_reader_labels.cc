@@ -57,11 +57,8 @@ status read_on_demand(lua_State* L, int t, const stream_def& s, const std::strin
 // on-demand features and snapshot. `defs` holds the plans and the labels read before it.
 status read_label(lua_State* L, int t, const definitions& defs, const where_fn& where,
                   label_def& l) {
-  l.name = str_field(L, t, "name");
+  if (auto st = read_name(L, t, "label", where, l.name); !st) return st;
   std::string w = where(t) + "label " + l.name + ": ";
-  if (!valid_name(l.name))
-    return make_error(where(t) + "label needs a name of letters, digits and _ (got '" + l.name +
-                      "')");
   if (auto bad = unknown_keys(L, t,
                               {"name", "stream", "entity", "value", "prediction_time", "features",
                                "on_demand", "snapshot"});

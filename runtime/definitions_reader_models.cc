@@ -231,11 +231,8 @@ status read_split(lua_State* L, int t, const std::string& w, model_def& m) {
 // and the models read before it (a name may not repeat).
 status read_model(lua_State* L, int t, const definitions& defs, const where_fn& where,
                   model_def& m) {
-  m.name = str_field(L, t, "name");
+  if (auto st = read_name(L, t, "model", where, m.name); !st) return st;
   std::string w = where(t) + "model " + m.name + ": ";
-  if (!valid_name(m.name))
-    return make_error(where(t) + "model needs a name of letters, digits and _ (got '" + m.name +
-                      "')");
   if (auto bad =
           unknown_keys(L, t,
                        {"name", "label", "kind", "hidden", "epochs", "batch_size", "learning_rate",

@@ -126,10 +126,7 @@ status read_features(lua_State* L, int t, const stream_def& s, const where_fn& w
 // ttl and as_of_horizon (default: its longest window) and features. `defs` holds the streams,
 // the entities and the views read before it (a name and version may not repeat).
 status read_view(lua_State* L, int t, const definitions& defs, const where_fn& where, view_def& v) {
-  v.name = str_field(L, t, "name");
-  if (!valid_name(v.name))
-    return make_error(where(t) + "view needs a name of letters, digits and _ (got '" + v.name +
-                      "')");
+  if (auto st = read_name(L, t, "view", where, v.name); !st) return st;
   if (auto bad = unknown_keys(
           L, t, {"name", "version", "entity", "stream", "ttl", "as_of_horizon", "features"});
       !bad.empty())
